@@ -1,0 +1,60 @@
+//! Host side of `latchkey:workflow/credentials`.
+
+use super::CredentialHandle;
+use crate::audit::AuditEvent;
+use crate::bindings::wit_credentials::{self, Error};
+use crate::resolve::{self, ResolveError};
+use crate::sandbox::HostState;
+use crate::secret::CredentialKey;
+use wasmtime::component::Resource;
+
+impl wit_credentials::Host for HostState {
+    fn get(&mut self, key: String) -> wasmtime::Result<Result<Resource<CredentialHandle>, Error>> {
+        let key = match CredentialKey::new(&key) {
+            Ok(k) => k,
+            Err(e) => return Ok(Err(Error::InvalidKey(e.to_string()))),
+        };
+        if self.live_handles >= self.limits().max_handles {
+            return Ok(Err(Error::TooManyHandles));
+        }
+        match resolve::resolve(&self.shared.store, &self.ctx, &key) {
+            Ok(resolved) => {
+                self.audit(
+                    AuditEvent::Resolve,
+                    &key,
+                    Some(&resolved),
+                    None,
+                    None,
+                    "ok".into(),
+                );
+                self.note_resolved(&key, &resolved);
+                let handle = self.table.push(CredentialHandle { key })?;
+                self.live_handles += 1;
+                Ok(Ok(handle))
+            }
+            Err(e) => {
+                let outcome = e.to_string();
+                self.audit(AuditEvent::ResolveDenied, &key, None, None, None, outcome);
+                match e {
+                    // A damaged store is the operator's problem, not the guest's: trap.
+                    ResolveError::Store(err) => Err(wasmtime::Error::msg(format!(
+                        "credential store failure: {err}"
+                    ))),
+                    _ => Ok(Err(Error::MissingCredential(key.to_string()))),
+                }
+            }
+        }
+    }
+}
+
+impl wit_credentials::HostCredential for HostState {
+    fn key(&mut self, handle: Resource<CredentialHandle>) -> wasmtime::Result<String> {
+        Ok(self.table.get(&handle)?.key.to_string())
+    }
+
+    fn drop(&mut self, handle: Resource<CredentialHandle>) -> wasmtime::Result<()> {
+        self.table.delete(handle)?;
+        self.live_handles = self.live_handles.saturating_sub(1);
+        Ok(())
+    }
+}

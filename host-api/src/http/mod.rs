@@ -1,0 +1,81 @@
+//! The WIT `http` interface: the only way out of the sandbox.
+//!
+//! `host.rs` implements `fetch`: validate → resolve and check every credential against its
+//! binding → inject → send → scrub. This file builds the one HTTP client a runtime shares:
+//! rustls, no redirects, no proxies, and a resolver that checks every address.
+
+mod host;
+pub(crate) mod scrub;
+
+use crate::policy::AddressPolicy;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A destination refused after DNS resolution (or as an IP literal).
+#[derive(Debug, thiserror::Error)]
+#[error("destination {host} refused: it resolves to a {reason} address")]
+pub(crate) struct DestinationRefused {
+    pub host: String,
+    pub reason: &'static str,
+}
+
+/// Resolves names with the system resolver and keeps only addresses the policy allows.
+/// The client connects to what this returns, so the checked address is the one used.
+struct CheckedResolver {
+    policy: AddressPolicy,
+}
+
+impl reqwest::dns::Resolve for CheckedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let policy = self.policy;
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let mut allowed = Vec::new();
+            let mut refused = None;
+            for a in addrs {
+                match policy.check(a.ip()) {
+                    Ok(()) => allowed.push(a),
+                    Err(reason) => refused = Some(reason),
+                }
+            }
+            if allowed.is_empty() {
+                let reason = refused.unwrap_or("unresolvable");
+                return Err(Box::new(DestinationRefused { host, reason })
+                    as Box<dyn std::error::Error + Send + Sync>);
+            }
+            // A name with both public and internal addresses is refused outright: which
+            // one the client would pick is not ours to guess.
+            if let Some(reason) = refused {
+                return Err(Box::new(DestinationRefused { host, reason })
+                    as Box<dyn std::error::Error + Send + Sync>);
+            }
+            Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// Why the HTTP client could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("could not build the HTTP client: {0}")]
+pub struct ClientError(String);
+
+/// Builds the shared client.
+pub(crate) fn build_client(
+    policy: AddressPolicy,
+    connect_timeout: Duration,
+) -> Result<reqwest::Client, ClientError> {
+    // reqwest is built without a default crypto provider (ring instead of aws-lc-rs, for
+    // build time); install ring once per process. Err means one is installed already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .dns_resolver(Arc::new(CheckedResolver { policy }))
+        .connect_timeout(connect_timeout)
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| ClientError(e.to_string()))
+}

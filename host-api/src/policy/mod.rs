@@ -1,0 +1,11 @@
+//! Pure policy: which destinations and request locations a credential may be sent to, and
+//! which network addresses a request may reach. No I/O and no wasmtime here, so every rule
+//! is unit-tested with `accepts_*` / `rejects_*` tests beside it.
+
+mod address;
+mod binding;
+mod host;
+
+pub use address::{AddressPolicy, forbidden_reason};
+pub use binding::{Binding, BindingError, Destination, InjectLocation};
+pub use host::{HostPattern, PatternError, canonical_host};

@@ -1,0 +1,290 @@
+//! Resolution: which stored secret a step gets for a key.
+//!
+//! The seeds describe three tiers (seed 000: your keys > builder's keys > platform keys) and
+//! two scopes (seed 002: a workflow-scoped credential overrides the workspace's). DESIGN.md
+//! reconciles them into one order, walked until the first hit:
+//!
+//! 1. the user's own key for this workflow   ([`Tier::UserWorkflow`])
+//! 2. the user's personal key                ([`Tier::User`])
+//! 3. the workflow's key                     ([`Tier::Workflow`])
+//! 4. the workspace's key                    ([`Tier::Workspace`])
+//! 5. the builder's key for this workflow    ([`Tier::Builder`])
+//! 6. the platform's key                     ([`Tier::Platform`])
+//!
+//! A workflow may declare another order; a step may pin a key to tiers (seed 000's per-node
+//! choice: "Node B uses the builder's key"). Before any lookup, the workflow's and the
+//! step's allowlists are checked (seed 002: a key not on the allowlist fails with
+//! `missing_credential` even if it exists). A secret whose integration type the step does
+//! not declare is invisible to it (seed 003). Only metadata is read here; the value is
+//! decrypted at injection time, by the HTTP host, on every call.
+
+use crate::secret::{CredentialKey, SecretValue};
+use crate::store::{Scope, SecretMeta, SecretStore, StoreError};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+/// A place in the resolution order.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Tier {
+    /// The invoking user's key for this workflow.
+    UserWorkflow,
+    /// The invoking user's personal key.
+    User,
+    /// The workflow's key.
+    Workflow,
+    /// The workspace's key.
+    Workspace,
+    /// The workflow builder's key for this workflow.
+    Builder,
+    /// The platform's fallback key.
+    Platform,
+}
+
+/// DESIGN.md's default order.
+pub const DEFAULT_ORDER: [Tier; 6] = [
+    Tier::UserWorkflow,
+    Tier::User,
+    Tier::Workflow,
+    Tier::Workspace,
+    Tier::Builder,
+    Tier::Platform,
+];
+
+impl Tier {
+    /// The tier's name as written in manifests and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Tier::UserWorkflow => "user-workflow",
+            Tier::User => "user",
+            Tier::Workflow => "workflow",
+            Tier::Workspace => "workspace",
+            Tier::Builder => "builder",
+            Tier::Platform => "platform",
+        }
+    }
+
+    /// Parses a tier name.
+    pub fn parse(s: &str) -> Option<Tier> {
+        DEFAULT_ORDER.into_iter().find(|t| t.name() == s)
+    }
+
+    /// Parses a pin as written in a manifest: a tier name, or `user` meaning both of the
+    /// user's tiers (seed 000's "Your Key").
+    pub fn parse_pin(s: &str) -> Option<Vec<Tier>> {
+        match s {
+            "user" | "yours" => Some(vec![Tier::UserWorkflow, Tier::User]),
+            other => Tier::parse(other).map(|t| vec![t]),
+        }
+    }
+}
+
+impl fmt::Display for Tier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What one step may resolve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepPolicy {
+    /// Step name (for reports and the audit trail).
+    pub name: String,
+    /// Integration types the step declares; only secrets of these types resolve.
+    pub integrations: BTreeSet<String>,
+    /// If set, only these keys resolve for this step.
+    pub allowlist: Option<BTreeSet<CredentialKey>>,
+    /// Keys pinned to specific tiers, tried in the given order instead of the workflow's.
+    pub pins: BTreeMap<CredentialKey, Vec<Tier>>,
+}
+
+/// Who runs what: everything resolution needs to know about a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunContext {
+    /// Identifies the run in the audit trail.
+    pub run_id: String,
+    /// Workspace of the workflow.
+    pub workspace: String,
+    /// Workflow name.
+    pub workflow: String,
+    /// The invoking user.
+    pub user: String,
+    /// The workflow's builder, if it has one.
+    pub builder: Option<String>,
+    /// Resolution order for this workflow.
+    pub order: Vec<Tier>,
+    /// The workflow's allowlist, if it declares one.
+    pub workflow_allowlist: Option<BTreeSet<CredentialKey>>,
+    /// The step being run.
+    pub step: StepPolicy,
+}
+
+impl RunContext {
+    /// A one-step run of workflow `workflow` in `workspace` by `user`: default order, no
+    /// allowlist, integration type `http`.
+    pub fn single_step(workspace: &str, workflow: &str, user: &str) -> Self {
+        RunContext {
+            run_id: new_run_id(),
+            workspace: workspace.to_owned(),
+            workflow: workflow.to_owned(),
+            user: user.to_owned(),
+            builder: None,
+            order: DEFAULT_ORDER.to_vec(),
+            workflow_allowlist: None,
+            step: StepPolicy {
+                name: workflow.to_owned(),
+                integrations: BTreeSet::from(["http".to_owned()]),
+                allowlist: None,
+                pins: BTreeMap::new(),
+            },
+        }
+    }
+
+    /// The scope a tier stands for in this run; `None` for the builder tier of a workflow
+    /// without a builder.
+    pub fn scope_for(&self, tier: Tier) -> Option<Scope> {
+        let (ws, wf) = (self.workspace.clone(), self.workflow.clone());
+        Some(match tier {
+            Tier::UserWorkflow => Scope::UserWorkflow {
+                user: self.user.clone(),
+                workspace: ws,
+                workflow: wf,
+            },
+            Tier::User => Scope::User {
+                user: self.user.clone(),
+            },
+            Tier::Workflow => Scope::Workflow {
+                workspace: ws,
+                workflow: wf,
+            },
+            Tier::Workspace => Scope::Workspace { workspace: ws },
+            Tier::Builder => Scope::BuilderWorkflow {
+                builder: self.builder.clone()?,
+                workspace: ws,
+                workflow: wf,
+            },
+            Tier::Platform => Scope::Platform,
+        })
+    }
+}
+
+/// A fresh run id: time and randomness, unique enough for an audit trail.
+pub fn new_run_id() -> String {
+    let mut r = [0u8; 4];
+    let _ = getrandom::fill(&mut r);
+    format!("run-{}-{}", crate::store::unix_millis(), hex::encode(r))
+}
+
+/// The secret a key resolved to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    /// The tier that supplied it.
+    pub tier: Tier,
+    /// Its metadata (scope, binding, integration, version).
+    pub meta: SecretMeta,
+}
+
+/// Why a key did not resolve. The guest only ever sees "missing credential"; the reason
+/// is for the operator (`latchkey check`, the audit trail).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ResolveError {
+    /// No visible secret with this key in any tier tried.
+    #[error(
+        "missing_credential: no secret {key} is available to step {step} (looked in: {looked})"
+    )]
+    Missing {
+        /// The key.
+        key: String,
+        /// The step.
+        step: String,
+        /// Tiers and scopes tried, and secrets skipped for their integration type.
+        looked: String,
+    },
+    /// Not on the workflow's or step's allowlist.
+    #[error("missing_credential: {key} is not on the {which} allowlist")]
+    NotAllowed {
+        /// The key.
+        key: String,
+        /// `workflow` or `step`.
+        which: &'static str,
+    },
+    /// The store failed or a record is damaged. Resolution stops rather than falling
+    /// through to a lower tier: a damaged user key must not silently become the platform's.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Resolves `key` for the step in `ctx` (metadata only, no decryption).
+pub fn resolve(
+    store: &SecretStore,
+    ctx: &RunContext,
+    key: &CredentialKey,
+) -> Result<Resolved, ResolveError> {
+    if let Some(list) = &ctx.workflow_allowlist {
+        if !list.contains(key) {
+            return Err(ResolveError::NotAllowed {
+                key: key.to_string(),
+                which: "workflow",
+            });
+        }
+    }
+    if let Some(list) = &ctx.step.allowlist {
+        if !list.contains(key) {
+            return Err(ResolveError::NotAllowed {
+                key: key.to_string(),
+                which: "step",
+            });
+        }
+    }
+    let order = ctx.step.pins.get(key).unwrap_or(&ctx.order);
+    let mut looked = Vec::new();
+    for &tier in order {
+        let Some(scope) = ctx.scope_for(tier) else {
+            looked.push(format!("{tier} (no builder)"));
+            continue;
+        };
+        match store.meta(&scope, key)? {
+            Some(meta) if ctx.step.integrations.contains(&meta.integration) => {
+                return Ok(Resolved { tier, meta });
+            }
+            Some(meta) => looked.push(format!(
+                "{scope} (integration {} not declared by the step)",
+                meta.integration
+            )),
+            None => looked.push(scope.to_string()),
+        }
+    }
+    Err(ResolveError::Missing {
+        key: key.to_string(),
+        step: ctx.step.name.clone(),
+        looked: looked.join(", "),
+    })
+}
+
+/// Resolves and decrypts, for injection. The record read is the one resolution found; if
+/// it was deleted in between, that is reported as missing.
+pub(crate) fn resolve_value(
+    store: &SecretStore,
+    ctx: &RunContext,
+    key: &CredentialKey,
+) -> Result<(Resolved, SecretValue), ResolveError> {
+    let resolved = resolve(store, ctx, key)?;
+    match store.reveal(&resolved.meta.scope, key) {
+        Ok((meta, value)) => Ok((
+            Resolved {
+                tier: resolved.tier,
+                meta,
+            },
+            value,
+        )),
+        Err(StoreError::NotFound { .. }) => Err(ResolveError::Missing {
+            key: key.to_string(),
+            step: ctx.step.name.clone(),
+            looked: "deleted while resolving".into(),
+        }),
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,603 @@
+//! The sandbox: one wasmtime engine per runtime, a fresh store per run, WASI p2 with
+//! nothing granted, our three WIT interfaces, and limits on memory, time, handles and
+//! fetches. A guest that exceeds a limit traps with a message that says which; the host,
+//! the store and other runs are unaffected.
+
+use crate::audit::{self, AuditEvent, AuditRecord};
+use crate::bindings::{Workflow, WorkflowPre};
+use crate::http::scrub::Scrubber;
+use crate::policy::AddressPolicy;
+use crate::resolve::{Resolved, RunContext, Tier};
+use crate::secret::CredentialKey;
+use crate::store::SecretStore;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Config, Engine, ResourceLimiter, Store};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+/// How often the epoch advances; the deadline's resolution.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Limits on one run. Defaults suit workflow steps that make a few API calls.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Guest linear memory, in bytes (all memories together). Default 64 MiB.
+    pub memory_bytes: usize,
+    /// Wall-clock time for the whole run, including time spent waiting on fetches.
+    /// Default 30 s.
+    pub deadline: Duration,
+    /// Live credential handles an instance may hold. Default 64.
+    pub max_handles: u32,
+    /// Fetches per run. Default 32.
+    pub max_fetches: u32,
+    /// Request body, in bytes. Default 1 MiB.
+    pub max_request_body: usize,
+    /// Request headers. Default 64.
+    pub max_request_headers: usize,
+    /// Response body, in bytes (as received; the host does not decompress). Default 4 MiB.
+    pub max_response_body: usize,
+    /// Response headers. Default 128.
+    pub max_response_headers: usize,
+    /// Time for one fetch, connection to last body byte; a guest may ask for less.
+    /// Default 20 s.
+    pub request_timeout: Duration,
+    /// Time to establish a connection. Default 5 s.
+    pub connect_timeout: Duration,
+    /// The step's output, in bytes. Default 1 MiB.
+    pub max_output_bytes: usize,
+    /// Log lines kept per run; later ones are counted and dropped. Default 1000.
+    pub max_log_lines: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory_bytes: 64 << 20,
+            deadline: Duration::from_secs(30),
+            max_handles: 64,
+            max_fetches: 32,
+            max_request_body: 1 << 20,
+            max_request_headers: 64,
+            max_response_body: 4 << 20,
+            max_response_headers: 128,
+            request_timeout: Duration::from_secs(20),
+            connect_timeout: Duration::from_secs(5),
+            max_output_bytes: 1 << 20,
+            max_log_lines: 1000,
+        }
+    }
+}
+
+/// How the runtime is set up.
+#[derive(Debug, Clone, Default)]
+pub struct RuntimeConfig {
+    /// Limits applied to every run.
+    pub limits: Limits,
+    /// Which network addresses fetches may reach.
+    pub address_policy: AddressPolicy,
+    /// Instances reserved by the pooling allocator; 0 turns pooling off. If the pool
+    /// cannot be reserved (address space limits), the runtime falls back to on-demand
+    /// allocation. Default: 0 here; see [`RuntimeConfig::pooled`].
+    pub pool_instances: u32,
+}
+
+impl RuntimeConfig {
+    /// Defaults plus a pool of `instances` pre-reserved instance slots.
+    pub fn pooled(instances: u32) -> Self {
+        RuntimeConfig {
+            pool_instances: instances,
+            ..Default::default()
+        }
+    }
+}
+
+/// Why the runtime could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RuntimeError {
+    /// wasmtime refused the configuration.
+    #[error("could not create the WebAssembly engine: {0}")]
+    Engine(String),
+    /// Linking the host interfaces failed.
+    #[error("could not link the host interfaces: {0}")]
+    Link(String),
+    /// The HTTP client could not be built.
+    #[error(transparent)]
+    Client(#[from] crate::http::ClientError),
+}
+
+/// Why a component could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// Not a valid WebAssembly component.
+    #[error("not a valid WebAssembly component: {0}")]
+    Invalid(String),
+    /// The component imports something Latchkey does not provide.
+    #[error("the component imports {import}, which Latchkey does not provide: {why}")]
+    ForbiddenImport {
+        /// The import's name.
+        import: String,
+        /// Why it is refused.
+        why: &'static str,
+    },
+    /// The component does not export the `run` function of world `latchkey:workflow/workflow`.
+    #[error("the component is not a Latchkey workflow step: {0}")]
+    NotAWorkflow(String),
+}
+
+/// Why a run failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// The guest returned `err(message)`.
+    #[error("the step failed: {0}")]
+    Guest(String),
+    /// The guest trapped: the message says why (limit, panic, bad handle…).
+    #[error("the step trapped: {0}")]
+    Trap(String),
+    /// The run exceeded its wall-clock deadline.
+    #[error("the step exceeded its deadline of {0:?}")]
+    Deadline(Duration),
+    /// The step's output is over the limit.
+    #[error("the step's output is {len} bytes; the limit is {limit}")]
+    OutputTooLarge {
+        /// Output size.
+        len: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// Instantiation failed (e.g. the instance pool is exhausted).
+    #[error("could not start the step: {0}")]
+    Instantiate(String),
+}
+
+/// A credential a run used, for reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialUse {
+    /// Key.
+    pub key: String,
+    /// Tier it resolved from.
+    pub tier: Tier,
+    /// Scope it resolved from.
+    pub scope: String,
+}
+
+/// A log line from the guest, secrets masked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestLogLine {
+    /// `trace` … `error`.
+    pub level: &'static str,
+    /// The masked message.
+    pub message: String,
+}
+
+/// What a successful run produced.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    /// The step's output (JSON).
+    pub output: String,
+    /// Credentials resolved, in order of first use.
+    pub credentials: Vec<CredentialUse>,
+    /// Fetches made.
+    pub fetches: u32,
+    /// Guest log lines.
+    pub logs: Vec<GuestLogLine>,
+    /// Wall-clock time of the run.
+    pub duration: Duration,
+}
+
+/// What every store of a runtime shares.
+pub(crate) struct Shared {
+    pub store: Arc<SecretStore>,
+    pub client: reqwest::Client,
+    pub limits: Limits,
+    pub address_policy: AddressPolicy,
+}
+
+/// Per-run host state: the WASI context, the resource table holding credential handles,
+/// counters, and what the run injected (for scrubbing).
+pub(crate) struct HostState {
+    wasi: WasiCtx,
+    pub table: ResourceTable,
+    limiter: MemoryLimiter,
+    pub shared: Arc<Shared>,
+    pub ctx: Arc<RunContext>,
+    pub live_handles: u32,
+    pub fetches: u32,
+    pub scrubber: Scrubber,
+    pub logs: Vec<GuestLogLine>,
+    pub logs_dropped: usize,
+    pub used: Vec<CredentialUse>,
+}
+
+impl HostState {
+    pub fn limits(&self) -> &Limits {
+        &self.shared.limits
+    }
+
+    pub fn note_resolved(&mut self, key: &CredentialKey, r: &Resolved) {
+        if !self.used.iter().any(|u| u.key == key.as_str()) {
+            self.used.push(CredentialUse {
+                key: key.to_string(),
+                tier: r.tier,
+                scope: r.meta.scope.to_string(),
+            });
+        }
+    }
+
+    /// Appends an audit record. A failing audit write fails loudly in the operator's log;
+    /// it must not become a guest-visible difference.
+    pub fn audit(
+        &self,
+        event: AuditEvent,
+        key: &CredentialKey,
+        resolved: Option<&Resolved>,
+        destination: Option<String>,
+        location: Option<String>,
+        outcome: String,
+    ) {
+        let record = AuditRecord {
+            time_ms: crate::store::unix_millis(),
+            run_id: self.ctx.run_id.clone(),
+            workspace: self.ctx.workspace.clone(),
+            workflow: self.ctx.workflow.clone(),
+            step: self.ctx.step.name.clone(),
+            user: self.ctx.user.clone(),
+            event,
+            key: key.to_string(),
+            scope: resolved.map(|r| r.meta.scope.to_string()),
+            version: resolved.map(|r| r.meta.version),
+            destination,
+            location,
+            outcome,
+        };
+        if let Err(e) = audit::append(&self.shared.store, &record) {
+            tracing::error!(error = %e, "could not append an audit record");
+        }
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Memory and table limits that fail with a message naming the limit.
+struct MemoryLimiter {
+    memory_bytes: usize,
+    hit: bool,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_bytes {
+            self.hit = true;
+            return Err(wasmtime::Error::msg(format!(
+                "the guest exceeded its memory limit of {} MiB",
+                self.memory_bytes >> 20
+            )));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+/// Interfaces a component may import. Everything else is refused at load.
+const ALLOWED_IMPORTS: &[&str] = &[
+    "latchkey:workflow/credentials",
+    "latchkey:workflow/http",
+    "latchkey:workflow/log",
+    "wasi:io/error",
+    "wasi:io/poll",
+    "wasi:io/streams",
+    "wasi:cli/environment",
+    "wasi:cli/exit",
+    "wasi:cli/stdin",
+    "wasi:cli/stdout",
+    "wasi:cli/stderr",
+    "wasi:cli/terminal-input",
+    "wasi:cli/terminal-output",
+    "wasi:cli/terminal-stdin",
+    "wasi:cli/terminal-stdout",
+    "wasi:cli/terminal-stderr",
+    "wasi:clocks/monotonic-clock",
+    "wasi:clocks/wall-clock",
+    "wasi:random/random",
+    "wasi:random/insecure",
+    "wasi:random/insecure-seed",
+    "wasi:filesystem/types",
+    "wasi:filesystem/preopens",
+];
+
+fn forbidden_why(name: &str) -> &'static str {
+    if name.starts_with("wasi:http/") {
+        "a step has no network of its own; use latchkey:workflow/http"
+    } else if name.starts_with("wasi:sockets/") {
+        "a step may not open sockets; use latchkey:workflow/http"
+    } else {
+        "only latchkey:workflow and basic WASI (io, cli, clocks, random) are provided"
+    }
+}
+
+/// A loaded, checked and pre-linked component.
+pub struct Step {
+    pre: WorkflowPre<HostState>,
+}
+
+/// Runs steps. One per process: it owns the engine, the epoch ticker and the HTTP client.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<HostState>,
+    shared: Arc<Shared>,
+    stop_ticker: Arc<AtomicBool>,
+    pooled: bool,
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.stop_ticker.store(true, Ordering::Relaxed);
+    }
+}
+
+fn engine_config(pool_instances: u32, memory_bytes: usize) -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    config.max_wasm_stack(512 << 10);
+    if pool_instances > 0 {
+        let mut pool = wasmtime::PoolingAllocationConfig::default();
+        pool.total_component_instances(pool_instances);
+        pool.total_core_instances(pool_instances * 4);
+        pool.total_memories(pool_instances * 2);
+        pool.total_tables(pool_instances * 4);
+        pool.total_stacks(pool_instances);
+        pool.max_memory_size(memory_bytes);
+        config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+    }
+    config
+}
+
+impl Runtime {
+    /// Starts a runtime over `store`.
+    pub fn new(config: RuntimeConfig, store: Arc<SecretStore>) -> Result<Self, RuntimeError> {
+        let (engine, pooled) = match Engine::new(&engine_config(
+            config.pool_instances,
+            config.limits.memory_bytes,
+        )) {
+            Ok(e) => (e, config.pool_instances > 0),
+            Err(e) if config.pool_instances > 0 => {
+                tracing::warn!(error = %e, "pooling allocator unavailable; using on-demand allocation");
+                (
+                    Engine::new(&engine_config(0, 0))
+                        .map_err(|e| RuntimeError::Engine(e.to_string()))?,
+                    false,
+                )
+            }
+            Err(e) => return Err(RuntimeError::Engine(e.to_string())),
+        };
+        let mut linker: Linker<HostState> = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| RuntimeError::Link(e.to_string()))?;
+        Workflow::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)
+            .map_err(|e| RuntimeError::Link(e.to_string()))?;
+        let client =
+            crate::http::build_client(config.address_policy, config.limits.connect_timeout)?;
+
+        let stop_ticker = Arc::new(AtomicBool::new(false));
+        {
+            let engine = engine.clone();
+            let stop = stop_ticker.clone();
+            std::thread::Builder::new()
+                .name("latchkey-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(EPOCH_TICK);
+                        engine.increment_epoch();
+                    }
+                })
+                .map_err(|e| {
+                    RuntimeError::Engine(format!("could not start the epoch thread: {e}"))
+                })?;
+        }
+        Ok(Runtime {
+            engine,
+            linker,
+            shared: Arc::new(Shared {
+                store,
+                client,
+                limits: config.limits,
+                address_policy: config.address_policy,
+            }),
+            stop_ticker,
+            pooled,
+        })
+    }
+
+    /// Whether the pooling allocator is in use.
+    pub fn is_pooled(&self) -> bool {
+        self.pooled
+    }
+
+    /// The engine (for caching compiled components).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Compiles and checks a component from its bytes (`.wasm`).
+    pub fn load(&self, bytes: &[u8]) -> Result<Step, LoadError> {
+        if !bytes.starts_with(b"\0asm") {
+            return Err(LoadError::Invalid(
+                "the file does not start with the WebAssembly magic bytes".into(),
+            ));
+        }
+        let component = Component::new(&self.engine, bytes)
+            .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+        self.prepare(component)
+    }
+
+    /// Checks and pre-links an already compiled component.
+    pub fn prepare(&self, component: Component) -> Result<Step, LoadError> {
+        for (name, _) in component.component_type().imports(&self.engine) {
+            let interface = name.split('@').next().unwrap_or(name);
+            if !ALLOWED_IMPORTS.contains(&interface) {
+                return Err(LoadError::ForbiddenImport {
+                    import: name.to_owned(),
+                    why: forbidden_why(name),
+                });
+            }
+        }
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+        let pre = WorkflowPre::new(pre).map_err(|e| LoadError::NotAWorkflow(format!("{e:#}")))?;
+        Ok(Step { pre })
+    }
+
+    /// Runs `step` once with `input`, in a fresh instance.
+    pub async fn run(
+        &self,
+        step: &Step,
+        ctx: &RunContext,
+        input: &str,
+    ) -> Result<RunOutcome, RunError> {
+        let started = Instant::now();
+        let limits = &self.shared.limits;
+        let wasi = WasiCtx::builder()
+            .args(&[ctx.step.name.as_str()])
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let state = HostState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter {
+                memory_bytes: limits.memory_bytes,
+                hit: false,
+            },
+            shared: self.shared.clone(),
+            ctx: Arc::new(ctx.clone()),
+            live_handles: 0,
+            fetches: 0,
+            scrubber: Scrubber::default(),
+            logs: Vec::new(),
+            logs_dropped: 0,
+            used: Vec::new(),
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        let ticks = (limits.deadline.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
+        store.set_epoch_deadline(ticks);
+        store.epoch_deadline_trap();
+
+        let deadline = limits.deadline;
+        let call = async {
+            let instance = self.pre_instantiate(step, &mut store).await?;
+            instance
+                .call_run(&mut store, input)
+                .await
+                .map_err(|e| classify_trap(&e, &store))
+        };
+        // The epoch deadline stops guest code; this timeout also bounds time spent
+        // awaiting a host call (a slow upstream).
+        let result = tokio::time::timeout(deadline + EPOCH_TICK * 2, call).await;
+        let _ = audit::flush(&self.shared.store);
+        let output = match result {
+            Err(_) => return Err(RunError::Deadline(deadline)),
+            Ok(Err(e)) => return Err(e),
+            Ok(Ok(Err(guest))) => {
+                return Err(RunError::Guest(scrub_text(&store.data().scrubber, &guest)));
+            }
+            Ok(Ok(Ok(output))) => output,
+        };
+        if output.len() > limits.max_output_bytes {
+            return Err(RunError::OutputTooLarge {
+                len: output.len(),
+                limit: limits.max_output_bytes,
+            });
+        }
+        let state = store.into_data();
+        let output = scrub_text(&state.scrubber, &output);
+        let mut logs = state.logs;
+        if state.logs_dropped > 0 {
+            logs.push(GuestLogLine {
+                level: "warn",
+                message: format!("{} more log lines dropped", state.logs_dropped),
+            });
+        }
+        Ok(RunOutcome {
+            output,
+            credentials: state.used,
+            fetches: state.fetches,
+            logs,
+            duration: started.elapsed(),
+        })
+    }
+
+    async fn pre_instantiate(
+        &self,
+        step: &Step,
+        store: &mut Store<HostState>,
+    ) -> Result<Workflow, RunError> {
+        step.pre.instantiate_async(&mut *store).await.map_err(|e| {
+            if store.data().limiter.hit {
+                RunError::Trap(format!("{e}"))
+            } else {
+                RunError::Instantiate(format!("{e:#}"))
+            }
+        })
+    }
+}
+
+/// The guest cannot know a value, but an upstream could have echoed one in a form the
+/// guest passed on; the output goes through the same scrubber as responses.
+fn scrub_text(scrubber: &Scrubber, text: &str) -> String {
+    String::from_utf8_lossy(&scrubber.scrub(text.as_bytes())).into_owned()
+}
+
+fn classify_trap(e: &wasmtime::Error, store: &Store<HostState>) -> RunError {
+    if store.data().limiter.hit {
+        return RunError::Trap(format!(
+            "the guest exceeded its memory limit of {} MiB",
+            store.data().shared.limits.memory_bytes >> 20
+        ));
+    }
+    if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
+        let what = match trap {
+            wasmtime::Trap::Interrupt => {
+                return RunError::Deadline(store.data().shared.limits.deadline);
+            }
+            wasmtime::Trap::StackOverflow => {
+                "stack overflow (the guest recursed too deeply)".to_owned()
+            }
+            wasmtime::Trap::UnreachableCodeReached => {
+                "the guest panicked or aborted (wasm `unreachable` executed)".to_owned()
+            }
+            wasmtime::Trap::OutOfFuel => "the guest ran out of fuel".to_owned(),
+            other => other.to_string(),
+        };
+        return RunError::Trap(what);
+    }
+    RunError::Trap(format!("{e:#}"))
+}

@@ -1,0 +1,30 @@
+//! The encrypted secret store.
+//!
+//! Layers, bottom up:
+//! - [`Backend`]: raw bytes by id. Holds only ciphertext and metadata; [`SledBackend`] is
+//!   the embedded default. A shared backend (PostgreSQL) would implement the same trait.
+//! - [`seal`]: AES-256-GCM. A random data key (DEK) seals every record; the operator's
+//!   master key wraps the DEK. The wrapped DEK doubles as the check record, so a wrong
+//!   master key is detected when the store is opened, not at first use.
+//! - [`record`]: the record format. The AAD of each sealed value is the record's exact
+//!   metadata bytes (scope, key, version, binding, integration, authors), so a ciphertext
+//!   moved to another record, rolled back under newer metadata, or a binding edited on
+//!   disk fails to open.
+//! - [`SecretStore`]: the write-only API the CLI and the runtime use.
+
+mod backend;
+mod record;
+mod scope;
+pub mod seal;
+mod secret_store;
+
+pub use backend::{Backend, BackendError, SledBackend};
+pub use record::{RecordError, SecretMeta, SecretSpec};
+pub use scope::{Scope, ScopeError};
+pub use seal::{MASTER_KEY_BYTES, MasterKey};
+pub use secret_store::{SecretStore, StoreError};
+
+/// Milliseconds since the Unix epoch (the clock records are stamped with).
+pub fn unix_millis() -> u64 {
+    secret_store::now_ms()
+}

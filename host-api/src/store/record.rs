@@ -1,0 +1,180 @@
+//! The stored record: metadata in clear (so `list` needs no decryption) and the sealed
+//! value, whose AAD is the exact metadata bytes.
+//!
+//! Layout: `b"LK1"` ‖ metadata length (u32, big endian) ‖ metadata JSON ‖ nonce ‖ ciphertext.
+
+use super::scope::Scope;
+use crate::policy::Binding;
+use crate::secret::CredentialKey;
+
+const MAGIC: &[u8; 3] = b"LK1";
+const AAD_PREFIX: &[u8] = b"latchkey/secret/v1\0";
+
+/// What the operator says about a secret when storing it (everything but the value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretSpec {
+    /// Integration type (seed 003): only steps that declare it may use the secret.
+    pub integration: String,
+    /// Where the value may be sent.
+    pub binding: Binding,
+}
+
+/// Everything about a stored secret except its value. Safe to show to any member.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretMeta {
+    /// Where the secret lives.
+    pub scope: Scope,
+    /// Its key.
+    pub key: CredentialKey,
+    /// Integration type, e.g. `http`, `slack`, `sendgrid`.
+    pub integration: String,
+    /// Where the value may be sent.
+    pub binding: Binding,
+    /// 1 when created, +1 at every rotation.
+    pub version: u64,
+    /// Who created it (the acting identity).
+    pub created_by: String,
+    /// When it was created, Unix time in milliseconds.
+    pub created_at_ms: u64,
+    /// Who last set or rotated it.
+    pub updated_by: String,
+    /// When it was last set or rotated, Unix time in milliseconds.
+    pub updated_at_ms: u64,
+}
+
+/// Why a stored record could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecordError {
+    /// Bad magic, truncated, or unparsable metadata.
+    #[error("record is damaged: {0}")]
+    Damaged(&'static str),
+    /// The metadata names another scope or key than where the record is stored.
+    #[error("record is stored under one name but describes another (moved or tampered with)")]
+    Misplaced,
+}
+
+/// Checks an integration type name.
+pub fn valid_integration(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+/// The associated data a value is sealed with: the exact metadata bytes.
+pub(crate) fn aad(meta_json: &[u8]) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(AAD_PREFIX.len() + meta_json.len());
+    aad.extend_from_slice(AAD_PREFIX);
+    aad.extend_from_slice(meta_json);
+    aad
+}
+
+/// Serialises metadata; its bytes are what the value's AAD covers.
+pub(crate) fn meta_bytes(meta: &SecretMeta) -> Vec<u8> {
+    // Serialising a struct of strings and numbers cannot fail.
+    serde_json::to_vec(meta).unwrap_or_default()
+}
+
+/// Joins metadata bytes and a sealed value into a record.
+pub(crate) fn encode(meta_json: &[u8], sealed: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(MAGIC.len() + 4 + meta_json.len() + sealed.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&(meta_json.len() as u32).to_be_bytes());
+    out.extend_from_slice(meta_json);
+    out.extend_from_slice(sealed);
+    out
+}
+
+/// A decoded record, borrowing the stored bytes.
+pub(crate) struct Decoded<'a> {
+    pub meta: SecretMeta,
+    pub meta_json: &'a [u8],
+    pub sealed: &'a [u8],
+}
+
+/// Splits a record and parses its metadata. Never panics on any input.
+pub(crate) fn decode(bytes: &[u8]) -> Result<Decoded<'_>, RecordError> {
+    let rest = bytes
+        .strip_prefix(MAGIC.as_slice())
+        .ok_or(RecordError::Damaged("unknown format"))?;
+    if rest.len() < 4 {
+        return Err(RecordError::Damaged("truncated header"));
+    }
+    let (len, rest) = rest.split_at(4);
+    let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+    if rest.len() < len {
+        return Err(RecordError::Damaged("truncated metadata"));
+    }
+    let (meta_json, sealed) = rest.split_at(len);
+    let meta: SecretMeta = serde_json::from_slice(meta_json)
+        .map_err(|_| RecordError::Damaged("unreadable metadata"))?;
+    Ok(Decoded {
+        meta,
+        meta_json,
+        sealed,
+    })
+}
+
+/// The storage id of a secret: scope and key.
+pub(crate) fn storage_id(scope: &Scope, key: &CredentialKey) -> Vec<u8> {
+    let mut id = scope.storage_prefix().into_bytes();
+    id.extend_from_slice(key.as_str().as_bytes());
+    id
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{HostPattern, InjectLocation};
+    use proptest::prelude::*;
+
+    fn meta() -> SecretMeta {
+        SecretMeta {
+            scope: Scope::Platform,
+            key: CredentialKey::new("K").expect("key"),
+            integration: "http".into(),
+            binding: Binding::new(
+                vec![HostPattern::parse("x.com").expect("h")],
+                vec![InjectLocation::BasicAuth],
+                false,
+            )
+            .expect("b"),
+            version: 1,
+            created_by: "a".into(),
+            created_at_ms: 1,
+            updated_by: "a".into(),
+            updated_at_ms: 1,
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let m = meta();
+        let mj = meta_bytes(&m);
+        let enc = encode(&mj, b"sealed-bytes");
+        let d = decode(&enc).expect("decode");
+        assert_eq!(d.meta, m);
+        assert_eq!(d.sealed, b"sealed-bytes");
+    }
+
+    #[test]
+    fn rejects_truncations() {
+        let enc = encode(&meta_bytes(&meta()), b"sealed");
+        for n in 0..(enc.len() - 6) {
+            assert!(decode(&enc[..n]).is_err(), "prefix of {n} bytes");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = decode(&bytes);
+            let mut with_magic = MAGIC.to_vec();
+            with_magic.extend_from_slice(&bytes);
+            let _ = decode(&with_magic);
+        }
+    }
+}

@@ -1,0 +1,262 @@
+//! Where a secret is stored: the scopes of the seeds (platform, workspace, workflow, a
+//! user's personal keys, a user's key for one workflow, a builder's key for one workflow).
+
+use std::fmt;
+
+/// The scope a secret lives in. Names (workspace, workflow, user) are free-form but may not
+/// contain `/`, `@`, `:` or control characters, so the textual form is unambiguous.
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(try_from = "String", into = "String")]
+pub enum Scope {
+    /// Platform-wide fallback credentials (tier 3 in seed 000).
+    Platform,
+    /// Shared by every workflow of a workspace (seed 002's default scope).
+    Workspace {
+        /// Workspace name.
+        workspace: String,
+    },
+    /// One workflow of a workspace; overrides the workspace scope (seed 002).
+    Workflow {
+        /// Workspace name.
+        workspace: String,
+        /// Workflow name.
+        workflow: String,
+    },
+    /// A user's personal keys, for any workflow they run (seed 004, "Profile").
+    User {
+        /// User name.
+        user: String,
+    },
+    /// A user's key for one workflow (seed 000: "Your Keys", per agent).
+    UserWorkflow {
+        /// User name.
+        user: String,
+        /// Workspace name.
+        workspace: String,
+        /// Workflow name.
+        workflow: String,
+    },
+    /// The workflow builder's key for one workflow (seed 000: "Builder Keys").
+    BuilderWorkflow {
+        /// Builder's user name.
+        builder: String,
+        /// Workspace name.
+        workspace: String,
+        /// Workflow name.
+        workflow: String,
+    },
+}
+
+/// Why a scope (or a name in it) was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+#[error("invalid scope {scope:?}: {reason}")]
+pub struct ScopeError {
+    /// The refused text.
+    pub scope: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// Checks one name inside a scope.
+pub(crate) fn check_name(what: &str, name: &str) -> Result<(), ScopeError> {
+    let bad = |reason: String| ScopeError {
+        scope: name.chars().take(100).collect(),
+        reason,
+    };
+    if name.is_empty() {
+        return Err(bad(format!("the {what} name is empty")));
+    }
+    if name.len() > 200 {
+        return Err(bad(format!("the {what} name is longer than 200 bytes")));
+    }
+    if name
+        .chars()
+        .any(|c| c.is_control() || matches!(c, '/' | '@' | ':'))
+    {
+        return Err(bad(format!(
+            "the {what} name contains '/', '@', ':' or a control character"
+        )));
+    }
+    Ok(())
+}
+
+impl Scope {
+    /// Builds a scope, validating every name in it.
+    pub fn validated(self) -> Result<Self, ScopeError> {
+        match &self {
+            Scope::Platform => {}
+            Scope::Workspace { workspace } => check_name("workspace", workspace)?,
+            Scope::Workflow {
+                workspace,
+                workflow,
+            } => {
+                check_name("workspace", workspace)?;
+                check_name("workflow", workflow)?;
+            }
+            Scope::User { user } => check_name("user", user)?,
+            Scope::UserWorkflow {
+                user,
+                workspace,
+                workflow,
+            } => {
+                check_name("user", user)?;
+                check_name("workspace", workspace)?;
+                check_name("workflow", workflow)?;
+            }
+            Scope::BuilderWorkflow {
+                builder,
+                workspace,
+                workflow,
+            } => {
+                check_name("builder", builder)?;
+                check_name("workspace", workspace)?;
+                check_name("workflow", workflow)?;
+            }
+        }
+        Ok(self)
+    }
+
+    /// Parses the textual form printed by `Display`:
+    /// `platform`, `workspace:W`, `workflow:W/F`, `user:U`, `user:U@W/F`, `builder:B@W/F`.
+    pub fn parse(s: &str) -> Result<Self, ScopeError> {
+        let bad = |reason: &str| ScopeError {
+            scope: s.chars().take(200).collect(),
+            reason: reason.to_owned(),
+        };
+        let split_wf = |rest: &str| -> Result<(String, String), ScopeError> {
+            let (w, f) = rest
+                .split_once('/')
+                .ok_or_else(|| bad("expected WORKSPACE/WORKFLOW"))?;
+            Ok((w.to_owned(), f.to_owned()))
+        };
+        let scope = match s.split_once(':') {
+            None if s == "platform" => Scope::Platform,
+            Some(("workspace", w)) => Scope::Workspace {
+                workspace: w.to_owned(),
+            },
+            Some(("workflow", rest)) => {
+                let (workspace, workflow) = split_wf(rest)?;
+                Scope::Workflow {
+                    workspace,
+                    workflow,
+                }
+            }
+            Some(("user", rest)) => match rest.split_once('@') {
+                None => Scope::User {
+                    user: rest.to_owned(),
+                },
+                Some((user, wf)) => {
+                    let (workspace, workflow) = split_wf(wf)?;
+                    Scope::UserWorkflow {
+                        user: user.to_owned(),
+                        workspace,
+                        workflow,
+                    }
+                }
+            },
+            Some(("builder", rest)) => {
+                let (builder, wf) = rest
+                    .split_once('@')
+                    .ok_or_else(|| bad("expected builder:NAME@WORKSPACE/WORKFLOW"))?;
+                let (workspace, workflow) = split_wf(wf)?;
+                Scope::BuilderWorkflow {
+                    builder: builder.to_owned(),
+                    workspace,
+                    workflow,
+                }
+            }
+            _ => {
+                return Err(bad(
+                    "expected platform, workspace:W, workflow:W/F, user:U, user:U@W/F or builder:B@W/F",
+                ));
+            }
+        };
+        scope.validated()
+    }
+
+    /// The creator-independent part of a storage id, unique per scope.
+    pub(crate) fn storage_prefix(&self) -> String {
+        format!("{self}\u{0}")
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Scope::Platform => f.write_str("platform"),
+            Scope::Workspace { workspace } => write!(f, "workspace:{workspace}"),
+            Scope::Workflow {
+                workspace,
+                workflow,
+            } => write!(f, "workflow:{workspace}/{workflow}"),
+            Scope::User { user } => write!(f, "user:{user}"),
+            Scope::UserWorkflow {
+                user,
+                workspace,
+                workflow,
+            } => {
+                write!(f, "user:{user}@{workspace}/{workflow}")
+            }
+            Scope::BuilderWorkflow {
+                builder,
+                workspace,
+                workflow,
+            } => {
+                write!(f, "builder:{builder}@{workspace}/{workflow}")
+            }
+        }
+    }
+}
+
+impl TryFrom<String> for Scope {
+    type Error = ScopeError;
+    fn try_from(s: String) -> Result<Self, ScopeError> {
+        Scope::parse(&s)
+    }
+}
+
+impl From<Scope> for String {
+    fn from(s: Scope) -> String {
+        s.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_every_scope_form_and_round_trips() {
+        for s in [
+            "platform",
+            "workspace:acme",
+            "workflow:acme/daily-report",
+            "user:alice",
+            "user:alice@acme/daily-report",
+            "builder:bob@acme/daily-report",
+        ] {
+            assert_eq!(Scope::parse(s).expect(s).to_string(), s);
+        }
+    }
+
+    #[test]
+    fn rejects_malformed_scopes() {
+        for s in [
+            "",
+            "global",
+            "workspace:",
+            "workflow:acme",
+            "workflow:a/b/c",
+            "user:",
+            "builder:bob",
+            "user:a@b",
+            "workspace:a\nb",
+            "user:a:b",
+        ] {
+            assert!(Scope::parse(s).is_err(), "{s:?}");
+        }
+    }
+}

@@ -1,0 +1,619 @@
+//! The write-only secret store.
+//!
+//! Nothing public here returns a value: `set`, `rotate`, `delete` and metadata only. The
+//! runtime decrypts through a crate-private call at the moment of injection.
+
+use super::backend::{Backend, BackendError, SledBackend};
+use super::record::{self, RecordError, SecretMeta, SecretSpec};
+use super::scope::Scope;
+use super::seal::{DataKey, MasterKey, SealError};
+use crate::secret::{CredentialKey, SecretValue, ValueError};
+use std::path::Path;
+
+const NS_SECRETS: &str = "secrets";
+const NS_META: &str = "store";
+const DEK_ID: &[u8] = b"data-key";
+
+/// Why a store operation failed. Never contains a secret value.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The directory holds no initialised store.
+    #[error("no Latchkey store at {path}: run `latchkey init` first")]
+    NotInitialized {
+        /// Store directory.
+        path: String,
+    },
+    /// `init` on a store that already exists.
+    #[error("a Latchkey store already exists at {path}; refusing to overwrite it")]
+    AlreadyInitialized {
+        /// Store directory.
+        path: String,
+    },
+    /// The master key does not open the store's data key.
+    #[error(
+        "the master key does not open the store at {path} (wrong key file or LATCHKEY_MASTER_KEY, or the store's key record is damaged)"
+    )]
+    WrongMasterKey {
+        /// Store directory.
+        path: String,
+    },
+    /// No secret with this scope and key.
+    #[error("no secret {key} in scope {scope}")]
+    NotFound {
+        /// Scope.
+        scope: String,
+        /// Key.
+        key: String,
+    },
+    /// The stored record cannot be read or does not authenticate.
+    #[error("secret {key} in scope {scope} cannot be opened: {reason}")]
+    Damaged {
+        /// Scope.
+        scope: String,
+        /// Key.
+        key: String,
+        /// Why (format damage, or failed authentication).
+        reason: String,
+    },
+    /// The value was refused.
+    #[error(transparent)]
+    Value(#[from] ValueError),
+    /// The integration type name was refused.
+    #[error(
+        "invalid integration type {0:?}: use lowercase letters, digits, '-' or '_' (e.g. http, slack, sendgrid)"
+    )]
+    Integration(String),
+    /// The backend failed.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// Sealing failed (random source).
+    #[error("sealing failed: {0}")]
+    Seal(SealError),
+}
+
+/// The store: a backend holding ciphertext, and the data key.
+pub struct SecretStore {
+    backend: Box<dyn Backend>,
+    dek: DataKey,
+    path: String,
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl SecretStore {
+    /// Creates a new store in `dir` sealed under `master`. Refuses an existing store.
+    pub fn init(dir: &Path, master: &MasterKey) -> Result<Self, StoreError> {
+        Self::init_with(
+            Box::new(SledBackend::open(dir)?),
+            &dir.display().to_string(),
+            master,
+        )
+    }
+
+    /// Opens the store in `dir`. Fails at once if `master` is not its master key.
+    pub fn open(dir: &Path, master: &MasterKey) -> Result<Self, StoreError> {
+        let path = dir.display().to_string();
+        if !dir.join("conf").exists() {
+            return Err(StoreError::NotInitialized { path });
+        }
+        Self::open_with(Box::new(SledBackend::open(dir)?), &path, master)
+    }
+
+    /// Creates a store on any backend.
+    pub fn init_with(
+        backend: Box<dyn Backend>,
+        path: &str,
+        master: &MasterKey,
+    ) -> Result<Self, StoreError> {
+        if backend.get(NS_META, DEK_ID)?.is_some() {
+            return Err(StoreError::AlreadyInitialized {
+                path: path.to_owned(),
+            });
+        }
+        let (wrapped, dek) = master.new_data_key().map_err(StoreError::Seal)?;
+        backend.put(NS_META, DEK_ID, &wrapped)?;
+        Ok(SecretStore {
+            backend,
+            dek,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Opens a store on any backend.
+    pub fn open_with(
+        backend: Box<dyn Backend>,
+        path: &str,
+        master: &MasterKey,
+    ) -> Result<Self, StoreError> {
+        let wrapped = backend
+            .get(NS_META, DEK_ID)?
+            .ok_or_else(|| StoreError::NotInitialized {
+                path: path.to_owned(),
+            })?;
+        let dek = master
+            .unwrap_data_key(&wrapped)
+            .map_err(|_| StoreError::WrongMasterKey {
+                path: path.to_owned(),
+            })?;
+        Ok(SecretStore {
+            backend,
+            dek,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Where the store lives (for messages).
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// Re-wraps the data key under `new`. One atomic, flushed write: after a crash the
+    /// store opens with either the old or the new master key, and no secret is rewritten.
+    pub fn rotate_master(&mut self, old: &MasterKey, new: &MasterKey) -> Result<(), StoreError> {
+        let wrapped =
+            self.backend
+                .get(NS_META, DEK_ID)?
+                .ok_or_else(|| StoreError::NotInitialized {
+                    path: self.path.clone(),
+                })?;
+        let rewrapped = new
+            .rewrap(&wrapped, old)
+            .map_err(|_| StoreError::WrongMasterKey {
+                path: self.path.clone(),
+            })?;
+        self.backend.put(NS_META, DEK_ID, &rewrapped)?;
+        self.dek = new
+            .unwrap_data_key(&rewrapped)
+            .map_err(|_| StoreError::WrongMasterKey {
+                path: self.path.clone(),
+            })?;
+        Ok(())
+    }
+
+    /// Creates the secret, or replaces its value and spec (version + 1).
+    pub fn set(
+        &self,
+        scope: &Scope,
+        key: &CredentialKey,
+        value: SecretValue,
+        spec: SecretSpec,
+        actor: &str,
+    ) -> Result<SecretMeta, StoreError> {
+        if !record::valid_integration(&spec.integration) {
+            return Err(StoreError::Integration(
+                spec.integration.chars().take(64).collect(),
+            ));
+        }
+        if spec.binding.needs_header_safe_value() && !value.is_header_safe() {
+            return Err(ValueError::NotHeaderSafe.into());
+        }
+        let now = now_ms();
+        let previous = self.meta(scope, key)?;
+        let meta = SecretMeta {
+            scope: scope.clone(),
+            key: key.clone(),
+            integration: spec.integration,
+            binding: spec.binding,
+            version: previous.as_ref().map_or(1, |p| p.version + 1),
+            created_by: previous
+                .as_ref()
+                .map_or_else(|| actor.to_owned(), |p| p.created_by.clone()),
+            created_at_ms: previous.as_ref().map_or(now, |p| p.created_at_ms),
+            updated_by: actor.to_owned(),
+            updated_at_ms: now,
+        };
+        self.write(meta, &value)
+    }
+
+    /// Replaces the value of an existing secret, keeping its binding (version + 1).
+    pub fn rotate(
+        &self,
+        scope: &Scope,
+        key: &CredentialKey,
+        value: SecretValue,
+        actor: &str,
+    ) -> Result<SecretMeta, StoreError> {
+        let mut meta = self
+            .meta(scope, key)?
+            .ok_or_else(|| not_found(scope, key))?;
+        if meta.binding.needs_header_safe_value() && !value.is_header_safe() {
+            return Err(ValueError::NotHeaderSafe.into());
+        }
+        meta.version += 1;
+        meta.updated_by = actor.to_owned();
+        meta.updated_at_ms = now_ms();
+        self.write(meta, &value)
+    }
+
+    fn write(&self, meta: SecretMeta, value: &SecretValue) -> Result<SecretMeta, StoreError> {
+        let meta_json = record::meta_bytes(&meta);
+        let sealed = self
+            .dek
+            .seal(value.expose(), &record::aad(&meta_json))
+            .map_err(StoreError::Seal)?;
+        let id = record::storage_id(&meta.scope, &meta.key);
+        self.backend
+            .put(NS_SECRETS, &id, &record::encode(&meta_json, &sealed))?;
+        Ok(meta)
+    }
+
+    /// Deletes a secret. Returns its metadata, or `NotFound`.
+    pub fn delete(&self, scope: &Scope, key: &CredentialKey) -> Result<SecretMeta, StoreError> {
+        let meta = self
+            .meta(scope, key)?
+            .ok_or_else(|| not_found(scope, key))?;
+        self.backend
+            .delete(NS_SECRETS, &record::storage_id(scope, key))?;
+        Ok(meta)
+    }
+
+    /// Metadata of one secret, if it exists.
+    pub fn meta(
+        &self,
+        scope: &Scope,
+        key: &CredentialKey,
+    ) -> Result<Option<SecretMeta>, StoreError> {
+        let id = record::storage_id(scope, key);
+        let Some(bytes) = self.backend.get(NS_SECRETS, &id)? else {
+            return Ok(None);
+        };
+        let decoded = record::decode(&bytes).map_err(|e| damaged(scope, key, &e))?;
+        if record::storage_id(&decoded.meta.scope, &decoded.meta.key) != id {
+            return Err(damaged(scope, key, &RecordError::Misplaced));
+        }
+        Ok(Some(decoded.meta))
+    }
+
+    /// Decrypts a secret. Crate-private on purpose: only injection may see a value.
+    pub(crate) fn reveal(
+        &self,
+        scope: &Scope,
+        key: &CredentialKey,
+    ) -> Result<(SecretMeta, SecretValue), StoreError> {
+        let id = record::storage_id(scope, key);
+        let bytes = self
+            .backend
+            .get(NS_SECRETS, &id)?
+            .ok_or_else(|| not_found(scope, key))?;
+        let decoded = record::decode(&bytes).map_err(|e| damaged(scope, key, &e))?;
+        if record::storage_id(&decoded.meta.scope, &decoded.meta.key) != id {
+            return Err(damaged(scope, key, &RecordError::Misplaced));
+        }
+        let plain = self
+            .dek
+            .open(decoded.sealed, &record::aad(decoded.meta_json))
+            .map_err(|e| damaged(scope, key, &e))?;
+        let value = SecretValue::new(plain.to_vec())
+            .map_err(|_| damaged(scope, key, &"bad value length"))?;
+        Ok((decoded.meta, value))
+    }
+
+    /// Metadata of every secret, optionally only in `scope`. A damaged record is reported
+    /// in place (as `Err`), so one bad record does not hide the others.
+    pub fn list(
+        &self,
+        scope: Option<&Scope>,
+    ) -> Result<Vec<Result<SecretMeta, StoreError>>, StoreError> {
+        let prefix = scope
+            .map(|s| s.storage_prefix().into_bytes())
+            .unwrap_or_default();
+        Ok(self
+            .backend
+            .scan(NS_SECRETS, &prefix)?
+            .into_iter()
+            .map(|(id, bytes)| {
+                let decoded = record::decode(&bytes).map_err(|e| damaged_id(&id, &e))?;
+                if record::storage_id(&decoded.meta.scope, &decoded.meta.key) != id {
+                    return Err(damaged_id(&id, &RecordError::Misplaced));
+                }
+                Ok(decoded.meta)
+            })
+            .collect())
+    }
+
+    /// Deletes every secret `user` created, in every scope (seed 003: a removed member's
+    /// secrets are deleted). Returns what was deleted.
+    pub fn delete_created_by(&self, user: &str) -> Result<Vec<SecretMeta>, StoreError> {
+        let mut deleted = Vec::new();
+        for meta in self.list(None)?.into_iter().flatten() {
+            if meta.created_by == user {
+                self.backend
+                    .delete(NS_SECRETS, &record::storage_id(&meta.scope, &meta.key))?;
+                deleted.push(meta);
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// The backend, for the audit trail which shares it.
+    pub(crate) fn backend(&self) -> &dyn Backend {
+        self.backend.as_ref()
+    }
+}
+
+fn not_found(scope: &Scope, key: &CredentialKey) -> StoreError {
+    StoreError::NotFound {
+        scope: scope.to_string(),
+        key: key.to_string(),
+    }
+}
+
+fn damaged(scope: &Scope, key: &CredentialKey, why: &dyn std::fmt::Display) -> StoreError {
+    StoreError::Damaged {
+        scope: scope.to_string(),
+        key: key.to_string(),
+        reason: why.to_string(),
+    }
+}
+
+fn damaged_id(id: &[u8], why: &dyn std::fmt::Display) -> StoreError {
+    let text = String::from_utf8_lossy(id);
+    let (scope, key) = text.split_once('\u{0}').unwrap_or((&text, "?"));
+    StoreError::Damaged {
+        scope: scope.to_owned(),
+        key: key.to_owned(),
+        reason: why.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{Binding, HostPattern, InjectLocation};
+
+    fn spec() -> SecretSpec {
+        SecretSpec {
+            integration: "http".into(),
+            binding: Binding::new(
+                vec![HostPattern::parse("api.example.com").expect("h")],
+                vec![InjectLocation::parse("header:authorization").expect("l")],
+                false,
+            )
+            .expect("b"),
+        }
+    }
+
+    fn key(k: &str) -> CredentialKey {
+        CredentialKey::new(k).expect("key")
+    }
+
+    fn val(v: &str) -> SecretValue {
+        SecretValue::new(v.as_bytes().to_vec()).expect("value")
+    }
+
+    fn store() -> (tempfile::TempDir, SecretStore, MasterKey) {
+        let dir = tempfile::tempdir().expect("tmp");
+        let m = MasterKey::generate().expect("rng");
+        let s = SecretStore::init(&dir.path().join("db"), &m).expect("init");
+        (dir, s, m)
+    }
+
+    #[test]
+    fn set_reveal_rotate_delete() {
+        let (_d, s, _) = store();
+        let ws = Scope::Workspace {
+            workspace: "acme".into(),
+        };
+        let m = s
+            .set(&ws, &key("TOKEN"), val("v1"), spec(), "alice")
+            .expect("set");
+        assert_eq!(m.version, 1);
+        assert_eq!(
+            s.reveal(&ws, &key("TOKEN")).expect("reveal").1.expose(),
+            b"v1"
+        );
+        let m = s
+            .rotate(&ws, &key("TOKEN"), val("v2"), "bob")
+            .expect("rotate");
+        assert_eq!(
+            (m.version, m.created_by.as_str(), m.updated_by.as_str()),
+            (2, "alice", "bob")
+        );
+        assert_eq!(
+            s.reveal(&ws, &key("TOKEN")).expect("reveal").1.expose(),
+            b"v2"
+        );
+        s.delete(&ws, &key("TOKEN")).expect("delete");
+        assert!(matches!(
+            s.reveal(&ws, &key("TOKEN")),
+            Err(StoreError::NotFound { .. })
+        ));
+        assert!(matches!(
+            s.rotate(&ws, &key("TOKEN"), val("v3"), "bob"),
+            Err(StoreError::NotFound { .. })
+        ));
+    }
+
+    #[test]
+    fn rejects_header_unsafe_values_and_leaves_store_unchanged() {
+        let (_d, s, _) = store();
+        let ws = Scope::Platform;
+        s.set(&ws, &key("T"), val("good"), spec(), "a")
+            .expect("set");
+        let err = s
+            .set(&ws, &key("T"), val("bad\r\nX-Evil: 1"), spec(), "a")
+            .expect_err("refused");
+        assert!(matches!(err, StoreError::Value(ValueError::NotHeaderSafe)));
+        assert!(s.rotate(&ws, &key("T"), val("a\0b"), "a").is_err());
+        let (meta, v) = s.reveal(&ws, &key("T")).expect("intact");
+        assert_eq!((meta.version, v.expose()), (1, &b"good"[..]));
+    }
+
+    #[test]
+    fn ciphertext_moved_to_another_key_fails_to_open() {
+        let (_d, s, _) = store();
+        let ws = Scope::Platform;
+        s.set(&ws, &key("A"), val("secret-a"), spec(), "x")
+            .expect("set");
+        s.set(&ws, &key("B"), val("secret-b"), spec(), "x")
+            .expect("set");
+        let a = s
+            .backend
+            .get(NS_SECRETS, &record::storage_id(&ws, &key("A")))
+            .expect("get")
+            .expect("a");
+        let b = s
+            .backend
+            .get(NS_SECRETS, &record::storage_id(&ws, &key("B")))
+            .expect("get")
+            .expect("b");
+        // Whole record copied: metadata names A, stored under B.
+        s.backend
+            .put(NS_SECRETS, &record::storage_id(&ws, &key("B")), &a)
+            .expect("put");
+        assert!(matches!(
+            s.reveal(&ws, &key("B")),
+            Err(StoreError::Damaged { .. })
+        ));
+        // Only the sealed part of A spliced under B's metadata.
+        let da = record::decode(&a).expect("a");
+        let db = record::decode(&b).expect("b");
+        let spliced = record::encode(db.meta_json, da.sealed);
+        s.backend
+            .put(NS_SECRETS, &record::storage_id(&ws, &key("B")), &spliced)
+            .expect("put");
+        assert!(matches!(
+            s.reveal(&ws, &key("B")),
+            Err(StoreError::Damaged { .. })
+        ));
+    }
+
+    #[test]
+    fn rolled_back_ciphertext_under_new_metadata_fails_to_open() {
+        let (_d, s, _) = store();
+        let ws = Scope::Platform;
+        s.set(&ws, &key("A"), val("old"), spec(), "x").expect("set");
+        let v1 = s
+            .backend
+            .get(NS_SECRETS, &record::storage_id(&ws, &key("A")))
+            .expect("g")
+            .expect("v1");
+        s.rotate(&ws, &key("A"), val("new"), "x").expect("rotate");
+        let v2 = s
+            .backend
+            .get(NS_SECRETS, &record::storage_id(&ws, &key("A")))
+            .expect("g")
+            .expect("v2");
+        let spliced = record::encode(
+            record::decode(&v2).expect("d").meta_json,
+            record::decode(&v1).expect("d").sealed,
+        );
+        s.backend
+            .put(NS_SECRETS, &record::storage_id(&ws, &key("A")), &spliced)
+            .expect("put");
+        assert!(matches!(
+            s.reveal(&ws, &key("A")),
+            Err(StoreError::Damaged { .. })
+        ));
+    }
+
+    #[test]
+    fn binding_edited_on_disk_fails_to_open() {
+        let (_d, s, _) = store();
+        let ws = Scope::Platform;
+        s.set(&ws, &key("A"), val("v"), spec(), "x").expect("set");
+        let id = record::storage_id(&ws, &key("A"));
+        let raw = s.backend.get(NS_SECRETS, &id).expect("g").expect("raw");
+        let d = record::decode(&raw).expect("d");
+        let tampered_meta = String::from_utf8(d.meta_json.to_vec())
+            .expect("utf8")
+            .replace("api.example.com", "evil.example.net");
+        let t = record::encode(tampered_meta.as_bytes(), d.sealed);
+        s.backend.put(NS_SECRETS, &id, &t).expect("put");
+        assert!(matches!(
+            s.reveal(&ws, &key("A")),
+            Err(StoreError::Damaged { .. })
+        ));
+    }
+
+    #[test]
+    fn wrong_master_key_detected_at_open() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let m = MasterKey::generate().expect("rng");
+        drop(SecretStore::init(&dir.path().join("db"), &m).expect("init"));
+        let other = MasterKey::generate().expect("rng");
+        assert!(matches!(
+            SecretStore::open(&dir.path().join("db"), &other),
+            Err(StoreError::WrongMasterKey { .. })
+        ));
+        assert!(SecretStore::open(&dir.path().join("db"), &m).is_ok());
+    }
+
+    #[test]
+    fn open_of_missing_store_says_init() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let m = MasterKey::generate().expect("rng");
+        let err = SecretStore::open(&dir.path().join("nope"), &m)
+            .err()
+            .expect("error");
+        assert!(err.to_string().contains("latchkey init"), "{err}");
+    }
+
+    #[test]
+    fn master_rotation_keeps_every_record() {
+        let (d, mut s, m) = store();
+        for i in 0..20 {
+            s.set(
+                &Scope::Platform,
+                &key(&format!("K{i}")),
+                val(&format!("v{i}")),
+                spec(),
+                "x",
+            )
+            .expect("set");
+        }
+        let new = MasterKey::generate().expect("rng");
+        s.rotate_master(&m, &new).expect("rotate");
+        drop(s);
+        assert!(matches!(
+            SecretStore::open(&d.path().join("db"), &m),
+            Err(StoreError::WrongMasterKey { .. })
+        ));
+        let s = SecretStore::open(&d.path().join("db"), &new).expect("open with new");
+        for i in 0..20 {
+            let (_, v) = s
+                .reveal(&Scope::Platform, &key(&format!("K{i}")))
+                .expect("reveal");
+            assert_eq!(v.expose(), format!("v{i}").as_bytes());
+        }
+    }
+
+    #[test]
+    fn delete_created_by_removes_only_that_members_secrets_in_every_scope() {
+        let (_d, s, _) = store();
+        let scopes = [
+            Scope::Platform,
+            Scope::Workspace {
+                workspace: "w".into(),
+            },
+            Scope::User {
+                user: "mallory".into(),
+            },
+        ];
+        for sc in &scopes {
+            s.set(sc, &key("BY_MALLORY"), val("m"), spec(), "mallory")
+                .expect("set");
+            s.set(sc, &key("BY_ALICE"), val("a"), spec(), "alice")
+                .expect("set");
+        }
+        // Rotated by mallory but created by alice: stays (creator owns it).
+        s.rotate(&Scope::Platform, &key("BY_ALICE"), val("a2"), "mallory")
+            .expect("rotate");
+        let deleted = s.delete_created_by("mallory").expect("delete");
+        assert_eq!(deleted.len(), 3);
+        let left: Vec<_> = s
+            .list(None)
+            .expect("list")
+            .into_iter()
+            .map(|m| m.expect("ok").key.to_string())
+            .collect();
+        assert_eq!(left, vec!["BY_ALICE"; 3]);
+    }
+}
