@@ -8,7 +8,7 @@
 //! - [`audit`]: the append-only trail of credential use (never values).
 //!
 //! ```no_run
-//! use latchkey_host::{audit::AuditLog, resolve::RunContext, sandbox::{Runtime, RuntimeConfig}};
+//! use latchkey_host::{resolve::RunContext, sandbox::{Runtime, RuntimeConfig}};
 //! use latchkey_host::store::{MasterKey, SecretStore};
 //! use std::sync::Arc;
 //!
@@ -18,7 +18,7 @@
 //! let runtime = Runtime::new(RuntimeConfig::default(), store)?;
 //! let step = runtime.load(&std::fs::read("slack_post.wasm")?)?;
 //! let ctx = RunContext::single_step("default", "slack-post", "alice");
-//! let outcome = runtime.run(&step, &ctx, r#"{"channel":"#general","text":"hi"}"#).await?;
+//! let outcome = runtime.run(&step, &ctx, r##"{"channel":"#general","text":"hi"}"##).await?;
 //! println!("{}", outcome.output);
 //! # Ok(()) }
 //! ```
