@@ -12,7 +12,7 @@ pub enum Error {
     /// No credential with this key is available to this step. Carries the key.
     MissingCredential(String),
     /// The key is not a valid credential key (ASCII `A-Z`, `0-9`, `_`, 1 to 128 bytes).
-    /// Carries the key as given.
+    /// Carries the host's explanation.
     InvalidKey(String),
     /// The step holds as many credential handles as it may; drop some first.
     TooManyHandles,
@@ -43,7 +43,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::MissingCredential(key) => write!(f, "credential {key} is not available"),
-            Error::InvalidKey(key) => write!(f, "invalid credential key {key:?}"),
+            Error::InvalidKey(why) => write!(f, "invalid credential key: {why}"),
             Error::TooManyHandles => f.write_str("too many credential handles"),
             Error::InvalidRequest(msg) => write!(f, "invalid request: {msg}"),
             Error::Denied(msg) => write!(f, "request denied: {msg}"),
@@ -98,8 +98,8 @@ mod tests {
                 "credential SLACK_TOKEN is not available",
             ),
             (
-                Error::InvalidKey("bad key".into()),
-                "invalid credential key \"bad key\"",
+                Error::InvalidKey("the credential key is empty".into()),
+                "invalid credential key: the credential key is empty",
             ),
             (Error::TooManyHandles, "too many credential handles"),
             (

@@ -32,8 +32,9 @@
 //! `target/wasm32-wasip2/release/` is the component to register with Latchkey. The crate must
 //! be a `cdylib`.
 //!
-//! What the sandbox does not give a step: environment variables, arguments, files, sockets and
-//! clocks beyond what WASI needs to start. [`Request::send`] is the only way out.
+//! A step has no network, environment variables, arguments or files of its own, and its stdout
+//! and stderr go nowhere: [`Request::send`] is the only way out and [`log`] the way to tell the
+//! operator something. A panic is logged (at error level) before the step traps.
 
 #![deny(missing_docs)]
 
@@ -135,12 +136,21 @@ pub mod __private {
     }
 
     /// Routes panic messages to the host's log: a step's stderr goes nowhere, so without this
-    /// the operator would see only a trap.
+    /// the operator would see only a trap. Not on native targets, where the log import is a
+    /// stub that panics (it would turn a failing unit test into an abort).
     fn install_panic_hook() {
+        if !cfg!(target_arch = "wasm32") {
+            return;
+        }
         static ONCE: std::sync::Once = std::sync::Once::new();
         ONCE.call_once(|| {
             std::panic::set_hook(Box::new(|info| {
-                crate::log::error(&format!("step panicked: {info}"));
+                let message = info.payload_as_str().unwrap_or("(no message)");
+                let line = match info.location() {
+                    Some(at) => format!("step panicked at {at}: {message}"),
+                    None => format!("step panicked: {message}"),
+                };
+                crate::log::error(&line);
             }));
         });
     }
@@ -164,7 +174,7 @@ pub mod __private {
 /// ```
 #[macro_export]
 macro_rules! export_step {
-    ($step:path) => {
+    ($step:expr) => {
         const _: () = {
             struct LatchkeyStep;
 
@@ -177,7 +187,40 @@ macro_rules! export_step {
             }
 
             // Also embeds the component type (imports and exports) in the author's crate.
-            $crate::__private::__export_workflow!(LatchkeyStep with_types_in $crate::__private);
+            // Braces keep rustfmt away from this argument syntax, which it cannot parse.
+            $crate::__private::__export_workflow! {
+                LatchkeyStep with_types_in $crate::__private
+            }
         };
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::__private::run_step;
+    use super::Error;
+    use serde_json::{Value, json};
+
+    #[test]
+    fn run_step_round_trips_json() {
+        let out = run_step(r#"{"a": [1, 2]}"#, |v| Ok::<_, Error>(json!({ "got": v })));
+        assert_eq!(out.as_deref(), Ok(r#"{"got":{"a":[1,2]}}"#));
+    }
+
+    #[test]
+    fn run_step_rejects_input_that_is_not_json() {
+        let out = run_step("not json", |_| -> Result<Value, Error> {
+            panic!("the step must not run")
+        });
+        assert!(
+            matches!(&out, Err(m) if m.starts_with("step input is not valid JSON")),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn run_step_reports_the_error_display() {
+        let out = run_step("null", |_| Err::<Value, _>(Error::Denied("host x".into())));
+        assert_eq!(out, Err("request denied: host x".to_owned()));
+    }
 }

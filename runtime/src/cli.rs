@@ -21,10 +21,20 @@ pub struct Cli {
 #[derive(Args, Debug, Clone)]
 pub struct StoreArgs {
     /// Store directory.
-    #[arg(long, global = true, env = "LATCHKEY_STORE", default_value = ".latchkey/store")]
+    #[arg(
+        long,
+        global = true,
+        env = "LATCHKEY_STORE",
+        default_value = ".latchkey/store"
+    )]
     pub store: PathBuf,
     /// Master key file (64 hex characters). Ignored when LATCHKEY_MASTER_KEY is set.
-    #[arg(long, global = true, env = "LATCHKEY_MASTER_KEY_FILE", default_value = ".latchkey/master.key")]
+    #[arg(
+        long,
+        global = true,
+        env = "LATCHKEY_MASTER_KEY_FILE",
+        default_value = ".latchkey/master.key"
+    )]
     pub master_key_file: PathBuf,
 }
 

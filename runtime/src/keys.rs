@@ -12,7 +12,8 @@ pub const MASTER_KEY_ENV: &str = "LATCHKEY_MASTER_KEY";
 /// The master key: LATCHKEY_MASTER_KEY if set, else the key file.
 pub fn load_master(args: &StoreArgs) -> Result<MasterKey> {
     if let Ok(text) = std::env::var(MASTER_KEY_ENV) {
-        return MasterKey::from_bytes(text.as_bytes()).with_context(|| format!("reading {MASTER_KEY_ENV}"));
+        return MasterKey::from_bytes(text.as_bytes())
+            .with_context(|| format!("reading {MASTER_KEY_ENV}"));
     }
     read_key_file(&args.master_key_file)
 }
@@ -25,7 +26,8 @@ fn read_key_file(path: &Path) -> Result<MasterKey> {
         )
     })?;
     let key = zeroize::Zeroizing::new(bytes);
-    MasterKey::from_bytes(&key).with_context(|| format!("reading the master key file {}", path.display()))
+    MasterKey::from_bytes(&key)
+        .with_context(|| format!("reading the master key file {}", path.display()))
 }
 
 /// Writes `key` to a new file readable only by its owner. Refuses to overwrite.
@@ -39,7 +41,12 @@ fn write_key_file(path: &Path, key: &MasterKey) -> Result<()> {
         .create_new(true)
         .mode(0o600)
         .open(path)
-        .with_context(|| format!("creating the master key file {} (it must not exist yet)", path.display()))?;
+        .with_context(|| {
+            format!(
+                "creating the master key file {} (it must not exist yet)",
+                path.display()
+            )
+        })?;
     f.write_all(key.to_hex().as_bytes())?;
     f.write_all(b"\n")?;
     f.sync_all()?;
@@ -49,20 +56,37 @@ fn write_key_file(path: &Path, key: &MasterKey) -> Result<()> {
 /// `latchkey init`.
 pub fn init(args: &StoreArgs) -> Result<()> {
     if args.store.join("conf").exists() {
-        bail!("a Latchkey store already exists at {}; refusing to overwrite it", args.store.display());
+        bail!(
+            "a Latchkey store already exists at {}; refusing to overwrite it",
+            args.store.display()
+        );
     }
     let (master, source) = if std::env::var_os(MASTER_KEY_ENV).is_some() {
         (load_master(args)?, format!("the key in {MASTER_KEY_ENV}"))
     } else if args.master_key_file.exists() {
-        (read_key_file(&args.master_key_file)?, format!("the existing key file {}", args.master_key_file.display()))
+        (
+            read_key_file(&args.master_key_file)?,
+            format!("the existing key file {}", args.master_key_file.display()),
+        )
     } else {
         let key = MasterKey::generate().context("generating a master key")?;
         write_key_file(&args.master_key_file, &key)?;
-        (key, format!("a new master key written to {} (mode 0600)", args.master_key_file.display()))
+        (
+            key,
+            format!(
+                "a new master key written to {} (mode 0600)",
+                args.master_key_file.display()
+            ),
+        )
     };
-    std::fs::create_dir_all(&args.store).with_context(|| format!("creating {}", args.store.display()))?;
-    SecretStore::init(&args.store, &master).with_context(|| format!("creating the store at {}", args.store.display()))?;
-    println!("initialised store {} sealed with {source}", args.store.display());
+    std::fs::create_dir_all(&args.store)
+        .with_context(|| format!("creating {}", args.store.display()))?;
+    SecretStore::init(&args.store, &master)
+        .with_context(|| format!("creating the store at {}", args.store.display()))?;
+    println!(
+        "initialised store {} sealed with {source}",
+        args.store.display()
+    );
     println!("keep the master key secret and backed up: without it the store cannot be opened");
     Ok(())
 }
@@ -70,7 +94,8 @@ pub fn init(args: &StoreArgs) -> Result<()> {
 /// Opens the store with the configured master key.
 pub fn open_store(args: &StoreArgs) -> Result<SecretStore> {
     let master = load_master(args)?;
-    SecretStore::open(&args.store, &master).with_context(|| format!("opening the store at {}", args.store.display()))
+    SecretStore::open(&args.store, &master)
+        .with_context(|| format!("opening the store at {}", args.store.display()))
 }
 
 /// `latchkey store rotate-master`.
@@ -85,7 +110,9 @@ pub fn rotate_master(args: &StoreArgs, new_key_file: &Path) -> Result<()> {
         write_key_file(new_key_file, &key)?;
         key
     };
-    store.rotate_master(&old, &new).context("re-wrapping the data key")?;
+    store
+        .rotate_master(&old, &new)
+        .context("re-wrapping the data key")?;
     println!(
         "the store {} is now sealed with the key in {}; the old key no longer opens it",
         args.store.display(),
@@ -94,7 +121,9 @@ pub fn rotate_master(args: &StoreArgs, new_key_file: &Path) -> Result<()> {
     if std::env::var_os(MASTER_KEY_ENV).is_some() {
         println!("update {MASTER_KEY_ENV} to the new key");
     } else {
-        println!("point --master-key-file (or LATCHKEY_MASTER_KEY_FILE) at the new file, or move it over the old one");
+        println!(
+            "point --master-key-file (or LATCHKEY_MASTER_KEY_FILE) at the new file, or move it over the old one"
+        );
     }
     Ok(())
 }

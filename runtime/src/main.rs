@@ -44,7 +44,9 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Command::Member(MemberCommand::Remove { user }) => {
             let store = keys::open_store(&cli.store)?;
-            let deleted = store.delete_created_by(&user).context("removing the member's secrets")?;
+            let deleted = store
+                .delete_created_by(&user)
+                .context("removing the member's secrets")?;
             println!("removed member {user}: deleted {} secret(s)", deleted.len());
             for m in deleted {
                 println!("  {} {}", m.scope, m.key);

@@ -37,10 +37,13 @@ fn read_input(args: &RunArgs) -> Result<String> {
     let text = match &args.input_file {
         Some(p) if p.as_os_str() == "-" => {
             let mut s = String::new();
-            std::io::stdin().read_to_string(&mut s).context("reading the input from stdin")?;
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .context("reading the input from stdin")?;
             s
         }
-        Some(p) => std::fs::read_to_string(p).with_context(|| format!("reading the input file {}", p.display()))?,
+        Some(p) => std::fs::read_to_string(p)
+            .with_context(|| format!("reading the input file {}", p.display()))?,
         None => args.input.clone(),
     };
     serde_json::from_str::<serde_json::Value>(&text).context("the input is not valid JSON")?;
@@ -50,7 +53,8 @@ fn read_input(args: &RunArgs) -> Result<String> {
 pub fn run(store_args: &StoreArgs, args: RunArgs) -> Result<ExitCode> {
     let limits = limits(&args)?;
     let input = read_input(&args)?;
-    let bytes = std::fs::read(&args.step).with_context(|| format!("reading the step {}", args.step.display()))?;
+    let bytes = std::fs::read(&args.step)
+        .with_context(|| format!("reading the step {}", args.step.display()))?;
     let workflow = match &args.workflow {
         Some(w) => w.clone(),
         None => args
@@ -66,14 +70,20 @@ pub fn run(store_args: &StoreArgs, args: RunArgs) -> Result<ExitCode> {
         ctx.step.integrations = args.integrations.iter().cloned().collect();
     }
     if !args.allow_keys.is_empty() {
-        let keys = args.allow_keys.iter().map(|k| CredentialKey::new(k)).collect::<Result<_, _>>()?;
+        let keys = args
+            .allow_keys
+            .iter()
+            .map(|k| CredentialKey::new(k))
+            .collect::<Result<_, _>>()?;
         ctx.step.allowlist = Some(keys);
     }
 
     let store = Arc::new(keys::open_store(store_args)?);
     let config = RuntimeConfig {
         limits,
-        address_policy: AddressPolicy { allow_private: args.allow_private_network },
+        address_policy: AddressPolicy {
+            allow_private: args.allow_private_network,
+        },
         pool_instances: 0,
     };
     let tokio = tokio::runtime::Builder::new_multi_thread()
@@ -110,11 +120,16 @@ pub fn run(store_args: &StoreArgs, args: RunArgs) -> Result<ExitCode> {
         Err(e) => {
             let kind = match &e {
                 RunError::Guest(_) => "step error",
-                RunError::Trap(_) | RunError::Deadline(_) | RunError::OutputTooLarge { .. } => "step aborted",
+                RunError::Trap(_) | RunError::Deadline(_) | RunError::OutputTooLarge { .. } => {
+                    "step aborted"
+                }
                 _ => "step could not run",
             };
             eprintln!("error: {kind} ({}): {e}", args.step.display());
-            eprintln!("run id {} (see `latchkey audit --run {}`)", ctx.run_id, ctx.run_id);
+            eprintln!(
+                "run id {} (see `latchkey audit --run {}`)",
+                ctx.run_id, ctx.run_id
+            );
             Ok(ExitCode::from(EXIT_STEP_FAILED))
         }
     }

@@ -20,7 +20,11 @@ pub fn run(store_args: &StoreArgs, cmd: SecretCommand) -> Result<()> {
 
 /// Parses `--scope`; `workspace` alone is `workspace:default`.
 pub fn parse_scope(s: &ScopeArgs) -> Result<Scope> {
-    let text = if s.scope == "workspace" { "workspace:default" } else { s.scope.as_str() };
+    let text = if s.scope == "workspace" {
+        "workspace:default"
+    } else {
+        s.scope.as_str()
+    };
     Ok(Scope::parse(text)?)
 }
 
@@ -33,7 +37,8 @@ fn read_value(key: &CredentialKey) -> Result<SecretValue> {
     let mut bytes = Zeroizing::new(Vec::new());
     if std::io::stdin().is_terminal() {
         let typed = Zeroizing::new(
-            rpassword::prompt_password(format!("value for {key} (input hidden): ")).context("reading the value")?,
+            rpassword::prompt_password(format!("value for {key} (input hidden): "))
+                .context("reading the value")?,
         );
         bytes.extend_from_slice(typed.as_bytes());
     } else {
@@ -53,22 +58,45 @@ fn read_value(key: &CredentialKey) -> Result<SecretValue> {
         };
         bytes.truncate(keep);
     }
-    Ok(SecretValue::new(bytes.to_vec()).with_context(|| format!("refusing the value for {key}"))?)
+    Ok(
+        SecretValue::new(bytes.to_vec())
+            .with_context(|| format!("refusing the value for {key}"))?,
+    )
 }
 
 fn set(store_args: &StoreArgs, args: SetArgs) -> Result<()> {
     // Validate everything before reading the value or touching the store.
     let key = CredentialKey::new(&args.key.key)?;
     let scope = parse_scope(&args.key.scope)?;
-    let hosts = args.allow_host.iter().map(|h| HostPattern::parse(h)).collect::<Result<Vec<_>, _>>()?;
-    let locations = args.inject.iter().map(|l| InjectLocation::parse(l)).collect::<Result<Vec<_>, _>>()?;
+    let hosts = args
+        .allow_host
+        .iter()
+        .map(|h| HostPattern::parse(h))
+        .collect::<Result<Vec<_>, _>>()?;
+    let locations = args
+        .inject
+        .iter()
+        .map(|l| InjectLocation::parse(l))
+        .collect::<Result<Vec<_>, _>>()?;
     let binding = Binding::new(hosts, locations, args.allow_http)?;
     let store = keys::open_store(store_args)?;
     let value = read_value(&key)?;
     let meta = store
-        .set(&scope, &key, value, SecretSpec { integration: args.integration, binding }, &actor(&args.key))
+        .set(
+            &scope,
+            &key,
+            value,
+            SecretSpec {
+                integration: args.integration,
+                binding,
+            },
+            &actor(&args.key),
+        )
         .with_context(|| format!("storing {key} in {scope}"))?;
-    println!("stored {} in {} (version {})", meta.key, meta.scope, meta.version);
+    println!(
+        "stored {} in {} (version {})",
+        meta.key, meta.scope, meta.version
+    );
     Ok(())
 }
 
@@ -80,8 +108,13 @@ fn rotate(store_args: &StoreArgs, args: KeyArgs) -> Result<()> {
         bail!("no secret {key} in scope {scope}; create it with `latchkey secret set`");
     }
     let value = read_value(&key)?;
-    let meta = store.rotate(&scope, &key, value, &actor(&args)).with_context(|| format!("rotating {key} in {scope}"))?;
-    println!("rotated {} in {} (now version {})", meta.key, meta.scope, meta.version);
+    let meta = store
+        .rotate(&scope, &key, value, &actor(&args))
+        .with_context(|| format!("rotating {key} in {scope}"))?;
+    println!(
+        "rotated {} in {} (now version {})",
+        meta.key, meta.scope, meta.version
+    );
     Ok(())
 }
 
@@ -111,10 +144,16 @@ fn list(store_args: &StoreArgs, args: ListArgs) -> Result<()> {
         return Ok(());
     }
     if entries.is_empty() {
-        println!("no secrets{}", scope.map(|s| format!(" in {s}")).unwrap_or_default());
+        println!(
+            "no secrets{}",
+            scope.map(|s| format!(" in {s}")).unwrap_or_default()
+        );
         return Ok(());
     }
-    println!("{:<28} {:<28} {:<10} {:>3}  {:<20} {:<36} HOSTS", "KEY", "SCOPE", "TYPE", "VER", "UPDATED", "INJECT");
+    println!(
+        "{:<28} {:<28} {:<10} {:>3}  {:<20} {:<36} HOSTS",
+        "KEY", "SCOPE", "TYPE", "VER", "UPDATED", "INJECT"
+    );
     for e in entries {
         match e {
             Ok(m) => println!("{}", row(&m)),
@@ -125,8 +164,15 @@ fn list(store_args: &StoreArgs, args: ListArgs) -> Result<()> {
 }
 
 fn row(m: &SecretMeta) -> String {
-    let when = humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(m.updated_at_ms));
-    let locations: Vec<String> = m.binding.locations.iter().map(ToString::to_string).collect();
+    let when = humantime::format_rfc3339_seconds(
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(m.updated_at_ms),
+    );
+    let locations: Vec<String> = m
+        .binding
+        .locations
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     let mut hosts: Vec<String> = m.binding.hosts.iter().map(ToString::to_string).collect();
     if m.binding.allow_http {
         hosts.push("(http allowed)".into());

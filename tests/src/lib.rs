@@ -1,1 +1,152 @@
-//! placeholder
+//! Test support for Latchkey: the guests built by `build.rs`, loopback fake upstreams,
+//! and helpers to set up a store and run steps through the library.
+//!
+//! The integration tests live in `tests/tests/` (library API) and `runtime/tests/` (the
+//! `latchkey` binary, whose path cargo only exposes to its own package's tests).
+#![deny(missing_docs)]
+#![allow(clippy::unwrap_used)]
+
+pub mod upstream;
+
+use latchkey_host::policy::{AddressPolicy, Binding, HostPattern, InjectLocation};
+use latchkey_host::resolve::RunContext;
+use latchkey_host::sandbox::{Limits, RunError, RunOutcome, Runtime, RuntimeConfig, Step};
+use latchkey_host::secret::{CredentialKey, SecretValue};
+use latchkey_host::store::{MasterKey, Scope, SecretSpec, SecretStore};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Directory holding the built guest components.
+pub const GUEST_DIR: &str = env!("LATCHKEY_GUEST_DIR");
+
+/// Path of a built guest, e.g. `guest("slack_post")`.
+pub fn guest(name: &str) -> PathBuf {
+    let p = PathBuf::from(GUEST_DIR).join(format!("{name}.wasm"));
+    assert!(p.exists(), "guest {} was not built", p.display());
+    p
+}
+
+/// A store in a temporary directory, with its master key.
+pub struct TestStore {
+    /// Keeps the directory alive.
+    pub dir: tempfile::TempDir,
+    /// The open store.
+    pub store: Arc<SecretStore>,
+}
+
+impl TestStore {
+    /// A fresh store.
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let master = MasterKey::generate().unwrap();
+        let store = Arc::new(SecretStore::init(&dir.path().join("store"), &master).unwrap());
+        TestStore { dir, store }
+    }
+
+    /// Stores `value` under `key` at `scope` bound to `hosts` and `locations`, plain http
+    /// allowed (the fakes are http on loopback).
+    pub fn put(&self, scope: &Scope, key: &str, value: &str, hosts: &[&str], locations: &[&str]) {
+        self.put_typed(scope, key, value, hosts, locations, "http");
+    }
+
+    /// Like [`TestStore::put`] with an integration type.
+    pub fn put_typed(
+        &self,
+        scope: &Scope,
+        key: &str,
+        value: &str,
+        hosts: &[&str],
+        locations: &[&str],
+        integration: &str,
+    ) {
+        let binding = Binding::new(
+            hosts
+                .iter()
+                .map(|h| HostPattern::parse(h).unwrap())
+                .collect(),
+            locations
+                .iter()
+                .map(|l| InjectLocation::parse(l).unwrap())
+                .collect(),
+            true,
+        )
+        .unwrap();
+        self.store
+            .set(
+                scope,
+                &CredentialKey::new(key).unwrap(),
+                SecretValue::new(value.as_bytes().to_vec()).unwrap(),
+                SecretSpec {
+                    integration: integration.into(),
+                    binding,
+                },
+                "tester",
+            )
+            .unwrap();
+    }
+
+    /// Replaces a value.
+    pub fn rotate(&self, scope: &Scope, key: &str, value: &str) {
+        self.store
+            .rotate(
+                scope,
+                &CredentialKey::new(key).unwrap(),
+                SecretValue::new(value.as_bytes().to_vec()).unwrap(),
+                "tester",
+            )
+            .unwrap();
+    }
+}
+
+impl Default for TestStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The default workspace scope.
+pub fn workspace() -> Scope {
+    Scope::Workspace {
+        workspace: "default".into(),
+    }
+}
+
+/// A runtime over `store` that may reach loopback (the fakes), with `limits`.
+pub fn runtime_with(store: &TestStore, limits: Limits) -> Runtime {
+    let config = RuntimeConfig {
+        limits,
+        address_policy: AddressPolicy {
+            allow_private: true,
+        },
+        pool_instances: 0,
+    };
+    Runtime::new(config, store.store.clone()).unwrap()
+}
+
+/// A runtime with default limits that may reach loopback.
+pub fn runtime(store: &TestStore) -> Runtime {
+    runtime_with(store, Limits::default())
+}
+
+/// Loads a built guest.
+pub fn load(rt: &Runtime, name: &str) -> Step {
+    rt.load(&std::fs::read(guest(name)).unwrap()).unwrap()
+}
+
+/// Runs `step` as a one-step workflow `wf` of user `alice` in workspace `default`.
+pub async fn run(
+    rt: &Runtime,
+    step: &Step,
+    input: serde_json::Value,
+) -> Result<RunOutcome, RunError> {
+    let ctx = RunContext::single_step("default", "wf", "alice");
+    rt.run(step, &ctx, &input.to_string()).await
+}
+
+/// Runs and parses the output as JSON, panicking with the error otherwise.
+pub async fn run_ok(rt: &Runtime, step: &Step, input: serde_json::Value) -> serde_json::Value {
+    match run(rt, step, input).await {
+        Ok(o) => serde_json::from_str(&o.output).unwrap(),
+        Err(e) => panic!("run failed: {e}"),
+    }
+}

@@ -85,7 +85,9 @@ impl wit_http::Host for HostState {
         let client = self.shared.client.clone();
         let limits = self.limits().clone();
         let received = exchange(client, &prepared, &limits).await;
-        let result = received.and_then(|r| self.scrub_response(r)).map_err(|e| self.scrub_error(e));
+        let result = received
+            .and_then(|r| self.scrub_response(r))
+            .map_err(|e| self.scrub_error(e));
         let outcome = match &result {
             Ok(r) => format!("status {}", r.status),
             Err(e) => format!("not completed: {}", error_summary(e)),
@@ -443,7 +445,6 @@ impl HostState {
             injected,
         })
     }
-
 }
 
 /// A transport error in words the guest may see: no URL (it may carry a query
@@ -495,12 +496,21 @@ impl HostState {
             ));
         }
         let lossy = |b: &[u8]| String::from_utf8_lossy(&self.scrubber.scrub(b)).into_owned();
-        let headers = r.headers.iter().map(|(n, v)| (lossy(n.as_str().as_bytes()), lossy(v.as_bytes()))).collect();
-        Ok(Response { status: r.status, headers, body: self.scrubber.scrub(&r.body) })
+        let headers = r
+            .headers
+            .iter()
+            .map(|(n, v)| (lossy(n.as_str().as_bytes()), lossy(v.as_bytes())))
+            .collect();
+        Ok(Response {
+            status: r.status,
+            headers,
+            body: self.scrubber.scrub(&r.body),
+        })
     }
 
     fn scrub_error(&self, e: Error) -> Error {
-        let clean = |m: String| String::from_utf8_lossy(&self.scrubber.scrub(m.as_bytes())).into_owned();
+        let clean =
+            |m: String| String::from_utf8_lossy(&self.scrubber.scrub(m.as_bytes())).into_owned();
         match e {
             Error::Transport(m) => Error::Transport(clean(m)),
             Error::Denied(m) => Error::Denied(clean(m)),
@@ -511,8 +521,14 @@ impl HostState {
 
 /// Sends the request and reads the response within the request's time limit and the
 /// size limits. Holds no reference to the host state across an await.
-async fn exchange(client: reqwest::Client, p: &Prepared, limits: &Limits) -> Result<Received, Error> {
-    let mut rb = client.request(p.method.clone(), p.url.clone()).headers(p.headers.clone());
+async fn exchange(
+    client: reqwest::Client,
+    p: &Prepared,
+    limits: &Limits,
+) -> Result<Received, Error> {
+    let mut rb = client
+        .request(p.method.clone(), p.url.clone())
+        .headers(p.headers.clone());
     if let Some(b) = &p.body {
         rb = rb.body(b.clone());
     }
@@ -525,8 +541,16 @@ async fn exchange(client: reqwest::Client, p: &Prepared, limits: &Limits) -> Res
                 limits.max_response_headers
             )));
         }
-        let too_big = || Error::LimitExceeded(format!("the response body is larger than {} bytes", limits.max_response_body));
-        if resp.content_length().is_some_and(|len| len > limits.max_response_body as u64) {
+        let too_big = || {
+            Error::LimitExceeded(format!(
+                "the response body is larger than {} bytes",
+                limits.max_response_body
+            ))
+        };
+        if resp
+            .content_length()
+            .is_some_and(|len| len > limits.max_response_body as u64)
+        {
             return Err(too_big());
         }
         let headers = std::mem::take(resp.headers_mut());
@@ -537,7 +561,11 @@ async fn exchange(client: reqwest::Client, p: &Prepared, limits: &Limits) -> Res
             }
             body.extend_from_slice(&chunk);
         }
-        Ok(Received { status, headers, body })
+        Ok(Received {
+            status,
+            headers,
+            body,
+        })
     };
     match tokio::time::timeout(p.timeout, exchange).await {
         Ok(r) => r,
