@@ -154,6 +154,19 @@ pub enum RunError {
     Instantiate(String),
 }
 
+/// A failed run: why, and what the guest logged before it failed (a panic message, say).
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct RunFailure {
+    /// Why the run failed.
+    #[source]
+    pub error: RunError,
+    /// Guest log lines captured before the failure, secrets masked.
+    pub logs: Vec<GuestLogLine>,
+    /// Credentials resolved before the failure.
+    pub credentials: Vec<CredentialUse>,
+}
+
 /// A credential a run used, for reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CredentialUse {
@@ -480,7 +493,7 @@ impl Runtime {
         step: &Step,
         ctx: &RunContext,
         input: &str,
-    ) -> Result<RunOutcome, RunError> {
+    ) -> Result<RunOutcome, RunFailure> {
         let started = Instant::now();
         let limits = &self.shared.limits;
         let wasi = WasiCtx::builder()
@@ -523,19 +536,22 @@ impl Runtime {
         // awaiting a host call (a slow upstream).
         let result = tokio::time::timeout(deadline + EPOCH_TICK * 2, call).await;
         let _ = audit::flush(&self.shared.store);
+        let failed = |error: RunError, store: Store<HostState>| {
+            let state = store.into_data();
+            RunFailure { error, logs: state.logs, credentials: state.used }
+        };
         let output = match result {
-            Err(_) => return Err(RunError::Deadline(deadline)),
-            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(failed(RunError::Deadline(deadline), store)),
+            Ok(Err(e)) => return Err(failed(e, store)),
             Ok(Ok(Err(guest))) => {
-                return Err(RunError::Guest(scrub_text(&store.data().scrubber, &guest)));
+                let msg = scrub_text(&store.data().scrubber, &guest);
+                return Err(failed(RunError::Guest(msg), store));
             }
             Ok(Ok(Ok(output))) => output,
         };
         if output.len() > limits.max_output_bytes {
-            return Err(RunError::OutputTooLarge {
-                len: output.len(),
-                limit: limits.max_output_bytes,
-            });
+            let error = RunError::OutputTooLarge { len: output.len(), limit: limits.max_output_bytes };
+            return Err(failed(error, store));
         }
         let state = store.into_data();
         let output = scrub_text(&state.scrubber, &output);

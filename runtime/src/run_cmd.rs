@@ -117,7 +117,11 @@ pub fn run(store_args: &StoreArgs, args: RunArgs) -> Result<ExitCode> {
             println!("{}", outcome.output);
             Ok(ExitCode::SUCCESS)
         }
-        Err(e) => {
+        Err(failure) => {
+            for line in &failure.logs {
+                eprintln!("[{} {}] {}", ctx.step.name, line.level, line.message);
+            }
+            let e = failure.error;
             let kind = match &e {
                 RunError::Guest(_) => "step error",
                 RunError::Trap(_) | RunError::Deadline(_) | RunError::OutputTooLarge { .. } => {
