@@ -10,7 +10,7 @@ pub mod upstream;
 
 use latchkey_host::policy::{AddressPolicy, Binding, HostPattern, InjectLocation};
 use latchkey_host::resolve::RunContext;
-use latchkey_host::sandbox::{Limits, RunError, RunOutcome, Runtime, RuntimeConfig, Step};
+use latchkey_host::sandbox::{Limits, RunFailure, RunOutcome, Runtime, RuntimeConfig, Step};
 use latchkey_host::secret::{CredentialKey, SecretValue};
 use latchkey_host::store::{MasterKey, Scope, SecretSpec, SecretStore};
 use std::path::PathBuf;
@@ -138,7 +138,7 @@ pub async fn run(
     rt: &Runtime,
     step: &Step,
     input: serde_json::Value,
-) -> Result<RunOutcome, RunError> {
+) -> Result<RunOutcome, RunFailure> {
     let ctx = RunContext::single_step("default", "wf", "alice");
     rt.run(step, &ctx, &input.to_string()).await
 }
