@@ -46,8 +46,14 @@ pub enum Command {
     /// prompt, never from the command line, and can never be read back.
     #[command(subcommand)]
     Secret(SecretCommand),
-    /// Run a workflow step (.wasm component) and print its output.
+    /// Run a workflow: a `workflow.toml` manifest (steps in order, each step's output the
+    /// next one's input), or a single step (.wasm component). Prints the final output on
+    /// stdout.
     Run(RunArgs),
+    /// Check a workflow manifest without running it: every component loads, and every key a
+    /// step declares (its allowlist and pins) resolves. Prints the tier and scope each key
+    /// would use, or why it is missing. Nothing is decrypted. Exits 1 if anything is wrong.
+    Check(CheckArgs),
     /// Print the audit trail of credential use (never values).
     Audit(AuditArgs),
     /// Store maintenance.
@@ -126,7 +132,8 @@ pub struct ListArgs {
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// The step: a WebAssembly component built for wasm32-wasip2 with latchkey-sdk.
+    /// A workflow manifest (`*.toml`), or one step: a WebAssembly component built for
+    /// wasm32-wasip2 with latchkey-sdk.
     pub step: PathBuf,
     /// Input JSON for the step.
     #[arg(long, default_value = "{}", conflicts_with = "input_file")]
@@ -137,19 +144,20 @@ pub struct RunArgs {
     /// Invoking user (resolution tiers 1 and 2). Default: the OS user.
     #[arg(long, env = "LATCHKEY_USER")]
     pub user: Option<String>,
-    /// Workspace the step runs in.
-    #[arg(long, default_value = "default")]
-    pub workspace: String,
-    /// Workflow name (default: the file name without extension).
+    /// Workspace the step runs in (single step only; a manifest names its own). Default:
+    /// `default`.
+    #[arg(long)]
+    pub workspace: Option<String>,
+    /// Workflow name (single step only; default: the file name without extension).
     #[arg(long)]
     pub workflow: Option<String>,
-    /// The workflow's builder (resolution tier 5).
+    /// The workflow's builder (resolution tier 5; single step only).
     #[arg(long)]
     pub builder: Option<String>,
-    /// Integration types the step declares. Repeatable. Default: http.
+    /// Integration types the step declares. Repeatable. Default: http. (Single step only.)
     #[arg(long = "integration", value_name = "TYPE")]
     pub integrations: Vec<String>,
-    /// Only these credential keys may resolve (comma-separated or repeated).
+    /// Only these credential keys may resolve (comma-separated or repeated; single step only).
     #[arg(long = "allow-key", value_name = "KEY", value_delimiter = ',')]
     pub allow_keys: Vec<String>,
     /// Allow fetches to loopback, private, link-local and other non-public addresses.
@@ -158,8 +166,18 @@ pub struct RunArgs {
     #[command(flatten)]
     pub limits: LimitArgs,
     /// Print a report (duration, fetches, credentials used by name and tier) on stderr.
+    /// Always on for a manifest.
     #[arg(long)]
     pub report: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// The workflow manifest (`workflow.toml`).
+    pub manifest: PathBuf,
+    /// Invoking user to check for (resolution tiers 1 and 2). Default: the OS user.
+    #[arg(long, env = "LATCHKEY_USER")]
+    pub user: Option<String>,
 }
 
 #[derive(Args, Debug)]

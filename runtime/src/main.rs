@@ -3,8 +3,10 @@
 mod audit_cmd;
 mod cli;
 mod keys;
+mod manifest;
 mod run_cmd;
 mod secret_cmd;
+mod workflow_cmd;
 
 use anyhow::{Context, Result};
 use clap::Parser;
@@ -38,6 +40,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Init => keys::init(&cli.store).map(|()| ExitCode::SUCCESS),
         Command::Secret(cmd) => secret_cmd::run(&cli.store, cmd).map(|()| ExitCode::SUCCESS),
         Command::Run(args) => run_cmd::run(&cli.store, args),
+        Command::Check(args) => workflow_cmd::check(&cli.store, args),
         Command::Audit(args) => audit_cmd::run(&cli.store, args).map(|()| ExitCode::SUCCESS),
         Command::Store(StoreCommand::RotateMaster { new_key_file }) => {
             keys::rotate_master(&cli.store, &new_key_file).map(|()| ExitCode::SUCCESS)

@@ -1,4 +1,4 @@
-//! `latchkey run`: run a step and print its output.
+//! `latchkey run`: run a step (or, for a `.toml`, a workflow) and print its output.
 
 use crate::cli::{RunArgs, StoreArgs};
 use crate::{EXIT_STEP_FAILED, keys};
@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-fn limits(args: &RunArgs) -> Result<Limits> {
+pub(crate) fn limits(args: &RunArgs) -> Result<Limits> {
     let l = &args.limits;
     if !(l.deadline.is_finite() && l.deadline > 0.0 && l.deadline <= 86_400.0) {
         bail!("--deadline must be between 0 and 86400 seconds");
@@ -33,7 +33,7 @@ fn limits(args: &RunArgs) -> Result<Limits> {
     })
 }
 
-fn read_input(args: &RunArgs) -> Result<String> {
+pub(crate) fn read_input(args: &RunArgs) -> Result<String> {
     let text = match &args.input_file {
         Some(p) if p.as_os_str() == "-" => {
             let mut s = String::new();
@@ -50,7 +50,25 @@ fn read_input(args: &RunArgs) -> Result<String> {
     Ok(text)
 }
 
+/// Whether `path` names a workflow manifest rather than a component.
+pub(crate) fn is_manifest(path: &std::path::Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("toml"))
+}
+
+/// A multi-thread tokio runtime (2 workers) for the sandbox and its HTTP client.
+pub(crate) fn async_runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
 pub fn run(store_args: &StoreArgs, args: RunArgs) -> Result<ExitCode> {
+    if is_manifest(&args.step) {
+        return crate::workflow_cmd::run(store_args, args);
+    }
     let limits = limits(&args)?;
     let input = read_input(&args)?;
     let bytes = std::fs::read(&args.step)
@@ -64,7 +82,8 @@ pub fn run(store_args: &StoreArgs, args: RunArgs) -> Result<ExitCode> {
             .unwrap_or_else(|| "workflow".to_owned()),
     };
     let user = args.user.clone().unwrap_or_else(crate::os_user);
-    let mut ctx = RunContext::single_step(&args.workspace, &workflow, &user);
+    let workspace = args.workspace.as_deref().unwrap_or("default");
+    let mut ctx = RunContext::single_step(workspace, &workflow, &user);
     ctx.builder = args.builder.clone();
     if !args.integrations.is_empty() {
         ctx.step.integrations = args.integrations.iter().cloned().collect();
@@ -86,11 +105,7 @@ pub fn run(store_args: &StoreArgs, args: RunArgs) -> Result<ExitCode> {
         },
         pool_instances: 0,
     };
-    let tokio = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let tokio = async_runtime()?;
     let _guard = tokio.enter();
     let runtime = Runtime::new(config, store).context("starting the runtime")?;
     let step = runtime
