@@ -223,21 +223,21 @@ pub fn resolve(
     ctx: &RunContext,
     key: &CredentialKey,
 ) -> Result<Resolved, ResolveError> {
-    if let Some(list) = &ctx.workflow_allowlist {
-        if !list.contains(key) {
-            return Err(ResolveError::NotAllowed {
-                key: key.to_string(),
-                which: "workflow",
-            });
-        }
+    if let Some(list) = &ctx.workflow_allowlist
+        && !list.contains(key)
+    {
+        return Err(ResolveError::NotAllowed {
+            key: key.to_string(),
+            which: "workflow",
+        });
     }
-    if let Some(list) = &ctx.step.allowlist {
-        if !list.contains(key) {
-            return Err(ResolveError::NotAllowed {
-                key: key.to_string(),
-                which: "step",
-            });
-        }
+    if let Some(list) = &ctx.step.allowlist
+        && !list.contains(key)
+    {
+        return Err(ResolveError::NotAllowed {
+            key: key.to_string(),
+            which: "step",
+        });
     }
     let order = ctx.step.pins.get(key).unwrap_or(&ctx.order);
     let mut looked = Vec::new();

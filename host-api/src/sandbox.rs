@@ -538,7 +538,11 @@ impl Runtime {
         let _ = audit::flush(&self.shared.store);
         let failed = |error: RunError, store: Store<HostState>| {
             let state = store.into_data();
-            RunFailure { error, logs: state.logs, credentials: state.used }
+            RunFailure {
+                error,
+                logs: state.logs,
+                credentials: state.used,
+            }
         };
         let output = match result {
             Err(_) => return Err(failed(RunError::Deadline(deadline), store)),
@@ -550,7 +554,10 @@ impl Runtime {
             Ok(Ok(Ok(output))) => output,
         };
         if output.len() > limits.max_output_bytes {
-            let error = RunError::OutputTooLarge { len: output.len(), limit: limits.max_output_bytes };
+            let error = RunError::OutputTooLarge {
+                len: output.len(),
+                limit: limits.max_output_bytes,
+            };
             return Err(failed(error, store));
         }
         let state = store.into_data();

@@ -49,14 +49,27 @@ async fn slow_upstream_is_bounded_by_the_request_timeout() {
     let rt = runtime_with(&s, small_limits());
     let step = load(&rt, "probe");
     let t = Instant::now();
-    let err = run(&rt, &step, json!({"action": "fetch", "url": up.url("/slow?ms=5000")})).await.unwrap_err();
+    let err = run(
+        &rt,
+        &step,
+        json!({"action": "fetch", "url": up.url("/slow?ms=5000")}),
+    )
+    .await
+    .unwrap_err();
     assert!(err.to_string().contains("time"), "{err}");
     assert!(t.elapsed() < Duration::from_secs(4));
     // A drip that never finishes within the run is cut by the deadline too.
-    let err = run(&rt, &step, json!({"action": "fetch", "url": up.url("/drip?chunks=100&ms=100"), "timeout_ms": 60000}))
-        .await
-        .unwrap_err();
-    assert!(err.to_string().contains("time") || err.to_string().contains("deadline"), "{err}");
+    let err = run(
+        &rt,
+        &step,
+        json!({"action": "fetch", "url": up.url("/drip?chunks=100&ms=100"), "timeout_ms": 60000}),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("time") || err.to_string().contains("deadline"),
+        "{err}"
+    );
     still_serving(&rt).await;
 }
 
@@ -82,7 +95,9 @@ async fn unbounded_recursion_traps() {
         let err = run(&rt, &step, json!({"stack": mode})).await.unwrap_err();
         assert!(matches!(err.error, RunError::Trap(_)), "{mode}: {err}");
     }
-    let err = run(&rt, &step, json!({"stack": "native"})).await.unwrap_err();
+    let err = run(&rt, &step, json!({"stack": "native"}))
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("stack overflow"), "{err}");
     still_serving(&rt).await;
 }
@@ -94,7 +109,11 @@ async fn guest_panic_is_a_trap_with_its_message_in_the_logs() {
     let step = load(&rt, "panic");
     let err = run(&rt, &step, json!({})).await.unwrap_err();
     assert!(matches!(err.error, RunError::Trap(_)), "{err}");
-    assert!(err.logs.iter().any(|l| l.message.contains("panicked")), "{:?}", err.logs);
+    assert!(
+        err.logs.iter().any(|l| l.message.contains("panicked")),
+        "{:?}",
+        err.logs
+    );
     still_serving(&rt).await;
 }
 
@@ -102,14 +121,24 @@ async fn guest_panic_is_a_trap_with_its_message_in_the_logs() {
 async fn forged_dropped_and_double_dropped_handles_trap_and_send_nothing() {
     let up = Upstream::start().await.unwrap();
     let s = TestStore::new();
-    s.put(&workspace(), "TOKEN", "forge-target", &[&host(&up)], &["header:authorization"]);
+    s.put(
+        &workspace(),
+        "TOKEN",
+        "forge-target",
+        &[&host(&up)],
+        &["header:authorization"],
+    );
     let rt = runtime(&s);
     let step = load(&rt, "forge");
     for action in ["forged", "forged_key", "dropped", "double_drop"] {
         for handle in [0u32, 1, 2, 12345] {
-            let input = json!({"action": action, "handle": handle, "key": "TOKEN", "url": up.url("/echo")});
+            let input =
+                json!({"action": action, "handle": handle, "key": "TOKEN", "url": up.url("/echo")});
             let err = run(&rt, &step, input).await.unwrap_err();
-            assert!(matches!(err.error, RunError::Trap(_)), "{action}/{handle}: {err}");
+            assert!(
+                matches!(err.error, RunError::Trap(_)),
+                "{action}/{handle}: {err}"
+            );
         }
     }
     assert_eq!(up.request_count(), 0);
@@ -119,10 +148,27 @@ async fn forged_dropped_and_double_dropped_handles_trap_and_send_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn handle_count_is_limited() {
     let s = TestStore::new();
-    s.put(&workspace(), "TOKEN", "v", &["api.example.com"], &["header:authorization"]);
-    let rt = runtime_with(&s, Limits { max_handles: 5, ..Limits::default() });
+    s.put(
+        &workspace(),
+        "TOKEN",
+        "v",
+        &["api.example.com"],
+        &["header:authorization"],
+    );
+    let rt = runtime_with(
+        &s,
+        Limits {
+            max_handles: 5,
+            ..Limits::default()
+        },
+    );
     let step = load(&rt, "probe");
-    let v = run_ok(&rt, &step, json!({"action": "handles", "key": "TOKEN", "count": 50})).await;
+    let v = run_ok(
+        &rt,
+        &step,
+        json!({"action": "handles", "key": "TOKEN", "count": 50}),
+    )
+    .await;
     assert_eq!(v["got"], 5, "{v}");
     assert!(v["error"].as_str().unwrap().contains("handle"), "{v}");
 }
@@ -131,9 +177,21 @@ async fn handle_count_is_limited() {
 async fn fetch_count_is_limited() {
     let up = Upstream::start().await.unwrap();
     let s = TestStore::new();
-    let rt = runtime_with(&s, Limits { max_fetches: 1, ..Limits::default() });
+    let rt = runtime_with(
+        &s,
+        Limits {
+            max_fetches: 1,
+            ..Limits::default()
+        },
+    );
     let step = load(&rt, "probe");
-    let err = run(&rt, &step, json!({"action": "fetch_twice", "url": up.url("/echo")})).await.unwrap_err();
+    let err = run(
+        &rt,
+        &step,
+        json!({"action": "fetch_twice", "url": up.url("/echo")}),
+    )
+    .await
+    .unwrap_err();
     assert!(err.to_string().contains("at most 1 fetches"), "{err}");
     assert_eq!(up.request_count(), 1);
 }
@@ -145,10 +203,20 @@ async fn oversized_and_endless_response_bodies_are_cut() {
     let rt = runtime_with(&s, small_limits());
     let step = load(&rt, "probe");
     for path in ["/big?bytes=200000", "/endless"] {
-        let err = run(&rt, &step, json!({"action": "fetch", "url": up.url(path)})).await.unwrap_err();
-        assert!(err.to_string().contains("larger than 65536 bytes"), "{path}: {err}");
+        let err = run(&rt, &step, json!({"action": "fetch", "url": up.url(path)}))
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("larger than 65536 bytes"),
+            "{path}: {err}"
+        );
     }
-    let v = run_ok(&rt, &step, json!({"action": "fetch", "url": up.url("/big?bytes=1000")})).await;
+    let v = run_ok(
+        &rt,
+        &step,
+        json!({"action": "fetch", "url": up.url("/big?bytes=1000")}),
+    )
+    .await;
     assert_eq!(v["body"].as_str().unwrap().len(), 1000);
     still_serving(&rt).await;
 }
@@ -157,7 +225,13 @@ async fn oversized_and_endless_response_bodies_are_cut() {
 async fn compression_bomb_is_never_inflated_and_refused_once_a_secret_was_sent() {
     let up = Upstream::start().await.unwrap();
     let s = TestStore::new();
-    s.put(&workspace(), "TOKEN", "bomb-secret", &[&host(&up)], &["header:authorization"]);
+    s.put(
+        &workspace(),
+        "TOKEN",
+        "bomb-secret",
+        &[&host(&up)],
+        &["header:authorization"],
+    );
     let rt = runtime(&s);
     let step = load(&rt, "probe");
     // Without a credential: the compressed bytes arrive as they are (about 1 MB, not 1 GiB).
@@ -166,22 +240,42 @@ async fn compression_bomb_is_never_inflated_and_refused_once_a_secret_was_sent()
     assert_eq!(v["status"], 200);
     assert!(v["body"].as_str().unwrap().len() < 1 << 20);
     // With a credential the body could hide an echo the scrubber cannot see: refused.
-    let err = run(&rt, &step, json!({"action": "fetch", "url": up.url(bomb), "key": "TOKEN"})).await.unwrap_err();
+    let err = run(
+        &rt,
+        &step,
+        json!({"action": "fetch", "url": up.url(bomb), "key": "TOKEN"}),
+    )
+    .await
+    .unwrap_err();
     assert!(err.to_string().contains("content-encoded"), "{err}");
     // And the host asked for identity encoding.
-    assert_eq!(up.last_request().unwrap().header("accept-encoding"), Some("identity"));
+    assert_eq!(
+        up.last_request().unwrap().header("accept-encoding"),
+        Some("identity")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn redirects_are_returned_to_the_guest_not_followed() {
     let up = Upstream::start().await.unwrap();
     let s = TestStore::new();
-    s.put(&workspace(), "TOKEN", "redirect-secret", &[&host(&up)], &["header:authorization"]);
+    s.put(
+        &workspace(),
+        "TOKEN",
+        "redirect-secret",
+        &[&host(&up)],
+        &["header:authorization"],
+    );
     let rt = runtime(&s);
     let step = load(&rt, "probe");
     let evil = Upstream::start().await.unwrap();
     let url = up.url(&format!("/redirect?to={}", evil.url("/echo")));
-    let v = run_ok(&rt, &step, json!({"action": "fetch", "url": url, "key": "TOKEN"})).await;
+    let v = run_ok(
+        &rt,
+        &step,
+        json!({"action": "fetch", "url": url, "key": "TOKEN"}),
+    )
+    .await;
     assert_eq!(v["status"], 302, "{v}");
     assert_eq!(evil.request_count(), 0);
     assert_eq!(up.request_count(), 1);
@@ -191,9 +285,21 @@ async fn redirects_are_returned_to_the_guest_not_followed() {
 async fn too_many_response_headers_are_refused() {
     let up = Upstream::start().await.unwrap();
     let s = TestStore::new();
-    let rt = runtime_with(&s, Limits { max_response_headers: 20, ..Limits::default() });
+    let rt = runtime_with(
+        &s,
+        Limits {
+            max_response_headers: 20,
+            ..Limits::default()
+        },
+    );
     let step = load(&rt, "probe");
-    let err = run(&rt, &step, json!({"action": "fetch", "url": up.url("/headers?count=50")})).await.unwrap_err();
+    let err = run(
+        &rt,
+        &step,
+        json!({"action": "fetch", "url": up.url("/headers?count=50")}),
+    )
+    .await
+    .unwrap_err();
     assert!(err.to_string().contains("more than 20 headers"), "{err}");
 }
 
@@ -201,7 +307,13 @@ async fn too_many_response_headers_are_refused() {
 async fn header_smuggling_and_overrides_are_refused() {
     let up = Upstream::start().await.unwrap();
     let s = TestStore::new();
-    s.put(&workspace(), "TOKEN", "smuggle-secret", &[&host(&up)], &["header:authorization", "basic-auth"]);
+    s.put(
+        &workspace(),
+        "TOKEN",
+        "smuggle-secret",
+        &[&host(&up)],
+        &["header:authorization", "basic-auth"],
+    );
     let rt = runtime(&s);
     let step = load(&rt, "probe");
     let cases = [
@@ -242,13 +354,22 @@ async fn secrets_require_https_unless_the_binding_allows_http() {
             &workspace(),
             &latchkey_host::secret::CredentialKey::new("TOKEN").unwrap(),
             latchkey_host::secret::SecretValue::new(b"https-only".to_vec()).unwrap(),
-            latchkey_host::store::SecretSpec { integration: "http".into(), binding: b },
+            latchkey_host::store::SecretSpec {
+                integration: "http".into(),
+                binding: b,
+            },
             "t",
         )
         .unwrap();
     let rt = runtime(&s);
     let step = load(&rt, "probe");
-    let err = run(&rt, &step, json!({"action": "fetch", "url": up.url("/echo"), "key": "TOKEN"})).await.unwrap_err();
+    let err = run(
+        &rt,
+        &step,
+        json!({"action": "fetch", "url": up.url("/echo"), "key": "TOKEN"}),
+    )
+    .await
+    .unwrap_err();
     assert!(err.to_string().contains("only be sent over https"), "{err}");
     assert_eq!(up.request_count(), 0);
 }
@@ -257,7 +378,12 @@ async fn secrets_require_https_unless_the_binding_allows_http() {
 async fn internal_destinations_are_refused_unless_the_operator_allows_them() {
     let up = Upstream::start().await.unwrap();
     let s = TestStore::new();
-    let config = RuntimeConfig { address_policy: AddressPolicy { allow_private: false }, ..RuntimeConfig::default() };
+    let config = RuntimeConfig {
+        address_policy: AddressPolicy {
+            allow_private: false,
+        },
+        ..RuntimeConfig::default()
+    };
     let rt = Runtime::new(config, s.store.clone()).unwrap();
     let step = load(&rt, "probe");
     for url in [
@@ -268,7 +394,9 @@ async fn internal_destinations_are_refused_unless_the_operator_allows_them() {
         "http://10.0.0.1/".to_owned(),
         format!("http://0x7f.0.0.1:{}/echo", up.port()),
     ] {
-        let err = run(&rt, &step, json!({"action": "fetch", "url": url})).await.unwrap_err();
+        let err = run(&rt, &step, json!({"action": "fetch", "url": url}))
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("refused"), "{url}: {err}");
     }
     assert_eq!(up.request_count(), 0);
@@ -279,7 +407,13 @@ async fn errors_never_reveal_a_value_or_its_length() {
     let up = Upstream::start().await.unwrap();
     let secret = "len-probe-secret-0123456789";
     let s = TestStore::new();
-    s.put(&workspace(), "TOKEN", secret, &[&host(&up)], &["header:authorization"]);
+    s.put(
+        &workspace(),
+        "TOKEN",
+        secret,
+        &[&host(&up)],
+        &["header:authorization"],
+    );
     let rt = runtime(&s);
     let step = load(&rt, "probe");
     let refused = latchkey_tests::upstream::refused_addr().unwrap();
@@ -291,7 +425,11 @@ async fn errors_never_reveal_a_value_or_its_length() {
         let err = run(&rt, &step, input).await.unwrap_err().to_string();
         assert!(!err.contains(secret), "{err}");
         let len = secret.len();
-        for form in [format!("{len} byte"), format!("length {len}"), format!("len {len}")] {
+        for form in [
+            format!("{len} byte"),
+            format!("length {len}"),
+            format!("len {len}"),
+        ] {
             assert!(!err.contains(&form), "{err}");
         }
     }

@@ -19,22 +19,39 @@ async fn slack_example_upstream_receives_exact_value_in_bound_header_and_guest_n
     let up = Upstream::start().await.unwrap();
     up.expect_bearer(Some(SLACK));
     let s = TestStore::new();
-    s.put(&workspace(), "SLACK_TOKEN", SLACK, &[&host(&up)], &["header:Authorization"]);
+    s.put(
+        &workspace(),
+        "SLACK_TOKEN",
+        SLACK,
+        &[&host(&up)],
+        &["header:Authorization"],
+    );
     let rt = runtime(&s);
     let step = load(&rt, "slack_post");
-    let out = run(&rt, &step, json!({"channel": "#general", "text": "hello", "api_base": up.base_url()}))
-        .await
-        .unwrap();
+    let out = run(
+        &rt,
+        &step,
+        json!({"channel": "#general", "text": "hello", "api_base": up.base_url()}),
+    )
+    .await
+    .unwrap();
     assert!(!out.output.contains(SLACK));
     let v: serde_json::Value = serde_json::from_str(&out.output).unwrap();
     assert_eq!(v["ok"], true, "{v}");
     let reqs = up.requests_to("/api/chat.postMessage");
     assert_eq!(reqs.len(), 1);
-    assert_eq!(reqs[0].header("authorization"), Some(format!("Bearer {SLACK}").as_str()));
+    assert_eq!(
+        reqs[0].header("authorization"),
+        Some(format!("Bearer {SLACK}").as_str())
+    );
     // Exactly one place: not in the body, not in the query, no other header.
     assert!(!reqs[0].body_text().contains(SLACK));
     assert!(reqs[0].query.as_deref().is_none_or(|q| !q.contains(SLACK)));
-    let carrying: Vec<_> = reqs[0].headers.iter().filter(|(_, v)| v.contains(SLACK)).collect();
+    let carrying: Vec<_> = reqs[0]
+        .headers
+        .iter()
+        .filter(|(_, v)| v.contains(SLACK))
+        .collect();
     assert_eq!(carrying.len(), 1);
     assert_eq!(out.credentials.len(), 1);
     assert_eq!(out.credentials[0].key, "SLACK_TOKEN");
@@ -46,15 +63,29 @@ async fn github_example_paginates_with_token_header() {
     up.expect_token(Some("ghp_abcdefghijklmnop"));
     up.set_issue_count(7);
     let s = TestStore::new();
-    s.put(&workspace(), "GITHUB_TOKEN", "ghp_abcdefghijklmnop", &[&host(&up)], &["header:authorization"]);
+    s.put(
+        &workspace(),
+        "GITHUB_TOKEN",
+        "ghp_abcdefghijklmnop",
+        &[&host(&up)],
+        &["header:authorization"],
+    );
     let rt = runtime(&s);
     let step = load(&rt, "github_issues");
-    let v = run_ok(&rt, &step, json!({"repo": "acme/widgets", "api_base": up.base_url(), "per_page": 3})).await;
+    let v = run_ok(
+        &rt,
+        &step,
+        json!({"repo": "acme/widgets", "api_base": up.base_url(), "per_page": 3}),
+    )
+    .await;
     assert_eq!(v["count"], 7, "{v}");
     assert_eq!(v["pages"], 3, "{v}");
     let reqs = up.requests();
     assert_eq!(reqs.len(), 3);
-    assert!(reqs.iter().all(|r| r.header("authorization") == Some("token ghp_abcdefghijklmnop")));
+    assert!(
+        reqs.iter()
+            .all(|r| r.header("authorization") == Some("token ghp_abcdefghijklmnop"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -62,7 +93,13 @@ async fn mail_example_uses_basic_auth() {
     let up = Upstream::start().await.unwrap();
     up.expect_basic(Some("key-0123456789abcdef"));
     let s = TestStore::new();
-    s.put(&workspace(), "MAILGUN_API_KEY", "key-0123456789abcdef", &[&host(&up)], &["basic-auth"]);
+    s.put(
+        &workspace(),
+        "MAILGUN_API_KEY",
+        "key-0123456789abcdef",
+        &[&host(&up)],
+        &["basic-auth"],
+    );
     let rt = runtime(&s);
     let step = load(&rt, "mail_send");
     let v = run_ok(
@@ -80,13 +117,22 @@ async fn mail_example_uses_basic_auth() {
 async fn query_parameter_injection_lands_in_the_bound_parameter_only() {
     let up = Upstream::start().await.unwrap();
     let s = TestStore::new();
-    s.put(&workspace(), "API_KEY", "q-secret/with+chars", &[&host(&up)], &["query:api_key"]);
+    s.put(
+        &workspace(),
+        "API_KEY",
+        "q-secret/with+chars",
+        &[&host(&up)],
+        &["query:api_key"],
+    );
     let rt = runtime(&s);
     let step = load(&rt, "probe");
     let v = run_ok(&rt, &step, json!({"action": "fetch", "url": up.url("/echo?x=1"), "key": "API_KEY", "inject": "query:api_key"})).await;
     assert_eq!(v["status"], 200, "{v}");
     let r = up.last_request().unwrap();
-    assert_eq!(r.query_param("api_key").as_deref(), Some("q-secret/with+chars"));
+    assert_eq!(
+        r.query_param("api_key").as_deref(),
+        Some("q-secret/with+chars")
+    );
     assert_eq!(r.query_param("x").as_deref(), Some("1"));
     // The echo carried it back; the guest got it scrubbed.
     assert!(!v.to_string().contains("q-secret"), "{v}");
@@ -97,22 +143,38 @@ async fn handle_sent_to_unbound_host_is_refused_and_that_host_receives_nothing()
     let bound = Upstream::start().await.unwrap();
     let other = Upstream::start().await.unwrap();
     let s = TestStore::new();
-    s.put(&workspace(), "TOKEN", "tok-bound-only", &[&host(&bound)], &["header:authorization"]);
+    s.put(
+        &workspace(),
+        "TOKEN",
+        "tok-bound-only",
+        &[&host(&bound)],
+        &["header:authorization"],
+    );
     let rt = runtime(&s);
     let step = load(&rt, "probe");
     for url in [
-        other.url("/echo"),                                           // another port on the same IP
-        format!("http://localhost:{}/echo", bound.port()),            // a name for the bound IP
-        format!("http://127.0.0.2:{}/echo", bound.port()),            // another loopback address
-        format!("http://[::ffff:127.0.0.1]:{}/echo", bound.port()),   // mapped form of the bound IP
+        other.url("/echo"),                                // another port on the same IP
+        format!("http://localhost:{}/echo", bound.port()), // a name for the bound IP
+        format!("http://127.0.0.2:{}/echo", bound.port()), // another loopback address
+        format!("http://[::ffff:127.0.0.1]:{}/echo", bound.port()), // mapped form of the bound IP
     ] {
-        let err = run(&rt, &step, json!({"action": "fetch", "url": url, "key": "TOKEN"})).await.unwrap_err();
+        let err = run(
+            &rt,
+            &step,
+            json!({"action": "fetch", "url": url, "key": "TOKEN"}),
+        )
+        .await
+        .unwrap_err();
         let msg = err.to_string();
         assert!(matches!(err.error, RunError::Guest(_)), "{msg}");
         assert!(msg.contains("may not be sent to"), "{url}: {msg}");
         assert!(!msg.contains("tok-bound-only"));
         // The refusal names the destination, never the binding.
-        assert!(!msg.contains(&format!("127.0.0.1:{}", bound.port())) || url.contains(&format!("127.0.0.1:{}", bound.port())), "{msg}");
+        assert!(
+            !msg.contains(&format!("127.0.0.1:{}", bound.port()))
+                || url.contains(&format!("127.0.0.1:{}", bound.port())),
+            "{msg}"
+        );
     }
     assert_eq!(other.request_count(), 0);
     assert_eq!(bound.request_count(), 0);
@@ -122,14 +184,27 @@ async fn handle_sent_to_unbound_host_is_refused_and_that_host_receives_nothing()
 async fn handle_injected_into_unbound_location_is_refused() {
     let up = Upstream::start().await.unwrap();
     let s = TestStore::new();
-    s.put(&workspace(), "TOKEN", "tok-header-only", &[&host(&up)], &["header:authorization"]);
+    s.put(
+        &workspace(),
+        "TOKEN",
+        "tok-header-only",
+        &[&host(&up)],
+        &["header:authorization"],
+    );
     let rt = runtime(&s);
     let step = load(&rt, "probe");
     for inject in ["header:X-Api-Key", "query:token", "basic:api", "body"] {
-        let err = run(&rt, &step, json!({"action": "fetch", "url": up.url("/echo"), "key": "TOKEN", "inject": inject}))
-            .await
-            .unwrap_err();
-        assert!(err.to_string().contains("may not be injected into"), "{inject}: {err}");
+        let err = run(
+            &rt,
+            &step,
+            json!({"action": "fetch", "url": up.url("/echo"), "key": "TOKEN", "inject": inject}),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("may not be injected into"),
+            "{inject}: {err}"
+        );
     }
     assert_eq!(up.request_count(), 0);
 }
@@ -139,14 +214,36 @@ async fn echoed_value_is_scrubbed_in_every_encoding_from_headers_and_body() {
     let up = Upstream::start().await.unwrap();
     let secret = "sk-live-51HxYzAbCdEf/+0123456789";
     let s = TestStore::new();
-    s.put(&workspace(), "TOKEN", secret, &[&host(&up)], &["header:authorization"]);
+    s.put(
+        &workspace(),
+        "TOKEN",
+        secret,
+        &[&host(&up)],
+        &["header:authorization"],
+    );
     let rt = runtime(&s);
     let step = load(&rt, "probe");
-    let out = run(&rt, &step, json!({"action": "fetch", "url": up.url("/echo/encoded"), "key": "TOKEN"})).await.unwrap();
+    let out = run(
+        &rt,
+        &step,
+        json!({"action": "fetch", "url": up.url("/echo/encoded"), "key": "TOKEN"}),
+    )
+    .await
+    .unwrap();
     // The upstream did send it back, in every form.
-    assert!(up.last_request().unwrap().header("authorization").unwrap().contains(secret));
+    assert!(
+        up.last_request()
+            .unwrap()
+            .header("authorization")
+            .unwrap()
+            .contains(secret)
+    );
     for (form, text) in encoded_forms(secret) {
-        assert!(!out.output.contains(&text), "{form} form leaked: {}", out.output);
+        assert!(
+            !out.output.contains(&text),
+            "{form} form leaked: {}",
+            out.output
+        );
     }
     assert!(out.output.contains("[REDACTED]"));
 }
@@ -155,7 +252,13 @@ async fn echoed_value_is_scrubbed_in_every_encoding_from_headers_and_body() {
 async fn rotation_is_seen_by_the_next_call_and_a_call_in_flight_keeps_the_old_value() {
     let up = Upstream::start().await.unwrap();
     let s = TestStore::new();
-    s.put(&workspace(), "TOKEN", "value-one", &[&host(&up)], &["header:authorization"]);
+    s.put(
+        &workspace(),
+        "TOKEN",
+        "value-one",
+        &[&host(&up)],
+        &["header:authorization"],
+    );
     let rt = runtime(&s);
     let step = load(&rt, "probe");
     // Rotate while the first of two fetches is at the upstream.
@@ -169,7 +272,14 @@ async fn rotation_is_seen_by_the_next_call_and_a_call_in_flight_keeps_the_old_va
                 tokio::time::sleep(std::time::Duration::from_millis(5)).await;
             }
             let s2 = latchkey_host::secret::SecretValue::new(b"value-two".to_vec()).unwrap();
-            store.rotate(&workspace(), &latchkey_host::secret::CredentialKey::new("TOKEN").unwrap(), s2, "tester").unwrap();
+            store
+                .rotate(
+                    &workspace(),
+                    &latchkey_host::secret::CredentialKey::new("TOKEN").unwrap(),
+                    s2,
+                    "tester",
+                )
+                .unwrap();
         }
     };
     let input = json!({"action": "fetch_twice", "url": up.url("/slow?ms=300"), "key": "TOKEN"});
@@ -180,21 +290,56 @@ async fn rotation_is_seen_by_the_next_call_and_a_call_in_flight_keeps_the_old_va
     assert_eq!(reqs[0].header("authorization"), Some("Bearer value-one"));
     assert_eq!(reqs[1].header("authorization"), Some("Bearer value-two"));
     // And the next run uses the new value too.
-    run(&rt, &step, json!({"action": "fetch", "url": up.url("/echo"), "key": "TOKEN"})).await.unwrap();
-    assert_eq!(up.last_request().unwrap().header("authorization"), Some("Bearer value-two"));
+    run(
+        &rt,
+        &step,
+        json!({"action": "fetch", "url": up.url("/echo"), "key": "TOKEN"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        up.last_request().unwrap().header("authorization"),
+        Some("Bearer value-two")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn deleted_secret_fails_at_the_next_call() {
     let up = Upstream::start().await.unwrap();
     let s = TestStore::new();
-    s.put(&workspace(), "TOKEN", "soon-gone", &[&host(&up)], &["header:authorization"]);
+    s.put(
+        &workspace(),
+        "TOKEN",
+        "soon-gone",
+        &[&host(&up)],
+        &["header:authorization"],
+    );
     let rt = runtime(&s);
     let step = load(&rt, "probe");
-    run(&rt, &step, json!({"action": "fetch", "url": up.url("/echo"), "key": "TOKEN"})).await.unwrap();
-    s.store.delete(&workspace(), &latchkey_host::secret::CredentialKey::new("TOKEN").unwrap()).unwrap();
-    let err = run(&rt, &step, json!({"action": "fetch", "url": up.url("/echo"), "key": "TOKEN"})).await.unwrap_err();
-    assert!(err.to_string().contains("missing") || err.to_string().contains("TOKEN"), "{err}");
+    run(
+        &rt,
+        &step,
+        json!({"action": "fetch", "url": up.url("/echo"), "key": "TOKEN"}),
+    )
+    .await
+    .unwrap();
+    s.store
+        .delete(
+            &workspace(),
+            &latchkey_host::secret::CredentialKey::new("TOKEN").unwrap(),
+        )
+        .unwrap();
+    let err = run(
+        &rt,
+        &step,
+        json!({"action": "fetch", "url": up.url("/echo"), "key": "TOKEN"}),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("missing") || err.to_string().contains("TOKEN"),
+        "{err}"
+    );
     assert_eq!(up.request_count(), 1);
 }
 
@@ -219,9 +364,14 @@ async fn guest_cannot_read_env_args_or_files() {
 async fn component_importing_sockets_is_refused_at_load_naming_the_import() {
     let s = TestStore::new();
     let rt = runtime(&s);
-    let err = rt.load(&std::fs::read(guest("tcp")).unwrap()).err().unwrap();
+    let err = rt
+        .load(&std::fs::read(guest("tcp")).unwrap())
+        .err()
+        .unwrap();
     match &err {
-        LoadError::ForbiddenImport { import, .. } => assert!(import.starts_with("wasi:sockets/"), "{err}"),
+        LoadError::ForbiddenImport { import, .. } => {
+            assert!(import.starts_with("wasi:sockets/"), "{err}")
+        }
         other => panic!("unexpected: {other}"),
     }
 }
@@ -242,19 +392,46 @@ async fn malformed_and_truncated_wasm_give_clear_errors() {
 async fn audit_records_resolution_and_injection_without_the_value() {
     let up = Upstream::start().await.unwrap();
     let s = TestStore::new();
-    s.put(&workspace(), "TOKEN", "audit-secret-value", &[&host(&up)], &["header:authorization"]);
+    s.put(
+        &workspace(),
+        "TOKEN",
+        "audit-secret-value",
+        &[&host(&up)],
+        &["header:authorization"],
+    );
     let rt = runtime(&s);
     let step = load(&rt, "probe");
-    run(&rt, &step, json!({"action": "fetch", "url": up.url("/echo"), "key": "TOKEN"})).await.unwrap();
+    run(
+        &rt,
+        &step,
+        json!({"action": "fetch", "url": up.url("/echo"), "key": "TOKEN"}),
+    )
+    .await
+    .unwrap();
     let _ = run(&rt, &step, json!({"action": "get", "key": "NOT_THERE"})).await;
     let (records, bad) = audit::read_all(&s.store).unwrap();
     assert_eq!(bad, 0);
     let events: Vec<_> = records.iter().map(|r| (r.event, r.key.as_str())).collect();
-    assert!(events.contains(&(audit::AuditEvent::Resolve, "TOKEN")), "{events:?}");
-    assert!(events.contains(&(audit::AuditEvent::Inject, "TOKEN")), "{events:?}");
-    assert!(events.contains(&(audit::AuditEvent::ResolveDenied, "NOT_THERE")), "{events:?}");
-    let inject = records.iter().find(|r| r.event == audit::AuditEvent::Inject).unwrap();
-    assert_eq!(inject.destination.as_deref(), Some(format!("http://127.0.0.1:{}", up.port()).as_str()));
+    assert!(
+        events.contains(&(audit::AuditEvent::Resolve, "TOKEN")),
+        "{events:?}"
+    );
+    assert!(
+        events.contains(&(audit::AuditEvent::Inject, "TOKEN")),
+        "{events:?}"
+    );
+    assert!(
+        events.contains(&(audit::AuditEvent::ResolveDenied, "NOT_THERE")),
+        "{events:?}"
+    );
+    let inject = records
+        .iter()
+        .find(|r| r.event == audit::AuditEvent::Inject)
+        .unwrap();
+    assert_eq!(
+        inject.destination.as_deref(),
+        Some(format!("http://127.0.0.1:{}", up.port()).as_str())
+    );
     assert_eq!(inject.location.as_deref(), Some("header:authorization"));
     let all = serde_json::to_string(&records).unwrap();
     assert!(!all.contains("audit-secret-value"));
@@ -263,14 +440,26 @@ async fn audit_records_resolution_and_injection_without_the_value() {
 #[tokio::test(flavor = "multi_thread")]
 async fn handle_key_is_the_name_never_the_value() {
     let s = TestStore::new();
-    s.put(&workspace(), "TOKEN", "never-shown", &["api.example.com"], &["header:authorization"]);
+    s.put(
+        &workspace(),
+        "TOKEN",
+        "never-shown",
+        &["api.example.com"],
+        &["header:authorization"],
+    );
     let rt = runtime(&s);
     let step = load(&rt, "probe");
-    let out = run(&rt, &step, json!({"action": "get", "key": "TOKEN"})).await.unwrap();
+    let out = run(&rt, &step, json!({"action": "get", "key": "TOKEN"}))
+        .await
+        .unwrap();
     assert_eq!(out.output, r#"{"key":"TOKEN"}"#);
-    let err = run(&rt, &step, json!({"action": "get", "key": "MISSING"})).await.unwrap_err();
+    let err = run(&rt, &step, json!({"action": "get", "key": "MISSING"}))
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("MISSING"), "{err}");
-    let err = run(&rt, &step, json!({"action": "get", "key": "bad key"})).await.unwrap_err();
+    let err = run(&rt, &step, json!({"action": "get", "key": "bad key"}))
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("invalid"), "{err}");
 }
 
@@ -293,7 +482,10 @@ async fn wrong_master_key_and_corrupted_record_give_clear_errors() {
                 &workspace(),
                 &latchkey_host::secret::CredentialKey::new("TOKEN").unwrap(),
                 latchkey_host::secret::SecretValue::new(b"abc".to_vec()).unwrap(),
-                latchkey_host::store::SecretSpec { integration: "http".into(), binding: b },
+                latchkey_host::store::SecretSpec {
+                    integration: "http".into(),
+                    binding: b,
+                },
                 "t",
             )
             .unwrap();
@@ -317,7 +509,13 @@ async fn wrong_master_key_and_corrupted_record_give_clear_errors() {
     let ts = TestStore { dir, store };
     let rt = runtime(&ts);
     let step = load(&rt, "probe");
-    let err = run(&rt, &step, json!({"action": "fetch", "url": "https://api.example.com/", "key": "TOKEN"})).await.unwrap_err();
+    let err = run(
+        &rt,
+        &step,
+        json!({"action": "fetch", "url": "https://api.example.com/", "key": "TOKEN"}),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err.error, RunError::Trap(_)), "{err}");
     assert!(err.to_string().contains("cannot be opened"), "{err}");
 }

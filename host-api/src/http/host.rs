@@ -351,12 +351,12 @@ impl HostState {
             url::Host::Ipv6(a) => Some(std::net::IpAddr::V6(a)),
             url::Host::Domain(_) => None,
         };
-        if let Some(ip) = literal_ip {
-            if let Err(reason) = self.shared.address_policy.check(ip) {
-                return Err(denied(format!(
-                    "destination {destination} refused: {reason} address"
-                )));
-            }
+        if let Some(ip) = literal_ip
+            && let Err(reason) = self.shared.address_policy.check(ip)
+        {
+            return Err(denied(format!(
+                "destination {destination} refused: {reason} address"
+            )));
         }
 
         // Inject. Plaintext is assembled in zeroizing buffers.

@@ -22,6 +22,9 @@ pub enum BackendError {
     Io(String),
 }
 
+/// Records returned by a scan: (id, bytes), in id order.
+pub type Records = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Raw storage of records by id, in named namespaces.
 pub trait Backend: Send + Sync {
     /// The record stored under `id` in `ns`.
@@ -31,7 +34,7 @@ pub trait Backend: Send + Sync {
     /// Removes `id`; durable when this returns. Returns whether it existed.
     fn delete(&self, ns: &str, id: &[u8]) -> Result<bool, BackendError>;
     /// All records whose id starts with `prefix`, in id order.
-    fn scan(&self, ns: &str, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, BackendError>;
+    fn scan(&self, ns: &str, prefix: &[u8]) -> Result<Records, BackendError>;
     /// Appends `value` under a fresh increasing id; not flushed (see [`Backend::flush`]).
     fn append(&self, ns: &str, value: &[u8]) -> Result<u64, BackendError>;
     /// Makes every earlier write durable.
@@ -104,7 +107,7 @@ impl Backend for SledBackend {
         Ok(existed)
     }
 
-    fn scan(&self, ns: &str, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, BackendError> {
+    fn scan(&self, ns: &str, prefix: &[u8]) -> Result<Records, BackendError> {
         self.tree(ns)?
             .scan_prefix(prefix)
             .map(|r| {
