@@ -1,0 +1,457 @@
+//! The `latchkey` binary, end to end: the commands an operator types, against a loopback
+//! fake upstream. The value of a secret must never appear in anything the binary prints.
+#![allow(clippy::unwrap_used)]
+
+use latchkey_tests::upstream::Upstream;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+const TOKEN: &str = "xoxb-cli-0123456789-secret";
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Env {
+        let env = Env {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        let out = env.run(&["init"], None);
+        assert!(out.status.success(), "{}", text(&out));
+        env
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_latchkey"));
+        c.args(args)
+            .env("LATCHKEY_STORE", self.dir.path().join("store"))
+            .env(
+                "LATCHKEY_MASTER_KEY_FILE",
+                self.dir.path().join("master.key"),
+            )
+            .env_remove("LATCHKEY_MASTER_KEY")
+            .env("USER", "ops");
+        c
+    }
+
+    /// Runs with `stdin` piped in (or closed).
+    fn run(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
+        let mut c = self.cmd(args);
+        c.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        let mut pipe = child.stdin.take().unwrap();
+        if let Some(bytes) = stdin {
+            pipe.write_all(bytes).unwrap();
+        }
+        drop(pipe);
+        let out = child.wait_with_output().unwrap();
+        // The property of every command: the value never comes back.
+        assert!(
+            !text(&out).contains(TOKEN),
+            "a command printed the value: {}",
+            text(&out)
+        );
+        out
+    }
+
+    fn set(&self, key: &str, value: &str, host: &str, inject: &str) -> Output {
+        self.run(
+            &[
+                "secret",
+                "set",
+                key,
+                "--allow-host",
+                host,
+                "--inject",
+                inject,
+                "--allow-http",
+            ],
+            Some(format!("{value}\n").as_bytes()),
+        )
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn guest(name: &str) -> String {
+    latchkey_tests::guest(name).display().to_string()
+}
+
+#[test]
+fn run_injects_the_stored_value_and_prints_the_guest_output() {
+    let up = Upstream::start_blocking().unwrap();
+    up.expect_bearer(Some(TOKEN));
+    let env = Env::new();
+    let host = format!("127.0.0.1:{}", up.port());
+    let out = env.set("SLACK_TOKEN", TOKEN, &host, "header:Authorization");
+    assert!(out.status.success(), "{}", text(&out));
+    let input = format!(
+        r##"{{"channel":"#ops","text":"deployed","api_base":"{}"}}"##,
+        up.base_url()
+    );
+    let out = env.run(
+        &[
+            "run",
+            &guest("slack_post"),
+            "--allow-private-network",
+            "--report",
+            "--input",
+            &input,
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], true);
+    // The trailing newline from stdin was not part of the value.
+    assert_eq!(
+        up.last_request().unwrap().header("authorization"),
+        Some(format!("Bearer {TOKEN}").as_str())
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("credential SLACK_TOKEN from tier workspace")
+    );
+    // The audit trail names the key and destination.
+    let out = env.run(&["audit"], None);
+    assert!(
+        text(&out).contains("SLACK_TOKEN") && text(&out).contains(&host),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn rotation_is_used_by_the_next_run_and_deletion_fails_it() {
+    let up = Upstream::start_blocking().unwrap();
+    let env = Env::new();
+    let host = format!("127.0.0.1:{}", up.port());
+    env.set("TOKEN", "first-value", &host, "header:authorization");
+    let input = format!(
+        r#"{{"action":"fetch","url":"{}","key":"TOKEN"}}"#,
+        up.url("/echo")
+    );
+    let run = |env: &Env| {
+        env.run(
+            &[
+                "run",
+                &guest("probe"),
+                "--allow-private-network",
+                "--input",
+                &input,
+            ],
+            None,
+        )
+    };
+    assert!(run(&env).status.success());
+    let out = env.run(&["secret", "rotate", "TOKEN"], Some(b"second-value"));
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("version 2"));
+    assert!(run(&env).status.success());
+    let auths: Vec<_> = up
+        .requests()
+        .iter()
+        .map(|r| r.header("authorization").unwrap().to_owned())
+        .collect();
+    assert_eq!(auths, ["Bearer first-value", "Bearer second-value"]);
+    let out = env.run(&["secret", "rm", "TOKEN"], None);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = run(&env);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(text(&out).contains("TOKEN"), "{}", text(&out));
+    assert_eq!(up.request_count(), 2);
+}
+
+#[test]
+fn unbound_host_is_refused_with_a_clear_error_and_receives_nothing() {
+    let bound = Upstream::start_blocking().unwrap();
+    let other = Upstream::start_blocking().unwrap();
+    let env = Env::new();
+    env.set(
+        "TOKEN",
+        TOKEN,
+        &format!("127.0.0.1:{}", bound.port()),
+        "header:authorization",
+    );
+    let input = format!(
+        r#"{{"action":"fetch","url":"{}","key":"TOKEN"}}"#,
+        other.url("/echo")
+    );
+    let out = env.run(
+        &[
+            "run",
+            &guest("probe"),
+            "--allow-private-network",
+            "--input",
+            &input,
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(text(&out).contains("may not be sent to"), "{}", text(&out));
+    assert_eq!(other.request_count(), 0);
+}
+
+#[test]
+fn bad_inputs_are_refused_with_a_message_and_leave_the_store_unchanged() {
+    let env = Env::new();
+    let ok = env.set("GOOD", TOKEN, "api.example.com", "header:authorization");
+    assert!(ok.status.success(), "{}", text(&ok));
+    let big = vec![b'a'; 64 * 1024 + 1];
+    let cases: Vec<(Vec<&str>, Vec<u8>, &str)> = vec![
+        (
+            vec![
+                "secret",
+                "set",
+                "GOOD",
+                "--allow-host",
+                "api.example.com",
+                "--inject",
+                "header:authorization",
+            ],
+            big,
+            "64 KiB",
+        ),
+        (
+            vec![
+                "secret",
+                "set",
+                "GOOD",
+                "--allow-host",
+                "api.example.com",
+                "--inject",
+                "header:authorization",
+            ],
+            b"".to_vec(),
+            "empty",
+        ),
+        (
+            vec![
+                "secret",
+                "set",
+                "GOOD",
+                "--allow-host",
+                "api.example.com",
+                "--inject",
+                "header:authorization",
+            ],
+            b"a\r\nX-Evil: 1".to_vec(),
+            "CR, LF or NUL",
+        ),
+        (
+            vec![
+                "secret",
+                "set",
+                "bad-key",
+                "--allow-host",
+                "api.example.com",
+                "--inject",
+                "header:authorization",
+            ],
+            b"v".to_vec(),
+            "A-Z, 0-9",
+        ),
+        (
+            vec![
+                "secret",
+                "set",
+                "",
+                "--allow-host",
+                "api.example.com",
+                "--inject",
+                "header:authorization",
+            ],
+            b"v".to_vec(),
+            "empty",
+        ),
+        (
+            vec![
+                "secret",
+                "set",
+                "GOOD",
+                "--allow-host",
+                "https://api.example.com",
+                "--inject",
+                "header:authorization",
+            ],
+            b"v".to_vec(),
+            "not a URL",
+        ),
+        (
+            vec![
+                "secret",
+                "set",
+                "GOOD",
+                "--allow-host",
+                "*.com",
+                "--inject",
+                "header:authorization",
+            ],
+            b"v".to_vec(),
+            "wildcard",
+        ),
+        (
+            vec![
+                "secret",
+                "set",
+                "GOOD",
+                "--allow-host",
+                "api.example.com",
+                "--inject",
+                "cookie",
+            ],
+            b"v".to_vec(),
+            "header:NAME",
+        ),
+        (
+            vec![
+                "secret",
+                "set",
+                "GOOD",
+                "--allow-host",
+                "api.example.com",
+                "--inject",
+                "header:authorization",
+                "--scope",
+                "galaxy",
+            ],
+            b"v".to_vec(),
+            "invalid scope",
+        ),
+        (
+            vec!["secret", "rotate", "NOPE"],
+            b"v".to_vec(),
+            "no secret NOPE",
+        ),
+        (vec!["secret", "rm", "NOPE"], b"".to_vec(), "no secret NOPE"),
+    ];
+    for (args, stdin, expect) in cases {
+        let out = env.run(&args, Some(&stdin));
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(
+            text(&out).contains(expect),
+            "{args:?}: expected {expect:?} in {}",
+            text(&out)
+        );
+    }
+    let list = env.run(&["secret", "list", "--json"], None);
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&list.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["key"], "GOOD");
+    assert_eq!(lines[0]["version"], 1);
+}
+
+#[test]
+fn wrong_master_key_fails_at_open_with_a_clear_message() {
+    let env = Env::new();
+    let out = env
+        .cmd(&["secret", "list"])
+        .env("LATCHKEY_MASTER_KEY", "00".repeat(32))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("master key does not open the store"),
+        "{}",
+        text(&out)
+    );
+    let out = env
+        .cmd(&["secret", "list"])
+        .env("LATCHKEY_MASTER_KEY", "short")
+        .output()
+        .unwrap();
+    assert!(text(&out).contains("64 hex characters"), "{}", text(&out));
+}
+
+#[test]
+fn init_writes_a_private_key_file_and_refuses_to_overwrite() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    let key = env.dir.path().join("master.key");
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(std::fs::read_to_string(&key).unwrap().trim().len(), 64);
+    let out = env.run(&["init"], None);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("already exists"), "{}", text(&out));
+}
+
+#[test]
+fn malformed_wasm_and_bad_input_json_give_clear_errors() {
+    let env = Env::new();
+    let junk = env.dir.path().join("junk.wasm");
+    std::fs::write(&junk, b"not wasm").unwrap();
+    let out = env.run(&["run", junk.to_str().unwrap()], None);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("magic"), "{}", text(&out));
+    let out = env.run(&["run", &guest("probe"), "--input", "{not json"], None);
+    assert!(text(&out).contains("not valid JSON"), "{}", text(&out));
+    let out = env.run(
+        &["run", Path::new("/nonexistent/x.wasm").to_str().unwrap()],
+        None,
+    );
+    assert!(text(&out).contains("reading the step"), "{}", text(&out));
+    let out = env.run(&["run", &guest("tcp")], None);
+    assert!(text(&out).contains("wasi:sockets"), "{}", text(&out));
+}
+
+#[test]
+fn a_trapping_step_exits_non_zero_with_the_reason() {
+    let env = Env::new();
+    let out = env.run(&["run", &guest("spin"), "--deadline", "0.5"], None);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(text(&out).contains("deadline"), "{}", text(&out));
+    let out = env.run(&["run", &guest("panic")], None);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(text(&out).contains("panicked"), "{}", text(&out));
+}
+
+#[test]
+fn second_process_on_the_same_store_gets_an_in_use_error() {
+    let env = Env::new();
+    // A long-running step holds the store open.
+    let mut holder = env
+        .cmd(&["run", &guest("spin"), "--deadline", "5"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let out = env.run(&["secret", "list"], None);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("in use by another process"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn help_explains_the_commands() {
+    let env = Env::new();
+    let out = env.run(&["--help"], None);
+    for cmd in ["init", "secret", "run", "audit"] {
+        assert!(text(&out).contains(cmd), "{}", text(&out));
+    }
+    let out = env.run(&["secret", "set", "--help"], None);
+    assert!(
+        text(&out).contains("--allow-host") && text(&out).contains("never from the command line")
+            || text(&out).contains("stdin")
+    );
+}
