@@ -45,7 +45,32 @@ fn run(input: Value) -> Result<Value, Error> {
         resp = get(&next, &token).send()?;
     }
 
-    Ok(json!({ "count": issues.len(), "issues": issues, "pages": pages }))
+    let mut output = json!({ "count": issues.len(), "issues": issues, "pages": pages });
+    forward(&input, &mut output)?;
+    Ok(output)
+}
+
+/// Copies the fields of the optional input object `forward` into the output, so that a
+/// workflow can hand the next step what it needs (e.g. a Slack `channel`). A forwarded
+/// field may not replace one of this step's own (`count`, `issues`, `pages`).
+fn forward(input: &Value, output: &mut Value) -> Result<(), Error> {
+    let extra = match &input["forward"] {
+        Value::Null => return Ok(()),
+        Value::Object(extra) => extra,
+        _ => return Err(Error::msg("\"forward\" must be an object")),
+    };
+    let Some(out) = output.as_object_mut() else {
+        return Ok(());
+    };
+    for (name, value) in extra {
+        if out.contains_key(name) {
+            return Err(Error::msg(format!(
+                "\"forward\" may not contain {name:?}: the step sets it itself"
+            )));
+        }
+        out.insert(name.clone(), value.clone());
+    }
+    Ok(())
 }
 
 fn get<'a>(url: &str, token: &'a Credential) -> Request<'a> {
@@ -126,6 +151,17 @@ mod tests {
             Some("https://x/3")
         );
         assert_eq!(next_link("garbage"), None);
+    }
+
+    #[test]
+    fn forwards_extra_fields_but_not_its_own() {
+        let mut out = json!({ "count": 0, "issues": [], "pages": 1 });
+        forward(&json!({ "repo": "a/b" }), &mut out).unwrap();
+        assert_eq!(out, json!({ "count": 0, "issues": [], "pages": 1 }));
+        forward(&json!({ "forward": { "channel": "#dev" } }), &mut out).unwrap();
+        assert_eq!(out["channel"], "#dev");
+        assert!(forward(&json!({ "forward": { "count": 9 } }), &mut out).is_err());
+        assert!(forward(&json!({ "forward": "x" }), &mut out).is_err());
     }
 
     #[test]
