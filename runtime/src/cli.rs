@@ -222,6 +222,9 @@ pub enum StoreCommand {
         #[arg(long, value_name = "FILE")]
         new_key_file: PathBuf,
     },
+    /// Check that every stored record is intact and opens under the master key. Prints
+    /// one line per record (never a value); exits non-zero if any is damaged.
+    Verify,
 }
 
 #[derive(Subcommand, Debug)]

@@ -42,6 +42,23 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Run(args) => run_cmd::run(&cli.store, args),
         Command::Check(args) => workflow_cmd::check(&cli.store, args),
         Command::Audit(args) => audit_cmd::run(&cli.store, args).map(|()| ExitCode::SUCCESS),
+        Command::Store(StoreCommand::Verify) => {
+            let store = keys::open_store(&cli.store)?;
+            let report = store.verify_all().context("reading the store")?;
+            let damaged = report.iter().filter(|(_, r)| r.is_err()).count();
+            for (id, outcome) in &report {
+                match outcome {
+                    Ok(()) => println!("ok       {id}"),
+                    Err(e) => println!("DAMAGED  {id}: {e}"),
+                }
+            }
+            println!("{} record(s), {damaged} damaged", report.len());
+            Ok(if damaged == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Command::Store(StoreCommand::RotateMaster { new_key_file }) => {
             keys::rotate_master(&cli.store, &new_key_file).map(|()| ExitCode::SUCCESS)
         }

@@ -295,6 +295,25 @@ impl SecretStore {
         Ok((decoded.meta, value))
     }
 
+    /// Checks that every record decodes, sits where its metadata says and authenticates
+    /// under the data key, without returning any value (`latchkey store verify`).
+    pub fn verify_all(&self) -> Result<Vec<(String, Result<(), StoreError>)>, StoreError> {
+        let mut report = Vec::new();
+        for (id, _) in self.backend.scan(NS_SECRETS, b"")? {
+            let text = String::from_utf8_lossy(&id).replace('\u{0}', " ");
+            let outcome =
+                match record::decode(&self.backend.get(NS_SECRETS, &id)?.unwrap_or_default()) {
+                    Err(e) => Err(damaged_id(&id, &e)),
+                    Ok(d) if record::storage_id(&d.meta.scope, &d.meta.key) != id => {
+                        Err(damaged_id(&id, &RecordError::Misplaced))
+                    }
+                    Ok(d) => self.reveal(&d.meta.scope, &d.meta.key).map(|_| ()),
+                };
+            report.push((text, outcome));
+        }
+        Ok(report)
+    }
+
     /// Metadata of every secret, optionally only in `scope`. A damaged record is reported
     /// in place (as `Err`), so one bad record does not hide the others.
     pub fn list(
