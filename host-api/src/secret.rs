@@ -207,4 +207,14 @@ mod tests {
             );
         }
     }
+
+    proptest::proptest! {
+        /// Keys of A-Z, 0-9, _ up to 128 bytes are accepted; anything with another
+        /// character is refused.
+        #[test]
+        fn key_validation(good in "[A-Z0-9_]{1,128}", bad in "[A-Z0-9_]{0,10}[^A-Z0-9_][A-Z0-9_]{0,10}") {
+            proptest::prop_assert!(CredentialKey::new(&good).is_ok());
+            proptest::prop_assert!(CredentialKey::new(&bad).is_err());
+        }
+    }
 }

@@ -341,4 +341,57 @@ mod tests {
             );
         }
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn label() -> impl Strategy<Value = String> {
+            "[a-z][a-z0-9]{0,7}"
+        }
+
+        proptest! {
+            /// An exact pattern matches a URL exactly when the canonical hosts are equal and
+            /// the port is the scheme default.
+            #[test]
+            fn exact_pattern_matches_only_its_own_host(a in label(), b in label(), c in label(), port in 1u16..) {
+                let pattern = format!("{a}.{b}.example");
+                let p = HostPattern::parse(&pattern).expect("pattern");
+                for (host, expect) in [
+                    (pattern.clone(), true),
+                    (pattern.to_uppercase(), true),
+                    (format!("{c}.{pattern}"), false),
+                    (format!("{pattern}.{c}"), false),
+                    (format!("{c}{a}.{b}.example"), false),
+                ] {
+                    let u = url::Url::parse(&format!("https://{host}:{port}/")).expect("url");
+                    let got = p.matches(&u.host().expect("host"), u.port_or_known_default().expect("port"), "https");
+                    prop_assert_eq!(got, expect && port == 443, "{} vs {}", host, pattern);
+                }
+            }
+
+            /// A wildcard admits exactly one extra label, never the apex or deeper names.
+            #[test]
+            fn wildcard_admits_exactly_one_label(a in label(), b in label(), c in label()) {
+                let p = HostPattern::parse("*.example.com").expect("pattern");
+                let check = |h: &str| {
+                    let u = url::Url::parse(&format!("https://{h}/")).expect("url");
+                    p.matches(&u.host().expect("host"), 443, "https")
+                };
+                let (one, two, after) = (format!("{a}.example.com"), format!("{a}.{b}.example.com"), format!("{a}.example.com.{c}"));
+                prop_assert!(check(&one));
+                prop_assert!(!check(&two));
+                prop_assert!(!check("example.com"));
+                prop_assert!(!check(&after));
+            }
+
+            /// Parsing arbitrary text never panics, and what parses prints back to itself.
+            #[test]
+            fn parse_never_panics_and_round_trips(s in "\\PC{0,40}") {
+                if let Ok(p) = HostPattern::parse(&s) {
+                    prop_assert_eq!(HostPattern::parse(&p.to_string()).expect("reparse"), p);
+                }
+            }
+        }
+    }
 }
