@@ -130,3 +130,56 @@ impl Backend for SledBackend {
         Ok(())
     }
 }
+
+/// An in-memory backend: for tests, fuzzing and embedders' own tests. Not durable.
+#[derive(Default)]
+pub struct MemoryBackend {
+    trees: std::sync::Mutex<std::collections::BTreeMap<(String, Vec<u8>), Vec<u8>>>,
+    next_id: std::sync::atomic::AtomicU64,
+}
+
+impl MemoryBackend {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<(String, Vec<u8>), Vec<u8>>> {
+        // A panic while holding the lock leaves a consistent map: recover it.
+        self.trees.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Backend for MemoryBackend {
+    fn get(&self, ns: &str, id: &[u8]) -> Result<Option<Vec<u8>>, BackendError> {
+        Ok(self.lock().get(&(ns.to_owned(), id.to_vec())).cloned())
+    }
+
+    fn put(&self, ns: &str, id: &[u8], value: &[u8]) -> Result<(), BackendError> {
+        self.lock()
+            .insert((ns.to_owned(), id.to_vec()), value.to_vec());
+        Ok(())
+    }
+
+    fn delete(&self, ns: &str, id: &[u8]) -> Result<bool, BackendError> {
+        Ok(self.lock().remove(&(ns.to_owned(), id.to_vec())).is_some())
+    }
+
+    fn scan(&self, ns: &str, prefix: &[u8]) -> Result<Records, BackendError> {
+        Ok(self
+            .lock()
+            .iter()
+            .filter(|((n, id), _)| n == ns && id.starts_with(prefix))
+            .map(|((_, id), v)| (id.clone(), v.clone()))
+            .collect())
+    }
+
+    fn append(&self, ns: &str, value: &[u8]) -> Result<u64, BackendError> {
+        let id = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.put(ns, &id.to_be_bytes(), value)?;
+        Ok(id)
+    }
+
+    fn flush(&self) -> Result<(), BackendError> {
+        Ok(())
+    }
+}

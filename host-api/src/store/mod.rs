@@ -18,7 +18,7 @@ mod scope;
 pub mod seal;
 mod secret_store;
 
-pub use backend::{Backend, BackendError, SledBackend};
+pub use backend::{Backend, BackendError, MemoryBackend, Records, SledBackend};
 pub use record::{RecordError, SecretMeta, SecretSpec};
 pub use scope::{Scope, ScopeError};
 pub use seal::{MASTER_KEY_BYTES, MasterKey};
