@@ -143,7 +143,8 @@ impl ComponentCache {
         h.update(CACHE_FORMAT.as_bytes());
         h.update(self.engine_fp);
         h.update(Sha256::digest(bytes));
-        self.dir.join(format!("{}.cwasm", hex::encode(h.finalize())))
+        self.dir
+            .join(format!("{}.cwasm", hex::encode(h.finalize())))
     }
 
     /// The component `bytes` compile to with `engine`: from the cache if a valid entry
@@ -264,7 +265,11 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.{}.tmp", std::process::id(), hex::encode(r)));
+    let tmp = dir.join(format!(
+        ".{name}.{}.{}.tmp",
+        std::process::id(),
+        hex::encode(r)
+    ));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;

@@ -6,6 +6,7 @@
 //! - [`resolve`]: which stored secret a step gets for a key (tiers, scopes, allowlists).
 //! - [`sandbox`]: the wasmtime engine, limits, and running a component.
 //! - [`audit`]: the append-only trail of credential use (never values).
+//! - [`cache`]: compiled components on disk, so a step is compiled once.
 //!
 //! ```no_run
 //! use latchkey_host::{resolve::RunContext, sandbox::{Runtime, RuntimeConfig}};
@@ -26,6 +27,7 @@
 
 pub mod audit;
 mod bindings;
+pub mod cache;
 mod credentials;
 mod guest_log;
 mod http;

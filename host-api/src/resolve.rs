@@ -288,3 +288,19 @@ pub(crate) fn resolve_value(
         Err(e) => Err(e.into()),
     }
 }
+
+/// Resolution and decryption exactly as injection performs them ([`resolve`], then the
+/// store's crate-private decryption), for the benchmarks in `bench/`. The decrypted value
+/// is dropped (and zeroized) inside; only the metadata comes out, so this reveals nothing
+/// [`resolve`] does not. Not part of the supported API.
+#[doc(hidden)]
+pub fn resolve_and_decrypt_for_bench(
+    store: &SecretStore,
+    ctx: &RunContext,
+    key: &CredentialKey,
+) -> Result<Resolved, ResolveError> {
+    resolve_value(store, ctx, key).map(|(resolved, value)| {
+        std::hint::black_box(&value);
+        resolved
+    })
+}

@@ -468,6 +468,46 @@ impl Runtime {
         self.prepare(component)
     }
 
+    /// Like [`Runtime::load`], through the compiled-component cache: a valid cache entry
+    /// is loaded instead of compiling (milliseconds instead of tens of milliseconds);
+    /// a missing, stale or damaged one is compiled and stored. The component's imports are
+    /// checked either way. A failure to write the cache is logged, not fatal.
+    pub fn load_cached(
+        &self,
+        bytes: &[u8],
+        cache: &crate::cache::ComponentCache,
+    ) -> Result<(Step, crate::cache::CacheStatus), LoadError> {
+        if !bytes.starts_with(b"\0asm") {
+            return Err(LoadError::Invalid(
+                "the file does not start with the WebAssembly magic bytes".into(),
+            ));
+        }
+        let cached = cache.load(&self.engine, bytes).map_err(|e| match e {
+            crate::cache::CacheError::Compile(m) => LoadError::Invalid(m),
+            other => LoadError::Invalid(other.to_string()),
+        })?;
+        if let Some(e) = &cached.store_error {
+            tracing::warn!(error = %e, "could not store the compiled component in the cache");
+        }
+        Ok((self.prepare(cached.component)?, cached.status))
+    }
+
+    /// An engine configured exactly as [`Runtime::new`] configures its own for `config`
+    /// (pooling with the same fallback), for compiling ahead of time without a store
+    /// (`latchkey compile`). Returns the engine and whether it pools.
+    pub fn engine_for(config: &RuntimeConfig) -> Result<(Engine, bool), RuntimeError> {
+        match Engine::new(&engine_config(
+            config.pool_instances,
+            config.limits.memory_bytes,
+        )) {
+            Ok(e) => Ok((e, config.pool_instances > 0)),
+            Err(_) if config.pool_instances > 0 => Engine::new(&engine_config(0, 0))
+                .map(|e| (e, false))
+                .map_err(|e| RuntimeError::Engine(e.to_string())),
+            Err(e) => Err(RuntimeError::Engine(e.to_string())),
+        }
+    }
+
     /// Checks and pre-links an already compiled component.
     pub fn prepare(&self, component: Component) -> Result<Step, LoadError> {
         for (name, _) in component.component_type().imports(&self.engine) {

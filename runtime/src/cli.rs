@@ -54,6 +54,9 @@ pub enum Command {
     /// step declares (its allowlist and pins) resolves. Prints the tier and scope each key
     /// would use, or why it is missing. Nothing is decrypted. Exits 1 if anything is wrong.
     Check(CheckArgs),
+    /// Compile steps (.wasm) into the compiled-component cache, so that `latchkey run`
+    /// loads them in about a millisecond instead of compiling them.
+    Compile(crate::compile_cmd::CompileArgs),
     /// Print the audit trail of credential use (never values).
     Audit(AuditArgs),
     /// Store maintenance.
@@ -169,6 +172,8 @@ pub struct RunArgs {
     /// Always on for a manifest.
     #[arg(long)]
     pub report: bool,
+    #[command(flatten)]
+    pub cache: crate::compile_cmd::CacheArgs,
 }
 
 #[derive(Args, Debug)]

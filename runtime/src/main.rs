@@ -2,6 +2,7 @@
 
 mod audit_cmd;
 mod cli;
+mod compile_cmd;
 mod keys;
 mod manifest;
 mod run_cmd;
@@ -41,6 +42,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Secret(cmd) => secret_cmd::run(&cli.store, cmd).map(|()| ExitCode::SUCCESS),
         Command::Run(args) => run_cmd::run(&cli.store, args),
         Command::Check(args) => workflow_cmd::check(&cli.store, args),
+        Command::Compile(args) => compile_cmd::run(&cli.store, args).map(|()| ExitCode::SUCCESS),
         Command::Audit(args) => audit_cmd::run(&cli.store, args).map(|()| ExitCode::SUCCESS),
         Command::Store(StoreCommand::Verify) => {
             let store = keys::open_store(&cli.store)?;

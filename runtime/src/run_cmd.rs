@@ -103,14 +103,13 @@ pub fn run(store_args: &StoreArgs, args: RunArgs) -> Result<ExitCode> {
         address_policy: AddressPolicy {
             allow_private: args.allow_private_network,
         },
-        pool_instances: 0,
+        pool_instances: crate::compile_cmd::RUN_POOL_INSTANCES,
     };
     let tokio = async_runtime()?;
     let _guard = tokio.enter();
     let runtime = Runtime::new(config, store).context("starting the runtime")?;
-    let step = runtime
-        .load(&bytes)
-        .with_context(|| format!("loading the step {}", args.step.display()))?;
+    let step =
+        crate::compile_cmd::load_step(&runtime, &bytes, &args.step, &args.cache, store_args)?;
     let result = tokio.block_on(runtime.run(&step, &ctx, &input));
     match result {
         Ok(outcome) => {

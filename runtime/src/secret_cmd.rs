@@ -58,10 +58,7 @@ fn read_value(key: &CredentialKey) -> Result<SecretValue> {
         };
         bytes.truncate(keep);
     }
-    Ok(
-        SecretValue::new(bytes.to_vec())
-            .with_context(|| format!("refusing the value for {key}"))?,
-    )
+    SecretValue::new(bytes.to_vec()).with_context(|| format!("refusing the value for {key}"))
 }
 
 fn set(store_args: &StoreArgs, args: SetArgs) -> Result<()> {
