@@ -224,16 +224,7 @@ async fn oversized_and_endless_response_bodies_are_cut() {
 #[tokio::test(flavor = "multi_thread")]
 async fn compression_bomb_is_never_inflated_and_refused_once_a_secret_was_sent() {
     let up = Upstream::start().await.unwrap();
-    let s = TestStore::new();
-    s.put(
-        &workspace(),
-        "TOKEN",
-        "bomb-secret",
-        &[&host(&up)],
-        &["header:authorization"],
-    );
-    let rt = runtime(&s);
-    let step = load(&rt, "probe");
+    let (_s, rt, step) = probe_with_token(&up, "bomb-secret");
     // Without a credential: the compressed bytes arrive as they are (about 1 MB, not 1 GiB).
     let bomb = "/gzip-bomb?inflated=50000000";
     let v = run_ok(&rt, &step, json!({"action": "fetch", "url": up.url(bomb)})).await;
@@ -258,16 +249,7 @@ async fn compression_bomb_is_never_inflated_and_refused_once_a_secret_was_sent()
 #[tokio::test(flavor = "multi_thread")]
 async fn redirects_are_returned_to_the_guest_not_followed() {
     let up = Upstream::start().await.unwrap();
-    let s = TestStore::new();
-    s.put(
-        &workspace(),
-        "TOKEN",
-        "redirect-secret",
-        &[&host(&up)],
-        &["header:authorization"],
-    );
-    let rt = runtime(&s);
-    let step = load(&rt, "probe");
+    let (_s, rt, step) = probe_with_token(&up, "redirect-secret");
     let evil = Upstream::start().await.unwrap();
     let url = up.url(&format!("/redirect?to={}", evil.url("/echo")));
     let v = run_ok(
@@ -406,16 +388,7 @@ async fn internal_destinations_are_refused_unless_the_operator_allows_them() {
 async fn errors_never_reveal_a_value_or_its_length() {
     let up = Upstream::start().await.unwrap();
     let secret = "len-probe-secret-0123456789";
-    let s = TestStore::new();
-    s.put(
-        &workspace(),
-        "TOKEN",
-        secret,
-        &[&host(&up)],
-        &["header:authorization"],
-    );
-    let rt = runtime(&s);
-    let step = load(&rt, "probe");
+    let (_s, rt, step) = probe_with_token(&up, secret);
     let refused = latchkey_tests::upstream::refused_addr().unwrap();
     for input in [
         json!({"action": "fetch", "url": format!("http://{refused}/x"), "key": "TOKEN"}),

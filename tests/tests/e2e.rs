@@ -183,16 +183,7 @@ async fn handle_sent_to_unbound_host_is_refused_and_that_host_receives_nothing()
 #[tokio::test(flavor = "multi_thread")]
 async fn handle_injected_into_unbound_location_is_refused() {
     let up = Upstream::start().await.unwrap();
-    let s = TestStore::new();
-    s.put(
-        &workspace(),
-        "TOKEN",
-        "tok-header-only",
-        &[&host(&up)],
-        &["header:authorization"],
-    );
-    let rt = runtime(&s);
-    let step = load(&rt, "probe");
+    let (_s, rt, step) = probe_with_token(&up, "tok-header-only");
     for inject in ["header:X-Api-Key", "query:token", "basic:api", "body"] {
         let err = run(
             &rt,
@@ -213,16 +204,7 @@ async fn handle_injected_into_unbound_location_is_refused() {
 async fn echoed_value_is_scrubbed_in_every_encoding_from_headers_and_body() {
     let up = Upstream::start().await.unwrap();
     let secret = "sk-live-51HxYzAbCdEf/+0123456789";
-    let s = TestStore::new();
-    s.put(
-        &workspace(),
-        "TOKEN",
-        secret,
-        &[&host(&up)],
-        &["header:authorization"],
-    );
-    let rt = runtime(&s);
-    let step = load(&rt, "probe");
+    let (_s, rt, step) = probe_with_token(&up, secret);
     let out = run(
         &rt,
         &step,
@@ -251,16 +233,7 @@ async fn echoed_value_is_scrubbed_in_every_encoding_from_headers_and_body() {
 #[tokio::test(flavor = "multi_thread")]
 async fn rotation_is_seen_by_the_next_call_and_a_call_in_flight_keeps_the_old_value() {
     let up = Upstream::start().await.unwrap();
-    let s = TestStore::new();
-    s.put(
-        &workspace(),
-        "TOKEN",
-        "value-one",
-        &[&host(&up)],
-        &["header:authorization"],
-    );
-    let rt = runtime(&s);
-    let step = load(&rt, "probe");
+    let (s, rt, step) = probe_with_token(&up, "value-one");
     // Rotate while the first of two fetches is at the upstream.
     let store = s.store.clone();
     let watcher = {
@@ -306,16 +279,7 @@ async fn rotation_is_seen_by_the_next_call_and_a_call_in_flight_keeps_the_old_va
 #[tokio::test(flavor = "multi_thread")]
 async fn deleted_secret_fails_at_the_next_call() {
     let up = Upstream::start().await.unwrap();
-    let s = TestStore::new();
-    s.put(
-        &workspace(),
-        "TOKEN",
-        "soon-gone",
-        &[&host(&up)],
-        &["header:authorization"],
-    );
-    let rt = runtime(&s);
-    let step = load(&rt, "probe");
+    let (s, rt, step) = probe_with_token(&up, "soon-gone");
     run(
         &rt,
         &step,
@@ -391,16 +355,7 @@ async fn malformed_and_truncated_wasm_give_clear_errors() {
 #[tokio::test(flavor = "multi_thread")]
 async fn audit_records_resolution_and_injection_without_the_value() {
     let up = Upstream::start().await.unwrap();
-    let s = TestStore::new();
-    s.put(
-        &workspace(),
-        "TOKEN",
-        "audit-secret-value",
-        &[&host(&up)],
-        &["header:authorization"],
-    );
-    let rt = runtime(&s);
-    let step = load(&rt, "probe");
+    let (s, rt, step) = probe_with_token(&up, "audit-secret-value");
     run(
         &rt,
         &step,
