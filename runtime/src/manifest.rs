@@ -550,6 +550,19 @@ pins = { SLACK_TOKEN = ["user", "workspace"] }
     }
 
     #[test]
+    fn accepts_the_committed_example() {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/workflows/issue-digest.toml");
+        let w = Workflow::load(&path).unwrap();
+        assert_eq!(w.steps.len(), 2);
+        assert!(
+            w.steps[0]
+                .component
+                .ends_with("target/wasm32-wasip2/release/github_issues.wasm")
+        );
+    }
+
+    #[test]
     fn accepts_a_custom_order_and_defaults_the_workspace() {
         let w = parse(
             "name = \"x\"\norder = [\"workflow\", \"platform\"]\n[[step]]\nname = \"a\"\ncomponent = \"a.wasm\"\n",
