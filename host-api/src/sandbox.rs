@@ -316,6 +316,11 @@ impl ResourceLimiter for MemoryLimiter {
 }
 
 /// Interfaces a component may import. Everything else is refused at load.
+///
+/// `wasi:cli/environment` stays: every Rust std guest imports it, whether or not it reads
+/// the environment. It is linked with an empty environment and only argv[0], the step name.
+/// `wasi:filesystem` is refused: there are no preopens to give, and a step that imports it
+/// expects files it will never have.
 const ALLOWED_IMPORTS: &[&str] = &[
     "latchkey:workflow/credentials",
     "latchkey:workflow/http",
@@ -338,8 +343,6 @@ const ALLOWED_IMPORTS: &[&str] = &[
     "wasi:random/random",
     "wasi:random/insecure",
     "wasi:random/insecure-seed",
-    "wasi:filesystem/types",
-    "wasi:filesystem/preopens",
 ];
 
 fn forbidden_why(name: &str) -> &'static str {
@@ -347,6 +350,8 @@ fn forbidden_why(name: &str) -> &'static str {
         "a step has no network of its own; use latchkey:workflow/http"
     } else if name.starts_with("wasi:sockets/") {
         "a step may not open sockets; use latchkey:workflow/http"
+    } else if name.starts_with("wasi:filesystem/") {
+        "a step has no files; pass data in its input"
     } else {
         "only latchkey:workflow and basic WASI (io, cli, clocks, random) are provided"
     }

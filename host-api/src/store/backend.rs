@@ -131,17 +131,18 @@ impl Backend for SledBackend {
     }
 }
 
+/// (namespace, id) → bytes.
+type MemoryMap = std::collections::BTreeMap<(String, Vec<u8>), Vec<u8>>;
+
 /// An in-memory backend: for tests, fuzzing and embedders' own tests. Not durable.
 #[derive(Default)]
 pub struct MemoryBackend {
-    trees: std::sync::Mutex<std::collections::BTreeMap<(String, Vec<u8>), Vec<u8>>>,
+    trees: std::sync::Mutex<MemoryMap>,
     next_id: std::sync::atomic::AtomicU64,
 }
 
 impl MemoryBackend {
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<(String, Vec<u8>), Vec<u8>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, MemoryMap> {
         // A panic while holding the lock leaves a consistent map: recover it.
         self.trees.lock().unwrap_or_else(|p| p.into_inner())
     }

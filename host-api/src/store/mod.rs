@@ -22,7 +22,7 @@ pub use backend::{Backend, BackendError, MemoryBackend, Records, SledBackend};
 pub use record::{RecordError, SecretMeta, SecretSpec};
 pub use scope::{Scope, ScopeError};
 pub use seal::{MASTER_KEY_BYTES, MasterKey};
-pub use secret_store::{SecretStore, StoreError};
+pub use secret_store::{SecretStore, StoreError, VerifyReport};
 
 /// Milliseconds since the Unix epoch (the clock records are stamped with).
 pub fn unix_millis() -> u64 {

@@ -72,6 +72,10 @@ pub enum StoreError {
     Seal(SealError),
 }
 
+/// What [`SecretStore::verify_all`] found: each record's storage id (scope and key) and
+/// whether it opened.
+pub type VerifyReport = Vec<(String, Result<(), StoreError>)>;
+
 /// The store: a backend holding ciphertext, and the data key.
 pub struct SecretStore {
     backend: Box<dyn Backend>,
@@ -297,7 +301,7 @@ impl SecretStore {
 
     /// Checks that every record decodes, sits where its metadata says and authenticates
     /// under the data key, without returning any value (`latchkey store verify`).
-    pub fn verify_all(&self) -> Result<Vec<(String, Result<(), StoreError>)>, StoreError> {
+    pub fn verify_all(&self) -> Result<VerifyReport, StoreError> {
         let mut report = Vec::new();
         for (id, _) in self.backend.scan(NS_SECRETS, b"")? {
             let text = String::from_utf8_lossy(&id).replace('\u{0}', " ");

@@ -1,8 +1,6 @@
 //! Reports what a step can see and do. Input `{"action": ..., ...}`:
 //!
 //! - `"env"` → `{"vars": {name: value}, "args": [..]}`
-//! - `"read_file"`, `"path"` → `{"ok": bool, "error": string|null, "content": string|null}`
-//! - `"list_dir"`, `"path"` → `{"ok": bool, "error": string|null, "entries": [..]}`
 //! - `"get"`, `"key"` → `{"key": <what the handle's `key()` returns>}`, or the error
 //! - `"handles"`, `"key"`, `"count"` → gets `key` up to `count` times, keeping every handle
 //!   alive: `{"got": n, "error": string|null}` (the first error stops it)
@@ -15,8 +13,9 @@
 //! - `"log"`, `"message"`, optional `"level"` → logs it, returns `{}`
 //! - `"echo"` → the input
 //!
-//! Sockets are not here: using `std::net` makes a component import `wasi:sockets`, which the
-//! host refuses at load, and that would take every other probe down with it. See `tcp`.
+//! Sockets and files are not here: using `std::net` or `std::fs` makes a component import
+//! `wasi:sockets` or `wasi:filesystem`, which the host refuses at load, and that would take
+//! every other probe down with it. See `tcp` and `files`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -27,8 +26,6 @@ use serde_json::{Value, json};
 fn run(input: Value) -> Result<Value, Error> {
     match str_field(&input, "action")? {
         "env" => Ok(env()),
-        "read_file" => Ok(read_file(str_field(&input, "path")?)),
-        "list_dir" => Ok(list_dir(str_field(&input, "path")?)),
         "get" => {
             // The generated binding, so that `key` is the host's answer, not the SDK's copy.
             let raw = latchkey_sdk::__private::raw_credentials::get(str_field(&input, "key")?)?;
@@ -81,28 +78,6 @@ fn env() -> Value {
         .map(|a| a.to_string_lossy().into())
         .collect();
     json!({ "vars": vars, "args": args })
-}
-
-fn read_file(path: &str) -> Value {
-    match std::fs::read(path) {
-        Ok(bytes) => json!({
-            "ok": true,
-            "error": null,
-            "content": String::from_utf8_lossy(&bytes),
-        }),
-        Err(e) => json!({ "ok": false, "error": e.to_string(), "content": null }),
-    }
-}
-
-fn list_dir(path: &str) -> Value {
-    let entries = std::fs::read_dir(path).and_then(|dir| {
-        dir.map(|entry| entry.map(|e| e.file_name().to_string_lossy().into_owned()))
-            .collect::<Result<Vec<_>, _>>()
-    });
-    match entries {
-        Ok(entries) => json!({ "ok": true, "error": null, "entries": entries }),
-        Err(e) => json!({ "ok": false, "error": e.to_string(), "entries": [] }),
-    }
 }
 
 fn handles(key: &str, count: u64) -> Value {
