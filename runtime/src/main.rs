@@ -5,6 +5,7 @@ mod cli;
 mod compile_cmd;
 mod keys;
 mod manifest;
+mod report;
 mod run_cmd;
 mod secret_cmd;
 mod workflow_cmd;

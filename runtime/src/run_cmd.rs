@@ -1,11 +1,11 @@
 //! `latchkey run`: run a step (or, for a `.toml`, a workflow) and print its output.
 
 use crate::cli::{RunArgs, StoreArgs};
-use crate::{EXIT_STEP_FAILED, keys};
+use crate::{EXIT_STEP_FAILED, keys, report};
 use anyhow::{Context, Result, bail};
 use latchkey_host::policy::AddressPolicy;
 use latchkey_host::resolve::RunContext;
-use latchkey_host::sandbox::{Limits, RunError, Runtime, RuntimeConfig};
+use latchkey_host::sandbox::{Limits, Runtime, RuntimeConfig};
 use latchkey_host::secret::CredentialKey;
 use std::io::Read;
 use std::process::ExitCode;
@@ -107,15 +107,13 @@ pub fn run(store_args: &StoreArgs, args: RunArgs) -> Result<ExitCode> {
     };
     let tokio = async_runtime()?;
     let _guard = tokio.enter();
-    let runtime = Runtime::new(config, store).context("starting the runtime")?;
+    let runtime = Runtime::new(config, store.clone()).context("starting the runtime")?;
     let step =
         crate::compile_cmd::load_step(&runtime, &bytes, &args.step, &args.cache, store_args)?;
     let result = tokio.block_on(runtime.run(&step, &ctx, &input));
     match result {
         Ok(outcome) => {
-            for line in &outcome.logs {
-                eprintln!("[{} {}] {}", ctx.step.name, line.level, line.message);
-            }
+            report::print_logs(&ctx.step.name, &outcome.logs);
             if args.report {
                 eprintln!(
                     "step {}: ok in {:.1} ms, {} fetch(es), run {}",
@@ -124,26 +122,20 @@ pub fn run(store_args: &StoreArgs, args: RunArgs) -> Result<ExitCode> {
                     outcome.fetches,
                     ctx.run_id
                 );
-                for c in &outcome.credentials {
-                    eprintln!("  credential {} from tier {} ({})", c.key, c.tier, c.scope);
-                }
+                report::print_credentials(&outcome.credentials);
             }
             println!("{}", outcome.output);
             Ok(ExitCode::SUCCESS)
         }
         Err(failure) => {
-            for line in &failure.logs {
-                eprintln!("[{} {}] {}", ctx.step.name, line.level, line.message);
-            }
+            report::print_logs(&ctx.step.name, &failure.logs);
             let e = failure.error;
-            let kind = match &e {
-                RunError::Guest(_) => "step error",
-                RunError::Trap(_) | RunError::Deadline(_) | RunError::OutputTooLarge { .. } => {
-                    "step aborted"
-                }
-                _ => "step could not run",
-            };
-            eprintln!("error: {kind} ({}): {e}", args.step.display());
+            eprintln!(
+                "error: {} ({}): {e}",
+                report::failure_kind(&e),
+                args.step.display()
+            );
+            report::print_denials(&store, &ctx.run_id, &ctx.step.name);
             eprintln!(
                 "run id {} (see `latchkey audit --run {}`)",
                 ctx.run_id, ctx.run_id

@@ -2,14 +2,14 @@
 
 use crate::cli::{CheckArgs, RunArgs, StoreArgs};
 use crate::manifest::Workflow;
+use crate::report::{failure_kind, print_credentials, print_denials, print_logs};
 use crate::run_cmd::{async_runtime, limits, read_input};
 use crate::{EXIT_STEP_FAILED, keys};
 use anyhow::{Context, Result, bail};
-use latchkey_host::audit::{self, AuditEvent};
 use latchkey_host::policy::AddressPolicy;
 use latchkey_host::resolve::{self, new_run_id};
-use latchkey_host::sandbox::{CredentialUse, RunError, Runtime, RuntimeConfig, Step};
-use latchkey_host::store::{Scope, SecretStore};
+use latchkey_host::sandbox::{Runtime, RuntimeConfig, Step};
+use latchkey_host::store::Scope;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
@@ -44,33 +44,6 @@ fn load_step(runtime: &Runtime, wf: &Workflow, index: usize) -> Result<Step> {
             spec.component.display()
         )
     })
-}
-
-fn print_credentials(used: &[CredentialUse]) {
-    for c in used {
-        eprintln!(
-            "    credential {} from tier {} ({})",
-            c.key, c.tier, c.scope
-        );
-    }
-}
-
-/// Why credentials were refused to `step` in `run_id`, from the audit trail (reasons,
-/// never values): what the operator needs to fix a `missing_credential`.
-fn print_denials(store: &SecretStore, run_id: &str, step: &str) {
-    let Ok((records, _)) = audit::read_all(store) else {
-        return;
-    };
-    for r in records.iter().filter(|r| {
-        r.run_id == run_id
-            && r.step == step
-            && matches!(
-                r.event,
-                AuditEvent::ResolveDenied | AuditEvent::InjectDenied
-            )
-    }) {
-        eprintln!("    refused {}: {}", r.key, r.outcome);
-    }
 }
 
 /// `latchkey run workflow.toml`.
@@ -136,17 +109,9 @@ pub fn run(store_args: &StoreArgs, args: RunArgs) -> Result<ExitCode> {
                 data = outcome.output;
             }
             Err(failure) => {
-                for line in &failure.logs {
-                    eprintln!("[{name} {}] {}", line.level, line.message);
-                }
+                print_logs(name, &failure.logs);
                 let e = failure.error;
-                let kind = match &e {
-                    RunError::Guest(_) => "step error",
-                    RunError::Trap(_) | RunError::Deadline(_) | RunError::OutputTooLarge { .. } => {
-                        "step aborted"
-                    }
-                    _ => "step could not run",
-                };
+                let kind = failure_kind(&e);
                 eprintln!("step {}/{total} {name}: FAILED after {ms:.1} ms", i + 1);
                 print_credentials(&failure.credentials);
                 print_denials(&store, &run_id, name);

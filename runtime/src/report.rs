@@ -1,0 +1,52 @@
+//! What `latchkey run` tells the operator about a step: its logs, the credentials it used
+//! (names and tiers, never values), and why a step failed.
+
+use latchkey_host::audit::{self, AuditEvent};
+use latchkey_host::sandbox::{CredentialUse, GuestLogLine, RunError};
+use latchkey_host::store::SecretStore;
+
+/// A failed step in a few words, before the error itself.
+pub fn failure_kind(e: &RunError) -> &'static str {
+    match e {
+        RunError::Guest(_) => "step error",
+        RunError::Trap(_) | RunError::Deadline(_) | RunError::OutputTooLarge { .. } => {
+            "step aborted"
+        }
+        _ => "step could not run",
+    }
+}
+
+/// The guest's log lines, on stderr, prefixed with the step name.
+pub fn print_logs(step: &str, logs: &[GuestLogLine]) {
+    for line in logs {
+        eprintln!("[{step} {}] {}", line.level, line.message);
+    }
+}
+
+/// The credentials a step resolved.
+pub fn print_credentials(used: &[CredentialUse]) {
+    for c in used {
+        eprintln!(
+            "    credential {} from tier {} ({})",
+            c.key, c.tier, c.scope
+        );
+    }
+}
+
+/// Why credentials were refused to `step` in `run_id`, from the audit trail (reasons,
+/// never values): what the operator needs to fix a `missing_credential`.
+pub fn print_denials(store: &SecretStore, run_id: &str, step: &str) {
+    let Ok((records, _)) = audit::read_all(store) else {
+        return;
+    };
+    for r in records.iter().filter(|r| {
+        r.run_id == run_id
+            && r.step == step
+            && matches!(
+                r.event,
+                AuditEvent::ResolveDenied | AuditEvent::InjectDenied
+            )
+    }) {
+        eprintln!("    refused {}: {}", r.key, r.outcome);
+    }
+}
