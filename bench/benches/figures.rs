@@ -459,6 +459,61 @@ async fn fetch(iters: usize) -> Result<Vec<Figure>> {
             base.push(t.elapsed());
         }
     }
+    // Where the time goes: the same guest without the fetch, and fetching without a key.
+    let echo = serde_json::json!({"action": "echo"}).to_string();
+    let keyless = serde_json::json!({"action": "fetch", "url": url}).to_string();
+    let mut parts = Vec::new();
+    for (label, inp) in [
+        ("probe echo, no fetch", &echo),
+        ("fetch without a key", &keyless),
+    ] {
+        let mut s = Samples::default();
+        for i in 0..(iters / 5).max(200) + 100 {
+            let t = Instant::now();
+            std::hint::black_box(
+                rt.run(&step, &ctx, inp)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?,
+            );
+            if i >= 100 {
+                s.push(t.elapsed());
+            }
+        }
+        parts.push(format!("{label} median {:.1} us", ns_to_us(s.median())));
+        up.clear();
+    }
+    // The audit trail's share: the two records a run with one injected fetch appends
+    // (resolve, inject), then the flush every run ends with.
+    {
+        use latchkey_host::audit::{self, AuditEvent, AuditRecord};
+        let record = |event| AuditRecord {
+            time_ms: 0,
+            run_id: "run-bench".into(),
+            workspace: "default".into(),
+            workflow: "fetch".into(),
+            step: "fetch".into(),
+            user: "alice".into(),
+            event,
+            key: "BENCH_TOKEN".into(),
+            scope: Some("workspace:default".into()),
+            version: Some(1),
+            destination: Some(url.clone()),
+            location: Some("header:authorization".into()),
+            outcome: "sent".into(),
+        };
+        let mut s = Samples::default();
+        for _ in 0..(iters / 5).max(200) {
+            let t = Instant::now();
+            audit::append(&ts.store, &record(AuditEvent::Resolve))?;
+            audit::append(&ts.store, &record(AuditEvent::Inject))?;
+            audit::flush(&ts.store)?;
+            s.push(t.elapsed());
+        }
+        parts.push(format!(
+            "2 audit appends + flush median {:.1} us",
+            ns_to_us(s.median())
+        ));
+    }
     let added = (ours.median() - base.median()) / base.median();
     let f = Figure {
         name: "injected_fetch_step_vs_plain_reqwest".into(),
@@ -471,11 +526,12 @@ async fn fetch(iters: usize) -> Result<Vec<Figure>> {
         met: Some(added <= 0.15),
         command: format!("{CMD} fetch"),
         notes: format!(
-            "probe guest, one GET with an injected bearer to loopback /status/200; whole run including a fresh instance; added {:.0}% = {:.1} us; baseline p99 {:.1} us; {} samples each",
+            "probe guest, one GET with an injected bearer to loopback /status/200; whole run including a fresh instance; added {:.0}% = {:.1} us; baseline p99 {:.1} us; {} samples each; breakdown: {}",
             added * 100.0,
             ns_to_us(ours.median() - base.median()),
             ns_to_us(base.p99()),
-            ours.len()
+            ours.len(),
+            parts.join("; ")
         ),
     };
     print(&f);
