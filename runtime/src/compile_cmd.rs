@@ -14,7 +14,7 @@ use std::time::Instant;
 pub(crate) const RUN_POOL_INSTANCES: u32 = 0;
 
 /// Where compiled components are cached.
-#[derive(Args, Debug, Clone)]
+#[derive(Default, Args, Debug, Clone)]
 pub struct CacheArgs {
     /// Directory of the compiled-component cache (`latchkey compile` warms it). Default:
     /// `cache` beside the store directory (`.latchkey/cache`).

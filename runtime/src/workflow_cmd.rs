@@ -1,6 +1,7 @@
 //! `latchkey run workflow.toml` and `latchkey check workflow.toml`.
 
 use crate::cli::{CheckArgs, RunArgs, StoreArgs};
+use crate::compile_cmd::CacheArgs;
 use crate::manifest::Workflow;
 use crate::report::{failure_kind, print_credentials, print_denials, print_logs};
 use crate::run_cmd::{async_runtime, limits, read_input};
@@ -27,8 +28,14 @@ fn load_workflow(path: &std::path::Path) -> Result<Workflow> {
     Ok(Workflow::load(path)?)
 }
 
-/// Reads and compiles a step's component.
-fn load_step(runtime: &Runtime, wf: &Workflow, index: usize) -> Result<Step> {
+/// Reads a step's component and loads it through the compiled-component cache.
+fn load_step(
+    runtime: &Runtime,
+    wf: &Workflow,
+    index: usize,
+    cache: &CacheArgs,
+    store_args: &StoreArgs,
+) -> Result<Step> {
     let spec = &wf.steps[index];
     let bytes = std::fs::read(&spec.component).with_context(|| {
         format!(
@@ -37,13 +44,8 @@ fn load_step(runtime: &Runtime, wf: &Workflow, index: usize) -> Result<Step> {
             spec.component.display()
         )
     })?;
-    runtime.load(&bytes).with_context(|| {
-        format!(
-            "loading the component of step {} ({})",
-            spec.policy.name,
-            spec.component.display()
-        )
-    })
+    crate::compile_cmd::load_step(runtime, &bytes, &spec.component, cache, store_args)
+        .with_context(|| format!("loading the component of step {}", spec.policy.name))
 }
 
 /// `latchkey run workflow.toml`.
@@ -79,7 +81,7 @@ pub fn run(store_args: &StoreArgs, args: RunArgs) -> Result<ExitCode> {
     let runtime = Runtime::new(config, store.clone()).context("starting the runtime")?;
     // Compile every step first: a broken last step must not let the first make calls.
     let steps = (0..wf.steps.len())
-        .map(|i| load_step(&runtime, &wf, i))
+        .map(|i| load_step(&runtime, &wf, i, &args.cache, store_args))
         .collect::<Result<Vec<_>>>()?;
 
     let run_id = new_run_id();
@@ -167,7 +169,7 @@ pub fn check(store_args: &StoreArgs, args: CheckArgs) -> Result<ExitCode> {
             spec.component.display(),
             integrations.join(", ")
         );
-        match load_step(&runtime, &wf, i) {
+        match load_step(&runtime, &wf, i, &CacheArgs::default(), store_args) {
             Ok(_) => println!("  component: ok"),
             Err(e) => {
                 problems += 1;
