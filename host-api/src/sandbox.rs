@@ -398,21 +398,7 @@ fn engine_config(pool_instances: u32, memory_bytes: usize) -> Config {
 impl Runtime {
     /// Starts a runtime over `store`.
     pub fn new(config: RuntimeConfig, store: Arc<SecretStore>) -> Result<Self, RuntimeError> {
-        let (engine, pooled) = match Engine::new(&engine_config(
-            config.pool_instances,
-            config.limits.memory_bytes,
-        )) {
-            Ok(e) => (e, config.pool_instances > 0),
-            Err(e) if config.pool_instances > 0 => {
-                tracing::warn!(error = %e, "pooling allocator unavailable; using on-demand allocation");
-                (
-                    Engine::new(&engine_config(0, 0))
-                        .map_err(|e| RuntimeError::Engine(e.to_string()))?,
-                    false,
-                )
-            }
-            Err(e) => return Err(RuntimeError::Engine(e.to_string())),
-        };
+        let (engine, pooled) = Self::engine_for(&config)?;
         let mut linker: Linker<HostState> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| RuntimeError::Link(e.to_string()))?;
@@ -506,9 +492,12 @@ impl Runtime {
             config.limits.memory_bytes,
         )) {
             Ok(e) => Ok((e, config.pool_instances > 0)),
-            Err(_) if config.pool_instances > 0 => Engine::new(&engine_config(0, 0))
-                .map(|e| (e, false))
-                .map_err(|e| RuntimeError::Engine(e.to_string())),
+            Err(e) if config.pool_instances > 0 => {
+                tracing::warn!(error = %e, "pooling allocator unavailable; using on-demand allocation");
+                Engine::new(&engine_config(0, 0))
+                    .map(|e| (e, false))
+                    .map_err(|e| RuntimeError::Engine(e.to_string()))
+            }
             Err(e) => Err(RuntimeError::Engine(e.to_string())),
         }
     }
