@@ -45,6 +45,9 @@ pub trait Backend: Send + Sync {
 pub struct SledBackend {
     db: sled::Db,
     path: String,
+    /// Trees opened so far, by namespace: `open_tree` takes a lock and a lookup on every
+    /// call, and resolution reads up to six records per key.
+    trees: std::sync::RwLock<Vec<(String, sled::Tree)>>,
 }
 
 impl SledBackend {
@@ -56,11 +59,25 @@ impl SledBackend {
             .mode(sled::Mode::LowSpace)
             .open()
             .map_err(|e| classify(e, &path))?;
-        Ok(SledBackend { db, path })
+        Ok(SledBackend {
+            db,
+            path,
+            trees: std::sync::RwLock::new(Vec::new()),
+        })
     }
 
     fn tree(&self, ns: &str) -> Result<sled::Tree, BackendError> {
-        self.db.open_tree(ns).map_err(|e| classify(e, &self.path))
+        let known = self.trees.read().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, t)) = known.iter().find(|(n, _)| n == ns) {
+            return Ok(t.clone());
+        }
+        drop(known);
+        let tree = self.db.open_tree(ns).map_err(|e| classify(e, &self.path))?;
+        self.trees
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((ns.to_owned(), tree.clone()));
+        Ok(tree)
     }
 }
 
