@@ -423,18 +423,28 @@ fn a_trapping_step_exits_non_zero_with_the_reason() {
 #[test]
 fn second_process_on_the_same_store_gets_an_in_use_error() {
     let env = Env::new();
-    // A long-running step holds the store open.
+    // A long-running step holds the store open. Poll rather than sleep a fixed time: on a
+    // loaded machine the holder may take a while to start; it must still be running when
+    // the second process is refused.
     let mut holder = env
-        .cmd(&["run", &guest("spin"), "--deadline", "5"])
+        .cmd(&["run", &guest("spin"), "--deadline", "20"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(700));
-    let out = env.run(&["secret", "list"], None);
+    let started = std::time::Instant::now();
+    let out = loop {
+        let out = env.run(&["secret", "list"], None);
+        if !out.status.success() || started.elapsed() > std::time::Duration::from_secs(15) {
+            break out;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let holder_was_running = holder.try_wait().unwrap().is_none();
     let _ = holder.kill();
     let _ = holder.wait();
-    assert!(!out.status.success());
+    assert!(holder_was_running, "the holder exited before the check");
+    assert!(!out.status.success(), "{}", text(&out));
     assert!(
         text(&out).contains("in use by another process"),
         "{}",

@@ -255,7 +255,7 @@ async fn rotation_is_seen_by_the_next_call_and_a_call_in_flight_keeps_the_old_va
                 .unwrap();
         }
     };
-    let input = json!({"action": "fetch_twice", "url": up.url("/slow?ms=300"), "key": "TOKEN"});
+    let input = json!({"action": "fetch_twice", "url": up.url("/slow?ms=1000"), "key": "TOKEN"});
     let (out, ()) = tokio::join!(run(&rt, &step, input), watcher);
     out.unwrap();
     let reqs = up.requests();
