@@ -118,6 +118,16 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Decoded<'_>, RecordError> {
     })
 }
 
+/// Decodes the record stored under `id` and checks that its metadata names that id, so a
+/// record copied under another name is reported, not served.
+pub(crate) fn decode_at<'a>(id: &[u8], bytes: &'a [u8]) -> Result<Decoded<'a>, RecordError> {
+    let decoded = decode(bytes)?;
+    if storage_id(&decoded.meta.scope, &decoded.meta.key) != id {
+        return Err(RecordError::Misplaced);
+    }
+    Ok(decoded)
+}
+
 /// The storage id of a secret: scope and key.
 pub(crate) fn storage_id(scope: &Scope, key: &CredentialKey) -> Vec<u8> {
     let mut id = scope.storage_prefix().into_bytes();

@@ -4,7 +4,7 @@
 //! runtime decrypts through a crate-private call at the moment of injection.
 
 use super::backend::{Backend, BackendError, SledBackend};
-use super::record::{self, RecordError, SecretMeta, SecretSpec};
+use super::record::{self, SecretMeta, SecretSpec};
 use super::scope::Scope;
 use super::seal::{DataKey, MasterKey, SealError};
 use crate::secret::{CredentialKey, SecretValue, ValueError};
@@ -268,10 +268,7 @@ impl SecretStore {
         let Some(bytes) = self.backend.get(NS_SECRETS, &id)? else {
             return Ok(None);
         };
-        let decoded = record::decode(&bytes).map_err(|e| damaged(scope, key, &e))?;
-        if record::storage_id(&decoded.meta.scope, &decoded.meta.key) != id {
-            return Err(damaged(scope, key, &RecordError::Misplaced));
-        }
+        let decoded = record::decode_at(&id, &bytes).map_err(|e| damaged(scope, key, &e))?;
         Ok(Some(decoded.meta))
     }
 
@@ -286,33 +283,32 @@ impl SecretStore {
             .backend
             .get(NS_SECRETS, &id)?
             .ok_or_else(|| not_found(scope, key))?;
-        let decoded = record::decode(&bytes).map_err(|e| damaged(scope, key, &e))?;
-        if record::storage_id(&decoded.meta.scope, &decoded.meta.key) != id {
-            return Err(damaged(scope, key, &RecordError::Misplaced));
-        }
+        let decoded = record::decode_at(&id, &bytes).map_err(|e| damaged(scope, key, &e))?;
+        let value = self
+            .open_value(&decoded)
+            .map_err(|e| damaged(scope, key, &e))?;
+        Ok((decoded.meta, value))
+    }
+
+    /// Opens the sealed value of a decoded record against its exact metadata bytes.
+    fn open_value(&self, decoded: &record::Decoded<'_>) -> Result<SecretValue, String> {
         let plain = self
             .dek
             .open(decoded.sealed, &record::aad(decoded.meta_json))
-            .map_err(|e| damaged(scope, key, &e))?;
-        let value = SecretValue::new(plain.to_vec())
-            .map_err(|_| damaged(scope, key, &"bad value length"))?;
-        Ok((decoded.meta, value))
+            .map_err(|e| e.to_string())?;
+        SecretValue::new(plain.to_vec()).map_err(|_| "bad value length".to_owned())
     }
 
     /// Checks that every record decodes, sits where its metadata says and authenticates
     /// under the data key, without returning any value (`latchkey store verify`).
     pub fn verify_all(&self) -> Result<VerifyReport, StoreError> {
         let mut report = Vec::new();
-        for (id, _) in self.backend.scan(NS_SECRETS, b"")? {
+        for (id, bytes) in self.backend.scan(NS_SECRETS, b"")? {
             let text = String::from_utf8_lossy(&id).replace('\u{0}', " ");
-            let outcome =
-                match record::decode(&self.backend.get(NS_SECRETS, &id)?.unwrap_or_default()) {
-                    Err(e) => Err(damaged_id(&id, &e)),
-                    Ok(d) if record::storage_id(&d.meta.scope, &d.meta.key) != id => {
-                        Err(damaged_id(&id, &RecordError::Misplaced))
-                    }
-                    Ok(d) => self.reveal(&d.meta.scope, &d.meta.key).map(|_| ()),
-                };
+            let outcome = record::decode_at(&id, &bytes)
+                .map_err(|e| damaged_id(&id, &e))
+                .and_then(|d| self.open_value(&d).map_err(|e| damaged_id(&id, &e)))
+                .map(drop);
             report.push((text, outcome));
         }
         Ok(report)
@@ -332,11 +328,9 @@ impl SecretStore {
             .scan(NS_SECRETS, &prefix)?
             .into_iter()
             .map(|(id, bytes)| {
-                let decoded = record::decode(&bytes).map_err(|e| damaged_id(&id, &e))?;
-                if record::storage_id(&decoded.meta.scope, &decoded.meta.key) != id {
-                    return Err(damaged_id(&id, &RecordError::Misplaced));
-                }
-                Ok(decoded.meta)
+                record::decode_at(&id, &bytes)
+                    .map(|d| d.meta)
+                    .map_err(|e| damaged_id(&id, &e))
             })
             .collect())
     }
