@@ -299,12 +299,7 @@ impl HostState {
             }
         }
         for u in &uses {
-            let value = value_for(&values, &u.key)?;
-            let resolved = values
-                .iter()
-                .find(|(k, _, _)| *k == u.key)
-                .map(|(_, r, _)| r)
-                .ok_or_else(|| denied("internal"))?;
+            let (resolved, value) = entry_for(&values, &u.key)?;
             let binding = &resolved.meta.binding;
             let refusal = if !binding.allows_destination(dest) {
                 if scheme == "http"
@@ -419,15 +414,13 @@ impl HostState {
                 limits.max_request_body
             ))));
         }
-        let injected: Vec<_> = uses
+        let injected = uses
             .iter()
-            .filter_map(|u| {
-                values
-                    .iter()
-                    .find(|(k, _, _)| *k == u.key)
-                    .map(|(k, r, _)| (k.clone(), r.clone(), u.location.clone()))
+            .map(|u| {
+                entry_for(&values, &u.key)
+                    .map(|(r, _)| (u.key.clone(), r.clone(), u.location.clone()))
             })
-            .collect();
+            .collect::<Result<Vec<_>, _>>()?;
         for (_, _, v) in &values {
             self.scrubber.add_value(v.expose());
         }
@@ -582,16 +575,24 @@ enum Piece {
 
 type Values = Vec<(CredentialKey, Resolved, SecretValue)>;
 
-fn value_for<'v>(values: &'v Values, key: &CredentialKey) -> Result<&'v SecretValue, Refusal> {
+/// The resolution and value of `key`; every key in a request is resolved before use.
+fn entry_for<'v>(
+    values: &'v Values,
+    key: &CredentialKey,
+) -> Result<(&'v Resolved, &'v SecretValue), Refusal> {
     values
         .iter()
         .find(|(k, _, _)| k == key)
-        .map(|(_, _, v)| v)
+        .map(|(_, r, v)| (r, v))
         .ok_or_else(|| {
             Refusal::Trap(wasmtime::Error::msg(
                 "credential used but not resolved (host bug)",
             ))
         })
+}
+
+fn value_for<'v>(values: &'v Values, key: &CredentialKey) -> Result<&'v SecretValue, Refusal> {
+    entry_for(values, key).map(|(_, v)| v)
 }
 
 fn assemble(pieces: &[Piece], values: &Values) -> Result<Zeroizing<Vec<u8>>, Refusal> {
