@@ -96,6 +96,34 @@ impl Lk {
         out
     }
 
+    /// `latchkey run MANIFEST --user USER --input INPUT --allow-private-network`.
+    fn run_manifest(&self, manifest: impl AsRef<std::path::Path>, user: &str, input: &str) -> Out {
+        let manifest = manifest.as_ref().to_str().unwrap();
+        let args = [
+            "run",
+            manifest,
+            "--user",
+            user,
+            "--input",
+            input,
+            "--allow-private-network",
+        ];
+        self.run(&args, None)
+    }
+
+    /// Like `run_manifest`, and the run must succeed.
+    fn run_manifest_ok(
+        &self,
+        manifest: impl AsRef<std::path::Path>,
+        user: &str,
+        input: &str,
+    ) -> Out {
+        let shown = manifest.as_ref().display().to_string();
+        let out = self.run_manifest(manifest, user, input);
+        assert_eq!(out.code, 0, "latchkey run {shown} failed:\n{}", out.all());
+        out
+    }
+
     /// `secret set` at `scope`, bound to the fake's Authorization header.
     fn set(&self, scope: &str, key: &str, value: &str, integration: &str, actor: &str) -> Out {
         let host = self.host();
@@ -202,18 +230,7 @@ fn issue_digest_two_steps_output_flows_into_next_and_report_names_tiers() {
     let m = lk.manifest("issue-digest.toml", ISSUE_DIGEST);
     let input = lk.digest_input();
     let m = m.to_str().unwrap();
-    let out = lk.ok(
-        &[
-            "run",
-            m,
-            "--user",
-            "alice",
-            "--input",
-            &input,
-            "--allow-private-network",
-        ],
-        None,
-    );
+    let out = lk.run_manifest_ok(m, "alice", &input);
     // Step 1 used the builder's token (pinned) though alice has her own for this workflow.
     let gh = lk.up.requests_to("/repos/o/r/issues");
     assert_eq!(gh.len(), 1);
@@ -310,18 +327,7 @@ integrations = ["slack"]
         "forward": { "repo": "o/r", "api_base": base, "forward": { "channel": "#c", "api_base": base } },
     })
     .to_string();
-    let out = lk.ok(
-        &[
-            "run",
-            m.to_str().unwrap(),
-            "--user",
-            "alice",
-            "--input",
-            &input,
-            "--allow-private-network",
-        ],
-        None,
-    );
+    let out = lk.run_manifest_ok(&m, "alice", &input);
     let gh = lk.up.requests_to("/repos/o/r/issues");
     let tokens: Vec<String> = gh.iter().map(token_of).collect();
     assert_eq!(tokens, [VALUES[0], VALUES[1]]);
@@ -415,20 +421,7 @@ fn isolation_workflow_a_secret_never_resolves_for_b() {
     };
     let (a, b) = (manifest("agent-a"), manifest("agent-b"));
     let input = serde_json::json!({ "repo": "o/r", "api_base": lk.up.base_url() }).to_string();
-    let run = |m: &PathBuf| {
-        lk.run(
-            &[
-                "run",
-                m.to_str().unwrap(),
-                "--user",
-                "alice",
-                "--input",
-                &input,
-                "--allow-private-network",
-            ],
-            None,
-        )
-    };
+    let run = |m: &PathBuf| lk.run_manifest(m, "alice", &input);
     assert_eq!(run(&a).code, 0);
     assert_eq!(token_of(&lk.up.requests()[0]), VALUES[1]);
     lk.up.clear();
@@ -504,18 +497,7 @@ fn failing_step_stops_the_run_and_names_it() {
         &format!("{ISSUE_DIGEST}\n[[step]]\nname = \"after\"\ncomponent = \"{{slack}}\"\n"),
     );
     let input = lk.digest_input();
-    let out = lk.run(
-        &[
-            "run",
-            m.to_str().unwrap(),
-            "--user",
-            "alice",
-            "--input",
-            &input,
-            "--allow-private-network",
-        ],
-        None,
-    );
+    let out = lk.run_manifest(&m, "alice", &input);
     assert_eq!(out.code, 3, "{}", out.all());
     assert_eq!(out.stdout, "", "no output for a failed run");
     assert_eq!(lk.up.requests_to("/repos/o/r/issues").len(), 1);
@@ -550,18 +532,7 @@ fn broken_later_step_is_caught_before_the_first_step_calls() {
             "d.toml",
             &ISSUE_DIGEST.replace("component = \"{slack}\"", &format!("component = \"{bad}\"")),
         );
-        let out = lk.run(
-            &[
-                "run",
-                m.to_str().unwrap(),
-                "--user",
-                "alice",
-                "--input",
-                &lk.digest_input(),
-                "--allow-private-network",
-            ],
-            None,
-        );
+        let out = lk.run_manifest(&m, "alice", &lk.digest_input());
         assert_ne!(out.code, 0);
         assert!(
             out.stderr.contains("loading the component of step post"),
@@ -836,33 +807,11 @@ fn write_only_no_command_prints_a_value() {
         "probe.toml",
         "name = \"p\"\n[[step]]\nname = \"echo\"\ncomponent = \"{probe}\"\nallow = [\"ECHO_KEY\"]\n",
     );
-    lk.ok(
-        &[
-            "run",
-            m.to_str().unwrap(),
-            "--user",
-            "alice",
-            "--input",
-            &echo,
-            "--allow-private-network",
-        ],
-        None,
-    );
+    lk.run_manifest_ok(&m, "alice", &echo);
     // A step that fails after using the value: the error path prints nothing of it either.
     let fail = serde_json::json!({ "action": "fetch", "url": lk.up.url("/status/500"), "key": "ECHO_KEY", "inject": "header:X-Nope" })
         .to_string();
-    lk.run(
-        &[
-            "run",
-            m.to_str().unwrap(),
-            "--user",
-            "alice",
-            "--input",
-            &fail,
-            "--allow-private-network",
-        ],
-        None,
-    );
+    lk.run_manifest(&m, "alice", &fail);
     lk.run(&["check", m.to_str().unwrap(), "--user", "alice"], None);
     lk.ok(&["audit"], None);
     lk.ok(&["audit", "--json"], None);
