@@ -49,6 +49,23 @@ pub struct Limits {
     pub max_output_bytes: usize,
     /// Log lines kept per run; later ones are counted and dropped. Default 1000.
     pub max_log_lines: usize,
+    /// Log bytes kept per run (all lines together); later lines are counted and dropped.
+    /// Default 256 KiB.
+    pub max_log_bytes: usize,
+    /// `credentials.get` calls per run, whether or not the handles are dropped again.
+    /// Default 256.
+    pub max_credential_gets: u32,
+    /// Bytes of one request header value or query value once credentials are put in,
+    /// checked before it is assembled. Default 8 KiB.
+    pub max_header_value_bytes: usize,
+    /// Parts (text and secret) in one header value, query value or body template.
+    /// Default 64.
+    pub max_value_parts: usize,
+    /// Query parameters added through `query`. Default 64.
+    pub max_query_params: usize,
+    /// Distinct credentials whose values a run may inject (and so the scrubber holds).
+    /// Default 16.
+    pub max_injected_credentials: usize,
 }
 
 impl Default for Limits {
@@ -66,6 +83,12 @@ impl Default for Limits {
             connect_timeout: Duration::from_secs(5),
             max_output_bytes: 1 << 20,
             max_log_lines: 1000,
+            max_log_bytes: 256 << 10,
+            max_credential_gets: 256,
+            max_header_value_bytes: 8 << 10,
+            max_value_parts: 64,
+            max_query_params: 64,
+            max_injected_credentials: 16,
         }
     }
 }

@@ -12,6 +12,14 @@
 //! - `"fetch_twice"`: as `fetch`, twice with the same handle → `{"first": .., "second": ..}`
 //! - `"log"`, `"message"`, optional `"level"` → logs it, returns `{}`
 //! - `"echo"` → the input
+//! - `"raw"`: one `http.fetch` through the generated binding, any layout of parts:
+//!   `{"method", "url", "headers": [{"name", "parts": [P..]}], "query": [{"name", "parts"}],
+//!   "basic": {"user", "key"}, "body_parts": [P..] | "body": str, "repeat": n}` where a part
+//!   P is `{"text": s}`, `{"secret": KEY}` or `{"secret": KEY, "times": n}` (n copies).
+//!   Each distinct key is fetched once. `repeat` sends the same request n times and returns
+//!   the last answer. Returns `{"status", "headers", "body"}` or `{"error": text}`.
+//! - `"gets"`, `"key"`, `"count"` → gets and drops `key` `count` times:
+//!   `{"got": n, "error": string|null}`
 //!
 //! Sockets and files are not here: using `std::net` or `std::fs` makes a component import
 //! `wasi:sockets` or `wasi:filesystem`, which the host refuses at load, and that would take
@@ -60,6 +68,25 @@ fn run(input: Value) -> Result<Value, Error> {
             Ok(json!({}))
         }
         "echo" => Ok(input),
+        "raw" => raw::fetch(&input),
+        "gets" => {
+            let key = str_field(&input, "key")?;
+            let mut got = 0u64;
+            let mut error = None;
+            for _ in 0..input["count"].as_u64().unwrap_or(1) {
+                match credential(key) {
+                    Ok(c) => {
+                        drop(c);
+                        got += 1;
+                    }
+                    Err(e) => {
+                        error = Some(e.to_string());
+                        break;
+                    }
+                }
+            }
+            Ok(json!({ "got": got, "error": error }))
+        }
         other => Err(Error::msg(format!("unknown action {other:?}"))),
     }
 }
@@ -151,6 +178,121 @@ fn describe(resp: &latchkey_sdk::Response) -> Value {
         "headers": resp.headers(),
         "body": String::from_utf8_lossy(resp.body()),
     })
+}
+
+mod raw {
+    //! Requests built directly on the generated `http` binding, for layouts the SDK does not
+    //! offer (a secret next to guest text, many copies of a secret, ...).
+    use latchkey_sdk::Error;
+    use latchkey_sdk::__private::raw_credentials::{self as creds, Credential};
+    use latchkey_sdk::__private::raw_http as h;
+    use serde_json::{Value, json};
+    use std::collections::BTreeMap;
+
+    fn collect_keys(v: &Value, keys: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                if let Some(Value::String(k)) = m.get("secret") {
+                    keys.push(k.clone());
+                }
+                if let Some(Value::String(k)) = m.get("key") {
+                    keys.push(k.clone());
+                }
+                m.values().for_each(|x| collect_keys(x, keys));
+            }
+            Value::Array(a) => a.iter().for_each(|x| collect_keys(x, keys)),
+            _ => {}
+        }
+    }
+
+    fn parts<'c>(v: &Value, held: &'c BTreeMap<String, Credential>) -> Vec<h::ValuePart<'c>> {
+        let mut out = Vec::new();
+        for p in v.as_array().into_iter().flatten() {
+            if let Some(t) = p["text"].as_str() {
+                out.push(h::ValuePart::Text(t.to_owned()));
+            } else if let Some(k) = p["secret"].as_str() {
+                for _ in 0..p["times"].as_u64().unwrap_or(1) {
+                    out.push(h::ValuePart::Secret(&held[k]));
+                }
+            }
+        }
+        out
+    }
+
+    pub fn fetch(input: &Value) -> Result<Value, Error> {
+        let mut keys = Vec::new();
+        collect_keys(input, &mut keys);
+        let mut held = BTreeMap::new();
+        for k in keys {
+            if !held.contains_key(&k) {
+                match creds::get(&k) {
+                    Ok(c) => {
+                        held.insert(k, c);
+                    }
+                    Err(e) => return Ok(json!({ "error": format!("{e:?}") })),
+                }
+            }
+        }
+        let method = match input["method"].as_str().unwrap_or("GET") {
+            "POST" => h::Method::Post,
+            "PUT" => h::Method::Put,
+            "PATCH" => h::Method::Patch,
+            "DELETE" => h::Method::Delete,
+            "HEAD" => h::Method::Head,
+            "OPTIONS" => h::Method::Options,
+            _ => h::Method::Get,
+        };
+        let headers = input["headers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|x| h::Header {
+                name: x["name"].as_str().unwrap_or_default().to_owned(),
+                value: parts(&x["parts"], &held),
+            })
+            .collect();
+        let query = input["query"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|x| h::QueryParam {
+                name: x["name"].as_str().unwrap_or_default().to_owned(),
+                value: parts(&x["parts"], &held),
+            })
+            .collect();
+        let basic_auth = input["basic"].as_object().map(|b| h::BasicAuth {
+            username: b["user"].as_str().unwrap_or_default().to_owned(),
+            password: &held[b["key"].as_str().unwrap_or_default()],
+        });
+        let body = if input["body_parts"].is_array() {
+            Some(h::Body::Template(parts(&input["body_parts"], &held)))
+        } else {
+            input["body"]
+                .as_str()
+                .map(|b| h::Body::Bytes(b.as_bytes().to_vec()))
+        };
+        let request = h::Request {
+            method,
+            url: input["url"].as_str().unwrap_or_default().to_owned(),
+            headers,
+            query,
+            basic_auth,
+            body,
+            timeout_ms: input["timeout_ms"].as_u64().map(|t| t as u32),
+        };
+        let mut last = json!(null);
+        for _ in 0..input["repeat"].as_u64().unwrap_or(1).max(1) {
+            last = match h::fetch(&request) {
+                Ok(r) => json!({
+                    "status": r.status,
+                    "headers": r.headers,
+                    "body": String::from_utf8_lossy(&r.body),
+                }),
+                Err(e) => json!({ "error": format!("{e:?}") }),
+            };
+        }
+        Ok(last)
+    }
 }
 
 latchkey_sdk::export_step!(run);
