@@ -55,9 +55,13 @@ pub struct Limits {
     /// `credentials.get` calls per run, whether or not the handles are dropped again.
     /// Default 256.
     pub max_credential_gets: u32,
-    /// Bytes of one request header value or query value once credentials are put in,
-    /// checked before it is assembled. Default 8 KiB.
+    /// Guest text in one request header value or query value (or a query parameter name,
+    /// or the basic-auth username). A credential's value is not counted: a limit that
+    /// counted it would tell the guest the value's length. Default 8 KiB.
     pub max_header_value_bytes: usize,
+    /// Secret parts in one request, all places together; each adds at most one value
+    /// (64 KiB at most). Default 16.
+    pub max_secret_parts: usize,
     /// Parts (text and secret) in one header value, query value or body template.
     /// Default 64.
     pub max_value_parts: usize,
@@ -86,6 +90,7 @@ impl Default for Limits {
             max_log_bytes: 256 << 10,
             max_credential_gets: 256,
             max_header_value_bytes: 8 << 10,
+            max_secret_parts: 16,
             max_value_parts: 64,
             max_query_params: 64,
             max_injected_credentials: 16,
