@@ -17,7 +17,10 @@
 //!   "basic": {"user", "key"}, "body_parts": [P..] | "body": str, "repeat": n}` where a part
 //!   P is `{"text": s}`, `{"secret": KEY}` or `{"secret": KEY, "times": n}` (n copies).
 //!   Each distinct key is fetched once. `repeat` sends the same request n times and returns
-//!   the last answer. Returns `{"status", "headers", "body"}` or `{"error": text}`.
+//!   the last answer. Returns `{"status", "headers", "body", "redacted"}` (`redacted`: what
+//!   the guest itself can tell, whether the answer holds `[REDACTED]`) or `{"error": text}`.
+//!   With `"requests": [R..]`, sends each request R (same form) in order, in one run, and
+//!   returns the list of answers.
 //! - `"gets"`, `"key"`, `"count"` → gets and drops `key` `count` times:
 //!   `{"got": n, "error": string|null}`
 //!
@@ -68,7 +71,14 @@ fn run(input: Value) -> Result<Value, Error> {
             Ok(json!({}))
         }
         "echo" => Ok(input),
-        "raw" => raw::fetch(&input),
+        "raw" => match input["requests"].as_array() {
+            Some(list) => list
+                .iter()
+                .map(raw::fetch)
+                .collect::<Result<Vec<_>, _>>()
+                .map(Value::Array),
+            None => raw::fetch(&input),
+        },
         "gets" => {
             let key = str_field(&input, "key")?;
             let mut got = 0u64;
@@ -283,11 +293,19 @@ mod raw {
         let mut last = json!(null);
         for _ in 0..input["repeat"].as_u64().unwrap_or(1).max(1) {
             last = match h::fetch(&request) {
-                Ok(r) => json!({
-                    "status": r.status,
-                    "headers": r.headers,
-                    "body": String::from_utf8_lossy(&r.body),
-                }),
+                Ok(r) => {
+                    let body = String::from_utf8_lossy(&r.body);
+                    let redacted = body.contains("[REDACTED]")
+                        || r.headers.iter().any(|(n, v)| {
+                            n.contains("[REDACTED]") || v.contains("[REDACTED]")
+                        });
+                    json!({
+                        "status": r.status,
+                        "headers": r.headers,
+                        "body": body,
+                        "redacted": redacted,
+                    })
+                }
                 Err(e) => json!({ "error": format!("{e:?}") }),
             };
         }
