@@ -1,8 +1,8 @@
 //! Resolution: which stored secret a step gets for a key.
 //!
-//! The seeds describe three tiers (seed 000: your keys > builder's keys > platform keys) and
-//! two scopes (seed 002: a workflow-scoped credential overrides the workspace's). DESIGN.md
-//! reconciles them into one order, walked until the first hit:
+//! Keys come in three tiers (the user's keys > the builder's keys > the platform's keys) and
+//! two scopes (a workflow-scoped credential overrides the workspace's); `docs/requirements.md`
+//! puts them in one order, walked until the first hit:
 //!
 //! 1. the user's own key for this workflow   ([`Tier::UserWorkflow`])
 //! 2. the user's personal key                ([`Tier::User`])
@@ -11,11 +11,11 @@
 //! 5. the builder's key for this workflow    ([`Tier::Builder`])
 //! 6. the platform's key                     ([`Tier::Platform`])
 //!
-//! A workflow may declare another order; a step may pin a key to tiers (seed 000's per-node
+//! A workflow may declare another order; a step may pin a key to tiers (per-step
 //! choice: "Node B uses the builder's key"). Before any lookup, the workflow's and the
-//! step's allowlists are checked (seed 002: a key not on the allowlist fails with
+//! step's allowlists are checked (a key not on the allowlist fails with
 //! `missing_credential` even if it exists). A secret whose integration type the step does
-//! not declare is invisible to it (seed 003). Only metadata is read here; the value is
+//! not declare is invisible to it (integration types). Only metadata is read here; the value is
 //! decrypted at injection time, by the HTTP host, on every call.
 
 use crate::secret::{CredentialKey, SecretValue};
@@ -72,7 +72,7 @@ impl Tier {
     }
 
     /// Parses a pin as written in a manifest: a tier name, or `user` meaning both of the
-    /// user's tiers (seed 000's "Your Key").
+    /// user's tiers ("your key").
     pub fn parse_pin(s: &str) -> Option<Vec<Tier>> {
         match s {
             "user" | "yours" => Some(vec![Tier::UserWorkflow, Tier::User]),

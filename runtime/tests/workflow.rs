@@ -287,7 +287,7 @@ fn issue_digest_two_steps_output_flows_into_next_and_report_names_tiers() {
 
 #[test]
 fn per_step_pins_two_steps_same_provider_different_tiers() {
-    // Seed 000: two nodes of one workflow use the same provider with different keys.
+    // Per-step resolution: two nodes of one workflow use the same provider with different keys.
     let lk = Lk::new();
     lk.set("user:alice", "GITHUB_TOKEN", VALUES[0], "http", "alice");
     lk.set(

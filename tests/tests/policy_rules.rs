@@ -1,6 +1,6 @@
-//! The credential rules of the seed documents (`../shared/seeds/`), one test per rule,
-//! through the library: a real sealed store, the `probe` guest, a loopback fake upstream
-//! that records what actually arrived. `docs/seeds.md` maps each seed statement to its test.
+//! The credential rules of `docs/requirements.md`, one test per rule, through the library:
+//! a real sealed store, the `probe` guest, a loopback fake upstream that records what
+//! actually arrived. `docs/requirements.md` maps each rule to its test.
 //!
 //! Every test gives each candidate secret a distinct value and asserts which value reached
 //! the upstream, so an implementation that resolves the wrong tier, caches per workflow or
@@ -183,7 +183,7 @@ async fn workflow_scope_overrides_workspace() {
 #[tokio::test(flavor = "multi_thread")]
 async fn per_step_pins_two_steps_same_provider_different_tiers() {
     let f = Fx::new().await;
-    // Seed 000: Node A (OpenAI) uses your key, Node B (OpenAI) the builder's, Node C (Slack)
+    // Per-step resolution: Node A (OpenAI) uses your key, Node B (OpenAI) the builder's, Node C (Slack)
     // your key.
     f.put("user:alice", "OPENAI_KEY", "sk-alice");
     f.put("builder:bob@default/agent", "OPENAI_KEY", "sk-bob");
@@ -314,7 +314,7 @@ async fn allowlist_missing_credential_even_if_exists() {
 #[tokio::test(flavor = "multi_thread")]
 async fn allowlist_with_workflow_scope_then_workspace_fallback() {
     let f = Fx::new().await;
-    // Seed 002 FAQ: the allowlist says which keys; workflow scope, then workspace, says
+    // Allowlist with scopes: the allowlist says which keys; workflow scope, then workspace, says
     // which values.
     f.put("workspace:default", "API_KEY", "ws-api");
     f.put("workflow:default/wf", "API_KEY", "wf-api");
