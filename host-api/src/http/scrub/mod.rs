@@ -1,0 +1,292 @@
+//! Scrubbing injected values out of what goes back to the guest.
+//!
+//! Normalise, then match; redact in the original. Rather than list the encodings of each
+//! value, the scrubber decodes the *data* into views (see [`views`]): the data itself,
+//! and the data with backslash escapes, HTML entities, percent escapes (with and without
+//! `+` as space) or quoted-printable decoded, or its base64 or hex runs decoded. Decoders
+//! are chained up to [`MAX_DEPTH`] deep (percent → base64, base64url → JSON escapes for a
+//! JWT payload, HTML → backslash, …). Every view keeps, for each byte, the span of source
+//! bytes it came from, so a value found in any view is redacted where it sits in the data.
+//!
+//! Values are matched with ASCII case-insensitivity (header names come back lower-cased,
+//! and some upstreams change the case of an echo), and also as UTF-16LE/BE. All matches
+//! are found, overlapping ones included, and the union of their source spans is replaced,
+//! each joined stretch once, by [`REDACTED`]: no match can hide part of another.
+//!
+//! Fail closed: a matcher that cannot be built, data too large to index, or a passed
+//! deadline is an error, never unscrubbed data.
+//!
+//! Very short values: every occurrence is scrubbed however short the value, so a one-byte
+//! secret mangles every response that contains that byte. That is the safe failure; do
+//! not store such values.
+
+mod views;
+
+use aho_corasick::{AhoCorasick, MatchKind};
+use std::time::Instant;
+use views::{DECODERS, View, check};
+use zeroize::Zeroizing;
+
+/// What a scrubbed occurrence is replaced with.
+pub const REDACTED: &str = "[REDACTED]";
+
+/// Deepest chain of decoders applied to the data (percent → base64 → backslash, …).
+const MAX_DEPTH: usize = 3;
+
+/// Most bytes, in a parent view, that one decoded byte of a child can come from, for
+/// the encodings decoders read (`&VerticalLine;` is 14 for one byte; base64 with MIME
+/// line breaks under 2). Bounds how far a match reaches from a decoded escape.
+const EXPANSION: usize = 16;
+
+/// Longest value accepted, in bytes (the store's limit).
+const MAX_VALUE: usize = 64 * 1024;
+
+/// Why data could not be scrubbed. Never carries a value or the data.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ScrubError {
+    /// The deadline passed before every view was searched.
+    #[error("scrubbing did not finish before its deadline")]
+    Deadline,
+    /// The automaton could not be built.
+    #[error("the scrubber could not be built: {0}")]
+    Build(String),
+    /// A value is empty or longer than 64 KiB.
+    #[error("a value to scrub is empty or longer than {MAX_VALUE} bytes")]
+    Value,
+    /// The data is too large to index (4 GiB or more).
+    #[error("the data is too large to scrub")]
+    TooLarge,
+}
+
+/// An immutable matcher over a set of secret values (each 1 byte to 64 KiB).
+///
+/// The values (and their UTF-16 forms) are copied only into zeroizing buffers, which are
+/// dropped once the automaton is built; the automaton's own tables, which encode the
+/// values, are not zeroized on drop. `Debug` shows only how many values there are.
+pub(crate) struct Matcher {
+    values: usize,
+    automaton: Option<AhoCorasick>,
+    min_len: usize,
+    max_len: usize,
+}
+
+impl std::fmt::Debug for Matcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Matcher")
+            .field("values", &self.values)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Matcher {
+    /// A matcher for `values`. Duplicates are dropped. Errors if a value is empty or
+    /// over 64 KiB, or the automaton cannot be built.
+    pub fn new<'a>(values: impl IntoIterator<Item = &'a [u8]>) -> Result<Matcher, ScrubError> {
+        let mut patterns: Vec<Zeroizing<Vec<u8>>> = Vec::new();
+        let mut count = 0;
+        let add = |p: Zeroizing<Vec<u8>>, patterns: &mut Vec<Zeroizing<Vec<u8>>>| {
+            if !patterns.iter().any(|q| **q == *p) {
+                patterns.push(p);
+            }
+        };
+        for v in values {
+            if v.is_empty() || v.len() > MAX_VALUE {
+                return Err(ScrubError::Value);
+            }
+            if patterns.iter().any(|q| q.as_slice() == v) {
+                continue;
+            }
+            count += 1;
+            add(Zeroizing::new(v.to_vec()), &mut patterns);
+            let (le, be) = utf16(v);
+            add(le, &mut patterns);
+            add(be, &mut patterns);
+        }
+        let automaton = if patterns.is_empty() {
+            None
+        } else {
+            Some(
+                AhoCorasick::builder()
+                    .match_kind(MatchKind::Standard)
+                    .ascii_case_insensitive(true)
+                    .build(patterns.iter().map(|p| p.as_slice()))
+                    .map_err(|e| ScrubError::Build(e.to_string()))?,
+            )
+        };
+        let min_len = patterns.iter().map(|p| p.len()).min().unwrap_or(0);
+        let max_len = patterns.iter().map(|p| p.len()).max().unwrap_or(0);
+        Ok(Matcher {
+            values: count,
+            automaton,
+            min_len,
+            max_len,
+        })
+    }
+
+    /// Whether there is nothing to scrub.
+    pub fn is_empty(&self) -> bool {
+        self.automaton.is_none()
+    }
+
+    /// `data` with every occurrence of any value, in any supported encoding, replaced by
+    /// [`REDACTED`] (the union of all matches, overlapping ones included). Errors, rather
+    /// than return anything unscrubbed, if `deadline` passes first.
+    pub fn scrub(&self, data: &[u8], deadline: Option<Instant>) -> Result<Vec<u8>, ScrubError> {
+        let Some(automaton) = &self.automaton else {
+            return Ok(data.to_vec());
+        };
+        check(deadline)?;
+        if u32::try_from(data.len()).is_err() {
+            return Err(ScrubError::TooLarge);
+        }
+        let mut ranges = Vec::new();
+        self.explore(automaton, &View::raw(data), 0, false, &mut ranges, deadline)?;
+        merge(&mut ranges);
+        let mut out = Vec::with_capacity(data.len());
+        let mut at = 0;
+        for &(start, end) in &ranges {
+            out.extend_from_slice(&data[at..start]);
+            out.extend_from_slice(REDACTED.as_bytes());
+            at = end;
+        }
+        out.extend_from_slice(&data[at..]);
+        Ok(out)
+    }
+
+    /// Whether `data` holds any value (in any supported encoding).
+    #[cfg(test)]
+    pub fn finds(&self, data: &[u8]) -> bool {
+        self.scrub(data, None).map_or(true, |out| out != data)
+    }
+
+    /// Matches in `view`, then in each child view, depth first so that only one chain
+    /// of views is alive at a time.
+    fn explore(
+        &self,
+        automaton: &AhoCorasick,
+        view: &View<'_>,
+        depth: usize,
+        binary_used: bool,
+        ranges: &mut Vec<(usize, usize)>,
+        deadline: Option<Instant>,
+    ) -> Result<(), ScrubError> {
+        for m in automaton.find_overlapping_iter(view.bytes()) {
+            let span = view.source(m.start(), m.end());
+            if span.start < span.end {
+                ranges.push((span.start as usize, span.end as usize));
+            }
+        }
+        if ranges.len() > 1 << 16 {
+            merge(ranges);
+        }
+        if depth == MAX_DEPTH {
+            return Ok(());
+        }
+        let window = self.window(MAX_DEPTH - depth - 1);
+        for dec in DECODERS {
+            // Decoding base64 or hex twice in one chain finds nothing real.
+            if dec.is_binary() && binary_used {
+                continue;
+            }
+            for variant in 0..dec.variants() {
+                check(deadline)?;
+                let Some(child) = dec.decode(view, variant, self.min_len, window, deadline)? else {
+                    continue;
+                };
+                self.explore(
+                    automaton,
+                    &child,
+                    depth + 1,
+                    binary_used || dec.is_binary(),
+                    ranges,
+                    deadline,
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// How far, in a child view's bytes, a match found in it or in one of its
+    /// descendants (`below` more decoders) can reach from a decoded escape.
+    fn window(&self, below: usize) -> usize {
+        (0..below).fold(self.max_len, |w, _| w.saturating_mul(EXPANSION))
+    }
+}
+
+/// Sorts and joins overlapping or adjacent ranges.
+fn merge(ranges: &mut Vec<(usize, usize)>) {
+    ranges.sort_unstable();
+    let mut out: Vec<(usize, usize)> = Vec::with_capacity(ranges.len());
+    for &(s, e) in ranges.iter() {
+        match out.last_mut() {
+            Some(last) if s <= last.1 => last.1 = last.1.max(e),
+            _ => out.push((s, e)),
+        }
+    }
+    *ranges = out;
+}
+
+/// The value as UTF-16LE and UTF-16BE: its characters if it is UTF-8, else each byte
+/// widened.
+fn utf16(v: &[u8]) -> (Zeroizing<Vec<u8>>, Zeroizing<Vec<u8>>) {
+    let units: Zeroizing<Vec<u16>> = Zeroizing::new(match std::str::from_utf8(v) {
+        Ok(s) => s.encode_utf16().collect(),
+        Err(_) => v.iter().map(|&b| u16::from(b)).collect(),
+    });
+    let mut le = Zeroizing::new(Vec::with_capacity(units.len() * 2));
+    let mut be = Zeroizing::new(Vec::with_capacity(units.len() * 2));
+    for u in units.iter() {
+        le.extend_from_slice(&u.to_le_bytes());
+        be.extend_from_slice(&u.to_be_bytes());
+    }
+    (le, be)
+}
+
+/// The transitional interface `host.rs`, `sandbox.rs` and `guest_log.rs` use: values
+/// added one at a time, a [`Matcher`] rebuilt on each new value. Fails closed: if the
+/// matcher cannot be built or scrubbing fails, `scrub` returns only [`REDACTED`].
+#[derive(Default)]
+pub(crate) struct Scrubber {
+    values: Vec<Zeroizing<Vec<u8>>>,
+    matcher: Option<Result<Matcher, ScrubError>>,
+}
+
+impl Scrubber {
+    /// Whether nothing has been added yet.
+    pub fn is_empty(&self) -> bool {
+        match &self.matcher {
+            None => true,
+            Some(Ok(m)) => m.is_empty(),
+            // A matcher that failed to build has something to scrub.
+            Some(Err(_)) => false,
+        }
+    }
+
+    /// Adds a raw secret value. Cheap if the value was added before.
+    pub fn add_value(&mut self, value: &[u8]) {
+        if self.values.iter().any(|v| v.as_slice() == value) {
+            return;
+        }
+        self.values.push(Zeroizing::new(value.to_vec()));
+        self.matcher = Some(Matcher::new(self.values.iter().map(|v| v.as_slice())));
+    }
+
+    /// Formerly registered a whole injected header value. Does nothing: guest text must
+    /// not become a pattern, and the value inside it is found by [`Scrubber::add_value`]
+    /// (also inside the base64 of `user:value`).
+    pub fn add_exact(&mut self, _bytes: &[u8]) {}
+
+    /// `data` scrubbed; only [`REDACTED`] if scrubbing failed.
+    pub fn scrub(&self, data: &[u8]) -> Vec<u8> {
+        match &self.matcher {
+            None => data.to_vec(),
+            Some(Ok(m)) => m
+                .scrub(data, None)
+                .unwrap_or_else(|_| REDACTED.as_bytes().to_vec()),
+            Some(Err(_)) => REDACTED.as_bytes().to_vec(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
