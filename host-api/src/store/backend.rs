@@ -22,8 +22,11 @@ pub enum BackendError {
     Io(String),
 }
 
+/// One stored record: (id, bytes).
+pub type Record = (Vec<u8>, Vec<u8>);
+
 /// Records returned by a scan: (id, bytes), in id order.
-pub type Records = Vec<(Vec<u8>, Vec<u8>)>;
+pub type Records = Vec<Record>;
 
 /// Raw storage of records by id, in named namespaces.
 pub trait Backend: Send + Sync {
@@ -39,6 +42,10 @@ pub trait Backend: Send + Sync {
     fn append(&self, ns: &str, value: &[u8]) -> Result<u64, BackendError>;
     /// Makes every earlier write durable.
     fn flush(&self) -> Result<(), BackendError>;
+    /// The record with the greatest id in `ns` (the newest appended one), if any.
+    fn last(&self, ns: &str) -> Result<Option<Record>, BackendError> {
+        Ok(self.scan(ns, b"")?.pop())
+    }
 }
 
 /// The embedded default: a sled database in a directory.
@@ -52,8 +59,13 @@ pub struct SledBackend {
 
 impl SledBackend {
     /// Opens (creating if needed) the sled database at `dir`.
+    ///
+    /// First removes what a snapshot write that failed half-way (disk full, crash) left
+    /// behind, which sled would otherwise read as a damaged store forever:
+    /// [`remove_incomplete_snapshots`].
     pub fn open(dir: &Path) -> Result<Self, BackendError> {
         let path = dir.display().to_string();
+        remove_incomplete_snapshots(dir)?;
         let db = sled::Config::new()
             .path(dir)
             .mode(sled::Mode::LowSpace)
@@ -79,6 +91,85 @@ impl SledBackend {
             .push((ns.to_owned(), tree.clone()));
         Ok(tree)
     }
+}
+
+/// Removes `snap.*.generating` files in the sled directory `dir` that sled would refuse
+/// as damaged (12 bytes or fewer, or a CRC that does not match), holding the database's
+/// lock while doing so.
+///
+/// sled 0.34.7 writes a snapshot on every open that finds the log advanced since the last
+/// one (`read_snapshot_or_default` → `write_snapshot`), even for a read-only command: it
+/// writes `snap.<lsn>.generating`, syncs it and renames it to `snap.<lsn>`, and only then
+/// removes older snapshots. If the write fails (disk full), the partial `.generating`
+/// file stays, and because sled's `get_snapshot_files` lists `.generating` files too and
+/// reads the newest candidate, every later open fails with "corruption". The file is never
+/// the committed snapshot (the previous `snap.*` and the log are intact until the rename),
+/// so removing an incomplete one is safe; a complete one (valid CRC) is left for sled.
+///
+/// The lock (sled's own `flock` on `dir/db`) keeps us from removing a file another process
+/// is writing right now: if the store is in use we leave everything alone and say so.
+pub(crate) fn remove_incomplete_snapshots(dir: &Path) -> Result<(), BackendError> {
+    let path = dir.display().to_string();
+    let db = dir.join("db");
+    let lock = match std::fs::OpenOptions::new().read(true).write(true).open(&db) {
+        Ok(f) => f,
+        // No database yet (a new store), or one we cannot open: sled reports it.
+        Err(_) => return Ok(()),
+    };
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => return Err(BackendError::InUse { path }),
+        Err(std::fs::TryLockError::Error(e)) => return Err(BackendError::Io(e.to_string())),
+    }
+    let entries = std::fs::read_dir(dir).map_err(|e| BackendError::Io(e.to_string()))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if !(name.starts_with("snap.") && name.ends_with(".generating")) {
+            continue;
+        }
+        let file = entry.path();
+        let complete = std::fs::read(&file).is_ok_and(|b| snapshot_is_complete(&b));
+        if !complete {
+            tracing::warn!(file = %file.display(), "removing an incomplete sled snapshot left by a failed write");
+            std::fs::remove_file(&file).map_err(|e| {
+                BackendError::Io(format!(
+                    "removing the incomplete snapshot {}: {e}",
+                    file.display()
+                ))
+            })?;
+        }
+    }
+    drop(lock);
+    Ok(())
+}
+
+/// sled's own check of a snapshot file: body ‖ length (8) ‖ CRC-32 of the body (4, LE).
+fn snapshot_is_complete(bytes: &[u8]) -> bool {
+    if bytes.len() <= 12 {
+        return false;
+    }
+    let (body, tail) = bytes.split_at(bytes.len() - 12);
+    let mut crc = [0u8; 4];
+    crc.copy_from_slice(&tail[8..]);
+    crc32(body) == u32::from_le_bytes(crc)
+}
+
+/// CRC-32 (IEEE, as crc32fast computes it), bitwise: snapshots are small and this runs
+/// only when a `.generating` file exists.
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
 }
 
 fn classify(e: sled::Error, path: &str) -> BackendError {
@@ -146,6 +237,14 @@ impl Backend for SledBackend {
         self.db.flush().map_err(|e| classify(e, &self.path))?;
         Ok(())
     }
+
+    fn last(&self, ns: &str) -> Result<Option<Record>, BackendError> {
+        Ok(self
+            .tree(ns)?
+            .last()
+            .map_err(|e| classify(e, &self.path))?
+            .map(|(k, v)| (k.to_vec(), v.to_vec())))
+    }
 }
 
 /// (namespace, id) → bytes.
@@ -200,4 +299,148 @@ impl Backend for MemoryBackend {
     fn flush(&self) -> Result<(), BackendError> {
         Ok(())
     }
+}
+
+/// A directory or file that holds keys, ciphertext or native code, refused because
+/// someone other than its owner could change it (or it belongs to another user).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path} {problem}; fix it with `{fix}`")]
+pub struct PermissionError {
+    /// The file or directory.
+    pub path: String,
+    /// What is wrong (mode or owner).
+    pub problem: String,
+    /// A command that fixes it.
+    pub fix: String,
+}
+
+/// The process's effective user id, from `/proc/self/status` (no `unsafe` call needed).
+/// `None` where that file does not exist (not Linux); ownership is then not checked.
+pub fn effective_uid() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    // Uid: real effective saved filesystem
+    line.split_whitespace().nth(2)?.parse().ok()
+}
+
+#[cfg(unix)]
+fn owner_and_mode(path: &Path) -> std::io::Result<(u32, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path)?;
+    Ok((m.uid(), m.mode()))
+}
+
+#[cfg(unix)]
+fn shown(path: &Path) -> String {
+    if path.as_os_str().is_empty() {
+        ".".to_owned()
+    } else {
+        path.display().to_string()
+    }
+}
+
+/// Refuses a directory the project keeps private data in (the store, the compiled-component
+/// cache) if it exists and is group- or world-writable or owned by another user than this
+/// process's effective user; and its parent if that is writable by others without the
+/// sticky bit (someone could rename the directory away and put their own in its place),
+/// or owned by another user than this one or root. A directory that does not exist yet
+/// passes (it is created 0700 by [`create_private_dir`]).
+pub fn check_private_dir(dir: &Path) -> Result<(), PermissionError> {
+    #[cfg(unix)]
+    {
+        let euid = effective_uid();
+        let path = shown(dir);
+        if let Ok((uid, mode)) = owner_and_mode(dir) {
+            if euid.is_some_and(|me| me != uid) {
+                return Err(PermissionError {
+                    path,
+                    problem: format!(
+                        "is owned by user id {uid}, not by this process's user (id {})",
+                        euid.unwrap_or(0)
+                    ),
+                    fix: format!("chown -R $(id -u) {}", shown(dir)),
+                });
+            }
+            if mode & 0o022 != 0 {
+                return Err(PermissionError {
+                    path,
+                    problem: format!("is writable by group or others (mode {:o})", mode & 0o7777),
+                    fix: format!("chmod 700 {}", shown(dir)),
+                });
+            }
+        }
+        let parent = match dir.parent() {
+            Some(p) if p.as_os_str().is_empty() => Path::new("."),
+            Some(p) => p,
+            None => return Ok(()),
+        };
+        if let Ok((uid, mode)) = owner_and_mode(parent) {
+            if euid.is_some_and(|me| me != uid && uid != 0) {
+                return Err(PermissionError {
+                    path: shown(parent),
+                    problem: format!(
+                        "(the parent of {path}) is owned by user id {uid}, neither this process's user (id {}) nor root",
+                        euid.unwrap_or(0)
+                    ),
+                    fix: format!("chown $(id -u) {}", shown(parent)),
+                });
+            }
+            if mode & 0o022 != 0 && mode & 0o1000 == 0 {
+                return Err(PermissionError {
+                    path: shown(parent),
+                    problem: format!(
+                        "(the parent of {path}) is writable by group or others without the sticky bit (mode {:o}): they could replace {path}",
+                        mode & 0o7777
+                    ),
+                    fix: format!("chmod go-w {}", shown(parent)),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a key file that group or others may read, write or execute (as ssh refuses a
+/// private key), or that belongs to another user than this process's effective user.
+pub fn check_private_file(file: &Path) -> Result<(), PermissionError> {
+    #[cfg(unix)]
+    {
+        let euid = effective_uid();
+        if let Ok((uid, mode)) = owner_and_mode(file) {
+            if euid.is_some_and(|me| me != uid) {
+                return Err(PermissionError {
+                    path: shown(file),
+                    problem: format!(
+                        "is owned by user id {uid}, not by this process's user (id {})",
+                        euid.unwrap_or(0)
+                    ),
+                    fix: format!("chown $(id -u) {}", shown(file)),
+                });
+            }
+            if mode & 0o077 != 0 {
+                return Err(PermissionError {
+                    path: shown(file),
+                    problem: format!(
+                        "is accessible by group or others (mode {:o}); a key file must be readable by its owner only",
+                        mode & 0o7777
+                    ),
+                    fix: format!("chmod 600 {}", shown(file)),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Creates `dir` and any missing parents with mode 0700 (existing ones are left as they
+/// are: check them with [`check_private_dir`]).
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
 }

@@ -18,7 +18,10 @@ mod scope;
 pub mod seal;
 mod secret_store;
 
-pub use backend::{Backend, BackendError, MemoryBackend, Records, SledBackend};
+pub use backend::{
+    Backend, BackendError, MemoryBackend, PermissionError, Record, Records, SledBackend,
+    check_private_dir, check_private_file, create_private_dir, effective_uid,
+};
 pub use record::{RecordError, SecretMeta, SecretSpec};
 pub use scope::{Scope, ScopeError};
 pub use seal::{MASTER_KEY_BYTES, MasterKey};

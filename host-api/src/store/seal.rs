@@ -111,23 +111,45 @@ impl MasterKey {
     }
 }
 
-/// The data key, with its AES key schedule expanded once and kept for the process.
-pub struct DataKey(Aes256Gcm);
+/// The data key, with its AES key schedule expanded once and kept for the process, and
+/// the raw key (zeroized on drop) from which purpose keys are derived.
+pub struct DataKey {
+    cipher: Aes256Gcm,
+    raw: Zeroizing<[u8; MASTER_KEY_BYTES]>,
+}
 
 impl DataKey {
     fn from_raw(raw: &[u8; MASTER_KEY_BYTES]) -> Self {
-        DataKey(Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(raw)))
+        DataKey {
+            cipher: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(raw)),
+            raw: Zeroizing::new(*raw),
+        }
+    }
+
+    /// A 32-byte key for one `purpose` (`audit`, `cache`, …), derived from the data key with
+    /// HKDF-SHA256 (no salt, info `latchkey/<purpose>/v1`). Independent of every other
+    /// purpose and of the sealing key itself. The data key survives master-key rotation
+    /// (only its wrapping changes), so derived keys do too.
+    pub fn derive(&self, purpose: &str) -> Zeroizing<[u8; 32]> {
+        let hk = hkdf::Hkdf::<sha2::Sha256>::new(None, self.raw.as_ref());
+        let info = format!("latchkey/{purpose}/v1");
+        let mut out = Zeroizing::new([0u8; 32]);
+        // 32 bytes is far below HKDF-SHA256's limit of 255 * 32: expand cannot fail.
+        if hk.expand(info.as_bytes(), out.as_mut()).is_err() {
+            unreachable!("HKDF-SHA256 output of 32 bytes is always valid");
+        }
+        out
     }
 
     /// Seals `plaintext` bound to `aad`: returns nonce ‖ ciphertext ‖ tag, with a fresh
     /// random nonce.
     pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>, SealError> {
-        seal_with(&self.0, plaintext, aad)
+        seal_with(&self.cipher, plaintext, aad)
     }
 
     /// Opens what [`DataKey::seal`] produced, if `aad` is the same.
     pub fn open(&self, sealed: &[u8], aad: &[u8]) -> Result<Zeroizing<Vec<u8>>, SealError> {
-        open_with(&self.0, sealed, aad)
+        open_with(&self.cipher, sealed, aad)
     }
 }
 
@@ -223,6 +245,22 @@ mod tests {
         let rewrapped = other.rewrap(&wrapped, &m).expect("rewrap");
         assert!(other.unwrap_data_key(&rewrapped).is_ok());
         assert!(m.unwrap_data_key(&rewrapped).is_err());
+    }
+
+    #[test]
+    fn derived_keys_are_per_purpose_stable_and_survive_master_rotation() {
+        let m = MasterKey::generate().expect("rng");
+        let (wrapped, k) = m.new_data_key().expect("dek");
+        let audit = k.derive("audit");
+        assert_ne!(*audit, *k.derive("cache"));
+        assert_eq!(*audit, *k.derive("audit"));
+        assert_ne!(&audit[..], &k.raw[..]);
+        let new = MasterKey::generate().expect("rng");
+        let rewrapped = new.rewrap(&wrapped, &m).expect("rewrap");
+        let after = new.unwrap_data_key(&rewrapped).expect("unwrap");
+        assert_eq!(*after.derive("audit"), *audit);
+        // Another store's data key derives other keys.
+        assert_ne!(*dek().derive("audit"), *audit);
     }
 
     #[test]
