@@ -9,9 +9,17 @@
 //!   fingerprint ([`engine_fingerprint`]: target, cranelift flags, tunables, wasm features,
 //!   wasmtime's version, this crate's version), so a changed component or a changed engine
 //!   configuration never finds an old entry;
-//! - beside each artifact (`<name>.cwasm`) lies the SHA-256 of its bytes (`<name>.sha256`);
-//!   an artifact whose checksum does not match, or that wasmtime refuses to deserialize
-//!   (incompatible, truncated), is deleted and the component is compiled again;
+//! - beside each artifact (`<name>.cwasm`) lies its MAC (`<name>.mac`): HMAC-SHA256 of the
+//!   cache format, the entry's file name and the artifact's bytes, keyed with a key derived
+//!   from the store's data key ([`crate::store::SecretStore::cache_key`]). An artifact is
+//!   native code that runs as the operator: a plain checksum would let anyone who can write
+//!   the directory run their code, the MAC needs the master key. An entry whose MAC does not
+//!   verify (damaged, partly written, written by someone without the key, or another
+//!   entry's artifact moved under this name) is never deserialized: it is deleted and the
+//!   component compiled again, as is one that wasmtime refuses (incompatible, truncated);
+//! - the directory must be private: a cache directory that is group- or world-writable or
+//!   owned by another user (or whose parent others could write to without the sticky bit)
+//!   is refused with [`CacheError::Insecure`], which names the command that fixes it;
 //! - entries are written to a temporary file and renamed into place, so a reader never sees
 //!   a half-written entry, and two processes warming the same entry do not corrupt it.
 //!
@@ -20,14 +28,16 @@
 //!
 //! ```no_run
 //! use latchkey_host::cache::ComponentCache;
-//! # fn demo(engine: &wasmtime::Engine) -> Result<(), Box<dyn std::error::Error>> {
-//! let cache = ComponentCache::new(".latchkey/cache", engine);
+//! # fn demo(engine: &wasmtime::Engine, store: &latchkey_host::store::SecretStore) -> Result<(), Box<dyn std::error::Error>> {
+//! let cache = ComponentCache::new(".latchkey/cache", engine, store.cache_key());
 //! let bytes = std::fs::read("slack_post.wasm")?;
 //! let loaded = cache.load(engine, &bytes)?;
 //! println!("{:?}", loaded.status); // Compiled the first time, Hit afterwards
 //! # Ok(()) }
 //! ```
 
+use crate::store::{PermissionError, check_private_dir, create_private_dir};
+use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
 use std::io::Write;
@@ -36,7 +46,42 @@ use wasmtime::Engine;
 use wasmtime::component::Component;
 
 /// Bumped when the layout of the cache changes.
-const CACHE_FORMAT: &str = "latchkey-component-cache/v1";
+const CACHE_FORMAT: &str = "latchkey-component-cache/v2";
+
+/// The key that authenticates cache entries: derived from a store's data key
+/// ([`crate::store::SecretStore::cache_key`]). Its bytes are never printed.
+#[derive(Clone)]
+pub struct CacheKey(zeroize::Zeroizing<[u8; 32]>);
+
+impl CacheKey {
+    pub(crate) fn from_derived(key: zeroize::Zeroizing<[u8; 32]>) -> Self {
+        CacheKey(key)
+    }
+
+    /// A random key for this process only (tests, benchmarks, embedders without a store):
+    /// entries written under it are recompiled by every other process.
+    pub fn random() -> std::io::Result<Self> {
+        let mut k = zeroize::Zeroizing::new([0u8; 32]);
+        getrandom::fill(k.as_mut()).map_err(|e| std::io::Error::other(e.to_string()))?;
+        Ok(CacheKey(k))
+    }
+
+    fn mac(&self, entry_name: &str, artifact: &[u8]) -> Hmac<Sha256> {
+        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(self.0.as_ref())
+            .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
+        m.update(CACHE_FORMAT.as_bytes());
+        m.update(&(entry_name.len() as u64).to_be_bytes());
+        m.update(entry_name.as_bytes());
+        m.update(artifact);
+        m
+    }
+}
+
+impl std::fmt::Debug for CacheKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CacheKey(..)")
+    }
+}
 
 /// Why the cache could not produce a component.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +90,9 @@ pub enum CacheError {
     /// The bytes are not a valid component (compilation failed).
     #[error("not a valid WebAssembly component: {0}")]
     Compile(String),
+    /// The cache directory could be changed by someone else than this user: refused.
+    #[error("refusing to use the component cache: {0}")]
+    Insecure(PermissionError),
     /// Reading or writing the cache directory failed.
     #[error("component cache {path}: {source}")]
     Io {
@@ -85,6 +133,7 @@ pub struct Cached {
 pub struct ComponentCache {
     dir: PathBuf,
     engine_fp: [u8; 32],
+    key: CacheKey,
 }
 
 /// Feeds [`Hash`] output into SHA-256, so the fingerprint is stable across processes
@@ -123,12 +172,14 @@ fn io_err(path: &Path, source: std::io::Error) -> CacheError {
 }
 
 impl ComponentCache {
-    /// A cache in `dir` (created on first store) for components compiled by `engine` or by
-    /// any engine with the same configuration.
-    pub fn new(dir: impl Into<PathBuf>, engine: &Engine) -> Self {
+    /// A cache in `dir` (created 0700 on first store) for components compiled by `engine`
+    /// or by any engine with the same configuration, whose entries are authenticated with
+    /// `key` (a store's [`crate::store::SecretStore::cache_key`]).
+    pub fn new(dir: impl Into<PathBuf>, engine: &Engine, key: CacheKey) -> Self {
         ComponentCache {
             dir: dir.into(),
             engine_fp: engine_fingerprint(engine),
+            key,
         }
     }
 
@@ -151,7 +202,11 @@ impl ComponentCache {
     /// exists, otherwise compiled and stored. `engine` must have the configuration the cache
     /// was created for (a different one only costs a recompilation: wasmtime refuses the
     /// artifact and the entry is replaced).
+    ///
+    /// Fails with [`CacheError::Insecure`] before reading anything if the directory (or
+    /// its parent) is not private.
     pub fn load(&self, engine: &Engine, bytes: &[u8]) -> Result<Cached, CacheError> {
+        check_private_dir(&self.dir).map_err(CacheError::Insecure)?;
         let path = self.entry_path(bytes);
         let rejected = match self.try_read(engine, &path) {
             Ok(Some(component)) => {
@@ -165,7 +220,9 @@ impl ComponentCache {
             Err(why) => {
                 tracing::warn!(entry = %path.display(), reason = %why, "discarding a compiled-component cache entry");
                 let _ = std::fs::remove_file(&path);
-                let _ = std::fs::remove_file(checksum_path(&path));
+                let _ = std::fs::remove_file(mac_path(&path));
+                // An entry of the format before MACs.
+                let _ = std::fs::remove_file(path.with_extension("sha256"));
                 Some(why)
             }
         };
@@ -196,10 +253,19 @@ impl ComponentCache {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(format!("unreadable: {e}")),
         };
-        let expected = std::fs::read_to_string(checksum_path(path))
-            .map_err(|e| format!("its checksum file is unreadable: {e}"))?;
-        if hex::encode(Sha256::digest(&artifact)) != expected.trim() {
-            return Err("checksum mismatch (damaged or partly written)".into());
+        let expected = std::fs::read_to_string(mac_path(path))
+            .map_err(|e| format!("its MAC file is unreadable: {e}"))?;
+        let expected = hex::decode(expected.trim()).unwrap_or_default();
+        if self
+            .key
+            .mac(&entry_name(path), &artifact)
+            .verify_slice(&expected)
+            .is_err()
+        {
+            return Err(
+                "checksum mismatch: its MAC does not verify under this store's key (damaged, partly written, or not written by this store)"
+                    .into(),
+            );
         }
         deserialize_checked(engine, &artifact)
             .map(Some)
@@ -210,51 +276,55 @@ impl ComponentCache {
         let artifact = component
             .serialize()
             .map_err(|e| CacheError::Compile(format!("serializing: {e:#}")))?;
-        create_private_dir(&self.dir)?;
-        let sum = hex::encode(Sha256::digest(&artifact));
-        // The checksum first: a crash between the two renames leaves an artifact without a
-        // matching checksum at worst, which is rejected and rebuilt.
-        write_atomically(&checksum_path(path), sum.as_bytes())?;
+        create_private_dir(&self.dir).map_err(|e| io_err(&self.dir, e))?;
+        check_private_dir(&self.dir).map_err(CacheError::Insecure)?;
+        let mac = hex::encode(
+            self.key
+                .mac(&entry_name(path), &artifact)
+                .finalize()
+                .into_bytes(),
+        );
+        // The MAC first: a crash between the two renames leaves an artifact without a
+        // matching MAC at worst, which is rejected and rebuilt.
+        write_atomically(&mac_path(path), mac.as_bytes())?;
         write_atomically(path, &artifact)
     }
 }
 
-fn checksum_path(artifact: &Path) -> PathBuf {
-    artifact.with_extension("sha256")
+fn mac_path(artifact: &Path) -> PathBuf {
+    artifact.with_extension("mac")
 }
 
-/// Deserializes an artifact read from our cache, after its checksum matched.
+/// The entry's file name, bound into its MAC so that one entry's artifact cannot be
+/// moved under another entry's name.
+fn entry_name(artifact: &Path) -> String {
+    artifact
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Deserializes an artifact read from our cache, after its MAC verified.
 #[allow(unsafe_code)]
 fn deserialize_checked(engine: &Engine, artifact: &[u8]) -> wasmtime::Result<Component> {
     // SAFETY: `Component::deserialize` is unsafe because wasmtime maps the bytes as native
     // code and trusts them to be its own output for a compatible engine; it does not
     // verify them. Here:
-    // - the bytes come from the cache directory, which belongs to the operator (created
-    //   0700) and into which only this module writes, output of `Component::serialize` by
-    //   an engine whose fingerprint (target, flags, tunables, features, wasmtime version)
-    //   is part of the entry's name;
-    // - the bytes are read into memory and checked against the SHA-256 written beside them
-    //   before this call, so a truncated, partly written or damaged entry never gets here,
+    // - the bytes come from the cache directory, which must belong to the operator and be
+    //   writable by nobody else (checked before every load; created 0700), output of
+    //   `Component::serialize` by an engine whose fingerprint (target, flags, tunables,
+    //   features, wasmtime version) is part of the entry's name;
+    // - the bytes are read into memory and their HMAC-SHA256 (keyed from the store's data
+    //   key, over the entry's name and the bytes) is verified before this call, so a
+    //   truncated, damaged or planted entry, or another entry's artifact, never gets here,
     //   and the file changing afterwards cannot affect the copy we deserialize (unlike
     //   `deserialize_file`, which maps the file itself);
     // - wasmtime still checks the artifact's header, version and engine compatibility and
     //   returns an error (the entry is then deleted and recompiled) rather than trusting
     //   an incompatible one.
-    // The checksum is not a signature: someone who can write the operator's cache directory
-    // can run native code as the operator, exactly as they could by replacing the
-    // `latchkey` binary. The cache directory must be as private as the binary.
+    // Producing a valid MAC needs the master key (it unwraps the data key the MAC key is
+    // derived from): writing the cache directory is not enough to run code as the operator.
     unsafe { Component::deserialize(engine, artifact) }
-}
-
-fn create_private_dir(dir: &Path) -> Result<(), CacheError> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder.create(dir).map_err(|e| io_err(dir, e))
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
@@ -290,6 +360,10 @@ mod tests {
     /// The smallest component there is: `(component)`.
     const EMPTY_COMPONENT: &[u8] = b"\0asm\x0d\0\x01\0";
 
+    fn key() -> CacheKey {
+        CacheKey::random().expect("rng")
+    }
+
     fn engine() -> Engine {
         let mut c = wasmtime::Config::new();
         c.wasm_component_model(true);
@@ -300,7 +374,7 @@ mod tests {
     fn accepts_own_entry_on_second_load() {
         let dir = tempfile::tempdir().expect("tmp");
         let e = engine();
-        let cache = ComponentCache::new(dir.path().join("c"), &e);
+        let cache = ComponentCache::new(dir.path().join("c"), &e, key());
         let first = cache.load(&e, EMPTY_COMPONENT).expect("load");
         assert_eq!(first.status, CacheStatus::Compiled);
         assert!(first.store_error.is_none());
@@ -312,7 +386,7 @@ mod tests {
     fn rejects_damaged_entry_and_recompiles() {
         let dir = tempfile::tempdir().expect("tmp");
         let e = engine();
-        let cache = ComponentCache::new(dir.path(), &e);
+        let cache = ComponentCache::new(dir.path(), &e, key());
         cache.load(&e, EMPTY_COMPONENT).expect("load");
         let path = cache.entry_path(EMPTY_COMPONENT);
         let mut bytes = std::fs::read(&path).expect("read");
@@ -332,14 +406,19 @@ mod tests {
     }
 
     #[test]
-    fn rejects_entry_wasmtime_refuses_even_with_matching_checksum() {
+    fn rejects_entry_wasmtime_refuses_even_with_a_valid_mac() {
         let dir = tempfile::tempdir().expect("tmp");
         let e = engine();
-        let cache = ComponentCache::new(dir.path(), &e);
+        let cache = ComponentCache::new(dir.path(), &e, key());
         let path = cache.entry_path(EMPTY_COMPONENT);
         let junk = b"not an artifact".to_vec();
         std::fs::write(&path, &junk).expect("write");
-        std::fs::write(checksum_path(&path), hex::encode(Sha256::digest(&junk))).expect("w");
+        let mac = cache
+            .key
+            .mac(&entry_name(&path), &junk)
+            .finalize()
+            .into_bytes();
+        std::fs::write(mac_path(&path), hex::encode(mac)).expect("w");
         let got = cache.load(&e, EMPTY_COMPONENT).expect("load");
         assert!(
             matches!(&got.status, CacheStatus::Recompiled(why) if why.contains("wasmtime")),
@@ -349,16 +428,106 @@ mod tests {
     }
 
     #[test]
-    fn rejects_missing_checksum() {
+    fn rejects_missing_mac() {
         let dir = tempfile::tempdir().expect("tmp");
         let e = engine();
-        let cache = ComponentCache::new(dir.path(), &e);
+        let cache = ComponentCache::new(dir.path(), &e, key());
         cache.load(&e, EMPTY_COMPONENT).expect("load");
-        std::fs::remove_file(checksum_path(&cache.entry_path(EMPTY_COMPONENT))).expect("rm");
+        std::fs::remove_file(mac_path(&cache.entry_path(EMPTY_COMPONENT))).expect("rm");
         assert!(matches!(
             cache.load(&e, EMPTY_COMPONENT).expect("load").status,
             CacheStatus::Recompiled(_)
         ));
+    }
+
+    /// Someone who can write the directory but has no key: a planted artifact with a
+    /// plain SHA-256 beside it (the old format) or with a MAC under another key is never
+    /// deserialized; it is deleted and recompiled.
+    #[test]
+    fn rejects_an_entry_planted_without_the_key() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let e = engine();
+        let cache = ComponentCache::new(dir.path(), &e, key());
+        let path = cache.entry_path(EMPTY_COMPONENT);
+        // A genuine artifact, written by a cache with another key (another store).
+        let other = ComponentCache::new(dir.path(), &e, key());
+        other.load(&e, EMPTY_COMPONENT).expect("load");
+        let got = cache.load(&e, EMPTY_COMPONENT).expect("load");
+        assert!(
+            matches!(&got.status, CacheStatus::Recompiled(why) if why.contains("MAC does not verify")),
+            "{:?}",
+            got.status
+        );
+        // A plain SHA-256 where the MAC belongs.
+        let artifact = std::fs::read(&path).expect("read");
+        std::fs::write(mac_path(&path), hex::encode(Sha256::digest(&artifact))).expect("w");
+        assert!(matches!(
+            cache.load(&e, EMPTY_COMPONENT).expect("load").status,
+            CacheStatus::Recompiled(_)
+        ));
+        assert_eq!(
+            cache.load(&e, EMPTY_COMPONENT).expect("load").status,
+            CacheStatus::Hit
+        );
+    }
+
+    /// One valid entry's artifact and MAC copied under another entry's name do not load.
+    #[test]
+    fn rejects_an_entry_moved_under_another_name() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let e = engine();
+        let cache = ComponentCache::new(dir.path(), &e, key());
+        cache.load(&e, EMPTY_COMPONENT).expect("load");
+        let from = cache.entry_path(EMPTY_COMPONENT);
+        let other_bytes = b"\0asm\x0d\0\x01\0\0\x00";
+        let to = cache.entry_path(other_bytes);
+        std::fs::copy(&from, &to).expect("copy");
+        std::fs::copy(mac_path(&from), mac_path(&to)).expect("copy");
+        assert!(cache.try_read(&e, &to).is_err());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn refuses_a_cache_directory_others_can_write_or_another_user_owns() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tmp");
+        let e = engine();
+        let c = dir.path().join("c");
+        create_private_dir(&c).expect("mkdir");
+        std::fs::set_permissions(&c, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        let cache = ComponentCache::new(&c, &e, key());
+        let err = cache.load(&e, EMPTY_COMPONENT).err().expect("refused");
+        let msg = err.to_string();
+        assert!(msg.contains(&format!("chmod 700 {}", c.display())), "{msg}");
+        assert!(std::fs::read_dir(&c).expect("ls").next().is_none());
+        // A parent others can write to (no sticky bit) is refused too.
+        std::fs::set_permissions(&c, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777))
+            .expect("chmod");
+        let msg = cache
+            .load(&e, EMPTY_COMPONENT)
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(msg.contains("chmod go-w"), "{msg}");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))
+            .expect("chmod");
+        assert!(cache.load(&e, EMPTY_COMPONENT).is_ok());
+        // Another user's directory (only root can give one away).
+        if crate::store::effective_uid() == Some(0) {
+            std::os::unix::fs::chown(&c, Some(4242), None).expect("chown");
+            let msg = cache
+                .load(&e, EMPTY_COMPONENT)
+                .err()
+                .expect("refused")
+                .to_string();
+            assert!(msg.contains("owned by user id 4242"), "{msg}");
+        }
+    }
+
+    #[test]
+    fn cache_key_debug_shows_no_bytes() {
+        assert_eq!(format!("{:?}", key()), "CacheKey(..)");
     }
 
     #[test]
@@ -369,8 +538,8 @@ mod tests {
         c.epoch_interruption(true);
         let e2 = Engine::new(&c).expect("engine");
         let dir = tempfile::tempdir().expect("tmp");
-        let a = ComponentCache::new(dir.path(), &e1).entry_path(EMPTY_COMPONENT);
-        let b = ComponentCache::new(dir.path(), &e2).entry_path(EMPTY_COMPONENT);
+        let a = ComponentCache::new(dir.path(), &e1, key()).entry_path(EMPTY_COMPONENT);
+        let b = ComponentCache::new(dir.path(), &e2, key()).entry_path(EMPTY_COMPONENT);
         assert_ne!(a, b);
         assert_eq!(engine_fingerprint(&e1), engine_fingerprint(&engine()));
     }
@@ -379,7 +548,7 @@ mod tests {
     fn rejects_invalid_component() {
         let dir = tempfile::tempdir().expect("tmp");
         let e = engine();
-        let cache = ComponentCache::new(dir.path(), &e);
+        let cache = ComponentCache::new(dir.path(), &e, key());
         assert!(matches!(
             cache.load(&e, b"\0asm garbage"),
             Err(CacheError::Compile(_))
