@@ -1,48 +1,121 @@
-//! The audit trail: one record per credential resolution and per injection attempt.
-//! Records hold who, which step, which key, which destination and what happened, and
-//! never a value (the types here cannot hold one).
+//! The audit trail: one record per credential resolution, per injection attempt and per
+//! change to the store (secrets set, rotated, deleted; members removed; the master key
+//! rotated). Records hold who, which step, which key, which destination and what
+//! happened, and never a value (the types here cannot hold one).
+//!
+//! # Tamper evidence
+//!
+//! Every record is stored with a sequence number (0, 1, 2, … per store) and a MAC:
+//! HMAC-SHA256, keyed with a key derived from the store's data key
+//! ([`crate::store::seal::DataKey::derive`]`("audit")`), over
+//!
+//! ```text
+//! MAC of the previous record (32 zero bytes for record 0) ‖ the record's JSON bytes ‖ seq (u64, big-endian)
+//! ```
+//!
+//! so the records form a chain nobody without the master key can extend or rewrite.
+//! [`verify`] walks the chain and reports a modified record (its MAC does not verify), a
+//! deleted one (a gap in the sequence), records moved or duplicated (the sequence goes
+//! backwards), an unauthenticated record among chained ones (inserted), and unreadable
+//! bytes. Appends are serialized by a mutex in the open store, so concurrent runs in one
+//! process chain correctly; the chain's head (last sequence number and MAC) is loaded when
+//! the store is opened.
+//!
+//! What a chain cannot show by itself: that its newest records were deleted (the chain
+//! that is left is a valid, shorter chain), or that every chained record was removed.
+//! [`verify`] reports the head (sequence number and MAC of the newest record);
+//! an operator who copies it somewhere else (a log shipper, a ticket) can later check that
+//! the record is still there ([`VerifyReport::contains`], `latchkey audit verify
+//! --expect-head SEQ:MAC`), which detects a truncated tail up to that point.
+//!
+//! Records written before the chain existed (plain JSON, no MAC) are reported as
+//! *unchained legacy records*: they are not evidence of tampering, but nothing
+//! authenticates them either. An unchained record *after* the first chained one is
+//! reported as tampering.
+//!
+//! # Durability
+//!
+//! [`append`] is not flushed: resolution records are written as they happen and the
+//! runtime flushes ([`flush`]) at the end of each run. [`append_durable`] returns only
+//! once the record is on disk; the HTTP host calls it before a request carrying a
+//! credential leaves, and refuses the request if it fails. Changes to the store
+//! ([`crate::store::SecretStore`]'s `set`, `rotate`, `delete`, `delete_created_by`,
+//! `rotate_master`) write their record durably *before* the change: if the record cannot
+//! be written, nothing is changed; if the change then fails, a second record with the
+//! outcome `failed: …` follows it (best effort). So every applied change has a record; a
+//! crash between the two writes can leave a record of a change that did not happen.
 
 use crate::store::{BackendError, SecretStore};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use zeroize::Zeroizing;
 
 const NS_AUDIT: &str = "audit";
+/// Marks a chained record: magic ‖ seq (8, BE) ‖ MAC (32) ‖ record JSON. A legacy record
+/// is bare JSON (it starts with `{`).
+const CHAINED_MAGIC: &[u8; 5] = b"\0LKA2";
+const MAC_BYTES: usize = 32;
+const HEADER_BYTES: usize = CHAINED_MAGIC.len() + 8 + MAC_BYTES;
+
+type HmacSha256 = Hmac<Sha256>;
 
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum AuditEvent {
     /// `credentials.get`: a key resolved to a handle.
     Resolve,
     /// `credentials.get` refused (missing, not allowed).
     ResolveDenied,
-    /// `http.fetch`: the value was injected and the request sent.
+    /// `http.fetch`: the value is about to be injected and the request sent (written
+    /// durably before the request leaves; the outcome says `sending`), or the outcome of
+    /// that request.
     Inject,
     /// `http.fetch` refused before anything was sent.
     InjectDenied,
+    /// A secret was created or replaced (`set`).
+    SecretSet,
+    /// A secret's value was replaced (`rotate`).
+    SecretRotate,
+    /// A secret was deleted.
+    SecretDelete,
+    /// A member was removed (their secrets are deleted, one `secret-delete` each).
+    MemberRemove,
+    /// The data key was re-wrapped under a new master key.
+    MasterRotate,
 }
 
-/// One audit record.
+/// One audit record. Run records fill the run fields (`run_id` … `user`); records of
+/// changes to the store fill `actor` and leave the run fields empty.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AuditRecord {
     /// Unix time in milliseconds.
     pub time_ms: u64,
     /// The run.
+    #[serde(default)]
     pub run_id: String,
     /// Workspace.
+    #[serde(default)]
     pub workspace: String,
     /// Workflow.
+    #[serde(default)]
     pub workflow: String,
     /// Step.
+    #[serde(default)]
     pub step: String,
-    /// Invoking user.
+    /// Invoking user; for `member-remove`, the member removed.
+    #[serde(default)]
     pub user: String,
     /// What happened.
     pub event: AuditEvent,
-    /// Credential key.
+    /// Credential key (empty for `member-remove` and `master-rotate`).
+    #[serde(default)]
     pub key: String,
     /// Scope the secret came from, if it resolved.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
-    /// Secret version used, if it resolved.
+    /// Secret version used, if it resolved; for changes, the version written or deleted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<u64>,
     /// `scheme://host:port` of the request, for fetches.
@@ -53,12 +126,125 @@ pub struct AuditRecord {
     pub location: Option<String>,
     /// Outcome in words: `ok`, `status 200`, or why it was refused.
     pub outcome: String,
+    /// Who made a change to the store (`--as`, the OS user, the server's authenticated
+    /// principal). `None` for run records (see `user`) and for records written before
+    /// this field existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
 }
 
-/// Appends a record. Not flushed: the runtime flushes at the end of each run.
-pub fn append(store: &SecretStore, record: &AuditRecord) -> Result<(), BackendError> {
-    let bytes = serde_json::to_vec(record).unwrap_or_default();
-    store.backend().append(NS_AUDIT, &bytes).map(|_| ())
+impl AuditRecord {
+    /// A record of a change to the store by `actor`, stamped now, without run fields.
+    pub fn change(event: AuditEvent, actor: &str, key: &str, outcome: &str) -> Self {
+        AuditRecord {
+            time_ms: crate::store::unix_millis(),
+            run_id: String::new(),
+            workspace: String::new(),
+            workflow: String::new(),
+            step: String::new(),
+            user: String::new(),
+            event,
+            key: key.to_owned(),
+            scope: None,
+            version: None,
+            destination: None,
+            location: None,
+            outcome: outcome.to_owned(),
+            actor: Some(actor.to_owned()),
+        }
+    }
+}
+
+/// Why an audit record could not be written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuditError {
+    /// The store refused the write or the flush (disk full, I/O error).
+    #[error("could not write the audit trail: {0}")]
+    Backend(#[from] BackendError),
+}
+
+/// The head of the chain in an open store: the next sequence number, the MAC of the
+/// newest record, and the key. Held behind a mutex by [`SecretStore`].
+pub(crate) struct AuditChain {
+    key: Zeroizing<[u8; 32]>,
+    next_seq: u64,
+    last_mac: [u8; MAC_BYTES],
+}
+
+impl AuditChain {
+    /// Loads the head from the newest stored record. A store without chained records (new,
+    /// or only legacy records) starts at sequence 0.
+    pub(crate) fn load(
+        backend: &dyn crate::store::Backend,
+        key: Zeroizing<[u8; 32]>,
+    ) -> Result<Self, BackendError> {
+        let (next_seq, last_mac) = match backend.last(NS_AUDIT)? {
+            Some((_, bytes)) => match split_chained(&bytes) {
+                Some((seq, mac, _)) => (seq.saturating_add(1), mac),
+                None => (0, [0; MAC_BYTES]),
+            },
+            None => (0, [0; MAC_BYTES]),
+        };
+        Ok(AuditChain {
+            key,
+            next_seq,
+            last_mac,
+        })
+    }
+}
+
+fn chain_mac(key: &[u8; 32], prev: &[u8; MAC_BYTES], json: &[u8], seq: u64) -> [u8; MAC_BYTES] {
+    let mut m = <HmacSha256 as Mac>::new_from_slice(key).unwrap_or_else(|_| {
+        unreachable!("HMAC accepts keys of any length");
+    });
+    m.update(prev);
+    m.update(json);
+    m.update(&seq.to_be_bytes());
+    m.finalize().into_bytes().into()
+}
+
+/// (seq, MAC, JSON) of a chained record; `None` for anything else.
+fn split_chained(bytes: &[u8]) -> Option<(u64, [u8; MAC_BYTES], &[u8])> {
+    let rest = bytes.strip_prefix(CHAINED_MAGIC.as_slice())?;
+    if rest.len() < 8 + MAC_BYTES {
+        return None;
+    }
+    let (seq, rest) = rest.split_at(8);
+    let (mac, json) = rest.split_at(MAC_BYTES);
+    let mut s = [0u8; 8];
+    s.copy_from_slice(seq);
+    let mut m = [0u8; MAC_BYTES];
+    m.copy_from_slice(mac);
+    Some((u64::from_be_bytes(s), m, json))
+}
+
+/// Appends a chained record. Not flushed: the runtime flushes at the end of each run
+/// ([`flush`]); use [`append_durable`] where the record must exist before something
+/// happens.
+pub fn append(store: &SecretStore, record: &AuditRecord) -> Result<(), AuditError> {
+    let json = serde_json::to_vec(record).unwrap_or_default();
+    let mut chain = store.audit_chain();
+    let seq = chain.next_seq;
+    let mac = chain_mac(&chain.key, &chain.last_mac, &json, seq);
+    let mut stored = Vec::with_capacity(HEADER_BYTES + json.len());
+    stored.extend_from_slice(CHAINED_MAGIC);
+    stored.extend_from_slice(&seq.to_be_bytes());
+    stored.extend_from_slice(&mac);
+    stored.extend_from_slice(&json);
+    store.backend().append(NS_AUDIT, &stored)?;
+    chain.next_seq = seq + 1;
+    chain.last_mac = mac;
+    Ok(())
+}
+
+/// Appends a chained record and makes it (and every earlier write) durable before
+/// returning. An error means the record may not survive a crash: the caller must not go
+/// on with what the record describes (fail closed).
+pub fn append_durable(store: &SecretStore, record: &AuditRecord) -> Result<(), AuditError> {
+    append(store, record)?;
+    store.backend().flush()?;
+    Ok(())
 }
 
 /// Makes every appended record durable.
@@ -66,15 +252,427 @@ pub fn flush(store: &SecretStore) -> Result<(), BackendError> {
     store.backend().flush()
 }
 
-/// Every record, oldest first. Unreadable records are skipped and counted.
+/// Every record, oldest first, chained or legacy (the chain is not checked here: see
+/// [`verify`]). Unreadable records are skipped and counted.
 pub fn read_all(store: &SecretStore) -> Result<(Vec<AuditRecord>, usize), BackendError> {
     let mut out = Vec::new();
     let mut bad = 0;
     for (_, bytes) in store.backend().scan(NS_AUDIT, b"")? {
-        match serde_json::from_slice(&bytes) {
+        let json = split_chained(&bytes).map_or(bytes.as_slice(), |(_, _, j)| j);
+        match serde_json::from_slice(json) {
             Ok(r) => out.push(r),
             Err(_) => bad += 1,
         }
     }
     Ok((out, bad))
+}
+
+/// What is wrong with one stored record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Problem {
+    /// The record's MAC does not verify: it was modified (or forged).
+    Modified,
+    /// Sequence numbers `expected..found` are missing: records were deleted.
+    Gap {
+        /// The sequence number that should have come next.
+        expected: u64,
+        /// The one found.
+        found: u64,
+    },
+    /// The sequence goes backwards or repeats: records were moved or duplicated.
+    OutOfOrder {
+        /// The sequence number that should have come next.
+        expected: u64,
+        /// The one found.
+        found: u64,
+    },
+    /// An unchained (legacy-format) record after the first chained one: inserted.
+    UnchainedAfterChain,
+    /// Neither a chained record nor readable JSON.
+    Unreadable,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Problem::Modified => write!(f, "modified: its MAC does not verify"),
+            Problem::Gap { expected, found } => write!(
+                f,
+                "deleted: sequence {expected}..={} missing before {found} (or moved later: see the findings after this one)",
+                found - 1
+            ),
+            Problem::OutOfOrder { expected, found } => write!(
+                f,
+                "reordered or duplicated: sequence {found} where {expected} was expected"
+            ),
+            Problem::UnchainedAfterChain => {
+                write!(f, "inserted: an unchained record after the chain began")
+            }
+            Problem::Unreadable => write!(f, "unreadable bytes"),
+        }
+    }
+}
+
+/// One problem found by [`verify`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// Position in storage order (0 = oldest stored record).
+    pub position: usize,
+    /// The record's sequence number, if it is a chained record.
+    pub seq: Option<u64>,
+    /// What is wrong.
+    pub problem: Problem,
+}
+
+/// The newest chained record: keep its sequence number and MAC elsewhere to detect later
+/// deletion of the tail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    /// Sequence number.
+    pub seq: u64,
+    /// MAC, 64 hex characters.
+    pub mac: String,
+}
+
+impl std::fmt::Display for Head {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.seq, self.mac)
+    }
+}
+
+/// What [`verify`] found.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyReport {
+    /// Stored records, all kinds.
+    pub records: usize,
+    /// Chained records whose MAC and sequence number are as expected.
+    pub chained: usize,
+    /// Unchained records written before the chain began (not authenticated, not tampering).
+    pub legacy: usize,
+    /// Problems, in storage order.
+    pub findings: Vec<Finding>,
+    /// The newest chained record, if any.
+    pub head: Option<Head>,
+    /// (seq, MAC) of every chained record, for [`VerifyReport::contains`].
+    seen: Vec<(u64, [u8; MAC_BYTES])>,
+}
+
+impl VerifyReport {
+    /// No problem found.
+    pub fn is_intact(&self) -> bool {
+        self.findings.is_empty()
+    }
+
+    /// The first problem, in storage order.
+    pub fn first_broken(&self) -> Option<&Finding> {
+        self.findings.first()
+    }
+
+    /// Whether the chain holds the record `head` names (as printed earlier by
+    /// `latchkey audit verify`, `SEQ:MAC`): `false` means it was deleted, i.e. the tail
+    /// was truncated (or the head does not belong to this store).
+    pub fn contains(&self, head: &Head) -> bool {
+        let mut mac = [0u8; MAC_BYTES];
+        if hex::decode_to_slice(head.mac.trim(), &mut mac).is_err() {
+            return false;
+        }
+        self.seen.iter().any(|(s, m)| *s == head.seq && *m == mac)
+    }
+}
+
+impl std::str::FromStr for Head {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (seq, mac) = s
+            .split_once(':')
+            .ok_or_else(|| "expected SEQ:MAC (as `latchkey audit verify` prints)".to_owned())?;
+        let seq = seq
+            .trim()
+            .parse()
+            .map_err(|_| format!("bad sequence number {seq:?}"))?;
+        let mac = mac.trim();
+        if mac.len() != 2 * MAC_BYTES || hex::decode(mac).is_err() {
+            return Err("the MAC is 64 hex characters".into());
+        }
+        Ok(Head {
+            seq,
+            mac: mac.to_ascii_lowercase(),
+        })
+    }
+}
+
+/// Checks the whole chain (see the module documentation for what it can and cannot
+/// detect). Reads every record once; returns `Err` only if the store cannot be read.
+pub fn verify(store: &SecretStore) -> Result<VerifyReport, BackendError> {
+    let key = store.audit_chain().key.clone();
+    let mut report = VerifyReport::default();
+    let mut expected: u64 = 0;
+    let mut prev = [0u8; MAC_BYTES];
+    let mut chain_began = false;
+    for (position, (_, bytes)) in store.backend().scan(NS_AUDIT, b"")?.into_iter().enumerate() {
+        report.records += 1;
+        let mut finding = |seq, problem| {
+            report.findings.push(Finding {
+                position,
+                seq,
+                problem,
+            })
+        };
+        let Some((seq, mac, json)) = split_chained(&bytes) else {
+            if serde_json::from_slice::<AuditRecord>(&bytes).is_err() {
+                finding(None, Problem::Unreadable);
+            } else if chain_began {
+                finding(None, Problem::UnchainedAfterChain);
+            } else {
+                report.legacy += 1;
+            }
+            continue;
+        };
+        chain_began = true;
+        if seq == expected {
+            if chain_mac(&key, &prev, json, seq) != mac {
+                finding(Some(seq), Problem::Modified);
+            } else if serde_json::from_slice::<AuditRecord>(json).is_err() {
+                finding(Some(seq), Problem::Unreadable);
+            } else {
+                report.chained += 1;
+            }
+        } else if seq > expected {
+            finding(
+                Some(seq),
+                Problem::Gap {
+                    expected,
+                    found: seq,
+                },
+            );
+        } else {
+            finding(
+                Some(seq),
+                Problem::OutOfOrder {
+                    expected,
+                    found: seq,
+                },
+            );
+        }
+        // Carry on from this record, so one problem does not hide later ones.
+        report.seen.push((seq, mac));
+        report.head = Some(Head {
+            seq,
+            mac: hex::encode(mac),
+        });
+        expected = seq.saturating_add(1);
+        prev = mac;
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{MasterKey, MemoryBackend, SecretStore};
+
+    const NS: &str = NS_AUDIT;
+
+    fn store() -> SecretStore {
+        let m = MasterKey::generate().expect("rng");
+        SecretStore::init_with(Box::new(MemoryBackend::default()), "mem", &m).expect("init")
+    }
+
+    fn rec(i: u64) -> AuditRecord {
+        AuditRecord {
+            time_ms: i,
+            run_id: format!("run-{i}"),
+            workspace: "w".into(),
+            workflow: "f".into(),
+            step: "s".into(),
+            user: "alice".into(),
+            event: AuditEvent::Resolve,
+            key: "TOKEN".into(),
+            scope: None,
+            version: None,
+            destination: None,
+            location: None,
+            outcome: "ok".into(),
+            actor: None,
+        }
+    }
+
+    fn stored(s: &SecretStore) -> Vec<(Vec<u8>, Vec<u8>)> {
+        s.backend().scan(NS, b"").expect("scan")
+    }
+
+    fn with_records(n: u64) -> SecretStore {
+        let s = store();
+        for i in 0..n {
+            append(&s, &rec(i)).expect("append");
+        }
+        s
+    }
+
+    #[test]
+    fn an_untouched_chain_verifies() {
+        let s = with_records(5);
+        let r = verify(&s).expect("verify");
+        assert!(r.is_intact(), "{:?}", r.findings);
+        assert_eq!((r.records, r.chained, r.legacy), (5, 5, 0));
+        let head = r.head.clone().expect("head");
+        assert_eq!(head.seq, 4);
+        assert!(r.contains(&head.to_string().parse().expect("parse")));
+        assert_eq!(read_all(&s).expect("read").0.len(), 5);
+    }
+
+    #[test]
+    fn a_modified_record_is_detected() {
+        let s = with_records(5);
+        let (id, mut bytes) = stored(&s).remove(2);
+        let at = bytes.len() - 5;
+        bytes[at] ^= 0x01;
+        s.backend().put(NS, &id, &bytes).expect("put");
+        let r = verify(&s).expect("verify");
+        assert_eq!(
+            r.first_broken().map(|f| (f.seq, f.problem.clone())),
+            Some((Some(2), Problem::Modified))
+        );
+        assert_eq!(r.findings.len(), 1, "{:?}", r.findings);
+    }
+
+    #[test]
+    fn a_rewritten_record_keeping_its_mac_is_detected() {
+        // Rewriting the JSON (say, the outcome) without the key cannot produce a MAC.
+        let s = with_records(3);
+        let (id, bytes) = stored(&s).remove(1);
+        let (seq, mac, json) = split_chained(&bytes).expect("chained");
+        let json = String::from_utf8(json.to_vec())
+            .expect("utf8")
+            .replace("\"ok\"", "\"denied\"");
+        let mut forged = CHAINED_MAGIC.to_vec();
+        forged.extend_from_slice(&seq.to_be_bytes());
+        forged.extend_from_slice(&mac);
+        forged.extend_from_slice(json.as_bytes());
+        s.backend().put(NS, &id, &forged).expect("put");
+        assert_eq!(
+            verify(&s)
+                .expect("v")
+                .first_broken()
+                .map(|f| f.problem.clone()),
+            Some(Problem::Modified)
+        );
+    }
+
+    #[test]
+    fn a_deleted_record_is_a_gap() {
+        let s = with_records(5);
+        let (id, _) = stored(&s).remove(1);
+        s.backend().delete(NS, &id).expect("delete");
+        let r = verify(&s).expect("verify");
+        assert_eq!(
+            r.first_broken().map(|f| f.problem.clone()),
+            Some(Problem::Gap {
+                expected: 1,
+                found: 2
+            })
+        );
+        // The oldest deleted: the chain must start at 0.
+        let s = with_records(3);
+        let (id, _) = stored(&s).remove(0);
+        s.backend().delete(NS, &id).expect("delete");
+        assert!(!verify(&s).expect("v").is_intact());
+    }
+
+    #[test]
+    fn reordered_records_are_detected() {
+        let s = with_records(4);
+        let recs = stored(&s);
+        s.backend().put(NS, &recs[1].0, &recs[2].1).expect("put");
+        s.backend().put(NS, &recs[2].0, &recs[1].1).expect("put");
+        let r = verify(&s).expect("verify");
+        assert!(!r.is_intact());
+        assert_eq!(r.first_broken().and_then(|f| f.seq), Some(2));
+    }
+
+    #[test]
+    fn inserted_records_are_detected() {
+        let s = with_records(3);
+        let recs = stored(&s);
+        // A legacy-format record slipped in after the chain began.
+        let mut id = recs[2].0.clone();
+        id.push(0);
+        s.backend()
+            .put(NS, &id, &serde_json::to_vec(&rec(99)).expect("json"))
+            .expect("put");
+        let r = verify(&s).expect("verify");
+        assert_eq!(
+            r.first_broken().map(|f| f.problem.clone()),
+            Some(Problem::UnchainedAfterChain)
+        );
+        // A copy of a chained record inserted: sequence repeats.
+        let s = with_records(3);
+        let recs = stored(&s);
+        let mut id = recs[1].0.clone();
+        id.push(0);
+        s.backend().put(NS, &id, &recs[1].1).expect("put");
+        assert!(matches!(
+            verify(&s)
+                .expect("v")
+                .first_broken()
+                .map(|f| f.problem.clone()),
+            Some(Problem::OutOfOrder { .. })
+        ));
+    }
+
+    #[test]
+    fn a_truncated_tail_is_caught_against_a_saved_head() {
+        let s = with_records(5);
+        let saved = verify(&s).expect("v").head.expect("head");
+        let recs = stored(&s);
+        for (id, _) in &recs[3..] {
+            s.backend().delete(NS, id).expect("delete");
+        }
+        let r = verify(&s).expect("v");
+        // The shorter chain is valid by itself; only the saved head shows the loss.
+        assert!(r.is_intact());
+        assert!(!r.contains(&saved));
+    }
+
+    #[test]
+    fn legacy_records_parse_and_are_not_tampering() {
+        let s = store();
+        // A record as written before chaining and before `actor` existed.
+        let old = br#"{"time_ms":1,"run_id":"r","workspace":"w","workflow":"f","step":"s","user":"u","event":"inject","key":"TOKEN","destination":"https://api.example.com:443","location":"header:authorization","outcome":"status 200"}"#;
+        s.backend().append(NS, old).expect("append");
+        let s = SecretStore::reopen_for_tests(s);
+        append(&s, &rec(1)).expect("append");
+        let r = verify(&s).expect("verify");
+        assert!(r.is_intact(), "{:?}", r.findings);
+        assert_eq!((r.legacy, r.chained), (1, 1));
+        let (all, bad) = read_all(&s).expect("read");
+        assert_eq!((all.len(), bad), (2, 0));
+        assert_eq!(all[0].actor, None);
+        assert_eq!(all[0].event, AuditEvent::Inject);
+    }
+
+    #[test]
+    fn the_head_is_loaded_at_open_and_concurrent_appends_chain() {
+        let s = std::sync::Arc::new(with_records(2));
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    for i in 0..25 {
+                        append(&s, &rec(100 * t + i)).expect("append");
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("thread");
+        }
+        let s = std::sync::Arc::into_inner(s).expect("sole owner");
+        let s = SecretStore::reopen_for_tests(s);
+        append_durable(&s, &rec(7)).expect("append");
+        let r = verify(&s).expect("verify");
+        assert!(r.is_intact(), "{:?}", r.findings);
+        assert_eq!(r.chained, 103);
+    }
 }

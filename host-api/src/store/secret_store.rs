@@ -3,12 +3,16 @@
 //! Nothing public here returns a value: `set`, `rotate`, `delete` and metadata only. The
 //! runtime decrypts through a crate-private call at the moment of injection.
 
-use super::backend::{Backend, BackendError, SledBackend};
+use super::backend::{
+    Backend, BackendError, PermissionError, SledBackend, check_private_dir, create_private_dir,
+};
 use super::record::{self, SecretMeta, SecretSpec};
 use super::scope::Scope;
 use super::seal::{DataKey, MasterKey, SealError};
+use crate::audit::{AuditChain, AuditError, AuditEvent, AuditRecord};
 use crate::secret::{CredentialKey, SecretValue, ValueError};
 use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
 
 const NS_SECRETS: &str = "secrets";
 const NS_META: &str = "store";
@@ -70,17 +74,25 @@ pub enum StoreError {
     /// Sealing failed (random source).
     #[error("sealing failed: {0}")]
     Seal(SealError),
+    /// The audit record of a change could not be written; the change was not made.
+    #[error("{0}; nothing was changed")]
+    Audit(#[from] AuditError),
+    /// The store directory (or its parent) could be changed by someone else.
+    #[error("refusing to use the store: {0}")]
+    Insecure(#[from] PermissionError),
 }
 
 /// What [`SecretStore::verify_all`] found: each record's storage id (scope and key) and
 /// whether it opened.
 pub type VerifyReport = Vec<(String, Result<(), StoreError>)>;
 
-/// The store: a backend holding ciphertext, and the data key.
+/// The store: a backend holding ciphertext, the data key, and the head of the audit
+/// chain (appends are serialized by its mutex).
 pub struct SecretStore {
     backend: Box<dyn Backend>,
     dek: DataKey,
     path: String,
+    audit: Mutex<AuditChain>,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -93,7 +105,13 @@ pub(crate) fn now_ms() -> u64 {
 
 impl SecretStore {
     /// Creates a new store in `dir` sealed under `master`. Refuses an existing store.
+    /// Creates `dir` (and missing parents) with mode 0700, and refuses a directory or
+    /// parent others could write to, or another user's ([`super::check_private_dir`]).
     pub fn init(dir: &Path, master: &MasterKey) -> Result<Self, StoreError> {
+        check_private_dir(dir)?;
+        create_private_dir(dir)
+            .map_err(|e| BackendError::Io(format!("creating {}: {e}", dir.display())))?;
+        check_private_dir(dir)?;
         Self::init_with(
             Box::new(SledBackend::open(dir)?),
             &dir.display().to_string(),
@@ -101,12 +119,15 @@ impl SecretStore {
         )
     }
 
-    /// Opens the store in `dir`. Fails at once if `master` is not its master key.
+    /// Opens the store in `dir`. Fails at once if `master` is not its master key, and
+    /// refuses a store directory (or parent) others could write to, or another user's
+    /// ([`super::check_private_dir`]).
     pub fn open(dir: &Path, master: &MasterKey) -> Result<Self, StoreError> {
         let path = dir.display().to_string();
         if !dir.join("conf").exists() {
             return Err(StoreError::NotInitialized { path });
         }
+        check_private_dir(dir)?;
         Self::open_with(Box::new(SledBackend::open(dir)?), &path, master)
     }
 
@@ -123,11 +144,7 @@ impl SecretStore {
         }
         let (wrapped, dek) = master.new_data_key().map_err(StoreError::Seal)?;
         backend.put(NS_META, DEK_ID, &wrapped)?;
-        Ok(SecretStore {
-            backend,
-            dek,
-            path: path.to_owned(),
-        })
+        Self::assemble(backend, dek, path)
     }
 
     /// Opens a store on any backend.
@@ -146,11 +163,58 @@ impl SecretStore {
             .map_err(|_| StoreError::WrongMasterKey {
                 path: path.to_owned(),
             })?;
+        Self::assemble(backend, dek, path)
+    }
+
+    fn assemble(backend: Box<dyn Backend>, dek: DataKey, path: &str) -> Result<Self, StoreError> {
+        let audit = Mutex::new(AuditChain::load(backend.as_ref(), dek.derive("audit"))?);
         Ok(SecretStore {
             backend,
             dek,
             path: path.to_owned(),
+            audit,
         })
+    }
+
+    /// The key that authenticates compiled-component cache entries of this store
+    /// (derived from the data key, so it survives master-key rotation).
+    pub fn cache_key(&self) -> crate::cache::CacheKey {
+        crate::cache::CacheKey::from_derived(self.dek.derive("cache"))
+    }
+
+    /// The head of the audit chain, locked: [`crate::audit`] appends under it.
+    pub(crate) fn audit_chain(&self) -> MutexGuard<'_, AuditChain> {
+        // A panic while holding the lock leaves the head as it was before the append.
+        self.audit.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Writes `record` durably, then makes the change; a failed change is followed by a
+    /// record saying so (best effort). An audit write that fails stops the change.
+    fn audited<T>(
+        &self,
+        record: AuditRecord,
+        change: impl FnOnce() -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        crate::audit::append_durable(self, &record)?;
+        let result = change();
+        if let Err(e) = &result {
+            let mut failed = record;
+            failed.time_ms = now_ms();
+            failed.outcome = format!("failed: {e}");
+            if let Err(a) = crate::audit::append_durable(self, &failed) {
+                tracing::error!(error = %a, "could not record the failure of a store change");
+            }
+        }
+        result
+    }
+
+    /// Reloads the audit head as a fresh open would (tests on a memory backend).
+    #[cfg(test)]
+    pub(crate) fn reopen_for_tests(self) -> Self {
+        let SecretStore {
+            backend, dek, path, ..
+        } = self;
+        Self::assemble(backend, dek, &path).expect("reopen")
     }
 
     /// Where the store lives (for messages).
@@ -160,7 +224,13 @@ impl SecretStore {
 
     /// Re-wraps the data key under `new`. One atomic, flushed write: after a crash the
     /// store opens with either the old or the new master key, and no secret is rewritten.
-    pub fn rotate_master(&mut self, old: &MasterKey, new: &MasterKey) -> Result<(), StoreError> {
+    /// Audited (`master-rotate`, by `actor`) before the change.
+    pub fn rotate_master(
+        &mut self,
+        old: &MasterKey,
+        new: &MasterKey,
+        actor: &str,
+    ) -> Result<(), StoreError> {
         let wrapped =
             self.backend
                 .get(NS_META, DEK_ID)?
@@ -172,7 +242,10 @@ impl SecretStore {
             .map_err(|_| StoreError::WrongMasterKey {
                 path: self.path.clone(),
             })?;
-        self.backend.put(NS_META, DEK_ID, &rewrapped)?;
+        let record = AuditRecord::change(AuditEvent::MasterRotate, actor, "", "ok");
+        self.audited(record, || {
+            Ok(self.backend.put(NS_META, DEK_ID, &rewrapped)?)
+        })?;
         self.dek = new
             .unwrap_data_key(&rewrapped)
             .map_err(|_| StoreError::WrongMasterKey {
@@ -213,7 +286,7 @@ impl SecretStore {
             updated_by: actor.to_owned(),
             updated_at_ms: now,
         };
-        self.write(meta, &value)
+        self.write_audited(AuditEvent::SecretSet, actor, meta, &value)
     }
 
     /// Replaces the value of an existing secret, keeping its binding (version + 1).
@@ -233,7 +306,19 @@ impl SecretStore {
         meta.version += 1;
         meta.updated_by = actor.to_owned();
         meta.updated_at_ms = now_ms();
-        self.write(meta, &value)
+        self.write_audited(AuditEvent::SecretRotate, actor, meta, &value)
+    }
+
+    /// [`Self::write`], audited first (key, scope, new version and actor; never the value).
+    fn write_audited(
+        &self,
+        event: AuditEvent,
+        actor: &str,
+        meta: SecretMeta,
+        value: &SecretValue,
+    ) -> Result<SecretMeta, StoreError> {
+        let record = change_record(event, actor, &meta);
+        self.audited(record, || self.write(meta, value))
     }
 
     fn write(&self, meta: SecretMeta, value: &SecretValue) -> Result<SecretMeta, StoreError> {
@@ -248,14 +333,27 @@ impl SecretStore {
         Ok(meta)
     }
 
-    /// Deletes a secret. Returns its metadata, or `NotFound`.
-    pub fn delete(&self, scope: &Scope, key: &CredentialKey) -> Result<SecretMeta, StoreError> {
+    /// Deletes a secret on behalf of `actor`. Returns its metadata, or `NotFound`.
+    /// Audited (`secret-delete`) before the change.
+    pub fn delete(
+        &self,
+        scope: &Scope,
+        key: &CredentialKey,
+        actor: &str,
+    ) -> Result<SecretMeta, StoreError> {
         let meta = self
             .meta(scope, key)?
             .ok_or_else(|| not_found(scope, key))?;
-        self.backend
-            .delete(NS_SECRETS, &record::storage_id(scope, key))?;
-        Ok(meta)
+        self.delete_audited(actor, meta)
+    }
+
+    fn delete_audited(&self, actor: &str, meta: SecretMeta) -> Result<SecretMeta, StoreError> {
+        let record = change_record(AuditEvent::SecretDelete, actor, &meta);
+        self.audited(record, || {
+            self.backend
+                .delete(NS_SECRETS, &record::storage_id(&meta.scope, &meta.key))?;
+            Ok(meta)
+        })
     }
 
     /// Metadata of one secret, if it exists.
@@ -335,16 +433,32 @@ impl SecretStore {
             .collect())
     }
 
-    /// Deletes every secret `user` created, in every scope (seed 003: a removed member's
-    /// secrets are deleted). Returns what was deleted.
-    pub fn delete_created_by(&self, user: &str) -> Result<Vec<SecretMeta>, StoreError> {
+    /// Removes member `user` on behalf of `actor`: deletes every secret `user` created,
+    /// in every scope (seed 003: a removed member's secrets are deleted). Audited: one
+    /// `member-remove` record (its `user` is the member), then one `secret-delete` record
+    /// before each deletion. Returns what was deleted.
+    pub fn delete_created_by(
+        &self,
+        user: &str,
+        actor: &str,
+    ) -> Result<Vec<SecretMeta>, StoreError> {
+        let doomed: Vec<SecretMeta> = self
+            .list(None)?
+            .into_iter()
+            .flatten()
+            .filter(|m| m.created_by == user)
+            .collect();
+        let mut record = AuditRecord::change(
+            AuditEvent::MemberRemove,
+            actor,
+            "",
+            &format!("ok: deleting {} secret(s)", doomed.len()),
+        );
+        record.user = user.to_owned();
+        crate::audit::append_durable(self, &record)?;
         let mut deleted = Vec::new();
-        for meta in self.list(None)?.into_iter().flatten() {
-            if meta.created_by == user {
-                self.backend
-                    .delete(NS_SECRETS, &record::storage_id(&meta.scope, &meta.key))?;
-                deleted.push(meta);
-            }
+        for meta in doomed {
+            deleted.push(self.delete_audited(actor, meta)?);
         }
         Ok(deleted)
     }
@@ -353,6 +467,14 @@ impl SecretStore {
     pub(crate) fn backend(&self) -> &dyn Backend {
         self.backend.as_ref()
     }
+}
+
+/// The audit record of a change to one secret: key, scope, version, actor; no value.
+fn change_record(event: AuditEvent, actor: &str, meta: &SecretMeta) -> AuditRecord {
+    let mut r = AuditRecord::change(event, actor, meta.key.as_str(), "ok");
+    r.scope = Some(meta.scope.to_string());
+    r.version = Some(meta.version);
+    r
 }
 
 fn not_found(scope: &Scope, key: &CredentialKey) -> StoreError {
@@ -437,7 +559,7 @@ mod tests {
             s.reveal(&ws, &key("TOKEN")).expect("reveal").1.expose(),
             b"v2"
         );
-        s.delete(&ws, &key("TOKEN")).expect("delete");
+        s.delete(&ws, &key("TOKEN"), "carol").expect("delete");
         assert!(matches!(
             s.reveal(&ws, &key("TOKEN")),
             Err(StoreError::NotFound { .. })
@@ -587,7 +709,7 @@ mod tests {
             .expect("set");
         }
         let new = MasterKey::generate().expect("rng");
-        s.rotate_master(&m, &new).expect("rotate");
+        s.rotate_master(&m, &new, "ops").expect("rotate");
         drop(s);
         assert!(matches!(
             SecretStore::open(&d.path().join("db"), &m),
@@ -600,6 +722,136 @@ mod tests {
                 .expect("reveal");
             assert_eq!(v.expose(), format!("v{i}").as_bytes());
         }
+    }
+
+    /// A backend whose appends (audit records) can be made to fail.
+    struct AuditFails {
+        inner: crate::store::MemoryBackend,
+        fail: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl Backend for AuditFails {
+        fn get(&self, ns: &str, id: &[u8]) -> Result<Option<Vec<u8>>, BackendError> {
+            self.inner.get(ns, id)
+        }
+        fn put(&self, ns: &str, id: &[u8], value: &[u8]) -> Result<(), BackendError> {
+            self.inner.put(ns, id, value)
+        }
+        fn delete(&self, ns: &str, id: &[u8]) -> Result<bool, BackendError> {
+            self.inner.delete(ns, id)
+        }
+        fn scan(&self, ns: &str, prefix: &[u8]) -> Result<super::super::Records, BackendError> {
+            self.inner.scan(ns, prefix)
+        }
+        fn append(&self, ns: &str, value: &[u8]) -> Result<u64, BackendError> {
+            if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(BackendError::Io("No space left on device".into()));
+            }
+            self.inner.append(ns, value)
+        }
+        fn flush(&self) -> Result<(), BackendError> {
+            self.inner.flush()
+        }
+    }
+
+    #[test]
+    fn every_change_is_audited_with_its_actor_and_never_a_value() {
+        let (_d, mut s, m) = store();
+        let ws = Scope::Platform;
+        s.set(&ws, &key("A"), val("value-set-1"), spec(), "alice")
+            .expect("set");
+        s.rotate(&ws, &key("A"), val("value-rotated-2"), "bob")
+            .expect("rotate");
+        s.set(&ws, &key("B"), val("value-of-b"), spec(), "mallory")
+            .expect("set");
+        s.delete(&ws, &key("A"), "carol").expect("delete");
+        s.delete_created_by("mallory", "admin").expect("remove");
+        let new = MasterKey::generate().expect("rng");
+        s.rotate_master(&m, &new, "ops").expect("rotate master");
+        let (records, bad) = crate::audit::read_all(&s).expect("read");
+        assert_eq!(bad, 0);
+        let got: Vec<_> = records
+            .iter()
+            .map(|r| {
+                (
+                    r.event,
+                    r.actor.as_deref().unwrap_or("-"),
+                    r.key.as_str(),
+                    r.version,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (AuditEvent::SecretSet, "alice", "A", Some(1)),
+                (AuditEvent::SecretRotate, "bob", "A", Some(2)),
+                (AuditEvent::SecretSet, "mallory", "B", Some(1)),
+                (AuditEvent::SecretDelete, "carol", "A", Some(2)),
+                (AuditEvent::MemberRemove, "admin", "", None),
+                (AuditEvent::SecretDelete, "admin", "B", Some(1)),
+                (AuditEvent::MasterRotate, "ops", "", None),
+            ]
+        );
+        assert_eq!(records[4].user, "mallory");
+        assert!(
+            records
+                .iter()
+                .take(4)
+                .all(|r| r.scope.as_deref() == Some("platform"))
+        );
+        let all = serde_json::to_string(&records).expect("json");
+        assert!(!all.contains("value-"), "{all}");
+        // The chain goes on under the new master key (the data key did not change).
+        let report = crate::audit::verify(&s).expect("verify");
+        assert!(report.is_intact(), "{:?}", report.findings);
+        assert_eq!(report.chained, 7);
+    }
+
+    #[test]
+    fn a_change_whose_audit_record_cannot_be_written_is_not_made() {
+        let fail = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let backend = AuditFails {
+            inner: crate::store::MemoryBackend::default(),
+            fail: fail.clone(),
+        };
+        let m = MasterKey::generate().expect("rng");
+        let mut s = SecretStore::init_with(Box::new(backend), "mem", &m).expect("init");
+        let ws = Scope::Platform;
+        s.set(&ws, &key("A"), val("v1"), spec(), "alice")
+            .expect("set");
+        fail.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(matches!(
+            s.set(&ws, &key("B"), val("v"), spec(), "alice"),
+            Err(StoreError::Audit(_))
+        ));
+        assert!(matches!(
+            s.rotate(&ws, &key("A"), val("v2"), "alice"),
+            Err(StoreError::Audit(_))
+        ));
+        assert!(matches!(
+            s.delete(&ws, &key("A"), "alice"),
+            Err(StoreError::Audit(_))
+        ));
+        assert!(matches!(
+            s.delete_created_by("alice", "admin"),
+            Err(StoreError::Audit(_))
+        ));
+        let new = MasterKey::generate().expect("rng");
+        assert!(matches!(
+            s.rotate_master(&m, &new, "ops"),
+            Err(StoreError::Audit(_))
+        ));
+        let err = s
+            .set(&ws, &key("B"), val("v"), spec(), "alice")
+            .expect_err("refused");
+        assert!(err.to_string().contains("nothing was changed"), "{err}");
+        // Nothing changed: B absent, A at version 1 with its value, the old key opens.
+        assert!(s.meta(&ws, &key("B")).expect("meta").is_none());
+        let (meta, v) = s.reveal(&ws, &key("A")).expect("reveal");
+        assert_eq!((meta.version, v.expose()), (1, &b"v1"[..]));
+        let wrapped = s.backend.get(NS_META, DEK_ID).expect("get").expect("dek");
+        assert!(m.unwrap_data_key(&wrapped).is_ok());
     }
 
     #[test]
@@ -623,7 +875,7 @@ mod tests {
         // Rotated by mallory but created by alice: stays (creator owns it).
         s.rotate(&Scope::Platform, &key("BY_ALICE"), val("a2"), "mallory")
             .expect("rotate");
-        let deleted = s.delete_created_by("mallory").expect("delete");
+        let deleted = s.delete_created_by("mallory", "admin").expect("delete");
         assert_eq!(deleted.len(), 3);
         let left: Vec<_> = s
             .list(None)
