@@ -5,6 +5,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use latchkey_host::cache::{CacheStatus, ComponentCache};
 use latchkey_host::sandbox::{Limits, Runtime, RuntimeConfig, Step};
+use latchkey_host::store::SecretStore;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -57,13 +58,15 @@ pub(crate) fn run_config(limits: Limits) -> RuntimeConfig {
     }
 }
 
-/// Loads a step for `latchkey run`: through the cache unless `--no-cache`.
+/// Loads a step for `latchkey run`: through the cache unless `--no-cache`. Cache entries
+/// are authenticated with `secrets`' cache key (derived from its data key).
 pub(crate) fn load_step(
     runtime: &Runtime,
     bytes: &[u8],
     path: &Path,
     cache: &CacheArgs,
     store: &StoreArgs,
+    secrets: &SecretStore,
 ) -> Result<Step> {
     let what = || format!("loading the step {}", path.display());
     if cache.no_cache {
@@ -72,13 +75,15 @@ pub(crate) fn load_step(
     let cache = ComponentCache::new(
         cache_dir(cache.cache_dir.as_deref(), store),
         runtime.engine(),
+        secrets.cache_key(),
     );
     let (step, status) = runtime.load_cached(bytes, &cache).with_context(what)?;
     tracing::debug!(step = %path.display(), ?status, "loaded");
     Ok(step)
 }
 
-/// `latchkey compile STEP.wasm...`: compile each step into the cache.
+/// `latchkey compile STEP.wasm...`: compile each step into the cache. Opens the store
+/// (so it needs the master key): entries are authenticated with the store's cache key.
 pub fn run(store: &StoreArgs, args: CompileArgs) -> Result<()> {
     if args.memory_mib == 0 || args.memory_mib > 4096 {
         anyhow::bail!("--memory-mib must be between 1 and 4096");
@@ -89,7 +94,12 @@ pub fn run(store: &StoreArgs, args: CompileArgs) -> Result<()> {
     };
     let (engine, _) =
         Runtime::engine_for(&run_config(limits)).context("creating the WebAssembly engine")?;
-    let cache = ComponentCache::new(cache_dir(args.cache_dir.as_deref(), store), &engine);
+    let secrets = crate::keys::open_store(store)?;
+    let cache = ComponentCache::new(
+        cache_dir(args.cache_dir.as_deref(), store),
+        &engine,
+        secrets.cache_key(),
+    );
     for path in &args.steps {
         let bytes =
             std::fs::read(path).with_context(|| format!("reading the step {}", path.display()))?;

@@ -2,7 +2,7 @@
 
 use crate::cli::StoreArgs;
 use anyhow::{Context, Result, bail};
-use latchkey_host::store::{MasterKey, SecretStore};
+use latchkey_host::store::{MasterKey, SecretStore, check_private_file, create_private_dir};
 use std::io::Write;
 use std::path::Path;
 
@@ -15,16 +15,34 @@ pub fn load_master(args: &StoreArgs) -> Result<MasterKey> {
         return MasterKey::from_bytes(text.as_bytes())
             .with_context(|| format!("reading {MASTER_KEY_ENV}"));
     }
+    if !args.master_key_file.exists() {
+        bail!("{}", missing_key_file(args));
+    }
     read_key_file(&args.master_key_file)
 }
 
-fn read_key_file(path: &Path) -> Result<MasterKey> {
-    let bytes = std::fs::read(path).with_context(|| {
+/// What to do about a missing key file: `latchkey init` creates it (mode 0600) with a new
+/// store; for an existing store a new key would not open it, so point at the right one.
+fn missing_key_file(args: &StoreArgs) -> String {
+    let file = args.master_key_file.display();
+    if args.store.join("conf").exists() {
         format!(
-            "reading the master key file {} (run `latchkey init`, or set {MASTER_KEY_ENV})",
-            path.display()
+            "the master key file {file} does not exist, but the store {} does: a new key would not open it; point --master-key-file (LATCHKEY_MASTER_KEY_FILE) at the store's key file, or set {MASTER_KEY_ENV}",
+            args.store.display()
         )
-    })?;
+    } else {
+        format!(
+            "the master key file {file} does not exist: run `latchkey init` to create the store and the key file (mode 0600), or set {MASTER_KEY_ENV}"
+        )
+    }
+}
+
+/// Reads a key file, refusing one that group or others may access, or another user's (as
+/// ssh refuses such a private key): the error names the `chmod 600`/`chown` that fixes it.
+fn read_key_file(path: &Path) -> Result<MasterKey> {
+    check_private_file(path).context("refusing the master key file")?;
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("reading the master key file {}", path.display()))?;
     let key = zeroize::Zeroizing::new(bytes);
     MasterKey::from_bytes(&key)
         .with_context(|| format!("reading the master key file {}", path.display()))
@@ -34,7 +52,7 @@ fn read_key_file(path: &Path) -> Result<MasterKey> {
 fn write_key_file(path: &Path, key: &MasterKey) -> Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        create_private_dir(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     let mut f = std::fs::OpenOptions::new()
         .write(true)
@@ -53,7 +71,8 @@ fn write_key_file(path: &Path, key: &MasterKey) -> Result<()> {
     Ok(())
 }
 
-/// `latchkey init`.
+/// `latchkey init`: the key file (0600, in a directory created 0700) unless
+/// LATCHKEY_MASTER_KEY is set or the file exists, and the store directory (0700).
 pub fn init(args: &StoreArgs) -> Result<()> {
     if args.store.join("conf").exists() {
         bail!(
@@ -79,8 +98,6 @@ pub fn init(args: &StoreArgs) -> Result<()> {
             ),
         )
     };
-    std::fs::create_dir_all(&args.store)
-        .with_context(|| format!("creating {}", args.store.display()))?;
     SecretStore::init(&args.store, &master)
         .with_context(|| format!("creating the store at {}", args.store.display()))?;
     println!(
@@ -110,8 +127,12 @@ pub fn rotate_master(args: &StoreArgs, new_key_file: &Path) -> Result<()> {
         write_key_file(new_key_file, &key)?;
         key
     };
+    let actor = std::env::var("LATCHKEY_ACTOR")
+        .ok()
+        .filter(|a| !a.is_empty())
+        .unwrap_or_else(crate::os_user);
     store
-        .rotate_master(&old, &new)
+        .rotate_master(&old, &new, &actor)
         .context("re-wrapping the data key")?;
     println!(
         "the store {} is now sealed with the key in {}; the old key no longer opens it",
