@@ -8,8 +8,10 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let backend = MemoryBackend::default();
     let _ = backend.put("secrets", b"platform\0KEY", data);
-    let Ok(master) = MasterKey::from_bytes(&[7u8; 64]) else {
-        return;
+    // 64 hex characters: `from_bytes` takes hex, or exactly 32 raw bytes that are not
+    // UTF-8 ([7u8; 64] is neither, so the target used to return here every time).
+    let Ok(master) = MasterKey::from_bytes(&[b'7'; 64]) else {
+        unreachable!("64 hex characters are a valid master key");
     };
     let Ok(store) = SecretStore::init_with(Box::new(backend), "fuzz", &master) else {
         return;

@@ -218,3 +218,6 @@ mod tests {
         }
     }
 }
+
+// A value must never be printed or copied: no Debug, Display or Clone, ever.
+static_assertions::assert_not_impl_any!(SecretValue: std::fmt::Debug, std::fmt::Display, Clone);
