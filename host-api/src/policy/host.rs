@@ -6,6 +6,9 @@
 //! - `*.example.com` matches exactly one more label: `api.example.com` but not
 //!   `example.com` (the apex) and not `a.b.example.com`. A wildcard needs at least two
 //!   labels after it (`*.com` is refused) and is only valid as the whole first label.
+//!   The part after `*.` may not itself be a public suffix (ICANN or private section of
+//!   the Public Suffix List, via `psl`): `*.co.uk`, `*.github.io`, `*.herokuapp.com` are
+//!   refused, `*.example.co.uk` and `*.api.github.io` are accepted.
 //! - `127.0.0.1` and `[::1]` match only that IP literal.
 //! - A port may follow (`host:8443`); without one the pattern matches the scheme's default
 //!   port only (443 for https, 80 for http). `host:*` matches any port.
@@ -108,6 +111,11 @@ impl HostPattern {
             if canon.parse::<IpAddr>().is_ok() || looks_numeric(&canon) {
                 return Err(err("a wildcard cannot cover IP addresses"));
             }
+            if is_public_suffix(&canon) {
+                return Err(err(&format!(
+                    "{canon} is a public suffix (Public Suffix List): names under it belong to unrelated owners, so a wildcard would send the credential to anyone who registers one; name the exact host"
+                )));
+            }
             PatternName::Wildcard(canon)
         } else {
             if host_part.contains('*') {
@@ -158,6 +166,13 @@ impl HostPattern {
             _ => false,
         }
     }
+}
+
+/// Whether `name` (canonical) is itself a public suffix, in the ICANN or the private
+/// section of the Public Suffix List (`co.uk`, `github.io`, `s3.amazonaws.com`). An
+/// unlisted top-level domain is not "known" to `psl`, so `example.internal` stays allowed.
+fn is_public_suffix(name: &str) -> bool {
+    psl::suffix(name.as_bytes()).is_some_and(|s| s.is_known() && s.as_bytes() == name.as_bytes())
 }
 
 /// Numeric-looking final label: such names are IPv4 literals in some parsers.
@@ -285,6 +300,43 @@ mod tests {
         ] {
             assert!(HostPattern::parse(p).is_err(), "{p}");
         }
+    }
+
+    #[test]
+    fn rejects_wildcards_on_public_suffixes() {
+        for p in [
+            "*.github.io",
+            "*.herokuapp.com",
+            "*.co.uk",
+            "*.s3.amazonaws.com",
+            "*.com",
+            "*.GitHub.IO",
+            "*.github.io.",
+            "*.blogspot.com:443",
+        ] {
+            let e = HostPattern::parse(p).expect_err(p);
+            assert!(
+                e.reason.contains("public suffix") || e.reason.contains("two labels"),
+                "{p}: {e}"
+            );
+        }
+        let e = HostPattern::parse("*.github.io").expect_err("psl");
+        assert!(e.to_string().contains("public suffix"), "{e}");
+    }
+
+    #[test]
+    fn accepts_wildcards_under_registrable_domains() {
+        for p in [
+            "*.example.co.uk",
+            "*.api.github.io",
+            "*.example.com",
+            "*.myapp.herokuapp.com",
+            "*.corp.internal",
+        ] {
+            assert!(HostPattern::parse(p).is_ok(), "{p}");
+        }
+        // Exact names stay allowed even when they are public suffixes' hosts.
+        assert!(HostPattern::parse("octo.github.io").is_ok());
     }
 
     #[test]
