@@ -6,6 +6,6 @@ mod address;
 mod binding;
 mod host;
 
-pub use address::{AddressPolicy, forbidden_reason};
+pub use address::{AddressPolicy, GrantError, MAX_GRANTS, forbidden_reason, is_cloud_metadata};
 pub use binding::{Binding, BindingError, Destination, InjectLocation};
 pub use host::{HostPattern, PatternError, canonical_host};
