@@ -4,8 +4,13 @@
 
 mod address;
 mod binding;
+pub mod body;
+mod headers;
 mod host;
 
 pub use address::{AddressPolicy, GrantError, MAX_GRANTS, forbidden_reason, is_cloud_metadata};
-pub use binding::{Binding, BindingError, Destination, InjectLocation};
+pub use binding::{
+    Binding, BindingError, BindingSpec, Destination, InjectLocation, METHODS, RequestRefusal,
+};
+pub use headers::host_managed;
 pub use host::{HostPattern, PatternError, canonical_host};
