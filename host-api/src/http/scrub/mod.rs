@@ -5,8 +5,9 @@
 //! and the data with backslash escapes, HTML entities, percent escapes (with and without
 //! `+` as space) or quoted-printable decoded, or its base64 or hex runs decoded. Decoders
 //! are chained up to [`MAX_DEPTH`] deep (percent → base64, base64url → JSON escapes for a
-//! JWT payload, HTML → backslash, …). Every view keeps, for each byte, the span of source
-//! bytes it came from, so a value found in any view is redacted where it sits in the data.
+//! JWT payload, HTML → backslash, …). Every view maps its bytes back to the source bytes
+//! they came from, so a value found in any view is redacted where it sits in the data.
+//! Views are built one chain at a time, depth first, and dropped after use.
 //!
 //! Values are matched with ASCII case-insensitivity (header names come back lower-cased,
 //! and some upstreams change the case of an echo), and also as UTF-16LE/BE. All matches
@@ -171,8 +172,9 @@ impl Matcher {
         deadline: Option<Instant>,
     ) -> Result<(), ScrubError> {
         for m in automaton.find_overlapping_iter(view.bytes()) {
-            let span = view.source(m.start(), m.end());
-            if span.start < span.end {
+            if let Some(span) = view.source(m.start(), m.end())
+                && span.start < span.end
+            {
                 ranges.push((span.start as usize, span.end as usize));
             }
         }

@@ -1,10 +1,11 @@
 //! Views: the data decoded one way, with where each decoded byte came from.
 //!
-//! A view is a byte string plus, for every byte, the span of source bytes (in the
-//! original data) it was decoded from. Text decoders pass through what they do not
-//! recognise, so a view of mixed text is the text with the recognised escapes decoded.
-//! Binary decoders (base64, hex) keep only the decoded runs, separated by a NUL that
-//! carries no source bytes.
+//! A view is a byte string plus a compact map from its bytes to its parent view's bytes
+//! (escapes decoded, stretches kept, runs decoded); a match is mapped back to the data
+//! through the chain of parents only when something matches. Text decoders pass through
+//! what they do not recognise, so a view of mixed text is the text with the recognised
+//! escapes decoded. Binary decoders (base64, hex) keep only the decoded runs, separated
+//! by a NUL that stands for no source bytes.
 
 use super::ScrubError;
 use std::time::Instant;
@@ -13,23 +14,80 @@ use zeroize::Zeroizing;
 /// How often long loops look at the clock, in bytes.
 const CLOCK_EVERY: usize = 1 << 16;
 
-/// Longest escape a text decoder reads (`&CounterClockwiseContourIntegral;` is 33),
-/// and so the most source bytes per decoded byte. Also bounds windowing (see `window`).
+/// Longest escape a text decoder reads (`&CounterClockwiseContourIntegral;` is 33).
+/// Fits the `u8` in [`Edit`].
 const MAX_ESCAPE: usize = 40;
 
-/// Source bytes `[start, end)` a decoded byte came from.
+/// Source bytes `[start, end)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Span {
     pub start: u32,
     pub end: u32,
 }
 
-/// One view of the data. `spans` is `None` for the data itself (identity).
+/// One view of the data: the data itself (`raw`) or a decoding of `parent`.
 pub(super) struct View<'a> {
     raw: Option<&'a [u8]>,
     bytes: Zeroizing<Vec<u8>>,
-    spans: Vec<Span>,
+    map: Map,
+    parent: Option<&'a View<'a>>,
     _acct: acct::Acct,
+}
+
+/// Where a view's bytes come from in its parent.
+enum Map {
+    /// The data itself.
+    Identity,
+    /// Text with escapes decoded. `edits` are in positions before compaction;
+    /// `windows` is empty when the view was not compacted.
+    Text {
+        edits: Vec<Edit>,
+        windows: Vec<Window>,
+    },
+    /// Decoded runs of base64 (6 bits a character) or hex (4).
+    Runs {
+        runs: Vec<Run>,
+        chunks: Vec<Chunk>,
+        bits: u32,
+    },
+}
+
+/// A decoded escape: `clen` view bytes at `at` came from `plen` parent bytes at
+/// `parent`. Bytes between escapes map one to one.
+#[derive(Clone, Copy)]
+struct Edit {
+    at: u32,
+    parent: u32,
+    clen: u8,
+    plen: u8,
+}
+
+/// A stretch kept by compaction: `len` bytes now at `at` were at `pre`.
+#[derive(Clone, Copy)]
+struct Window {
+    at: u32,
+    pre: u32,
+    len: u32,
+}
+
+/// A decoded run: `len` view bytes at `at`, decoded from the run's characters `first..`
+/// (of `chars`), whose parent positions are given by `chunks[chunk_lo..chunk_hi]`.
+#[derive(Clone, Copy)]
+struct Run {
+    at: u32,
+    len: u32,
+    first: u32,
+    chars: u32,
+    chunk_lo: u32,
+    chunk_hi: u32,
+}
+
+/// Run characters from number `char` on sit at consecutive parent positions from
+/// `parent`; a line break inside a run starts a new chunk.
+#[derive(Clone, Copy)]
+struct Chunk {
+    char: u32,
+    parent: u32,
 }
 
 impl<'a> View<'a> {
@@ -38,7 +96,8 @@ impl<'a> View<'a> {
         View {
             raw: Some(data),
             bytes: Zeroizing::new(Vec::new()),
-            spans: Vec::new(),
+            map: Map::Identity,
+            parent: None,
             _acct: acct::Acct::new(0),
         }
     }
@@ -50,25 +109,120 @@ impl<'a> View<'a> {
         }
     }
 
-    fn span(&self, i: usize) -> Span {
-        match self.raw {
-            // The caller checked the length fits in u32.
-            Some(_) => Span {
-                start: i as u32,
-                end: i as u32 + 1,
-            },
-            None => self.spans[i],
+    /// The span of the data that view bytes `[a, b)` (`a < b`) came from, or `None` if
+    /// they are only separators. Spans are monotone within a view, so the first byte's
+    /// start and the last byte's end cover everything between.
+    pub fn source(&self, a: usize, b: usize) -> Option<Span> {
+        let mut span = self.to_parent(a, b)?;
+        let mut view = self;
+        while let Some(p) = view.parent {
+            span = p.to_parent(span.start as usize, span.end as usize)?;
+            view = p;
         }
+        Some(span)
     }
 
-    /// Source span of view bytes `[a, b)`, `a < b`. Spans are monotone within a view,
-    /// so the first start and last end cover everything between.
-    pub fn source(&self, a: usize, b: usize) -> Span {
-        Span {
-            start: self.span(a).start,
-            end: self.span(b - 1).end,
+    /// The parent span of view bytes `[a, b)`.
+    fn to_parent(&self, a: usize, b: usize) -> Option<Span> {
+        match &self.map {
+            Map::Identity => Some(Span {
+                start: a as u32,
+                end: b as u32,
+            }),
+            Map::Text { edits, windows } => {
+                let (a, last) = unwindow(windows, a, b)?;
+                Some(Span {
+                    start: text_byte(edits, a).start,
+                    end: text_byte(edits, last).end,
+                })
+            }
+            Map::Runs { runs, chunks, bits } => {
+                let byte = |i: usize| run_byte(runs, chunks, *bits, i);
+                // A separator at either end stands for nothing.
+                let start = byte(a).or_else(|| (a + 1 < b).then(|| byte(a + 1)).flatten())?;
+                let end = byte(b - 1).or_else(|| (b >= a + 2).then(|| byte(b - 2)).flatten())?;
+                Some(Span {
+                    start: start.start,
+                    end: end.end,
+                })
+            }
         }
     }
+}
+
+/// Positions before compaction of the first and last non-separator bytes of `[a, b)`.
+fn unwindow(windows: &[Window], a: usize, b: usize) -> Option<(usize, usize)> {
+    if windows.is_empty() {
+        return Some((a, b - 1));
+    }
+    let find = |i: usize| windows.partition_point(|w| w.at as usize <= i).checked_sub(1);
+    let first = {
+        let k = find(a)?;
+        let w = windows[k];
+        if a < (w.at + w.len) as usize {
+            w.pre as usize + a - w.at as usize
+        } else {
+            // A separator: the next window starts after it.
+            let n = windows.get(k + 1)?;
+            if n.at as usize >= b {
+                return None;
+            }
+            n.pre as usize
+        }
+    };
+    let last = {
+        let w = windows[find(b - 1)?];
+        let end = (w.at + w.len) as usize;
+        if b - 1 < end {
+            w.pre as usize + (b - 1) - w.at as usize
+        } else {
+            if end == 0 || end - 1 < a {
+                return None;
+            }
+            (w.pre + w.len) as usize - 1
+        }
+    };
+    Some((first, last))
+}
+
+/// The parent span of text view byte `q` (a position before compaction).
+fn text_byte(edits: &[Edit], q: usize) -> Span {
+    let one = |p: usize| Span {
+        start: p as u32,
+        end: p as u32 + 1,
+    };
+    let k = edits.partition_point(|e| e.at as usize <= q);
+    let Some(e) = k.checked_sub(1).map(|k| edits[k]) else {
+        return one(q);
+    };
+    let (at, clen) = (e.at as usize, usize::from(e.clen));
+    if q < at + clen {
+        Span {
+            start: e.parent,
+            end: e.parent + u32::from(e.plen),
+        }
+    } else {
+        one(e.parent as usize + usize::from(e.plen) + (q - at - clen))
+    }
+}
+
+/// The parent span of the characters holding decoded byte `i`, or `None` for a
+/// separator.
+fn run_byte(runs: &[Run], chunks: &[Chunk], bits: u32, i: usize) -> Option<Span> {
+    let r = runs[runs.partition_point(|r| r.at as usize <= i).checked_sub(1)?];
+    let m = (i - r.at as usize) as u32;
+    if m >= r.len {
+        return None;
+    }
+    let chunks = &chunks[r.chunk_lo as usize..r.chunk_hi as usize];
+    let pos = |j: u32| {
+        let c = chunks[chunks.partition_point(|c| c.char <= j) - 1];
+        c.parent + (j - c.char)
+    };
+    Some(Span {
+        start: pos(r.first + 8 * m / bits),
+        end: pos(r.first + (8 * m + 7) / bits) + 1,
+    })
 }
 
 /// A way to decode a view. Each produces `variants()` child views (base64: one per
@@ -137,15 +291,15 @@ impl Decoder {
     /// only those windows when that is much smaller (see `Matcher::window`).
     pub fn decode<'p>(
         self,
-        parent: &View<'p>,
+        parent: &'p View<'p>,
         variant: usize,
         min_len: usize,
         window: usize,
         deadline: Option<Instant>,
-    ) -> Result<Option<View<'static>>, ScrubError> {
+    ) -> Result<Option<View<'p>>, ScrubError> {
         match self {
-            Decoder::Base64 => base64_view(parent, variant, min_len, deadline),
-            Decoder::Hex => hex_view(parent, variant, min_len, deadline),
+            Decoder::Base64 => runs_view(parent, variant, min_len, 6, deadline),
+            Decoder::Hex => runs_view(parent, variant, min_len, 4, deadline),
             _ => {
                 let Some(t) = self.trigger() else {
                     return Ok(None);
@@ -348,146 +502,118 @@ fn html_at(s: &[u8], i: usize) -> Option<(usize, Out)> {
     Some((name + 2, Out::str(&decoded)?))
 }
 
-/// A child view under construction. Capacity is reserved up front and never exceeded
-/// (decoding never grows text), so no reallocation leaves a copy of decoded bytes behind.
-struct Builder {
-    bytes: Zeroizing<Vec<u8>>,
-    spans: Vec<Span>,
-    acct: acct::Acct,
-}
-
-impl Builder {
-    fn new(cap: usize) -> Builder {
-        Builder {
-            bytes: Zeroizing::new(Vec::with_capacity(cap)),
-            spans: Vec::with_capacity(cap),
-            acct: acct::Acct::new(cap * (1 + std::mem::size_of::<Span>())),
-        }
-    }
-
-    fn push(&mut self, b: u8, span: Span) {
-        debug_assert!(self.bytes.len() < self.bytes.capacity());
-        self.bytes.push(b);
-        self.spans.push(span);
-    }
-
-    /// A NUL between runs that are not adjacent: no decoder reads it, so nothing is
-    /// decoded across it. It covers no source bytes.
-    fn separate(&mut self) {
-        if let Some(last) = self.spans.last().copied() {
-            let at = Span {
-                start: last.end,
-                end: last.end,
-            };
-            self.push(0, at);
-        }
-    }
-
-    fn finish(self) -> Option<View<'static>> {
-        if self.bytes.is_empty() {
-            return None;
-        }
-        Some(View {
-            raw: None,
-            bytes: self.bytes,
-            spans: self.spans,
-            _acct: self.acct,
-        })
-    }
-}
-
-fn text_view(
+/// Text with the escapes `dec` reads decoded, or `None` if there are none. The buffer is
+/// reserved at the parent's length and never outgrown (decoding never grows text), so
+/// no reallocation leaves a copy of decoded bytes behind.
+fn text_view<'p>(
     dec: Decoder,
     latin1: bool,
-    parent: &View<'_>,
+    parent: &'p View<'p>,
     window: usize,
     deadline: Option<Instant>,
-) -> Result<Option<View<'static>>, ScrubError> {
+) -> Result<Option<View<'p>>, ScrubError> {
     let s = parent.bytes();
-    let mut b = Builder::new(s.len());
-    // Positions (in the child) of decoded escapes.
-    let mut changed: Vec<u32> = Vec::new();
+    let trigger = |c: u8| match dec {
+        Decoder::Backslash => c == b'\\',
+        Decoder::Html => c == b'&',
+        Decoder::Percent => c == b'%',
+        Decoder::PercentPlus => c == b'%' || c == b'+',
+        _ => c == b'=',
+    };
+    let mut out: Option<Zeroizing<Vec<u8>>> = None;
+    let mut edits: Vec<Edit> = Vec::new();
     // Whether the Latin-1 reading differs anywhere from the byte reading: some `\xHH`,
     // `\ooo` or `%XX` decoded to two bytes (the other escapes decode the same either way).
     let mut differs = false;
-    let mut i = 0;
+    let (mut i, mut copied) = (0, 0);
     let mut next_check = CLOCK_EVERY;
-    while i < s.len() {
-        if i >= next_check {
+    while let Some(off) = s[i..].iter().position(|&c| trigger(c)) {
+        let at = i + off;
+        if at >= next_check {
             check(deadline)?;
-            next_check = i + CLOCK_EVERY;
+            next_check = at + CLOCK_EVERY;
         }
-        match escape_at(dec, latin1, s, i) {
-            // Decoding never grows text (so `Builder` never reallocates).
-            Some((used, out)) if out.len <= used => {
-                differs |= latin1 && out.len == 2 && s[i + 1] != b'u';
-                let span = parent.source(i, i + used);
-                changed.push(b.bytes.len() as u32);
-                for &o in &out.buf[..out.len] {
-                    b.push(o, span);
-                }
-                i += used;
+        match escape_at(dec, latin1, s, at) {
+            Some((used, o)) if o.len <= used => {
+                let buf = out.get_or_insert_with(|| Zeroizing::new(Vec::with_capacity(s.len())));
+                buf.extend_from_slice(&s[copied..at]);
+                differs |= latin1 && o.len == 2 && s[at + 1] != b'u';
+                edits.push(Edit {
+                    at: buf.len() as u32,
+                    parent: at as u32,
+                    clen: o.len as u8,
+                    plen: used as u8,
+                });
+                buf.extend_from_slice(&o.buf[..o.len]);
+                i = at + used;
+                copied = i;
             }
-            _ => {
-                b.push(s[i], parent.span(i));
-                i += 1;
-            }
+            _ => i = at + 1,
         }
     }
-    let _changed_acct = acct::Acct::new(changed.capacity() * 4);
-    if changed.is_empty() || (latin1 && !differs) {
+    let Some(mut buf) = out else {
+        return Ok(None);
+    };
+    if latin1 && !differs {
         return Ok(None);
     }
-    compact(&mut b, &changed, window);
-    Ok(b.finish())
+    buf.extend_from_slice(&s[copied..]);
+    let windows = compact(&mut buf, &edits, window);
+    let held = buf.capacity() + 12 * (edits.capacity() + windows.capacity());
+    Ok(Some(View {
+        raw: None,
+        bytes: buf,
+        map: Map::Text { edits, windows },
+        parent: Some(parent),
+        _acct: acct::Acct::new(held),
+    }))
 }
 
 /// Keeps only the bytes within `window` of a decoded escape when that drops most of the
-/// view. Anything a match needs further away is unchanged from the parent view, where it
-/// is found (the same decoders apply there). Windows are joined by a separator.
-fn compact(b: &mut Builder, changed: &[u32], window: usize) {
-    let len = b.bytes.len();
-    let mut windows: Vec<(usize, usize)> = Vec::new();
-    for &p in changed {
-        let p = p as usize;
+/// view, joined by separators, and returns the kept windows (none if all is kept).
+/// Anything a match needs further away is unchanged from the parent view, where it is
+/// found (the same decoders apply there).
+fn compact(buf: &mut Zeroizing<Vec<u8>>, edits: &[Edit], window: usize) -> Vec<Window> {
+    let len = buf.len();
+    let mut spans: Vec<(usize, usize)> = Vec::new();
+    for e in edits {
+        let p = e.at as usize;
         let lo = p.saturating_sub(window);
         let hi = p.saturating_add(window).saturating_add(MAX_ESCAPE).min(len);
-        match windows.last_mut() {
+        match spans.last_mut() {
             // Join windows whose gap could not hold a separator.
             Some(last) if lo <= last.1 + 1 => last.1 = last.1.max(hi),
-            _ => windows.push((lo, hi)),
+            _ => spans.push((lo, hi)),
         }
     }
-    let kept: usize = windows.iter().map(|(lo, hi)| hi - lo + 1).sum();
+    let kept: usize = spans.iter().map(|(lo, hi)| hi - lo + 1).sum();
     if kept * 2 > len {
-        return;
+        return Vec::new();
     }
     // In place: each window moves left (gaps are at least one byte, the separator).
+    let mut windows = Vec::with_capacity(spans.len());
     let mut w = 0;
-    for (k, &(lo, hi)) in windows.iter().enumerate() {
+    for (k, &(lo, hi)) in spans.iter().enumerate() {
         if k > 0 {
-            let prev = b.spans[w - 1];
-            b.bytes[w] = 0;
-            b.spans[w] = Span {
-                start: prev.end,
-                end: prev.end,
-            };
+            buf[w] = 0;
             w += 1;
         }
-        b.bytes.copy_within(lo..hi, w);
-        b.spans.copy_within(lo..hi, w);
+        buf.copy_within(lo..hi, w);
+        windows.push(Window {
+            at: w as u32,
+            pre: lo as u32,
+            len: (hi - lo) as u32,
+        });
         w += hi - lo;
     }
-    b.bytes.truncate(w);
-    b.spans.truncate(w);
-    // Give back the memory; zeroize the decoded bytes in the old allocation.
-    if w < b.bytes.capacity() / 2 {
+    buf.truncate(w);
+    // Give back the memory; the old allocation is zeroized as it is dropped.
+    if w < buf.capacity() / 2 {
         let mut small = Zeroizing::new(Vec::with_capacity(w));
-        small.extend_from_slice(&b.bytes);
-        b.bytes = small;
-        b.spans.shrink_to_fit();
-        b.acct = acct::Acct::new(w * (1 + std::mem::size_of::<Span>()));
+        small.extend_from_slice(buf);
+        *buf = small;
     }
+    windows
 }
 
 fn b64_val(c: u8) -> Option<u8> {
@@ -501,18 +627,30 @@ fn b64_val(c: u8) -> Option<u8> {
     }
 }
 
-/// Base64 runs decoded from character `offset` (0..4) on, so that between the four
-/// variants every byte alignment of a value inside a longer base64 text is decoded.
-fn base64_view(
-    parent: &View<'_>,
+/// Runs of base64 (`bits` 6; CR and LF allowed inside a run, for MIME) or hex (`bits`
+/// 4), each decoded from character `offset` on: between the variants every byte
+/// alignment of a value inside a longer run is decoded. Runs too short to hold
+/// `min_len` bytes are skipped.
+fn runs_view<'p>(
+    parent: &'p View<'p>,
     offset: usize,
     min_len: usize,
+    bits: u32,
     deadline: Option<Instant>,
-) -> Result<Option<View<'static>>, ScrubError> {
+) -> Result<Option<View<'p>>, ScrubError> {
     let s = parent.bytes();
-    let mut b = Builder::new(s.len());
-    // Positions of the alphabet characters of the current run (CR/LF skipped).
-    let mut pos: Vec<u32> = Vec::new();
+    let val = |c: u8| {
+        if bits == 6 {
+            b64_val(c)
+        } else {
+            hex_val(c).map(|v| v as u8)
+        }
+    };
+    let joins = |c: u8| bits == 6 && (c == b'\r' || c == b'\n');
+    let offset = offset as u32;
+    // First pass: the runs worth decoding, so the buffer is allocated at its exact size.
+    let (mut runs, mut chunks): (Vec<Run>, Vec<Chunk>) = (Vec::new(), Vec::new());
+    let mut total = 0u32;
     let mut i = 0;
     let mut next_check = CLOCK_EVERY;
     while i < s.len() {
@@ -520,80 +658,83 @@ fn base64_view(
             check(deadline)?;
             next_check = i + CLOCK_EVERY;
         }
-        pos.clear();
+        if val(s[i]).is_none() {
+            i += 1;
+            continue;
+        }
+        let chunk_lo = chunks.len();
+        let (mut chars, mut in_chunk) = (0u32, false);
         while i < s.len() {
             let c = s[i];
-            if b64_val(c).is_some() {
-                pos.push(i as u32);
-            } else if !(c == b'\r' || c == b'\n') {
+            if val(c).is_some() {
+                if !in_chunk {
+                    chunks.push(Chunk {
+                        char: chars,
+                        parent: i as u32,
+                    });
+                    in_chunk = true;
+                }
+                chars += 1;
+            } else if joins(c) {
+                in_chunk = false;
+            } else {
                 break;
             }
             i += 1;
         }
-        // A run ends at a character outside the alphabet; step over it.
-        i += 1;
-        if pos.len() <= offset || (pos.len() - offset) * 6 / 8 < min_len {
+        let len = chars.saturating_sub(offset) * bits / 8;
+        if chars <= offset || (len as usize) < min_len {
+            chunks.truncate(chunk_lo);
             continue;
         }
-        b.separate();
-        let chars = &pos[offset..];
-        let (mut acc, mut bits, mut m) = (0u32, 0u32, 0usize);
-        for (j, &p) in chars.iter().enumerate() {
-            let v = b64_val(s[p as usize]).unwrap_or(0);
-            acc = ((acc << 6) | u32::from(v)) & 0xFFFF;
-            bits += 6;
-            if bits >= 8 {
-                bits -= 8;
-                let byte = (acc >> bits) as u8;
-                // Every character holding a bit of this byte.
-                let first = chars[(8 * m) / 6] as usize;
-                let span = Span {
-                    start: parent.span(first).start,
-                    end: parent.span(p as usize).end,
-                };
-                debug_assert_eq!(j, (8 * m + 7) / 6);
-                b.push(byte, span);
-                m += 1;
+        if !runs.is_empty() {
+            total += 1;
+        }
+        runs.push(Run {
+            at: total,
+            len,
+            first: offset,
+            chars,
+            chunk_lo: chunk_lo as u32,
+            chunk_hi: chunks.len() as u32,
+        });
+        total += len;
+    }
+    if runs.is_empty() {
+        return Ok(None);
+    }
+    let mut buf = Zeroizing::new(Vec::with_capacity(total as usize));
+    for (k, r) in runs.iter().enumerate() {
+        check(deadline)?;
+        if k > 0 {
+            // Nothing decodes across a separator.
+            buf.push(0);
+        }
+        let run_chunks = &chunks[r.chunk_lo as usize..r.chunk_hi as usize];
+        let (mut acc, mut held, mut emitted) = (0u32, 0u32, 0u32);
+        for (n, c) in run_chunks.iter().enumerate() {
+            let end = run_chunks.get(n + 1).map_or(r.chars, |next| next.char);
+            for j in c.char.max(r.first)..end {
+                let v = val(s[(c.parent + j - c.char) as usize]).unwrap_or(0);
+                acc = ((acc << bits) | u32::from(v)) & 0xFFFF;
+                held += bits;
+                if held >= 8 && emitted < r.len {
+                    held -= 8;
+                    buf.push((acc >> held) as u8);
+                    emitted += 1;
+                }
             }
         }
     }
-    Ok(b.finish())
-}
-
-/// Hex runs decoded from digit `offset` (0 or 1) on.
-fn hex_view(
-    parent: &View<'_>,
-    offset: usize,
-    min_len: usize,
-    deadline: Option<Instant>,
-) -> Result<Option<View<'static>>, ScrubError> {
-    let s = parent.bytes();
-    let mut b = Builder::new(s.len());
-    let mut i = 0;
-    let mut next_check = CLOCK_EVERY;
-    while i < s.len() {
-        if i >= next_check {
-            check(deadline)?;
-            next_check = i + CLOCK_EVERY;
-        }
-        let start = i;
-        while i < s.len() && s[i].is_ascii_hexdigit() {
-            i += 1;
-        }
-        let end = i;
-        i += 1;
-        if end - start < offset || (end - start - offset) / 2 < min_len {
-            continue;
-        }
-        b.separate();
-        let mut j = start + offset;
-        while j + 2 <= end {
-            let v = hex_at(s, j, 2).unwrap_or(0) as u8;
-            b.push(v, parent.source(j, j + 2));
-            j += 2;
-        }
-    }
-    Ok(b.finish())
+    debug_assert_eq!(buf.len(), total as usize);
+    let held = buf.capacity() + 24 * runs.capacity() + 8 * chunks.capacity();
+    Ok(Some(View {
+        raw: None,
+        bytes: buf,
+        map: Map::Runs { runs, chunks, bits },
+        parent: Some(parent),
+        _acct: acct::Acct::new(held),
+    }))
 }
 
 /// Bytes held by views, for the cost test: test builds count, others do nothing.
@@ -647,11 +788,8 @@ mod tests {
             .decode(&raw, variant, 1, usize::MAX, None)
             .expect("decode")
         {
-            Some(v) => v
-                .bytes()
-                .iter()
-                .copied()
-                .zip(v.spans.iter().copied())
+            Some(v) => (0..v.bytes().len())
+                .map(|i| (v.bytes()[i], v.source(i, i + 1).expect("not a separator")))
                 .collect(),
             None => Vec::new(),
         }
@@ -744,7 +882,41 @@ mod tests {
             .expect("run");
         assert_eq!(b64.bytes(), b"ABC");
         // 'B' comes from U and J, and J from "%4A".
-        assert_eq!(b64.source(1, 2), Span { start: 2, end: 6 });
-        assert_eq!(b64.source(0, 3), Span { start: 1, end: 7 });
+        assert_eq!(b64.source(1, 2), Some(Span { start: 2, end: 6 }));
+        assert_eq!(b64.source(0, 3), Some(Span { start: 1, end: 7 }));
+    }
+
+    #[test]
+    fn compaction_keeps_windows_and_maps_them_back() {
+        let data = format!(
+            "{}\\/{}%41{}\\/{}",
+            "a".repeat(200),
+            "b".repeat(200),
+            "c".repeat(5),
+            "d".repeat(200)
+        );
+        let raw = View::raw(data.as_bytes());
+        let v = Decoder::Backslash
+            .decode(&raw, 0, 1, 10, None)
+            .expect("decode")
+            .expect("changed");
+        // Two windows (10 before each escape, 10 + MAX_ESCAPE after) and a separator.
+        assert_eq!(v.bytes().len(), 60 + 1 + 60);
+        let first = v.bytes().iter().position(|&b| b == b'/').expect("slash");
+        let last = v.bytes().iter().rposition(|&b| b == b'/').expect("slash");
+        assert_eq!(v.source(first, first + 1), Some(Span { start: 200, end: 202 }));
+        assert_eq!(v.source(last, last + 1), Some(Span { start: 410, end: 412 }));
+        let sep = v.bytes().iter().position(|&b| b == 0).expect("separator");
+        assert_eq!(v.source(sep, sep + 1), None);
+        assert_eq!(v.source(sep, sep + 2), v.source(sep + 1, sep + 2));
+        // A range across the separator covers the gap.
+        assert_eq!(v.source(first, last + 1), Some(Span { start: 200, end: 412 }));
+        // And a child of the compacted view maps through it.
+        let p = Decoder::Percent
+            .decode(&v, 0, 1, usize::MAX, None)
+            .expect("decode")
+            .expect("changed");
+        let a = p.bytes().iter().position(|&b| b == b'A').expect("A");
+        assert_eq!(p.source(a, a + 1), Some(Span { start: 402, end: 405 }));
     }
 }
