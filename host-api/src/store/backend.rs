@@ -110,6 +110,26 @@ impl SledBackend {
 /// is writing right now: if the store is in use we leave everything alone and say so.
 pub(crate) fn remove_incomplete_snapshots(dir: &Path) -> Result<(), BackendError> {
     let path = dir.display().to_string();
+    let generating = |dir: &Path| -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter(|e| {
+                        let name = e.file_name();
+                        let name = name.to_string_lossy();
+                        name.starts_with("snap.") && name.ends_with(".generating")
+                    })
+                    .map(|e| e.path())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    // Almost always there is none: then do not even take the lock (it would only widen
+    // the moment in which another process finds the store in use).
+    if generating(dir).is_empty() {
+        return Ok(());
+    }
     let db = dir.join("db");
     let lock = match std::fs::OpenOptions::new().read(true).write(true).open(&db) {
         Ok(f) => f,
@@ -121,14 +141,7 @@ pub(crate) fn remove_incomplete_snapshots(dir: &Path) -> Result<(), BackendError
         Err(std::fs::TryLockError::WouldBlock) => return Err(BackendError::InUse { path }),
         Err(std::fs::TryLockError::Error(e)) => return Err(BackendError::Io(e.to_string())),
     }
-    let entries = std::fs::read_dir(dir).map_err(|e| BackendError::Io(e.to_string()))?;
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if !(name.starts_with("snap.") && name.ends_with(".generating")) {
-            continue;
-        }
-        let file = entry.path();
+    for file in generating(dir) {
         let complete = std::fs::read(&file).is_ok_and(|b| snapshot_is_complete(&b));
         if !complete {
             tracing::warn!(file = %file.display(), "removing an incomplete sled snapshot left by a failed write");
