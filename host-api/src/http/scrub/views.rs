@@ -122,6 +122,28 @@ impl<'a> View<'a> {
         Some(span)
     }
 
+    /// Positions in this view of its decoded escapes, in order; `None` for the data
+    /// itself and for runs, where every byte counts as changed.
+    fn changes(&self) -> Option<Vec<u32>> {
+        let Map::Text { edits, windows } = &self.map else {
+            return None;
+        };
+        if windows.is_empty() {
+            return Some(edits.iter().map(|e| e.at).collect());
+        }
+        // Every edit lies inside a kept window (windows are built around them).
+        let mut k = 0;
+        let mut out = Vec::with_capacity(edits.len());
+        for e in edits {
+            while k + 1 < windows.len() && windows[k].pre + windows[k].len <= e.at {
+                k += 1;
+            }
+            let w = windows[k];
+            out.push(w.at + e.at.saturating_sub(w.pre));
+        }
+        Some(out)
+    }
+
     /// The parent span of view bytes `[a, b)`.
     fn to_parent(&self, a: usize, b: usize) -> Option<Span> {
         match &self.map {
@@ -616,7 +638,39 @@ fn compact(buf: &mut Zeroizing<Vec<u8>>, edits: &[Edit], window: usize) -> Vec<W
     windows
 }
 
-fn b64_val(c: u8) -> Option<u8> {
+/// Not a digit of the alphabet, in [`B64`] and [`HEX`].
+const NONE: u8 = 0xFF;
+
+/// Base64 digit values (`+`/`-` are 62, `/`/`_` 63), for the hot loop.
+const B64: [u8; 256] = {
+    let mut t = [NONE; 256];
+    let mut c = 0;
+    while c < 256 {
+        if let Some(v) = b64_val(c as u8) {
+            t[c] = v;
+        }
+        c += 1;
+    }
+    t
+};
+
+/// Hex digit values, any case.
+const HEX: [u8; 256] = {
+    let mut t = [NONE; 256];
+    let mut c = 0;
+    while c < 256 {
+        t[c] = match c as u8 {
+            b @ b'0'..=b'9' => b - b'0',
+            b @ b'a'..=b'f' => b - b'a' + 10,
+            b @ b'A'..=b'F' => b - b'A' + 10,
+            _ => NONE,
+        };
+        c += 1;
+    }
+    t
+};
+
+const fn b64_val(c: u8) -> Option<u8> {
     match c {
         b'A'..=b'Z' => Some(c - b'A'),
         b'a'..=b'z' => Some(c - b'a' + 26),
@@ -631,6 +685,10 @@ fn b64_val(c: u8) -> Option<u8> {
 /// 4), each decoded from character `offset` on: between the variants every byte
 /// alignment of a value inside a longer run is decoded. Runs too short to hold
 /// `min_len` bytes are skipped.
+///
+/// Below a text view, only runs that contain one of its decoded escapes are decoded: a
+/// match in a run without one has the same bytes in the parent view, whose own runs
+/// are decoded (at every offset) too.
 fn runs_view<'p>(
     parent: &'p View<'p>,
     offset: usize,
@@ -639,66 +697,93 @@ fn runs_view<'p>(
     deadline: Option<Instant>,
 ) -> Result<Option<View<'p>>, ScrubError> {
     let s = parent.bytes();
-    let val = |c: u8| {
-        if bits == 6 {
-            b64_val(c)
-        } else {
-            hex_val(c).map(|v| v as u8)
-        }
-    };
+    let table = if bits == 6 { &B64 } else { &HEX };
+    let val = |c: u8| table[usize::from(c)];
+    // CR and LF continue a base64 run (MIME), not a hex one.
     let joins = |c: u8| bits == 6 && (c == b'\r' || c == b'\n');
+    let in_run = |c: u8| val(c) != NONE || joins(c);
     let offset = offset as u32;
+    // The stretches that may hold runs: all of the view, or below a text view the runs
+    // around its decoded escapes (found by looking both ways from each).
+    let mut stretches: Vec<(usize, usize)> = Vec::new();
+    match parent.changes() {
+        None => stretches.push((0, s.len())),
+        Some(changes) => {
+            let mut covered = 0;
+            for (n, &p) in changes.iter().enumerate() {
+                let p = p as usize;
+                if n % 4096 == 0 {
+                    check(deadline)?;
+                }
+                if p < covered || p >= s.len() || !in_run(s[p]) {
+                    continue;
+                }
+                let mut lo = p;
+                while lo > covered && in_run(s[lo - 1]) {
+                    lo -= 1;
+                }
+                let mut hi = p + 1;
+                while hi < s.len() && in_run(s[hi]) {
+                    hi += 1;
+                }
+                stretches.push((lo, hi));
+                covered = hi;
+            }
+        }
+    }
     // First pass: the runs worth decoding, so the buffer is allocated at its exact size.
     let (mut runs, mut chunks): (Vec<Run>, Vec<Chunk>) = (Vec::new(), Vec::new());
     let mut total = 0u32;
-    let mut i = 0;
     let mut next_check = CLOCK_EVERY;
-    while i < s.len() {
-        if i >= next_check {
-            check(deadline)?;
-            next_check = i + CLOCK_EVERY;
-        }
-        if val(s[i]).is_none() {
-            i += 1;
-            continue;
-        }
-        let chunk_lo = chunks.len();
-        let (mut chars, mut in_chunk) = (0u32, false);
-        while i < s.len() {
-            let c = s[i];
-            if val(c).is_some() {
-                if !in_chunk {
-                    chunks.push(Chunk {
-                        char: chars,
-                        parent: i as u32,
-                    });
-                    in_chunk = true;
-                }
-                chars += 1;
-            } else if joins(c) {
-                in_chunk = false;
-            } else {
-                break;
+    for &(from, to) in &stretches {
+        let mut i = from;
+        while i < to {
+            if i >= next_check {
+                check(deadline)?;
+                next_check = i + CLOCK_EVERY;
             }
-            i += 1;
+            if val(s[i]) == NONE {
+                i += 1;
+                continue;
+            }
+            let chunk_lo = chunks.len();
+            let (mut chars, mut in_chunk) = (0u32, false);
+            while i < to {
+                let c = s[i];
+                if val(c) != NONE {
+                    if !in_chunk {
+                        chunks.push(Chunk {
+                            char: chars,
+                            parent: i as u32,
+                        });
+                        in_chunk = true;
+                    }
+                    chars += 1;
+                } else if joins(c) {
+                    in_chunk = false;
+                } else {
+                    break;
+                }
+                i += 1;
+            }
+            let len = chars.saturating_sub(offset) * bits / 8;
+            if chars <= offset || (len as usize) < min_len {
+                chunks.truncate(chunk_lo);
+                continue;
+            }
+            if !runs.is_empty() {
+                total += 1;
+            }
+            runs.push(Run {
+                at: total,
+                len,
+                first: offset,
+                chars,
+                chunk_lo: chunk_lo as u32,
+                chunk_hi: chunks.len() as u32,
+            });
+            total += len;
         }
-        let len = chars.saturating_sub(offset) * bits / 8;
-        if chars <= offset || (len as usize) < min_len {
-            chunks.truncate(chunk_lo);
-            continue;
-        }
-        if !runs.is_empty() {
-            total += 1;
-        }
-        runs.push(Run {
-            at: total,
-            len,
-            first: offset,
-            chars,
-            chunk_lo: chunk_lo as u32,
-            chunk_hi: chunks.len() as u32,
-        });
-        total += len;
     }
     if runs.is_empty() {
         return Ok(None);
@@ -715,7 +800,7 @@ fn runs_view<'p>(
         for (n, c) in run_chunks.iter().enumerate() {
             let end = run_chunks.get(n + 1).map_or(r.chars, |next| next.char);
             for j in c.char.max(r.first)..end {
-                let v = val(s[(c.parent + j - c.char) as usize]).unwrap_or(0);
+                let v = val(s[(c.parent + j - c.char) as usize]);
                 acc = ((acc << bits) | u32::from(v)) & 0xFFFF;
                 held += bits;
                 if held >= 8 && emitted < r.len {
