@@ -12,8 +12,7 @@ impl wit_log::Host for HostState {
             self.logs_dropped += 1;
             return Ok(());
         }
-        let masked = self.scrubber.scrub(message.as_bytes());
-        let mut text = String::from_utf8_lossy(&masked).into_owned();
+        let mut text = self.injected.scrub_text(&message);
         if text.len() > MAX_LINE_BYTES {
             let mut cut = MAX_LINE_BYTES;
             while !text.is_char_boundary(cut) {

@@ -5,7 +5,7 @@
 
 use crate::audit::{self, AuditEvent, AuditRecord};
 use crate::bindings::{Workflow, WorkflowPre};
-use crate::http::scrub::Scrubber;
+use crate::http::injected::Injected;
 use crate::policy::AddressPolicy;
 use crate::resolve::{Resolved, RunContext, Tier};
 use crate::secret::CredentialKey;
@@ -121,6 +121,8 @@ impl RuntimeConfig {
     }
 }
 
+pub use crate::http::ClientError;
+
 /// Why the runtime could not start.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -133,7 +135,7 @@ pub enum RuntimeError {
     Link(String),
     /// The HTTP client could not be built.
     #[error(transparent)]
-    Client(#[from] crate::http::ClientError),
+    Client(#[from] ClientError),
 }
 
 /// Why a component could not be loaded.
@@ -233,7 +235,10 @@ pub struct RunOutcome {
 /// What every store of a runtime shares.
 pub(crate) struct Shared {
     pub store: Arc<SecretStore>,
+    /// For requests that may reach public addresses and the operator's grants.
     pub client: reqwest::Client,
+    /// For requests whose every credential's binding allows internal destinations.
+    pub internal_client: reqwest::Client,
     pub limits: Limits,
     pub address_policy: AddressPolicy,
 }
@@ -247,9 +252,16 @@ pub(crate) struct HostState {
     pub shared: Arc<Shared>,
     pub ctx: Arc<RunContext>,
     pub live_handles: u32,
+    /// `credentials.get` calls so far (capped by `max_credential_gets`).
+    pub credential_gets: u32,
     pub fetches: u32,
-    pub scrubber: Scrubber,
+    /// When the run's deadline passes; host-side work checks it too.
+    pub deadline_at: Instant,
+    /// Values injected so far, for scrubbing.
+    pub injected: Injected,
     pub logs: Vec<GuestLogLine>,
+    /// Bytes of the kept log lines (capped by `max_log_bytes`).
+    pub log_bytes: usize,
     pub logs_dropped: usize,
     pub used: Vec<CredentialUse>,
 }
@@ -280,7 +292,37 @@ impl HostState {
         location: Option<String>,
         outcome: String,
     ) {
-        let record = AuditRecord {
+        let record = self.record(event, key, resolved, destination, location, outcome);
+        if let Err(e) = audit::append(&self.shared.store, &record) {
+            tracing::error!(error = %e, "could not append an audit record");
+        }
+    }
+
+    /// Appends an audit record and makes it durable before returning; the caller fails
+    /// closed on an error.
+    pub fn audit_durable(
+        &self,
+        event: AuditEvent,
+        key: &CredentialKey,
+        resolved: Option<&Resolved>,
+        destination: Option<String>,
+        location: Option<String>,
+        outcome: String,
+    ) -> Result<(), audit::AuditError> {
+        let record = self.record(event, key, resolved, destination, location, outcome);
+        audit::append_durable(&self.shared.store, &record)
+    }
+
+    fn record(
+        &self,
+        event: AuditEvent,
+        key: &CredentialKey,
+        resolved: Option<&Resolved>,
+        destination: Option<String>,
+        location: Option<String>,
+        outcome: String,
+    ) -> AuditRecord {
+        AuditRecord {
             time_ms: crate::store::unix_millis(),
             run_id: self.ctx.run_id.clone(),
             workspace: self.ctx.workspace.clone(),
@@ -294,9 +336,7 @@ impl HostState {
             destination,
             location,
             outcome,
-        };
-        if let Err(e) = audit::append(&self.shared.store, &record) {
-            tracing::error!(error = %e, "could not append an audit record");
+            actor: None,
         }
     }
 }
@@ -310,36 +350,93 @@ impl WasiView for HostState {
     }
 }
 
-/// Memory and table limits that fail with a message naming the limit.
-struct MemoryLimiter {
-    memory_bytes: usize,
-    hit: bool,
+/// Bytes wasmtime allocates per table element: a pointer's worth (see
+/// `ResourceLimiter::table_growing`).
+const TABLE_ELEMENT_BYTES: usize = std::mem::size_of::<usize>();
+
+/// One budget for every linear memory and table of a run's instance together: a component
+/// has several core instances, each may have memories and tables, and a per-memory limit
+/// would let N memories take N times the limit. Growth is counted as `desired - current`
+/// (the instance is never shrunk, and a store lives for one run). A refused growth traps
+/// with a message naming the limit. Works the same with or without the pooling allocator:
+/// wasmtime consults the store's limiter in both.
+pub(crate) struct MemoryLimiter {
+    limit: usize,
+    used: usize,
+    /// What the last allowed growth added, taken back if wasmtime then fails it.
+    pending: usize,
+    /// Set when the limit refused a growth: the trap is then reported as the limit.
+    hit: Option<&'static str>,
+}
+
+impl MemoryLimiter {
+    pub(crate) fn new(limit: usize) -> Self {
+        MemoryLimiter {
+            limit,
+            used: 0,
+            pending: 0,
+            hit: None,
+        }
+    }
+
+    /// Why the limit was hit, for the run's error.
+    fn message(&self, what: &str) -> String {
+        format!(
+            "the guest exceeded its memory limit of {} MiB ({what}: linear memories and tables together)",
+            self.limit >> 20
+        )
+    }
+
+    fn grow(&mut self, bytes: usize, what: &'static str) -> wasmtime::Result<bool> {
+        match self.used.checked_add(bytes) {
+            Some(total) if total <= self.limit => {
+                self.used = total;
+                self.pending = bytes;
+                Ok(true)
+            }
+            _ => {
+                self.hit = Some(what);
+                Err(wasmtime::Error::msg(self.message(what)))
+            }
+        }
+    }
+
+    fn grow_failed(&mut self) {
+        self.used = self.used.saturating_sub(std::mem::take(&mut self.pending));
+    }
 }
 
 impl ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _max: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.memory_bytes {
-            self.hit = true;
-            return Err(wasmtime::Error::msg(format!(
-                "the guest exceeded its memory limit of {} MiB",
-                self.memory_bytes >> 20
-            )));
-        }
-        Ok(true)
+        self.grow(desired.saturating_sub(current), "memory.grow")
+    }
+
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.grow_failed();
+        Ok(())
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _max: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= 100_000)
+        let elements = desired.saturating_sub(current);
+        self.grow(
+            elements.saturating_mul(TABLE_ELEMENT_BYTES),
+            "table.grow",
+        )
+    }
+
+    fn table_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.grow_failed();
+        Ok(())
     }
 }
 
@@ -433,7 +530,9 @@ impl Runtime {
         Workflow::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(|e| RuntimeError::Link(e.to_string()))?;
         let client =
-            crate::http::build_client(config.address_policy, config.limits.connect_timeout)?;
+            crate::http::build_client(config.address_policy, false, config.limits.connect_timeout)?;
+        let internal_client =
+            crate::http::build_client(config.address_policy, true, config.limits.connect_timeout)?;
 
         let stop_ticker = Arc::new(AtomicBool::new(false));
         {
@@ -457,6 +556,7 @@ impl Runtime {
             shared: Arc::new(Shared {
                 store,
                 client,
+                internal_client,
                 limits: config.limits,
                 address_policy: config.address_policy,
             }),
@@ -567,16 +667,16 @@ impl Runtime {
         let state = HostState {
             wasi,
             table: ResourceTable::new(),
-            limiter: MemoryLimiter {
-                memory_bytes: limits.memory_bytes,
-                hit: false,
-            },
+            limiter: MemoryLimiter::new(limits.memory_bytes),
             shared: self.shared.clone(),
             ctx: Arc::new(ctx.clone()),
             live_handles: 0,
+            credential_gets: 0,
             fetches: 0,
-            scrubber: Scrubber::default(),
+            deadline_at: started + limits.deadline,
+            injected: Injected::default(),
             logs: Vec::new(),
+            log_bytes: 0,
             logs_dropped: 0,
             used: Vec::new(),
         };
@@ -610,7 +710,7 @@ impl Runtime {
             Err(_) => return Err(failed(RunError::Deadline(deadline), store)),
             Ok(Err(e)) => return Err(failed(e, store)),
             Ok(Ok(Err(guest))) => {
-                let msg = scrub_text(&store.data().scrubber, &guest);
+                let msg = store.data_mut().injected.scrub_text(&guest);
                 return Err(failed(RunError::Guest(msg), store));
             }
             Ok(Ok(Ok(output))) => output,
@@ -622,8 +722,8 @@ impl Runtime {
             };
             return Err(failed(error, store));
         }
-        let state = store.into_data();
-        let output = scrub_text(&state.scrubber, &output);
+        let mut state = store.into_data();
+        let output = state.injected.scrub_text(&output);
         let mut logs = state.logs;
         if state.logs_dropped > 0 {
             logs.push(GuestLogLine {
@@ -646,8 +746,8 @@ impl Runtime {
         store: &mut Store<HostState>,
     ) -> Result<Workflow, RunError> {
         step.pre.instantiate_async(&mut *store).await.map_err(|e| {
-            if store.data().limiter.hit {
-                RunError::Trap(format!("{e}"))
+            if let Some(what) = store.data().limiter.hit {
+                RunError::Trap(store.data().limiter.message(what))
             } else {
                 RunError::Instantiate(format!("{e:#}"))
             }
@@ -655,18 +755,9 @@ impl Runtime {
     }
 }
 
-/// The guest cannot know a value, but an upstream could have echoed one in a form the
-/// guest passed on; the output goes through the same scrubber as responses.
-fn scrub_text(scrubber: &Scrubber, text: &str) -> String {
-    String::from_utf8_lossy(&scrubber.scrub(text.as_bytes())).into_owned()
-}
-
 fn classify_trap(e: &wasmtime::Error, store: &Store<HostState>) -> RunError {
-    if store.data().limiter.hit {
-        return RunError::Trap(format!(
-            "the guest exceeded its memory limit of {} MiB",
-            store.data().shared.limits.memory_bytes >> 20
-        ));
+    if let Some(what) = store.data().limiter.hit {
+        return RunError::Trap(store.data().limiter.message(what));
     }
     if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
         let what = match trap {

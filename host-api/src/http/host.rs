@@ -1,71 +1,47 @@
-//! Host side of `latchkey:workflow/http`: validate → resolve and check → inject → send →
-//! scrub. Nothing is sent unless every credential in the request passes its binding.
+//! Host side of `latchkey:workflow/http`:
+//! plan → resolve and check → inject → record → send → scrub.
+//!
+//! Nothing is sent unless every credential in the request passes its binding, every size
+//! is within its limit, and the injection's audit record is durable. Size limits count
+//! only what the guest supplies (text, parts, secret parts), never a value's length, so a
+//! refusal says nothing about how long a value is; a secret part adds at most
+//! 64 KiB, and a request has few of them.
 
-use super::DestinationRefused;
+use super::exchange::{Outgoing, Received, exchange};
+use super::plan::{self, Piece, Plan, PlannedBody, Use};
+use super::refusal::{Refusal, denied, limit, trap};
+use super::scrub::Matcher;
 use crate::audit::AuditEvent;
-use crate::bindings::wit_http::{self, Body, Error, Method, Request, Response, ValuePart};
-use crate::credentials::CredentialHandle;
+use crate::bindings::wit_http::{self, Error, Request, Response};
+use crate::policy::body::{self, BodyFormat, TemplatePart};
 use crate::policy::{Destination, InjectLocation};
 use crate::resolve::{self, ResolveError, Resolved};
-use crate::sandbox::{HostState, Limits};
+use crate::sandbox::HostState;
 use crate::secret::{CredentialKey, SecretValue};
 use base64::Engine as _;
-use http::{HeaderMap, HeaderName, HeaderValue};
-use std::time::Duration;
-use wasmtime::component::Resource;
+use http::{HeaderMap, HeaderValue};
+use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
-/// Headers the guest may not set: the client manages them, or they would let a request
-/// smuggle or re-route.
-const FORBIDDEN_HEADERS: &[&str] = &[
-    "host",
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "keep-alive",
-    "te",
-    "trailer",
-    "upgrade",
-    "proxy-authorization",
-    "proxy-connection",
-    "accept-encoding",
-];
-
-/// A refusal the guest sees (the inner WIT error), or a trap (outer).
-enum Refusal {
-    Guest(Error),
-    Trap(wasmtime::Error),
-}
-
-impl From<wasmtime::Error> for Refusal {
-    fn from(e: wasmtime::Error) -> Self {
-        Refusal::Trap(e)
-    }
-}
-
-fn invalid(msg: impl Into<String>) -> Refusal {
-    Refusal::Guest(Error::InvalidRequest(msg.into()))
-}
-
-fn denied(msg: impl Into<String>) -> Refusal {
-    Refusal::Guest(Error::Denied(msg.into()))
-}
-
-/// One credential used in the request, before its value is fetched.
-struct Use {
+/// A credential of this request, resolved and decrypted for this call only.
+struct Resolution {
     key: CredentialKey,
-    location: InjectLocation,
+    resolved: Resolved,
+    value: SecretValue,
 }
 
-/// A request ready to send: everything checked, values injected.
-struct Prepared {
-    method: reqwest::Method,
-    url: url::Url,
+/// A request ready to go, and what its audit records and scrubbing need.
+struct Ready {
+    outgoing: Outgoing,
+    /// The request's URL as checked (the outgoing one may carry credentials in its query).
+    checked_url: url::Url,
     destination: String,
-    headers: HeaderMap,
-    body: Option<Vec<u8>>,
     timeout: Duration,
-    injected: Vec<(CredentialKey, Resolved, InjectLocation)>,
+    /// Whether the request may reach non-public addresses: every credential it carries
+    /// grants it.
+    internal: bool,
+    /// Each distinct credential sent, with the places it went.
+    sent: Vec<(CredentialKey, Resolved, Vec<InjectLocation>)>,
 }
 
 impl wit_http::Host for HostState {
@@ -77,32 +53,621 @@ impl wit_http::Host for HostState {
             ))));
         }
         self.fetches += 1;
-        let prepared = match self.prepare(request) {
-            Ok(p) => p,
+        let ready = match self.prepare(request) {
+            Ok(r) => r,
             Err(Refusal::Guest(e)) => return Ok(Err(e)),
             Err(Refusal::Trap(t)) => return Err(t),
         };
-        let client = self.shared.client.clone();
-        let limits = self.limits().clone();
-        let received = exchange(client, &prepared, &limits).await;
-        let result = received
-            .and_then(|r| self.scrub_response(r))
-            .map_err(|e| self.scrub_error(e));
-        let outcome = match &result {
-            Ok(r) => format!("status {}", r.status),
-            Err(e) => format!("not completed: {}", error_summary(e)),
+        // The record of an injection is durable before the request leaves: a key is never
+        // sent without a trace, whatever happens to the run afterwards.
+        if let Err(e) = self.record_sent(&ready) {
+            return Err(wasmtime::Error::msg(format!(
+                "the audit trail could not be written, so nothing was sent: {e}"
+            )));
+        }
+        let client = if ready.internal {
+            self.shared.internal_client.clone()
+        } else {
+            self.shared.client.clone()
         };
-        for (key, resolved, location) in &prepared.injected {
+        let limits = self.limits().clone();
+        let timeout = ready.timeout.min(self.time_left());
+        let received = exchange(client, ready.outgoing, &limits, timeout).await;
+        let matcher = with_destination(&ready.checked_url, |dest| {
+            self.injected.for_destination(dest)
+        });
+        let matcher = match matcher {
+            Ok(m) => m,
+            // Fail closed: a response that cannot be checked is not handed over.
+            Err(e) => {
+                return Ok(Err(Error::Denied(format!(
+                    "the response could not be checked for credential values: {e}"
+                ))));
+            }
+        };
+        let deadline = self.deadline_at;
+        Ok(received
+            .and_then(|r| scrub_response(r, matcher.as_deref(), deadline))
+            .map_err(|e| scrub_error(e, matcher.as_deref(), deadline)))
+    }
+}
+
+impl HostState {
+    /// Time left before the run's deadline.
+    fn time_left(&self) -> Duration {
+        self.deadline_at.saturating_duration_since(Instant::now())
+    }
+
+    /// Plan, resolve and check, inject.
+    fn prepare(&mut self, req: Request) -> Result<Ready, Refusal> {
+        let limits = self.limits().clone();
+        let plan = plan::plan(req, &limits, &self.table)?;
+        let destination = destination_text(&plan.url)?;
+        let resolutions = self.resolve_all(&plan, &destination)?;
+        // Past this point every refusal concerns credentials that resolved: each is audited.
+        let refuse = |this: &Self, r: Refusal| this.refuse_all(&resolutions, &destination, r);
+
+        if self
+            .injected
+            .distinct_after(resolutions.iter().map(|r| &r.value))
+            > limits.max_injected_credentials
+        {
+            return Err(refuse(
+                self,
+                limit(format!(
+                    "a run may inject at most {} distinct credential values",
+                    limits.max_injected_credentials
+                )),
+            ));
+        }
+        for u in &plan.uses {
+            let r = entry_for(&resolutions, &u.key)?;
+            if let Err(d) = check_use(&plan, u, r) {
+                return Err(self.refuse(r, &destination, Some(&u.location), d));
+            }
+        }
+        let internal = internal_granted(&resolutions);
+        if let Err(reason) = self.check_literal_address(&plan.url, internal) {
+            return Err(refuse(
+                self,
+                denied(format!(
+                    "destination {destination} refused: {reason} address"
+                )),
+            ));
+        }
+        let body = self.fill_body(&plan, &resolutions, &destination)?;
+        let body_places: Vec<(CredentialKey, InjectLocation)> =
+            body.as_ref().map(|b| b.places.clone()).unwrap_or_default();
+        let outgoing = inject(&plan, &resolutions, body).map_err(|r| refuse(self, r))?;
+
+        for r in &resolutions {
+            self.injected.note(&r.value, &r.resolved.meta.binding);
+        }
+        let timeout = plan
+            .timeout_ms
+            .map(|ms| Duration::from_millis(u64::from(ms)))
+            .map_or(limits.request_timeout, |t| t.min(limits.request_timeout));
+        let sent = resolutions
+            .iter()
+            .map(|r| {
+                let places = plan
+                    .uses
+                    .iter()
+                    .filter(|u| u.key == r.key && !u.location.is_body())
+                    .map(|u| u.location.clone())
+                    .chain(
+                        body_places
+                            .iter()
+                            .filter(|(k, _)| *k == r.key)
+                            .map(|(_, l)| l.clone()),
+                    )
+                    .collect();
+                (r.key.clone(), r.resolved.clone(), places)
+            })
+            .collect();
+        Ok(Ready {
+            outgoing,
+            checked_url: plan.url,
+            destination,
+            timeout,
+            internal,
+            sent,
+        })
+    }
+
+    /// Resolves and decrypts each distinct key of the request once, at this call: a
+    /// rotation is seen by the next call, a deletion refuses it.
+    fn resolve_all(&self, plan: &Plan, destination: &str) -> Result<Vec<Resolution>, Refusal> {
+        let mut out: Vec<Resolution> = Vec::new();
+        for u in &plan.uses {
+            if out.iter().any(|r| r.key == u.key) {
+                continue;
+            }
+            match resolve::resolve_value(&self.shared.store, &self.ctx, &u.key) {
+                Ok((resolved, value)) => out.push(Resolution {
+                    key: u.key.clone(),
+                    resolved,
+                    value,
+                }),
+                Err(ResolveError::Store(e)) => {
+                    return Err(trap(format!("credential store failure: {e}")));
+                }
+                Err(e) => {
+                    self.audit(
+                        AuditEvent::InjectDenied,
+                        &u.key,
+                        None,
+                        Some(destination.to_owned()),
+                        Some(u.location.to_string()),
+                        e.to_string(),
+                    );
+                    return Err(denied(format!(
+                        "credential {} is no longer available to this step",
+                        u.key
+                    )));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Refuses the request because of one credential use, with its audit record.
+    fn refuse(
+        &self,
+        r: &Resolution,
+        destination: &str,
+        location: Option<&InjectLocation>,
+        denial: Denial,
+    ) -> Refusal {
+        self.audit(
+            AuditEvent::InjectDenied,
+            &r.key,
+            Some(&r.resolved),
+            Some(destination.to_owned()),
+            location.map(ToString::to_string),
+            denial.audit,
+        );
+        denied(denial.guest)
+    }
+
+    /// Refuses the request as a whole, with an audit record for each credential it carried.
+    fn refuse_all(&self, rs: &[Resolution], destination: &str, refusal: Refusal) -> Refusal {
+        let why = match &refusal {
+            Refusal::Guest(e) => error_summary(e),
+            Refusal::Trap(t) => format!("trap: {t}"),
+        };
+        for r in rs {
             self.audit(
+                AuditEvent::InjectDenied,
+                &r.key,
+                Some(&r.resolved),
+                Some(destination.to_owned()),
+                None,
+                why.clone(),
+            );
+        }
+        refusal
+    }
+
+    /// An IP literal never goes through the resolver: its address is checked here.
+    fn check_literal_address(&self, url: &url::Url, internal: bool) -> Result<(), &'static str> {
+        let ip = match url.host() {
+            Some(url::Host::Ipv4(a)) => std::net::IpAddr::V4(a),
+            Some(url::Host::Ipv6(a)) => std::net::IpAddr::V6(a),
+            _ => return Ok(()),
+        };
+        self.shared.address_policy.check_with(ip, internal)
+    }
+
+    /// The body to send. A template with credentials is parsed as JSON or form (never
+    /// pasted into the guest's bytes), each credential must sit as a whole value in a
+    /// field its binding names, and the host re-serialises it.
+    fn fill_body(
+        &self,
+        plan: &Plan,
+        rs: &[Resolution],
+        destination: &str,
+    ) -> Result<Option<FilledBody>, Refusal> {
+        let pieces = match &plan.body {
+            None => return Ok(None),
+            Some(PlannedBody::Bytes(b)) => {
+                return Ok(Some(FilledBody::plain(Zeroizing::new(b.clone()))));
+            }
+            Some(PlannedBody::Template(pieces)) => pieces,
+        };
+        let mut keys: Vec<&CredentialKey> = Vec::new();
+        let parts: Vec<TemplatePart<'_>> = pieces
+            .iter()
+            .map(|p| match p {
+                Piece::Text(t) => TemplatePart::Text(t),
+                Piece::Secret(k) => {
+                    let i = keys.iter().position(|x| *x == k).unwrap_or_else(|| {
+                        keys.push(k);
+                        keys.len() - 1
+                    });
+                    TemplatePart::Secret(i)
+                }
+            })
+            .collect();
+        if keys.is_empty() {
+            return Ok(Some(FilledBody::plain(assemble(pieces, rs)?)));
+        }
+        let used: Vec<&Resolution> = keys
+            .iter()
+            .map(|k| entry_for(rs, k))
+            .collect::<Result<_, _>>()?;
+        let refuse_body = |e: body::BodyError| {
+            self.refuse_all(
+                rs,
+                destination,
+                super::refusal::invalid(format!("body: {e}")),
+            )
+        };
+        let locations: Vec<&[InjectLocation]> = used
+            .iter()
+            .map(|r| r.resolved.meta.binding.locations.as_slice())
+            .collect();
+        let guest_type = plan
+            .headers
+            .iter()
+            .find(|(n, _)| n == http::header::CONTENT_TYPE)
+            .and_then(|(_, pieces)| match pieces.as_slice() {
+                [Piece::Text(t)] => std::str::from_utf8(t).ok(),
+                _ => None,
+            });
+        let format = BodyFormat::choose(&locations, guest_type).map_err(|e| {
+            // Which credential has no body location is the binding's business: audit it.
+            match e {
+                body::BodyError::NoBodyLocation => {
+                    let r = used
+                        .iter()
+                        .find(|r| {
+                            !r.resolved
+                                .meta
+                                .binding
+                                .locations
+                                .iter()
+                                .any(|l| BodyFormat::of(l).is_some())
+                        })
+                        .copied()
+                        .unwrap_or(used[0]);
+                    self.refuse(
+                        r,
+                        destination,
+                        Some(&InjectLocation::Body),
+                        Denial::same(format!(
+                            "credential {} may not be injected into the body",
+                            r.key
+                        )),
+                    )
+                }
+                other => refuse_body(other),
+            }
+        })?;
+        let template = body::parse_template(&parts, format).map_err(refuse_body)?;
+        let mut places = Vec::new();
+        for slot in template.slots() {
+            let r = used[slot.secret];
+            if !r.resolved.meta.binding.allows_location(&slot.location) {
+                let msg = format!(
+                    "credential {} may not be injected into {}",
+                    r.key, slot.location
+                );
+                return Err(self.refuse(r, destination, Some(&slot.location), Denial::same(msg)));
+            }
+            places.push((r.key.clone(), slot.location.clone()));
+        }
+        let values: Vec<&[u8]> = used.iter().map(|r| r.value.expose()).collect();
+        let bytes = template.fill(&values).map_err(refuse_body)?;
+        Ok(Some(FilledBody {
+            bytes,
+            content_type: Some(format.content_type()),
+            places,
+        }))
+    }
+
+    /// One durable audit record per credential sent.
+    fn record_sent(&self, ready: &Ready) -> Result<(), crate::audit::AuditError> {
+        for (key, resolved, places) in &ready.sent {
+            let places: Vec<String> = places.iter().map(ToString::to_string).collect();
+            self.audit_durable(
                 AuditEvent::Inject,
                 key,
                 Some(resolved),
-                Some(prepared.destination.clone()),
-                Some(location.to_string()),
-                outcome.clone(),
-            );
+                Some(ready.destination.clone()),
+                Some(places.join(",")),
+                "sent".into(),
+            )?;
         }
-        Ok(result)
+        Ok(())
+    }
+}
+
+/// Why a use was refused: what the guest is told, and what the audit trail keeps. The
+/// guest never learns what a binding does allow (its hosts, methods or paths).
+struct Denial {
+    guest: String,
+    audit: String,
+}
+
+impl Denial {
+    fn same(msg: String) -> Self {
+        Denial {
+            audit: msg.clone(),
+            guest: msg,
+        }
+    }
+}
+
+/// Whether the binding of `r` allows this use: destination, method and path, location,
+/// and whether the value fits there. Body uses are checked field by field once the body
+/// is parsed ([`HostState::fill_body`]).
+fn check_use(plan: &Plan, u: &Use, r: &Resolution) -> Result<(), Denial> {
+    let binding = &r.resolved.meta.binding;
+    let url = &plan.url;
+    with_destination(url, |dest| {
+        if !binding.allows_destination(dest) {
+            if dest.scheme == "http"
+                && binding
+                    .hosts
+                    .iter()
+                    .any(|p| p.matches(dest.host, dest.port, dest.scheme))
+            {
+                return Err(Denial::same(format!(
+                    "credential {} may only be sent over https",
+                    u.key
+                )));
+            }
+            return Err(Denial::same(format!(
+                "credential {} may not be sent to {}",
+                u.key,
+                destination_text(url).unwrap_or_default()
+            )));
+        }
+        Ok(())
+    })?;
+    if let Err(why) = binding.allows_request(plan.method.as_str(), url) {
+        return Err(Denial {
+            guest: format!(
+                "credential {} may not be used for {} {}",
+                u.key,
+                plan.method,
+                plan::shorten(url.path())
+            ),
+            audit: format!("credential {}: {why}", u.key),
+        });
+    }
+    if u.location.is_body() {
+        return Ok(());
+    }
+    if !binding.allows_location(&u.location) {
+        return Err(Denial::same(format!(
+            "credential {} may not be injected into {}",
+            u.key, u.location
+        )));
+    }
+    if u.location.needs_header_safe_value() && !r.value.is_header_safe() {
+        return Err(Denial::same(format!(
+            "credential {} cannot be injected into {}: its value is not header-safe",
+            u.key, u.location
+        )));
+    }
+    Ok(())
+}
+
+/// Whether the request may reach non-public addresses: it carries credentials, and every
+/// one of them has a binding that allows it.
+fn internal_granted(rs: &[Resolution]) -> bool {
+    !rs.is_empty() && rs.iter().all(|r| r.resolved.meta.binding.allow_internal)
+}
+
+/// A body ready to send.
+struct FilledBody {
+    bytes: Zeroizing<Vec<u8>>,
+    /// The Content-Type the host sets (replacing the guest's), for a filled template.
+    content_type: Option<&'static str>,
+    /// Where each credential went.
+    places: Vec<(CredentialKey, InjectLocation)>,
+}
+
+impl FilledBody {
+    fn plain(bytes: Zeroizing<Vec<u8>>) -> Self {
+        FilledBody {
+            bytes,
+            content_type: None,
+            places: Vec::new(),
+        }
+    }
+}
+
+/// Puts the values in place. Plaintext is assembled in zeroizing buffers.
+fn inject(plan: &Plan, rs: &[Resolution], body: Option<FilledBody>) -> Result<Outgoing, Refusal> {
+    let host_type = body.as_ref().and_then(|b| b.content_type);
+    let mut headers = HeaderMap::new();
+    for (name, pieces) in &plan.headers {
+        if host_type.is_some() && name == http::header::CONTENT_TYPE {
+            continue;
+        }
+        let bytes = assemble(pieces, rs)?;
+        if bytes.iter().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
+            return Err(plan::invalid_value(&format!("header {name}")));
+        }
+        let mut v = HeaderValue::from_bytes(&bytes)
+            .map_err(|_| plan::invalid_value(&format!("header {name}")))?;
+        if pieces.iter().any(|p| matches!(p, Piece::Secret(_))) {
+            v.set_sensitive(true);
+        }
+        headers.append(name.clone(), v);
+    }
+    if let Some((user, key)) = &plan.basic {
+        let mut creds = Zeroizing::new(format!("{user}:").into_bytes());
+        creds.extend_from_slice(value_for(rs, key)?.expose());
+        let blob = Zeroizing::new(format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(creds.as_slice())
+        ));
+        let mut v = HeaderValue::from_str(&blob)
+            .map_err(|_| plan::invalid_value("the basic-auth header"))?;
+        v.set_sensitive(true);
+        headers.insert(http::header::AUTHORIZATION, v);
+    }
+    // The host owns content coding: an encoded response could not be scrubbed.
+    headers.insert(
+        http::header::ACCEPT_ENCODING,
+        HeaderValue::from_static("identity"),
+    );
+    let mut url = plan.url.clone();
+    if !plan.query.is_empty() {
+        let mut pairs = url.query_pairs_mut();
+        for (name, pieces) in &plan.query {
+            let bytes = assemble(pieces, rs)?;
+            if bytes.iter().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
+                return Err(plan::invalid_value(&format!(
+                    "query parameter {}",
+                    plan::shorten(name)
+                )));
+            }
+            pairs.append_pair(name, &String::from_utf8_lossy(&bytes));
+        }
+    }
+    if let Some(t) = host_type {
+        headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(t));
+    }
+    Ok(Outgoing {
+        method: plan.method.clone(),
+        url,
+        headers,
+        body: body.map(|b| b.bytes),
+    })
+}
+
+/// `scheme://host:port` of a URL, for messages and the audit trail.
+fn destination_text(url: &url::Url) -> Result<String, Refusal> {
+    let host = url
+        .host()
+        .ok_or_else(|| super::refusal::invalid("the URL has no host"))?;
+    let port = url
+        .port_or_known_default()
+        .ok_or_else(|| super::refusal::invalid("the URL has no port"))?;
+    Ok(format!("{}://{host}:{port}", url.scheme()))
+}
+
+/// Calls `f` with the destination of `url` (which [`plan::plan`] checked has a host and
+/// a port).
+fn with_destination<R>(url: &url::Url, f: impl FnOnce(Destination<'_>) -> R) -> R {
+    let host = url.host().unwrap_or(url::Host::Domain(""));
+    let port = url.port_or_known_default().unwrap_or(0);
+    f(Destination {
+        scheme: url.scheme(),
+        host: &host,
+        port,
+    })
+}
+
+fn entry_for<'r>(rs: &'r [Resolution], key: &CredentialKey) -> Result<&'r Resolution, Refusal> {
+    rs.iter()
+        .find(|r| r.key == *key)
+        .ok_or_else(|| trap("credential used but not resolved (host bug)"))
+}
+
+fn value_for<'r>(rs: &'r [Resolution], key: &CredentialKey) -> Result<&'r SecretValue, Refusal> {
+    entry_for(rs, key).map(|r| &r.value)
+}
+
+fn assemble(pieces: &[Piece], rs: &[Resolution]) -> Result<Zeroizing<Vec<u8>>, Refusal> {
+    let mut out = Zeroizing::new(Vec::new());
+    for p in pieces {
+        match p {
+            Piece::Text(t) => out.extend_from_slice(t),
+            Piece::Secret(k) => out.extend_from_slice(value_for(rs, k)?.expose()),
+        }
+    }
+    Ok(out)
+}
+
+/// What the guest gets: the values bound to this destination scrubbed from header names,
+/// header values and body. A body in a content coding cannot be scrubbed, so where any
+/// value applies, a coded body is refused (the host asks for `identity`); every
+/// `Content-Encoding` and `Transfer-Encoding` header counts, not only the first.
+fn scrub_response(
+    r: Received,
+    matcher: Option<&Matcher>,
+    deadline: Instant,
+) -> Result<Response, Error> {
+    let Some(m) = matcher else {
+        return Ok(Response {
+            status: r.status,
+            headers: r
+                .headers
+                .iter()
+                .map(|(n, v)| {
+                    (
+                        n.as_str().to_owned(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect(),
+            body: r.body.to_vec(),
+        });
+    };
+    if is_coded(&r.headers) {
+        return Err(Error::Denied(
+            "the response is content-encoded (compressed) and cannot be checked for credential values".into(),
+        ));
+    }
+    let unchecked = |e: super::scrub::ScrubError| {
+        Error::Denied(format!(
+            "the response could not be checked for credential values: {e}"
+        ))
+    };
+    let clean = |b: &[u8]| -> Result<String, Error> {
+        Ok(String::from_utf8_lossy(&m.scrub(b, Some(deadline)).map_err(unchecked)?).into_owned())
+    };
+    let mut headers = Vec::with_capacity(r.headers.len());
+    for (n, v) in &r.headers {
+        headers.push((clean(n.as_str().as_bytes())?, clean(v.as_bytes())?));
+    }
+    Ok(Response {
+        status: r.status,
+        headers,
+        body: m.scrub(&r.body, Some(deadline)).map_err(unchecked)?,
+    })
+}
+
+/// Whether any content or transfer coding other than `identity` (and `chunked`, which
+/// the HTTP client removes) applies to the body.
+fn is_coded(headers: &HeaderMap) -> bool {
+    let codings = |name| {
+        headers
+            .get_all(name)
+            .iter()
+            .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+            .map(|c| String::from_utf8_lossy(c).trim().to_ascii_lowercase())
+            .filter(|c| !c.is_empty())
+            .collect::<Vec<_>>()
+    };
+    codings(http::header::CONTENT_ENCODING)
+        .iter()
+        .any(|c| c != "identity")
+        || codings(http::header::TRANSFER_ENCODING)
+            .iter()
+            .any(|c| c != "identity" && c != "chunked")
+}
+
+/// Error text the guest sees, scrubbed like the response it stands for: it may carry
+/// guest-chosen text (a host name), so only values bound to the destination apply.
+fn scrub_error(e: Error, matcher: Option<&Matcher>, deadline: Instant) -> Error {
+    let Some(m) = matcher else { return e };
+    let clean = |msg: String| match m.scrub(msg.as_bytes(), Some(deadline)) {
+        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+        Err(_) => super::injected::WITHHELD.to_owned(),
+    };
+    match e {
+        Error::Transport(m) => Error::Transport(clean(m)),
+        Error::Denied(m) => Error::Denied(clean(m)),
+        Error::InvalidRequest(m) => Error::InvalidRequest(clean(m)),
+        Error::LimitExceeded(m) => Error::LimitExceeded(clean(m)),
+        Error::Timeout => Error::Timeout,
     }
 }
 
@@ -114,499 +679,4 @@ fn error_summary(e: &Error) -> String {
         Error::Timeout => "timeout".into(),
         Error::LimitExceeded(m) => format!("limit: {m}"),
     }
-}
-
-impl HostState {
-    fn handle_key(&self, handle: &Resource<CredentialHandle>) -> Result<CredentialKey, Refusal> {
-        // An unknown or dropped handle is a guest bug or an attack: trap.
-        Ok(self
-            .table
-            .get(handle)
-            .map_err(wasmtime::Error::from)?
-            .key
-            .clone())
-    }
-
-    /// Concatenates parts; secret parts become placeholders resolved later.
-    fn collect_parts(
-        &self,
-        parts: &[ValuePart],
-        location: &InjectLocation,
-        uses: &mut Vec<Use>,
-    ) -> Result<Vec<Piece>, Refusal> {
-        let mut out = Vec::with_capacity(parts.len());
-        for p in parts {
-            match p {
-                ValuePart::Text(t) => out.push(Piece::Text(t.clone())),
-                ValuePart::Secret(h) => {
-                    let key = self.handle_key(h)?;
-                    uses.push(Use {
-                        key: key.clone(),
-                        location: location.clone(),
-                    });
-                    out.push(Piece::Secret(key));
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    fn prepare(&mut self, req: Request) -> Result<Prepared, Refusal> {
-        let limits = self.limits().clone();
-        // The one parse: what is checked below is what is sent.
-        let mut url =
-            url::Url::parse(&req.url).map_err(|e| invalid(format!("invalid URL: {e}")))?;
-        if !matches!(url.scheme(), "https" | "http") {
-            return Err(invalid(format!(
-                "unsupported URL scheme {:?}: use https",
-                url.scheme()
-            )));
-        }
-        if !url.username().is_empty() || url.password().is_some() {
-            return Err(invalid(
-                "URLs with user info are refused; use basic-auth with a credential",
-            ));
-        }
-        if url.host().is_none() {
-            return Err(invalid("the URL has no host"));
-        }
-        url.set_fragment(None);
-        let method = match req.method {
-            Method::Get => reqwest::Method::GET,
-            Method::Head => reqwest::Method::HEAD,
-            Method::Post => reqwest::Method::POST,
-            Method::Put => reqwest::Method::PUT,
-            Method::Patch => reqwest::Method::PATCH,
-            Method::Delete => reqwest::Method::DELETE,
-            Method::Options => reqwest::Method::OPTIONS,
-        };
-
-        let mut uses = Vec::new();
-        if req.headers.len() > limits.max_request_headers {
-            return Err(invalid(format!(
-                "more than {} request headers",
-                limits.max_request_headers
-            )));
-        }
-        // Headers: names checked, secrets noted.
-        let mut header_pieces = Vec::with_capacity(req.headers.len());
-        for h in &req.headers {
-            let name = HeaderName::from_bytes(h.name.as_bytes())
-                .map_err(|_| invalid(format!("invalid header name {:?}", truncate(&h.name))))?;
-            if FORBIDDEN_HEADERS.contains(&name.as_str()) {
-                return Err(invalid(format!(
-                    "the header {name} is set by the host and may not be set by a guest"
-                )));
-            }
-            let pieces = self.collect_parts(
-                &h.value,
-                &InjectLocation::Header(name.as_str().to_owned()),
-                &mut uses,
-            )?;
-            header_pieces.push((name, pieces));
-        }
-        let mut query_pieces = Vec::with_capacity(req.query.len());
-        for q in &req.query {
-            if q.name.is_empty() {
-                return Err(invalid("empty query parameter name"));
-            }
-            let pieces =
-                self.collect_parts(&q.value, &InjectLocation::Query(q.name.clone()), &mut uses)?;
-            query_pieces.push((q.name.clone(), pieces));
-        }
-        let basic = match &req.basic_auth {
-            Some(b) => {
-                if b.username.contains(':') || b.username.chars().any(|c| c.is_control()) {
-                    return Err(invalid(
-                        "a basic-auth username may not contain ':' or control characters",
-                    ));
-                }
-                let key = self.handle_key(&b.password)?;
-                uses.push(Use {
-                    key: key.clone(),
-                    location: InjectLocation::BasicAuth,
-                });
-                Some((b.username.clone(), key))
-            }
-            None => None,
-        };
-        let body_pieces = match &req.body {
-            None => None,
-            Some(Body::Bytes(b)) => Some(vec![Piece::Bytes(b.clone())]),
-            Some(Body::Template(parts)) => {
-                Some(self.collect_parts(parts, &InjectLocation::Body, &mut uses)?)
-            }
-        };
-
-        // A header carrying a credential may not also be set by the guest, and basic auth
-        // owns `authorization`: refused, never merged.
-        for (i, (name, pieces)) in header_pieces.iter().enumerate() {
-            let carries_secret = pieces.iter().any(|p| matches!(p, Piece::Secret(_)));
-            let duplicate = header_pieces
-                .iter()
-                .enumerate()
-                .any(|(j, (n, _))| j != i && n == name);
-            if carries_secret && duplicate {
-                return Err(invalid(format!(
-                    "the header {name} carries a credential and is set more than once"
-                )));
-            }
-            if basic.is_some() && name == http::header::AUTHORIZATION {
-                return Err(invalid(
-                    "the authorization header is set by basic-auth and may not also be set by the guest",
-                ));
-            }
-        }
-
-        // Destination, from the parsed URL.
-        let host = url.host().ok_or_else(|| invalid("the URL has no host"))?;
-        let port = url
-            .port_or_known_default()
-            .ok_or_else(|| invalid("the URL has no port"))?;
-        let scheme = url.scheme().to_owned();
-        let destination = format!("{scheme}://{}:{port}", host);
-        let dest = Destination {
-            scheme: &scheme,
-            host: &host,
-            port,
-        };
-
-        // Resolve each key once, decrypt, check the binding for every place it goes.
-        let mut values: Values = Vec::new();
-        for u in &uses {
-            if !values.iter().any(|(k, _, _)| *k == u.key) {
-                match resolve::resolve_value(&self.shared.store, &self.ctx, &u.key) {
-                    Ok((resolved, value)) => values.push((u.key.clone(), resolved, value)),
-                    Err(ResolveError::Store(e)) => {
-                        return Err(Refusal::Trap(wasmtime::Error::msg(format!(
-                            "credential store failure: {e}"
-                        ))));
-                    }
-                    Err(e) => {
-                        let msg =
-                            format!("credential {} is no longer available to this step", u.key);
-                        self.audit(
-                            AuditEvent::InjectDenied,
-                            &u.key,
-                            None,
-                            Some(destination.clone()),
-                            Some(u.location.to_string()),
-                            e.to_string(),
-                        );
-                        return Err(denied(msg));
-                    }
-                }
-            }
-        }
-        for u in &uses {
-            let (resolved, value) = entry_for(&values, &u.key)?;
-            let binding = &resolved.meta.binding;
-            let refusal = if !binding.allows_destination(dest) {
-                if scheme == "http"
-                    && binding
-                        .hosts
-                        .iter()
-                        .any(|p| p.matches(&host, port, &scheme))
-                {
-                    Some(format!("credential {} may only be sent over https", u.key))
-                } else {
-                    Some(format!(
-                        "credential {} may not be sent to {destination}",
-                        u.key
-                    ))
-                }
-            } else if !binding.allows_location(&u.location) {
-                Some(format!(
-                    "credential {} may not be injected into {}",
-                    u.key, u.location
-                ))
-            } else if u.location.needs_header_safe_value() && !value.is_header_safe() {
-                Some(format!(
-                    "credential {} cannot be injected into {}: its value is not header-safe",
-                    u.key, u.location
-                ))
-            } else {
-                None
-            };
-            if let Some(msg) = refusal {
-                self.audit(
-                    AuditEvent::InjectDenied,
-                    &u.key,
-                    Some(resolved),
-                    Some(destination.clone()),
-                    Some(u.location.to_string()),
-                    msg.clone(),
-                );
-                return Err(denied(msg));
-            }
-        }
-        // An IP literal never goes through the resolver: check it here.
-        let literal_ip = match host {
-            url::Host::Ipv4(a) => Some(std::net::IpAddr::V4(a)),
-            url::Host::Ipv6(a) => Some(std::net::IpAddr::V6(a)),
-            url::Host::Domain(_) => None,
-        };
-        if let Some(ip) = literal_ip
-            && let Err(reason) = self.shared.address_policy.check(ip)
-        {
-            return Err(denied(format!(
-                "destination {destination} refused: {reason} address"
-            )));
-        }
-
-        // Inject. Plaintext is assembled in zeroizing buffers.
-        let mut headers = HeaderMap::new();
-        for (name, pieces) in &header_pieces {
-            let bytes = assemble(pieces, &values)?;
-            if bytes.iter().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
-                return Err(invalid(format!(
-                    "the value of header {name} contains CR, LF or NUL"
-                )));
-            }
-            let mut v = HeaderValue::from_bytes(&bytes)
-                .map_err(|_| invalid(format!("invalid value for header {name}")))?;
-            if pieces.iter().any(|p| matches!(p, Piece::Secret(_))) {
-                v.set_sensitive(true);
-                self.scrubber.add_exact(&bytes);
-            }
-            headers.append(name.clone(), v);
-        }
-        if let Some((user, key)) = &basic {
-            let mut creds = Zeroizing::new(format!("{user}:").into_bytes());
-            creds.extend_from_slice(value_for(&values, key)?.expose());
-            let blob = Zeroizing::new(format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(creds.as_slice())
-            ));
-            let mut v =
-                HeaderValue::from_str(&blob).map_err(|_| invalid("invalid basic-auth value"))?;
-            v.set_sensitive(true);
-            self.scrubber.add_exact(blob.as_bytes());
-            headers.insert(http::header::AUTHORIZATION, v);
-        }
-        // The host owns content coding: an encoded response could not be scrubbed.
-        headers.insert(
-            http::header::ACCEPT_ENCODING,
-            HeaderValue::from_static("identity"),
-        );
-        if !query_pieces.is_empty() {
-            let mut pairs = url.query_pairs_mut();
-            for (name, pieces) in &query_pieces {
-                let bytes = assemble(pieces, &values)?;
-                if bytes.iter().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
-                    return Err(invalid(format!(
-                        "the value of query parameter {name} contains CR, LF or NUL"
-                    )));
-                }
-                pairs.append_pair(name, &String::from_utf8_lossy(&bytes));
-            }
-        }
-        let body = match body_pieces {
-            Some(p) => Some(assemble(&p, &values)?.to_vec()),
-            None => None,
-        };
-        if body
-            .as_ref()
-            .is_some_and(|b| b.len() > limits.max_request_body)
-        {
-            return Err(Refusal::Guest(Error::LimitExceeded(format!(
-                "request body larger than {} bytes",
-                limits.max_request_body
-            ))));
-        }
-        let injected = uses
-            .iter()
-            .map(|u| {
-                entry_for(&values, &u.key)
-                    .map(|(r, _)| (u.key.clone(), r.clone(), u.location.clone()))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        for (_, _, v) in &values {
-            self.scrubber.add_value(v.expose());
-        }
-        let timeout = req
-            .timeout_ms
-            .map(|ms| Duration::from_millis(u64::from(ms)))
-            .map_or(limits.request_timeout, |t| t.min(limits.request_timeout));
-        Ok(Prepared {
-            method,
-            url,
-            destination,
-            headers,
-            body,
-            timeout,
-            injected,
-        })
-    }
-}
-
-/// A transport error in words the guest may see: no URL (it may carry a query
-/// credential), and destination refusals reported as such. Scrubbed by the caller.
-fn transport_error(e: reqwest::Error) -> Error {
-    {
-        if e.is_timeout() {
-            return Error::Timeout;
-        }
-        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-        while let Some(s) = source {
-            if let Some(r) = s.downcast_ref::<DestinationRefused>() {
-                return Error::Denied(r.to_string());
-            }
-            source = s.source();
-        }
-        // reqwest's Display names only the outermost error; the cause is what helps.
-        let e = e.without_url();
-        let mut msg = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(s) = source {
-            msg.push_str(": ");
-            msg.push_str(&s.to_string());
-            source = s.source();
-        }
-        Error::Transport(msg)
-    }
-}
-
-/// A response as received, before scrubbing.
-struct Received {
-    status: u16,
-    headers: HeaderMap,
-    body: Zeroizing<Vec<u8>>,
-}
-
-impl HostState {
-    /// What the guest gets: every value injected in this run scrubbed from header names,
-    /// header values and body. A compressed body cannot be scrubbed, so once any value has
-    /// been injected, encoded bodies are refused (the host asks for `identity`).
-    fn scrub_response(&self, r: Received) -> Result<Response, Error> {
-        let encoded = r
-            .headers
-            .get(http::header::CONTENT_ENCODING)
-            .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
-        if encoded && !self.scrubber.is_empty() {
-            return Err(Error::Denied(
-                "the response is content-encoded (compressed) and cannot be checked for credential values".into(),
-            ));
-        }
-        let lossy = |b: &[u8]| String::from_utf8_lossy(&self.scrubber.scrub(b)).into_owned();
-        let headers = r
-            .headers
-            .iter()
-            .map(|(n, v)| (lossy(n.as_str().as_bytes()), lossy(v.as_bytes())))
-            .collect();
-        Ok(Response {
-            status: r.status,
-            headers,
-            body: self.scrubber.scrub(&r.body),
-        })
-    }
-
-    fn scrub_error(&self, e: Error) -> Error {
-        let clean =
-            |m: String| String::from_utf8_lossy(&self.scrubber.scrub(m.as_bytes())).into_owned();
-        match e {
-            Error::Transport(m) => Error::Transport(clean(m)),
-            Error::Denied(m) => Error::Denied(clean(m)),
-            other => other,
-        }
-    }
-}
-
-/// Sends the request and reads the response within the request's time limit and the
-/// size limits. Holds no reference to the host state across an await.
-async fn exchange(
-    client: reqwest::Client,
-    p: &Prepared,
-    limits: &Limits,
-) -> Result<Received, Error> {
-    let mut rb = client
-        .request(p.method.clone(), p.url.clone())
-        .headers(p.headers.clone());
-    if let Some(b) = &p.body {
-        rb = rb.body(b.clone());
-    }
-    let exchange = async {
-        let mut resp = rb.send().await.map_err(transport_error)?;
-        let status = resp.status().as_u16();
-        if resp.headers().len() > limits.max_response_headers {
-            return Err(Error::LimitExceeded(format!(
-                "the response has more than {} headers",
-                limits.max_response_headers
-            )));
-        }
-        let too_big = || {
-            Error::LimitExceeded(format!(
-                "the response body is larger than {} bytes",
-                limits.max_response_body
-            ))
-        };
-        if resp
-            .content_length()
-            .is_some_and(|len| len > limits.max_response_body as u64)
-        {
-            return Err(too_big());
-        }
-        let headers = std::mem::take(resp.headers_mut());
-        let mut body = Zeroizing::new(Vec::new());
-        while let Some(chunk) = resp.chunk().await.map_err(transport_error)? {
-            if body.len() + chunk.len() > limits.max_response_body {
-                return Err(too_big());
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(Received {
-            status,
-            headers,
-            body,
-        })
-    };
-    match tokio::time::timeout(p.timeout, exchange).await {
-        Ok(r) => r,
-        Err(_) => Err(Error::Timeout),
-    }
-}
-
-/// A piece of a header, query or body value.
-enum Piece {
-    Text(String),
-    Bytes(Vec<u8>),
-    Secret(CredentialKey),
-}
-
-type Values = Vec<(CredentialKey, Resolved, SecretValue)>;
-
-/// The resolution and value of `key`; every key in a request is resolved before use.
-fn entry_for<'v>(
-    values: &'v Values,
-    key: &CredentialKey,
-) -> Result<(&'v Resolved, &'v SecretValue), Refusal> {
-    values
-        .iter()
-        .find(|(k, _, _)| k == key)
-        .map(|(_, r, v)| (r, v))
-        .ok_or_else(|| {
-            Refusal::Trap(wasmtime::Error::msg(
-                "credential used but not resolved (host bug)",
-            ))
-        })
-}
-
-fn value_for<'v>(values: &'v Values, key: &CredentialKey) -> Result<&'v SecretValue, Refusal> {
-    entry_for(values, key).map(|(_, v)| v)
-}
-
-fn assemble(pieces: &[Piece], values: &Values) -> Result<Zeroizing<Vec<u8>>, Refusal> {
-    let mut out = Zeroizing::new(Vec::new());
-    for p in pieces {
-        match p {
-            Piece::Text(t) => out.extend_from_slice(t.as_bytes()),
-            Piece::Bytes(b) => out.extend_from_slice(b),
-            Piece::Secret(k) => out.extend_from_slice(value_for(values, k)?.expose()),
-        }
-    }
-    Ok(out)
-}
-
-fn truncate(s: &str) -> String {
-    s.chars().take(64).collect()
 }

@@ -1,10 +1,16 @@
 //! The WIT `http` interface: the only way out of the sandbox.
 //!
-//! `host.rs` implements `fetch`: validate → resolve and check every credential against its
-//! binding → inject → send → scrub. This file builds the one HTTP client a runtime shares:
+//! `host.rs` implements `fetch`: [`plan`] checks the guest's request for shape and size,
+//! then every credential is resolved and checked against its binding, injected, recorded
+//! in the audit trail, sent ([`exchange`]) and scrubbed ([`scrub`]) from what comes back,
+//! for the values bound to that destination only ([`injected`]). This file builds the one HTTP client a runtime shares:
 //! rustls, no redirects, no proxies, and a resolver that checks every address.
 
+mod exchange;
 mod host;
+pub(crate) mod injected;
+mod plan;
+mod refusal;
 pub(crate) mod scrub;
 
 use crate::policy::AddressPolicy;
@@ -24,11 +30,15 @@ pub(crate) struct DestinationRefused {
 /// The client connects to what this returns, so the checked address is the one used.
 struct CheckedResolver {
     policy: AddressPolicy,
+    /// Whether non-public addresses are allowed because every credential of the request
+    /// grants it (see [`AddressPolicy::check_with`]).
+    internal_granted: bool,
 }
 
 impl reqwest::dns::Resolve for CheckedResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let policy = self.policy;
+        let internal = self.internal_granted;
         Box::pin(async move {
             let host = name.as_str().to_owned();
             let addrs: Vec<SocketAddr> =
@@ -36,7 +46,7 @@ impl reqwest::dns::Resolve for CheckedResolver {
             let mut allowed = Vec::new();
             let mut refused = None;
             for a in addrs {
-                match policy.check(a.ip()) {
+                match policy.check_with(a.ip(), internal) {
                     Ok(()) => allowed.push(a),
                     Err(reason) => refused = Some(reason),
                 }
@@ -59,12 +69,14 @@ impl reqwest::dns::Resolve for CheckedResolver {
 
 /// Why the HTTP client could not be built.
 #[derive(Debug, thiserror::Error)]
-#[error("could not build the HTTP client: {0}")]
-pub struct ClientError(String);
+#[error("could not build the HTTP client")]
+pub struct ClientError(#[source] reqwest::Error);
 
-/// Builds the shared client.
+/// Builds a shared client. A runtime has two: one for requests whose every credential
+/// grants internal access (`internal_granted`), one for all others.
 pub(crate) fn build_client(
     policy: AddressPolicy,
+    internal_granted: bool,
     connect_timeout: Duration,
 ) -> Result<reqwest::Client, ClientError> {
     // reqwest is built without a default crypto provider (ring instead of aws-lc-rs, for
@@ -73,9 +85,12 @@ pub(crate) fn build_client(
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
-        .dns_resolver(Arc::new(CheckedResolver { policy }))
+        .dns_resolver(Arc::new(CheckedResolver {
+            policy,
+            internal_granted,
+        }))
         .connect_timeout(connect_timeout)
         .pool_idle_timeout(Duration::from_secs(30))
         .build()
-        .map_err(|e| ClientError(e.to_string()))
+        .map_err(ClientError)
 }

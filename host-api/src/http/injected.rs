@@ -1,0 +1,119 @@
+//! The values a run has injected, each with the binding it was sent under, and the
+//! matchers that scrub them out of what comes back.
+//!
+//! A response can only hold a value that was sent to where it came from, so a value is
+//! scrubbed only from responses of destinations inside its binding. Scrubbing every value
+//! from every response would turn the scrubber into a guess checker: a guest could fetch a
+//! list of candidates from any host and see which one comes back redacted.
+//! The step's output and log lines are scrubbed of every value the run injected: the guest
+//! never sees them again (the next step of a workflow sees the output; the strength floor
+//! at `secret set` keeps that from being a useful oracle).
+
+use super::scrub::{Matcher, ScrubError};
+use crate::policy::{Binding, Destination};
+use crate::secret::SecretValue;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use zeroize::Zeroizing;
+
+struct Entry {
+    digest: [u8; 32],
+    binding: Binding,
+    value: Zeroizing<Vec<u8>>,
+}
+
+/// What a run injected, and matchers built for the destinations it has seen.
+#[derive(Default)]
+pub(crate) struct Injected {
+    entries: Vec<Entry>,
+    /// Matchers by the set of entries they cover (indexes, ascending).
+    matchers: Vec<(Vec<usize>, Arc<Matcher>)>,
+}
+
+impl Injected {
+    /// How many distinct values would be held after adding `values`.
+    pub fn distinct_after<'v>(&self, values: impl IntoIterator<Item = &'v SecretValue>) -> usize {
+        let mut digests: Vec<[u8; 32]> = self.entries.iter().map(|e| e.digest).collect();
+        for v in values {
+            let d = digest(v.expose());
+            if !digests.contains(&d) {
+                digests.push(d);
+            }
+        }
+        digests.len()
+    }
+
+    /// Notes that `value` was injected under `binding`.
+    pub fn note(&mut self, value: &SecretValue, binding: &Binding) {
+        let d = digest(value.expose());
+        if self
+            .entries
+            .iter()
+            .any(|e| e.digest == d && e.binding == *binding)
+        {
+            return;
+        }
+        self.entries.push(Entry {
+            digest: d,
+            binding: binding.clone(),
+            value: Zeroizing::new(value.expose().to_vec()),
+        });
+    }
+
+    /// The matcher for responses from `dest`: every value whose binding allows `dest`.
+    /// `None` when no value applies (nothing to scrub, and content coding does not matter).
+    pub fn for_destination(
+        &mut self,
+        dest: Destination<'_>,
+    ) -> Result<Option<Arc<Matcher>>, ScrubError> {
+        let covered: Vec<usize> = self
+            .entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.binding.allows_destination(dest))
+            .map(|(i, _)| i)
+            .collect();
+        self.matcher(covered)
+    }
+
+    /// The matcher for text that goes nowhere near an upstream again (output, logs):
+    /// every value the run injected.
+    pub fn everywhere(&mut self) -> Result<Option<Arc<Matcher>>, ScrubError> {
+        self.matcher((0..self.entries.len()).collect())
+    }
+
+    fn matcher(&mut self, covered: Vec<usize>) -> Result<Option<Arc<Matcher>>, ScrubError> {
+        if covered.is_empty() {
+            return Ok(None);
+        }
+        if let Some((_, m)) = self.matchers.iter().find(|(c, _)| *c == covered) {
+            return Ok(Some(m.clone()));
+        }
+        let m = Arc::new(Matcher::new(
+            covered.iter().map(|&i| self.entries[i].value.as_slice()),
+        )?);
+        self.matchers.push((covered, m.clone()));
+        Ok(Some(m))
+    }
+
+    /// `text` scrubbed of every injected value, for output and logs. Fails closed: text
+    /// that could not be checked is withheld.
+    pub fn scrub_text(&mut self, text: &str) -> String {
+        let matcher = match self.everywhere() {
+            Ok(None) => return text.to_owned(),
+            Ok(Some(m)) => m,
+            Err(_) => return WITHHELD.to_owned(),
+        };
+        match matcher.scrub(text.as_bytes(), None) {
+            Ok(clean) => String::from_utf8_lossy(&clean).into_owned(),
+            Err(_) => WITHHELD.to_owned(),
+        }
+    }
+}
+
+/// What replaces text that could not be checked for credential values.
+pub(crate) const WITHHELD: &str = "[withheld: could not be checked for credential values]";
+
+fn digest(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}

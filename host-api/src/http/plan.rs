@@ -1,0 +1,337 @@
+//! Step one of a fetch: the guest's request checked for shape and size, with every
+//! credential use noted, before any value is resolved or any buffer sized by the guest is
+//! allocated.
+//!
+//! Everything the guest controls is bounded here (headers, query parameters, parts per
+//! value, the text around secret parts, secret parts per request), so the steps after it
+//! work on bounded input. No limit here depends on a value's length: a refusal must not
+//! tell a guest how long a value is.
+
+use super::refusal::{Refusal, invalid, limit};
+use crate::bindings::wit_http::{Body, Method, Request, ValuePart};
+use crate::credentials::CredentialHandle;
+use crate::policy::{self, InjectLocation};
+use crate::sandbox::Limits;
+use crate::secret::CredentialKey;
+use http::HeaderName;
+use wasmtime::component::{Resource, ResourceTable};
+
+/// A piece of a header, query or body value: guest text, or a credential's value that the
+/// host puts in place at send time.
+pub(super) enum Piece {
+    Text(Vec<u8>),
+    Secret(CredentialKey),
+}
+
+/// One place a credential goes in this request. For a body template the location is
+/// [`InjectLocation::Body`], "somewhere in the body": which field is known once the body is
+/// parsed, and the host checks that field against the binding then.
+pub(super) struct Use {
+    pub key: CredentialKey,
+    pub location: InjectLocation,
+}
+
+/// A body as the guest gave it.
+pub(super) enum PlannedBody {
+    Bytes(Vec<u8>),
+    Template(Vec<Piece>),
+}
+
+/// A request checked for shape and size, its credentials not yet resolved.
+pub(super) struct Plan {
+    pub method: reqwest::Method,
+    pub url: url::Url,
+    pub headers: Vec<(HeaderName, Vec<Piece>)>,
+    pub query: Vec<(String, Vec<Piece>)>,
+    pub basic: Option<(String, CredentialKey)>,
+    pub body: Option<PlannedBody>,
+    pub timeout_ms: Option<u32>,
+    /// Every credential use, in request order.
+    pub uses: Vec<Use>,
+}
+
+/// Checks `req` against `limits` and notes every credential use. A handle that is not in
+/// `table` is a guest bug or an attack: that is a trap, not a refusal.
+pub(super) fn plan(req: Request, limits: &Limits, table: &ResourceTable) -> Result<Plan, Refusal> {
+    let url = parse_url(&req.url)?;
+    let method = method(req.method);
+    let mut uses = Vec::new();
+
+    if req.headers.len() > limits.max_request_headers {
+        return Err(limit(format!(
+            "more than {} request headers",
+            limits.max_request_headers
+        )));
+    }
+    if req.query.len() > limits.max_query_params {
+        return Err(limit(format!(
+            "more than {} query parameters",
+            limits.max_query_params
+        )));
+    }
+    let mut headers = Vec::with_capacity(req.headers.len());
+    for h in req.headers {
+        let name = HeaderName::from_bytes(h.name.as_bytes())
+            .map_err(|_| invalid(format!("invalid header name {:?}", shorten(&h.name))))?;
+        if let Some(why) = policy::host_managed(name.as_str()) {
+            return Err(invalid(format!(
+                "the header {name} may not be set by a step: {why}"
+            )));
+        }
+        let location = InjectLocation::Header(name.as_str().to_owned());
+        let what = format!("header {name}");
+        let pieces = pieces(h.value, &location, &what, limits, table, &mut uses)?;
+        headers.push((name, pieces));
+    }
+    let mut query = Vec::with_capacity(req.query.len());
+    for q in req.query {
+        if q.name.is_empty() {
+            return Err(invalid("empty query parameter name"));
+        }
+        if q.name.len() > limits.max_header_value_bytes {
+            return Err(limit(format!(
+                "a query parameter name is longer than {} bytes",
+                limits.max_header_value_bytes
+            )));
+        }
+        let location = InjectLocation::Query(q.name.clone());
+        let what = format!("query parameter {}", shorten(&q.name));
+        let pieces = pieces(q.value, &location, &what, limits, table, &mut uses)?;
+        query.push((q.name, pieces));
+    }
+    let basic = match req.basic_auth {
+        Some(b) => {
+            if b.username.contains(':') || b.username.chars().any(char::is_control) {
+                return Err(invalid(
+                    "a basic-auth username may not contain ':' or control characters",
+                ));
+            }
+            if b.username.len() > limits.max_header_value_bytes {
+                return Err(limit(format!(
+                    "the basic-auth username is longer than {} bytes",
+                    limits.max_header_value_bytes
+                )));
+            }
+            let key = handle_key(table, &b.password)?;
+            uses.push(Use {
+                key: key.clone(),
+                location: InjectLocation::BasicAuth,
+            });
+            Some((b.username, key))
+        }
+        None => None,
+    };
+    let body = match req.body {
+        None => None,
+        Some(Body::Bytes(b)) => {
+            if b.len() > limits.max_request_body {
+                return Err(body_too_large(limits));
+            }
+            Some(PlannedBody::Bytes(b))
+        }
+        Some(Body::Template(parts)) => {
+            if parts.len() > limits.max_value_parts {
+                return Err(too_many_parts("the body", limits));
+            }
+            let text: usize = parts.iter().map(text_len).sum();
+            if text > limits.max_request_body {
+                return Err(body_too_large(limits));
+            }
+            let secrets = parts.len()
+                - parts
+                    .iter()
+                    .filter(|p| matches!(p, ValuePart::Text(_)))
+                    .count();
+            if uses.len() + secrets > limits.max_secret_parts {
+                return Err(too_many_secrets(limits));
+            }
+            let mut out = Vec::with_capacity(parts.len());
+            for p in parts {
+                out.push(match p {
+                    ValuePart::Text(t) => Piece::Text(t.into_bytes()),
+                    ValuePart::Secret(h) => {
+                        let key = handle_key(table, &h)?;
+                        uses.push(Use {
+                            key: key.clone(),
+                            location: InjectLocation::Body,
+                        });
+                        Piece::Secret(key)
+                    }
+                });
+            }
+            Some(PlannedBody::Template(out))
+        }
+    };
+
+    // A header carrying a credential may not also be set by the guest, and basic auth owns
+    // `authorization`: refused, never merged.
+    for (i, (name, pieces)) in headers.iter().enumerate() {
+        let carries_secret = pieces.iter().any(|p| matches!(p, Piece::Secret(_)));
+        let duplicate = headers
+            .iter()
+            .enumerate()
+            .any(|(j, (n, _))| j != i && n == name);
+        if carries_secret && duplicate {
+            return Err(invalid(format!(
+                "the header {name} carries a credential and is set more than once"
+            )));
+        }
+        if basic.is_some() && name == http::header::AUTHORIZATION {
+            return Err(invalid(
+                "the authorization header is set by basic-auth and may not also be set by the guest",
+            ));
+        }
+    }
+
+    if uses.len() > limits.max_secret_parts {
+        return Err(too_many_secrets(limits));
+    }
+
+    Ok(Plan {
+        method,
+        url,
+        headers,
+        query,
+        basic,
+        body,
+        timeout_ms: req.timeout_ms,
+        uses,
+    })
+}
+
+/// The one parse of the URL: what is checked later is what is sent.
+fn parse_url(text: &str) -> Result<url::Url, Refusal> {
+    // A URL longer than a header value could not be sent anyway; refuse before parsing.
+    if text.len() > 16 << 10 {
+        return Err(limit("the URL is longer than 16 KiB"));
+    }
+    let mut url = url::Url::parse(text).map_err(|e| invalid(format!("invalid URL: {e}")))?;
+    if !matches!(url.scheme(), "https" | "http") {
+        return Err(invalid(format!(
+            "unsupported URL scheme {:?}: use https",
+            url.scheme()
+        )));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid(
+            "URLs with user info are refused; use basic-auth with a credential",
+        ));
+    }
+    if url.host().is_none() {
+        return Err(invalid("the URL has no host"));
+    }
+    url.set_fragment(None);
+    Ok(url)
+}
+
+fn method(m: Method) -> reqwest::Method {
+    match m {
+        Method::Get => reqwest::Method::GET,
+        Method::Head => reqwest::Method::HEAD,
+        Method::Post => reqwest::Method::POST,
+        Method::Put => reqwest::Method::PUT,
+        Method::Patch => reqwest::Method::PATCH,
+        Method::Delete => reqwest::Method::DELETE,
+        Method::Options => reqwest::Method::OPTIONS,
+    }
+}
+
+/// The pieces of one header or query value, bounded in count and in guest text; secret
+/// parts become [`Piece::Secret`] and a [`Use`] at `location`.
+fn pieces(
+    parts: Vec<ValuePart>,
+    location: &InjectLocation,
+    what: &str,
+    limits: &Limits,
+    table: &ResourceTable,
+    uses: &mut Vec<Use>,
+) -> Result<Vec<Piece>, Refusal> {
+    if parts.len() > limits.max_value_parts {
+        return Err(too_many_parts(what, limits));
+    }
+    let text: usize = parts.iter().map(text_len).sum();
+    if text > limits.max_header_value_bytes {
+        return Err(value_too_long(what, limits));
+    }
+    let secrets = parts.len()
+        - parts
+            .iter()
+            .filter(|p| matches!(p, ValuePart::Text(_)))
+            .count();
+    if uses.len() + secrets > limits.max_secret_parts {
+        return Err(too_many_secrets(limits));
+    }
+    let mut out = Vec::with_capacity(parts.len());
+    for p in parts {
+        out.push(match p {
+            ValuePart::Text(t) => Piece::Text(t.into_bytes()),
+            ValuePart::Secret(h) => {
+                let key = handle_key(table, &h)?;
+                uses.push(Use {
+                    key: key.clone(),
+                    location: location.clone(),
+                });
+                Piece::Secret(key)
+            }
+        });
+    }
+    Ok(out)
+}
+
+fn text_len(p: &ValuePart) -> usize {
+    match p {
+        ValuePart::Text(t) => t.len(),
+        ValuePart::Secret(_) => 0,
+    }
+}
+
+fn handle_key(
+    table: &ResourceTable,
+    handle: &Resource<CredentialHandle>,
+) -> Result<CredentialKey, Refusal> {
+    // An unknown or dropped handle is a guest bug or an attack: trap.
+    Ok(table
+        .get(handle)
+        .map_err(wasmtime::Error::from)?
+        .key
+        .clone())
+}
+
+fn too_many_parts(what: &str, limits: &Limits) -> Refusal {
+    limit(format!(
+        "{what} has more than {} parts",
+        limits.max_value_parts
+    ))
+}
+
+fn value_too_long(what: &str, limits: &Limits) -> Refusal {
+    limit(format!(
+        "the text of {what} is longer than {} bytes",
+        limits.max_header_value_bytes
+    ))
+}
+
+fn too_many_secrets(limits: &Limits) -> Refusal {
+    limit(format!(
+        "a request may carry at most {} secret parts",
+        limits.max_secret_parts
+    ))
+}
+
+pub(super) fn invalid_value(what: &str) -> Refusal {
+    invalid(format!(
+        "the value of {what} contains CR, LF, NUL or another byte not allowed there"
+    ))
+}
+
+fn body_too_large(limits: &Limits) -> Refusal {
+    limit(format!(
+        "request body larger than {} bytes",
+        limits.max_request_body
+    ))
+}
+
+/// A guest-chosen name, shortened for a message.
+pub(super) fn shorten(s: &str) -> String {
+    s.chars().take(64).collect()
+}
