@@ -7,6 +7,7 @@ mod binding;
 pub mod body;
 mod headers;
 mod host;
+pub mod strength;
 
 pub use address::{AddressPolicy, GrantError, MAX_GRANTS, forbidden_reason, is_cloud_metadata};
 pub use binding::{
