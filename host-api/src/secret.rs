@@ -43,6 +43,11 @@ impl SecretValue {
         !self.expose().iter().any(|b| matches!(b, b'\r' | b'\n' | 0))
     }
 
+    /// Whether the value is UTF-8 (needed for a JSON body field).
+    pub fn is_utf8(&self) -> bool {
+        std::str::from_utf8(self.expose()).is_ok()
+    }
+
     /// Size in bytes. Used for limits on the host side only: never reported to a guest.
     pub fn len(&self) -> usize {
         self.expose().len()
@@ -75,6 +80,10 @@ pub enum ValueError {
         "the secret value contains CR, LF or NUL, which cannot be injected into a header, query value or basic auth"
     )]
     NotHeaderSafe,
+    /// The binding allows injection into a JSON body field, and the value is not UTF-8 (a
+    /// JSON string cannot carry it).
+    #[error("the secret value is not UTF-8, which a JSON body field (body:json:) cannot carry")]
+    NotUtf8,
 }
 
 /// A validated credential key: ASCII `A-Z`, `0-9` and `_`, 1 to [`MAX_KEY_BYTES`] bytes.

@@ -17,6 +17,9 @@ pub struct SecretSpec {
     pub integration: String,
     /// Where the value may be sent.
     pub binding: Binding,
+    /// Store the value even if it is estimated easy to guess (`--allow-weak-value`).
+    /// Recorded in [`SecretMeta::weak_value_override`].
+    pub allow_weak_value: bool,
 }
 
 /// Everything about a stored secret except its value. Safe to show to any member.
@@ -41,6 +44,16 @@ pub struct SecretMeta {
     pub updated_by: String,
     /// When it was last set or rotated, Unix time in milliseconds.
     pub updated_at_ms: u64,
+    /// Whether the current value was stored with `--allow-weak-value`. Records the
+    /// operator's choice, not the estimate: it is set whenever the override was given,
+    /// whether or not the value needed it, so it says nothing about the value. Absent
+    /// when false, so records stored before it existed read (and open) unchanged.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub weak_value_override: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// Why a stored record could not be read.
@@ -157,7 +170,23 @@ mod tests {
             created_at_ms: 1,
             updated_by: "a".into(),
             updated_at_ms: 1,
+            weak_value_override: false,
         }
+    }
+
+    #[test]
+    fn accepts_records_without_the_override_field_and_writes_it_only_when_set() {
+        let m = meta();
+        let json = String::from_utf8(meta_bytes(&m)).expect("utf8");
+        assert!(!json.contains("weak_value_override"), "{json}");
+        let overridden = SecretMeta {
+            weak_value_override: true,
+            ..m
+        };
+        let json = meta_bytes(&overridden);
+        assert!(String::from_utf8_lossy(&json).contains(r#""weak_value_override":true"#));
+        let back: SecretMeta = serde_json::from_slice(&json).expect("reads");
+        assert_eq!(back, overridden);
     }
 
     #[test]

@@ -63,6 +63,10 @@ pub enum StoreError {
     /// The value was refused.
     #[error(transparent)]
     Value(#[from] ValueError),
+    /// The value is estimated easy to guess and the override was not given. The estimate
+    /// is of the refused value, which was never stored.
+    #[error(transparent)]
+    WeakValue(#[from] crate::policy::strength::WeakValue),
     /// The integration type name was refused.
     #[error(
         "invalid integration type {0:?}: use lowercase letters, digits, '-' or '_' (e.g. http, slack, sendgrid)"
@@ -268,9 +272,7 @@ impl SecretStore {
                 spec.integration.chars().take(64).collect(),
             ));
         }
-        if spec.binding.needs_header_safe_value() && !value.is_header_safe() {
-            return Err(ValueError::NotHeaderSafe.into());
-        }
+        check_value(&spec.binding, &value, spec.allow_weak_value)?;
         let now = now_ms();
         let previous = self.meta(scope, key)?;
         let meta = SecretMeta {
@@ -285,24 +287,27 @@ impl SecretStore {
             created_at_ms: previous.as_ref().map_or(now, |p| p.created_at_ms),
             updated_by: actor.to_owned(),
             updated_at_ms: now,
+            weak_value_override: spec.allow_weak_value,
         };
         self.write_audited(AuditEvent::SecretSet, actor, meta, &value)
     }
 
     /// Replaces the value of an existing secret, keeping its binding (version + 1).
+    /// `allow_weak_value` is the `--allow-weak-value` override for this value; it replaces
+    /// the record's [`SecretMeta::weak_value_override`].
     pub fn rotate(
         &self,
         scope: &Scope,
         key: &CredentialKey,
         value: SecretValue,
+        allow_weak_value: bool,
         actor: &str,
     ) -> Result<SecretMeta, StoreError> {
         let mut meta = self
             .meta(scope, key)?
             .ok_or_else(|| not_found(scope, key))?;
-        if meta.binding.needs_header_safe_value() && !value.is_header_safe() {
-            return Err(ValueError::NotHeaderSafe.into());
-        }
+        check_value(&meta.binding, &value, allow_weak_value)?;
+        meta.weak_value_override = allow_weak_value;
         meta.version += 1;
         meta.updated_by = actor.to_owned();
         meta.updated_at_ms = now_ms();
@@ -469,6 +474,25 @@ impl SecretStore {
     }
 }
 
+/// Checks a value against where its binding may put it (header-safe, UTF-8) and, unless
+/// `allow_weak` is given, against [`crate::policy::strength::MIN_BITS`]. Before any change.
+fn check_value(
+    binding: &crate::policy::Binding,
+    value: &SecretValue,
+    allow_weak: bool,
+) -> Result<(), StoreError> {
+    if binding.needs_header_safe_value() && !value.is_header_safe() {
+        return Err(ValueError::NotHeaderSafe.into());
+    }
+    if binding.needs_utf8_value() && !value.is_utf8() {
+        return Err(ValueError::NotUtf8.into());
+    }
+    if !allow_weak {
+        crate::policy::strength::check(value.expose())?;
+    }
+    Ok(())
+}
+
 /// The audit record of a change to one secret: key, scope, version, actor; no value.
 fn change_record(event: AuditEvent, actor: &str, meta: &SecretMeta) -> AuditRecord {
     let mut r = AuditRecord::change(event, actor, meta.key.as_str(), "ok");
@@ -516,7 +540,82 @@ mod tests {
                 false,
             )
             .expect("b"),
+            // Most tests store short values; the strength rule has its own tests below.
+            allow_weak_value: true,
         }
+    }
+
+    fn strong_spec() -> SecretSpec {
+        SecretSpec {
+            allow_weak_value: false,
+            ..spec()
+        }
+    }
+
+    const STRONG: &str = "sk-9fQ2xLr7Tz4mWc8NvB3kJh6YpD1sGa5E";
+
+    #[test]
+    fn rejects_weak_values_unless_overridden_and_leaves_store_unchanged() {
+        let (_d, s, _) = store();
+        let ws = Scope::Platform;
+        let err = s
+            .set(&ws, &key("W"), val("hunter2"), strong_spec(), "a")
+            .expect_err("weak");
+        assert!(matches!(err, StoreError::WeakValue(_)), "{err}");
+        assert!(err.to_string().contains("--allow-weak-value"), "{err}");
+        assert!(s.meta(&ws, &key("W")).expect("meta").is_none());
+
+        let m = s
+            .set(&ws, &key("W"), val(STRONG), strong_spec(), "a")
+            .expect("strong value stored");
+        assert!(!m.weak_value_override);
+        let err = s
+            .rotate(&ws, &key("W"), val("password123"), false, "a")
+            .expect_err("weak");
+        assert!(matches!(err, StoreError::WeakValue(_)), "{err}");
+        let (meta, v) = s.reveal(&ws, &key("W")).expect("intact");
+        assert_eq!((meta.version, v.expose()), (1, STRONG.as_bytes()));
+
+        let m = s
+            .rotate(&ws, &key("W"), val("password123"), true, "a")
+            .expect("override");
+        assert!(m.weak_value_override);
+        assert!(
+            s.meta(&ws, &key("W"))
+                .expect("meta")
+                .expect("m")
+                .weak_value_override
+        );
+        let m = s
+            .rotate(&ws, &key("W"), val(STRONG), false, "a")
+            .expect("strong again");
+        assert!(!m.weak_value_override);
+        let m = s
+            .set(&ws, &key("O"), val("s3cret"), spec(), "a")
+            .expect("override at set");
+        assert!(m.weak_value_override);
+    }
+
+    #[test]
+    fn rejects_non_utf8_values_for_json_body_bindings() {
+        let (_d, s, _) = store();
+        let spec = SecretSpec {
+            binding: Binding::new(
+                vec![HostPattern::parse("api.example.com").expect("h")],
+                vec![InjectLocation::parse("body:json:/password").expect("l")],
+                false,
+            )
+            .expect("b"),
+            ..spec()
+        };
+        let bad = SecretValue::new(b"\xff\xfe-not-utf8".to_vec()).expect("value");
+        assert!(matches!(
+            s.set(&Scope::Platform, &key("J"), bad, spec.clone(), "a"),
+            Err(StoreError::Value(ValueError::NotUtf8))
+        ));
+        // A JSON body field carries CR/LF escaped: no header-safety needed.
+        s.set(&Scope::Platform, &key("J"), val("multi\nline"), spec, "a")
+            .expect("utf8 with newline");
     }
 
     fn key(k: &str) -> CredentialKey {
@@ -549,7 +648,7 @@ mod tests {
             b"v1"
         );
         let m = s
-            .rotate(&ws, &key("TOKEN"), val("v2"), "bob")
+            .rotate(&ws, &key("TOKEN"), val("v2"), true, "bob")
             .expect("rotate");
         assert_eq!(
             (m.version, m.created_by.as_str(), m.updated_by.as_str()),
@@ -565,7 +664,7 @@ mod tests {
             Err(StoreError::NotFound { .. })
         ));
         assert!(matches!(
-            s.rotate(&ws, &key("TOKEN"), val("v3"), "bob"),
+            s.rotate(&ws, &key("TOKEN"), val("v3"), true, "bob"),
             Err(StoreError::NotFound { .. })
         ));
     }
@@ -580,7 +679,7 @@ mod tests {
             .set(&ws, &key("T"), val("bad\r\nX-Evil: 1"), spec(), "a")
             .expect_err("refused");
         assert!(matches!(err, StoreError::Value(ValueError::NotHeaderSafe)));
-        assert!(s.rotate(&ws, &key("T"), val("a\0b"), "a").is_err());
+        assert!(s.rotate(&ws, &key("T"), val("a\0b"), true, "a").is_err());
         let (meta, v) = s.reveal(&ws, &key("T")).expect("intact");
         assert_eq!((meta.version, v.expose()), (1, &b"good"[..]));
     }
@@ -634,7 +733,8 @@ mod tests {
             .get(NS_SECRETS, &record::storage_id(&ws, &key("A")))
             .expect("g")
             .expect("v1");
-        s.rotate(&ws, &key("A"), val("new"), "x").expect("rotate");
+        s.rotate(&ws, &key("A"), val("new"), true, "x")
+            .expect("rotate");
         let v2 = s
             .backend
             .get(NS_SECRETS, &record::storage_id(&ws, &key("A")))
@@ -760,7 +860,7 @@ mod tests {
         let ws = Scope::Platform;
         s.set(&ws, &key("A"), val("value-set-1"), spec(), "alice")
             .expect("set");
-        s.rotate(&ws, &key("A"), val("value-rotated-2"), "bob")
+        s.rotate(&ws, &key("A"), val("value-rotated-2"), true, "bob")
             .expect("rotate");
         s.set(&ws, &key("B"), val("value-of-b"), spec(), "mallory")
             .expect("set");
@@ -826,7 +926,7 @@ mod tests {
             Err(StoreError::Audit(_))
         ));
         assert!(matches!(
-            s.rotate(&ws, &key("A"), val("v2"), "alice"),
+            s.rotate(&ws, &key("A"), val("v2"), true, "alice"),
             Err(StoreError::Audit(_))
         ));
         assert!(matches!(
@@ -873,8 +973,14 @@ mod tests {
                 .expect("set");
         }
         // Rotated by mallory but created by alice: stays (creator owns it).
-        s.rotate(&Scope::Platform, &key("BY_ALICE"), val("a2"), "mallory")
-            .expect("rotate");
+        s.rotate(
+            &Scope::Platform,
+            &key("BY_ALICE"),
+            val("a2"),
+            true,
+            "mallory",
+        )
+        .expect("rotate");
         let deleted = s.delete_created_by("mallory", "admin").expect("delete");
         assert_eq!(deleted.len(), 3);
         let left: Vec<_> = s
