@@ -177,7 +177,11 @@ fn unwindow(windows: &[Window], a: usize, b: usize) -> Option<(usize, usize)> {
     if windows.is_empty() {
         return Some((a, b - 1));
     }
-    let find = |i: usize| windows.partition_point(|w| w.at as usize <= i).checked_sub(1);
+    let find = |i: usize| {
+        windows
+            .partition_point(|w| w.at as usize <= i)
+            .checked_sub(1)
+    };
     let first = {
         let k = find(a)?;
         let w = windows[k];
@@ -231,7 +235,9 @@ fn text_byte(edits: &[Edit], q: usize) -> Span {
 /// The parent span of the characters holding decoded byte `i`, or `None` for a
 /// separator.
 fn run_byte(runs: &[Run], chunks: &[Chunk], bits: u32, i: usize) -> Option<Span> {
-    let r = runs[runs.partition_point(|r| r.at as usize <= i).checked_sub(1)?];
+    let r = runs[runs
+        .partition_point(|r| r.at as usize <= i)
+        .checked_sub(1)?];
     let m = (i - r.at as usize) as u32;
     if m >= r.len {
         return None;
@@ -989,19 +995,43 @@ mod tests {
         assert_eq!(v.bytes().len(), 60 + 1 + 60);
         let first = v.bytes().iter().position(|&b| b == b'/').expect("slash");
         let last = v.bytes().iter().rposition(|&b| b == b'/').expect("slash");
-        assert_eq!(v.source(first, first + 1), Some(Span { start: 200, end: 202 }));
-        assert_eq!(v.source(last, last + 1), Some(Span { start: 410, end: 412 }));
+        assert_eq!(
+            v.source(first, first + 1),
+            Some(Span {
+                start: 200,
+                end: 202
+            })
+        );
+        assert_eq!(
+            v.source(last, last + 1),
+            Some(Span {
+                start: 410,
+                end: 412
+            })
+        );
         let sep = v.bytes().iter().position(|&b| b == 0).expect("separator");
         assert_eq!(v.source(sep, sep + 1), None);
         assert_eq!(v.source(sep, sep + 2), v.source(sep + 1, sep + 2));
         // A range across the separator covers the gap.
-        assert_eq!(v.source(first, last + 1), Some(Span { start: 200, end: 412 }));
+        assert_eq!(
+            v.source(first, last + 1),
+            Some(Span {
+                start: 200,
+                end: 412
+            })
+        );
         // And a child of the compacted view maps through it.
         let p = Decoder::Percent
             .decode(&v, 0, 1, usize::MAX, None)
             .expect("decode")
             .expect("changed");
         let a = p.bytes().iter().position(|&b| b == b'A').expect("A");
-        assert_eq!(p.source(a, a + 1), Some(Span { start: 402, end: 405 }));
+        assert_eq!(
+            p.source(a, a + 1),
+            Some(Span {
+                start: 402,
+                end: 405
+            })
+        );
     }
 }
