@@ -502,6 +502,26 @@ fn percent_encoded_base64_and_jwt_payload() {
     assert_eq!(scrub(&m, &out), out);
 }
 
+/// A view with few escapes in a long text keeps only windows around them; a match
+/// found a decoder deeper must still fit (or be found in another order of decoders:
+/// here percent → HTML → percent also finds it). The HTML view has one escape
+/// (`&#37;`, the first `%`), and the percent escapes that need it run three times the
+/// value's length past it.
+#[test]
+fn windowed_views_keep_what_a_deeper_match_needs() {
+    let value = "€".repeat(30);
+    let encoded = percent(value.as_bytes(), false, false).replacen('%', "&#37;", 1);
+    let data = format!("{}{encoded}{}", "x ".repeat(1500), " y".repeat(1500));
+    let m = matcher(&[value.as_bytes()]);
+    let out = scrub(&m, data.as_bytes());
+    assert_clean(
+        value.as_bytes(),
+        &out,
+        "percent with its first % as an entity",
+    );
+    assert!(!contains(&out, b"%E2%82%AC%E2%82%AC%E2%82%AC"));
+}
+
 #[test]
 fn text_without_values_is_unchanged() {
     let m = matcher(&[SECRET.as_bytes(), b"another-secret-0123456789"]);
