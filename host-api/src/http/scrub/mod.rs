@@ -244,51 +244,5 @@ fn utf16(v: &[u8]) -> (Zeroizing<Vec<u8>>, Zeroizing<Vec<u8>>) {
     (le, be)
 }
 
-/// The transitional interface `host.rs`, `sandbox.rs` and `guest_log.rs` use: values
-/// added one at a time, a [`Matcher`] rebuilt on each new value. Fails closed: if the
-/// matcher cannot be built or scrubbing fails, `scrub` returns only [`REDACTED`].
-#[derive(Default)]
-pub(crate) struct Scrubber {
-    values: Vec<Zeroizing<Vec<u8>>>,
-    matcher: Option<Result<Matcher, ScrubError>>,
-}
-
-impl Scrubber {
-    /// Whether nothing has been added yet.
-    pub fn is_empty(&self) -> bool {
-        match &self.matcher {
-            None => true,
-            Some(Ok(m)) => m.is_empty(),
-            // A matcher that failed to build has something to scrub.
-            Some(Err(_)) => false,
-        }
-    }
-
-    /// Adds a raw secret value. Cheap if the value was added before.
-    pub fn add_value(&mut self, value: &[u8]) {
-        if self.values.iter().any(|v| v.as_slice() == value) {
-            return;
-        }
-        self.values.push(Zeroizing::new(value.to_vec()));
-        self.matcher = Some(Matcher::new(self.values.iter().map(|v| v.as_slice())));
-    }
-
-    /// Formerly registered a whole injected header value. Does nothing: guest text must
-    /// not become a pattern, and the value inside it is found by [`Scrubber::add_value`]
-    /// (also inside the base64 of `user:value`).
-    pub fn add_exact(&mut self, _bytes: &[u8]) {}
-
-    /// `data` scrubbed; only [`REDACTED`] if scrubbing failed.
-    pub fn scrub(&self, data: &[u8]) -> Vec<u8> {
-        match &self.matcher {
-            None => data.to_vec(),
-            Some(Ok(m)) => m
-                .scrub(data, None)
-                .unwrap_or_else(|_| REDACTED.as_bytes().to_vec()),
-            Some(Err(_)) => REDACTED.as_bytes().to_vec(),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests;
