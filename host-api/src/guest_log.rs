@@ -1,26 +1,78 @@
-//! The WIT `log` interface: guest log lines, captured with known secret values masked.
+//! The WIT `log` interface: guest log lines, captured with known secret values masked and
+//! control characters made visible, within a per-run budget of lines and bytes.
 
 use crate::bindings::wit_log::{self, Level};
 use crate::sandbox::{GuestLogLine, HostState};
+use std::borrow::Cow;
+use std::fmt::Write as _;
 
 /// Longest log line kept, in bytes; longer lines are cut.
 const MAX_LINE_BYTES: usize = 8 * 1024;
 
+/// `text` with every control character except tab replaced by a visible escape (`\u{1b}`),
+/// so that guest-chosen text (log lines, error messages, output) cannot move the cursor,
+/// retitle the window, hide earlier lines or inject OSC 52 clipboard writes on the
+/// operator's terminal. `char::is_control` covers C0, DEL and C1 (the 8-bit CSI among them).
+/// Apply it after scrubbing: a secret that itself holds control characters is then masked
+/// before its escaped form could differ from what the scrubber looks for.
+pub fn visible(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(|c| c.is_control() && c != '\t') {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if c.is_control() && c != '\t' {
+            // Writing to a String cannot fail.
+            let _ = write!(out, "\\u{{{:x}}}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Like [`visible`], keeping line breaks too: for multi-line text the operator reads as
+/// such (a step's output).
+pub fn visible_lines(text: &str) -> Cow<'_, str> {
+    if !text
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\t' | '\n'))
+    {
+        return Cow::Borrowed(text);
+    }
+    let lines: Vec<Cow<'_, str>> = text.split('\n').map(visible).collect();
+    Cow::Owned(lines.join("\n"))
+}
+
+fn cut(text: &mut String, max: usize) {
+    if text.len() > max {
+        let mut at = max;
+        while !text.is_char_boundary(at) {
+            at -= 1;
+        }
+        text.truncate(at);
+        text.push('…');
+    }
+}
+
 impl wit_log::Host for HostState {
     fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
-        if self.logs.len() >= self.limits().max_log_lines {
+        let limits = self.limits();
+        let (max_lines, max_bytes) = (limits.max_log_lines, limits.max_log_bytes);
+        if self.logs.len() >= max_lines || self.log_bytes >= max_bytes {
             self.logs_dropped += 1;
             return Ok(());
         }
-        let mut text = self.injected.scrub_text(&message);
-        if text.len() > MAX_LINE_BYTES {
-            let mut cut = MAX_LINE_BYTES;
-            while !text.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            text.truncate(cut);
-            text.push('…');
+        // The whole line is scrubbed before it is cut: cutting first could leave part of
+        // a secret that the scrubber no longer recognises.
+        let scrubbed = self.injected.scrub_text(&message);
+        let mut text = visible(&scrubbed).into_owned();
+        cut(&mut text, MAX_LINE_BYTES);
+        if self.log_bytes + text.len() > max_bytes {
+            self.logs_dropped += 1;
+            return Ok(());
         }
+        self.log_bytes += text.len();
         let level = match level {
             Level::Trace => "trace",
             Level::Debug => "debug",
@@ -33,5 +85,30 @@ impl wit_log::Host for HostState {
             message: text,
         });
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_and_bells_become_visible() {
+        let v = visible("\x1b[31mred\x1b]0;title\x07 tab\there \u{9b}2J\r\n");
+        assert!(!v.chars().any(|c| c.is_control() && c != '\t'), "{v}");
+        assert_eq!(
+            v,
+            "\\u{1b}[31mred\\u{1b}]0;title\\u{7} tab\there \\u{9b}2J\\u{d}\\u{a}"
+        );
+    }
+
+    #[test]
+    fn plain_text_is_borrowed() {
+        assert!(matches!(visible("hello, wörld\t!"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn visible_lines_keeps_newlines_only() {
+        assert_eq!(visible_lines("a\nb\x1bc\r"), "a\nb\\u{1b}c\\u{d}");
     }
 }

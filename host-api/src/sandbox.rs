@@ -208,6 +208,9 @@ pub struct CredentialUse {
     pub scope: String,
 }
 
+/// Guest-chosen text made safe for a terminal (control characters shown as `\u{1b}`).
+pub use crate::guest_log::{visible, visible_lines};
+
 /// A log line from the guest, secrets masked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GuestLogLine {
@@ -428,10 +431,7 @@ impl ResourceLimiter for MemoryLimiter {
         _max: Option<usize>,
     ) -> wasmtime::Result<bool> {
         let elements = desired.saturating_sub(current);
-        self.grow(
-            elements.saturating_mul(TABLE_ELEMENT_BYTES),
-            "table.grow",
-        )
+        self.grow(elements.saturating_mul(TABLE_ELEMENT_BYTES), "table.grow")
     }
 
     fn table_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
@@ -711,6 +711,7 @@ impl Runtime {
             Ok(Err(e)) => return Err(failed(e, store)),
             Ok(Ok(Err(guest))) => {
                 let msg = store.data_mut().injected.scrub_text(&guest);
+                let msg = crate::guest_log::visible(&msg).into_owned();
                 return Err(failed(RunError::Guest(msg), store));
             }
             Ok(Ok(Ok(output))) => output,
@@ -759,6 +760,16 @@ fn classify_trap(e: &wasmtime::Error, store: &Store<HostState>) -> RunError {
     if let Some(what) = store.data().limiter.hit {
         return RunError::Trap(store.data().limiter.message(what));
     }
+    // wasmtime bounds the handles one store may lend (100 000); a guest passing that many
+    // borrowed credentials in one request hits it before the host sees the request. Say
+    // so instead of showing wasmtime's wording.
+    if format!("{e:#}").contains("store handle limit exceeded") {
+        return RunError::Trap(
+            "the guest passed more credential handles in one call than the host accepts \
+             (wasmtime's limit on handles lent by a store)"
+                .to_owned(),
+        );
+    }
     if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
         let what = match trap {
             wasmtime::Trap::Interrupt => {
@@ -776,4 +787,79 @@ fn classify_trap(e: &wasmtime::Error, store: &Store<HostState>) -> RunError {
         return RunError::Trap(what);
     }
     RunError::Trap(format!("{e:#}"))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod memory_limiter_tests {
+    use super::*;
+
+    const MIB: usize = 1 << 20;
+
+    #[test]
+    fn several_memories_share_one_limit() {
+        let mut l = MemoryLimiter::new(64 * MIB);
+        // Three memories of 30 MiB each: each alone is under the limit, together over it.
+        assert!(l.memory_growing(0, 30 * MIB, None).unwrap());
+        assert!(l.memory_growing(0, 30 * MIB, None).unwrap());
+        let err = l.memory_growing(0, 30 * MIB, None).unwrap_err();
+        assert!(err.to_string().contains("memory limit of 64 MiB"), "{err}");
+        assert_eq!(l.hit, Some("memory.grow"));
+    }
+
+    #[test]
+    fn growth_counts_only_the_difference() {
+        let mut l = MemoryLimiter::new(64 * MIB);
+        // One memory grown step by step to the limit exactly.
+        let mut size = 0;
+        while size < 64 * MIB {
+            assert!(l.memory_growing(size, size + MIB, None).unwrap());
+            size += MIB;
+        }
+        assert!(l.memory_growing(size, size + 65536, None).is_err());
+    }
+
+    #[test]
+    fn tables_count_against_the_same_limit() {
+        let mut l = MemoryLimiter::new(MIB);
+        // 1 MiB of table elements is 131072 pointers; many tables each under the old
+        // per-table cap of 100k elements used to add up without bound.
+        let per_table = 16_384; // 128 KiB each
+        for _ in 0..8 {
+            assert!(l.table_growing(0, per_table, None).unwrap());
+        }
+        let err = l.table_growing(0, 1, None).unwrap_err();
+        assert!(err.to_string().contains("memory limit of 1 MiB"), "{err}");
+        assert_eq!(l.hit, Some("table.grow"));
+    }
+
+    #[test]
+    fn memories_and_tables_together() {
+        let mut l = MemoryLimiter::new(2 * MIB);
+        assert!(l.memory_growing(0, MIB + MIB / 2, None).unwrap());
+        // 512 KiB of table would fit alone, not next to the memory plus one element more.
+        assert!(
+            l.table_growing(0, (MIB / 2) / TABLE_ELEMENT_BYTES, None)
+                .unwrap()
+        );
+        assert!(l.table_growing(10, 11, None).is_err());
+    }
+
+    #[test]
+    fn a_failed_growth_is_not_counted() {
+        let mut l = MemoryLimiter::new(2 * MIB);
+        assert!(l.memory_growing(0, 2 * MIB, None).unwrap());
+        // wasmtime refused it (over the memory's own maximum): the budget is given back.
+        l.memory_grow_failed(wasmtime::Error::msg("over maximum"))
+            .unwrap();
+        assert!(l.memory_growing(0, 2 * MIB, None).unwrap());
+    }
+
+    #[test]
+    fn huge_requests_do_not_overflow() {
+        let mut l = MemoryLimiter::new(64 * MIB);
+        assert!(l.memory_growing(0, MIB, None).unwrap());
+        assert!(l.memory_growing(0, usize::MAX, None).is_err());
+        assert!(l.table_growing(0, usize::MAX, None).is_err());
+    }
 }

@@ -17,6 +17,14 @@ impl wit_credentials::Host for HostState {
         if self.live_handles >= self.limits().max_handles {
             return Ok(Err(Error::TooManyHandles));
         }
+        // Gets per run, not only live handles: a get/drop loop would otherwise resolve
+        // and audit without end. Past the cap `get` answers `too-many-handles`
+        // (the guest can handle it like the live-handle limit) and is neither resolved nor
+        // audited, so the audit trail holds at most `max_credential_gets` records per run.
+        if self.credential_gets >= self.limits().max_credential_gets {
+            return Ok(Err(Error::TooManyHandles));
+        }
+        self.credential_gets += 1;
         match resolve::resolve(&self.shared.store, &self.ctx, &key) {
             Ok(resolved) => {
                 self.audit(
