@@ -57,7 +57,8 @@ pub enum Command {
     /// Compile steps (.wasm) into the compiled-component cache, so that `latchkey run`
     /// loads them in about a millisecond instead of compiling them.
     Compile(crate::compile_cmd::CompileArgs),
-    /// Print the audit trail of credential use (never values).
+    /// Print the audit trail of credential use and store changes (never values);
+    /// `audit verify` checks that nobody altered it.
     Audit(AuditArgs),
     /// Store maintenance.
     #[command(subcommand)]
@@ -76,7 +77,7 @@ pub enum SecretCommand {
     Set(SetArgs),
     /// Replace the value of an existing secret, keeping its binding. Takes effect at the
     /// next call of any running or future step.
-    Rotate(KeyArgs),
+    Rotate(RotateArgs),
     /// Delete a secret. Steps using it fail at their next call.
     Rm(KeyArgs),
     /// List secrets: names and metadata, never values.
@@ -121,6 +122,32 @@ pub struct SetArgs {
     /// Integration type; only steps declaring it may use the secret.
     #[arg(long, default_value = "http")]
     pub integration: String,
+    /// An HTTP method the value may be sent with (GET, POST, ...). Repeatable. Default:
+    /// any method.
+    #[arg(long = "method", value_name = "METHOD")]
+    pub methods: Vec<String>,
+    /// A URL path prefix the value may be sent to (`/api/v2`; matched at segment
+    /// boundaries). Repeatable. Default: any path.
+    #[arg(long = "path-prefix", value_name = "PREFIX")]
+    pub path_prefixes: Vec<String>,
+    /// Let the value be sent to non-public addresses (loopback, private, link-local,
+    /// unique-local); never to cloud metadata endpoints. Off by default.
+    #[arg(long)]
+    pub allow_internal: bool,
+    /// Store the value even if it looks easy to guess (short, few distinct characters, a
+    /// placeholder). Recorded in the secret's metadata and shown by `secret list`.
+    #[arg(long)]
+    pub allow_weak_value: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RotateArgs {
+    #[command(flatten)]
+    pub key: KeyArgs,
+    /// Store the new value even if it looks easy to guess. Replaces the override recorded
+    /// for the previous value.
+    #[arg(long)]
+    pub allow_weak_value: bool,
 }
 
 #[derive(Args, Debug)]
@@ -163,7 +190,13 @@ pub struct RunArgs {
     /// Only these credential keys may resolve (comma-separated or repeated; single step only).
     #[arg(long = "allow-key", value_name = "KEY", value_delimiter = ',')]
     pub allow_keys: Vec<String>,
-    /// Allow fetches to loopback, private, link-local and other non-public addresses.
+    /// Let fetches reach the non-public network CIDR (`10.0.0.0/8`, `127.0.0.1/32`,
+    /// `fd00::/8`). Repeatable, at most 32. Cloud metadata endpoints stay refused whatever is
+    /// granted. A secret whose binding has `--allow-internal` needs no grant.
+    #[arg(long = "allow-internal", value_name = "CIDR")]
+    pub allow_internal: Vec<String>,
+    /// Short for `--allow-internal 127.0.0.0/8 --allow-internal ::1/128`: loopback only
+    /// (local test upstreams), not other private networks.
     #[arg(long)]
     pub allow_private_network: bool,
     #[command(flatten)]
@@ -185,27 +218,63 @@ pub struct CheckArgs {
     pub user: Option<String>,
 }
 
-#[derive(Args, Debug)]
+/// Limits on one run of a step. Defaults are `Limits::default()` in the library.
+#[derive(Args, Debug, Clone)]
 pub struct LimitArgs {
-    /// Guest memory limit in MiB.
+    /// Guest memory: all linear memories and tables of the step's instance together, in MiB.
     #[arg(long, default_value_t = 64, value_name = "MIB")]
     pub memory_mib: usize,
-    /// Wall-clock deadline for the step in seconds (fractions allowed).
+    /// Wall-clock deadline for the whole step, fetches included, in seconds (fractions
+    /// allowed).
     #[arg(long, default_value_t = 30.0, value_name = "SECS")]
     pub deadline: f64,
-    /// Fetches allowed per run.
-    #[arg(long, default_value_t = 32)]
+    /// Time for one fetch, connection to last body byte, in seconds (never more than the
+    /// deadline; a step may ask for less).
+    #[arg(long, default_value_t = 20.0, value_name = "SECS")]
+    pub request_timeout: f64,
+    /// Fetches per run.
+    #[arg(long, default_value_t = 32, value_name = "N")]
     pub max_fetches: u32,
-    /// Largest response body accepted, in KiB.
+    /// Largest response body accepted, in KiB (as received, before any decompression).
     #[arg(long, default_value_t = 4096, value_name = "KIB")]
     pub max_response_kib: usize,
     /// Largest request body sent, in KiB.
     #[arg(long, default_value_t = 1024, value_name = "KIB")]
     pub max_request_kib: usize,
+    /// Headers in one request the step sends.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub max_request_headers: usize,
+    /// Headers in one response the step receives; more fail the fetch.
+    #[arg(long, default_value_t = 128, value_name = "N")]
+    pub max_response_headers: usize,
+    /// The step's log output, all lines together, in KiB; later lines are dropped and
+    /// counted.
+    #[arg(long, default_value_t = 256, value_name = "KIB")]
+    pub max_log_kib: usize,
+    /// `credentials.get` calls per run, whether or not the handles are dropped again (each
+    /// is resolved and audited).
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    pub max_credential_gets: u32,
+    /// Step-written text in one header value, query value or query name, in KiB (secret
+    /// values are not counted).
+    #[arg(long, default_value_t = 8, value_name = "KIB")]
+    pub max_header_value_kib: usize,
+    /// Parts (text and secret) in one header value, query value or body template.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub max_value_parts: usize,
+    /// Query parameters one request adds.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub max_query_params: usize,
+    /// Distinct credentials whose values one run may inject.
+    #[arg(long, default_value_t = 16, value_name = "N")]
+    pub max_injected_credentials: usize,
 }
 
 #[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct AuditArgs {
+    #[command(subcommand)]
+    pub command: Option<AuditCommand>,
     /// Only records of this run.
     #[arg(long)]
     pub run: Option<String>,
@@ -215,6 +284,17 @@ pub struct AuditArgs {
     /// Print JSON lines.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Check the audit trail's MAC chain: exits 1 if a record was modified, deleted,
+    /// reordered or inserted. Prints the head (SEQ:MAC) to keep elsewhere.
+    Verify {
+        /// A head printed by an earlier verify; fails if it is no longer in the chain.
+        #[arg(long, value_name = "SEQ:MAC")]
+        expect_head: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -238,5 +318,8 @@ pub enum MemberCommand {
     Remove {
         /// The member's user name.
         user: String,
+        /// Acting identity recorded in the audit trail (default: the OS user).
+        #[arg(long = "as", value_name = "NAME", env = "LATCHKEY_ACTOR")]
+        actor: Option<String>,
     },
 }

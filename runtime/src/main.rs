@@ -12,7 +12,7 @@ mod workflow_cmd;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use cli::{Cli, Command, MemberCommand, StoreCommand};
+use cli::{AuditCommand, Cli, Command, MemberCommand, StoreCommand};
 use std::process::ExitCode;
 
 /// Exit code for a step that returned an error, trapped or hit a limit (1 is any other
@@ -44,7 +44,12 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Run(args) => run_cmd::run(&cli.store, args),
         Command::Check(args) => workflow_cmd::check(&cli.store, args),
         Command::Compile(args) => compile_cmd::run(&cli.store, args).map(|()| ExitCode::SUCCESS),
-        Command::Audit(args) => audit_cmd::run(&cli.store, args).map(|()| ExitCode::SUCCESS),
+        Command::Audit(args) => match &args.command {
+            Some(AuditCommand::Verify { expect_head }) => {
+                audit_cmd::verify(&cli.store, expect_head.as_deref())
+            }
+            None => audit_cmd::run(&cli.store, args).map(|()| ExitCode::SUCCESS),
+        },
         Command::Store(StoreCommand::Verify) => {
             let store = keys::open_store(&cli.store)?;
             let report = store.verify_all().context("reading the store")?;
@@ -65,10 +70,11 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Store(StoreCommand::RotateMaster { new_key_file }) => {
             keys::rotate_master(&cli.store, &new_key_file).map(|()| ExitCode::SUCCESS)
         }
-        Command::Member(MemberCommand::Remove { user }) => {
+        Command::Member(MemberCommand::Remove { user, actor }) => {
             let store = keys::open_store(&cli.store)?;
+            let actor = actor.unwrap_or_else(os_user);
             let deleted = store
-                .delete_created_by(&user)
+                .delete_created_by(&user, &actor)
                 .context("removing the member's secrets")?;
             println!("removed member {user}: deleted {} secret(s)", deleted.len());
             for m in deleted {

@@ -2,8 +2,17 @@
 //! (names and tiers, never values), and why a step failed.
 
 use latchkey_host::audit::{self, AuditEvent};
-use latchkey_host::sandbox::{CredentialUse, GuestLogLine, RunError};
+use latchkey_host::sandbox::{CredentialUse, GuestLogLine, RunError, visible, visible_lines};
 use latchkey_host::store::SecretStore;
+use std::borrow::Cow;
+
+/// Guest-chosen text (an error message, the step's output) as it may reach a terminal:
+/// control characters other than tab and newline shown as `\u{1b}`, so that a step cannot
+/// move the cursor, rewrite earlier lines or set the window title. The library already does
+/// this for log lines and guest error messages; this covers everything printed.
+pub fn shown(text: &str) -> Cow<'_, str> {
+    visible_lines(text)
+}
 
 /// A failed step in a few words, before the error itself.
 pub fn failure_kind(e: &RunError) -> &'static str {
@@ -19,7 +28,12 @@ pub fn failure_kind(e: &RunError) -> &'static str {
 /// The guest's log lines, on stderr, prefixed with the step name.
 pub fn print_logs(step: &str, logs: &[GuestLogLine]) {
     for line in logs {
-        eprintln!("[{step} {}] {}", line.level, line.message);
+        eprintln!(
+            "[{} {}] {}",
+            visible(step),
+            line.level,
+            visible(&line.message)
+        );
     }
 }
 

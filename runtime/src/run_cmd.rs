@@ -12,24 +12,88 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Seconds from a flag: finite, above 0 and at most a day.
+fn seconds(flag: &str, secs: f64) -> Result<Duration> {
+    if !(secs.is_finite() && secs > 0.0 && secs <= 86_400.0) {
+        bail!("{flag} must be more than 0 and at most 86400 seconds (got {secs})");
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// A count or size from a flag: at least 1 (0 would make every step fail, which is not
+/// what anyone asking for a limit means) and at most `max`.
+fn bounded<T: Into<u64> + Copy + std::fmt::Display>(flag: &str, v: T, max: u64) -> Result<T> {
+    let n: u64 = v.into();
+    if n == 0 || n > max {
+        bail!("{flag} must be between 1 and {max} (got {v})");
+    }
+    Ok(v)
+}
+
+fn usize_flag(flag: &str, v: usize, max: u64) -> Result<usize> {
+    bounded(flag, v as u64, max).map(|_| v)
+}
+
+/// The run's limits from the command line: the one place flags become [`Limits`].
 pub(crate) fn limits(args: &RunArgs) -> Result<Limits> {
     let l = &args.limits;
-    if !(l.deadline.is_finite() && l.deadline > 0.0 && l.deadline <= 86_400.0) {
-        bail!("--deadline must be between 0 and 86400 seconds");
-    }
-    if l.memory_mib == 0 || l.memory_mib > 4096 {
-        bail!("--memory-mib must be between 1 and 4096");
-    }
-    let deadline = Duration::from_secs_f64(l.deadline);
-    let defaults = Limits::default();
+    let deadline = seconds("--deadline", l.deadline)?;
+    let request_timeout = seconds("--request-timeout", l.request_timeout)?;
+    let memory_mib = usize_flag("--memory-mib", l.memory_mib, 4096)?;
+    let kib = |flag, v| usize_flag(flag, v, 1 << 20).map(|v| v << 10);
     Ok(Limits {
-        memory_bytes: l.memory_mib << 20,
+        memory_bytes: memory_mib << 20,
         deadline,
-        max_fetches: l.max_fetches,
-        max_response_body: l.max_response_kib << 10,
-        max_request_body: l.max_request_kib << 10,
-        request_timeout: defaults.request_timeout.min(deadline),
-        ..defaults
+        // A fetch cannot outlive the run it belongs to.
+        request_timeout: request_timeout.min(deadline),
+        max_fetches: bounded("--max-fetches", l.max_fetches, 1 << 20)?,
+        max_response_body: kib("--max-response-kib", l.max_response_kib)?,
+        max_request_body: kib("--max-request-kib", l.max_request_kib)?,
+        max_request_headers: usize_flag("--max-request-headers", l.max_request_headers, 1 << 16)?,
+        max_response_headers: usize_flag(
+            "--max-response-headers",
+            l.max_response_headers,
+            1 << 16,
+        )?,
+        max_log_bytes: kib("--max-log-kib", l.max_log_kib)?,
+        max_credential_gets: bounded("--max-credential-gets", l.max_credential_gets, 1 << 20)?,
+        max_header_value_bytes: kib("--max-header-value-kib", l.max_header_value_kib)?,
+        max_value_parts: usize_flag("--max-value-parts", l.max_value_parts, 1 << 16)?,
+        max_query_params: usize_flag("--max-query-params", l.max_query_params, 1 << 16)?,
+        max_injected_credentials: usize_flag(
+            "--max-injected-credentials",
+            l.max_injected_credentials,
+            1 << 10,
+        )?,
+        ..Limits::default()
+    })
+}
+
+/// The operator's network grants: `--allow-internal CIDR...`, and `--allow-private-network`
+/// as loopback only.
+fn address_policy(args: &RunArgs) -> Result<AddressPolicy> {
+    let mut grants = args
+        .allow_internal
+        .iter()
+        .map(|c| {
+            c.trim().parse().map_err(|e| {
+                anyhow::anyhow!("--allow-internal {c:?}: {e} (expected a CIDR such as 10.0.0.0/8)")
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    if args.allow_private_network {
+        grants.extend(AddressPolicy::loopback().grants());
+    }
+    Ok(AddressPolicy::with_grants(grants)?)
+}
+
+/// The runtime configuration for `latchkey run`, single step or manifest alike: limits,
+/// network grants and the engine settings `latchkey compile` also uses (so its cache
+/// entries match).
+pub(crate) fn runtime_config(args: &RunArgs) -> Result<RuntimeConfig> {
+    Ok(RuntimeConfig {
+        address_policy: address_policy(args)?,
+        ..crate::compile_cmd::run_config(limits(args)?)
     })
 }
 
@@ -69,7 +133,7 @@ pub fn run(store_args: &StoreArgs, args: RunArgs) -> Result<ExitCode> {
     if is_manifest(&args.step) {
         return crate::workflow_cmd::run(store_args, args);
     }
-    let limits = limits(&args)?;
+    let config = runtime_config(&args)?;
     let input = read_input(&args)?;
     let bytes = std::fs::read(&args.step)
         .with_context(|| format!("reading the step {}", args.step.display()))?;
@@ -98,18 +162,17 @@ pub fn run(store_args: &StoreArgs, args: RunArgs) -> Result<ExitCode> {
     }
 
     let store = Arc::new(keys::open_store(store_args)?);
-    let config = RuntimeConfig {
-        limits,
-        address_policy: AddressPolicy {
-            allow_private: args.allow_private_network,
-        },
-        pool_instances: crate::compile_cmd::RUN_POOL_INSTANCES,
-    };
     let tokio = async_runtime()?;
     let _guard = tokio.enter();
     let runtime = Runtime::new(config, store.clone()).context("starting the runtime")?;
-    let step =
-        crate::compile_cmd::load_step(&runtime, &bytes, &args.step, &args.cache, store_args)?;
+    let step = crate::compile_cmd::load_step(
+        &runtime,
+        &bytes,
+        &args.step,
+        &args.cache,
+        store_args,
+        &store,
+    )?;
     let result = tokio.block_on(runtime.run(&step, &ctx, &input));
     match result {
         Ok(outcome) => {
@@ -124,16 +187,17 @@ pub fn run(store_args: &StoreArgs, args: RunArgs) -> Result<ExitCode> {
                 );
                 report::print_credentials(&outcome.credentials);
             }
-            println!("{}", outcome.output);
+            println!("{}", report::shown(&outcome.output));
             Ok(ExitCode::SUCCESS)
         }
         Err(failure) => {
             report::print_logs(&ctx.step.name, &failure.logs);
             let e = failure.error;
             eprintln!(
-                "error: {} ({}): {e}",
+                "error: {} ({}): {}",
                 report::failure_kind(&e),
-                args.step.display()
+                args.step.display(),
+                report::shown(&e.to_string())
             );
             report::print_denials(&store, &ctx.run_id, &ctx.step.name);
             eprintln!(

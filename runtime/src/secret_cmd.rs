@@ -1,9 +1,9 @@
 //! `latchkey secret …`: write-only secret management.
 
-use crate::cli::{KeyArgs, ListArgs, ScopeArgs, SecretCommand, SetArgs, StoreArgs};
+use crate::cli::{KeyArgs, ListArgs, RotateArgs, ScopeArgs, SecretCommand, SetArgs, StoreArgs};
 use crate::keys;
 use anyhow::{Context, Result, bail};
-use latchkey_host::policy::{Binding, HostPattern, InjectLocation};
+use latchkey_host::policy::{BindingSpec, HostPattern, InjectLocation};
 use latchkey_host::secret::{CredentialKey, MAX_VALUE_BYTES, SecretValue};
 use latchkey_host::store::{Scope, SecretMeta, SecretSpec};
 use std::io::{IsTerminal, Read};
@@ -75,7 +75,15 @@ fn set(store_args: &StoreArgs, args: SetArgs) -> Result<()> {
         .iter()
         .map(|l| InjectLocation::parse(l))
         .collect::<Result<Vec<_>, _>>()?;
-    let binding = Binding::new(hosts, locations, args.allow_http)?;
+    let binding = BindingSpec {
+        hosts,
+        locations,
+        allow_http: args.allow_http,
+        methods: args.methods,
+        path_prefixes: args.path_prefixes,
+        allow_internal: args.allow_internal,
+    }
+    .build()?;
     let store = keys::open_store(store_args)?;
     let value = read_value(&key)?;
     let meta = store
@@ -86,6 +94,7 @@ fn set(store_args: &StoreArgs, args: SetArgs) -> Result<()> {
             SecretSpec {
                 integration: args.integration,
                 binding,
+                allow_weak_value: args.allow_weak_value,
             },
             &actor(&args.key),
         )
@@ -97,7 +106,8 @@ fn set(store_args: &StoreArgs, args: SetArgs) -> Result<()> {
     Ok(())
 }
 
-fn rotate(store_args: &StoreArgs, args: KeyArgs) -> Result<()> {
+fn rotate(store_args: &StoreArgs, rotate: RotateArgs) -> Result<()> {
+    let args = rotate.key;
     let key = CredentialKey::new(&args.key)?;
     let scope = parse_scope(&args.scope)?;
     let store = keys::open_store(store_args)?;
@@ -106,7 +116,7 @@ fn rotate(store_args: &StoreArgs, args: KeyArgs) -> Result<()> {
     }
     let value = read_value(&key)?;
     let meta = store
-        .rotate(&scope, &key, value, &actor(&args))
+        .rotate(&scope, &key, value, rotate.allow_weak_value, &actor(&args))
         .with_context(|| format!("rotating {key} in {scope}"))?;
     println!(
         "rotated {} in {} (now version {})",
@@ -119,7 +129,7 @@ fn rm(store_args: &StoreArgs, args: KeyArgs) -> Result<()> {
     let key = CredentialKey::new(&args.key)?;
     let scope = parse_scope(&args.scope)?;
     let store = keys::open_store(store_args)?;
-    let meta = store.delete(&scope, &key)?;
+    let meta = store.delete(&scope, &key, &actor(&args))?;
     println!("deleted {} from {}", meta.key, meta.scope);
     Ok(())
 }
@@ -173,6 +183,20 @@ fn row(m: &SecretMeta) -> String {
     let mut hosts: Vec<String> = m.binding.hosts.iter().map(ToString::to_string).collect();
     if m.binding.allow_http {
         hosts.push("(http allowed)".into());
+    }
+    // The rest of the binding and the weak-value override, so that `list` shows everything
+    // that decides where a value may go.
+    if !m.binding.methods.is_empty() {
+        hosts.push(format!("methods {}", m.binding.methods.join("|")));
+    }
+    if !m.binding.path_prefixes.is_empty() {
+        hosts.push(format!("paths {}", m.binding.path_prefixes.join("|")));
+    }
+    if m.binding.allow_internal {
+        hosts.push("(internal allowed)".into());
+    }
+    if m.weak_value_override {
+        hosts.push("(weak value allowed)".into());
     }
     format!(
         "{:<28} {:<28} {:<10} {:>3}  {:<20} {:<36} {}",

@@ -3,14 +3,13 @@
 use crate::cli::{CheckArgs, RunArgs, StoreArgs};
 use crate::compile_cmd::CacheArgs;
 use crate::manifest::Workflow;
-use crate::report::{failure_kind, print_credentials, print_denials, print_logs};
-use crate::run_cmd::{async_runtime, limits, read_input};
+use crate::report::{failure_kind, print_credentials, print_denials, print_logs, shown};
+use crate::run_cmd::{async_runtime, read_input, runtime_config};
 use crate::{EXIT_STEP_FAILED, keys};
 use anyhow::{Context, Result, bail};
-use latchkey_host::policy::AddressPolicy;
 use latchkey_host::resolve::{self, new_run_id};
 use latchkey_host::sandbox::{Runtime, RuntimeConfig, Step};
-use latchkey_host::store::Scope;
+use latchkey_host::store::{Scope, SecretStore};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
@@ -35,6 +34,7 @@ fn load_step(
     index: usize,
     cache: &CacheArgs,
     store_args: &StoreArgs,
+    secrets: &SecretStore,
 ) -> Result<Step> {
     let spec = &wf.steps[index];
     let bytes = std::fs::read(&spec.component).with_context(|| {
@@ -44,7 +44,7 @@ fn load_step(
             spec.component.display()
         )
     })?;
-    crate::compile_cmd::load_step(runtime, &bytes, &spec.component, cache, store_args)
+    crate::compile_cmd::load_step(runtime, &bytes, &spec.component, cache, store_args, secrets)
         .with_context(|| format!("loading the component of step {}", spec.policy.name))
 }
 
@@ -64,24 +64,17 @@ pub fn run(store_args: &StoreArgs, args: RunArgs) -> Result<ExitCode> {
         );
     }
     let wf = load_workflow(&args.step)?;
-    let limits = limits(&args)?;
+    let config = runtime_config(&args)?;
     let input = read_input(&args)?;
     let user = user(args.user.as_ref())?;
 
     let store = Arc::new(keys::open_store(store_args)?);
-    let config = RuntimeConfig {
-        limits,
-        address_policy: AddressPolicy {
-            allow_private: args.allow_private_network,
-        },
-        pool_instances: 0,
-    };
     let tokio = async_runtime()?;
     let _guard = tokio.enter();
     let runtime = Runtime::new(config, store.clone()).context("starting the runtime")?;
     // Compile every step first: a broken last step must not let the first make calls.
     let steps = (0..wf.steps.len())
-        .map(|i| load_step(&runtime, &wf, i, &args.cache, store_args))
+        .map(|i| load_step(&runtime, &wf, i, &args.cache, store_args, &store))
         .collect::<Result<Vec<_>>>()?;
 
     let run_id = new_run_id();
@@ -99,9 +92,7 @@ pub fn run(store_args: &StoreArgs, args: RunArgs) -> Result<ExitCode> {
         let ms = started.elapsed().as_secs_f64() * 1000.0;
         match result {
             Ok(outcome) => {
-                for line in &outcome.logs {
-                    eprintln!("[{name} {}] {}", line.level, line.message);
-                }
+                print_logs(name, &outcome.logs);
                 eprintln!(
                     "step {}/{total} {name}: ok in {ms:.1} ms, {} fetch(es)",
                     i + 1,
@@ -124,14 +115,17 @@ pub fn run(store_args: &StoreArgs, args: RunArgs) -> Result<ExitCode> {
                 if !skipped.is_empty() {
                     eprintln!("not run: {}", skipped.join(", "));
                 }
-                eprintln!("error: step {name} failed ({kind}): {e}");
+                eprintln!(
+                    "error: step {name} failed ({kind}): {}",
+                    shown(&e.to_string())
+                );
                 eprintln!("run id {run_id} (see `latchkey audit --run {run_id}`)");
                 return Ok(ExitCode::from(EXIT_STEP_FAILED));
             }
         }
     }
     eprintln!("run {run_id}: {total} step(s) ok");
-    println!("{data}");
+    println!("{}", shown(&data));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -169,7 +163,7 @@ pub fn check(store_args: &StoreArgs, args: CheckArgs) -> Result<ExitCode> {
             spec.component.display(),
             integrations.join(", ")
         );
-        match load_step(&runtime, &wf, i, &CacheArgs::default(), store_args) {
+        match load_step(&runtime, &wf, i, &CacheArgs::default(), store_args, &store) {
             Ok(_) => println!("  component: ok"),
             Err(e) => {
                 problems += 1;

@@ -130,12 +130,17 @@ fn run_injects_the_stored_value_and_prints_the_guest_output() {
     );
 }
 
+const FIRST: &str = "first_7f3a9c2e5b8d14069e2c";
+const SECOND: &str = "second_2b9e4d7a1c6f30851d7a";
+
 #[test]
 fn rotation_is_used_by_the_next_run_and_deletion_fails_it() {
     let up = Upstream::start_blocking().unwrap();
     let env = Env::new();
     let host = format!("127.0.0.1:{}", up.port());
-    env.set("TOKEN", "first-value", &host, "header:authorization");
+    // Values that pass the store's strength check (a guessable one needs --allow-weak-value).
+    let out = env.set("TOKEN", FIRST, &host, "header:authorization");
+    assert!(out.status.success(), "{}", text(&out));
     let input = format!(
         r#"{{"action":"fetch","url":"{}","key":"TOKEN"}}"#,
         up.url("/echo")
@@ -153,7 +158,7 @@ fn rotation_is_used_by_the_next_run_and_deletion_fails_it() {
         )
     };
     assert!(run(&env).status.success());
-    let out = env.run(&["secret", "rotate", "TOKEN"], Some(b"second-value"));
+    let out = env.run(&["secret", "rotate", "TOKEN"], Some(SECOND.as_bytes()));
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("version 2"));
     assert!(run(&env).status.success());
@@ -162,7 +167,7 @@ fn rotation_is_used_by_the_next_run_and_deletion_fails_it() {
         .iter()
         .map(|r| r.header("authorization").unwrap().to_owned())
         .collect();
-    assert_eq!(auths, ["Bearer first-value", "Bearer second-value"]);
+    assert_eq!(auths, [format!("Bearer {FIRST}"), format!("Bearer {SECOND}")]);
     let out = env.run(&["secret", "rm", "TOKEN"], None);
     assert!(out.status.success(), "{}", text(&out));
     let out = run(&env);
