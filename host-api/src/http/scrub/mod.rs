@@ -23,7 +23,7 @@
 
 mod views;
 
-use aho_corasick::{AhoCorasick, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use std::time::Instant;
 use views::{DECODERS, View, check};
 use zeroize::Zeroizing;
@@ -110,6 +110,10 @@ impl Matcher {
                 AhoCorasick::builder()
                     .match_kind(MatchKind::Standard)
                     .ascii_case_insensitive(true)
+                    // Never a DFA: its size grows with pattern bytes times the alphabet,
+                    // and a 64 KiB value made its build take tens of seconds (outside
+                    // any deadline). The contiguous NFA is linear in the patterns.
+                    .kind(Some(AhoCorasickKind::ContiguousNFA))
                     .build(patterns.iter().map(|p| p.as_slice()))
                     .map_err(|e| ScrubError::Build(e.to_string()))?,
             )
