@@ -155,9 +155,7 @@ fn runtime(store: &TestStore, pool: u32) -> Result<Runtime> {
     Ok(Runtime::new(
         RuntimeConfig {
             limits: Limits::default(),
-            address_policy: AddressPolicy {
-                allow_private: true,
-            },
+            address_policy: AddressPolicy::loopback(),
             pool_instances: pool,
         },
         store.store.clone(),
@@ -178,7 +176,7 @@ fn compile() -> Result<Vec<Figure>> {
         let bytes = read_guest(name)?;
         let (mut compiled, mut cached) = (Samples::default(), Samples::default());
         let dir = tempfile::tempdir()?;
-        let cache = ComponentCache::new(dir.path(), rt.engine());
+        let cache = ComponentCache::new(dir.path(), rt.engine(), ts.store.cache_key());
         cache.load(rt.engine(), &bytes)?;
         for _ in 0..10 {
             let t = Instant::now();
@@ -346,7 +344,7 @@ async fn pool(iters: usize) -> Result<Vec<Figure>> {
         for i in 0..iters + 5 {
             let t = Instant::now();
             let rt = runtime(&ts, pool)?;
-            let cache = ComponentCache::new(dir.path(), rt.engine());
+            let cache = ComponentCache::new(dir.path(), rt.engine(), ts.store.cache_key());
             let (step, _) = rt.load_cached(&bytes, &cache)?;
             rt.run(&step, &ctx, "{}")
                 .await
@@ -500,6 +498,7 @@ async fn fetch(iters: usize) -> Result<Vec<Figure>> {
             destination: Some(url.clone()),
             location: Some("header:authorization".into()),
             outcome: "sent".into(),
+            actor: None,
         };
         let mut s = Samples::default();
         for _ in 0..(iters / 5).max(200) {
@@ -593,6 +592,7 @@ fn resolve(iters: usize, quick: bool) -> Result<Vec<Figure>> {
         SecretSpec {
             integration: "http".into(),
             binding,
+            allow_weak_value: true,
         }
     };
     let sizes: &[usize] = if quick {

@@ -8,7 +8,7 @@
 
 pub mod upstream;
 
-use latchkey_host::policy::{AddressPolicy, Binding, HostPattern, InjectLocation};
+use latchkey_host::policy::{AddressPolicy, Binding, BindingSpec, HostPattern, InjectLocation};
 use latchkey_host::resolve::RunContext;
 use latchkey_host::sandbox::{Limits, RunFailure, RunOutcome, Runtime, RuntimeConfig, Step};
 use latchkey_host::secret::{CredentialKey, SecretValue};
@@ -79,10 +79,36 @@ impl TestStore {
                 SecretSpec {
                     integration: integration.into(),
                     binding,
+                    allow_weak_value: true,
                 },
                 "tester",
             )
             .unwrap();
+    }
+
+    /// Stores `value` under `key` at `scope` with a binding built from `spec` (plain http
+    /// allowed, as the fakes are http on loopback). Returns the stored binding.
+    pub fn put_spec(&self, scope: &Scope, key: &str, value: &str, spec: BindingSpec) -> Binding {
+        let binding = BindingSpec {
+            allow_http: true,
+            ..spec
+        }
+        .build()
+        .unwrap();
+        self.store
+            .set(
+                scope,
+                &CredentialKey::new(key).unwrap(),
+                SecretValue::new(value.as_bytes().to_vec()).unwrap(),
+                SecretSpec {
+                    integration: "http".into(),
+                    binding: binding.clone(),
+                    allow_weak_value: true,
+                },
+                "tester",
+            )
+            .unwrap();
+        binding
     }
 
     /// Replaces a value.
@@ -92,6 +118,7 @@ impl TestStore {
                 scope,
                 &CredentialKey::new(key).unwrap(),
                 SecretValue::new(value.as_bytes().to_vec()).unwrap(),
+                true,
                 "tester",
             )
             .unwrap();
@@ -115,9 +142,7 @@ pub fn workspace() -> Scope {
 pub fn runtime_with(store: &TestStore, limits: Limits) -> Runtime {
     let config = RuntimeConfig {
         limits,
-        address_policy: AddressPolicy {
-            allow_private: true,
-        },
+        address_policy: AddressPolicy::loopback(),
         pool_instances: 0,
     };
     Runtime::new(config, store.store.clone()).unwrap()
@@ -166,4 +191,19 @@ pub fn probe_with_token(upstream: &upstream::Upstream, value: &str) -> (TestStor
     let rt = runtime(&s);
     let step = load(&rt, "probe");
     (s, rt, step)
+}
+
+/// Host patterns from strings.
+pub fn hosts(patterns: &[&str]) -> Vec<HostPattern> {
+    patterns
+        .iter()
+        .map(|h| HostPattern::parse(h).unwrap())
+        .collect()
+}
+
+/// Injection locations from strings.
+pub fn locations(list: &[&str]) -> Vec<InjectLocation> {
+    list.iter()
+        .map(|l| InjectLocation::parse(l).unwrap())
+        .collect()
 }

@@ -1815,10 +1815,7 @@ fn carried_credential(request: &Recorded) -> String {
 
 /// `ANY /reflect/{encoder}`: the carried credential through a real encoder (python3 or
 /// node, see `tests/encoders/`). A missing interpreter is a 500, so a test fails loudly.
-async fn reflect(
-    Path(encoder): Path<String>,
-    Extension(request): Extension<Recorded>,
-) -> Response {
+async fn reflect(Path(encoder): Path<String>, Extension(request): Extension<Recorded>) -> Response {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("encoders");
     let (program, script) = if encoder.starts_with("node-") {
         ("node", dir.join("reflect.js"))
@@ -1873,7 +1870,10 @@ async fn coded(Extension(request): Extension<Recorded>) -> Response {
     );
     let mut response = (StatusCode::OK, body).into_response();
     let headers = response.headers_mut();
-    headers.append(header::CONTENT_ENCODING, HeaderValue::from_static("identity"));
+    headers.append(
+        header::CONTENT_ENCODING,
+        HeaderValue::from_static("identity"),
+    );
     headers.append(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     response
 }

@@ -339,6 +339,7 @@ async fn secrets_require_https_unless_the_binding_allows_http() {
             latchkey_host::store::SecretSpec {
                 integration: "http".into(),
                 binding: b,
+                allow_weak_value: true,
             },
             "t",
         )
@@ -361,9 +362,7 @@ async fn internal_destinations_are_refused_unless_the_operator_allows_them() {
     let up = Upstream::start().await.unwrap();
     let s = TestStore::new();
     let config = RuntimeConfig {
-        address_policy: AddressPolicy {
-            allow_private: false,
-        },
+        address_policy: AddressPolicy::public_only(),
         ..RuntimeConfig::default()
     };
     let rt = Runtime::new(config, s.store.clone()).unwrap();

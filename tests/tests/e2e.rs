@@ -250,6 +250,7 @@ async fn rotation_is_seen_by_the_next_call_and_a_call_in_flight_keeps_the_old_va
                     &workspace(),
                     &latchkey_host::secret::CredentialKey::new("TOKEN").unwrap(),
                     s2,
+                    true,
                     "tester",
                 )
                 .unwrap();
@@ -291,6 +292,7 @@ async fn deleted_secret_fails_at_the_next_call() {
         .delete(
             &workspace(),
             &latchkey_host::secret::CredentialKey::new("TOKEN").unwrap(),
+            "tester",
         )
         .unwrap();
     let err = run(
@@ -442,6 +444,7 @@ async fn wrong_master_key_and_corrupted_record_give_clear_errors() {
                 latchkey_host::store::SecretSpec {
                     integration: "http".into(),
                     binding: b,
+                    allow_weak_value: true,
                 },
                 "t",
             )

@@ -144,7 +144,9 @@ async fn scopes_and_tiers_default_order() {
         assert_eq!(token, format!("v-{tier}"), "expected tier {tier}");
         assert_eq!(used.len(), 1);
         assert_eq!((used[0].tier, used[0].scope.as_str()), (tier, s));
-        f.ts.store.delete(&scope(s), &key("API_KEY")).unwrap();
+        f.ts.store
+            .delete(&scope(s), &key("API_KEY"), "admin")
+            .unwrap();
     }
     missing(&f.call(&c, "API_KEY").await.unwrap_err(), "API_KEY");
 
@@ -218,7 +220,11 @@ async fn per_step_pins_two_steps_same_provider_different_tiers() {
     // A pin is exclusive: pinned to the builder, the step does not fall back to the user's
     // or the platform's key when the builder has none.
     f.ts.store
-        .delete(&scope("builder:bob@default/agent"), &key("OPENAI_KEY"))
+        .delete(
+            &scope("builder:bob@default/agent"),
+            &key("OPENAI_KEY"),
+            "admin",
+        )
         .unwrap();
     missing(&f.call(&b, "OPENAI_KEY").await.unwrap_err(), "OPENAI_KEY");
     // A pin to several tiers tries them in its order.
@@ -328,7 +334,7 @@ async fn allowlist_with_workflow_scope_then_workspace_fallback() {
     missing(&f.call(&c, "EXTRA").await.unwrap_err(), "EXTRA");
     // The fallback is live: remove the workflow's value and the workspace's is used.
     f.ts.store
-        .delete(&scope("workflow:default/wf"), &key("API_KEY"))
+        .delete(&scope("workflow:default/wf"), &key("API_KEY"), "admin")
         .unwrap();
     assert_eq!(f.token(&c, "API_KEY").await, "ws-api");
     // Another workflow with the same allowlist never sees wf's values.
@@ -458,7 +464,7 @@ async fn deleted_secret_fails_next_call() {
     f.up.clear();
     let err = fetch_twice_slow(&f, &c, "API_KEY", || {
         f.ts.store
-            .delete(&scope("workspace:default"), &key("API_KEY"))
+            .delete(&scope("workspace:default"), &key("API_KEY"), "admin")
             .unwrap();
     })
     .await
@@ -496,6 +502,7 @@ async fn member_removal_deletes_created_secrets_and_workflow_fails_missing_crede
                 SecretSpec {
                     integration: "http".into(),
                     binding: binding(),
+                    allow_weak_value: true,
                 },
                 actor,
             )
@@ -518,6 +525,7 @@ async fn member_removal_deletes_created_secrets_and_workflow_fails_missing_crede
             &scope("workspace:default"),
             &key("OTHER_KEY"),
             SecretValue::new(b"admin-other-2".to_vec()).unwrap(),
+            true,
             "carol",
         )
         .unwrap();
@@ -526,7 +534,7 @@ async fn member_removal_deletes_created_secrets_and_workflow_fails_missing_crede
     c.order = vec![Tier::Workspace]; // the workflow relies on the workspace key
     assert_eq!(f.token(&c, "API_KEY").await, "carol-ws");
 
-    let deleted = f.ts.store.delete_created_by("carol").unwrap();
+    let deleted = f.ts.store.delete_created_by("carol", "admin").unwrap();
     let mut what: Vec<String> = deleted
         .iter()
         .map(|m| format!("{} {}", m.scope, m.key))

@@ -29,6 +29,7 @@ fn main() {
         let spec = SecretSpec {
             integration: "http".into(),
             binding: binding.clone(),
+            allow_weak_value: true,
         };
         store
             .set(
