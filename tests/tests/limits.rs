@@ -63,9 +63,12 @@ async fn attack(up: &Upstream, input: Value, limits: Limits) -> Measured {
     let step = load(&rt, "probe");
     // Warm up: allocator arenas, the tokio runtime and the client exist before measuring.
     run(&rt, &step, json!({"action": "echo"})).await.unwrap();
+    // Serialised before the clock starts: the test's own JSON work is not the host's.
+    let input = input.to_string();
+    let ctx = RunContext::single_step("default", "wf", "alice");
     let (rss0, hwm0) = rss_kib();
     let t = Instant::now();
-    let result = run(&rt, &step, input).await;
+    let result = rt.run(&step, &ctx, &input).await;
     let elapsed = t.elapsed();
     let (rss1, hwm1) = rss_kib();
     let m = Measured {
