@@ -268,6 +268,9 @@ pub struct LimitArgs {
     /// Distinct credentials whose values one run may inject.
     #[arg(long, default_value_t = 16, value_name = "N")]
     pub max_injected_credentials: usize,
+    /// Secret parts in one request, all places together (each adds at most one value).
+    #[arg(long, default_value_t = 16, value_name = "N")]
+    pub max_secret_parts: usize,
 }
 
 #[derive(Args, Debug)]

@@ -65,6 +65,7 @@ pub(crate) fn limits(args: &RunArgs) -> Result<Limits> {
             l.max_injected_credentials,
             1 << 10,
         )?,
+        max_secret_parts: usize_flag("--max-secret-parts", l.max_secret_parts, 1 << 10)?,
         ..Limits::default()
     })
 }

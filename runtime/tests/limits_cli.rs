@@ -95,6 +95,7 @@ fn help_documents_every_limit_flag() {
         "--max-value-parts",
         "--max-query-params",
         "--max-injected-credentials",
+        "--max-secret-parts",
         "--allow-internal",
         "--allow-private-network",
     ] {
