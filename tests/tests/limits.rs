@@ -401,3 +401,30 @@ async fn control_characters_in_log_lines_are_made_visible() {
     );
     assert!(line.contains("\\u{1b}[31mred"), "{line:?}");
 }
+
+/// The memory limit holds with the pooling allocator too (the CLI runs without it; a
+/// long-running host may use it): the limiter, not the pool's per-memory size, decides.
+#[tokio::test(flavor = "multi_thread")]
+async fn memory_limit_holds_with_the_pooling_allocator() {
+    use latchkey_host::policy::AddressPolicy;
+    use latchkey_host::sandbox::RuntimeConfig;
+    let s = TestStore::new();
+    let rt = Runtime::new(
+        RuntimeConfig {
+            limits: Limits {
+                memory_bytes: 32 << 20,
+                ..Limits::default()
+            },
+            address_policy: AddressPolicy::loopback(),
+            pool_instances: 2,
+        },
+        s.store.clone(),
+    )
+    .unwrap();
+    assert!(rt.is_pooled(), "the pool could not be reserved here");
+    let step = load(&rt, "hog");
+    let err = run(&rt, &step, json!({"mib": 200})).await.unwrap_err();
+    assert!(err.to_string().contains("memory limit of 32 MiB"), "{err}");
+    let v = run_ok(&rt, &step, json!({"mib": 8})).await;
+    assert_eq!(v["mib"], 8, "{v}");
+}
