@@ -143,6 +143,9 @@ impl Lk {
                 integration,
                 "--as",
                 actor,
+                // The values are labels that say which tier won; their strength is not
+                // what these tests are about (cli.rs and limits_cli.rs test the floor).
+                "--allow-weak-value",
             ],
             Some(&format!("{value}\n")),
         )
@@ -611,6 +614,7 @@ fn member_removal_deletes_created_secrets_and_workflow_fails_missing_credential(
             "platform",
             "--as",
             "carol",
+            "--allow-weak-value",
         ],
         Some(VALUES[5]),
     );
@@ -725,9 +729,14 @@ fn check_reports_tiers_and_missing() {
     );
     assert_eq!(lk.run(&["check", m, "--user", "dave"], None).code, 1);
 
-    // Nothing ran, nothing was sent, nothing was used: check reads metadata only.
+    // Nothing ran, nothing was sent, nothing was used: check reads metadata only. The
+    // trail holds the secrets being stored, and nothing else.
     assert_eq!(lk.up.request_count(), 0);
-    assert_eq!(lk.ok(&["audit"], None).stdout, "");
+    let trail = lk.ok(&["audit"], None).stdout;
+    assert!(
+        trail.lines().all(|l| l.contains(" SecretSet by=")),
+        "{trail}"
+    );
     lk.assert_write_only();
 }
 
