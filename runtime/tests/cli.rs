@@ -167,7 +167,10 @@ fn rotation_is_used_by_the_next_run_and_deletion_fails_it() {
         .iter()
         .map(|r| r.header("authorization").unwrap().to_owned())
         .collect();
-    assert_eq!(auths, [format!("Bearer {FIRST}"), format!("Bearer {SECOND}")]);
+    assert_eq!(
+        auths,
+        [format!("Bearer {FIRST}"), format!("Bearer {SECOND}")]
+    );
     let out = env.run(&["secret", "rm", "TOKEN"], None);
     assert!(out.status.success(), "{}", text(&out));
     let out = run(&env);

@@ -193,9 +193,9 @@ fn describe(resp: &latchkey_sdk::Response) -> Value {
 mod raw {
     //! Requests built directly on the generated `http` binding, for layouts the SDK does not
     //! offer (a secret next to guest text, many copies of a secret, ...).
-    use latchkey_sdk::Error;
     use latchkey_sdk::__private::raw_credentials::{self as creds, Credential};
     use latchkey_sdk::__private::raw_http as h;
+    use latchkey_sdk::Error;
     use serde_json::{Value, json};
     use std::collections::BTreeMap;
 
@@ -296,9 +296,9 @@ mod raw {
                 Ok(r) => {
                     let body = String::from_utf8_lossy(&r.body);
                     let redacted = body.contains("[REDACTED]")
-                        || r.headers.iter().any(|(n, v)| {
-                            n.contains("[REDACTED]") || v.contains("[REDACTED]")
-                        });
+                        || r.headers
+                            .iter()
+                            .any(|(n, v)| n.contains("[REDACTED]") || v.contains("[REDACTED]"));
                     json!({
                         "status": r.status,
                         "headers": r.headers,
