@@ -434,14 +434,21 @@ fn second_process_on_the_same_store_gets_an_in_use_error() {
     // A long-running step holds the store open. Poll rather than sleep a fixed time: on a
     // loaded machine the holder may take a while to start; it must still be running when
     // the second process is refused.
-    let mut holder = env
-        .cmd(&["run", &guest("spin"), "--deadline", "20"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let spawn = || {
+        env.cmd(&["run", &guest("spin"), "--deadline", "20"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut holder = spawn();
     let started = std::time::Instant::now();
     let out = loop {
+        // The holder itself may lose the race to a poll (it then finds the store in use and
+        // exits): start it again.
+        if holder.try_wait().unwrap().is_some() {
+            holder = spawn();
+        }
         let out = env.run(&["secret", "list"], None);
         if !out.status.success() || started.elapsed() > std::time::Duration::from_secs(15) {
             break out;
