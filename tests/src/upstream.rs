@@ -1283,6 +1283,97 @@ pub fn refused_addr() -> io::Result<SocketAddr> {
     listener.local_addr()
 }
 
+/// The credential a request carries: the `authorization` header after its scheme, or the
+/// `x-api-key` header.
+fn carried_credential(request: &Recorded) -> String {
+    if let Some(auth) = request.header("authorization") {
+        return auth
+            .split_once(' ')
+            .map_or(auth, |(_, c)| c)
+            .trim()
+            .to_owned();
+    }
+    request.header("x-api-key").unwrap_or_default().to_owned()
+}
+
+/// `ANY /reflect/{encoder}`: the carried credential through a real encoder (python3 or
+/// node, see `tests/encoders/`). A missing interpreter is a 500, so a test fails loudly.
+async fn reflect(Path(encoder): Path<String>, Extension(request): Extension<Recorded>) -> Response {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("encoders");
+    let (program, script) = if encoder.starts_with("node-") {
+        ("node", dir.join("reflect.js"))
+    } else {
+        ("python3", dir.join("reflect.py"))
+    };
+    let value = carried_credential(&request);
+    let run = async {
+        let mut child = tokio::process::Command::new(program)
+            .arg(&script)
+            .arg(&encoder)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()?;
+        if let Some(mut stdin) = child.stdin.take() {
+            use tokio::io::AsyncWriteExt as _;
+            stdin.write_all(value.as_bytes()).await?;
+        }
+        child.wait_with_output().await
+    };
+    match run.await {
+        Ok(out) if out.status.success() => (StatusCode::OK, out.stdout).into_response(),
+        Ok(out) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!(
+                "{program} {encoder} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("could not run {program}: {e}"),
+        )
+            .into_response(),
+    }
+}
+
+/// `ANY /coded`: the authorization header in a content coding the host cannot read (a
+/// gzip magic followed by the bytes XORed with 0x55, standing in for compression),
+/// announced by a harmless first `content-encoding: identity` and a second
+/// `content-encoding: gzip`.
+async fn coded(Extension(request): Extension<Recorded>) -> Response {
+    let mut body = vec![0x1f, 0x8b];
+    body.extend(
+        request
+            .header("authorization")
+            .unwrap_or_default()
+            .bytes()
+            .map(|b| b ^ 0x55),
+    );
+    let mut response = (StatusCode::OK, body).into_response();
+    let headers = response.headers_mut();
+    headers.append(
+        header::CONTENT_ENCODING,
+        HeaderValue::from_static("identity"),
+    );
+    headers.append(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    response
+}
+
+/// `ANY /header-name`: a response header named `x-echo-<x-api-key value>` (the HTTP stack
+/// lowercases names).
+async fn header_name(Extension(request): Extension<Recorded>) -> Response {
+    let value = request.header("x-api-key").unwrap_or_default();
+    let mut response = (StatusCode::OK, "ok").into_response();
+    if let Ok(name) = HeaderName::from_bytes(format!("x-echo-{value}").as_bytes()) {
+        response
+            .headers_mut()
+            .insert(name, HeaderValue::from_static("1"));
+    }
+    response
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1798,95 +1889,4 @@ mod tests {
         ensure!(StdTcpStream::connect(refused_addr()?).is_err());
         Ok(())
     }
-}
-
-/// The credential a request carries: the `authorization` header after its scheme, or the
-/// `x-api-key` header.
-fn carried_credential(request: &Recorded) -> String {
-    if let Some(auth) = request.header("authorization") {
-        return auth
-            .split_once(' ')
-            .map_or(auth, |(_, c)| c)
-            .trim()
-            .to_owned();
-    }
-    request.header("x-api-key").unwrap_or_default().to_owned()
-}
-
-/// `ANY /reflect/{encoder}`: the carried credential through a real encoder (python3 or
-/// node, see `tests/encoders/`). A missing interpreter is a 500, so a test fails loudly.
-async fn reflect(Path(encoder): Path<String>, Extension(request): Extension<Recorded>) -> Response {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("encoders");
-    let (program, script) = if encoder.starts_with("node-") {
-        ("node", dir.join("reflect.js"))
-    } else {
-        ("python3", dir.join("reflect.py"))
-    };
-    let value = carried_credential(&request);
-    let run = async {
-        let mut child = tokio::process::Command::new(program)
-            .arg(&script)
-            .arg(&encoder)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()?;
-        if let Some(mut stdin) = child.stdin.take() {
-            use tokio::io::AsyncWriteExt as _;
-            stdin.write_all(value.as_bytes()).await?;
-        }
-        child.wait_with_output().await
-    };
-    match run.await {
-        Ok(out) if out.status.success() => (StatusCode::OK, out.stdout).into_response(),
-        Ok(out) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!(
-                "{program} {encoder} failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        )
-            .into_response(),
-        Err(e) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("could not run {program}: {e}"),
-        )
-            .into_response(),
-    }
-}
-
-/// `ANY /coded`: the authorization header in a content coding the host cannot read (a
-/// gzip magic followed by the bytes XORed with 0x55, standing in for compression),
-/// announced by a harmless first `content-encoding: identity` and a second
-/// `content-encoding: gzip`.
-async fn coded(Extension(request): Extension<Recorded>) -> Response {
-    let mut body = vec![0x1f, 0x8b];
-    body.extend(
-        request
-            .header("authorization")
-            .unwrap_or_default()
-            .bytes()
-            .map(|b| b ^ 0x55),
-    );
-    let mut response = (StatusCode::OK, body).into_response();
-    let headers = response.headers_mut();
-    headers.append(
-        header::CONTENT_ENCODING,
-        HeaderValue::from_static("identity"),
-    );
-    headers.append(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-    response
-}
-
-/// `ANY /header-name`: a response header named `x-echo-<x-api-key value>` (the HTTP stack
-/// lowercases names).
-async fn header_name(Extension(request): Extension<Recorded>) -> Response {
-    let value = request.header("x-api-key").unwrap_or_default();
-    let mut response = (StatusCode::OK, "ok").into_response();
-    if let Ok(name) = HeaderName::from_bytes(format!("x-echo-{value}").as_bytes()) {
-        response
-            .headers_mut()
-            .insert(name, HeaderValue::from_static("1"));
-    }
-    response
 }

@@ -201,3 +201,42 @@ async fn the_injection_record_exists_even_when_the_deadline_drops_the_call() {
         "{records:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_injected_credentials_limit_does_not_tell_equal_values_apart() {
+    let up = Upstream::start().await.unwrap();
+    let s = TestStore::new();
+    let host = format!("127.0.0.1:{}", up.port());
+    s.put(&workspace(), "A", VALUE, &[&host], &["header:x-a"]);
+    s.put(&workspace(), "SAME", VALUE, &[&host], &["header:x-b"]);
+    s.put(
+        &workspace(),
+        "OTHER",
+        "Zq8Rt3Wm7Yp2Kx5Nv9Lb",
+        &[&host],
+        &["header:x-b"],
+    );
+    let rt = runtime_with(
+        &s,
+        Limits {
+            max_injected_credentials: 1,
+            ..Limits::default()
+        },
+    );
+    let step = load(&rt, "probe");
+    let mut answers = Vec::new();
+    for second in ["SAME", "OTHER"] {
+        let out = run_ok(
+            &rt,
+            &step,
+            json!({"action": "raw", "url": up.url("/echo"), "headers": [
+                {"name": "x-a", "parts": [{"secret": "A"}]},
+                {"name": "x-b", "parts": [{"secret": second}]}]}),
+        )
+        .await;
+        answers.push(limit_error(&out));
+    }
+    assert!(answers[0].contains("LimitExceeded"), "{answers:?}");
+    assert_eq!(answers[0], answers[1]);
+    assert_eq!(up.request_count(), 0);
+}

@@ -26,6 +26,8 @@ use zeroize::Zeroizing;
 /// A credential of this request, resolved and decrypted for this call only.
 struct Resolution {
     key: CredentialKey,
+    /// `scope/key@version`: which stored credential this is.
+    id: String,
     resolved: Resolved,
     value: SecretValue,
 }
@@ -109,13 +111,13 @@ impl HostState {
 
         if self
             .injected
-            .distinct_after(resolutions.iter().map(|r| &r.value))
+            .count_after(resolutions.iter().map(|r| r.id.as_str()))
             > limits.max_injected_credentials
         {
             return Err(refuse(
                 self,
                 limit(format!(
-                    "a run may inject at most {} distinct credential values",
+                    "a run may inject at most {} distinct credentials",
                     limits.max_injected_credentials
                 )),
             ));
@@ -141,7 +143,8 @@ impl HostState {
         let outgoing = inject(&plan, &resolutions, body).map_err(|r| refuse(self, r))?;
 
         for r in &resolutions {
-            self.injected.note(&r.value, &r.resolved.meta.binding);
+            self.injected
+                .note(&r.id, &r.value, &r.resolved.meta.binding);
         }
         let timeout = plan
             .timeout_ms
@@ -186,6 +189,10 @@ impl HostState {
             match resolve::resolve_value(&self.shared.store, &self.ctx, &u.key) {
                 Ok((resolved, value)) => out.push(Resolution {
                     key: u.key.clone(),
+                    id: format!(
+                        "{}/{}@{}",
+                        resolved.meta.scope, u.key, resolved.meta.version
+                    ),
                     resolved,
                     value,
                 }),

@@ -25,26 +25,32 @@ struct Entry {
 /// What a run injected, and matchers built for the destinations it has seen.
 #[derive(Default)]
 pub(crate) struct Injected {
+    /// Each credential injected, as `scope/key@version`.
+    ids: Vec<String>,
     entries: Vec<Entry>,
     /// Matchers by the set of entries they cover (indexes, ascending).
     matchers: Vec<(Vec<usize>, Arc<Matcher>)>,
 }
 
 impl Injected {
-    /// How many distinct values would be held after adding `values`.
-    pub fn distinct_after<'v>(&self, values: impl IntoIterator<Item = &'v SecretValue>) -> usize {
-        let mut digests: Vec<[u8; 32]> = self.entries.iter().map(|e| e.digest).collect();
-        for v in values {
-            let d = digest(v.expose());
-            if !digests.contains(&d) {
-                digests.push(d);
+    /// How many credentials (scope, key and version) the run will have injected once
+    /// `ids` are. Counted by identity, not by value: counting distinct values would tell a
+    /// guest whether two keys hold the same value.
+    pub fn count_after<'i>(&self, ids: impl IntoIterator<Item = &'i str>) -> usize {
+        let mut all: Vec<&str> = self.ids.iter().map(String::as_str).collect();
+        for id in ids {
+            if !all.contains(&id) {
+                all.push(id);
             }
         }
-        digests.len()
+        all.len()
     }
 
-    /// Notes that `value` was injected under `binding`.
-    pub fn note(&mut self, value: &SecretValue, binding: &Binding) {
+    /// Notes that `value`, the credential `id`, was injected under `binding`.
+    pub fn note(&mut self, id: &str, value: &SecretValue, binding: &Binding) {
+        if !self.ids.iter().any(|i| i == id) {
+            self.ids.push(id.to_owned());
+        }
         let d = digest(value.expose());
         if self
             .entries
