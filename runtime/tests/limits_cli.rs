@@ -170,6 +170,11 @@ fn credential_gets_and_log_bytes_follow_their_flags() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["got"], 5, "{v}");
     assert_eq!(v["error"], "too many credential handles", "{v}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("max_credential_gets"),
+        "{}",
+        text(&out)
+    );
 
     let long = "z".repeat(2000);
     let input = serde_json::json!({"action": "log", "message": long}).to_string();

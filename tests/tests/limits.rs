@@ -333,6 +333,13 @@ async fn credential_gets_are_capped_per_run() {
     assert_eq!(v["got"], cap, "{v}");
     assert_eq!(v["error"], "too many credential handles", "{v}");
     assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
+    // The operator is told which limit it was, once.
+    let notes: Vec<_> = out
+        .logs
+        .iter()
+        .filter(|l| l.message.contains("max_credential_gets"))
+        .collect();
+    assert_eq!(notes.len(), 1, "{:?}", out.logs);
     let (records, _) = audit::read_all(&s.store).unwrap();
     let mine = records.iter().filter(|r| r.run_id == ctx.run_id).count();
     assert!(mine <= cap as usize, "{mine} audit records for one run");

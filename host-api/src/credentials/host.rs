@@ -4,7 +4,7 @@ use super::CredentialHandle;
 use crate::audit::AuditEvent;
 use crate::bindings::wit_credentials::{self, Error};
 use crate::resolve::{self, ResolveError};
-use crate::sandbox::HostState;
+use crate::sandbox::{GuestLogLine, HostState};
 use crate::secret::CredentialKey;
 use wasmtime::component::Resource;
 
@@ -21,7 +21,18 @@ impl wit_credentials::Host for HostState {
         // and audit without end. Past the cap `get` answers `too-many-handles`
         // (the guest can handle it like the live-handle limit) and is neither resolved nor
         // audited, so the audit trail holds at most `max_credential_gets` records per run.
-        if self.credential_gets >= self.limits().max_credential_gets {
+        let max_gets = self.limits().max_credential_gets;
+        if self.credential_gets >= max_gets {
+            // The WIT error carries no text; tell the operator once which limit it was.
+            if self.credential_gets == max_gets {
+                self.credential_gets += 1;
+                self.logs.push(GuestLogLine {
+                    level: "warn",
+                    message: format!(
+                        "host: credentials.get refused after {max_gets} calls in this run (limit max_credential_gets)"
+                    ),
+                });
+            }
             return Ok(Err(Error::TooManyHandles));
         }
         self.credential_gets += 1;
