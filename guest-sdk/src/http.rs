@@ -284,7 +284,10 @@ impl<'a> Request<'a> {
     }
 
     /// Sets the body to the concatenation of `parts`, with credentials filled in by the host.
-    /// The host allows this only for credentials whose binding permits body injection.
+    /// The body must be JSON or form-encoded, and each credential must be a whole string
+    /// value in a field its binding names (`body:json:/password`, `body:form:password`):
+    /// `[Part::text(r#"{"user": "ann", "password": ""#), Part::secret(&cred), Part::text(r#""}"#)]`.
+    /// The host re-serialises the body, encodes the value and sets the Content-Type.
     pub fn body_template(mut self, parts: impl IntoIterator<Item = Part<'a>>) -> Self {
         self.inner.body = Some(wit::Body::Template(self::parts(parts)));
         self

@@ -102,6 +102,17 @@ impl Matcher {
             let (le, be) = utf16(v);
             add(le, &mut patterns);
             add(be, &mut patterns);
+            // ASCII case is matched by the automaton; an echo upper- or lower-cased as a
+            // whole also changes non-ASCII letters (ü → Ü), which only these forms cover.
+            if let Ok(text) = std::str::from_utf8(v)
+                && !text.is_ascii()
+            {
+                for cased in [text.to_uppercase(), text.to_lowercase()] {
+                    if !cased.is_empty() && cased.len() <= 4 * MAX_VALUE {
+                        add(Zeroizing::new(cased.into_bytes()), &mut patterns);
+                    }
+                }
+            }
         }
         let automaton = if patterns.is_empty() {
             None

@@ -241,6 +241,19 @@ fn header_values_and_names_are_matched_in_any_case() {
     assert_eq!(out, format!("x-echo-{REDACTED}: 1").into_bytes());
 }
 
+#[test]
+fn an_echo_cased_as_a_whole_is_matched_beyond_ascii() {
+    let m = matcher(&["tök-Ab3Xq9Lm2Rt7".as_bytes()]);
+    for echo in ["INVALID: TÖK-AB3XQ9LM2RT7", "invalid: tök-ab3xq9lm2rt7"] {
+        let out = scrub(&m, echo.as_bytes());
+        assert_eq!(
+            String::from_utf8(out).expect("utf8"),
+            format!("{}{REDACTED}", &echo[..9]),
+            "{echo}"
+        );
+    }
+}
+
 /// Bytes of `data` inside any (case-insensitive) occurrence of `value`.
 fn covered(data: &[u8], value: &[u8]) -> Vec<bool> {
     let mut c = vec![false; data.len()];
