@@ -179,15 +179,18 @@ pub async fn run_ok(rt: &Runtime, step: &Step, input: serde_json::Value) -> serd
 /// A store holding `TOKEN` = `value`, bound to `upstream`'s address and the header
 /// `authorization`; a runtime over it that may reach loopback; and the probe guest.
 pub fn probe_with_token(upstream: &upstream::Upstream, value: &str) -> (TestStore, Runtime, Step) {
+    probe_with(upstream, value, &["header:authorization"])
+}
+
+/// Like [`probe_with_token`], with `TOKEN` bound to `locations`.
+pub fn probe_with(
+    upstream: &upstream::Upstream,
+    value: &str,
+    locations: &[&str],
+) -> (TestStore, Runtime, Step) {
     let s = TestStore::new();
     let host = format!("127.0.0.1:{}", upstream.port());
-    s.put(
-        &workspace(),
-        "TOKEN",
-        value,
-        &[&host],
-        &["header:authorization"],
-    );
+    s.put(&workspace(), "TOKEN", value, &[&host], locations);
     let rt = runtime(&s);
     let step = load(&rt, "probe");
     (s, rt, step)

@@ -29,7 +29,7 @@ fn limit_error(out: &Value) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn huge_requests_end_in_a_limit_error_with_bounded_memory_and_time() {
+async fn secret_parts_and_guest_text_are_bounded_per_request() {
     let up = Upstream::start().await.unwrap();
     let s = TestStore::new();
     s.put(
@@ -49,24 +49,14 @@ async fn huge_requests_end_in_a_limit_error_with_bounded_memory_and_time() {
     );
     let step = load(&rt, "probe");
     let many = |n: usize| json!([{"text": "Bearer "}, {"secret": "TOKEN", "times": n}]);
+    // The hundreds-of-thousands cases are in `limits.rs`; these are the two bounds that
+    // count per request rather than per value.
     let attacks = [
-        (
-            "400k copies of a secret in one header",
-            json!({"action": "raw", "url": up.url("/echo"),
-                   "headers": [{"name": "authorization", "parts": many(400_000)}]}),
-            "parts",
-        ),
         (
             "17 copies of a secret in one header",
             json!({"action": "raw", "url": up.url("/echo"),
                    "headers": [{"name": "authorization", "parts": many(17)}]}),
             "secret parts",
-        ),
-        (
-            "100k parts of text",
-            json!({"action": "raw", "url": up.url("/echo"),
-                   "headers": [{"name": "x-a", "parts": vec![json!({"text": "a"}); 100_000]}]}),
-            "parts",
         ),
         (
             "a 1 MiB header value",
@@ -75,22 +65,12 @@ async fn huge_requests_end_in_a_limit_error_with_bounded_memory_and_time() {
             "longer than",
         ),
         (
-            "100k headers",
-            json!({"action": "raw", "url": up.url("/echo"),
-                   "headers": (0..100_000).map(|i| json!({"name": format!("x-{i}"), "parts": [{"text": "1"}]})).collect::<Vec<_>>()}),
-            "headers",
-        ),
-        (
-            "50k query parameters",
-            json!({"action": "raw", "url": up.url("/echo"),
-                   "query": (0..50_000).map(|_| json!({"name": "key", "parts": [{"secret": "TOKEN"}]})).collect::<Vec<_>>()}),
-            "query parameters",
-        ),
-        (
-            "a body template of 400k secret parts",
+            "secrets spread over a header, a query parameter and the body",
             json!({"action": "raw", "url": up.url("/echo"), "method": "POST",
-                   "body_parts": vec![json!({"secret": "TOKEN"}); 400_000]}),
-            "parts",
+                   "headers": [{"name": "authorization", "parts": many(8)}],
+                   "query": [{"name": "key", "parts": [{"secret": "TOKEN", "times": 8}]}],
+                   "body_parts": [{"secret": "TOKEN"}]}),
+            "secret parts",
         ),
     ];
     for (what, input, expect) in attacks {

@@ -56,16 +56,7 @@ fn raw_request(url: &str, headers: Value) -> Value {
 #[tokio::test(flavor = "multi_thread")]
 async fn overlapping_redactions_cannot_unmask_a_header_bound_value() {
     let up = Upstream::start().await.unwrap();
-    let s = TestStore::new();
-    s.put(
-        &workspace(),
-        "TOKEN",
-        G_VALUE,
-        &[&host(&up)],
-        &["header:authorization", "header:x-a"],
-    );
-    let rt = runtime(&s);
-    let step = load(&rt, "probe");
+    let (_s, rt, step) = probe_with(&up, G_VALUE, &["header:authorization", "header:x-a"]);
     // First `[secret(S), text("g")]` (the old code registered `S` + "g" as a pattern),
     // then `Bearer S S` to an endpoint that echoes the token without its scheme.
     let out = run_ok(
@@ -151,16 +142,7 @@ const ENCODERS: &[&str] = &[
 #[tokio::test(flavor = "multi_thread")]
 async fn echoes_from_real_encoders_are_scrubbed() {
     let up = Upstream::start().await.unwrap();
-    let s = TestStore::new();
-    s.put(
-        &workspace(),
-        "TOKEN",
-        TRICKY,
-        &[&host(&up)],
-        &["header:x-api-key"],
-    );
-    let rt = runtime(&s);
-    let step = load(&rt, "probe");
+    let (_s, rt, step) = probe_with(&up, TRICKY, &["header:x-api-key"]);
     let mut failures = Vec::new();
     for enc in ENCODERS {
         let out = run_ok(
@@ -234,16 +216,7 @@ async fn every_content_encoding_header_counts() {
 async fn a_value_echoed_in_a_response_header_name_is_scrubbed() {
     let up = Upstream::start().await.unwrap();
     let value = "Zq8Rt3Wm7Yp2Kx5Nv9Lb4Hc6Jd1Fg0Sa";
-    let s = TestStore::new();
-    s.put(
-        &workspace(),
-        "TOKEN",
-        value,
-        &[&host(&up)],
-        &["header:x-api-key"],
-    );
-    let rt = runtime(&s);
-    let step = load(&rt, "probe");
+    let (_s, rt, step) = probe_with(&up, value, &["header:x-api-key"]);
     let out = run_ok(
         &rt,
         &step,

@@ -308,7 +308,14 @@ async fn allowlist_missing_credential_even_if_exists() {
 
     // Refused at get(): the audit trail says so, without a value.
     let (records, _) = latchkey_host::audit::read_all(&f.ts.store).unwrap();
-    let denied: Vec<_> = records.iter().filter(|r| r.key == "STRIPE_KEY").collect();
+    let denied: Vec<_> = records
+        .iter()
+        .filter(|r| {
+            r.key == "STRIPE_KEY" && r.event == latchkey_host::audit::AuditEvent::ResolveDenied
+        })
+        .collect();
+    // Storing it was recorded too, and no record holds the value.
+    assert!(records.iter().all(|r| !r.outcome.contains("sk-live")));
     assert!(!denied.is_empty());
     assert!(
         denied

@@ -80,7 +80,15 @@ pub(super) fn plan(req: Request, limits: &Limits, table: &ResourceTable) -> Resu
         }
         let location = InjectLocation::Header(name.as_str().to_owned());
         let what = format!("header {name}");
-        let pieces = pieces(h.value, &location, &what, limits, table, &mut uses)?;
+        let pieces = pieces(
+            h.value,
+            &location,
+            &what,
+            limits.max_header_value_bytes,
+            limits,
+            table,
+            &mut uses,
+        )?;
         headers.push((name, pieces));
     }
     let mut query = Vec::with_capacity(req.query.len());
@@ -96,7 +104,15 @@ pub(super) fn plan(req: Request, limits: &Limits, table: &ResourceTable) -> Resu
         }
         let location = InjectLocation::Query(q.name.clone());
         let what = format!("query parameter {}", shorten(&q.name));
-        let pieces = pieces(q.value, &location, &what, limits, table, &mut uses)?;
+        let pieces = pieces(
+            q.value,
+            &location,
+            &what,
+            limits.max_header_value_bytes,
+            limits,
+            table,
+            &mut uses,
+        )?;
         query.push((q.name, pieces));
     }
     let basic = match req.basic_auth {
@@ -130,35 +146,18 @@ pub(super) fn plan(req: Request, limits: &Limits, table: &ResourceTable) -> Resu
             Some(PlannedBody::Bytes(b))
         }
         Some(Body::Template(parts)) => {
-            if parts.len() > limits.max_value_parts {
-                return Err(too_many_parts("the body", limits));
-            }
-            let text: usize = parts.iter().map(text_len).sum();
-            if text > limits.max_request_body {
+            if parts.iter().map(text_len).sum::<usize>() > limits.max_request_body {
                 return Err(body_too_large(limits));
             }
-            let secrets = parts.len()
-                - parts
-                    .iter()
-                    .filter(|p| matches!(p, ValuePart::Text(_)))
-                    .count();
-            if uses.len() + secrets > limits.max_secret_parts {
-                return Err(too_many_secrets(limits));
-            }
-            let mut out = Vec::with_capacity(parts.len());
-            for p in parts {
-                out.push(match p {
-                    ValuePart::Text(t) => Piece::Text(t.into_bytes()),
-                    ValuePart::Secret(h) => {
-                        let key = handle_key(table, &h)?;
-                        uses.push(Use {
-                            key: key.clone(),
-                            location: InjectLocation::Body,
-                        });
-                        Piece::Secret(key)
-                    }
-                });
-            }
+            let out = pieces(
+                parts,
+                &InjectLocation::Body,
+                "the body",
+                usize::MAX,
+                limits,
+                table,
+                &mut uses,
+            )?;
             Some(PlannedBody::Template(out))
         }
     };
@@ -236,12 +235,14 @@ fn method(m: Method) -> reqwest::Method {
     }
 }
 
-/// The pieces of one header or query value, bounded in count and in guest text; secret
-/// parts become [`Piece::Secret`] and a [`Use`] at `location`.
+/// The pieces of one header, query or body value, bounded in count, in guest text
+/// (`max_text`) and in secret parts per request; secret parts become [`Piece::Secret`] and
+/// a [`Use`] at `location`.
 fn pieces(
     parts: Vec<ValuePart>,
     location: &InjectLocation,
     what: &str,
+    max_text: usize,
     limits: &Limits,
     table: &ResourceTable,
     uses: &mut Vec<Use>,
@@ -250,7 +251,7 @@ fn pieces(
         return Err(too_many_parts(what, limits));
     }
     let text: usize = parts.iter().map(text_len).sum();
-    if text > limits.max_header_value_bytes {
+    if text > max_text {
         return Err(value_too_long(what, limits));
     }
     let secrets = parts.len()
