@@ -7,7 +7,7 @@
 use secrecy::{ExposeSecret, SecretSlice};
 use std::fmt;
 
-/// Largest secret value accepted, in bytes (seed 002: "Credential values can be up to 64KB").
+/// Largest secret value accepted, in bytes (credential values can be up to 64 KiB).
 pub const MAX_VALUE_BYTES: usize = 64 * 1024;
 
 /// Longest credential key accepted, in bytes.

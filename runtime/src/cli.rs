@@ -317,7 +317,7 @@ pub enum StoreCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum MemberCommand {
-    /// Remove a member: delete every secret they created, in every scope (seed 003).
+    /// Remove a member: delete every secret they created, in every scope.
     Remove {
         /// The member's user name.
         user: String,

@@ -13,7 +13,7 @@ const AAD_PREFIX: &[u8] = b"latchkey/secret/v1\0";
 /// What the operator says about a secret when storing it (everything but the value).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecretSpec {
-    /// Integration type (seed 003): only steps that declare it may use the secret.
+    /// Integration type: only steps that declare it may use the secret.
     pub integration: String,
     /// Where the value may be sent.
     pub binding: Binding,

@@ -1,4 +1,4 @@
-//! Where a secret is stored: the scopes of the seeds (platform, workspace, workflow, a
+//! Where a secret is stored: the scopes of docs/requirements.md (platform, workspace, workflow, a
 //! user's personal keys, a user's key for one workflow, a builder's key for one workflow).
 
 use std::fmt;
@@ -10,26 +10,26 @@ use std::fmt;
 )]
 #[serde(try_from = "String", into = "String")]
 pub enum Scope {
-    /// Platform-wide fallback credentials (tier 3 in seed 000).
+    /// Platform-wide fallback credentials (the last tier).
     Platform,
-    /// Shared by every workflow of a workspace (seed 002's default scope).
+    /// Shared by every workflow of a workspace (the default scope).
     Workspace {
         /// Workspace name.
         workspace: String,
     },
-    /// One workflow of a workspace; overrides the workspace scope (seed 002).
+    /// One workflow of a workspace; overrides the workspace scope.
     Workflow {
         /// Workspace name.
         workspace: String,
         /// Workflow name.
         workflow: String,
     },
-    /// A user's personal keys, for any workflow they run (seed 004, "Profile").
+    /// A user's personal keys, for any workflow they run (personal keys).
     User {
         /// User name.
         user: String,
     },
-    /// A user's key for one workflow (seed 000: "Your Keys", per agent).
+    /// A user's key for one workflow (the user's keys, per workflow).
     UserWorkflow {
         /// User name.
         user: String,
@@ -38,7 +38,7 @@ pub enum Scope {
         /// Workflow name.
         workflow: String,
     },
-    /// The workflow builder's key for one workflow (seed 000: "Builder Keys").
+    /// The workflow builder's key for one workflow (the builder's keys).
     BuilderWorkflow {
         /// Builder's user name.
         builder: String,

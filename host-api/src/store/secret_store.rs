@@ -439,7 +439,7 @@ impl SecretStore {
     }
 
     /// Removes member `user` on behalf of `actor`: deletes every secret `user` created,
-    /// in every scope (seed 003: a removed member's secrets are deleted). Audited: one
+    /// in every scope (a removed member's secrets are deleted). Audited: one
     /// `member-remove` record (its `user` is the member), then one `secret-delete` record
     /// before each deletion. Returns what was deleted.
     pub fn delete_created_by(
