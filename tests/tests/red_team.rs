@@ -1,0 +1,173 @@
+//! Red-team findings: each test here shows a way around a promise of SECURITY.md. A test
+//! that fails on the current code is `#[ignore]`d with the finding it stands for.
+#![allow(clippy::unwrap_used)]
+
+use latchkey_host::policy::BindingSpec;
+use latchkey_host::sandbox::Limits;
+use latchkey_tests::upstream::Upstream;
+use latchkey_tests::*;
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+const VALUE: &str = "sk-Tq7Lm2Rx9Wp4Kz8Nv3Bc6Df1Gj5Hs0Ya2Ue7";
+
+fn host(up: &Upstream) -> String {
+    format!("127.0.0.1:{}", up.port())
+}
+
+/// Text dense in escapes of every kind the scrubber decodes, after its own base64: decoded
+/// escapes join the base64 run, so each text view re-decodes the run and every decoded
+/// copy is searched again, three levels deep.
+fn scrub_bomb(bytes: usize) -> String {
+    use base64::Engine as _;
+    let text = r"%C3%BC&#x41;&amp;=3D+\x41".repeat(5);
+    let unit = format!(
+        "{}{text}",
+        base64::engine::general_purpose::STANDARD.encode(text.as_bytes())
+    );
+    unit.repeat(bytes / unit.len())
+}
+
+/// The step's output is scrubbed after the run, with no deadline (`Injected::scrub_text`
+/// passes `None`). Once any value was injected, a step can return up to
+/// `max_output_bytes` of text built to make the scrubber slow (here fetched from a host
+/// outside the binding, whose responses are not scrubbed and so come back at once), and
+/// the run returns long after its deadline. Responses are scrubbed against the deadline
+/// and fail closed; the output (and log lines, and the step's error message, which has no
+/// size limit at all) are not.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "finding: output scrubbing has no deadline; a step's output outlives the run's deadline many times over"]
+async fn the_output_scrub_is_bounded_by_the_runs_deadline() {
+    let bound = Upstream::start().await.unwrap();
+    let other = Upstream::start().await.unwrap();
+    let s = TestStore::new();
+    s.put(
+        &workspace(),
+        "TOKEN",
+        VALUE,
+        &[&host(&bound)],
+        &["header:authorization"],
+    );
+    let deadline = Duration::from_secs(1);
+    let rt = runtime_with(
+        &s,
+        Limits {
+            deadline,
+            memory_bytes: 256 << 20,
+            ..Limits::default()
+        },
+    );
+    let step = load(&rt, "probe");
+    let t = Instant::now();
+    let out = run(
+        &rt,
+        &step,
+        json!({"action": "raw", "requests": [
+            {"url": bound.url("/echo"), "headers": [{"name": "authorization",
+                "parts": [{"text": "Bearer "}, {"secret": "TOKEN"}]}]},
+            {"url": other.url("/echo"), "method": "POST", "body": scrub_bomb(900_000)},
+        ]}),
+    )
+    .await;
+    let took = t.elapsed();
+    eprintln!(
+        "run: {:?} in {took:?}",
+        out.as_ref()
+            .map(|o| o.output.len())
+            .map_err(|e| e.to_string())
+    );
+    assert!(
+        took < deadline + Duration::from_secs(2),
+        "the run returned after {took:?}, its deadline is {deadline:?}"
+    );
+}
+
+/// A binding that names methods or path prefixes is defeated by the override headers
+/// common frameworks honour (Rails, Laravel, Symfony, Express `method-override`, IIS
+/// rewrite): the request line says `GET /echo/read`, the server acts on `DELETE` or on
+/// `/echo/admin`. The host refuses path encodings that servers decode differently, but lets
+/// a step set these headers next to a method- or path-bound credential.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "finding: method/path override headers are sent with a method- and path-bound credential"]
+async fn method_and_path_override_headers_are_refused_with_a_bound_credential() {
+    let up = Upstream::start().await.unwrap();
+    let s = TestStore::new();
+    s.put_spec(
+        &workspace(),
+        "TOKEN",
+        VALUE,
+        BindingSpec {
+            hosts: hosts(&[&host(&up)]),
+            locations: locations(&["header:authorization"]),
+            methods: vec!["GET".into()],
+            path_prefixes: vec!["/echo/read".into()],
+            ..BindingSpec::default()
+        },
+    );
+    let rt = runtime(&s);
+    let step = load(&rt, "probe");
+    let mut sent = Vec::new();
+    for (name, value) in [
+        ("x-http-method-override", "DELETE"),
+        ("x-http-method", "DELETE"),
+        ("x-method-override", "DELETE"),
+        ("x-original-url", "/echo/admin"),
+        ("x-rewrite-url", "/echo/admin"),
+    ] {
+        let before = up.request_count();
+        let out = run_ok(
+            &rt,
+            &step,
+            json!({"action": "raw", "url": up.url("/echo/read"), "headers": [
+                {"name": "authorization", "parts": [{"text": "Bearer "}, {"secret": "TOKEN"}]},
+                {"name": name, "parts": [{"text": value}]}]}),
+        )
+        .await;
+        if up.request_count() > before {
+            sent.push(format!("{name}: {value} -> {}", out["status"]));
+        }
+    }
+    assert!(
+        sent.is_empty(),
+        "sent with a GET /echo/read binding: {sent:?}"
+    );
+}
+
+/// Whether a value can go into a header depends on bytes the store accepts but the HTTP
+/// stack does not (DEL, C0 controls other than CR, LF, NUL): `check_use` passes it
+/// (`is_header_safe` looks only at CR, LF, NUL), then `inject` fails with an
+/// invalid-request error. The refusal differs with the value, so a step learns that a
+/// value holds such a byte, which SECURITY.md says no error reveals.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "finding: a header refusal depends on the value's bytes (DEL and C0 controls pass the store's check)"]
+async fn header_refusals_do_not_depend_on_the_value() {
+    let up = Upstream::start().await.unwrap();
+    let s = TestStore::new();
+    let h = host(&up);
+    s.put(&workspace(), "PLAIN", VALUE, &[&h], &["header:x-a"]);
+    s.put(
+        &workspace(),
+        "ODD",
+        "sk-Tq7Lm2Rx9Wp4\u{7f}Kz8Nv3Bc6Df1Gj5Hs0Ya2Ue7",
+        &[&h],
+        &["header:x-a"],
+    );
+    let rt = runtime(&s);
+    let step = load(&rt, "probe");
+    let mut answers: Vec<Value> = Vec::new();
+    for key in ["PLAIN", "ODD"] {
+        let out = run_ok(
+            &rt,
+            &step,
+            json!({"action": "raw", "url": up.url("/status/204"), "headers": [
+                {"name": "x-a", "parts": [{"secret": key}]}]}),
+        )
+        .await;
+        // What the host decided: the status, or the error (not the `date` header).
+        answers.push(json!({"status": out["status"], "error": out["error"]}));
+    }
+    assert_eq!(
+        answers[0], answers[1],
+        "the same request with two values is answered differently"
+    );
+}
