@@ -306,3 +306,47 @@ async fn a_header_value_echoed_by_a_real_node_server_is_scrubbed() {
     );
     assert!(!out.to_string().contains("Wp4Kz8Nv3Bc6Df1Gj5Hs0"), "{out}");
 }
+
+/// Path prefixes refuse the encodings servers decode differently (`%2e`, `%2f`, `%5c`,
+/// `%25`, `%00`, `\`, `;`), but not IIS's `%uXXXX` nor overlong UTF-8 (`%c0%ae` is `.`
+/// and `%c0%af` is `/` to decoders that accept it): `/echo/read/%u002e%u002e/admin` is
+/// under `/echo/read/` for the host and is `/echo/admin` for such a server.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "finding: %uXXXX and overlong UTF-8 dot/slash encodings pass the path-prefix check"]
+async fn path_encodings_some_servers_decode_as_dot_or_slash_are_refused() {
+    let up = Upstream::start().await.unwrap();
+    let s = TestStore::new();
+    s.put_spec(
+        &workspace(),
+        "TOKEN",
+        VALUE,
+        BindingSpec {
+            hosts: hosts(&[&host(&up)]),
+            locations: locations(&["header:authorization"]),
+            path_prefixes: vec!["/echo/read/".into()],
+            ..BindingSpec::default()
+        },
+    );
+    let rt = runtime(&s);
+    let step = load(&rt, "probe");
+    let mut sent = Vec::new();
+    for path in [
+        "/echo/read/%u002e%u002e/admin",
+        "/echo/read/..%u2215admin",
+        "/echo/read/%c0%ae%c0%ae/admin",
+        "/echo/read/..%c0%afadmin",
+    ] {
+        let before = up.request_count();
+        let _ = run_ok(
+            &rt,
+            &step,
+            json!({"action": "raw", "url": up.url(path), "headers": [
+                {"name": "authorization", "parts": [{"text": "Bearer "}, {"secret": "TOKEN"}]}]}),
+        )
+        .await;
+        if up.request_count() > before {
+            sent.push(path);
+        }
+    }
+    assert!(sent.is_empty(), "sent under /echo/read/: {sent:?}");
+}
