@@ -59,20 +59,22 @@ impl wit_log::Host for HostState {
     fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
         let limits = self.limits();
         let (max_lines, max_bytes) = (limits.max_log_lines, limits.max_log_bytes);
-        if self.logs.len() >= max_lines || self.log_bytes >= max_bytes {
+        // The line as the guest sent it counts against the budget, before any work is done
+        // on it: scrubbing costs time in proportion to what it reads.
+        if self.logs.len() >= max_lines || self.log_bytes + message.len() > max_bytes {
             self.logs_dropped += 1;
             return Ok(());
         }
+        self.log_bytes += message.len();
         // The whole line is scrubbed before it is cut: cutting first could leave part of
         // a secret that the scrubber no longer recognises.
-        let scrubbed = self.injected.scrub_text(&message);
+        let deadline = self.deadline_at;
+        let scrubbed = match self.injected.scrub_text(&message, deadline) {
+            Ok(s) => s,
+            Err(_) => crate::http::injected::WITHHELD.to_owned(),
+        };
         let mut text = visible(&scrubbed).into_owned();
         cut(&mut text, MAX_LINE_BYTES);
-        if self.log_bytes + text.len() > max_bytes {
-            self.logs_dropped += 1;
-            return Ok(());
-        }
-        self.log_bytes += text.len();
         let level = match level {
             Level::Trace => "trace",
             Level::Debug => "debug",

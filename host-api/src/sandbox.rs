@@ -17,6 +17,15 @@ use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Config, Engine, ResourceLimiter, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+/// Time allowed past the run's deadline to check its output or error message for credential
+/// values: the guest has stopped, and the output is bounded by `max_output_bytes`.
+pub const TEXT_SCRUB_GRACE: Duration = Duration::from_secs(1);
+
+/// When checking the step's output or error message must be done.
+fn text_deadline(store: &Store<HostState>) -> Instant {
+    store.data().deadline_at.max(Instant::now()) + TEXT_SCRUB_GRACE
+}
+
 /// How often the epoch advances; the deadline's resolution.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
@@ -179,6 +188,10 @@ pub enum RunError {
         /// The limit.
         limit: usize,
     },
+    /// The step's output or error message could not be checked for credential values
+    /// before the deadline (plus [`TEXT_SCRUB_GRACE`]); it is withheld.
+    #[error("the step's {0} could not be checked for credential values in time and was withheld")]
+    Unchecked(&'static str),
     /// Instantiation failed (e.g. the instance pool is exhausted).
     #[error("could not start the step: {0}")]
     Instantiate(String),
@@ -709,10 +722,26 @@ impl Runtime {
         let output = match result {
             Err(_) => return Err(failed(RunError::Deadline(deadline), store)),
             Ok(Err(e)) => return Err(failed(e, store)),
-            Ok(Ok(Err(guest))) => {
-                let msg = store.data_mut().injected.scrub_text(&guest);
-                let msg = crate::guest_log::visible(&msg).into_owned();
+            Ok(Ok(Err(guest))) if guest.len() > limits.max_output_bytes => {
+                // Not scrubbed (that would cost time in proportion to the guest's whim),
+                // not cut (a cut could leave part of a value): withheld.
+                let msg = format!(
+                    "[an error message of {} bytes, over the {}-byte output limit, was withheld]",
+                    guest.len(),
+                    limits.max_output_bytes
+                );
                 return Err(failed(RunError::Guest(msg), store));
+            }
+            Ok(Ok(Err(guest))) => {
+                let by = text_deadline(&store);
+                let checked = store.data_mut().injected.scrub_text(&guest, by);
+                return Err(match checked {
+                    Ok(msg) => {
+                        let msg = crate::guest_log::visible(&msg).into_owned();
+                        failed(RunError::Guest(msg), store)
+                    }
+                    Err(_) => failed(RunError::Unchecked("error message"), store),
+                });
             }
             Ok(Ok(Ok(output))) => output,
         };
@@ -723,8 +752,12 @@ impl Runtime {
             };
             return Err(failed(error, store));
         }
-        let mut state = store.into_data();
-        let output = state.injected.scrub_text(&output);
+        let text_deadline = text_deadline(&store);
+        let output = match store.data_mut().injected.scrub_text(&output, text_deadline) {
+            Ok(o) => o,
+            Err(_) => return Err(failed(RunError::Unchecked("output"), store)),
+        };
+        let state = store.into_data();
         let mut logs = state.logs;
         if state.logs_dropped > 0 {
             logs.push(GuestLogLine {

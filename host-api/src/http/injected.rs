@@ -14,6 +14,7 @@ use crate::policy::{Binding, Destination};
 use crate::secret::SecretValue;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
+use std::time::Instant;
 use zeroize::Zeroizing;
 
 struct Entry {
@@ -102,18 +103,14 @@ impl Injected {
         Ok(Some(m))
     }
 
-    /// `text` scrubbed of every injected value, for output and logs. Fails closed: text
-    /// that could not be checked is withheld.
-    pub fn scrub_text(&mut self, text: &str) -> String {
-        let matcher = match self.everywhere() {
-            Ok(None) => return text.to_owned(),
-            Ok(Some(m)) => m,
-            Err(_) => return WITHHELD.to_owned(),
+    /// `text` scrubbed of every injected value, for output and logs, by `deadline`. Fails
+    /// closed: text that could not be checked in time is not returned.
+    pub fn scrub_text(&mut self, text: &str, deadline: Instant) -> Result<String, ScrubError> {
+        let Some(matcher) = self.everywhere()? else {
+            return Ok(text.to_owned());
         };
-        match matcher.scrub(text.as_bytes(), None) {
-            Ok(clean) => String::from_utf8_lossy(&clean).into_owned(),
-            Err(_) => WITHHELD.to_owned(),
-        }
+        let clean = matcher.scrub(text.as_bytes(), Some(deadline))?;
+        Ok(String::from_utf8_lossy(&clean).into_owned())
     }
 }
 
