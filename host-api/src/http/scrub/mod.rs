@@ -104,6 +104,12 @@ impl Matcher {
             add(be, &mut patterns);
             // ASCII case is matched by the automaton; an echo upper- or lower-cased as a
             // whole also changes non-ASCII letters (ü → Ü), which only these forms cover.
+            // Servers that read header bytes as Latin-1 (Node, Python's http.server) echo
+            // each byte of a non-ASCII value as its own character: "ü" comes back "Ã¼".
+            if !v.is_ascii() {
+                let misread: String = v.iter().map(|&b| char::from(b)).collect();
+                add(Zeroizing::new(misread.into_bytes()), &mut patterns);
+            }
             if let Ok(text) = std::str::from_utf8(v)
                 && !text.is_ascii()
             {

@@ -254,6 +254,24 @@ fn an_echo_cased_as_a_whole_is_matched_beyond_ascii() {
     }
 }
 
+#[test]
+fn a_value_misread_as_latin1_is_matched() {
+    let value = "tök-Ab3Xq9Lm2Rt7";
+    let m = matcher(&[value.as_bytes()]);
+    // What a server that reads header bytes as Latin-1 echoes, raw and JSON-escaped.
+    let misread: String = value.bytes().map(char::from).collect();
+    for echo in [
+        misread.clone(),
+        serde_json::to_string(&misread).expect("json"),
+    ] {
+        let out = String::from_utf8(scrub(&m, echo.as_bytes())).expect("utf8");
+        assert!(
+            out.contains(REDACTED) && !out.contains("Ab3Xq9Lm2Rt7"),
+            "{out}"
+        );
+    }
+}
+
 /// Bytes of `data` inside any (case-insensitive) occurrence of `value`.
 fn covered(data: &[u8], value: &[u8]) -> Vec<bool> {
     let mut c = vec![false; data.len()];
