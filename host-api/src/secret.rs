@@ -37,10 +37,15 @@ impl SecretValue {
         self.0.expose_secret()
     }
 
-    /// Whether the value can be put into an HTTP header or query value as it is:
-    /// no CR, LF or NUL (they would split or truncate the header).
+    /// Whether the value can be put into an HTTP header or query value as it is: only the
+    /// bytes an HTTP field value may hold (tab, visible ASCII, space, and bytes 0x80 and
+    /// up). CR, LF and NUL would split or truncate the header; other control bytes are
+    /// refused by the HTTP stack at send time, which would make a refusal depend on the
+    /// value (a one-bit oracle), so they are refused when the value is stored.
     pub fn is_header_safe(&self) -> bool {
-        !self.expose().iter().any(|b| matches!(b, b'\r' | b'\n' | 0))
+        self.expose()
+            .iter()
+            .all(|&b| b == b'\t' || (0x20..0x7f).contains(&b) || b >= 0x80)
     }
 
     /// Whether the value is UTF-8 (needed for a JSON body field).
@@ -77,7 +82,7 @@ pub enum ValueError {
     /// The binding allows injection into a header, query value or basic auth, and the value
     /// contains a byte that would break the request there.
     #[error(
-        "the secret value contains CR, LF or NUL, which cannot be injected into a header, query value or basic auth"
+        "the secret value contains CR, LF, NUL or another control byte, which cannot be injected into a header, query value or basic auth"
     )]
     NotHeaderSafe,
     /// The binding allows injection into a JSON body field, and the value is not UTF-8 (a

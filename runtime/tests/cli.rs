@@ -253,7 +253,7 @@ fn bad_inputs_are_refused_with_a_message_and_leave_the_store_unchanged() {
                 "header:authorization",
             ],
             b"a\r\nX-Evil: 1".to_vec(),
-            "CR, LF or NUL",
+            "CR, LF, NUL",
         ),
         (
             vec![

@@ -525,7 +525,10 @@ fn inject(plan: &Plan, rs: &[Resolution], body: Option<FilledBody>) -> Result<Ou
     );
     let mut url = plan.url.clone();
     if !plan.query.is_empty() {
-        let mut pairs = url.query_pairs_mut();
+        // Appended as bytes, percent-encoded: a value that is not UTF-8 is sent exactly as
+        // stored (a lossy conversion would send other bytes, which no scrub of the value's
+        // echo would recognise).
+        let mut query = Zeroizing::new(url.query().unwrap_or_default().to_owned());
         for (name, pieces) in &plan.query {
             let bytes = assemble(pieces, rs)?;
             if bytes.iter().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
@@ -534,8 +537,14 @@ fn inject(plan: &Plan, rs: &[Resolution], body: Option<FilledBody>) -> Result<Ou
                     plan::shorten(name)
                 )));
             }
-            pairs.append_pair(name, &String::from_utf8_lossy(&bytes));
+            if !query.is_empty() {
+                query.push('&');
+            }
+            query.extend(url::form_urlencoded::byte_serialize(name.as_bytes()));
+            query.push('=');
+            query.extend(url::form_urlencoded::byte_serialize(&bytes));
         }
+        url.set_query(Some(&query));
     }
     if let Some(t) = host_type {
         headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(t));
