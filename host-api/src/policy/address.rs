@@ -154,11 +154,15 @@ pub fn is_cloud_metadata(ip: IpAddr) -> bool {
             let s = v6.segments();
             let o = v6.octets();
             let low32 = Ipv4Addr::new(o[12], o[13], o[14], o[15]);
-            // Mapped, compatible, and NAT64 (well-known and local-use prefixes): low 32 bits.
-            let embedded = if s[..6] == [0, 0, 0, 0, 0, 0xffff]
-                || s[..6] == [0; 6]
-                || (s[0] == 0x0064 && s[1] == 0xff9b)
-            {
+            if s[0] == 0x0064 && s[1] == 0xff9b {
+                // NAT64: the well-known /96 and the local-use 64:ff9b:1::/48, whose
+                // translator may embed the IPv4 address at any RFC 6052 position.
+                return nat64_positions(&o)
+                    .iter()
+                    .any(|v4| METADATA_V4.contains(v4));
+            }
+            // Mapped and compatible: low 32 bits.
+            let embedded = if s[..6] == [0, 0, 0, 0, 0, 0xffff] || s[..6] == [0; 6] {
                 Some(low32)
             } else if s[0] == 0x2002 {
                 Some(Ipv4Addr::new(o[2], o[3], o[4], o[5])) // 6to4
@@ -168,6 +172,19 @@ pub fn is_cloud_metadata(ip: IpAddr) -> bool {
             embedded.is_some_and(|v4| METADATA_V4.contains(&v4))
         }
     }
+}
+
+/// The IPv4 address an IPv6 address would embed at each RFC 6052 prefix length (/32, /40,
+/// /48, /56, /64, /96; octet 8 is the reserved "u" octet).
+fn nat64_positions(o: &[u8; 16]) -> [Ipv4Addr; 6] {
+    [
+        Ipv4Addr::new(o[4], o[5], o[6], o[7]),
+        Ipv4Addr::new(o[5], o[6], o[7], o[9]),
+        Ipv4Addr::new(o[6], o[7], o[9], o[10]),
+        Ipv4Addr::new(o[7], o[9], o[10], o[11]),
+        Ipv4Addr::new(o[9], o[10], o[11], o[12]),
+        Ipv4Addr::new(o[12], o[13], o[14], o[15]),
+    ]
 }
 
 /// Why `ip` is not a public unicast address, or `None` if it is one.
@@ -231,8 +248,12 @@ fn v6_reason(ip: Ipv6Addr) -> Option<&'static str> {
     } else if ip.segments()[..6] == [0, 0, 0, 0, 0, 0] {
         // Deprecated IPv4-compatible addresses (::a.b.c.d).
         Some("reserved")
+    } else if seg0 == 0x0064 && ip.segments()[1] == 0xff9b && ip.segments()[2] == 0x0001 {
+        // Local-use NAT64 (RFC 8215): a translator inside the network, whose embedding
+        // position is its own configuration.
+        Some("local-use NAT64")
     } else if seg0 == 0x0064 && ip.segments()[1] == 0xff9b {
-        // NAT64 prefix: judged by the embedded IPv4 address.
+        // Well-known NAT64 prefix: judged by the embedded IPv4 address.
         let o = ip.octets();
         v4_reason(Ipv4Addr::new(o[12], o[13], o[14], o[15]))
     } else {
@@ -301,6 +322,7 @@ mod tests {
         "::169.254.169.254",
         "64:ff9b::a9fe:a9fe",
         "64:ff9b:1::a9fe:a9fe",
+        "64:ff9b:1:a9fe:a9:fe00:808:808",
         "2002:a9fe:a9fe::1",
         "::ffff:100.100.100.200",
         "64:ff9b::a9fe:aa02",

@@ -290,9 +290,16 @@ fn ambiguous_in_path(path: &str) -> Option<&'static str> {
                 Some(b"2e") => return Some("an encoded '.' (%2E)"),
                 Some(b"00") => return Some("an encoded NUL (%00)"),
                 Some(b"25") => return Some("an encoded '%' (%25, double encoding)"),
+                Some([b'u', ..]) => return Some("a %u escape (decoded by IIS)"),
                 _ => {}
             }
         }
+    }
+    // Overlong UTF-8 (`%c0%ae` for '.', `%c0%af` for '/') and other invalid sequences are
+    // decoded by lenient servers into characters the prefix check never saw.
+    let decoded: Vec<u8> = percent_encoding::percent_decode(bytes).collect();
+    if std::str::from_utf8(&decoded).is_err() {
+        return Some("percent-encoded bytes that are not valid UTF-8 (overlong forms)");
     }
     None
 }
@@ -805,6 +812,11 @@ mod tests {
             "https://slack.com/api/%252e%252e/admin",
             "https://slack.com/api/x;jsessionid=1",
             "https://slack.com/api/x%2e",
+            "https://slack.com/api/%u002e%u002e/admin",
+            "https://slack.com/api/..%u2215admin",
+            "https://slack.com/api/%c0%ae%c0%ae/admin",
+            "https://slack.com/api/..%c0%afadmin",
+            "https://slack.com/api/%e0%80%ae",
         ] {
             // `url` resolves whole `%2e%2e` segments itself (then the path is no longer
             // under /api/); anything left is refused as ambiguous.

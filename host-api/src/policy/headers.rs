@@ -42,6 +42,42 @@ const HOST_MANAGED: &[(&str, &str)] = &[
         "accept-encoding",
         "the host asks for uncoded responses so it can scrub them",
     ),
+    // Frameworks (Rails, Laravel, Symfony, Express, IIS) and proxies take the method or
+    // path from these instead of the request line: a binding's methods and path prefixes
+    // would mean nothing.
+    (
+        "x-http-method-override",
+        "it would change the method a binding checks",
+    ),
+    (
+        "x-http-method",
+        "it would change the method a binding checks",
+    ),
+    (
+        "x-method-override",
+        "it would change the method a binding checks",
+    ),
+    (
+        "x-original-url",
+        "it would change the path a binding checks",
+    ),
+    ("x-rewrite-url", "it would change the path a binding checks"),
+    (
+        "x-original-uri",
+        "it would change the path a binding checks",
+    ),
+    (
+        "x-forwarded-prefix",
+        "it would change the path a binding checks",
+    ),
+    (
+        "x-forwarded-uri",
+        "it would change the path a binding checks",
+    ),
+    (
+        "x-forwarded-path",
+        "it would change the path a binding checks",
+    ),
 ];
 
 /// Why the header `name` (any case) is managed by the host, or `None` if a guest may set
@@ -72,6 +108,11 @@ mod tests {
             "Proxy-Connection",
             "accept-encoding",
             "content-encoding",
+            "X-HTTP-Method-Override",
+            "x-http-method",
+            "X-Method-Override",
+            "x-original-url",
+            "X-Rewrite-URL",
         ] {
             assert!(host_managed(h).is_some(), "{h}");
         }
