@@ -1,5 +1,5 @@
-//! Red-team findings: each test here shows a way around a promise of SECURITY.md. A test
-//! that fails on the current code is `#[ignore]`d with the finding it stands for.
+//! Red-team findings: each test here showed a way around a promise of SECURITY.md on the
+//! code it was written against (each failed there), and passes since its fix.
 #![allow(clippy::unwrap_used)]
 
 use latchkey_host::policy::BindingSpec;
@@ -36,7 +36,6 @@ fn scrub_bomb(bytes: usize) -> String {
 /// and fail closed; the output (and log lines, and the step's error message, which has no
 /// size limit at all) are not.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "finding: output scrubbing has no deadline; a step's output outlives the run's deadline many times over"]
 async fn the_output_scrub_is_bounded_by_the_runs_deadline() {
     let bound = Upstream::start().await.unwrap();
     let other = Upstream::start().await.unwrap();
@@ -88,7 +87,6 @@ async fn the_output_scrub_is_bounded_by_the_runs_deadline() {
 /// `/echo/admin`. The host refuses path encodings that servers decode differently, but lets
 /// a step set these headers next to a method- or path-bound credential.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "finding: method/path override headers are sent with a method- and path-bound credential"]
 async fn method_and_path_override_headers_are_refused_with_a_bound_credential() {
     let up = Upstream::start().await.unwrap();
     let s = TestStore::new();
@@ -133,42 +131,48 @@ async fn method_and_path_override_headers_are_refused_with_a_bound_credential() 
     );
 }
 
-/// Whether a value can go into a header depends on bytes the store accepts but the HTTP
-/// stack does not (DEL, C0 controls other than CR, LF, NUL): `check_use` passes it
-/// (`is_header_safe` looks only at CR, LF, NUL), then `inject` fails with an
-/// invalid-request error. The refusal differs with the value, so a step learns that a
-/// value holds such a byte, which SECURITY.md says no error reveals.
+/// Whether a value could go into a header depended on bytes the store accepted but the
+/// HTTP stack does not (DEL, C0 controls other than CR, LF, NUL): the fetch was refused
+/// only for such values, so a step learned that a value holds one. Such values are now
+/// refused when stored with a header, query or basic-auth location, so no fetch-time
+/// refusal depends on the value.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "finding: a header refusal depends on the value's bytes (DEL and C0 controls pass the store's check)"]
 async fn header_refusals_do_not_depend_on_the_value() {
-    let up = Upstream::start().await.unwrap();
+    use latchkey_host::policy::{Binding, HostPattern, InjectLocation};
+    use latchkey_host::secret::{CredentialKey, SecretValue, ValueError};
+    use latchkey_host::store::{SecretSpec, StoreError};
     let s = TestStore::new();
-    let h = host(&up);
-    s.put(&workspace(), "PLAIN", VALUE, &[&h], &["header:x-a"]);
-    s.put(
-        &workspace(),
-        "ODD",
-        "sk-Tq7Lm2Rx9Wp4\u{7f}Kz8Nv3Bc6Df1Gj5Hs0Ya2Ue7",
-        &[&h],
-        &["header:x-a"],
-    );
-    let rt = runtime(&s);
-    let step = load(&rt, "probe");
-    let mut answers: Vec<Value> = Vec::new();
-    for key in ["PLAIN", "ODD"] {
-        let out = run_ok(
-            &rt,
-            &step,
-            json!({"action": "raw", "url": up.url("/status/204"), "headers": [
-                {"name": "x-a", "parts": [{"secret": key}]}]}),
-        )
-        .await;
-        // What the host decided: the status, or the error (not the `date` header).
-        answers.push(json!({"status": out["status"], "error": out["error"]}));
+    for odd in ["\u{7f}", "\u{1}", "\u{1b}", "\u{8}"] {
+        for location in ["header:x-a", "query:k", "basic-auth"] {
+            let value = format!("sk-Tq7Lm2Rx9Wp4{odd}Kz8Nv3Bc6Df1Gj5Hs0Ya2Ue7");
+            let err = s
+                .store
+                .set(
+                    &workspace(),
+                    &CredentialKey::new("ODD").unwrap(),
+                    SecretValue::new(value.into_bytes()).unwrap(),
+                    SecretSpec {
+                        integration: "http".into(),
+                        binding: Binding::new(
+                            vec![HostPattern::parse("api.example.com").unwrap()],
+                            vec![InjectLocation::parse(location).unwrap()],
+                            false,
+                        )
+                        .unwrap(),
+                        allow_weak_value: false,
+                    },
+                    "tester",
+                )
+                .unwrap_err();
+            assert!(
+                matches!(err, StoreError::Value(ValueError::NotHeaderSafe)),
+                "{location} {odd:?}: {err}"
+            );
+        }
     }
-    assert_eq!(
-        answers[0], answers[1],
-        "the same request with two values is answered differently"
+    assert!(
+        s.store.list(None).unwrap().is_empty(),
+        "a refused value was stored"
     );
 }
 
@@ -178,7 +182,6 @@ async fn header_refusals_do_not_depend_on_the_value() {
 /// looking for the stored bytes, never finds. An upstream that faithfully echoes its query
 /// string hands every valid stretch of the value back to the step in clear.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "finding: a non-UTF-8 value injected into a query is sent lossily and its echo is not scrubbed"]
 async fn a_non_utf8_value_in_a_query_is_scrubbed_from_its_echo() {
     use latchkey_host::policy::{Binding, HostPattern, InjectLocation};
     use latchkey_host::secret::{CredentialKey, SecretValue};
@@ -229,7 +232,6 @@ async fn a_non_utf8_value_in_a_query_is_scrubbed_from_its_echo() {
 /// 64:ff9b::/32, so 169.254.169.254 behind a /48 translator passes as the public address in
 /// the (ignored) suffix bits, and a step can name it as an IP literal.
 #[test]
-#[ignore = "finding: metadata behind the RFC 8215 local-use NAT64 /48 prefix passes the address policy"]
 fn metadata_behind_a_local_use_nat64_prefix_is_refused() {
     use latchkey_host::policy::AddressPolicy;
     // 64:ff9b:1::/48 with 169.254.169.254 at bits 48..64 and 72..88, suffix 8.8.8.8.
@@ -247,7 +249,6 @@ fn metadata_behind_a_local_use_nat64_prefix_is_refused() {
 /// whole value. The fake upstream's `/reflect` reads headers as UTF-8 in Rust before it
 /// runs the encoders, so `never_read::echoes_from_real_encoders_are_scrubbed` misses this.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "finding: a non-ASCII value in a header is echoed as Latin-1 mojibake by node/python and not scrubbed"]
 async fn a_header_value_echoed_by_a_real_node_server_is_scrubbed() {
     use std::io::BufRead as _;
     // A real node server that answers with the request's headers as JSON.
@@ -312,7 +313,6 @@ async fn a_header_value_echoed_by_a_real_node_server_is_scrubbed() {
 /// and `%c0%af` is `/` to decoders that accept it): `/echo/read/%u002e%u002e/admin` is
 /// under `/echo/read/` for the host and is `/echo/admin` for such a server.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "finding: %uXXXX and overlong UTF-8 dot/slash encodings pass the path-prefix check"]
 async fn path_encodings_some_servers_decode_as_dot_or_slash_are_refused() {
     let up = Upstream::start().await.unwrap();
     let s = TestStore::new();
