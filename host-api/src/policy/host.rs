@@ -55,11 +55,16 @@ pub struct PatternError {
 /// Canonical form of a URL host name: what `url` produces for `https://NAME/` (lowercase,
 /// IDNA to punycode), without a trailing dot. `None` if it is not a valid domain name.
 pub fn canonical_host(name: &str) -> Option<String> {
+    // URL delimiters would end the host early ("..?" parses as the host ".."): a name holds
+    // none of them.
+    if name.contains(['/', '\\', '?', '#', '@']) {
+        return None;
+    }
     let url = url::Url::parse(&format!("https://{name}/")).ok()?;
     match url.host()? {
         url::Host::Domain(d) => {
             let d = d.strip_suffix('.').unwrap_or(d);
-            if d.is_empty() || d.contains("..") {
+            if d.is_empty() || d.split('.').any(str::is_empty) {
                 None
             } else {
                 Some(d.to_owned())
@@ -299,6 +304,20 @@ mod tests {
             "*.1.2.3",
         ] {
             assert!(HostPattern::parse(p).is_err(), "{p}");
+        }
+    }
+
+    #[test]
+    fn rejects_url_delimiters_and_empty_labels() {
+        for bad in [
+            "..?",
+            "a?b.com",
+            "a#b.com",
+            "api..example.com",
+            ".",
+            "x.com..",
+        ] {
+            assert!(HostPattern::parse(bad).is_err(), "{bad}");
         }
     }
 
