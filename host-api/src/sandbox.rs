@@ -314,22 +314,21 @@ impl HostState {
         }
     }
 
-    /// Appends an audit record and makes it durable before returning; the caller fails
-    /// closed on an error.
+    /// Appends `records` and makes them durable with one flush before returning; the caller
+    /// fails closed on an error.
     pub fn audit_durable(
         &self,
-        event: AuditEvent,
-        key: &CredentialKey,
-        resolved: Option<&Resolved>,
-        destination: Option<String>,
-        location: Option<String>,
-        outcome: String,
+        records: impl IntoIterator<Item = AuditRecord>,
     ) -> Result<(), audit::AuditError> {
-        let record = self.record(event, key, resolved, destination, location, outcome);
-        audit::append_durable(&self.shared.store, &record)
+        for r in records {
+            audit::append(&self.shared.store, &r)?;
+        }
+        audit::flush(&self.shared.store)?;
+        Ok(())
     }
 
-    fn record(
+    /// The audit record of `event` in this run.
+    pub fn record(
         &self,
         event: AuditEvent,
         key: &CredentialKey,

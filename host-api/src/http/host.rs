@@ -373,20 +373,19 @@ impl HostState {
         }))
     }
 
-    /// One durable audit record per credential sent.
+    /// One audit record per credential sent, made durable together (one flush).
     fn record_sent(&self, ready: &Ready) -> Result<(), crate::audit::AuditError> {
-        for (key, resolved, places) in &ready.sent {
+        self.audit_durable(ready.sent.iter().map(|(key, resolved, places)| {
             let places: Vec<String> = places.iter().map(ToString::to_string).collect();
-            self.audit_durable(
+            self.record(
                 AuditEvent::Inject,
                 key,
                 Some(resolved),
                 Some(ready.destination.clone()),
                 Some(places.join(",")),
                 "sent".into(),
-            )?;
-        }
-        Ok(())
+            )
+        }))
     }
 }
 
