@@ -31,8 +31,14 @@ pub mod cache;
 mod credentials;
 mod guest_log;
 mod http;
+mod latchkey;
 pub mod policy;
+pub mod principal;
 pub mod resolve;
 pub mod sandbox;
 pub mod secret;
 pub mod store;
+pub mod workflow;
+
+pub use latchkey::{AuditPage, AuditQuery, Compiled, Error, Latchkey, Options, Refusal};
+pub use principal::{Action, Principal, Role};

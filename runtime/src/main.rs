@@ -1,23 +1,68 @@
-//! The `latchkey` command.
+//! The `latchkey` command: parses arguments, calls `latchkey-host`'s [`Latchkey`] façade,
+//! prints. No policy is decided here.
+//!
+//! [`Latchkey`]: latchkey_host::Latchkey
 
-mod audit_cmd;
-mod cli;
-mod compile_cmd;
-mod keys;
-mod manifest;
+mod commands;
+mod common;
+mod master_key;
 mod report;
-mod run_cmd;
-mod secret_cmd;
-mod workflow_cmd;
 
-use anyhow::{Context, Result};
-use clap::Parser;
-use cli::{AuditCommand, Cli, Command, MemberCommand, StoreCommand};
+use clap::{Parser, Subcommand};
+use commands::audit::AuditCommand;
+use commands::check::CheckCommand;
+use commands::compile::CompileCommand;
+use commands::init::InitCommand;
+use commands::member::MemberCommand;
+use commands::run::RunCommand;
+use commands::secret::SecretCommand;
+use commands::store::StoreCommand;
+use common::StoreArgs;
 use std::process::ExitCode;
 
-/// Exit code for a step that returned an error, trapped or hit a limit (1 is any other
-/// failure, 2 a usage error).
-pub const EXIT_STEP_FAILED: u8 = 3;
+/// Latchkey runs WebAssembly workflow steps that can use your API keys but never read them.
+///
+/// Keys are stored sealed (AES-256-GCM) in an embedded store, each bound to the hosts and
+/// request locations it may be sent to. A step gets an opaque handle; the host injects the
+/// value into the step's outbound HTTP request and scrubs it from the response.
+#[derive(Parser, Debug)]
+#[command(name = "latchkey", version, max_term_width = 100)]
+struct Cli {
+    #[command(flatten)]
+    store: StoreArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create a store and a master key file (mode 0600), or use LATCHKEY_MASTER_KEY.
+    Init(InitCommand),
+    /// Manage secrets: set, rotate, rm, list. Values are read from stdin or a hidden
+    /// prompt, never from the command line, and can never be read back.
+    #[command(subcommand)]
+    Secret(SecretCommand),
+    /// Run a workflow: a `workflow.toml` manifest (steps in order, each step's output the
+    /// next one's input), or a single step (.wasm component). Prints the final output on
+    /// stdout.
+    Run(RunCommand),
+    /// Check a workflow manifest without running it: every component loads, and every key a
+    /// step declares (its allowlist and pins) resolves. Prints the tier and scope each key
+    /// would use, or why it is missing. Nothing is decrypted. Exits 1 if anything is wrong.
+    Check(CheckCommand),
+    /// Compile steps (.wasm) into the compiled-component cache, so that `latchkey run`
+    /// loads them in about a millisecond instead of compiling them.
+    Compile(CompileCommand),
+    /// Print the audit trail of credential use and store changes (never values);
+    /// `audit verify` checks that nobody altered it.
+    Audit(AuditCommand),
+    /// Store maintenance.
+    #[command(subcommand)]
+    Store(StoreCommand),
+    /// Workspace members.
+    #[command(subcommand)]
+    Member(MemberCommand),
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -28,68 +73,23 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    match dispatch(cli) {
+    let store = &cli.store;
+    let done = |r: anyhow::Result<()>| r.map(|()| ExitCode::SUCCESS);
+    let result = match cli.command {
+        Command::Init(cmd) => done(cmd.execute(store)),
+        Command::Secret(cmd) => done(cmd.execute(store)),
+        Command::Run(cmd) => cmd.execute(store),
+        Command::Check(cmd) => cmd.execute(store),
+        Command::Compile(cmd) => done(cmd.execute(store)),
+        Command::Audit(cmd) => cmd.execute(store),
+        Command::Store(cmd) => cmd.execute(store),
+        Command::Member(cmd) => done(cmd.execute(store)),
+    };
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
     }
-}
-
-fn dispatch(cli: Cli) -> Result<ExitCode> {
-    match cli.command {
-        Command::Init => keys::init(&cli.store).map(|()| ExitCode::SUCCESS),
-        Command::Secret(cmd) => secret_cmd::run(&cli.store, cmd).map(|()| ExitCode::SUCCESS),
-        Command::Run(args) => run_cmd::run(&cli.store, args),
-        Command::Check(args) => workflow_cmd::check(&cli.store, args),
-        Command::Compile(args) => compile_cmd::run(&cli.store, args).map(|()| ExitCode::SUCCESS),
-        Command::Audit(args) => match &args.command {
-            Some(AuditCommand::Verify { expect_head }) => {
-                audit_cmd::verify(&cli.store, expect_head.as_deref())
-            }
-            None => audit_cmd::run(&cli.store, args).map(|()| ExitCode::SUCCESS),
-        },
-        Command::Store(StoreCommand::Verify) => {
-            let store = keys::open_store(&cli.store)?;
-            let report = store.verify_all().context("reading the store")?;
-            let damaged = report.iter().filter(|(_, r)| r.is_err()).count();
-            for (id, outcome) in &report {
-                match outcome {
-                    Ok(()) => println!("ok       {id}"),
-                    Err(e) => println!("DAMAGED  {id}: {e}"),
-                }
-            }
-            println!("{} record(s), {damaged} damaged", report.len());
-            Ok(if damaged == 0 {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
-        }
-        Command::Store(StoreCommand::RotateMaster { new_key_file }) => {
-            keys::rotate_master(&cli.store, &new_key_file).map(|()| ExitCode::SUCCESS)
-        }
-        Command::Member(MemberCommand::Remove { user, actor }) => {
-            let store = keys::open_store(&cli.store)?;
-            let actor = actor.unwrap_or_else(os_user);
-            let deleted = store
-                .delete_created_by(&user, &actor)
-                .context("removing the member's secrets")?;
-            println!("removed member {user}: deleted {} secret(s)", deleted.len());
-            for m in deleted {
-                println!("  {} {}", m.scope, m.key);
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-    }
-}
-
-/// The acting identity: `--as`, else the OS user.
-pub fn os_user() -> String {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .ok()
-        .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| "operator".to_owned())
 }

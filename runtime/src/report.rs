@@ -1,9 +1,8 @@
 //! What `latchkey run` tells the operator about a step: its logs, the credentials it used
 //! (names and tiers, never values), and why a step failed.
 
-use latchkey_host::audit::{self, AuditEvent};
+use latchkey_host::Refusal;
 use latchkey_host::sandbox::{CredentialUse, GuestLogLine, RunError, visible, visible_lines};
-use latchkey_host::store::SecretStore;
 use std::borrow::Cow;
 
 /// Guest-chosen text (an error message, the step's output) as it may reach a terminal:
@@ -47,20 +46,27 @@ pub fn print_credentials(used: &[CredentialUse]) {
     }
 }
 
-/// Why credentials were refused to `step` in `run_id`, from the audit trail (reasons,
-/// never values): what the operator needs to fix a `missing_credential`.
-pub fn print_denials(store: &SecretStore, run_id: &str, step: &str) {
-    let Ok((records, _)) = audit::read_all(store) else {
-        return;
-    };
-    for r in records.iter().filter(|r| {
-        r.run_id == run_id
-            && r.step == step
-            && matches!(
-                r.event,
-                AuditEvent::ResolveDenied | AuditEvent::InjectDenied
-            )
-    }) {
-        eprintln!("    refused {}: {}", r.key, r.outcome);
+/// Why credentials were refused to a step (reasons, never values): what the operator
+/// needs to fix a `missing_credential`.
+pub fn print_refusals(refusals: &[Refusal]) {
+    for r in refusals {
+        eprintln!("    refused {}: {}", r.key, r.reason);
     }
+}
+
+/// Where to look next after a failed run.
+pub fn print_run_id(run_id: &str) {
+    eprintln!("run id {run_id} (see `latchkey audit --run {run_id}`)");
+}
+
+/// An error and its causes on one line, as anyhow's `{:#}` prints them.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }

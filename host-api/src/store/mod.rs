@@ -22,8 +22,8 @@ pub use backend::{
     Backend, BackendError, MemoryBackend, PermissionError, Record, Records, SledBackend,
     check_private_dir, check_private_file, create_private_dir, effective_uid,
 };
-pub use record::{RecordError, SecretMeta, SecretSpec};
-pub use scope::{Scope, ScopeError};
+pub use record::{RecordError, SecretMeta, SecretSpec, valid_integration};
+pub use scope::{NameKind, Scope, ScopeError, check_name};
 pub use seal::{MASTER_KEY_BYTES, MasterKey};
 pub use secret_store::{SecretStore, StoreError, VerifyReport};
 

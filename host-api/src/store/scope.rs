@@ -58,13 +58,46 @@ pub struct ScopeError {
     pub scope: String,
     /// What is wrong with it.
     pub reason: String,
+    /// Which name was refused; `None` when the textual form itself is malformed.
+    pub name: Option<NameKind>,
 }
 
-/// Checks one name inside a scope.
-pub(crate) fn check_name(what: &str, name: &str) -> Result<(), ScopeError> {
+/// The names a scope is made of (and step names, which follow the same rules because they
+/// appear beside them in reports and the audit trail).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NameKind {
+    /// A workspace name.
+    Workspace,
+    /// A workflow name.
+    Workflow,
+    /// A user name.
+    User,
+    /// A builder's user name.
+    Builder,
+    /// A step name.
+    Step,
+}
+
+impl fmt::Display for NameKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            NameKind::Workspace => "workspace",
+            NameKind::Workflow => "workflow",
+            NameKind::User => "user",
+            NameKind::Builder => "builder",
+            NameKind::Step => "step",
+        })
+    }
+}
+
+/// Checks one name inside a scope (or a step name): not empty, at most 200 bytes, no `/`,
+/// `@`, `:` or control characters, so that the textual forms stay unambiguous.
+pub fn check_name(what: NameKind, name: &str) -> Result<(), ScopeError> {
     let bad = |reason: String| ScopeError {
         scope: name.chars().take(100).collect(),
         reason,
+        name: Some(what),
     };
     if name.is_empty() {
         return Err(bad(format!("the {what} name is empty")));
@@ -88,32 +121,32 @@ impl Scope {
     pub fn validated(self) -> Result<Self, ScopeError> {
         match &self {
             Scope::Platform => {}
-            Scope::Workspace { workspace } => check_name("workspace", workspace)?,
+            Scope::Workspace { workspace } => check_name(NameKind::Workspace, workspace)?,
             Scope::Workflow {
                 workspace,
                 workflow,
             } => {
-                check_name("workspace", workspace)?;
-                check_name("workflow", workflow)?;
+                check_name(NameKind::Workspace, workspace)?;
+                check_name(NameKind::Workflow, workflow)?;
             }
-            Scope::User { user } => check_name("user", user)?,
+            Scope::User { user } => check_name(NameKind::User, user)?,
             Scope::UserWorkflow {
                 user,
                 workspace,
                 workflow,
             } => {
-                check_name("user", user)?;
-                check_name("workspace", workspace)?;
-                check_name("workflow", workflow)?;
+                check_name(NameKind::User, user)?;
+                check_name(NameKind::Workspace, workspace)?;
+                check_name(NameKind::Workflow, workflow)?;
             }
             Scope::BuilderWorkflow {
                 builder,
                 workspace,
                 workflow,
             } => {
-                check_name("builder", builder)?;
-                check_name("workspace", workspace)?;
-                check_name("workflow", workflow)?;
+                check_name(NameKind::Builder, builder)?;
+                check_name(NameKind::Workspace, workspace)?;
+                check_name(NameKind::Workflow, workflow)?;
             }
         }
         Ok(self)
@@ -125,6 +158,7 @@ impl Scope {
         let bad = |reason: &str| ScopeError {
             scope: s.chars().take(200).collect(),
             reason: reason.to_owned(),
+            name: None,
         };
         let split_wf = |rest: &str| -> Result<(String, String), ScopeError> {
             let (w, f) = rest

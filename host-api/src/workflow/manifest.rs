@@ -22,9 +22,9 @@
 //! Unknown fields are refused; every error names the file, line and column and says how to
 //! fix it.
 
-use latchkey_host::resolve::{DEFAULT_ORDER, RunContext, StepPolicy, Tier};
-use latchkey_host::secret::CredentialKey;
-use latchkey_host::store::Scope;
+use crate::resolve::{DEFAULT_ORDER, RunContext, StepPolicy, Tier};
+use crate::secret::CredentialKey;
+use crate::store::{NameKind, Scope, check_name, valid_integration};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -141,6 +141,22 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
+fn tier_names() -> String {
+    DEFAULT_ORDER
+        .iter()
+        .map(|t| t.name())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// What every step is checked against: the workflow-level settings.
+struct WorkflowLevel<'a> {
+    allow: Option<&'a BTreeSet<CredentialKey>>,
+    has_builder: bool,
+    base: &'a Path,
+}
+
+/// The manifest being parsed: where errors point.
 struct Ctx<'a> {
     path: &'a Path,
     text: &'a str,
@@ -153,6 +169,83 @@ impl Ctx<'_> {
             at: Some(line_col(self.text, span.start)),
             message: message.into(),
         }
+    }
+
+    fn err_nowhere(&self, message: impl Into<String>) -> ManifestError {
+        ManifestError {
+            path: self.path.to_owned(),
+            at: None,
+            message: message.into(),
+        }
+    }
+
+    fn toml(&self) -> Result<RawManifest, ManifestError> {
+        toml::from_str(self.text).map_err(|e| ManifestError {
+            path: self.path.to_owned(),
+            at: e.span().map(|s| line_col(self.text, s.start)),
+            message: format!(
+                "{}\n(the manifest format is described in examples/workflows/README.md)",
+                e.to_string().trim_end()
+            ),
+        })
+    }
+
+    /// The workflow's name and workspace (default `default`), valid as scope names.
+    fn names(&self, raw: &RawManifest) -> Result<(String, String), ManifestError> {
+        let workspace = raw
+            .workspace
+            .as_ref()
+            .map_or_else(|| "default".to_owned(), |w| w.get_ref().clone());
+        let name = raw.name.get_ref().clone();
+        let scope = Scope::Workflow {
+            workspace: workspace.clone(),
+            workflow: name.clone(),
+        };
+        if let Err(e) = scope.validated() {
+            let span = match (&raw.workspace, e.name) {
+                (Some(w), Some(NameKind::Workspace)) => w.span(),
+                _ => raw.name.span(),
+            };
+            return Err(self.err(span, format!("{}; choose another name", e.reason)));
+        }
+        Ok((name, workspace))
+    }
+
+    fn builder(&self, raw: Option<&Spanned<String>>) -> Result<Option<String>, ManifestError> {
+        let Some(b) = raw else { return Ok(None) };
+        check_name(NameKind::Builder, b.get_ref())
+            .map_err(|e| self.err(b.span(), format!("builder: {}", e.reason)))?;
+        Ok(Some(b.get_ref().clone()))
+    }
+
+    fn order(
+        &self,
+        raw: Option<&Spanned<Vec<Spanned<String>>>>,
+    ) -> Result<Vec<Tier>, ManifestError> {
+        let Some(list) = raw else {
+            return Ok(DEFAULT_ORDER.to_vec());
+        };
+        if list.get_ref().is_empty() {
+            return Err(self.err(
+                list.span(),
+                format!(
+                    "`order` is empty; list the tiers to try, from: {}",
+                    tier_names()
+                ),
+            ));
+        }
+        let mut order = Vec::new();
+        for s in list.get_ref() {
+            let t = self.tier(s.get_ref(), s.span())?;
+            if order.contains(&t) {
+                return Err(self.err(
+                    s.span(),
+                    format!("tier {t} appears twice in `order`; remove one"),
+                ));
+            }
+            order.push(t);
+        }
+        Ok(order)
     }
 
     fn key(&self, s: &Spanned<String>) -> Result<CredentialKey, ManifestError> {
@@ -196,37 +289,163 @@ impl Ctx<'_> {
             )
         })
     }
-}
 
-fn tier_names() -> String {
-    DEFAULT_ORDER
-        .iter()
-        .map(|t| t.name())
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// Step names appear in reports and the audit trail; same rules as scope names.
-fn step_name_problem(name: &str) -> Option<&'static str> {
-    if name.is_empty() {
-        Some("is empty")
-    } else if name.len() > 200 {
-        Some("is longer than 200 bytes")
-    } else if name
-        .chars()
-        .any(|c| c.is_control() || matches!(c, '/' | '@' | ':'))
-    {
-        Some("contains '/', '@', ':' or a control character")
-    } else {
-        None
+    /// One `[[step]]`; `seen` collects step names so that each is unique.
+    fn step(
+        &self,
+        s: &RawStep,
+        wf: &WorkflowLevel<'_>,
+        seen: &mut BTreeSet<String>,
+    ) -> Result<StepSpec, ManifestError> {
+        let name = s.name.get_ref().clone();
+        check_name(NameKind::Step, &name)
+            .map_err(|e| self.err(s.name.span(), format!("{}; choose another", e.reason)))?;
+        if !seen.insert(name.clone()) {
+            return Err(self.err(
+                s.name.span(),
+                format!("a step named {name:?} already exists; step names must be unique"),
+            ));
+        }
+        if s.component.get_ref().is_empty() {
+            return Err(self.err(
+                s.component.span(),
+                "`component` is empty; give the path of a .wasm file, relative to this manifest",
+            ));
+        }
+        let integrations = self.integrations(s.integrations.as_ref())?;
+        let allowlist = self.step_allowlist(s, &name, wf.allow)?;
+        let pins = self.pins(s, &name, allowlist.as_ref().or(wf.allow), wf.has_builder)?;
+        Ok(StepSpec {
+            component: wf.base.join(s.component.get_ref()),
+            policy: StepPolicy {
+                name,
+                integrations,
+                allowlist,
+                pins,
+            },
+        })
     }
-}
 
-fn integration_ok(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+    /// A step's integration types; default `["http"]`.
+    fn integrations(
+        &self,
+        raw: Option<&Spanned<Vec<Spanned<String>>>>,
+    ) -> Result<BTreeSet<String>, ManifestError> {
+        let Some(list) = raw else {
+            return Ok(BTreeSet::from(["http".to_owned()]));
+        };
+        if list.get_ref().is_empty() {
+            return Err(self.err(
+                list.span(),
+                "`integrations` is empty, so the step could use no secret; list its types (e.g. [\"http\", \"slack\"]) or remove the field for the default [\"http\"]",
+            ));
+        }
+        let mut set = BTreeSet::new();
+        for i in list.get_ref() {
+            if !valid_integration(i.get_ref()) {
+                return Err(self.err(
+                    i.span(),
+                    format!(
+                        "invalid integration type {:?}: use lowercase letters, digits, '-' or '_' (e.g. http, slack, sendgrid)",
+                        i.get_ref()
+                    ),
+                ));
+            }
+            set.insert(i.get_ref().clone());
+        }
+        Ok(set)
+    }
+
+    /// A step's own allowlist, which may only narrow the workflow's.
+    fn step_allowlist(
+        &self,
+        s: &RawStep,
+        step: &str,
+        workflow: Option<&BTreeSet<CredentialKey>>,
+    ) -> Result<Option<BTreeSet<CredentialKey>>, ManifestError> {
+        let Some(list) = &s.allow else {
+            return Ok(None);
+        };
+        let keys = self.allowlist(list, &format!("step {step:?}"))?;
+        if let Some(wf_list) = workflow {
+            for k in list {
+                if !wf_list.contains(&self.key(k)?) {
+                    return Err(self.err(
+                        k.span(),
+                        format!(
+                            "step {step:?} allows {} but the workflow's `allow` does not, so it could never resolve; add it to the workflow's `allow` or remove it here",
+                            k.get_ref()
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(Some(keys))
+    }
+
+    /// A step's pins: each pinned key must be on the allowlist in force (`allow`).
+    fn pins(
+        &self,
+        s: &RawStep,
+        step: &str,
+        allow: Option<&BTreeSet<CredentialKey>>,
+        has_builder: bool,
+    ) -> Result<BTreeMap<CredentialKey, Vec<Tier>>, ManifestError> {
+        let mut pins = BTreeMap::new();
+        for (k, v) in &s.pins {
+            let key = self.key(k)?;
+            if allow.is_some_and(|l| !l.contains(&key)) {
+                return Err(self.err(
+                    k.span(),
+                    format!(
+                        "step {step:?} pins {key} but {key} is not on its allowlist, so it could never resolve; add it to `allow`"
+                    ),
+                ));
+            }
+            let tiers = self.pin_tiers(&key, v)?;
+            if tiers == [Tier::Builder] && !has_builder {
+                return Err(self.err(
+                    v.span(),
+                    format!("{key} is pinned to the builder tier but the workflow declares no `builder`; add `builder = \"NAME\"`"),
+                ));
+            }
+            pins.insert(key, tiers);
+        }
+        Ok(pins)
+    }
+
+    /// The tiers of one pin, in order, without repeats (`user` stands for two tiers).
+    fn pin_tiers(
+        &self,
+        key: &CredentialKey,
+        v: &Spanned<PinSpec>,
+    ) -> Result<Vec<Tier>, ManifestError> {
+        let names: Vec<&str> = match v.get_ref() {
+            PinSpec::One(one) => vec![one.as_str()],
+            PinSpec::Many(many) => many.iter().map(String::as_str).collect(),
+        };
+        if names.is_empty() {
+            return Err(self.err(v.span(), format!("the pin of {key} is empty; name a tier")));
+        }
+        let mut tiers: Vec<Tier> = Vec::new();
+        for n in names {
+            let parsed = Tier::parse_pin(n).ok_or_else(|| {
+                self.err(
+                    v.span(),
+                    format!(
+                        "unknown tier {n:?} in the pin of {key}; use one of: {}",
+                        tier_names()
+                    ),
+                )
+            })?;
+            for t in parsed {
+                if !tiers.contains(&t) {
+                    tiers.push(t);
+                }
+            }
+        }
+        Ok(tiers)
+    }
 }
 
 impl Workflow {
@@ -244,206 +463,30 @@ impl Workflow {
     /// component paths.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ManifestError> {
         let cx = Ctx { path, text };
-        let raw: RawManifest = toml::from_str(text).map_err(|e| ManifestError {
-            path: path.to_owned(),
-            at: e.span().map(|s| line_col(text, s.start)),
-            message: format!(
-                "{}\n(the manifest format is described in examples/workflows/README.md)",
-                e.to_string().trim_end()
-            ),
-        })?;
-
-        let workspace = raw
-            .workspace
-            .as_ref()
-            .map_or_else(|| "default".to_owned(), |w| w.get_ref().clone());
-        let name = raw.name.get_ref().clone();
-        if let Err(e) = (Scope::Workflow {
-            workspace: workspace.clone(),
-            workflow: name.clone(),
-        })
-        .validated()
-        {
-            let span = match &raw.workspace {
-                Some(w) if e.reason.contains("workspace") => w.span(),
-                _ => raw.name.span(),
-            };
-            return Err(cx.err(span, format!("{}; choose another name", e.reason)));
-        }
-        if let Some(b) = &raw.builder
-            && let Err(e) = (Scope::User {
-                user: b.get_ref().clone(),
-            })
-            .validated()
-        {
-            return Err(cx.err(
-                b.span(),
-                format!("builder: {}", e.reason.replace("user", "builder")),
-            ));
-        }
-        let builder = raw.builder.as_ref().map(|b| b.get_ref().clone());
-
-        let order = match &raw.order {
-            None => DEFAULT_ORDER.to_vec(),
-            Some(list) => {
-                if list.get_ref().is_empty() {
-                    return Err(cx.err(
-                        list.span(),
-                        format!(
-                            "`order` is empty; list the tiers to try, from: {}",
-                            tier_names()
-                        ),
-                    ));
-                }
-                let mut order = Vec::new();
-                for s in list.get_ref() {
-                    let t = cx.tier(s.get_ref(), s.span())?;
-                    if order.contains(&t) {
-                        return Err(cx.err(
-                            s.span(),
-                            format!("tier {t} appears twice in `order`; remove one"),
-                        ));
-                    }
-                    order.push(t);
-                }
-                order
-            }
-        };
+        let raw = cx.toml()?;
+        let (name, workspace) = cx.names(&raw)?;
+        let builder = cx.builder(raw.builder.as_ref())?;
+        let order = cx.order(raw.order.as_ref())?;
         let allow = match &raw.allow {
             Some(list) => Some(cx.allowlist(list, "workflow")?),
             None => None,
         };
-
         if raw.steps.is_empty() {
-            return Err(ManifestError {
-                path: path.to_owned(),
-                at: None,
-                message: "the workflow has no steps; add at least one `[[step]]` table with `name` and `component`".into(),
-            });
+            return Err(cx.err_nowhere(
+                "the workflow has no steps; add at least one `[[step]]` table with `name` and `component`",
+            ));
         }
-        let base = path.parent().unwrap_or(Path::new("."));
+        let level = WorkflowLevel {
+            allow: allow.as_ref(),
+            has_builder: builder.is_some(),
+            base: path.parent().unwrap_or(Path::new(".")),
+        };
         let mut seen = BTreeSet::new();
-        let mut steps = Vec::new();
-        for raw_step in &raw.steps {
-            let s = raw_step.get_ref();
-            let sname = s.name.get_ref().clone();
-            if let Some(problem) = step_name_problem(&sname) {
-                return Err(cx.err(
-                    s.name.span(),
-                    format!("the step name {problem}; choose another"),
-                ));
-            }
-            if !seen.insert(sname.clone()) {
-                return Err(cx.err(
-                    s.name.span(),
-                    format!("a step named {sname:?} already exists; step names must be unique"),
-                ));
-            }
-            if s.component.get_ref().is_empty() {
-                return Err(cx.err(
-                    s.component.span(),
-                    "`component` is empty; give the path of a .wasm file, relative to this manifest",
-                ));
-            }
-            let integrations: BTreeSet<String> = match &s.integrations {
-                None => BTreeSet::from(["http".to_owned()]),
-                Some(list) => {
-                    if list.get_ref().is_empty() {
-                        return Err(cx.err(
-                            list.span(),
-                            "`integrations` is empty, so the step could use no secret; list its types (e.g. [\"http\", \"slack\"]) or remove the field for the default [\"http\"]",
-                        ));
-                    }
-                    let mut set = BTreeSet::new();
-                    for i in list.get_ref() {
-                        if !integration_ok(i.get_ref()) {
-                            return Err(cx.err(
-                                i.span(),
-                                format!(
-                                    "invalid integration type {:?}: use lowercase letters, digits, '-' or '_' (e.g. http, slack, sendgrid)",
-                                    i.get_ref()
-                                ),
-                            ));
-                        }
-                        set.insert(i.get_ref().clone());
-                    }
-                    set
-                }
-            };
-            let step_allow = match &s.allow {
-                Some(list) => Some(cx.allowlist(list, &format!("step {sname:?}"))?),
-                None => None,
-            };
-            if let (Some(step_list), Some(wf_list)) = (&s.allow, &allow) {
-                for k in step_list {
-                    if !wf_list.contains(&cx.key(k)?) {
-                        return Err(cx.err(
-                            k.span(),
-                            format!(
-                                "step {sname:?} allows {} but the workflow's `allow` does not, so it could never resolve; add it to the workflow's `allow` or remove it here",
-                                k.get_ref()
-                            ),
-                        ));
-                    }
-                }
-            }
-            let mut pins = BTreeMap::new();
-            for (k, v) in &s.pins {
-                let key = cx.key(k)?;
-                let on_list = step_allow
-                    .as_ref()
-                    .or(allow.as_ref())
-                    .is_none_or(|l| l.contains(&key));
-                if !on_list {
-                    return Err(cx.err(
-                        k.span(),
-                        format!(
-                            "step {sname:?} pins {key} but {key} is not on its allowlist, so it could never resolve; add it to `allow`"
-                        ),
-                    ));
-                }
-                let names: Vec<&str> = match v.get_ref() {
-                    PinSpec::One(one) => vec![one.as_str()],
-                    PinSpec::Many(many) => many.iter().map(String::as_str).collect(),
-                };
-                if names.is_empty() {
-                    return Err(cx.err(v.span(), format!("the pin of {key} is empty; name a tier")));
-                }
-                let mut tiers: Vec<Tier> = Vec::new();
-                for n in names {
-                    let parsed = Tier::parse_pin(n).ok_or_else(|| {
-                        cx.err(
-                            v.span(),
-                            format!(
-                                "unknown tier {n:?} in the pin of {key}; use one of: {}",
-                                tier_names()
-                            ),
-                        )
-                    })?;
-                    for t in parsed {
-                        if !tiers.contains(&t) {
-                            tiers.push(t);
-                        }
-                    }
-                }
-                if tiers == [Tier::Builder] && builder.is_none() {
-                    return Err(cx.err(
-                        v.span(),
-                        format!("{key} is pinned to the builder tier but the workflow declares no `builder`; add `builder = \"NAME\"`"),
-                    ));
-                }
-                pins.insert(key, tiers);
-            }
-            steps.push(StepSpec {
-                component: base.join(s.component.get_ref()),
-                policy: StepPolicy {
-                    name: sname,
-                    integrations,
-                    allowlist: step_allow,
-                    pins,
-                },
-            });
-        }
+        let steps = raw
+            .steps
+            .iter()
+            .map(|s| cx.step(s.get_ref(), &level, &mut seen))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Workflow {
             name,
             workspace,

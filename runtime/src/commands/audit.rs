@@ -1,31 +1,71 @@
 //! `latchkey audit` and `latchkey audit verify`.
 
-use crate::cli::{AuditArgs, StoreArgs};
-use crate::keys;
+use crate::common::{StoreArgs, operator, os_user};
 use anyhow::{Context, Result};
-use latchkey_host::audit::{self, AuditRecord, Head};
+use clap::{Args, Subcommand};
+use latchkey_host::audit::{AuditRecord, Head};
+use latchkey_host::{AuditQuery, Options};
 use std::process::ExitCode;
 
-pub fn run(store_args: &StoreArgs, args: AuditArgs) -> Result<()> {
-    let store = keys::open_store(store_args)?;
-    let (records, unreadable) = audit::read_all(&store)?;
-    let selected = records.into_iter().filter(|r| {
-        args.run.as_ref().is_none_or(|run| &r.run_id == run)
-            && args.key.as_ref().is_none_or(|k| &r.key == k)
-    });
-    for r in selected {
-        if args.json {
-            println!("{}", serde_json::to_string(&r)?);
-        } else {
-            println!("{}", line(&r));
-        }
-    }
-    if unreadable > 0 {
-        eprintln!("warning: {unreadable} audit record(s) could not be read");
-    }
-    Ok(())
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct AuditCommand {
+    #[command(subcommand)]
+    pub command: Option<AuditSubcommand>,
+    /// Only records of this run.
+    #[arg(long)]
+    pub run: Option<String>,
+    /// Only records of this credential key.
+    #[arg(long)]
+    pub key: Option<String>,
+    /// Print JSON lines.
+    #[arg(long)]
+    pub json: bool,
 }
 
+#[derive(Subcommand, Debug)]
+pub enum AuditSubcommand {
+    /// Check the audit trail's MAC chain: exits 1 if a record was modified, deleted,
+    /// reordered or inserted. Prints the head (SEQ:MAC) to keep elsewhere.
+    Verify {
+        /// A head printed by an earlier verify; fails if it is no longer in the chain.
+        #[arg(long, value_name = "SEQ:MAC")]
+        expect_head: Option<String>,
+    },
+}
+
+impl AuditCommand {
+    pub fn execute(self, store: &StoreArgs) -> Result<ExitCode> {
+        match &self.command {
+            Some(AuditSubcommand::Verify { expect_head }) => verify(store, expect_head.as_deref()),
+            None => self.list(store).map(|()| ExitCode::SUCCESS),
+        }
+    }
+
+    fn list(&self, store: &StoreArgs) -> Result<()> {
+        let latchkey = store.open(Options::default())?;
+        let query = AuditQuery {
+            run: self.run.clone(),
+            key: self.key.clone(),
+            ..AuditQuery::default()
+        };
+        let page = latchkey.audit(&operator(&os_user())?, &query)?;
+        for r in &page.records {
+            if self.json {
+                println!("{}", serde_json::to_string(r)?);
+            } else {
+                println!("{}", line(r));
+            }
+        }
+        if page.unreadable > 0 {
+            eprintln!(
+                "warning: {} audit record(s) could not be read",
+                page.unreadable
+            );
+        }
+        Ok(())
+    }
+}
 /// One record as a line of text (never a value: records hold none).
 fn line(r: &AuditRecord) -> String {
     let when = humantime::format_rfc3339_millis(
@@ -67,14 +107,14 @@ fn line(r: &AuditRecord) -> String {
 /// `latchkey audit verify [--expect-head SEQ:MAC]`: checks the audit chain and prints what
 /// it found; exits 1 if a record was modified, deleted, reordered or inserted, or if the
 /// expected head (printed by an earlier verify and kept elsewhere) is no longer there.
-pub fn verify(store_args: &StoreArgs, expect_head: Option<&str>) -> Result<ExitCode> {
+fn verify(store: &StoreArgs, expect_head: Option<&str>) -> Result<ExitCode> {
     let expected: Option<Head> = expect_head
         .map(|h| h.parse::<Head>())
         .transpose()
         .map_err(anyhow::Error::msg)
         .context("--expect-head")?;
-    let store = keys::open_store(store_args)?;
-    let report = audit::verify(&store).context("reading the audit trail")?;
+    let latchkey = store.open(Options::default())?;
+    let report = latchkey.verify_audit(&operator(&os_user())?)?;
     println!(
         "{} record(s): {} chained and intact, {} unchained legacy record(s) (written before the chain; not authenticated)",
         report.records, report.chained, report.legacy

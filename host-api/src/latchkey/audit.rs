@@ -1,0 +1,94 @@
+//! Reading the audit trail through the façade: filtered queries, and why credentials were
+//! refused to a step (what an operator needs to fix a `missing_credential`).
+
+use super::{Error, Latchkey};
+use crate::audit::{self, AuditEvent, AuditRecord, VerifyReport};
+use crate::principal::{Action, Principal};
+
+/// Which audit records to return; every field left `None` matches everything.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    /// Only records of this run.
+    pub run: Option<String>,
+    /// Only records of this credential key.
+    pub key: Option<String>,
+    /// Only records where this name acted (`actor`) or ran (`user`).
+    pub principal: Option<String>,
+    /// Only records at or after this time (Unix milliseconds).
+    pub since_ms: Option<u64>,
+    /// Only records before this time (Unix milliseconds).
+    pub until_ms: Option<u64>,
+}
+
+impl AuditQuery {
+    /// Whether `r` matches.
+    pub fn matches(&self, r: &AuditRecord) -> bool {
+        self.run.as_ref().is_none_or(|run| &r.run_id == run)
+            && self.key.as_ref().is_none_or(|k| &r.key == k)
+            && self
+                .principal
+                .as_ref()
+                .is_none_or(|p| r.actor.as_ref() == Some(p) || &r.user == p)
+            && self.since_ms.is_none_or(|t| r.time_ms >= t)
+            && self.until_ms.is_none_or(|t| r.time_ms < t)
+    }
+}
+
+/// The records a query selected, oldest first.
+#[derive(Debug, Clone)]
+pub struct AuditPage {
+    /// Matching records.
+    pub records: Vec<AuditRecord>,
+    /// Records that could not be read at all (counted, whatever the query).
+    pub unreadable: usize,
+}
+
+/// A credential refused to a step: the key and the reason (never a value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The key.
+    pub key: String,
+    /// Why, as the audit trail recorded it.
+    pub reason: String,
+}
+
+impl Latchkey {
+    /// The audit records `query` selects.
+    pub fn audit(&self, by: &Principal, query: &AuditQuery) -> Result<AuditPage, Error> {
+        self.allow(by, Action::ReadAudit)?;
+        let (records, unreadable) = audit::read_all(&self.store).map_err(Error::Audit)?;
+        Ok(AuditPage {
+            records: records.into_iter().filter(|r| query.matches(r)).collect(),
+            unreadable,
+        })
+    }
+
+    /// Checks the audit trail's MAC chain.
+    pub fn verify_audit(&self, by: &Principal) -> Result<VerifyReport, Error> {
+        self.allow(by, Action::ReadAudit)?;
+        audit::verify(&self.store).map_err(Error::Audit)
+    }
+
+    /// Why credentials were refused to `step` in `run_id`, in order. Empty if the trail
+    /// cannot be read: this explains a failure, it must not replace it.
+    pub fn refusals(&self, run_id: &str, step: &str) -> Vec<Refusal> {
+        let Ok((records, _)) = audit::read_all(&self.store) else {
+            return Vec::new();
+        };
+        records
+            .into_iter()
+            .filter(|r| {
+                r.run_id == run_id
+                    && r.step == step
+                    && matches!(
+                        r.event,
+                        AuditEvent::ResolveDenied | AuditEvent::InjectDenied
+                    )
+            })
+            .map(|r| Refusal {
+                key: r.key,
+                reason: r.outcome,
+            })
+            .collect()
+    }
+}

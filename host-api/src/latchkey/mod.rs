@@ -1,0 +1,217 @@
+//! [`Latchkey`]: the one entry point an embedder (the CLI, the server) uses. It owns the
+//! store and, once a step is loaded, the runtime; every operation goes through it, and
+//! every management operation names the acting [`Principal`] and is checked against its
+//! role here.
+
+mod audit;
+mod error;
+mod manage;
+
+pub use audit::{AuditPage, AuditQuery, Refusal};
+pub use error::Error;
+
+use crate::cache::{CacheStatus, ComponentCache};
+use crate::principal::{Action, Principal};
+use crate::resolve::RunContext;
+use crate::sandbox::{RunFailure, RunOutcome, Runtime, RuntimeConfig, Step};
+use crate::store::{MasterKey, SecretStore};
+use crate::workflow::{CheckReport, Workflow, WorkflowRun};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// How a [`Latchkey`] runs steps.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Engine, limits and network grants for every run.
+    pub runtime: RuntimeConfig,
+    /// Directory of the compiled-component cache; `None` compiles every step in memory.
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// What [`Latchkey::compile`] did.
+#[derive(Debug)]
+pub struct Compiled {
+    /// Hit, compiled, or recompiled (and why).
+    pub status: CacheStatus,
+    /// The cache entry.
+    pub entry: PathBuf,
+}
+
+/// The runtime and the cache, started at the first load: managing secrets needs neither
+/// the engine nor an HTTP client.
+struct Started {
+    runtime: Runtime,
+    cache: Option<ComponentCache>,
+}
+
+/// Latchkey: a sealed store and the runtime that lets steps use its secrets without
+/// reading them.
+pub struct Latchkey {
+    store: Arc<SecretStore>,
+    options: Options,
+    started: OnceLock<Started>,
+    starting: Mutex<()>,
+}
+
+impl Latchkey {
+    /// Creates a new store at `dir`, sealed with `master`.
+    pub fn init(dir: &Path, master: &MasterKey, options: Options) -> Result<Self, Error> {
+        let store = SecretStore::init(dir, master).map_err(|source| Error::Open {
+            path: dir.to_owned(),
+            source,
+        })?;
+        Ok(Self::with_store(store, options))
+    }
+
+    /// Opens the store at `dir` with `master`.
+    pub fn open(dir: &Path, master: &MasterKey, options: Options) -> Result<Self, Error> {
+        let store = SecretStore::open(dir, master).map_err(|source| Error::Open {
+            path: dir.to_owned(),
+            source,
+        })?;
+        Ok(Self::with_store(store, options))
+    }
+
+    /// Wraps an already opened store (another backend, a test's memory store).
+    pub fn with_store(store: SecretStore, options: Options) -> Self {
+        Latchkey {
+            store: Arc::new(store),
+            options,
+            started: OnceLock::new(),
+            starting: Mutex::new(()),
+        }
+    }
+
+    /// The options this instance runs with.
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    fn started(&self) -> Result<&Started, Error> {
+        if let Some(s) = self.started.get() {
+            return Ok(s);
+        }
+        // One runtime per instance: a second caller waits for the first to finish.
+        let _one = self.starting.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = self.started.get() {
+            return Ok(s);
+        }
+        let runtime =
+            Runtime::new(self.options.runtime.clone(), self.store.clone()).map_err(Error::Start)?;
+        let cache = self
+            .options
+            .cache_dir
+            .as_ref()
+            .map(|dir| ComponentCache::new(dir, runtime.engine(), self.store.cache_key()));
+        Ok(self.started.get_or_init(|| Started { runtime, cache }))
+    }
+
+    /// Compiles and checks a step (through the cache, if one is configured).
+    pub fn load(&self, bytes: &[u8]) -> Result<Step, Error> {
+        let started = self.started()?;
+        let step = match &started.cache {
+            None => started.runtime.load(bytes)?,
+            Some(cache) => {
+                let (step, status) = started.runtime.load_cached(bytes, cache)?;
+                tracing::debug!(?status, "loaded through the cache");
+                step
+            }
+        };
+        Ok(step)
+    }
+
+    /// Reads the component at `path` and loads it; errors name the file.
+    pub fn load_file(&self, path: &Path) -> Result<Step, Error> {
+        let bytes = std::fs::read(path).map_err(|source| Error::Read {
+            what: "the step",
+            path: path.to_owned(),
+            source,
+        })?;
+        self.load(&bytes).map_err(|e| Error::Load {
+            path: path.to_owned(),
+            source: Box::new(e),
+        })
+    }
+
+    /// Compiles a component into the cache without running it (`latchkey compile`).
+    pub fn compile(&self, bytes: &[u8]) -> Result<Compiled, Error> {
+        let started = self.started()?;
+        let cache = started.cache.as_ref().ok_or(Error::NoCache)?;
+        if !bytes.starts_with(b"\0asm") {
+            return Err(Error::NotAComponent);
+        }
+        let cached = cache.load(started.runtime.engine(), bytes)?;
+        if let Some(e) = cached.store_error {
+            return Err(Error::Cache(e));
+        }
+        Ok(Compiled {
+            status: cached.status,
+            entry: cache.entry_path(bytes),
+        })
+    }
+
+    /// Runs one step once with `input` (JSON), in a fresh instance.
+    pub async fn run_step(
+        &self,
+        step: &Step,
+        ctx: &RunContext,
+        input: &str,
+    ) -> Result<RunOutcome, RunFailure> {
+        match self.started() {
+            Ok(s) => s.runtime.run(step, ctx, input).await,
+            // Unreachable in practice: a step exists only once the runtime has started.
+            Err(e) => Err(RunFailure {
+                error: crate::sandbox::RunError::Instantiate(e.to_string()),
+                logs: Vec::new(),
+                credentials: Vec::new(),
+            }),
+        }
+    }
+
+    /// Loads every step of `workflow` (all of them before any runs: a broken last step must
+    /// not let the first make calls).
+    pub fn load_workflow(&self, workflow: &Workflow) -> Result<Vec<Step>, Error> {
+        crate::workflow::load_steps(self, workflow)
+    }
+
+    /// Runs `workflow` for `user` with `input`: steps in order, each step's output the next
+    /// one's input, stopping at the first failure. `on_step` sees each step as it ends.
+    pub async fn run_workflow(
+        &self,
+        workflow: &Workflow,
+        steps: &[Step],
+        run: &crate::workflow::RunRequest<'_>,
+        on_step: impl FnMut(&crate::workflow::StepReport),
+    ) -> WorkflowRun {
+        crate::workflow::run(self, workflow, steps, run, on_step).await
+    }
+
+    /// Checks `workflow` for `user` without running it: every component loads and every
+    /// declared key resolves (metadata only; nothing is decrypted).
+    pub fn check(
+        &self,
+        by: &Principal,
+        workflow: &Workflow,
+        user: &str,
+    ) -> Result<CheckReport, Error> {
+        self.allow(by, Action::Run)?;
+        Ok(crate::workflow::check(self, workflow, user))
+    }
+
+    /// Refuses `action` unless `by`'s role allows it.
+    fn allow(&self, by: &Principal, action: Action) -> Result<(), Error> {
+        if by.role().may(action) {
+            Ok(())
+        } else {
+            Err(Error::Forbidden {
+                principal: by.name().to_owned(),
+                role: by.role(),
+                action,
+            })
+        }
+    }
+
+    pub(crate) fn store(&self) -> &SecretStore {
+        &self.store
+    }
+}

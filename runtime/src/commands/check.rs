@@ -1,0 +1,98 @@
+//! `latchkey check workflow.toml`: what a run would load and resolve, printed per step.
+
+use crate::common::{CacheArgs, StoreArgs, invoking_user, operator, os_user, runtime_config};
+use anyhow::Result;
+use clap::Args;
+use latchkey_host::Options;
+use latchkey_host::sandbox::Limits;
+use latchkey_host::workflow::{KeyCheck, StepCheck, Workflow};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Args, Debug)]
+pub struct CheckCommand {
+    /// The workflow manifest (`workflow.toml`).
+    pub manifest: PathBuf,
+    /// Invoking user to check for (resolution tiers 1 and 2). Default: the OS user.
+    #[arg(long, env = "LATCHKEY_USER")]
+    pub user: Option<String>,
+}
+
+impl CheckCommand {
+    pub fn execute(self, store: &StoreArgs) -> Result<ExitCode> {
+        let wf = Workflow::load(&self.manifest)?;
+        let user = invoking_user(self.user.as_ref())?;
+        let latchkey = store.open(Options {
+            runtime: runtime_config(Limits::default()),
+            cache_dir: CacheArgs::default().dir(store),
+        })?;
+        let tokio = crate::common::async_runtime()?;
+        let _guard = tokio.enter();
+        let order: Vec<&str> = wf.order.iter().map(|t| t.name()).collect();
+        println!(
+            "workflow {} in workspace {}, builder {}, user {user}; order: {}",
+            wf.name,
+            wf.workspace,
+            wf.builder.as_deref().unwrap_or("(none)"),
+            order.join(" > ")
+        );
+        let report = latchkey.check(&operator(&os_user())?, &wf, &user)?;
+        let total = report.steps.len();
+        for (i, step) in report.steps.iter().enumerate() {
+            print_step(i + 1, total, step);
+        }
+        let problems = report.problems();
+        if problems > 0 {
+            eprintln!(
+                "error: {problems} problem(s) in {}; the workflow would fail",
+                self.manifest.display()
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+        println!("ok: every component loads and every declared key resolves");
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+fn print_step(n: usize, total: usize, step: &StepCheck) {
+    println!(
+        "step {n}/{total} {} ({}), integrations: {}",
+        step.name,
+        step.component.display(),
+        step.integrations.join(", ")
+    );
+    match &step.load {
+        Ok(()) => println!("  component: ok"),
+        Err(e) => println!("  component: ERROR: {}", crate::report::chain(e)),
+    }
+    let Some(keys) = &step.keys else {
+        println!(
+            "  keys: not declared (no allowlist), nothing to check; add `allow` to declare them"
+        );
+        return;
+    };
+    if keys.is_empty() {
+        println!("  keys: none");
+    }
+    for k in keys {
+        print_key(k);
+    }
+}
+
+fn print_key(k: &KeyCheck) {
+    let pinned = k
+        .pinned
+        .as_ref()
+        .map(|tiers| {
+            let names: Vec<&str> = tiers.iter().map(|t| t.name()).collect();
+            format!(", pinned to {}", names.join(" > "))
+        })
+        .unwrap_or_default();
+    match &k.resolution {
+        Ok(r) => println!(
+            "  {}: ok, tier {} (scope {}, integration {}, version {}{pinned})",
+            k.key, r.tier, r.meta.scope, r.meta.integration, r.meta.version
+        ),
+        Err(e) => println!("  {}: MISSING: {e}", k.key),
+    }
+}

@@ -1,0 +1,223 @@
+//! `latchkey run`: run a step (or, for a `.toml`, a workflow) and print its output.
+
+mod limits;
+mod workflow;
+
+use crate::common::{
+    CacheArgs, EXIT_STEP_FAILED, StoreArgs, async_runtime, invoking_user, os_user,
+};
+use crate::report;
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use latchkey_host::policy::AddressPolicy;
+use latchkey_host::resolve::RunContext;
+use latchkey_host::sandbox::RuntimeConfig;
+use latchkey_host::secret::CredentialKey;
+use latchkey_host::{Latchkey, Options};
+use limits::LimitArgs;
+use std::io::Read;
+use std::path::Path;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Args, Debug)]
+pub struct RunCommand {
+    /// A workflow manifest (`*.toml`), or one step: a WebAssembly component built for
+    /// wasm32-wasip2 with latchkey-sdk.
+    pub step: PathBuf,
+    /// Input JSON for the step.
+    #[arg(long, default_value = "{}", conflicts_with = "input_file")]
+    pub input: String,
+    /// Read the input JSON from a file (`-` for stdin).
+    #[arg(long, value_name = "FILE")]
+    pub input_file: Option<PathBuf>,
+    /// Invoking user (resolution tiers 1 and 2). Default: the OS user.
+    #[arg(long, env = "LATCHKEY_USER")]
+    pub user: Option<String>,
+    /// Workspace the step runs in (single step only; a manifest names its own). Default:
+    /// `default`.
+    #[arg(long)]
+    pub workspace: Option<String>,
+    /// Workflow name (single step only; default: the file name without extension).
+    #[arg(long)]
+    pub workflow: Option<String>,
+    /// The workflow's builder (resolution tier 5; single step only).
+    #[arg(long)]
+    pub builder: Option<String>,
+    /// Integration types the step declares. Repeatable. Default: http. (Single step only.)
+    #[arg(long = "integration", value_name = "TYPE")]
+    pub integrations: Vec<String>,
+    /// Only these credential keys may resolve (comma-separated or repeated; single step only).
+    #[arg(long = "allow-key", value_name = "KEY", value_delimiter = ',')]
+    pub allow_keys: Vec<String>,
+    /// Let fetches reach the non-public network CIDR (`10.0.0.0/8`, `127.0.0.1/32`,
+    /// `fd00::/8`). Repeatable, at most 32. Cloud metadata endpoints stay refused whatever is
+    /// granted. A secret whose binding has `--allow-internal` needs no grant.
+    #[arg(long = "allow-internal", value_name = "CIDR")]
+    pub allow_internal: Vec<String>,
+    /// Short for `--allow-internal 127.0.0.0/8 --allow-internal ::1/128`: loopback only
+    /// (local test upstreams), not other private networks.
+    #[arg(long)]
+    pub allow_private_network: bool,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+    /// Print a report (duration, fetches, credentials used by name and tier) on stderr.
+    /// Always on for a manifest.
+    #[arg(long)]
+    pub report: bool,
+    #[command(flatten)]
+    pub cache: CacheArgs,
+}
+
+impl RunCommand {
+    pub fn execute(self, store: &StoreArgs) -> Result<ExitCode> {
+        if is_manifest(&self.step) {
+            self.refuse_single_step_flags()?;
+            let wf = latchkey_host::workflow::Workflow::load(&self.step)?;
+            let user = invoking_user(self.user.as_ref())?;
+            let (latchkey, input) = self.prepare(store)?;
+            return workflow::run(&latchkey, &wf, &user, &input);
+        }
+        self.run_step(store)
+    }
+
+    /// Flags a manifest declares itself are refused with one, rather than ignored.
+    fn refuse_single_step_flags(&self) -> Result<()> {
+        let single_only = [
+            ("--workspace", self.workspace.is_some()),
+            ("--workflow", self.workflow.is_some()),
+            ("--builder", self.builder.is_some()),
+            ("--integration", !self.integrations.is_empty()),
+            ("--allow-key", !self.allow_keys.is_empty()),
+        ];
+        if let Some((flag, _)) = single_only.iter().find(|(_, given)| *given) {
+            bail!(
+                "{flag} applies to a single .wasm step; a workflow manifest declares it itself (edit {})",
+                self.step.display()
+            );
+        }
+        Ok(())
+    }
+
+    /// Validates the flags and the input, then opens the store.
+    fn prepare(&self, store: &StoreArgs) -> Result<(Latchkey, String)> {
+        let options = Options {
+            runtime: RuntimeConfig {
+                address_policy: self.address_policy()?,
+                ..crate::common::runtime_config(limits::limits(&self.limits)?)
+            },
+            cache_dir: self.cache.dir(store),
+        };
+        let input = self.read_input()?;
+        Ok((store.open(options)?, input))
+    }
+
+    /// The operator's network grants: `--allow-internal CIDR...`, and
+    /// `--allow-private-network` as loopback only.
+    fn address_policy(&self) -> Result<AddressPolicy> {
+        let mut grants = self
+            .allow_internal
+            .iter()
+            .map(|c| {
+                c.trim().parse().map_err(|e| {
+                    anyhow::anyhow!(
+                        "--allow-internal {c:?}: {e} (expected a CIDR such as 10.0.0.0/8)"
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if self.allow_private_network {
+            grants.extend(AddressPolicy::loopback().grants());
+        }
+        Ok(AddressPolicy::with_grants(grants)?)
+    }
+
+    fn read_input(&self) -> Result<String> {
+        let text = match &self.input_file {
+            Some(p) if p.as_os_str() == "-" => {
+                let mut s = String::new();
+                std::io::stdin()
+                    .read_to_string(&mut s)
+                    .context("reading the input from stdin")?;
+                s
+            }
+            Some(p) => std::fs::read_to_string(p)
+                .with_context(|| format!("reading the input file {}", p.display()))?,
+            None => self.input.clone(),
+        };
+        serde_json::from_str::<serde_json::Value>(&text).context("the input is not valid JSON")?;
+        Ok(text)
+    }
+
+    /// The run context of a single step, from the flags.
+    fn context(&self) -> Result<RunContext> {
+        let workflow = match &self.workflow {
+            Some(w) => w.clone(),
+            None => self
+                .step
+                .file_stem()
+                .map(|s| s.to_string_lossy().replace(['/', '@', ':'], "_"))
+                .unwrap_or_else(|| "workflow".to_owned()),
+        };
+        let user = self.user.clone().unwrap_or_else(os_user);
+        let workspace = self.workspace.as_deref().unwrap_or("default");
+        let mut ctx = RunContext::single_step(workspace, &workflow, &user);
+        ctx.builder = self.builder.clone();
+        if !self.integrations.is_empty() {
+            ctx.step.integrations = self.integrations.iter().cloned().collect();
+        }
+        if !self.allow_keys.is_empty() {
+            let keys = self
+                .allow_keys
+                .iter()
+                .map(|k| CredentialKey::new(k))
+                .collect::<Result<_, _>>()?;
+            ctx.step.allowlist = Some(keys);
+        }
+        Ok(ctx)
+    }
+
+    fn run_step(&self, store: &StoreArgs) -> Result<ExitCode> {
+        let ctx = self.context()?;
+        let (latchkey, input) = self.prepare(store)?;
+        let tokio = async_runtime()?;
+        let _guard = tokio.enter();
+        let step = latchkey.load_file(&self.step)?;
+        match tokio.block_on(latchkey.run_step(&step, &ctx, &input)) {
+            Ok(outcome) => {
+                report::print_logs(&ctx.step.name, &outcome.logs);
+                if self.report {
+                    eprintln!(
+                        "step {}: ok in {:.1} ms, {} fetch(es), run {}",
+                        ctx.step.name,
+                        outcome.duration.as_secs_f64() * 1000.0,
+                        outcome.fetches,
+                        ctx.run_id
+                    );
+                    report::print_credentials(&outcome.credentials);
+                }
+                println!("{}", report::shown(&outcome.output));
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(failure) => {
+                report::print_logs(&ctx.step.name, &failure.logs);
+                let e = failure.error;
+                eprintln!(
+                    "error: {} ({}): {}",
+                    report::failure_kind(&e),
+                    self.step.display(),
+                    report::shown(&e.to_string())
+                );
+                report::print_refusals(&latchkey.refusals(&ctx.run_id, &ctx.step.name));
+                report::print_run_id(&ctx.run_id);
+                Ok(ExitCode::from(EXIT_STEP_FAILED))
+            }
+        }
+    }
+}
+
+/// Whether `path` names a workflow manifest rather than a component.
+fn is_manifest(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("toml"))
+}

@@ -1,0 +1,303 @@
+//! `latchkey secret …`: write-only secret management.
+
+use crate::common::{ActorArgs, StoreArgs};
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use latchkey_host::Options;
+use latchkey_host::policy::{BindingSpec, HostPattern, InjectLocation};
+use latchkey_host::secret::{CredentialKey, MAX_VALUE_BYTES, SecretValue};
+use latchkey_host::store::{Scope, SecretMeta, SecretSpec};
+use std::io::{IsTerminal, Read};
+use zeroize::Zeroizing;
+
+#[derive(Subcommand, Debug)]
+pub enum SecretCommand {
+    /// Store a secret (create, or replace value and binding). The value is read from
+    /// stdin (one trailing newline removed) or, on a terminal, from a hidden prompt.
+    ///
+    /// Example: printf %s "$TOKEN" | latchkey secret set SLACK_TOKEN --allow-host slack.com --inject header:Authorization
+    Set(SetArgs),
+    /// Replace the value of an existing secret, keeping its binding. Takes effect at the
+    /// next call of any running or future step.
+    Rotate(RotateArgs),
+    /// Delete a secret. Steps using it fail at their next call.
+    Rm(KeyArgs),
+    /// List secrets: names and metadata, never values.
+    List(ListArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct KeyArgs {
+    /// Credential key: A-Z, 0-9 and _ (e.g. SLACK_TOKEN).
+    pub key: String,
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+    #[command(flatten)]
+    pub actor: ActorArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ScopeArgs {
+    /// Scope: platform, workspace:W, workflow:W/F, user:U, user:U@W/F or builder:B@W/F.
+    /// `workspace` alone means workspace:default.
+    #[arg(long, default_value = "workspace:default")]
+    pub scope: String,
+}
+
+#[derive(Args, Debug)]
+pub struct SetArgs {
+    #[command(flatten)]
+    pub key: KeyArgs,
+    /// A host the value may be sent to: `api.example.com`, `*.example.com` (exactly one
+    /// label more, not the apex), an IP literal, optionally `:PORT` or `:*`. Without a
+    /// port only the scheme's default port matches. Repeatable.
+    #[arg(long = "allow-host", value_name = "HOST[:PORT]", required = true)]
+    pub allow_host: Vec<String>,
+    /// Where in a request the value may be injected: `header:NAME`, `query:NAME`,
+    /// `basic-auth`, or `body`. Repeatable.
+    #[arg(long = "inject", value_name = "LOCATION", required = true)]
+    pub inject: Vec<String>,
+    /// Also allow plain http:// (loopback tests, in-cluster services). Off by default.
+    #[arg(long)]
+    pub allow_http: bool,
+    /// Integration type; only steps declaring it may use the secret.
+    #[arg(long, default_value = "http")]
+    pub integration: String,
+    /// An HTTP method the value may be sent with (GET, POST, ...). Repeatable. Default:
+    /// any method.
+    #[arg(long = "method", value_name = "METHOD")]
+    pub methods: Vec<String>,
+    /// A URL path prefix the value may be sent to (`/api/v2`; matched at segment
+    /// boundaries). Repeatable. Default: any path.
+    #[arg(long = "path-prefix", value_name = "PREFIX")]
+    pub path_prefixes: Vec<String>,
+    /// Let the value be sent to non-public addresses (loopback, private, link-local,
+    /// unique-local); never to cloud metadata endpoints. Off by default.
+    #[arg(long)]
+    pub allow_internal: bool,
+    /// Store the value even if it looks easy to guess (short, few distinct characters, a
+    /// placeholder). Recorded in the secret's metadata and shown by `secret list`.
+    #[arg(long)]
+    pub allow_weak_value: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RotateArgs {
+    #[command(flatten)]
+    pub key: KeyArgs,
+    /// Store the new value even if it looks easy to guess. Replaces the override recorded
+    /// for the previous value.
+    #[arg(long)]
+    pub allow_weak_value: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    /// Only this scope (same forms as `secret set --scope`).
+    #[arg(long)]
+    pub scope: Option<String>,
+    /// Print JSON lines instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub actor: ActorArgs,
+}
+
+impl SecretCommand {
+    pub fn execute(self, store: &StoreArgs) -> Result<()> {
+        match self {
+            SecretCommand::Set(args) => set(store, args),
+            SecretCommand::Rotate(args) => rotate(store, args),
+            SecretCommand::Rm(args) => rm(store, args),
+            SecretCommand::List(args) => list(store, args),
+        }
+    }
+}
+
+/// Parses `--scope`; `workspace` alone is `workspace:default`.
+fn parse_scope(s: &str) -> Result<Scope> {
+    let text = if s == "workspace" {
+        "workspace:default"
+    } else {
+        s
+    };
+    Ok(Scope::parse(text)?)
+}
+
+/// Reads the value from stdin, or a hidden prompt on a terminal. Never from argv.
+fn read_value(key: &CredentialKey) -> Result<SecretValue> {
+    let mut bytes = Zeroizing::new(Vec::new());
+    if std::io::stdin().is_terminal() {
+        let typed = Zeroizing::new(
+            rpassword::prompt_password(format!("value for {key} (input hidden): "))
+                .context("reading the value")?,
+        );
+        bytes.extend_from_slice(typed.as_bytes());
+    } else {
+        // Read one byte past the limit so an oversized value is reported, not truncated.
+        std::io::stdin()
+            .lock()
+            .take(MAX_VALUE_BYTES as u64 + 3)
+            .read_to_end(&mut bytes)
+            .context("reading the value from stdin")?;
+        // `echo "$TOKEN" |` adds a newline that is not part of the token.
+        let keep = if bytes.ends_with(b"\r\n") {
+            bytes.len() - 2
+        } else if bytes.ends_with(b"\n") {
+            bytes.len() - 1
+        } else {
+            bytes.len()
+        };
+        bytes.truncate(keep);
+    }
+    SecretValue::new(bytes.to_vec()).with_context(|| format!("refusing the value for {key}"))
+}
+
+fn binding(args: &SetArgs) -> Result<latchkey_host::policy::Binding> {
+    let hosts = args
+        .allow_host
+        .iter()
+        .map(|h| HostPattern::parse(h))
+        .collect::<Result<Vec<_>, _>>()?;
+    let locations = args
+        .inject
+        .iter()
+        .map(|l| InjectLocation::parse(l))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(BindingSpec {
+        hosts,
+        locations,
+        allow_http: args.allow_http,
+        methods: args.methods.clone(),
+        path_prefixes: args.path_prefixes.clone(),
+        allow_internal: args.allow_internal,
+    }
+    .build()?)
+}
+
+fn set(store: &StoreArgs, args: SetArgs) -> Result<()> {
+    // Validate everything before reading the value or touching the store.
+    let key = CredentialKey::new(&args.key.key)?;
+    let scope = parse_scope(&args.key.scope.scope)?;
+    let binding = binding(&args)?;
+    let by = args.key.actor.principal()?;
+    let latchkey = store.open(Options::default())?;
+    let value = read_value(&key)?;
+    let spec = SecretSpec {
+        integration: args.integration,
+        binding,
+        allow_weak_value: args.allow_weak_value,
+    };
+    let meta = latchkey
+        .set_secret(&by, &scope, &key, value, spec)
+        .with_context(|| format!("storing {key} in {scope}"))?;
+    println!(
+        "stored {} in {} (version {})",
+        meta.key, meta.scope, meta.version
+    );
+    Ok(())
+}
+
+fn rotate(store: &StoreArgs, rotate: RotateArgs) -> Result<()> {
+    let args = rotate.key;
+    let key = CredentialKey::new(&args.key)?;
+    let scope = parse_scope(&args.scope.scope)?;
+    let by = args.actor.principal()?;
+    let latchkey = store.open(Options::default())?;
+    if latchkey.describe_secret(&by, &scope, &key)?.is_none() {
+        bail!("no secret {key} in scope {scope}; create it with `latchkey secret set`");
+    }
+    let value = read_value(&key)?;
+    let meta = latchkey
+        .rotate_secret(&by, &scope, &key, value, rotate.allow_weak_value)
+        .with_context(|| format!("rotating {key} in {scope}"))?;
+    println!(
+        "rotated {} in {} (now version {})",
+        meta.key, meta.scope, meta.version
+    );
+    Ok(())
+}
+
+fn rm(store: &StoreArgs, args: KeyArgs) -> Result<()> {
+    let key = CredentialKey::new(&args.key)?;
+    let scope = parse_scope(&args.scope.scope)?;
+    let by = args.actor.principal()?;
+    let latchkey = store.open(Options::default())?;
+    let meta = latchkey.delete_secret(&by, &scope, &key)?;
+    println!("deleted {} from {}", meta.key, meta.scope);
+    Ok(())
+}
+
+fn list(store: &StoreArgs, args: ListArgs) -> Result<()> {
+    let scope = args.scope.as_deref().map(parse_scope).transpose()?;
+    let by = args.actor.principal()?;
+    let latchkey = store.open(Options::default())?;
+    let entries = latchkey.list_secrets(&by, scope.as_ref())?;
+    if args.json {
+        for e in &entries {
+            match e {
+                Ok(m) => println!("{}", serde_json::to_string(m)?),
+                Err(err) => println!("{}", serde_json::json!({ "error": err.to_string() })),
+            }
+        }
+        return Ok(());
+    }
+    if entries.is_empty() {
+        println!(
+            "no secrets{}",
+            scope.map(|s| format!(" in {s}")).unwrap_or_default()
+        );
+        return Ok(());
+    }
+    println!(
+        "{:<28} {:<28} {:<10} {:>3}  {:<20} {:<36} HOSTS",
+        "KEY", "SCOPE", "TYPE", "VER", "UPDATED", "INJECT"
+    );
+    for e in entries {
+        match e {
+            Ok(m) => println!("{}", row(&m)),
+            Err(err) => println!("DAMAGED: {err}"),
+        }
+    }
+    Ok(())
+}
+
+fn row(m: &SecretMeta) -> String {
+    let when = humantime::format_rfc3339_seconds(
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(m.updated_at_ms),
+    );
+    let locations: Vec<String> = m
+        .binding
+        .locations
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let mut hosts: Vec<String> = m.binding.hosts.iter().map(ToString::to_string).collect();
+    if m.binding.allow_http {
+        hosts.push("(http allowed)".into());
+    }
+    // The rest of the binding and the weak-value override, so that `list` shows everything
+    // that decides where a value may go.
+    if !m.binding.methods.is_empty() {
+        hosts.push(format!("methods {}", m.binding.methods.join("|")));
+    }
+    if !m.binding.path_prefixes.is_empty() {
+        hosts.push(format!("paths {}", m.binding.path_prefixes.join("|")));
+    }
+    if m.binding.allow_internal {
+        hosts.push("(internal allowed)".into());
+    }
+    if m.weak_value_override {
+        hosts.push("(weak value allowed)".into());
+    }
+    format!(
+        "{:<28} {:<28} {:<10} {:>3}  {:<20} {:<36} {}",
+        m.key.as_str(),
+        m.scope.to_string(),
+        m.integration,
+        m.version,
+        format!("{when} by {}", m.updated_by),
+        locations.join(","),
+        hosts.join(",")
+    )
+}

@@ -1,0 +1,137 @@
+//! What several commands share: where the store is, who acts, the compiled-component
+//! cache, the async runtime, and the exit code of a failed step.
+
+use crate::master_key;
+use anyhow::{Context, Result};
+use clap::Args;
+use latchkey_host::{Latchkey, Options, Principal, Role};
+use std::path::{Path, PathBuf};
+
+/// Exit code for a step that returned an error, trapped or hit a limit (1 is any other
+/// failure, 2 a usage error).
+pub const EXIT_STEP_FAILED: u8 = 3;
+
+/// Where the store and the master key are.
+#[derive(Args, Debug, Clone)]
+pub struct StoreArgs {
+    /// Store directory.
+    #[arg(
+        long,
+        global = true,
+        env = "LATCHKEY_STORE",
+        default_value = ".latchkey/store"
+    )]
+    pub store: PathBuf,
+    /// Master key file (64 hex characters). Ignored when LATCHKEY_MASTER_KEY is set.
+    #[arg(
+        long,
+        global = true,
+        env = "LATCHKEY_MASTER_KEY_FILE",
+        default_value = ".latchkey/master.key"
+    )]
+    pub master_key_file: PathBuf,
+}
+
+impl StoreArgs {
+    /// Opens the store with the configured master key.
+    pub fn open(&self, options: Options) -> Result<Latchkey> {
+        let master = master_key::load(self)?;
+        Ok(Latchkey::open(&self.store, &master, options)?)
+    }
+
+    /// `cache` beside the store directory (`.latchkey/cache`).
+    pub fn default_cache_dir(&self) -> PathBuf {
+        self.store.parent().unwrap_or(Path::new(".")).join("cache")
+    }
+}
+
+/// The acting identity of a management command.
+#[derive(Args, Debug, Clone)]
+pub struct ActorArgs {
+    /// Acting identity recorded in the secret's metadata and the audit trail (default: the
+    /// OS user).
+    #[arg(long = "as", value_name = "NAME", env = "LATCHKEY_ACTOR")]
+    pub actor: Option<String>,
+}
+
+impl ActorArgs {
+    /// The principal acting: whoever holds the master key administers the store.
+    pub fn principal(&self) -> Result<Principal> {
+        let name = self.actor.clone().unwrap_or_else(os_user);
+        operator(&name).context("--as")
+    }
+}
+
+/// The operator of a local store as a principal: holding the master key, they are admin.
+pub fn operator(name: &str) -> Result<Principal> {
+    Ok(Principal::new(name, Role::Admin)?)
+}
+
+/// The OS user (`$USER`, `$LOGNAME`), else `operator`.
+pub fn os_user() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "operator".to_owned())
+}
+
+/// Where compiled components are cached.
+#[derive(Default, Args, Debug, Clone)]
+pub struct CacheArgs {
+    /// Directory of the compiled-component cache (`latchkey compile` warms it). Default:
+    /// `cache` beside the store directory (`.latchkey/cache`).
+    #[arg(long, env = "LATCHKEY_CACHE_DIR", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Compile the step in memory; neither read nor write the cache.
+    #[arg(long)]
+    pub no_cache: bool,
+}
+
+impl CacheArgs {
+    /// The cache directory to use, `None` with `--no-cache`.
+    pub fn dir(&self, store: &StoreArgs) -> Option<PathBuf> {
+        if self.no_cache {
+            return None;
+        }
+        Some(
+            self.cache_dir
+                .clone()
+                .unwrap_or_else(|| store.default_cache_dir()),
+        )
+    }
+}
+
+/// A multi-thread tokio runtime (2 workers) for the sandbox and its HTTP client.
+pub fn async_runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// Instance slots the pooling allocator reserves for one `latchkey` process (0: no
+/// pooling). Measured in bench/RESULTS.md: for one step per process, reserving a pool
+/// costs more at start than it saves on the single instantiation.
+const POOL_INSTANCES: u32 = 0;
+
+/// The runtime configuration of every command that loads steps (`run`, `check`,
+/// `compile`), so that they agree on the engine and share cache entries.
+pub fn runtime_config(
+    limits: latchkey_host::sandbox::Limits,
+) -> latchkey_host::sandbox::RuntimeConfig {
+    latchkey_host::sandbox::RuntimeConfig {
+        limits,
+        pool_instances: POOL_INSTANCES,
+        ..Default::default()
+    }
+}
+
+/// The invoking user of a workflow: `--user`, else the OS user; checked like a scope name.
+pub fn invoking_user(arg: Option<&String>) -> Result<String> {
+    let user = arg.cloned().unwrap_or_else(os_user);
+    latchkey_host::store::check_name(latchkey_host::store::NameKind::User, &user)
+        .context("--user")?;
+    Ok(user)
+}
