@@ -1,0 +1,268 @@
+//! The `Latchkey` façade: roles decided in one place (a refused call changes nothing),
+//! the acting principal recorded, workflows run and checked, audit queries filtered.
+#![allow(clippy::unwrap_used)]
+
+use latchkey_host::audit::AuditEvent;
+use latchkey_host::policy::{AddressPolicy, BindingSpec};
+use latchkey_host::sandbox::RuntimeConfig;
+use latchkey_host::secret::{CredentialKey, SecretValue};
+use latchkey_host::store::{MasterKey, Scope, SecretSpec};
+use latchkey_host::workflow::{RunRequest, Workflow};
+use latchkey_host::{Action, AuditQuery, Error, Latchkey, Options, Principal, Role};
+use latchkey_tests::{guest, hosts, locations};
+use serde_json::json;
+use std::path::Path;
+
+const VALUE: &str = "tok-9b1c77e04f2a4d5e8c63";
+
+fn latchkey(dir: &Path) -> (Latchkey, MasterKey) {
+    let master = MasterKey::generate().unwrap();
+    let options = Options {
+        runtime: RuntimeConfig {
+            address_policy: AddressPolicy::loopback(),
+            ..RuntimeConfig::default()
+        },
+        cache_dir: None,
+    };
+    let lk = Latchkey::init(&dir.join("store"), &master, options).unwrap();
+    (lk, master)
+}
+
+fn principal(name: &str, role: Role) -> Principal {
+    Principal::new(name, role).unwrap()
+}
+
+fn spec() -> SecretSpec {
+    SecretSpec {
+        integration: "http".into(),
+        binding: BindingSpec {
+            hosts: hosts(&["127.0.0.1:*"]),
+            locations: locations(&["header:authorization"]),
+            allow_http: true,
+            ..BindingSpec::default()
+        }
+        .build()
+        .unwrap(),
+        allow_weak_value: false,
+    }
+}
+
+fn value() -> SecretValue {
+    SecretValue::new(VALUE.as_bytes().to_vec()).unwrap()
+}
+
+fn forbidden(r: Result<impl std::fmt::Debug, Error>, action: Action) {
+    match r {
+        Err(Error::Forbidden { action: a, .. }) => assert_eq!(a, action),
+        other => panic!("expected Forbidden({action:?}), got {other:?}"),
+    }
+}
+
+#[test]
+fn roles_are_enforced_and_a_refused_call_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut lk, master) = latchkey(dir.path());
+    let admin = principal("alice", Role::Admin);
+    let scope = Scope::parse("workspace:acme").unwrap();
+    let key = CredentialKey::new("TOKEN").unwrap();
+    lk.set_secret(&admin, &scope, &key, value(), spec())
+        .unwrap();
+
+    for who in [
+        principal("bob", Role::Member),
+        principal("ci", Role::Runner),
+    ] {
+        forbidden(
+            lk.set_secret(&who, &scope, &key, value(), spec()),
+            Action::ManageSecrets,
+        );
+        forbidden(
+            lk.rotate_secret(&who, &scope, &key, value(), false),
+            Action::ManageSecrets,
+        );
+        forbidden(lk.delete_secret(&who, &scope, &key), Action::ManageSecrets);
+        forbidden(lk.remove_member(&who, "alice"), Action::ManageMembers);
+        forbidden(lk.verify_store(&who), Action::MaintainStore);
+        forbidden(
+            lk.rotate_master(&who, &master, &MasterKey::generate().unwrap()),
+            Action::MaintainStore,
+        );
+    }
+    let runner = principal("ci", Role::Runner);
+    forbidden(lk.list_secrets(&runner, None), Action::ReadMetadata);
+    forbidden(
+        lk.describe_secret(&runner, &scope, &key),
+        Action::ReadMetadata,
+    );
+    forbidden(lk.audit(&runner, &AuditQuery::default()), Action::ReadAudit);
+    forbidden(lk.verify_audit(&runner), Action::ReadAudit);
+
+    // A member reads metadata; nothing the refused calls asked for happened.
+    let member = principal("bob", Role::Member);
+    let meta = lk.describe_secret(&member, &scope, &key).unwrap().unwrap();
+    assert_eq!((meta.version, meta.created_by.as_str()), (1, "alice"));
+    let page = lk.audit(&member, &AuditQuery::default()).unwrap();
+    let changes: Vec<_> = page.records.iter().map(|r| r.event).collect();
+    assert_eq!(changes, [AuditEvent::SecretSet], "{changes:?}");
+
+    // The message names who, which role and what was refused.
+    let e = lk.delete_secret(&member, &scope, &key).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "bob has the member role, which does not allow managing secrets"
+    );
+}
+
+#[test]
+fn the_acting_principal_is_what_metadata_and_the_audit_trail_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let (lk, _) = latchkey(dir.path());
+    let scope = Scope::parse("workspace:acme").unwrap();
+    let key = CredentialKey::new("TOKEN").unwrap();
+    let alice = principal("alice", Role::Admin);
+    let carol = principal("carol", Role::Admin);
+    lk.set_secret(&alice, &scope, &key, value(), spec())
+        .unwrap();
+    let rotated = lk
+        .rotate_secret(
+            &carol,
+            &scope,
+            &key,
+            SecretValue::new(b"tok-0e4b6a2f9d1c83e75a40".to_vec()).unwrap(),
+            false,
+        )
+        .unwrap();
+    assert_eq!(
+        (rotated.created_by.as_str(), rotated.updated_by.as_str()),
+        ("alice", "carol")
+    );
+    let by_carol = lk
+        .audit(
+            &alice,
+            &AuditQuery {
+                principal: Some("carol".into()),
+                ..AuditQuery::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(by_carol.records.len(), 1);
+    assert_eq!(by_carol.records[0].event, AuditEvent::SecretRotate);
+
+    // A time window before anything happened selects nothing; one from the start, all.
+    let none = AuditQuery {
+        until_ms: Some(1),
+        ..AuditQuery::default()
+    };
+    assert!(lk.audit(&alice, &none).unwrap().records.is_empty());
+    let all = AuditQuery {
+        since_ms: Some(1),
+        ..AuditQuery::default()
+    };
+    assert_eq!(lk.audit(&alice, &all).unwrap().records.len(), 2);
+}
+
+#[test]
+fn the_master_key_is_rotated_only_while_no_step_holds_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut lk, master) = latchkey(dir.path());
+    let admin = principal("alice", Role::Admin);
+    let next = MasterKey::generate().unwrap();
+    lk.rotate_master(&admin, &master, &next).unwrap();
+    lk.load_file(&guest("noop")).unwrap();
+    let later = MasterKey::generate().unwrap();
+    assert!(matches!(
+        lk.rotate_master(&admin, &next, &later),
+        Err(Error::InUse)
+    ));
+}
+
+/// A three-step manifest of the probe guest (it echoes its input, or does what
+/// `action` says), in `dir`.
+fn probe_workflow(dir: &Path, allow: &str) -> Workflow {
+    let probe = guest("probe");
+    let text = format!(
+        "name = \"wf\"\nworkspace = \"acme\"\n{allow}\n\
+         [[step]]\nname = \"a\"\ncomponent = {probe:?}\n\
+         [[step]]\nname = \"b\"\ncomponent = {probe:?}\n\
+         [[step]]\nname = \"c\"\ncomponent = {probe:?}\n"
+    );
+    Workflow::parse(&text, &dir.join("workflow.toml")).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_workflow_runs_in_order_and_stops_at_the_first_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let (lk, _) = latchkey(dir.path());
+    let wf = probe_workflow(dir.path(), "");
+    let steps = lk.load_workflow(&wf).unwrap();
+
+    let input = json!({"action": "echo", "n": 1}).to_string();
+    let mut seen = Vec::new();
+    let run = lk
+        .run_workflow(&wf, &steps, &RunRequest::new("alice", &input), |s| {
+            seen.push(s.name.clone())
+        })
+        .await;
+    assert_eq!(seen, ["a", "b", "c"]);
+    assert!(run.failed().is_none());
+    let out: serde_json::Value = serde_json::from_str(run.output().unwrap()).unwrap();
+    assert_eq!(out, json!({"action": "echo", "n": 1}));
+
+    // The first step asks for a key nobody stored: it fails, the rest never run, and the
+    // report says why from the audit trail.
+    let input = json!({"action": "get", "key": "NOPE"}).to_string();
+    let request = RunRequest::new("alice", &input);
+    let run = lk.run_workflow(&wf, &steps, &request, |_| {}).await;
+    let failed = run.failed().unwrap();
+    assert_eq!((failed.index, failed.name.as_str()), (0, "a"));
+    assert_eq!(run.not_run, ["b", "c"]);
+    assert!(run.output().is_none());
+    assert_eq!(failed.refusals.len(), 1, "{:?}", failed.refusals);
+    assert_eq!(failed.refusals[0].key, "NOPE");
+    assert!(
+        failed.refusals[0].reason.contains("missing_credential"),
+        "{:?}",
+        failed.refusals
+    );
+    assert_eq!(run.run_id, request.run_id);
+}
+
+#[test]
+fn check_reports_unloadable_components_and_missing_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let (lk, _) = latchkey(dir.path());
+    let admin = principal("alice", Role::Admin);
+    let scope = Scope::parse("workspace:acme").unwrap();
+    lk.set_secret(
+        &admin,
+        &scope,
+        &CredentialKey::new("TOKEN").unwrap(),
+        value(),
+        spec(),
+    )
+    .unwrap();
+    let wf = probe_workflow(dir.path(), "allow = [\"TOKEN\", \"OTHER\"]");
+    let report = lk.check(&admin, &wf, "alice").unwrap();
+    assert_eq!(report.steps.len(), 3);
+    // OTHER is missing for each of the three steps; every component loads.
+    assert_eq!(report.problems(), 3);
+    let keys = report.steps[0].keys.as_ref().unwrap();
+    let token = keys.iter().find(|k| k.key.as_str() == "TOKEN").unwrap();
+    assert_eq!(
+        token.resolution.as_ref().unwrap().meta.scope.to_string(),
+        "workspace:acme"
+    );
+
+    // A component that is not WebAssembly is a problem too, named by its step.
+    let bad = dir.path().join("bad.wasm");
+    std::fs::write(&bad, b"not wasm").unwrap();
+    let text = format!("name = \"wf\"\n[[step]]\nname = \"x\"\ncomponent = {bad:?}\n");
+    let wf = Workflow::parse(&text, &dir.path().join("w.toml")).unwrap();
+    let report = lk.check(&admin, &wf, "alice").unwrap();
+    assert_eq!(report.problems(), 1);
+    let e = report.steps[0].load.as_ref().unwrap_err();
+    assert_eq!(e.to_string(), "loading the component of step x");
+
+    // A runner may check (it may run); the check itself is not management.
+    assert!(lk.check(&principal("ci", Role::Runner), &wf, "ci").is_ok());
+}
