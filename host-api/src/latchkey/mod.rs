@@ -56,20 +56,26 @@ pub struct Latchkey {
 impl Latchkey {
     /// Creates a new store at `dir`, sealed with `master`.
     pub fn init(dir: &Path, master: &MasterKey, options: Options) -> Result<Self, Error> {
-        let store = SecretStore::init(dir, master).map_err(|source| Error::Open {
-            path: dir.to_owned(),
-            source,
-        })?;
-        Ok(Self::with_store(store, options))
+        Self::opened(dir, SecretStore::init(dir, master), options)
     }
 
     /// Opens the store at `dir` with `master`.
     pub fn open(dir: &Path, master: &MasterKey, options: Options) -> Result<Self, Error> {
-        let store = SecretStore::open(dir, master).map_err(|source| Error::Open {
-            path: dir.to_owned(),
-            source,
-        })?;
-        Ok(Self::with_store(store, options))
+        Self::opened(dir, SecretStore::open(dir, master), options)
+    }
+
+    fn opened(
+        dir: &Path,
+        store: Result<SecretStore, crate::store::StoreError>,
+        options: Options,
+    ) -> Result<Self, Error> {
+        match store {
+            Ok(store) => Ok(Self::with_store(store, options)),
+            Err(source) => Err(Error::Open {
+                path: dir.to_owned(),
+                source,
+            }),
+        }
     }
 
     /// Wraps an already opened store (another backend, a test's memory store).
