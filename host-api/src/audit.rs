@@ -84,6 +84,10 @@ pub enum AuditEvent {
     MemberRemove,
     /// The data key was re-wrapped under a new master key.
     MasterRotate,
+    /// An API token was created (`user` is its principal).
+    TokenCreate,
+    /// An API token was revoked (`user` is its principal).
+    TokenRevoke,
 }
 
 /// One audit record. Run records fill the run fields (`run_id` … `user`); records of

@@ -77,7 +77,7 @@
 //! - [`sandbox`]: the wasmtime engine, limits, and running a component.
 //! - [`audit`]: the append-only trail of credential use (never values).
 //! - [`cache`]: compiled components on disk, so a step is compiled once.
-//! - [`principal`]: who acts and what their role allows.
+//! - [`principal`]: who acts and what their role allows; [`tokens`]: how they prove it.
 #![deny(missing_docs)]
 
 pub mod audit;
@@ -93,6 +93,7 @@ pub mod resolve;
 pub mod sandbox;
 pub mod secret;
 pub mod store;
+pub mod tokens;
 pub mod workflow;
 
 pub use latchkey::{AuditPage, AuditQuery, Compiled, Error, Latchkey, Options, Refusal};

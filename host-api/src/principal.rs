@@ -11,7 +11,7 @@ use std::fmt;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Role {
-    /// Manages secrets, members and the store; may do everything a member may.
+    /// Manages secrets, members, tokens and the store; may do everything a member may.
     Admin,
     /// Lists metadata, reads the audit trail, checks and runs workflows as themselves.
     Member,
@@ -63,6 +63,8 @@ pub enum Action {
     ManageSecrets,
     /// Remove a member.
     ManageMembers,
+    /// Create, list and revoke API tokens.
+    ManageTokens,
     /// Re-wrap the store under a new master key, verify every record.
     MaintainStore,
     /// List and describe secrets' metadata (never values).
@@ -78,6 +80,7 @@ impl fmt::Display for Action {
         f.write_str(match self {
             Action::ManageSecrets => "managing secrets",
             Action::ManageMembers => "managing members",
+            Action::ManageTokens => "managing tokens",
             Action::MaintainStore => "maintaining the store",
             Action::ReadMetadata => "reading secret metadata",
             Action::ReadAudit => "reading the audit trail",
@@ -130,6 +133,7 @@ mod tests {
         let all = [
             ManageSecrets,
             ManageMembers,
+            ManageTokens,
             MaintainStore,
             ReadMetadata,
             ReadAudit,

@@ -86,6 +86,9 @@ pub enum Error {
     /// The audit trail could not be read.
     #[error("reading the audit trail")]
     Audit(#[source] BackendError),
+    /// A token was refused, or a token operation failed.
+    #[error(transparent)]
+    Token(#[from] crate::tokens::TokenError),
     /// Re-wrapping the store needs the store to itself, but steps are loaded.
     #[error("the store is in use by the runtime; rotate the master key before running steps")]
     InUse,

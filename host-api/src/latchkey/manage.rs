@@ -2,9 +2,10 @@
 //! principal whose role is checked first. Values go in; only metadata comes out.
 
 use super::{Error, Latchkey};
-use crate::principal::{Action, Principal};
+use crate::principal::{Action, Principal, Role};
 use crate::secret::{CredentialKey, SecretValue};
 use crate::store::{MasterKey, Scope, SecretMeta, SecretSpec, StoreError, VerifyReport};
+use crate::tokens::{self, Token, TokenError, TokenMeta};
 use std::sync::Arc;
 
 impl Latchkey {
@@ -70,11 +71,46 @@ impl Latchkey {
         Ok(self.store.list(scope)?)
     }
 
-    /// Removes member `user`: deletes every secret they created, in every scope. Returns
-    /// what was deleted.
+    /// Removes member `user`: revokes their API tokens, then deletes every secret they
+    /// created, in every scope. Returns what was deleted.
     pub fn remove_member(&self, by: &Principal, user: &str) -> Result<Vec<SecretMeta>, Error> {
         self.allow(by, Action::ManageMembers)?;
+        tokens::revoke(&self.store, None, Some(user), by.name())?;
         Ok(self.store.delete_created_by(user, by.name())?)
+    }
+
+    /// Creates an API token for `name` with `role`. The token is returned once and never
+    /// stored (only its HMAC is).
+    pub fn create_token(
+        &self,
+        by: &Principal,
+        name: &str,
+        role: Role,
+    ) -> Result<(TokenMeta, Token), Error> {
+        self.allow(by, Action::ManageTokens)?;
+        Principal::new(name, role)?;
+        Ok(tokens::create(&self.store, name, role, by.name())?)
+    }
+
+    /// Every token's record (never a token), revoked ones marked.
+    pub fn list_tokens(&self, by: &Principal) -> Result<Vec<TokenMeta>, Error> {
+        self.allow(by, Action::ManageTokens)?;
+        Ok(tokens::list(&self.store)?)
+    }
+
+    /// Revokes the token with public id `id`.
+    pub fn revoke_token(&self, by: &Principal, id: &str) -> Result<TokenMeta, Error> {
+        self.allow(by, Action::ManageTokens)?;
+        let mut revoked = tokens::revoke(&self.store, Some(id), None, by.name())?;
+        revoked
+            .pop()
+            .ok_or_else(|| Error::Token(TokenError::NotFound(id.to_owned())))
+    }
+
+    /// The principal `token` authenticates: unknown, revoked and malformed tokens all get
+    /// the same answer.
+    pub fn authenticate(&self, token: &str) -> Result<Principal, Error> {
+        Ok(tokens::authenticate(&self.store, token)?)
     }
 
     /// Checks that every record decodes and authenticates (never returning a value).

@@ -468,6 +468,11 @@ impl SecretStore {
         Ok(deleted)
     }
 
+    /// A 32-byte key for `purpose`, derived from the data key (see `DataKey::derive`).
+    pub(crate) fn derived_key(&self, purpose: &str) -> zeroize::Zeroizing<[u8; 32]> {
+        self.dek.derive(purpose)
+    }
+
     /// The backend, for the audit trail which shares it.
     pub(crate) fn backend(&self) -> &dyn Backend {
         self.backend.as_ref()

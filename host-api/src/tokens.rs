@@ -1,0 +1,327 @@
+//! API tokens: how a principal proves who they are to a server built on [`crate::Latchkey`].
+//!
+//! A token is 256 random bits, shown once when created. The store keeps only an HMAC of it
+//! (keyed with a key derived from the data key, so the store's files alone cannot check a
+//! guess) and a record naming the principal and role, itself authenticated with the same
+//! key: a role edited on disk does not authenticate. Revoked tokens stay listed, marked.
+
+use crate::audit::{AuditError, AuditEvent, AuditRecord};
+use crate::principal::{Principal, Role};
+use crate::store::{BackendError, SecretStore};
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use std::fmt;
+use zeroize::Zeroizing;
+
+const NS_TOKENS: &str = "tokens";
+const PREFIX: &str = "lk_";
+/// HMAC bytes shown as a token's public id (enough to name it, useless to forge it).
+const ID_BYTES: usize = 8;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// A bearer token as issued: shown once, never stored. No `Debug` or `Display`.
+pub struct Token(Zeroizing<String>);
+
+impl Token {
+    /// The text to give the client (`lk_…`).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+/// What the store keeps about a token (never the token).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TokenMeta {
+    /// Public id: names the token in lists, revocation and the audit trail.
+    pub id: String,
+    /// The principal the token authenticates.
+    pub name: String,
+    /// Its role.
+    pub role: Role,
+    /// Unix milliseconds.
+    pub created_at_ms: u64,
+    /// Who created it.
+    pub created_by: String,
+    /// When it was revoked, if it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at_ms: Option<u64>,
+}
+
+/// Why a token was not accepted or a token operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokenError {
+    /// Not a token, unknown, revoked or tampered with: one answer for all, so that a caller
+    /// learns nothing about which.
+    #[error("the token is not valid")]
+    Invalid,
+    /// No active (unrevoked) token has this id.
+    #[error("no active token with id {0}")]
+    NotFound(String),
+    /// The random source failed.
+    #[error("could not generate a token")]
+    Random,
+    /// The backend failed.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// The audit record could not be written; nothing was changed.
+    #[error("{0}; nothing was changed")]
+    Audit(#[from] AuditError),
+}
+
+/// Writes the durable audit record of a token change before it is made.
+fn audit(
+    store: &SecretStore,
+    event: AuditEvent,
+    by: &str,
+    meta: &TokenMeta,
+) -> Result<(), AuditError> {
+    let mut record = AuditRecord::change(
+        event,
+        by,
+        "",
+        &format!("ok: token {} ({})", meta.id, meta.role),
+    );
+    record.user = meta.name.clone();
+    crate::audit::append_durable(store, &record)
+}
+
+/// The HMAC key of tokens, derived from the store's data key.
+pub(crate) struct TokenKey(Zeroizing<[u8; 32]>);
+
+impl TokenKey {
+    pub(crate) fn of(store: &SecretStore) -> Self {
+        TokenKey(store.derived_key("tokens"))
+    }
+
+    fn mac(&self, parts: &[&[u8]]) -> HmacSha256 {
+        let mut mac = match HmacSha256::new_from_slice(self.0.as_ref()) {
+            Ok(m) => m,
+            Err(_) => unreachable!("HMAC accepts a key of any length"),
+        };
+        for p in parts {
+            mac.update(&(p.len() as u64).to_be_bytes());
+            mac.update(p);
+        }
+        mac
+    }
+
+    /// The storage id of a token: its HMAC.
+    fn storage_id(&self, token: &str) -> [u8; 32] {
+        self.mac(&[b"token", token.as_bytes()])
+            .finalize()
+            .into_bytes()
+            .into()
+    }
+
+    /// A record: JSON then a MAC over the storage id and the JSON.
+    fn seal(&self, id: &[u8], meta: &TokenMeta) -> Vec<u8> {
+        let mut out = serde_json::to_vec(meta).unwrap_or_default();
+        let tag = self.mac(&[b"record", id, &out]).finalize().into_bytes();
+        out.extend_from_slice(&tag);
+        out
+    }
+
+    fn open(&self, id: &[u8], bytes: &[u8]) -> Option<TokenMeta> {
+        let split = bytes.len().checked_sub(32)?;
+        let (json, tag) = bytes.split_at(split);
+        // verify_slice compares in constant time.
+        self.mac(&[b"record", id, json]).verify_slice(tag).ok()?;
+        serde_json::from_slice(json).ok()
+    }
+}
+
+/// Creates a token for `name` with `role`, recorded as created by `by`.
+pub(crate) fn create(
+    store: &SecretStore,
+    name: &str,
+    role: Role,
+    by: &str,
+) -> Result<(TokenMeta, Token), TokenError> {
+    let mut raw = Zeroizing::new([0u8; 32]);
+    getrandom::fill(raw.as_mut()).map_err(|_| TokenError::Random)?;
+    let token = Token(Zeroizing::new(format!(
+        "{PREFIX}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw.as_ref())
+    )));
+    let key = TokenKey::of(store);
+    let id = key.storage_id(token.expose());
+    let meta = TokenMeta {
+        id: hex::encode(&id[..ID_BYTES]),
+        name: name.to_owned(),
+        role,
+        created_at_ms: crate::store::unix_millis(),
+        created_by: by.to_owned(),
+        revoked_at_ms: None,
+    };
+    audit(store, AuditEvent::TokenCreate, by, &meta)?;
+    store.backend().put(NS_TOKENS, &id, &key.seal(&id, &meta))?;
+    store.backend().flush()?;
+    Ok((meta, token))
+}
+
+/// The principal a token authenticates.
+pub(crate) fn authenticate(store: &SecretStore, token: &str) -> Result<Principal, TokenError> {
+    // Bounded before any work: a token is `lk_` and 43 characters.
+    if token.len() != PREFIX.len() + 43 || !token.starts_with(PREFIX) {
+        return Err(TokenError::Invalid);
+    }
+    let key = TokenKey::of(store);
+    let id = key.storage_id(token);
+    let bytes = store
+        .backend()
+        .get(NS_TOKENS, &id)?
+        .ok_or(TokenError::Invalid)?;
+    let meta = key.open(&id, &bytes).ok_or(TokenError::Invalid)?;
+    if meta.revoked_at_ms.is_some() {
+        return Err(TokenError::Invalid);
+    }
+    Principal::new(&meta.name, meta.role).map_err(|_| TokenError::Invalid)
+}
+
+/// Every token's record (never a token); records that do not authenticate are left out.
+pub(crate) fn list(store: &SecretStore) -> Result<Vec<TokenMeta>, TokenError> {
+    let key = TokenKey::of(store);
+    let mut out: Vec<TokenMeta> = store
+        .backend()
+        .scan(NS_TOKENS, b"")?
+        .into_iter()
+        .filter_map(|(id, bytes)| key.open(&id, &bytes))
+        .collect();
+    out.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
+    Ok(out)
+}
+
+/// Marks tokens revoked: the one with `id`, or (`id` `None`) every token of `name`.
+/// Returns the records revoked now.
+pub(crate) fn revoke(
+    store: &SecretStore,
+    id: Option<&str>,
+    name: Option<&str>,
+    by: &str,
+) -> Result<Vec<TokenMeta>, TokenError> {
+    let key = TokenKey::of(store);
+    let mut revoked = Vec::new();
+    for (sid, bytes) in store.backend().scan(NS_TOKENS, b"")? {
+        let Some(mut meta) = key.open(&sid, &bytes) else {
+            continue;
+        };
+        let hit = id.is_some_and(|i| meta.id == i) || name.is_some_and(|n| meta.name == n);
+        if !hit || meta.revoked_at_ms.is_some() {
+            continue;
+        }
+        meta.revoked_at_ms = Some(crate::store::unix_millis());
+        audit(store, AuditEvent::TokenRevoke, by, &meta)?;
+        store
+            .backend()
+            .put(NS_TOKENS, &sid, &key.seal(&sid, &meta))?;
+        revoked.push(meta);
+    }
+    store.backend().flush()?;
+    if let (Some(i), true) = (id, revoked.is_empty()) {
+        return Err(TokenError::NotFound(i.to_owned()));
+    }
+    Ok(revoked)
+}
+
+impl fmt::Display for TokenMeta {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {} ({})", self.id, self.name, self.role)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::store::{MasterKey, MemoryBackend};
+
+    fn store() -> SecretStore {
+        let master = MasterKey::generate().unwrap();
+        SecretStore::init_with(Box::new(MemoryBackend::default()), "mem", &master).unwrap()
+    }
+
+    #[test]
+    fn a_token_authenticates_its_principal_and_is_never_stored() {
+        let s = store();
+        let (meta, token) = create(&s, "ci", Role::Runner, "alice").unwrap();
+        assert!(token.expose().starts_with("lk_") && token.expose().len() == 46);
+        let p = authenticate(&s, token.expose()).unwrap();
+        assert_eq!((p.name(), p.role()), ("ci", Role::Runner));
+        assert_eq!(list(&s).unwrap(), vec![meta.clone()]);
+        for (_, bytes) in s.backend().scan(NS_TOKENS, b"").unwrap() {
+            let text = String::from_utf8_lossy(&bytes);
+            assert!(!text.contains(&token.expose()[3..]), "{text}");
+        }
+        let (_, other) = create(&s, "ci", Role::Runner, "alice").unwrap();
+        assert_ne!(other.expose(), token.expose());
+    }
+
+    #[test]
+    fn malformed_unknown_and_revoked_tokens_get_one_answer() {
+        let s = store();
+        let (meta, token) = create(&s, "bob", Role::Member, "alice").unwrap();
+        let forged = format!("lk_{}", "A".repeat(43));
+        let huge = "lk_".to_owned() + &"x".repeat(1 << 20);
+        for bad in ["", "lk_", "Bearer x", forged.as_str(), huge.as_str()] {
+            assert!(matches!(authenticate(&s, bad), Err(TokenError::Invalid)));
+        }
+        assert_eq!(revoke(&s, Some(&meta.id), None, "alice").unwrap().len(), 1);
+        assert!(matches!(
+            authenticate(&s, token.expose()),
+            Err(TokenError::Invalid)
+        ));
+        assert!(matches!(
+            revoke(&s, Some(&meta.id), None, "alice"),
+            Err(TokenError::NotFound(_))
+        ));
+        assert!(list(&s).unwrap()[0].revoked_at_ms.is_some());
+    }
+
+    #[test]
+    fn a_role_edited_in_the_store_does_not_authenticate() {
+        let s = store();
+        let (_, token) = create(&s, "bob", Role::Member, "alice").unwrap();
+        let (id, bytes) = s.backend().scan(NS_TOKENS, b"").unwrap().remove(0);
+        let text = String::from_utf8_lossy(&bytes).replace("\"member\"", "\"admin\"");
+        s.backend().put(NS_TOKENS, &id, text.as_bytes()).unwrap();
+        assert!(matches!(
+            authenticate(&s, token.expose()),
+            Err(TokenError::Invalid)
+        ));
+        assert!(
+            list(&s).unwrap().is_empty(),
+            "a tampered record is not listed"
+        );
+    }
+
+    #[test]
+    fn revoking_by_name_revokes_every_token_of_the_principal_and_is_audited() {
+        let s = store();
+        let (_, a) = create(&s, "bob", Role::Member, "alice").unwrap();
+        let (_, b) = create(&s, "bob", Role::Runner, "alice").unwrap();
+        let (_, c) = create(&s, "carol", Role::Member, "alice").unwrap();
+        assert_eq!(revoke(&s, None, Some("bob"), "alice").unwrap().len(), 2);
+        assert!(authenticate(&s, a.expose()).is_err());
+        assert!(authenticate(&s, b.expose()).is_err());
+        assert!(authenticate(&s, c.expose()).is_ok());
+        let (records, _) = crate::audit::read_all(&s).unwrap();
+        let events: Vec<_> = records
+            .iter()
+            .map(|r| (r.event, r.user.as_str(), r.actor.as_deref()))
+            .collect();
+        assert_eq!(events.len(), 5);
+        assert_eq!(
+            events[3],
+            (AuditEvent::TokenRevoke, "bob", Some("alice")),
+            "{events:?}"
+        );
+        assert!(
+            records
+                .iter()
+                .all(|r| !r.outcome.contains(&a.expose()[3..]))
+        );
+    }
+}
