@@ -94,6 +94,7 @@ pub mod sandbox;
 pub mod secret;
 pub mod store;
 pub mod tokens;
+pub mod transit;
 pub mod workflow;
 
 pub use latchkey::{AuditPage, AuditQuery, Compiled, Error, Latchkey, Options, Refusal};
