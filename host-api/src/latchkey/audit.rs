@@ -43,6 +43,21 @@ pub struct AuditPage {
     pub unreadable: usize,
 }
 
+/// The last time a secret's value was sent (an injection record), and by which run.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LastUse {
+    /// Unix milliseconds.
+    pub time_ms: u64,
+    /// The run.
+    pub run_id: String,
+    /// Its workflow.
+    pub workflow: String,
+    /// The step.
+    pub step: String,
+    /// Who ran it.
+    pub user: String,
+}
+
 /// A credential refused to a step: the key and the reason (never a value).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
@@ -67,6 +82,34 @@ impl Latchkey {
     pub fn verify_audit(&self, by: &Principal) -> Result<VerifyReport, Error> {
         self.allow(by, Action::ReadAudit)?;
         audit::verify(&self.store).map_err(Error::Audit)
+    }
+
+    /// When the secret `key` in `scope` was last injected into a request, from the audit
+    /// trail; `None` if never (or if the trail cannot be read).
+    pub fn last_use(
+        &self,
+        by: &Principal,
+        scope: &crate::store::Scope,
+        key: &crate::secret::CredentialKey,
+    ) -> Result<Option<LastUse>, Error> {
+        self.allow(by, Action::ReadMetadata)?;
+        let (records, _) = audit::read_all(&self.store).map_err(Error::Audit)?;
+        let scope = scope.to_string();
+        Ok(records
+            .into_iter()
+            .rev()
+            .find(|r| {
+                r.event == AuditEvent::Inject
+                    && r.key == key.as_str()
+                    && r.scope.as_deref() == Some(scope.as_str())
+            })
+            .map(|r| LastUse {
+                time_ms: r.time_ms,
+                run_id: r.run_id,
+                workflow: r.workflow,
+                step: r.step,
+                user: r.user,
+            }))
     }
 
     /// Why credentials were refused to `step` in `run_id`, in order. Empty if the trail

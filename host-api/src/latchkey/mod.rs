@@ -7,7 +7,7 @@ mod audit;
 mod error;
 mod manage;
 
-pub use audit::{AuditPage, AuditQuery, Refusal};
+pub use audit::{AuditPage, AuditQuery, LastUse, Refusal};
 pub use error::Error;
 
 use crate::cache::{CacheStatus, ComponentCache};
@@ -215,6 +215,19 @@ impl Latchkey {
                 action,
             })
         }
+    }
+
+    /// The public key clients seal values to ([`crate::transit`]).
+    pub fn transit_public_key(&self) -> [u8; 32] {
+        crate::transit::public_key(&self.store)
+    }
+
+    /// Opens a value sealed to [`Latchkey::transit_public_key`].
+    pub fn open_sealed(
+        &self,
+        sealed: &[u8],
+    ) -> Result<crate::secret::SecretValue, crate::transit::TransitError> {
+        crate::transit::open(&self.store, sealed)
     }
 
     pub(crate) fn store(&self) -> &SecretStore {
