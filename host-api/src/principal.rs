@@ -65,6 +65,9 @@ pub enum Action {
     ManageMembers,
     /// Create, list and revoke API tokens.
     ManageTokens,
+    /// Register components and workflows on a server (code that will run with the
+    /// store's credentials).
+    ManageWorkflows,
     /// Re-wrap the store under a new master key, verify every record.
     MaintainStore,
     /// List and describe secrets' metadata (never values).
@@ -81,6 +84,7 @@ impl fmt::Display for Action {
             Action::ManageSecrets => "managing secrets",
             Action::ManageMembers => "managing members",
             Action::ManageTokens => "managing tokens",
+            Action::ManageWorkflows => "registering components and workflows",
             Action::MaintainStore => "maintaining the store",
             Action::ReadMetadata => "reading secret metadata",
             Action::ReadAudit => "reading the audit trail",
@@ -134,6 +138,7 @@ mod tests {
             ManageSecrets,
             ManageMembers,
             ManageTokens,
+            ManageWorkflows,
             MaintainStore,
             ReadMetadata,
             ReadAudit,

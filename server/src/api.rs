@@ -1,0 +1,357 @@
+//! The wire types of the `/v1` API, shared by the server and its clients (the `latchkey`
+//! command with `--server`). Requests refuse unknown fields. No type here holds a secret
+//! value except the two request bodies that carry one in, and neither implements `Debug`.
+
+use latchkey_host::audit::AuditRecord;
+use latchkey_host::store::SecretMeta;
+use latchkey_host::tokens::TokenMeta;
+use latchkey_host::{LastUse, Role};
+use serde::{Deserialize, Serialize};
+
+/// Where a secret's value may be sent (the flags of `latchkey secret set`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BindingBody {
+    /// Host patterns: `api.example.com`, `*.example.com`, an IP literal, optional `:PORT`.
+    pub hosts: Vec<String>,
+    /// Locations: `header:NAME`, `query:NAME`, `basic-auth`, `body-json:FIELD`, ….
+    pub inject: Vec<String>,
+    /// Allow plain http://.
+    #[serde(default)]
+    pub allow_http: bool,
+    /// HTTP methods; empty: any.
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// URL path prefixes; empty: any.
+    #[serde(default)]
+    pub path_prefixes: Vec<String>,
+    /// Allow non-public addresses (never cloud metadata).
+    #[serde(default)]
+    pub allow_internal: bool,
+}
+
+/// A value in a request: sealed to the server's public key (base64), or plain (only
+/// over TLS or loopback). Exactly one.
+#[derive(Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValueBody {
+    /// The value as UTF-8 text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// The value sealed to `GET /v1/public-key`, base64 (standard alphabet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_value: Option<String>,
+}
+
+/// `PUT /v1/secrets/{key}?scope=…`: create or replace value and binding.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutSecret {
+    /// The value.
+    #[serde(flatten)]
+    pub value: ValueBody,
+    /// Where it may be sent.
+    pub binding: BindingBody,
+    /// Integration type (default `http`).
+    #[serde(default = "default_integration")]
+    pub integration: String,
+    /// Store a value that looks easy to guess.
+    #[serde(default)]
+    pub allow_weak_value: bool,
+}
+
+fn default_integration() -> String {
+    "http".to_owned()
+}
+
+/// `POST /v1/secrets/{key}/rotate?scope=…`: a new value, same binding.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotateSecret {
+    /// The new value.
+    #[serde(flatten)]
+    pub value: ValueBody,
+    /// Store a value that looks easy to guess.
+    #[serde(default)]
+    pub allow_weak_value: bool,
+}
+
+/// A secret's metadata (never its value), with its last use.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SecretView {
+    /// Scope, key, binding, version, authors.
+    #[serde(flatten)]
+    pub meta: SecretMeta,
+    /// When it was last injected, and by which run.
+    #[serde(default)]
+    pub last_used: Option<LastUse>,
+}
+
+/// One entry of `GET /v1/secrets`: metadata, or why a record could not be read.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ListedSecret {
+    /// A readable record.
+    Ok(Box<SecretMeta>),
+    /// A damaged record.
+    Damaged {
+        /// Why.
+        error: String,
+    },
+}
+
+/// `GET /v1/public-key`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PublicKey {
+    /// `x25519-sealed-box` (libsodium `crypto_box_seal`).
+    pub algorithm: String,
+    /// The key, base64 (standard alphabet).
+    pub public_key: String,
+}
+
+/// `POST /v1/tokens`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    /// The principal's name (user-name rules).
+    pub name: String,
+    /// `admin`, `member` or `runner`.
+    pub role: Role,
+}
+
+/// The answer to `POST /v1/tokens`: the token, shown this once.
+#[derive(Serialize, Deserialize)]
+pub struct CreatedToken {
+    /// The bearer token.
+    pub token: String,
+    /// What is stored about it.
+    pub meta: TokenMeta,
+}
+
+/// `GET /v1/whoami`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WhoAmI {
+    /// The principal's name.
+    pub name: String,
+    /// Its role.
+    pub role: Role,
+}
+
+/// The answer to `DELETE /v1/members/{user}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MemberRemoved {
+    /// The member.
+    pub user: String,
+    /// The secrets deleted (every one they created).
+    pub deleted: Vec<SecretMeta>,
+}
+
+/// The answer to `GET /v1/audit`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditRecords {
+    /// Matching records, oldest first.
+    pub records: Vec<AuditRecord>,
+    /// Records that could not be read.
+    pub unreadable: usize,
+}
+
+/// A registered component.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ComponentView {
+    /// `sha256:<hex>` of its bytes.
+    pub digest: String,
+    /// The name it was registered under, if any.
+    pub name: Option<String>,
+    /// Size in bytes.
+    pub size: usize,
+}
+
+/// A registered workflow.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkflowView {
+    /// Its name (the manifest's `name`).
+    pub name: String,
+    /// Its workspace.
+    pub workspace: String,
+    /// Its steps and the component each runs.
+    pub steps: Vec<WorkflowStepView>,
+}
+
+/// One step of a registered workflow.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkflowStepView {
+    /// Step name.
+    pub name: String,
+    /// The component's digest.
+    pub component: String,
+}
+
+/// `POST /v1/runs`: run a registered component (one step) or workflow.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartRun {
+    /// A registered component, by name or `sha256:` digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub component: Option<String>,
+    /// A registered workflow, by name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<String>,
+    /// Input of the (first) step. Default `{}`.
+    #[serde(default = "empty_object")]
+    pub input: serde_json::Value,
+    /// Single step: its workspace (default `default`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<String>,
+    /// Single step: its workflow name (default: the component's name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow_name: Option<String>,
+    /// Single step: the builder (tier 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub builder: Option<String>,
+    /// Single step: integration types (default `["http"]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub integrations: Vec<String>,
+    /// Single step: only these keys may resolve.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_keys: Vec<String>,
+    /// Answer when the run has ended rather than at once.
+    #[serde(default)]
+    pub wait: bool,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::json!({})
+}
+
+/// Where a run is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunStatus {
+    /// Waiting for a slot.
+    Queued,
+    /// Running.
+    Running,
+    /// Every step succeeded.
+    Succeeded,
+    /// A step failed (or could not start).
+    Failed,
+}
+
+/// A run: status, output, and what each step did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunView {
+    /// The run id (as in the audit trail).
+    pub id: String,
+    /// `component` or `workflow`.
+    pub kind: String,
+    /// What runs: the component or workflow name.
+    pub target: String,
+    /// Who runs it (the user tiers resolve against this name).
+    pub user: String,
+    /// Status.
+    pub status: RunStatus,
+    /// Unix milliseconds.
+    pub started_at_ms: u64,
+    /// Unix milliseconds, once ended.
+    pub finished_at_ms: Option<u64>,
+    /// The last step's output (JSON if it parses, else a string), on success.
+    pub output: Option<serde_json::Value>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// The steps that ran.
+    pub steps: Vec<StepView>,
+    /// Steps not run because an earlier one failed.
+    pub not_run: Vec<String>,
+}
+
+/// One step of a run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepView {
+    /// Step name.
+    pub name: String,
+    /// `succeeded` or `failed`.
+    pub status: RunStatus,
+    /// Wall-clock milliseconds.
+    pub duration_ms: f64,
+    /// Fetches made (successful steps).
+    pub fetches: u32,
+    /// Credentials resolved: key, tier and scope (never values).
+    pub credentials: Vec<CredentialView>,
+    /// Credentials refused, and why.
+    pub refusals: Vec<RefusalView>,
+    /// The step's log lines (scrubbed).
+    pub logs: Vec<LogView>,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+/// A credential a step resolved.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CredentialView {
+    /// Key.
+    pub key: String,
+    /// Tier.
+    pub tier: String,
+    /// Scope.
+    pub scope: String,
+}
+
+/// A credential refused to a step.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RefusalView {
+    /// Key.
+    pub key: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// A log line of a step.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LogView {
+    /// Level.
+    pub level: String,
+    /// The (scrubbed) message.
+    pub message: String,
+}
+
+/// `latchkey check` through the API: per step, whether its component loads and where
+/// each declared key would come from.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CheckView {
+    /// The user checked for (the caller).
+    pub user: String,
+    /// Components that do not load plus keys that do not resolve.
+    pub problems: usize,
+    /// Per step.
+    pub steps: Vec<CheckStepView>,
+}
+
+/// One step of a check.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CheckStepView {
+    /// Step name.
+    pub name: String,
+    /// `ok` or why the component does not load.
+    pub component: String,
+    /// Declared keys; `None` when the step declares none (no allowlist).
+    pub keys: Option<Vec<CheckKeyView>>,
+}
+
+/// One declared key of a check.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CheckKeyView {
+    /// Key.
+    pub key: String,
+    /// The tier and scope it resolves from, or why it is missing.
+    pub resolution: Result<String, String>,
+}
+
+/// Every error response: a stable code and a message naming the problem.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// `bad-request`, `unauthorized`, `forbidden`, `not-found`, `conflict`,
+    /// `payload-too-large`, `unsupported-media-type`, `too-many-requests`, `internal`.
+    pub error: String,
+    /// What was wrong.
+    pub message: String,
+}

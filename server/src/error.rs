@@ -1,0 +1,121 @@
+//! Every failure as an HTTP status and a JSON [`ErrorBody`] naming the problem. Messages
+//! come from the library's errors, which never hold a value; a refusal for a role is
+//! decided before anything is looked up, so a 403 says nothing about what exists.
+
+use crate::api::ErrorBody;
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use latchkey_host::Error;
+use latchkey_host::store::StoreError;
+use latchkey_host::tokens::TokenError;
+
+/// An error response.
+#[derive(Debug)]
+pub struct ApiError {
+    /// The status.
+    pub status: StatusCode,
+    /// The stable code.
+    pub code: &'static str,
+    /// The message.
+    pub message: String,
+}
+
+impl ApiError {
+    /// A response with `status`, `code` and `message`.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// 400.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad-request", message)
+    }
+
+    /// 404.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not-found", message)
+    }
+
+    /// 401.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    /// 403.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    /// 500: the message is logged, the client gets a generic one.
+    pub fn internal(message: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %message, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the server failed; see its log",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (
+            self.status,
+            Json(ErrorBody {
+                error: self.code.to_owned(),
+                message: self.message,
+            }),
+        )
+            .into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
+    }
+}
+
+/// An error and its causes, on one line.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        match &e {
+            Error::Forbidden { .. } => ApiError::forbidden(e.to_string()),
+            Error::Token(TokenError::Invalid) => ApiError::unauthorized(e.to_string()),
+            Error::Token(TokenError::NotFound(_)) => ApiError::not_found(e.to_string()),
+            Error::Store(s) => store_error(s, &e),
+            Error::Name(_) | Error::Manifest(_) | Error::Component(_) | Error::NotAComponent => {
+                ApiError::bad_request(chain(&e))
+            }
+            Error::Load { .. } | Error::Step { .. } => ApiError::bad_request(chain(&e)),
+            _ => ApiError::internal(chain(&e)),
+        }
+    }
+}
+
+fn store_error(s: &StoreError, e: &Error) -> ApiError {
+    match s {
+        StoreError::NotFound { .. } => ApiError::not_found(e.to_string()),
+        StoreError::Value(_) | StoreError::WeakValue(_) | StoreError::Integration(_) => {
+            ApiError::bad_request(e.to_string())
+        }
+        _ => ApiError::internal(chain(e)),
+    }
+}

@@ -1,0 +1,308 @@
+//! `latchkey serve`: a long-lived host over one [`Latchkey`]: the store opened once, one
+//! engine, one HTTP client; runs and write-only credential management over HTTP, with the
+//! acting principal and its role taken from a bearer token, never from a request field.
+//!
+//! - [`api`]: the `/v1` wire types, shared with clients.
+//! - [`router`]: the routes; [`serve`]: listening (TLS off loopback), graceful shutdown.
+
+pub mod api;
+mod error;
+mod extract;
+mod metrics;
+mod routes;
+mod state;
+
+pub use error::ApiError;
+pub use state::ServerLimits;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post, put};
+use latchkey_host::Latchkey;
+use state::AppState;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// How to serve.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Address to listen on (port 0: any free port).
+    pub listen: SocketAddr,
+    /// Certificate chain and private key (PEM) for TLS; required off loopback.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Where registered components and workflows are kept.
+    pub data_dir: PathBuf,
+    /// Request and run limits.
+    pub limits: ServerLimits,
+    /// How long shutdown waits for runs in flight.
+    pub drain: Duration,
+}
+
+/// Why the server could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// Plain HTTP on a non-loopback address.
+    #[error(
+        "refusing to serve plain HTTP on {0}: give --tls-cert and --tls-key, or listen on a loopback address"
+    )]
+    PlainOffLoopback(SocketAddr),
+    /// The address could not be bound.
+    #[error("listening on {addr}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TLS files could not be used.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// The data directory could not be read or created.
+    #[error("the data directory {}", path.display())]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Serving failed.
+    #[error("serving")]
+    Io(#[source] std::io::Error),
+}
+
+/// The routes over `state`.
+fn router(state: Arc<AppState>) -> Router {
+    use routes::{access, registry, runs, secrets};
+    let json_limit = DefaultBodyLimit::max(state.limits.max_json_bytes);
+    let component_limit = DefaultBodyLimit::max(state.limits.max_component_bytes);
+    let v1 = Router::new()
+        .route("/whoami", get(access::whoami))
+        .route("/public-key", get(access::public_key))
+        .route("/secrets", get(secrets::list))
+        .route(
+            "/secrets/{key}",
+            put(secrets::put)
+                .get(secrets::describe)
+                .delete(secrets::delete),
+        )
+        .route("/secrets/{key}/rotate", post(secrets::rotate))
+        .route(
+            "/tokens",
+            post(access::create_token).get(access::list_tokens),
+        )
+        .route("/tokens/{id}", axum::routing::delete(access::revoke_token))
+        .route(
+            "/members/{user}",
+            axum::routing::delete(access::remove_member),
+        )
+        .route("/audit", get(access::audit))
+        .route("/runs", post(runs::start).get(runs::list))
+        .route("/runs/{id}", get(runs::get))
+        .route("/runs/{id}/audit", get(runs::audit))
+        .route("/workflows", get(registry::list_workflows))
+        .route("/workflows/{name}", put(registry::register_workflow))
+        .route("/workflows/{name}/check", post(registry::check))
+        .route("/components", get(registry::list_components))
+        .layer(json_limit)
+        .merge(
+            Router::new()
+                .route("/components", post(registry::register_component))
+                .layer(component_limit),
+        );
+    Router::new()
+        .nest("/v1", v1)
+        .route("/healthz", get(routes::healthz))
+        .route("/readyz", get(routes::readyz))
+        .route("/metrics", get(routes::metrics))
+        .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .layer(request_trace())
+        .with_state(state)
+}
+
+/// Request tracing: method, path and status only. Never a body, a query string (a scope
+/// or a key name is not secret, but a mistaken `?token=` would be) or a header.
+fn request_trace() -> tower_http::trace::TraceLayer<
+    tower_http::classify::SharedClassifier<tower_http::classify::ServerErrorsAsFailures>,
+    impl Fn(&http::Request<axum::body::Body>) -> tracing::Span + Clone,
+> {
+    tower_http::trace::TraceLayer::new_for_http().make_span_with(
+        |req: &http::Request<axum::body::Body>| {
+            tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
+        },
+    )
+}
+
+/// Serves `latchkey` until SIGTERM or SIGINT, then drains runs in flight for at most
+/// `config.drain`. `ready` is called with the bound address once the server accepts
+/// connections.
+pub async fn serve(
+    latchkey: Latchkey,
+    config: ServeConfig,
+    ready: impl FnOnce(SocketAddr),
+) -> Result<(), ServeError> {
+    if config.tls.is_none() && !config.listen.ip().is_loopback() {
+        return Err(ServeError::PlainOffLoopback(config.listen));
+    }
+    let tls = config
+        .tls
+        .as_ref()
+        .map(|(c, k)| tls_acceptor(c, k))
+        .transpose()?;
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| ServeError::DataDir {
+        path: config.data_dir.clone(),
+        source,
+    })?;
+    let state = Arc::new(AppState {
+        latchkey,
+        data_dir: config.data_dir.clone(),
+        run_slots: tokio::sync::Semaphore::new(config.limits.max_concurrent_runs),
+        limits: config.limits.clone(),
+        registry: Default::default(),
+        runs: Default::default(),
+        active_runs: Default::default(),
+        run_ended: Default::default(),
+        draining: Default::default(),
+        limiter: Default::default(),
+        metrics: Default::default(),
+    });
+    routes::registry::restore(&state)
+        .await
+        .map_err(|source| ServeError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(ServeError::Io)?;
+    let app = router(state.clone());
+    ready(addr);
+    let shutdown = shutdown_signal(state.clone());
+    match tls {
+        None => axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(ServeError::Io)?,
+        Some(acceptor) => serve_tls(listener, acceptor, app, shutdown).await?,
+    }
+    drain(&state, config.drain).await;
+    Ok(())
+}
+
+/// Waits for SIGTERM or SIGINT, then marks the server draining.
+async fn shutdown_signal(state: Arc<AppState>) {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = term => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("shutting down: no new connections; draining runs in flight");
+    state.draining.store(true, Ordering::SeqCst);
+}
+
+/// Waits until no run is in flight, or `bound` has passed.
+async fn drain(state: &AppState, bound: Duration) {
+    let deadline = tokio::time::Instant::now() + bound;
+    while state.active() > 0 {
+        let notified = state.run_ended.notified();
+        if state.active() == 0 {
+            break;
+        }
+        if tokio::time::timeout_at(deadline, notified).await.is_err() {
+            tracing::warn!(
+                runs = state.active(),
+                "runs still in flight at the end of the drain period"
+            );
+            break;
+        }
+    }
+}
+
+fn tls_acceptor(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<tokio_rustls::TlsAcceptor, ServeError> {
+    let read = |p: &std::path::Path| {
+        std::fs::read(p).map_err(|e| ServeError::Tls(format!("reading {}: {e}", p.display())))
+    };
+    let certs = rustls_pemfile::certs(&mut read(cert)?.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ServeError::Tls(format!("{}: {e}", cert.display())))?;
+    if certs.is_empty() {
+        return Err(ServeError::Tls(format!(
+            "{} holds no PEM certificate",
+            cert.display()
+        )));
+    }
+    let key_der = rustls_pemfile::private_key(&mut read(key)?.as_slice())
+        .map_err(|e| ServeError::Tls(format!("{}: {e}", key.display())))?
+        .ok_or_else(|| ServeError::Tls(format!("{} holds no PEM private key", key.display())))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ServeError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key_der)
+        .map_err(|e| ServeError::Tls(e.to_string()))?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Accepts TLS connections until `shutdown`, serving each with hyper.
+async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    app: Router,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), ServeError> {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::service::TowerToHyperService;
+    tokio::pin!(shutdown);
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let acceptor = acceptor.clone();
+        let service = TowerToHyperService::new(app.clone());
+        connections.spawn(async move {
+            // A handshake that fails or stalls only costs its own task.
+            let Ok(Ok(tls)) =
+                tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await
+            else {
+                return;
+            };
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(tls), service)
+                .await;
+        });
+    }
+    // Connections in flight finish their requests (bounded by the drain that follows).
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    Ok(())
+}

@@ -1,0 +1,137 @@
+//! Prometheus metrics at `/metrics`. Labels are bounded sets (outcomes, roles, refusal
+//! kinds): never a key name, a principal, a URL or anything a value could hide in.
+
+use latchkey_host::Role;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Outcome {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RoleLabel {
+    role: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Reason {
+    reason: &'static str,
+}
+
+/// The server's metrics.
+pub struct Metrics {
+    registry: Registry,
+    runs: Family<Outcome, Counter>,
+    run_seconds: Histogram,
+    fetches: Counter,
+    credentials: Counter,
+    refusals: Family<Reason, Counter>,
+    in_progress: Gauge,
+    requests: Family<RoleLabel, Counter>,
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("latchkey");
+        let runs = Family::<Outcome, Counter>::default();
+        registry.register("runs", "Runs ended, by outcome", runs.clone());
+        let run_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        registry.register(
+            "run_duration_seconds",
+            "Wall-clock time of a run, all steps",
+            run_seconds.clone(),
+        );
+        let fetches = Counter::default();
+        registry.register("fetches", "Fetches made by steps", fetches.clone());
+        let credentials = Counter::default();
+        registry.register(
+            "credentials_resolved",
+            "Credentials resolved for steps (each may be injected into several fetches)",
+            credentials.clone(),
+        );
+        let refusals = Family::<Reason, Counter>::default();
+        registry.register(
+            "refusals",
+            "Credential uses refused, by kind",
+            refusals.clone(),
+        );
+        let in_progress = Gauge::default();
+        registry.register(
+            "runs_in_progress",
+            "Runs holding an instance now",
+            in_progress.clone(),
+        );
+        let requests = Family::<RoleLabel, Counter>::default();
+        registry.register(
+            "authenticated_requests",
+            "Authenticated API requests, by role",
+            requests.clone(),
+        );
+        Metrics {
+            registry,
+            runs,
+            run_seconds,
+            fetches,
+            credentials,
+            refusals,
+            in_progress,
+            requests,
+        }
+    }
+
+    /// An authenticated request.
+    pub fn request(&self, role: Role) {
+        self.requests
+            .get_or_create(&RoleLabel { role: role.name() })
+            .inc();
+    }
+
+    /// A run started holding an instance.
+    pub fn run_started(&self) {
+        self.in_progress.inc();
+    }
+
+    /// A run ended.
+    pub fn run_ended(&self, ok: bool, seconds: f64, fetches: u64, credentials: u64) {
+        self.in_progress.dec();
+        let outcome = if ok { "succeeded" } else { "failed" };
+        self.runs.get_or_create(&Outcome { outcome }).inc();
+        self.run_seconds.observe(seconds);
+        self.fetches.inc_by(fetches);
+        self.credentials.inc_by(credentials);
+    }
+
+    /// A refused credential use; `reason` is mapped to a fixed kind.
+    pub fn refusal(&self, reason: &str) {
+        let kind = if reason.starts_with("missing_credential") {
+            "missing-credential"
+        } else if reason.contains("not allowed") || reason.contains("binding") {
+            "binding"
+        } else {
+            "other"
+        };
+        self.refusals.get_or_create(&Reason { reason: kind }).inc();
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

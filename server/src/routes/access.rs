@@ -1,0 +1,115 @@
+//! Who is calling, tokens, members, the transit key and the audit trail.
+
+use crate::api::{AuditRecords, CreateToken, CreatedToken, MemberRemoved, PublicKey, WhoAmI};
+use crate::error::ApiError;
+use crate::extract::{Caller, JsonBody};
+use crate::state::AppState;
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use base64::Engine as _;
+use latchkey_host::AuditQuery;
+use latchkey_host::tokens::TokenMeta;
+use serde::Deserialize;
+use std::sync::Arc;
+
+/// `GET /v1/whoami`.
+pub async fn whoami(Caller(by): Caller) -> Json<WhoAmI> {
+    Json(WhoAmI {
+        name: by.name().to_owned(),
+        role: by.role(),
+    })
+}
+
+/// `GET /v1/public-key`: what clients seal values to. Public; no token needed.
+pub async fn public_key(State(state): State<Arc<AppState>>) -> Json<PublicKey> {
+    Json(PublicKey {
+        algorithm: "x25519-sealed-box".to_owned(),
+        public_key: base64::engine::general_purpose::STANDARD
+            .encode(state.latchkey.transit_public_key()),
+    })
+}
+
+/// `POST /v1/tokens`: a token for a principal, shown once.
+pub async fn create_token(
+    State(state): State<Arc<AppState>>,
+    Caller(by): Caller,
+    JsonBody(body): JsonBody<CreateToken>,
+) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
+    let (meta, token) = state.latchkey.create_token(&by, &body.name, body.role)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedToken {
+            token: token.expose().to_owned(),
+            meta,
+        }),
+    ))
+}
+
+/// `GET /v1/tokens`.
+pub async fn list_tokens(
+    State(state): State<Arc<AppState>>,
+    Caller(by): Caller,
+) -> Result<Json<Vec<TokenMeta>>, ApiError> {
+    Ok(Json(state.latchkey.list_tokens(&by)?))
+}
+
+/// `DELETE /v1/tokens/{id}`.
+pub async fn revoke_token(
+    State(state): State<Arc<AppState>>,
+    Caller(by): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<TokenMeta>, ApiError> {
+    Ok(Json(state.latchkey.revoke_token(&by, &id)?))
+}
+
+/// `DELETE /v1/members/{user}`: revokes their tokens, deletes every secret they created.
+pub async fn remove_member(
+    State(state): State<Arc<AppState>>,
+    Caller(by): Caller,
+    Path(user): Path<String>,
+) -> Result<Json<MemberRemoved>, ApiError> {
+    let deleted = state.latchkey.remove_member(&by, &user)?;
+    Ok(Json(MemberRemoved { user, deleted }))
+}
+
+/// `GET /v1/audit` filters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditFilter {
+    run: Option<String>,
+    key: Option<String>,
+    principal: Option<String>,
+    since_ms: Option<u64>,
+    until_ms: Option<u64>,
+    /// At most this many records, the newest (default 1000, at most 10000).
+    limit: Option<usize>,
+}
+
+/// `GET /v1/audit?key=&run=&principal=&since_ms=&until_ms=&limit=`.
+pub async fn audit(
+    State(state): State<Arc<AppState>>,
+    Caller(by): Caller,
+    filter: Result<Query<AuditFilter>, QueryRejection>,
+) -> Result<Json<AuditRecords>, ApiError> {
+    let Query(f) =
+        filter.map_err(|e| ApiError::bad_request(format!("query: {}", e.body_text())))?;
+    let limit = f.limit.unwrap_or(1000);
+    if limit == 0 || limit > 10_000 {
+        return Err(ApiError::bad_request("limit must be between 1 and 10000"));
+    }
+    let query = AuditQuery {
+        run: f.run,
+        key: f.key,
+        principal: f.principal,
+        since_ms: f.since_ms,
+        until_ms: f.until_ms,
+    };
+    let page = state.latchkey.audit(&by, &query)?;
+    let skip = page.records.len().saturating_sub(limit);
+    Ok(Json(AuditRecords {
+        records: page.records.into_iter().skip(skip).collect(),
+        unreadable: page.unreadable,
+    }))
+}

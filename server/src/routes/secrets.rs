@@ -1,0 +1,219 @@
+//! `/v1/secrets`: write-only secret management. Values go in (plain or sealed to the
+//! server's key); only metadata comes out.
+
+use crate::api::{BindingBody, ListedSecret, PutSecret, RotateSecret, SecretView, ValueBody};
+use crate::error::ApiError;
+use crate::extract::{Caller, JsonBody};
+use crate::state::AppState;
+use axum::Json;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use base64::Engine as _;
+use latchkey_host::policy::{Binding, BindingSpec, HostPattern, InjectLocation};
+use latchkey_host::secret::{CredentialKey, SecretValue};
+use latchkey_host::store::{Scope, SecretSpec};
+use serde::Deserialize;
+use std::sync::Arc;
+
+/// `?scope=`: `platform`, `workspace:W` (`workspace` alone is `workspace:default`),
+/// `workflow:W/F`, `user:U`, `user:U@W/F`, `builder:B@W/F`. Default `workspace:default`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScopeQuery {
+    scope: Option<String>,
+}
+
+impl ScopeQuery {
+    fn scope(&self) -> Result<Scope, ApiError> {
+        let text = match self.scope.as_deref() {
+            None | Some("workspace") => "workspace:default",
+            Some(s) => s,
+        };
+        Scope::parse(text).map_err(|e| ApiError::bad_request(format!("scope: {e}")))
+    }
+}
+
+/// The scope query, with a precise error.
+pub fn scope_of(q: Result<Query<ScopeQuery>, QueryRejection>) -> Result<Scope, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::bad_request(format!("query: {}", e.body_text())))?;
+    q.scope()
+}
+
+fn key_of(p: Result<Path<String>, PathRejection>) -> Result<CredentialKey, ApiError> {
+    let Path(k) = p.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    CredentialKey::new(&k).map_err(|e| ApiError::bad_request(format!("key: {e}")))
+}
+
+/// The value of a request: exactly one of `value` and `sealed_value`.
+fn value_of(state: &AppState, body: ValueBody) -> Result<SecretValue, ApiError> {
+    match (body.value, body.sealed_value) {
+        (Some(plain), None) => {
+            let bytes = zeroize::Zeroizing::new(plain.into_bytes());
+            SecretValue::new(bytes.to_vec())
+                .map_err(|e| ApiError::bad_request(format!("value: {e}")))
+        }
+        (None, Some(sealed)) => {
+            let sealed = zeroize::Zeroizing::new(
+                base64::engine::general_purpose::STANDARD
+                    .decode(sealed.trim())
+                    .map_err(|_| ApiError::bad_request("sealed_value is not base64"))?,
+            );
+            state
+                .latchkey
+                .open_sealed(&sealed)
+                .map_err(|e| ApiError::bad_request(format!("sealed_value: {e}")))
+        }
+        (Some(_), Some(_)) => Err(ApiError::bad_request(
+            "give either value or sealed_value, not both",
+        )),
+        (None, None) => Err(ApiError::bad_request(
+            "missing the value: give value or sealed_value",
+        )),
+    }
+}
+
+/// Builds a binding exactly as `latchkey secret set` does.
+pub fn binding_of(b: &BindingBody) -> Result<Binding, ApiError> {
+    let hosts = b
+        .hosts
+        .iter()
+        .map(|h| HostPattern::parse(h))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ApiError::bad_request(format!("binding.hosts: {e}")))?;
+    let locations = b
+        .inject
+        .iter()
+        .map(|l| InjectLocation::parse(l))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ApiError::bad_request(format!("binding.inject: {e}")))?;
+    BindingSpec {
+        hosts,
+        locations,
+        allow_http: b.allow_http,
+        methods: b.methods.clone(),
+        path_prefixes: b.path_prefixes.clone(),
+        allow_internal: b.allow_internal,
+    }
+    .build()
+    .map_err(|e| ApiError::bad_request(format!("binding: {e}")))
+}
+
+/// `PUT /v1/secrets/{key}?scope=`: create, or replace value and binding.
+pub async fn put(
+    State(state): State<Arc<AppState>>,
+    Caller(by): Caller,
+    key: Result<Path<String>, PathRejection>,
+    scope: Result<Query<ScopeQuery>, QueryRejection>,
+    JsonBody(body): JsonBody<PutSecret>,
+) -> Result<(StatusCode, Json<SecretView>), ApiError> {
+    // The role first: a member learns nothing from a refused write.
+    state
+        .latchkey
+        .authorize(&by, latchkey_host::Action::ManageSecrets)?;
+    let (key, scope) = (key_of(key)?, scope_of(scope)?);
+    let binding = binding_of(&body.binding)?;
+    let value = value_of(&state, body.value)?;
+    let spec = SecretSpec {
+        integration: body.integration,
+        binding,
+        allow_weak_value: body.allow_weak_value,
+    };
+    let meta = state.latchkey.set_secret(&by, &scope, &key, value, spec)?;
+    let status = if meta.version == 1 {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        Json(SecretView {
+            meta,
+            last_used: None,
+        }),
+    ))
+}
+
+/// `POST /v1/secrets/{key}/rotate?scope=`.
+pub async fn rotate(
+    State(state): State<Arc<AppState>>,
+    Caller(by): Caller,
+    key: Result<Path<String>, PathRejection>,
+    scope: Result<Query<ScopeQuery>, QueryRejection>,
+    JsonBody(body): JsonBody<RotateSecret>,
+) -> Result<Json<SecretView>, ApiError> {
+    state
+        .latchkey
+        .authorize(&by, latchkey_host::Action::ManageSecrets)?;
+    let (key, scope) = (key_of(key)?, scope_of(scope)?);
+    let value = value_of(&state, body.value)?;
+    let meta = state
+        .latchkey
+        .rotate_secret(&by, &scope, &key, value, body.allow_weak_value)?;
+    Ok(Json(SecretView {
+        meta,
+        last_used: None,
+    }))
+}
+
+/// `DELETE /v1/secrets/{key}?scope=`.
+pub async fn delete(
+    State(state): State<Arc<AppState>>,
+    Caller(by): Caller,
+    key: Result<Path<String>, PathRejection>,
+    scope: Result<Query<ScopeQuery>, QueryRejection>,
+) -> Result<Json<SecretView>, ApiError> {
+    state
+        .latchkey
+        .authorize(&by, latchkey_host::Action::ManageSecrets)?;
+    let (key, scope) = (key_of(key)?, scope_of(scope)?);
+    let meta = state.latchkey.delete_secret(&by, &scope, &key)?;
+    Ok(Json(SecretView {
+        meta,
+        last_used: None,
+    }))
+}
+
+/// `GET /v1/secrets/{key}?scope=`: metadata and last use.
+pub async fn describe(
+    State(state): State<Arc<AppState>>,
+    Caller(by): Caller,
+    key: Result<Path<String>, PathRejection>,
+    scope: Result<Query<ScopeQuery>, QueryRejection>,
+) -> Result<Json<SecretView>, ApiError> {
+    state
+        .latchkey
+        .authorize(&by, latchkey_host::Action::ReadMetadata)?;
+    let (key, scope) = (key_of(key)?, scope_of(scope)?);
+    let meta = state
+        .latchkey
+        .describe_secret(&by, &scope, &key)?
+        .ok_or_else(|| ApiError::not_found(format!("no secret {key} in scope {scope}")))?;
+    let last_used = state.latchkey.last_use(&by, &scope, &key)?;
+    Ok(Json(SecretView { meta, last_used }))
+}
+
+/// `GET /v1/secrets?scope=`: every secret's metadata (optionally one scope).
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    Caller(by): Caller,
+    scope: Result<Query<ScopeQuery>, QueryRejection>,
+) -> Result<Json<Vec<ListedSecret>>, ApiError> {
+    let Query(q) = scope.map_err(|e| ApiError::bad_request(format!("query: {}", e.body_text())))?;
+    let scope = match q.scope {
+        None => None,
+        Some(_) => Some(q.scope()?),
+    };
+    let entries = state.latchkey.list_secrets(&by, scope.as_ref())?;
+    Ok(Json(
+        entries
+            .into_iter()
+            .map(|e| match e {
+                Ok(m) => ListedSecret::Ok(Box::new(m)),
+                Err(e) => ListedSecret::Damaged {
+                    error: e.to_string(),
+                },
+            })
+            .collect(),
+    ))
+}
