@@ -97,7 +97,5 @@ pub mod tokens;
 pub mod transit;
 pub mod workflow;
 
-pub use latchkey::{
-    AuditPage, AuditQuery, Compiled, Error, LastUse, Latchkey, Options, Refusal,
-};
+pub use latchkey::{AuditPage, AuditQuery, Compiled, Error, LastUse, Latchkey, Options, Refusal};
 pub use principal::{Action, Principal, Role};

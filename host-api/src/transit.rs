@@ -18,7 +18,9 @@ pub const SEAL_OVERHEAD: usize = 32 + 16;
 #[non_exhaustive]
 pub enum TransitError {
     /// Not a sealed box for this store's key (wrong key, damaged, or not sealed at all).
-    #[error("the sealed value does not open with this store's key (seal it to the key from GET /v1/public-key)")]
+    #[error(
+        "the sealed value does not open with this store's key (seal it to the key from GET /v1/public-key)"
+    )]
     DoesNotOpen,
     /// Larger than any value could be once sealed; refused before any work.
     #[error("the sealed value is {0} bytes; a sealed value of at most 64 KiB is at most {max} bytes", max = MAX_VALUE_BYTES + SEAL_OVERHEAD)]
