@@ -48,13 +48,13 @@ struct Ready {
 
 impl wit_http::Host for HostState {
     async fn fetch(&mut self, request: Request) -> wasmtime::Result<Result<Response, Error>> {
-        if self.fetches >= self.limits().max_fetches {
+        if self.http.fetches >= self.limits().max_fetches {
             return Ok(Err(Error::LimitExceeded(format!(
                 "this run may make at most {} fetches",
                 self.limits().max_fetches
             ))));
         }
-        self.fetches += 1;
+        self.http.fetches += 1;
         let ready = match self.prepare(request) {
             Ok(r) => r,
             Err(Refusal::Guest(e)) => return Ok(Err(e)),
@@ -76,7 +76,7 @@ impl wit_http::Host for HostState {
         let timeout = ready.timeout.min(self.time_left());
         let received = exchange(client, ready.outgoing, &limits, timeout).await;
         let matcher = with_destination(&ready.checked_url, |dest| {
-            self.injected.for_destination(dest)
+            self.http.injected.for_destination(dest)
         });
         let matcher = match matcher {
             Ok(m) => m,
@@ -110,6 +110,7 @@ impl HostState {
         let refuse = |this: &Self, r: Refusal| this.refuse_all(&resolutions, &destination, r);
 
         if self
+            .http
             .injected
             .count_after(resolutions.iter().map(|r| r.id.as_str()))
             > limits.max_injected_credentials
@@ -143,7 +144,8 @@ impl HostState {
         let outgoing = inject(&plan, &resolutions, body).map_err(|r| refuse(self, r))?;
 
         for r in &resolutions {
-            self.injected
+            self.http
+                .injected
                 .note(&r.id, &r.value, &r.resolved.meta.binding);
         }
         let timeout = plan

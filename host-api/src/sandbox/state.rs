@@ -1,8 +1,13 @@
-//! Per-run host state: what every store of a runtime shares, and what one run holds.
+//! Per-run host state: what every store of a runtime shares, and the shell one run holds:
+//! WASI, the resource table, the memory limiter and the run's context, around the state
+//! of each Latchkey interface (kept with its host module), plus the audit helpers those
+//! hosts share.
 
-use super::{CredentialUse, GuestLogLine, Limits, MemoryLimiter};
+use super::{Limits, MemoryLimiter};
 use crate::audit::{self, AuditEvent, AuditRecord};
-use crate::http::injected::Injected;
+use crate::credentials::CredentialsState;
+use crate::guest_log::LogState;
+use crate::http::HttpState;
 use crate::policy::AddressPolicy;
 use crate::resolve::{Resolved, RunContext};
 use crate::secret::CredentialKey;
@@ -24,41 +29,48 @@ pub(crate) struct Shared {
 }
 
 /// Per-run host state: the WASI context, the resource table holding credential handles,
-/// counters, and what the run injected (for scrubbing).
+/// the memory limiter, the run's context and deadline, and each interface's state.
 pub(crate) struct HostState {
-    pub wasi: WasiCtx,
+    wasi: WasiCtx,
     pub table: ResourceTable,
     pub limiter: MemoryLimiter,
     pub shared: Arc<Shared>,
     pub ctx: Arc<RunContext>,
-    pub live_handles: u32,
-    /// `credentials.get` calls so far (capped by `max_credential_gets`).
-    pub credential_gets: u32,
-    pub fetches: u32,
     /// When the run's deadline passes; host-side work checks it too.
     pub deadline_at: Instant,
-    /// Values injected so far, for scrubbing.
-    pub injected: Injected,
-    pub logs: Vec<GuestLogLine>,
-    /// Bytes of the kept log lines (capped by `max_log_bytes`).
-    pub log_bytes: usize,
-    pub logs_dropped: usize,
-    pub used: Vec<CredentialUse>,
+    /// `latchkey:workflow/credentials`: handles, gets, credentials used.
+    pub credentials: CredentialsState,
+    /// `latchkey:workflow/http`: fetches, and the values injected (for scrubbing).
+    pub http: HttpState,
+    /// `latchkey:workflow/log`: the lines kept.
+    pub log: LogState,
 }
 
 impl HostState {
-    pub fn limits(&self) -> &Limits {
-        &self.shared.limits
+    /// The state of a fresh run of the step in `ctx`: WASI with nothing granted (no
+    /// network, an empty environment, only argv[0], the step name).
+    pub fn new(shared: Arc<Shared>, ctx: &RunContext, deadline_at: Instant) -> Self {
+        let wasi = WasiCtx::builder()
+            .args(&[ctx.step.name.as_str()])
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        HostState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter::new(shared.limits.memory_bytes),
+            shared,
+            ctx: Arc::new(ctx.clone()),
+            deadline_at,
+            credentials: CredentialsState::default(),
+            http: HttpState::default(),
+            log: LogState::default(),
+        }
     }
 
-    pub fn note_resolved(&mut self, key: &CredentialKey, r: &Resolved) {
-        if !self.used.iter().any(|u| u.key == key.as_str()) {
-            self.used.push(CredentialUse {
-                key: key.to_string(),
-                tier: r.tier,
-                scope: r.meta.scope.to_string(),
-            });
-        }
+    pub fn limits(&self) -> &Limits {
+        &self.shared.limits
     }
 
     /// Appends an audit record. A failing audit write fails loudly in the operator's log;
