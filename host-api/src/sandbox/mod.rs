@@ -99,7 +99,7 @@ impl Runtime {
         check_magic(bytes)?;
         let component = Component::new(&self.engine, bytes)
             .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
-        self.prepare(component)
+        self.link(component)
     }
 
     /// Like [`Runtime::load`], through the compiled-component cache: a valid cache entry
@@ -119,7 +119,7 @@ impl Runtime {
         if let Some(e) = &cached.store_error {
             tracing::warn!(error = %e, "could not store the compiled component in the cache");
         }
-        Ok((self.prepare(cached.component)?, cached.status))
+        Ok((self.link(cached.component)?, cached.status))
     }
 
     /// An engine configured exactly as [`Runtime::new`] configures its own for `config`
@@ -141,8 +141,9 @@ impl Runtime {
         }
     }
 
-    /// Checks and pre-links an already compiled component.
-    pub fn prepare(&self, component: Component) -> Result<Step, LoadError> {
+    /// Checks the imports of an already compiled component and links it against the host
+    /// interfaces once, so that each run only instantiates it.
+    pub fn link(&self, component: Component) -> Result<Step, LoadError> {
         imports::check(&self.engine, &component)?;
         let pre = self
             .linker
