@@ -21,7 +21,7 @@ pub use crate::credentials::CredentialUse;
 /// Guest-chosen text made safe for a terminal (control characters shown as `\u{1b}`).
 pub use crate::guest_log::{GuestLogLine, visible, visible_lines};
 pub use crate::http::ClientError;
-pub use error::{LoadError, RunError, RunFailure, RuntimeError};
+pub use error::{LoadError, RunError, RunFailure, RuntimeError, WasmtimeError};
 pub use limits::{Limits, RuntimeConfig};
 pub use run::{RunOutcome, TEXT_SCRUB_GRACE};
 
@@ -67,8 +67,7 @@ impl Runtime {
         let internal_client =
             crate::http::build_client(config.address_policy, true, config.limits.connect_timeout)?;
         let stop_ticker = Arc::new(AtomicBool::new(false));
-        engine::start_epoch_ticker(&engine, &stop_ticker)
-            .map_err(|e| RuntimeError::Engine(format!("could not start the epoch thread: {e}")))?;
+        engine::start_epoch_ticker(&engine, &stop_ticker).map_err(RuntimeError::EpochThread)?;
         Ok(Runtime {
             engine,
             linker,
@@ -98,7 +97,7 @@ impl Runtime {
     pub fn load(&self, bytes: &[u8]) -> Result<Step, LoadError> {
         check_magic(bytes)?;
         let component = Component::new(&self.engine, bytes)
-            .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+            .map_err(|e| LoadError::Invalid(Box::new(WasmtimeError::from(e))))?;
         self.link(component)
     }
 
@@ -113,8 +112,8 @@ impl Runtime {
     ) -> Result<(Step, CacheStatus), LoadError> {
         check_magic(bytes)?;
         let cached = cache.load(&self.engine, bytes).map_err(|e| match e {
-            CacheError::Compile(m) => LoadError::Invalid(m),
-            other => LoadError::Invalid(other.to_string()),
+            CacheError::Compile(e) => LoadError::Invalid(Box::new(e)),
+            other => LoadError::Invalid(Box::new(other)),
         })?;
         if let Some(e) = &cached.store_error {
             tracing::warn!(error = %e, "could not store the compiled component in the cache");
@@ -135,9 +134,9 @@ impl Runtime {
                 tracing::warn!(error = %e, "pooling allocator unavailable; using on-demand allocation");
                 Engine::new(&engine_config(0, 0))
                     .map(|e| (e, false))
-                    .map_err(|e| RuntimeError::Engine(e.to_string()))
+                    .map_err(|e| RuntimeError::Engine(e.into()))
             }
-            Err(e) => Err(RuntimeError::Engine(e.to_string())),
+            Err(e) => Err(RuntimeError::Engine(e.into())),
         }
     }
 
@@ -148,8 +147,8 @@ impl Runtime {
         let pre = self
             .linker
             .instantiate_pre(&component)
-            .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
-        let pre = WorkflowPre::new(pre).map_err(|e| LoadError::NotAWorkflow(format!("{e:#}")))?;
+            .map_err(|e| LoadError::Invalid(Box::new(WasmtimeError::from(e))))?;
+        let pre = WorkflowPre::new(pre).map_err(|e| LoadError::NotAWorkflow(e.into()))?;
         Ok(Step { pre })
     }
 }
@@ -169,7 +168,7 @@ fn check_magic(bytes: &[u8]) -> Result<(), LoadError> {
 /// checked at load) and Latchkey's three interfaces, each wired by its host module.
 fn host_linker(engine: &Engine) -> Result<Linker<HostState>, RuntimeError> {
     let mut linker: Linker<HostState> = Linker::new(engine);
-    let link = |e: wasmtime::Error| RuntimeError::Link(e.to_string());
+    let link = |e: wasmtime::Error| RuntimeError::Link(e.into());
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(link)?;
     crate::credentials::add_to_linker(&mut linker).map_err(link)?;
     crate::http::add_to_linker(&mut linker).map_err(link)?;

@@ -111,7 +111,7 @@ async fn instantiate(step: &Step, store: &mut Store<HostState>) -> Result<Workfl
         if let Some(what) = store.data().limiter.hit {
             RunError::Trap(store.data().limiter.message(what))
         } else {
-            RunError::Instantiate(format!("{e:#}"))
+            RunError::Instantiate(e.into())
         }
     })
 }
