@@ -236,16 +236,6 @@ impl ComponentCache {
         })
     }
 
-    /// Compiles `bytes` and writes the entry even if one exists (`latchkey compile`).
-    /// Returns the entry's path.
-    pub fn compile_and_store(&self, engine: &Engine, bytes: &[u8]) -> Result<PathBuf, CacheError> {
-        let cached = self.load(engine, bytes)?;
-        if let Some(e) = cached.store_error {
-            return Err(e);
-        }
-        Ok(self.entry_path(bytes))
-    }
-
     /// `Ok(None)`: no entry. `Err(why)`: an entry that must not be used.
     fn try_read(&self, engine: &Engine, path: &Path) -> Result<Option<Component>, String> {
         let artifact = match std::fs::read(path) {

@@ -190,7 +190,6 @@ fn classify_trap(e: &wasmtime::Error, store: &Store<HostState>) -> RunError {
             wasmtime::Trap::UnreachableCodeReached => {
                 "the guest panicked or aborted (wasm `unreachable` executed)".to_owned()
             }
-            wasmtime::Trap::OutOfFuel => "the guest ran out of fuel".to_owned(),
             other => other.to_string(),
         };
         return RunError::Trap(what);
