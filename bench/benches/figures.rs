@@ -547,18 +547,18 @@ impl Backend for BulkSled {
         let t = self
             .0
             .open_tree(ns)
-            .map_err(|e| BackendError::Io(e.to_string()))?;
+            .map_err(|e| BackendError::Io(std::io::Error::other(e)))?;
         Ok(t.get(id)
-            .map_err(|e| BackendError::Io(e.to_string()))?
+            .map_err(|e| BackendError::Io(std::io::Error::other(e)))?
             .map(|v| v.to_vec()))
     }
     fn put(&self, ns: &str, id: &[u8], value: &[u8]) -> Result<(), BackendError> {
         let t = self
             .0
             .open_tree(ns)
-            .map_err(|e| BackendError::Io(e.to_string()))?;
+            .map_err(|e| BackendError::Io(std::io::Error::other(e)))?;
         t.insert(id, value)
-            .map_err(|e| BackendError::Io(e.to_string()))?;
+            .map_err(|e| BackendError::Io(std::io::Error::other(e)))?;
         Ok(())
     }
     fn delete(&self, _: &str, _: &[u8]) -> Result<bool, BackendError> {
@@ -573,7 +573,7 @@ impl Backend for BulkSled {
     fn flush(&self) -> Result<(), BackendError> {
         self.0
             .flush()
-            .map_err(|e| BackendError::Io(e.to_string()))?;
+            .map_err(|e| BackendError::Io(std::io::Error::other(e)))?;
         Ok(())
     }
 }

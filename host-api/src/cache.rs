@@ -36,6 +36,7 @@
 //! # Ok(()) }
 //! ```
 
+use crate::sandbox::WasmtimeError;
 use crate::store::{PermissionError, check_private_dir, create_private_dir};
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
@@ -88,8 +89,8 @@ impl std::fmt::Debug for CacheKey {
 #[non_exhaustive]
 pub enum CacheError {
     /// The bytes are not a valid component (compilation failed).
-    #[error("not a valid WebAssembly component: {0}")]
-    Compile(String),
+    #[error("not a valid WebAssembly component: {0:#}")]
+    Compile(#[source] WasmtimeError),
     /// The cache directory could be changed by someone else than this user: refused.
     #[error("refusing to use the component cache: {0}")]
     Insecure(PermissionError),
@@ -226,24 +227,13 @@ impl ComponentCache {
                 Some(why)
             }
         };
-        let component =
-            Component::new(engine, bytes).map_err(|e| CacheError::Compile(format!("{e:#}")))?;
+        let component = Component::new(engine, bytes).map_err(|e| CacheError::Compile(e.into()))?;
         let store_error = self.store(&path, &component).err();
         Ok(Cached {
             component,
             status: rejected.map_or(CacheStatus::Compiled, CacheStatus::Recompiled),
             store_error,
         })
-    }
-
-    /// Compiles `bytes` and writes the entry even if one exists (`latchkey compile`).
-    /// Returns the entry's path.
-    pub fn compile_and_store(&self, engine: &Engine, bytes: &[u8]) -> Result<PathBuf, CacheError> {
-        let cached = self.load(engine, bytes)?;
-        if let Some(e) = cached.store_error {
-            return Err(e);
-        }
-        Ok(self.entry_path(bytes))
     }
 
     /// `Ok(None)`: no entry. `Err(why)`: an entry that must not be used.
@@ -275,7 +265,7 @@ impl ComponentCache {
     fn store(&self, path: &Path, component: &Component) -> Result<(), CacheError> {
         let artifact = component
             .serialize()
-            .map_err(|e| CacheError::Compile(format!("serializing: {e:#}")))?;
+            .map_err(|e| CacheError::Compile(e.context("serializing").into()))?;
         create_private_dir(&self.dir).map_err(|e| io_err(&self.dir, e))?;
         check_private_dir(&self.dir).map_err(CacheError::Insecure)?;
         let mac = hex::encode(

@@ -1,10 +1,51 @@
 //! The WIT `log` interface: guest log lines, captured with known secret values masked and
 //! control characters made visible, within a per-run budget of lines and bytes.
+//!
+//! One file: the interface's host side, its per-run state, and its linker wiring.
 
 use crate::bindings::wit_log::{self, Level};
-use crate::sandbox::{GuestLogLine, HostState};
+use crate::sandbox::HostState;
 use std::borrow::Cow;
 use std::fmt::Write as _;
+use wasmtime::component::{HasSelf, Linker};
+
+/// A log line from the guest, secrets masked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestLogLine {
+    /// `trace` … `error`.
+    pub level: &'static str,
+    /// The masked message.
+    pub message: String,
+}
+
+/// Per-run state of the `log` interface: the lines kept, and what the budget dropped.
+#[derive(Default)]
+pub(crate) struct LogState {
+    pub lines: Vec<GuestLogLine>,
+    /// Bytes of the kept lines as the guest sent them (capped by `max_log_bytes`).
+    pub bytes: usize,
+    /// Lines dropped once the budget was spent.
+    pub dropped: usize,
+}
+
+impl LogState {
+    /// The kept lines, and a last one saying how many were dropped, if any.
+    pub fn into_lines_noting_dropped(self) -> Vec<GuestLogLine> {
+        let mut lines = self.lines;
+        if self.dropped > 0 {
+            lines.push(GuestLogLine {
+                level: "warn",
+                message: format!("{} more log lines dropped", self.dropped),
+            });
+        }
+        lines
+    }
+}
+
+/// Adds `latchkey:workflow/log` to `linker`.
+pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    wit_log::add_to_linker::<_, HasSelf<HostState>>(linker, |s| s)
+}
 
 /// Longest log line kept, in bytes; longer lines are cut.
 const MAX_LINE_BYTES: usize = 8 * 1024;
@@ -61,15 +102,15 @@ impl wit_log::Host for HostState {
         let (max_lines, max_bytes) = (limits.max_log_lines, limits.max_log_bytes);
         // The line as the guest sent it counts against the budget, before any work is done
         // on it: scrubbing costs time in proportion to what it reads.
-        if self.logs.len() >= max_lines || self.log_bytes + message.len() > max_bytes {
-            self.logs_dropped += 1;
+        if self.log.lines.len() >= max_lines || self.log.bytes + message.len() > max_bytes {
+            self.log.dropped += 1;
             return Ok(());
         }
-        self.log_bytes += message.len();
+        self.log.bytes += message.len();
         // The whole line is scrubbed before it is cut: cutting first could leave part of
         // a secret that the scrubber no longer recognises.
         let deadline = self.deadline_at;
-        let scrubbed = match self.injected.scrub_text(&message, deadline) {
+        let scrubbed = match self.http.injected.scrub_text(&message, deadline) {
             Ok(s) => s,
             Err(_) => crate::http::injected::WITHHELD.to_owned(),
         };
@@ -82,7 +123,7 @@ impl wit_log::Host for HostState {
             Level::Warn => "warn",
             Level::Error => "error",
         };
-        self.logs.push(GuestLogLine {
+        self.log.lines.push(GuestLogLine {
             level,
             message: text,
         });

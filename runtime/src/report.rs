@@ -59,14 +59,35 @@ pub fn print_run_id(run_id: &str) {
     eprintln!("run id {run_id} (see `latchkey audit --run {run_id}`)");
 }
 
-/// An error and its causes on one line, as anyhow's `{:#}` prints them.
-pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
+/// An error and its causes on one line, as anyhow's `{:#}` prints them, except that a
+/// cause already quoted by the message above it is not repeated (library errors keep their
+/// cause as a source and also name it, so that `to_string` alone is complete).
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut causes = Vec::new();
+    let mut next = Some(e);
+    while let Some(c) = next {
+        causes.push(c);
+        next = c.source();
+    }
+    join(causes)
+}
+
+/// Like [`chain`], for an anyhow error (the binary's own context first).
+pub fn anyhow_chain(e: &anyhow::Error) -> String {
+    join(e.chain().collect())
+}
+
+fn join(causes: Vec<&(dyn std::error::Error + 'static)>) -> String {
+    let mut text = String::new();
+    for c in causes {
+        let s = c.to_string();
+        if text.contains(&s) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&s);
     }
     text
 }

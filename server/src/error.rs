@@ -82,13 +82,17 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// An error and its causes, on one line.
+/// An error and its causes, on one line; a cause the message above already quotes is not
+/// repeated.
 pub fn chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut cause = e.source();
     while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
+        let s = c.to_string();
+        if !text.contains(&s) {
+            text.push_str(": ");
+            text.push_str(&s);
+        }
         cause = c.source();
     }
     text

@@ -3,8 +3,9 @@
 use super::CredentialHandle;
 use crate::audit::AuditEvent;
 use crate::bindings::wit_credentials::{self, Error};
+use crate::guest_log::GuestLogLine;
 use crate::resolve::{self, ResolveError};
-use crate::sandbox::{GuestLogLine, HostState};
+use crate::sandbox::HostState;
 use crate::secret::CredentialKey;
 use wasmtime::component::Resource;
 
@@ -14,7 +15,7 @@ impl wit_credentials::Host for HostState {
             Ok(k) => k,
             Err(e) => return Ok(Err(Error::InvalidKey(e.to_string()))),
         };
-        if self.live_handles >= self.limits().max_handles {
+        if self.credentials.live_handles >= self.limits().max_handles {
             return Ok(Err(Error::TooManyHandles));
         }
         // Gets per run, not only live handles: a get/drop loop would otherwise resolve
@@ -22,11 +23,11 @@ impl wit_credentials::Host for HostState {
         // (the guest can handle it like the live-handle limit) and is neither resolved nor
         // audited, so the audit trail holds at most `max_credential_gets` records per run.
         let max_gets = self.limits().max_credential_gets;
-        if self.credential_gets >= max_gets {
+        if self.credentials.gets >= max_gets {
             // The WIT error carries no text; tell the operator once which limit it was.
-            if self.credential_gets == max_gets {
-                self.credential_gets += 1;
-                self.logs.push(GuestLogLine {
+            if self.credentials.gets == max_gets {
+                self.credentials.gets += 1;
+                self.log.lines.push(GuestLogLine {
                     level: "warn",
                     message: format!(
                         "host: credentials.get refused after {max_gets} calls in this run (limit max_credential_gets)"
@@ -35,7 +36,7 @@ impl wit_credentials::Host for HostState {
             }
             return Ok(Err(Error::TooManyHandles));
         }
-        self.credential_gets += 1;
+        self.credentials.gets += 1;
         match resolve::resolve(&self.shared.store, &self.ctx, &key) {
             Ok(resolved) => {
                 self.audit(
@@ -46,9 +47,9 @@ impl wit_credentials::Host for HostState {
                     None,
                     "ok".into(),
                 );
-                self.note_resolved(&key, &resolved);
+                self.credentials.note_resolved(&key, &resolved);
                 let handle = self.table.push(CredentialHandle { key })?;
-                self.live_handles += 1;
+                self.credentials.live_handles += 1;
                 Ok(Ok(handle))
             }
             Err(e) => {
@@ -73,7 +74,7 @@ impl wit_credentials::HostCredential for HostState {
 
     fn drop(&mut self, handle: Resource<CredentialHandle>) -> wasmtime::Result<()> {
         self.table.delete(handle)?;
-        self.live_handles = self.live_handles.saturating_sub(1);
+        self.credentials.live_handles = self.credentials.live_handles.saturating_sub(1);
         Ok(())
     }
 }

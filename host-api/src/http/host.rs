@@ -48,13 +48,13 @@ struct Ready {
 
 impl wit_http::Host for HostState {
     async fn fetch(&mut self, request: Request) -> wasmtime::Result<Result<Response, Error>> {
-        if self.fetches >= self.limits().max_fetches {
+        if self.http.fetches >= self.limits().max_fetches {
             return Ok(Err(Error::LimitExceeded(format!(
                 "this run may make at most {} fetches",
                 self.limits().max_fetches
             ))));
         }
-        self.fetches += 1;
+        self.http.fetches += 1;
         let ready = match self.prepare(request) {
             Ok(r) => r,
             Err(Refusal::Guest(e)) => return Ok(Err(e)),
@@ -76,7 +76,7 @@ impl wit_http::Host for HostState {
         let timeout = ready.timeout.min(self.time_left());
         let received = exchange(client, ready.outgoing, &limits, timeout).await;
         let matcher = with_destination(&ready.checked_url, |dest| {
-            self.injected.for_destination(dest)
+            self.http.injected.for_destination(dest)
         });
         let matcher = match matcher {
             Ok(m) => m,
@@ -110,6 +110,7 @@ impl HostState {
         let refuse = |this: &Self, r: Refusal| this.refuse_all(&resolutions, &destination, r);
 
         if self
+            .http
             .injected
             .count_after(resolutions.iter().map(|r| r.id.as_str()))
             > limits.max_injected_credentials
@@ -143,7 +144,8 @@ impl HostState {
         let outgoing = inject(&plan, &resolutions, body).map_err(|r| refuse(self, r))?;
 
         for r in &resolutions {
-            self.injected
+            self.http
+                .injected
                 .note(&r.id, &r.value, &r.resolved.meta.binding);
         }
         let timeout = plan
@@ -269,6 +271,9 @@ impl HostState {
     /// The body to send. A template with credentials is parsed as JSON or form (never
     /// pasted into the guest's bytes), each credential must sit as a whole value in a
     /// field its binding names, and the host re-serialises it.
+    ///
+    /// Template parts → format (from the bindings and the guest's Content-Type) → parsed
+    /// template → each slot checked against its binding → filled.
     fn fill_body(
         &self,
         plan: &Plan,
@@ -282,20 +287,7 @@ impl HostState {
             }
             Some(PlannedBody::Template(pieces)) => pieces,
         };
-        let mut keys: Vec<&CredentialKey> = Vec::new();
-        let parts: Vec<TemplatePart<'_>> = pieces
-            .iter()
-            .map(|p| match p {
-                Piece::Text(t) => TemplatePart::Text(t),
-                Piece::Secret(k) => {
-                    let i = keys.iter().position(|x| *x == k).unwrap_or_else(|| {
-                        keys.push(k);
-                        keys.len() - 1
-                    });
-                    TemplatePart::Secret(i)
-                }
-            })
-            .collect();
+        let (keys, parts) = template_parts(pieces);
         if keys.is_empty() {
             return Ok(Some(FilledBody::plain(assemble(pieces, rs)?)));
         }
@@ -303,13 +295,31 @@ impl HostState {
             .iter()
             .map(|k| entry_for(rs, k))
             .collect::<Result<_, _>>()?;
-        let refuse_body = |e: body::BodyError| {
-            self.refuse_all(
-                rs,
-                destination,
-                super::refusal::invalid(format!("body: {e}")),
-            )
-        };
+        let format = self.body_format(plan, rs, &used, destination)?;
+        let template = body::parse_template(&parts, format)
+            .map_err(|e| self.refuse_body(rs, destination, e))?;
+        let places = self.check_body_slots(&template, &used, destination)?;
+        let values: Vec<&[u8]> = used.iter().map(|r| r.value.expose()).collect();
+        let bytes = template
+            .fill(&values)
+            .map_err(|e| self.refuse_body(rs, destination, e))?;
+        Ok(Some(FilledBody {
+            bytes,
+            content_type: Some(format.content_type()),
+            places,
+        }))
+    }
+
+    /// JSON or form, from the body locations of the bindings of `used` and the guest's
+    /// Content-Type. A credential whose binding names no body location is refused, with
+    /// its audit record: which one it is, is the binding's business.
+    fn body_format(
+        &self,
+        plan: &Plan,
+        rs: &[Resolution],
+        used: &[&Resolution],
+        destination: &str,
+    ) -> Result<BodyFormat, Refusal> {
         let locations: Vec<&[InjectLocation]> = used
             .iter()
             .map(|r| r.resolved.meta.binding.locations.as_slice())
@@ -322,36 +332,42 @@ impl HostState {
                 [Piece::Text(t)] => std::str::from_utf8(t).ok(),
                 _ => None,
             });
-        let format = BodyFormat::choose(&locations, guest_type).map_err(|e| {
-            // Which credential has no body location is the binding's business: audit it.
-            match e {
-                body::BodyError::NoBodyLocation => {
-                    let r = used
-                        .iter()
-                        .find(|r| {
-                            !r.resolved
-                                .meta
-                                .binding
-                                .locations
-                                .iter()
-                                .any(|l| BodyFormat::of(l).is_some())
-                        })
-                        .copied()
-                        .unwrap_or(used[0]);
-                    self.refuse(
-                        r,
-                        destination,
-                        Some(&InjectLocation::Body),
-                        Denial::same(format!(
-                            "credential {} may not be injected into the body",
-                            r.key
-                        )),
-                    )
-                }
-                other => refuse_body(other),
+        BodyFormat::choose(&locations, guest_type).map_err(|e| match e {
+            body::BodyError::NoBodyLocation => {
+                let r = used
+                    .iter()
+                    .find(|r| {
+                        !r.resolved
+                            .meta
+                            .binding
+                            .locations
+                            .iter()
+                            .any(|l| BodyFormat::of(l).is_some())
+                    })
+                    .copied()
+                    .unwrap_or(used[0]);
+                self.refuse(
+                    r,
+                    destination,
+                    Some(&InjectLocation::Body),
+                    Denial::same(format!(
+                        "credential {} may not be injected into the body",
+                        r.key
+                    )),
+                )
             }
-        })?;
-        let template = body::parse_template(&parts, format).map_err(refuse_body)?;
+            other => self.refuse_body(rs, destination, other),
+        })
+    }
+
+    /// Where each credential goes in the parsed template, each field checked against its
+    /// binding.
+    fn check_body_slots(
+        &self,
+        template: &body::BodyTemplate,
+        used: &[&Resolution],
+        destination: &str,
+    ) -> Result<Vec<(CredentialKey, InjectLocation)>, Refusal> {
         let mut places = Vec::new();
         for slot in template.slots() {
             let r = used[slot.secret];
@@ -364,13 +380,16 @@ impl HostState {
             }
             places.push((r.key.clone(), slot.location.clone()));
         }
-        let values: Vec<&[u8]> = used.iter().map(|r| r.value.expose()).collect();
-        let bytes = template.fill(&values).map_err(refuse_body)?;
-        Ok(Some(FilledBody {
-            bytes,
-            content_type: Some(format.content_type()),
-            places,
-        }))
+        Ok(places)
+    }
+
+    /// Refuses a body that could not be parsed or filled, for every credential it carried.
+    fn refuse_body(&self, rs: &[Resolution], destination: &str, e: body::BodyError) -> Refusal {
+        self.refuse_all(
+            rs,
+            destination,
+            super::refusal::invalid(format!("body: {e}")),
+        )
     }
 
     /// One audit record per credential sent, made durable together (one flush).
@@ -587,6 +606,26 @@ fn entry_for<'r>(rs: &'r [Resolution], key: &CredentialKey) -> Result<&'r Resolu
 
 fn value_for<'r>(rs: &'r [Resolution], key: &CredentialKey) -> Result<&'r SecretValue, Refusal> {
     entry_for(rs, key).map(|r| &r.value)
+}
+
+/// The template as the body parser sees it: text, and secrets numbered by their key's
+/// first appearance; and those keys, in that order.
+fn template_parts(pieces: &[Piece]) -> (Vec<&CredentialKey>, Vec<TemplatePart<'_>>) {
+    let mut keys: Vec<&CredentialKey> = Vec::new();
+    let parts = pieces
+        .iter()
+        .map(|p| match p {
+            Piece::Text(t) => TemplatePart::Text(t),
+            Piece::Secret(k) => {
+                let i = keys.iter().position(|x| *x == k).unwrap_or_else(|| {
+                    keys.push(k);
+                    keys.len() - 1
+                });
+                TemplatePart::Secret(i)
+            }
+        })
+        .collect();
+    (keys, parts)
 }
 
 fn assemble(pieces: &[Piece], rs: &[Resolution]) -> Result<Zeroizing<Vec<u8>>, Refusal> {

@@ -3,8 +3,10 @@
 //! `host.rs` implements `fetch`: [`plan`] checks the guest's request for shape and size,
 //! then every credential is resolved and checked against its binding, injected, recorded
 //! in the audit trail, sent ([`exchange`]) and scrubbed ([`scrub`]) from what comes back,
-//! for the values bound to that destination only ([`injected`]). This file builds the one HTTP client a runtime shares:
-//! rustls, no redirects, no proxies, and a resolver that checks every address.
+//! for the values bound to that destination only ([`injected`]). This file holds the
+//! interface's per-run state, wires it into a linker, and builds the HTTP clients a
+//! runtime shares: rustls, no redirects, no proxies, and a resolver that checks every
+//! address.
 
 mod exchange;
 mod host;
@@ -13,10 +15,28 @@ mod plan;
 mod refusal;
 pub(crate) mod scrub;
 
+use crate::bindings::wit_http;
 use crate::policy::AddressPolicy;
+use crate::sandbox::HostState;
+use injected::Injected;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use wasmtime::component::{HasSelf, Linker};
+
+/// Per-run state of the `http` interface.
+#[derive(Default)]
+pub(crate) struct HttpState {
+    /// Fetches so far (capped by `max_fetches`).
+    pub fetches: u32,
+    /// Values injected so far, for scrubbing responses, logs and the output.
+    pub injected: Injected,
+}
+
+/// Adds `latchkey:workflow/http` to `linker`.
+pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    wit_http::add_to_linker::<_, HasSelf<HostState>>(linker, |s| s)
+}
 
 /// A destination refused after DNS resolution (or as an IP literal).
 #[derive(Debug, thiserror::Error)]

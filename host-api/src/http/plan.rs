@@ -8,7 +8,7 @@
 //! tell a guest how long a value is.
 
 use super::refusal::{Refusal, invalid, limit};
-use crate::bindings::wit_http::{Body, Method, Request, ValuePart};
+use crate::bindings::wit_http::{BasicAuth, Body, Header, Method, QueryParam, Request, ValuePart};
 use crate::credentials::CredentialHandle;
 use crate::policy::{self, InjectLocation};
 use crate::sandbox::Limits;
@@ -52,11 +52,40 @@ pub(super) struct Plan {
 
 /// Checks `req` against `limits` and notes every credential use. A handle that is not in
 /// `table` is a guest bug or an attack: that is a trap, not a refusal.
+///
+/// URL → counts → headers → query → basic auth → body → conflicts between headers →
+/// secret parts per request. Each step refuses before the next allocates anything.
 pub(super) fn plan(req: Request, limits: &Limits, table: &ResourceTable) -> Result<Plan, Refusal> {
     let url = parse_url(&req.url)?;
     let method = method(req.method);
-    let mut uses = Vec::new();
+    check_counts(&req, limits)?;
+    let mut planner = Planner {
+        limits,
+        table,
+        uses: Vec::new(),
+    };
+    let headers = planner.headers(req.headers)?;
+    let query = planner.query(req.query)?;
+    let basic = planner.basic_auth(req.basic_auth)?;
+    let body = planner.body(req.body)?;
+    check_header_conflicts(&headers, basic.is_some())?;
+    if planner.uses.len() > limits.max_secret_parts {
+        return Err(too_many_secrets(limits));
+    }
+    Ok(Plan {
+        method,
+        url,
+        headers,
+        query,
+        basic,
+        body,
+        timeout_ms: req.timeout_ms,
+        uses: planner.uses,
+    })
+}
 
+/// Refuses more headers or query parameters than the limits allow, before any is read.
+fn check_counts(req: &Request, limits: &Limits) -> Result<(), Refusal> {
     if req.headers.len() > limits.max_request_headers {
         return Err(limit(format!(
             "more than {} request headers",
@@ -69,101 +98,15 @@ pub(super) fn plan(req: Request, limits: &Limits, table: &ResourceTable) -> Resu
             limits.max_query_params
         )));
     }
-    let mut headers = Vec::with_capacity(req.headers.len());
-    for h in req.headers {
-        let name = HeaderName::from_bytes(h.name.as_bytes())
-            .map_err(|_| invalid(format!("invalid header name {:?}", shorten(&h.name))))?;
-        if let Some(why) = policy::host_managed(name.as_str()) {
-            return Err(invalid(format!(
-                "the header {name} may not be set by a step: {why}"
-            )));
-        }
-        let location = InjectLocation::Header(name.as_str().to_owned());
-        let what = format!("header {name}");
-        let pieces = pieces(
-            h.value,
-            &location,
-            &what,
-            limits.max_header_value_bytes,
-            limits,
-            table,
-            &mut uses,
-        )?;
-        headers.push((name, pieces));
-    }
-    let mut query = Vec::with_capacity(req.query.len());
-    for q in req.query {
-        if q.name.is_empty() {
-            return Err(invalid("empty query parameter name"));
-        }
-        if q.name.len() > limits.max_header_value_bytes {
-            return Err(limit(format!(
-                "a query parameter name is longer than {} bytes",
-                limits.max_header_value_bytes
-            )));
-        }
-        let location = InjectLocation::Query(q.name.clone());
-        let what = format!("query parameter {}", shorten(&q.name));
-        let pieces = pieces(
-            q.value,
-            &location,
-            &what,
-            limits.max_header_value_bytes,
-            limits,
-            table,
-            &mut uses,
-        )?;
-        query.push((q.name, pieces));
-    }
-    let basic = match req.basic_auth {
-        Some(b) => {
-            if b.username.contains(':') || b.username.chars().any(char::is_control) {
-                return Err(invalid(
-                    "a basic-auth username may not contain ':' or control characters",
-                ));
-            }
-            if b.username.len() > limits.max_header_value_bytes {
-                return Err(limit(format!(
-                    "the basic-auth username is longer than {} bytes",
-                    limits.max_header_value_bytes
-                )));
-            }
-            let key = handle_key(table, &b.password)?;
-            uses.push(Use {
-                key: key.clone(),
-                location: InjectLocation::BasicAuth,
-            });
-            Some((b.username, key))
-        }
-        None => None,
-    };
-    let body = match req.body {
-        None => None,
-        Some(Body::Bytes(b)) => {
-            if b.len() > limits.max_request_body {
-                return Err(body_too_large(limits));
-            }
-            Some(PlannedBody::Bytes(b))
-        }
-        Some(Body::Template(parts)) => {
-            if parts.iter().map(text_len).sum::<usize>() > limits.max_request_body {
-                return Err(body_too_large(limits));
-            }
-            let out = pieces(
-                parts,
-                &InjectLocation::Body,
-                "the body",
-                usize::MAX,
-                limits,
-                table,
-                &mut uses,
-            )?;
-            Some(PlannedBody::Template(out))
-        }
-    };
+    Ok(())
+}
 
-    // A header carrying a credential may not also be set by the guest, and basic auth owns
-    // `authorization`: refused, never merged.
+/// A header carrying a credential may not also be set by the guest, and basic auth owns
+/// `authorization`: refused, never merged.
+fn check_header_conflicts(
+    headers: &[(HeaderName, Vec<Piece>)],
+    basic_auth: bool,
+) -> Result<(), Refusal> {
     for (i, (name, pieces)) in headers.iter().enumerate() {
         let carries_secret = pieces.iter().any(|p| matches!(p, Piece::Secret(_)));
         let duplicate = headers
@@ -175,27 +118,149 @@ pub(super) fn plan(req: Request, limits: &Limits, table: &ResourceTable) -> Resu
                 "the header {name} carries a credential and is set more than once"
             )));
         }
-        if basic.is_some() && name == http::header::AUTHORIZATION {
+        if basic_auth && name == http::header::AUTHORIZATION {
             return Err(invalid(
                 "the authorization header is set by basic-auth and may not also be set by the guest",
             ));
         }
     }
+    Ok(())
+}
 
-    if uses.len() > limits.max_secret_parts {
-        return Err(too_many_secrets(limits));
+/// What planning carries from one part of the request to the next: the limits, the table
+/// the guest's handles refer to, and every credential use noted so far (in request order).
+struct Planner<'a> {
+    limits: &'a Limits,
+    table: &'a ResourceTable,
+    uses: Vec<Use>,
+}
+
+impl Planner<'_> {
+    fn headers(&mut self, headers: Vec<Header>) -> Result<Vec<(HeaderName, Vec<Piece>)>, Refusal> {
+        let mut out = Vec::with_capacity(headers.len());
+        for h in headers {
+            let name = HeaderName::from_bytes(h.name.as_bytes())
+                .map_err(|_| invalid(format!("invalid header name {:?}", shorten(&h.name))))?;
+            if let Some(why) = policy::host_managed(name.as_str()) {
+                return Err(invalid(format!(
+                    "the header {name} may not be set by a step: {why}"
+                )));
+            }
+            let location = InjectLocation::Header(name.as_str().to_owned());
+            let what = format!("header {name}");
+            let max_text = self.limits.max_header_value_bytes;
+            let pieces = self.pieces(h.value, &location, &what, max_text)?;
+            out.push((name, pieces));
+        }
+        Ok(out)
     }
 
-    Ok(Plan {
-        method,
-        url,
-        headers,
-        query,
-        basic,
-        body,
-        timeout_ms: req.timeout_ms,
-        uses,
-    })
+    fn query(&mut self, query: Vec<QueryParam>) -> Result<Vec<(String, Vec<Piece>)>, Refusal> {
+        let mut out = Vec::with_capacity(query.len());
+        for q in query {
+            if q.name.is_empty() {
+                return Err(invalid("empty query parameter name"));
+            }
+            let max_text = self.limits.max_header_value_bytes;
+            if q.name.len() > max_text {
+                return Err(limit(format!(
+                    "a query parameter name is longer than {max_text} bytes"
+                )));
+            }
+            let location = InjectLocation::Query(q.name.clone());
+            let what = format!("query parameter {}", shorten(&q.name));
+            let pieces = self.pieces(q.value, &location, &what, max_text)?;
+            out.push((q.name, pieces));
+        }
+        Ok(out)
+    }
+
+    fn basic_auth(
+        &mut self,
+        basic: Option<BasicAuth>,
+    ) -> Result<Option<(String, CredentialKey)>, Refusal> {
+        let Some(b) = basic else { return Ok(None) };
+        if b.username.contains(':') || b.username.chars().any(char::is_control) {
+            return Err(invalid(
+                "a basic-auth username may not contain ':' or control characters",
+            ));
+        }
+        if b.username.len() > self.limits.max_header_value_bytes {
+            return Err(limit(format!(
+                "the basic-auth username is longer than {} bytes",
+                self.limits.max_header_value_bytes
+            )));
+        }
+        let key = handle_key(self.table, &b.password)?;
+        self.uses.push(Use {
+            key: key.clone(),
+            location: InjectLocation::BasicAuth,
+        });
+        Ok(Some((b.username, key)))
+    }
+
+    fn body(&mut self, body: Option<Body>) -> Result<Option<PlannedBody>, Refusal> {
+        let limits = self.limits;
+        Ok(match body {
+            None => None,
+            Some(Body::Bytes(b)) => {
+                if b.len() > limits.max_request_body {
+                    return Err(body_too_large(limits));
+                }
+                Some(PlannedBody::Bytes(b))
+            }
+            Some(Body::Template(parts)) => {
+                if parts.iter().map(text_len).sum::<usize>() > limits.max_request_body {
+                    return Err(body_too_large(limits));
+                }
+                let out = self.pieces(parts, &InjectLocation::Body, "the body", usize::MAX)?;
+                Some(PlannedBody::Template(out))
+            }
+        })
+    }
+
+    /// The pieces of one header, query or body value, bounded in count, in guest text
+    /// (`max_text`) and in secret parts per request; secret parts become
+    /// [`Piece::Secret`] and a [`Use`] at `location`.
+    fn pieces(
+        &mut self,
+        parts: Vec<ValuePart>,
+        location: &InjectLocation,
+        what: &str,
+        max_text: usize,
+    ) -> Result<Vec<Piece>, Refusal> {
+        let limits = self.limits;
+        if parts.len() > limits.max_value_parts {
+            return Err(too_many_parts(what, limits));
+        }
+        let text: usize = parts.iter().map(text_len).sum();
+        if text > max_text {
+            return Err(value_too_long(what, limits));
+        }
+        let secrets = parts.len()
+            - parts
+                .iter()
+                .filter(|p| matches!(p, ValuePart::Text(_)))
+                .count();
+        if self.uses.len() + secrets > limits.max_secret_parts {
+            return Err(too_many_secrets(limits));
+        }
+        let mut out = Vec::with_capacity(parts.len());
+        for p in parts {
+            out.push(match p {
+                ValuePart::Text(t) => Piece::Text(t.into_bytes()),
+                ValuePart::Secret(h) => {
+                    let key = handle_key(self.table, &h)?;
+                    self.uses.push(Use {
+                        key: key.clone(),
+                        location: location.clone(),
+                    });
+                    Piece::Secret(key)
+                }
+            });
+        }
+        Ok(out)
+    }
 }
 
 /// The one parse of the URL: what is checked later is what is sent.
@@ -233,50 +298,6 @@ fn method(m: Method) -> reqwest::Method {
         Method::Delete => reqwest::Method::DELETE,
         Method::Options => reqwest::Method::OPTIONS,
     }
-}
-
-/// The pieces of one header, query or body value, bounded in count, in guest text
-/// (`max_text`) and in secret parts per request; secret parts become [`Piece::Secret`] and
-/// a [`Use`] at `location`.
-fn pieces(
-    parts: Vec<ValuePart>,
-    location: &InjectLocation,
-    what: &str,
-    max_text: usize,
-    limits: &Limits,
-    table: &ResourceTable,
-    uses: &mut Vec<Use>,
-) -> Result<Vec<Piece>, Refusal> {
-    if parts.len() > limits.max_value_parts {
-        return Err(too_many_parts(what, limits));
-    }
-    let text: usize = parts.iter().map(text_len).sum();
-    if text > max_text {
-        return Err(value_too_long(what, limits));
-    }
-    let secrets = parts.len()
-        - parts
-            .iter()
-            .filter(|p| matches!(p, ValuePart::Text(_)))
-            .count();
-    if uses.len() + secrets > limits.max_secret_parts {
-        return Err(too_many_secrets(limits));
-    }
-    let mut out = Vec::with_capacity(parts.len());
-    for p in parts {
-        out.push(match p {
-            ValuePart::Text(t) => Piece::Text(t.into_bytes()),
-            ValuePart::Secret(h) => {
-                let key = handle_key(table, &h)?;
-                uses.push(Use {
-                    key: key.clone(),
-                    location: location.clone(),
-                });
-                Piece::Secret(key)
-            }
-        });
-    }
-    Ok(out)
 }
 
 fn text_len(p: &ValuePart) -> usize {

@@ -167,7 +167,9 @@ impl Latchkey {
             Ok(s) => s.runtime.run(step, ctx, input).await,
             // Unreachable in practice: a step exists only once the runtime has started.
             Err(e) => Err(RunFailure {
-                error: crate::sandbox::RunError::Instantiate(e.to_string()),
+                error: crate::sandbox::RunError::Instantiate(
+                    wasmtime::Error::msg(e.to_string()).into(),
+                ),
                 logs: Vec::new(),
                 credentials: Vec::new(),
             }),

@@ -351,12 +351,6 @@ impl BodyTemplate {
         self.slots.iter().map(|(s, _)| s)
     }
 
-    /// The canonical body with the placeholders still in it (for tests and size checks:
-    /// it holds no value).
-    pub fn serialised_template(&self) -> &[u8] {
-        &self.serialised
-    }
-
     /// The body to send: the canonical serialisation with every placeholder replaced by
     /// `values[slot.secret]`, JSON-escaped (UTF-8 only) or form-encoded. The result is
     /// allocated once at its final size.

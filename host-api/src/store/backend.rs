@@ -1,6 +1,6 @@
 //! Storage backends: bytes in, bytes out. A backend never sees a plaintext value.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Why a backend operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -14,12 +14,24 @@ pub enum BackendError {
         /// Store directory.
         path: String,
     },
-    /// The store's files are damaged.
+    /// The store's files are damaged; the cause is the backend's own error.
     #[error("the store's files are damaged: {0}")]
-    Corrupt(String),
+    Corrupt(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// An I/O error.
     #[error("store I/O failed: {0}")]
-    Io(String),
+    Io(#[source] std::io::Error),
+    /// An I/O error while doing `action` to `path` (creating the store's directory,
+    /// removing a damaged file).
+    #[error("store I/O failed: {action} {}: {source}", path.display())]
+    IoAt {
+        /// What was being done, e.g. `creating`.
+        action: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// One stored record: (id, bytes).
@@ -139,17 +151,16 @@ pub(crate) fn remove_incomplete_snapshots(dir: &Path) -> Result<(), BackendError
     match lock.try_lock() {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => return Err(BackendError::InUse { path }),
-        Err(std::fs::TryLockError::Error(e)) => return Err(BackendError::Io(e.to_string())),
+        Err(std::fs::TryLockError::Error(e)) => return Err(BackendError::Io(e)),
     }
     for file in generating(dir) {
         let complete = std::fs::read(&file).is_ok_and(|b| snapshot_is_complete(&b));
         if !complete {
             tracing::warn!(file = %file.display(), "removing an incomplete sled snapshot left by a failed write");
-            std::fs::remove_file(&file).map_err(|e| {
-                BackendError::Io(format!(
-                    "removing the incomplete snapshot {}: {e}",
-                    file.display()
-                ))
+            std::fs::remove_file(&file).map_err(|source| BackendError::IoAt {
+                action: "removing the incomplete snapshot",
+                path: file.clone(),
+                source,
             })?;
         }
     }
@@ -195,9 +206,9 @@ fn classify(e: sled::Error, path: &str) -> BackendError {
                 path: path.to_owned(),
             }
         }
-        sled::Error::Io(io) => BackendError::Io(io.to_string()),
-        sled::Error::Corruption { .. } => BackendError::Corrupt(e.to_string()),
-        other => BackendError::Corrupt(other.to_string()),
+        sled::Error::Io(io) => BackendError::Io(io),
+        sled::Error::Corruption { .. } => BackendError::Corrupt(Box::new(e)),
+        other => BackendError::Corrupt(Box::new(other)),
     }
 }
 

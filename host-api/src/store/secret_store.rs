@@ -113,8 +113,11 @@ impl SecretStore {
     /// parent others could write to, or another user's ([`super::check_private_dir`]).
     pub fn init(dir: &Path, master: &MasterKey) -> Result<Self, StoreError> {
         check_private_dir(dir)?;
-        create_private_dir(dir)
-            .map_err(|e| BackendError::Io(format!("creating {}: {e}", dir.display())))?;
+        create_private_dir(dir).map_err(|source| BackendError::IoAt {
+            action: "creating",
+            path: dir.to_path_buf(),
+            source,
+        })?;
         check_private_dir(dir)?;
         Self::init_with(
             Box::new(SledBackend::open(dir)?),
@@ -850,7 +853,9 @@ mod tests {
         }
         fn append(&self, ns: &str, value: &[u8]) -> Result<u64, BackendError> {
             if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
-                return Err(BackendError::Io("No space left on device".into()));
+                return Err(BackendError::Io(std::io::Error::other(
+                    "No space left on device",
+                )));
             }
             self.inner.append(ns, value)
         }

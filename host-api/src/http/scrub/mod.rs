@@ -50,7 +50,7 @@ pub(crate) enum ScrubError {
     Deadline,
     /// The automaton could not be built.
     #[error("the scrubber could not be built: {0}")]
-    Build(String),
+    Build(#[source] aho_corasick::BuildError),
     /// A value is empty or longer than 64 KiB.
     #[error("a value to scrub is empty or longer than {MAX_VALUE} bytes")]
     Value,
@@ -132,7 +132,7 @@ impl Matcher {
                     // any deadline). The contiguous NFA is linear in the patterns.
                     .kind(Some(AhoCorasickKind::ContiguousNFA))
                     .build(patterns.iter().map(|p| p.as_slice()))
-                    .map_err(|e| ScrubError::Build(e.to_string()))?,
+                    .map_err(ScrubError::Build)?,
             )
         };
         let min_len = patterns.iter().map(|p| p.len()).min().unwrap_or(0);

@@ -687,6 +687,37 @@ const fn b64_val(c: u8) -> Option<u8> {
     }
 }
 
+/// The digits of base64 (`bits` 6) or hex (`bits` 4).
+#[derive(Clone, Copy)]
+struct Alphabet {
+    table: &'static [u8; 256],
+    bits: u32,
+}
+
+impl Alphabet {
+    fn of(bits: u32) -> Alphabet {
+        let table = if bits == 6 { &B64 } else { &HEX };
+        Alphabet { table, bits }
+    }
+
+    /// The digit's value, or [`NONE`].
+    #[inline]
+    fn val(self, c: u8) -> u8 {
+        self.table[usize::from(c)]
+    }
+
+    /// CR and LF continue a base64 run (MIME), not a hex one.
+    #[inline]
+    fn joins(self, c: u8) -> bool {
+        self.bits == 6 && (c == b'\r' || c == b'\n')
+    }
+
+    #[inline]
+    fn in_run(self, c: u8) -> bool {
+        self.val(c) != NONE || self.joins(c)
+    }
+}
+
 /// Runs of base64 (`bits` 6; CR and LF allowed inside a run, for MIME) or hex (`bits`
 /// 4), each decoded from character `offset` on: between the variants every byte
 /// alignment of a value inside a longer run is decoded. Runs too short to hold
@@ -695,6 +726,9 @@ const fn b64_val(c: u8) -> Option<u8> {
 /// Below a text view, only runs that contain one of its decoded escapes are decoded: a
 /// match in a run without one has the same bytes in the parent view, whose own runs
 /// are decoded (at every offset) too.
+///
+/// Stretches that may hold runs → the runs worth decoding (so the buffer is allocated
+/// at its exact size) → decoded.
 fn runs_view<'p>(
     parent: &'p View<'p>,
     offset: usize,
@@ -703,52 +737,89 @@ fn runs_view<'p>(
     deadline: Option<Instant>,
 ) -> Result<Option<View<'p>>, ScrubError> {
     let s = parent.bytes();
-    let table = if bits == 6 { &B64 } else { &HEX };
-    let val = |c: u8| table[usize::from(c)];
-    // CR and LF continue a base64 run (MIME), not a hex one.
-    let joins = |c: u8| bits == 6 && (c == b'\r' || c == b'\n');
-    let in_run = |c: u8| val(c) != NONE || joins(c);
-    let offset = offset as u32;
-    // The stretches that may hold runs: all of the view, or below a text view the runs
-    // around its decoded escapes (found by looking both ways from each).
-    let mut stretches: Vec<(usize, usize)> = Vec::new();
-    match parent.changes() {
-        None => stretches.push((0, s.len())),
-        Some(changes) => {
-            let mut covered = 0;
-            for (n, &p) in changes.iter().enumerate() {
-                let p = p as usize;
-                if n % 4096 == 0 {
-                    check(deadline)?;
-                }
-                if p < covered || p >= s.len() || !in_run(s[p]) {
-                    continue;
-                }
-                let mut lo = p;
-                while lo > covered && in_run(s[lo - 1]) {
-                    lo -= 1;
-                }
-                let mut hi = p + 1;
-                while hi < s.len() && in_run(s[hi]) {
-                    hi += 1;
-                }
-                stretches.push((lo, hi));
-                covered = hi;
-            }
-        }
+    let alphabet = Alphabet::of(bits);
+    let stretches = run_stretches(parent, alphabet, deadline)?;
+    let found = find_runs(s, &stretches, alphabet, offset as u32, min_len, deadline)?;
+    if found.runs.is_empty() {
+        return Ok(None);
     }
-    // First pass: the runs worth decoding, so the buffer is allocated at its exact size.
+    let buf = decode_runs(s, &found, alphabet, deadline)?;
+    let Found { runs, chunks, .. } = found;
+    let held = buf.capacity() + 24 * runs.capacity() + 8 * chunks.capacity();
+    Ok(Some(View {
+        raw: None,
+        bytes: buf,
+        map: Map::Runs { runs, chunks, bits },
+        parent: Some(parent),
+        _acct: acct::Acct::new(held),
+    }))
+}
+
+/// The stretches of `parent` that may hold runs: all of it, or below a text view the runs
+/// around its decoded escapes (found by looking both ways from each).
+fn run_stretches(
+    parent: &View<'_>,
+    alphabet: Alphabet,
+    deadline: Option<Instant>,
+) -> Result<Vec<(usize, usize)>, ScrubError> {
+    let s = parent.bytes();
+    let Some(changes) = parent.changes() else {
+        return Ok(vec![(0, s.len())]);
+    };
+    let mut stretches = Vec::new();
+    let mut covered = 0;
+    for (n, &p) in changes.iter().enumerate() {
+        let p = p as usize;
+        if n % 4096 == 0 {
+            check(deadline)?;
+        }
+        if p < covered || p >= s.len() || !alphabet.in_run(s[p]) {
+            continue;
+        }
+        let mut lo = p;
+        while lo > covered && alphabet.in_run(s[lo - 1]) {
+            lo -= 1;
+        }
+        let mut hi = p + 1;
+        while hi < s.len() && alphabet.in_run(s[hi]) {
+            hi += 1;
+        }
+        stretches.push((lo, hi));
+        covered = hi;
+    }
+    Ok(stretches)
+}
+
+/// The runs worth decoding, their chunks, and the decoded length (a separator between
+/// runs included).
+struct Found {
+    runs: Vec<Run>,
+    chunks: Vec<Chunk>,
+    total: u32,
+}
+
+/// The runs in `stretches` of `s` long enough to hold `min_len` bytes decoded from
+/// character `offset` on.
+fn find_runs(
+    s: &[u8],
+    stretches: &[(usize, usize)],
+    alphabet: Alphabet,
+    offset: u32,
+    min_len: usize,
+    deadline: Option<Instant>,
+) -> Result<Found, ScrubError> {
+    let bits = alphabet.bits;
     let (mut runs, mut chunks): (Vec<Run>, Vec<Chunk>) = (Vec::new(), Vec::new());
     let mut total = 0u32;
     let mut next_check = CLOCK_EVERY;
-    for &(from, to) in &stretches {
+    for &(from, to) in stretches {
         let mut i = from;
         while i < to {
             if i >= next_check {
                 check(deadline)?;
                 next_check = i + CLOCK_EVERY;
             }
-            if val(s[i]) == NONE {
+            if alphabet.val(s[i]) == NONE {
                 i += 1;
                 continue;
             }
@@ -756,7 +827,7 @@ fn runs_view<'p>(
             let (mut chars, mut in_chunk) = (0u32, false);
             while i < to {
                 let c = s[i];
-                if val(c) != NONE {
+                if alphabet.val(c) != NONE {
                     if !in_chunk {
                         chunks.push(Chunk {
                             char: chars,
@@ -765,7 +836,7 @@ fn runs_view<'p>(
                         in_chunk = true;
                     }
                     chars += 1;
-                } else if joins(c) {
+                } else if alphabet.joins(c) {
                     in_chunk = false;
                 } else {
                     break;
@@ -791,22 +862,34 @@ fn runs_view<'p>(
             total += len;
         }
     }
-    if runs.is_empty() {
-        return Ok(None);
-    }
-    let mut buf = Zeroizing::new(Vec::with_capacity(total as usize));
-    for (k, r) in runs.iter().enumerate() {
+    Ok(Found {
+        runs,
+        chunks,
+        total,
+    })
+}
+
+/// The bytes of the `found` runs of `s`, a NUL between runs (nothing decodes across it).
+fn decode_runs(
+    s: &[u8],
+    found: &Found,
+    alphabet: Alphabet,
+    deadline: Option<Instant>,
+) -> Result<Zeroizing<Vec<u8>>, ScrubError> {
+    let bits = alphabet.bits;
+    let mut buf = Zeroizing::new(Vec::with_capacity(found.total as usize));
+    for (k, r) in found.runs.iter().enumerate() {
         check(deadline)?;
         if k > 0 {
             // Nothing decodes across a separator.
             buf.push(0);
         }
-        let run_chunks = &chunks[r.chunk_lo as usize..r.chunk_hi as usize];
+        let run_chunks = &found.chunks[r.chunk_lo as usize..r.chunk_hi as usize];
         let (mut acc, mut held, mut emitted) = (0u32, 0u32, 0u32);
         for (n, c) in run_chunks.iter().enumerate() {
             let end = run_chunks.get(n + 1).map_or(r.chars, |next| next.char);
             for j in c.char.max(r.first)..end {
-                let v = val(s[(c.parent + j - c.char) as usize]);
+                let v = alphabet.val(s[(c.parent + j - c.char) as usize]);
                 acc = ((acc << bits) | u32::from(v)) & 0xFFFF;
                 held += bits;
                 if held >= 8 && emitted < r.len {
@@ -817,15 +900,8 @@ fn runs_view<'p>(
             }
         }
     }
-    debug_assert_eq!(buf.len(), total as usize);
-    let held = buf.capacity() + 24 * runs.capacity() + 8 * chunks.capacity();
-    Ok(Some(View {
-        raw: None,
-        bytes: buf,
-        map: Map::Runs { runs, chunks, bits },
-        parent: Some(parent),
-        _acct: acct::Acct::new(held),
-    }))
+    debug_assert_eq!(buf.len(), found.total as usize);
+    Ok(buf)
 }
 
 /// Bytes held by views, for the cost test: test builds count, others do nothing.

@@ -1,0 +1,142 @@
+//! Per-run host state: what every store of a runtime shares, and the shell one run holds:
+//! WASI, the resource table, the memory limiter and the run's context, around the state
+//! of each Latchkey interface (kept with its host module), plus the audit helpers those
+//! hosts share.
+
+use super::{Limits, MemoryLimiter};
+use crate::audit::{self, AuditEvent, AuditRecord};
+use crate::credentials::CredentialsState;
+use crate::guest_log::LogState;
+use crate::http::HttpState;
+use crate::policy::AddressPolicy;
+use crate::resolve::{Resolved, RunContext};
+use crate::secret::CredentialKey;
+use crate::store::SecretStore;
+use std::sync::Arc;
+use std::time::Instant;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+/// What every store of a runtime shares.
+pub(crate) struct Shared {
+    pub store: Arc<SecretStore>,
+    /// For requests that may reach public addresses and the operator's grants.
+    pub client: reqwest::Client,
+    /// For requests whose every credential's binding allows internal destinations.
+    pub internal_client: reqwest::Client,
+    pub limits: Limits,
+    pub address_policy: AddressPolicy,
+}
+
+/// Per-run host state: the WASI context, the resource table holding credential handles,
+/// the memory limiter, the run's context and deadline, and each interface's state.
+pub(crate) struct HostState {
+    wasi: WasiCtx,
+    pub table: ResourceTable,
+    pub limiter: MemoryLimiter,
+    pub shared: Arc<Shared>,
+    pub ctx: Arc<RunContext>,
+    /// When the run's deadline passes; host-side work checks it too.
+    pub deadline_at: Instant,
+    /// `latchkey:workflow/credentials`: handles, gets, credentials used.
+    pub credentials: CredentialsState,
+    /// `latchkey:workflow/http`: fetches, and the values injected (for scrubbing).
+    pub http: HttpState,
+    /// `latchkey:workflow/log`: the lines kept.
+    pub log: LogState,
+}
+
+impl HostState {
+    /// The state of a fresh run of the step in `ctx`: WASI with nothing granted (no
+    /// network, an empty environment, only argv[0], the step name).
+    pub fn new(shared: Arc<Shared>, ctx: &RunContext, deadline_at: Instant) -> Self {
+        let wasi = WasiCtx::builder()
+            .args(&[ctx.step.name.as_str()])
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        HostState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter::new(shared.limits.memory_bytes),
+            shared,
+            ctx: Arc::new(ctx.clone()),
+            deadline_at,
+            credentials: CredentialsState::default(),
+            http: HttpState::default(),
+            log: LogState::default(),
+        }
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.shared.limits
+    }
+
+    /// Appends an audit record. A failing audit write fails loudly in the operator's log;
+    /// it must not become a guest-visible difference.
+    pub fn audit(
+        &self,
+        event: AuditEvent,
+        key: &CredentialKey,
+        resolved: Option<&Resolved>,
+        destination: Option<String>,
+        location: Option<String>,
+        outcome: String,
+    ) {
+        let record = self.record(event, key, resolved, destination, location, outcome);
+        if let Err(e) = audit::append(&self.shared.store, &record) {
+            tracing::error!(error = %e, "could not append an audit record");
+        }
+    }
+
+    /// Appends `records` and makes them durable with one flush before returning; the caller
+    /// fails closed on an error.
+    pub fn audit_durable(
+        &self,
+        records: impl IntoIterator<Item = AuditRecord>,
+    ) -> Result<(), audit::AuditError> {
+        for r in records {
+            audit::append(&self.shared.store, &r)?;
+        }
+        audit::flush(&self.shared.store)?;
+        Ok(())
+    }
+
+    /// The audit record of `event` in this run.
+    pub fn record(
+        &self,
+        event: AuditEvent,
+        key: &CredentialKey,
+        resolved: Option<&Resolved>,
+        destination: Option<String>,
+        location: Option<String>,
+        outcome: String,
+    ) -> AuditRecord {
+        AuditRecord {
+            time_ms: crate::store::unix_millis(),
+            run_id: self.ctx.run_id.clone(),
+            workspace: self.ctx.workspace.clone(),
+            workflow: self.ctx.workflow.clone(),
+            step: self.ctx.step.name.clone(),
+            user: self.ctx.user.clone(),
+            event,
+            key: key.to_string(),
+            scope: resolved.map(|r| r.meta.scope.to_string()),
+            version: resolved.map(|r| r.meta.version),
+            destination,
+            location,
+            outcome,
+            actor: None,
+        }
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
