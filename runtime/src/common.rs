@@ -135,3 +135,39 @@ pub fn invoking_user(arg: Option<&String>) -> Result<String> {
         .context("--user")?;
     Ok(user)
 }
+
+/// The operator's grants of non-public networks to fetches.
+#[derive(Args, Debug, Clone, Default)]
+pub struct NetworkArgs {
+    /// Let fetches reach the non-public network CIDR (`10.0.0.0/8`, `127.0.0.1/32`,
+    /// `fd00::/8`). Repeatable, at most 32. Cloud metadata endpoints stay refused whatever is
+    /// granted. A secret whose binding has `--allow-internal` needs no grant.
+    #[arg(long = "allow-internal", value_name = "CIDR")]
+    pub allow_internal: Vec<String>,
+    /// Short for `--allow-internal 127.0.0.0/8 --allow-internal ::1/128`: loopback only
+    /// (local test upstreams), not other private networks.
+    #[arg(long)]
+    pub allow_private_network: bool,
+}
+
+impl NetworkArgs {
+    /// The address policy the flags grant.
+    pub fn address_policy(&self) -> Result<latchkey_host::policy::AddressPolicy> {
+        use latchkey_host::policy::AddressPolicy;
+        let mut grants = self
+            .allow_internal
+            .iter()
+            .map(|c| {
+                c.trim().parse().map_err(|e| {
+                    anyhow::anyhow!(
+                        "--allow-internal {c:?}: {e} (expected a CIDR such as 10.0.0.0/8)"
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if self.allow_private_network {
+            grants.extend(AddressPolicy::loopback().grants());
+        }
+        Ok(AddressPolicy::with_grants(grants)?)
+    }
+}

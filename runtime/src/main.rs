@@ -5,6 +5,7 @@
 
 mod commands;
 mod common;
+mod limits;
 mod master_key;
 mod report;
 
@@ -16,7 +17,9 @@ use commands::init::InitCommand;
 use commands::member::MemberCommand;
 use commands::run::RunCommand;
 use commands::secret::SecretCommand;
+use commands::serve::ServeCommand;
 use commands::store::StoreCommand;
+use commands::token::TokenCommand;
 use common::StoreArgs;
 use std::process::ExitCode;
 
@@ -62,6 +65,12 @@ enum Command {
     /// Workspace members.
     #[command(subcommand)]
     Member(MemberCommand),
+    /// Serve runs and write-only credential management over HTTP, with roles taken from
+    /// bearer tokens (`latchkey token create`). Prints the address it listens on.
+    Serve(ServeCommand),
+    /// API tokens for `latchkey serve`: create (shown once), list, revoke.
+    #[command(subcommand)]
+    Token(TokenCommand),
 }
 
 fn main() -> ExitCode {
@@ -84,6 +93,8 @@ fn main() -> ExitCode {
         Command::Audit(cmd) => cmd.execute(store),
         Command::Store(cmd) => cmd.execute(store),
         Command::Member(cmd) => done(cmd.execute(store)),
+        Command::Serve(cmd) => done(cmd.execute(store)),
+        Command::Token(cmd) => done(cmd.execute(store)),
     };
     match result {
         Ok(code) => code,

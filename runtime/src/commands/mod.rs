@@ -9,4 +9,6 @@ pub mod init;
 pub mod member;
 pub mod run;
 pub mod secret;
+pub mod serve;
 pub mod store;
+pub mod token;

@@ -1,20 +1,18 @@
 //! `latchkey run`: run a step (or, for a `.toml`, a workflow) and print its output.
 
-mod limits;
 mod workflow;
 
 use crate::common::{
-    CacheArgs, EXIT_STEP_FAILED, StoreArgs, async_runtime, invoking_user, os_user,
+    CacheArgs, EXIT_STEP_FAILED, NetworkArgs, StoreArgs, async_runtime, invoking_user, os_user,
 };
+use crate::limits::{self, LimitArgs};
 use crate::report;
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use latchkey_host::policy::AddressPolicy;
 use latchkey_host::resolve::RunContext;
 use latchkey_host::sandbox::RuntimeConfig;
 use latchkey_host::secret::CredentialKey;
 use latchkey_host::{Latchkey, Options};
-use limits::LimitArgs;
 use std::io::Read;
 use std::path::Path;
 use std::path::PathBuf;
@@ -50,15 +48,8 @@ pub struct RunCommand {
     /// Only these credential keys may resolve (comma-separated or repeated; single step only).
     #[arg(long = "allow-key", value_name = "KEY", value_delimiter = ',')]
     pub allow_keys: Vec<String>,
-    /// Let fetches reach the non-public network CIDR (`10.0.0.0/8`, `127.0.0.1/32`,
-    /// `fd00::/8`). Repeatable, at most 32. Cloud metadata endpoints stay refused whatever is
-    /// granted. A secret whose binding has `--allow-internal` needs no grant.
-    #[arg(long = "allow-internal", value_name = "CIDR")]
-    pub allow_internal: Vec<String>,
-    /// Short for `--allow-internal 127.0.0.0/8 --allow-internal ::1/128`: loopback only
-    /// (local test upstreams), not other private networks.
-    #[arg(long)]
-    pub allow_private_network: bool,
+    #[command(flatten)]
+    pub network: NetworkArgs,
     #[command(flatten)]
     pub limits: LimitArgs,
     /// Print a report (duration, fetches, credentials used by name and tier) on stderr.
@@ -103,33 +94,13 @@ impl RunCommand {
     fn prepare(&self, store: &StoreArgs) -> Result<(Latchkey, String)> {
         let options = Options {
             runtime: RuntimeConfig {
-                address_policy: self.address_policy()?,
+                address_policy: self.network.address_policy()?,
                 ..crate::common::runtime_config(limits::limits(&self.limits)?)
             },
             cache_dir: self.cache.dir(store),
         };
         let input = self.read_input()?;
         Ok((store.open(options)?, input))
-    }
-
-    /// The operator's network grants: `--allow-internal CIDR...`, and
-    /// `--allow-private-network` as loopback only.
-    fn address_policy(&self) -> Result<AddressPolicy> {
-        let mut grants = self
-            .allow_internal
-            .iter()
-            .map(|c| {
-                c.trim().parse().map_err(|e| {
-                    anyhow::anyhow!(
-                        "--allow-internal {c:?}: {e} (expected a CIDR such as 10.0.0.0/8)"
-                    )
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        if self.allow_private_network {
-            grants.extend(AddressPolicy::loopback().grants());
-        }
-        Ok(AddressPolicy::with_grants(grants)?)
     }
 
     fn read_input(&self) -> Result<String> {

@@ -1,4 +1,5 @@
-//! The limits of one run, from flags: the one place flags become [`Limits`].
+//! The limits of one run, from flags (`run` and `serve`): the one place flags become
+//! [`Limits`].
 
 use anyhow::{Result, bail};
 use clap::Args;

@@ -1,0 +1,117 @@
+//! `latchkey serve`: the long-lived host (see the `latchkey-server` crate).
+
+use crate::common::{CacheArgs, NetworkArgs, StoreArgs};
+use crate::limits::{self, LimitArgs};
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use latchkey_host::Options;
+use latchkey_host::sandbox::RuntimeConfig;
+use latchkey_server::{ServeConfig, ServerLimits};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Args, Debug)]
+pub struct ServeCommand {
+    /// Address to listen on. Plain HTTP only on a loopback address; any other needs
+    /// --tls-cert and --tls-key. Port 0 picks a free port (printed at start).
+    #[arg(long, default_value = "127.0.0.1:8700", env = "LATCHKEY_LISTEN")]
+    pub listen: SocketAddr,
+    /// TLS certificate chain (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Where registered components and workflows are kept. Default: `server` beside the
+    /// store directory (`.latchkey/server`).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Instance slots the pooling allocator reserves (0: allocate on demand).
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub pool_instances: u32,
+    /// Runs executing at once; more wait for a slot.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub max_concurrent_runs: usize,
+    /// Authenticated requests per principal per second; more get 429.
+    #[arg(long, default_value_t = 200, value_name = "N")]
+    pub requests_per_second: u32,
+    /// Largest JSON request body, in KiB.
+    #[arg(long, default_value_t = 256, value_name = "KIB")]
+    pub max_json_kib: usize,
+    /// Largest component upload, in MiB.
+    #[arg(long, default_value_t = 64, value_name = "MIB")]
+    pub max_component_mib: usize,
+    /// On SIGTERM, how long runs in flight may take to finish, in seconds.
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    pub drain: u64,
+    #[command(flatten)]
+    pub network: NetworkArgs,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+    #[command(flatten)]
+    pub cache: CacheArgs,
+}
+
+impl ServeCommand {
+    pub fn execute(self, store: &StoreArgs) -> Result<()> {
+        let in_range = |flag: &str, v: usize, max: usize| {
+            if v == 0 || v > max {
+                bail!("{flag} must be between 1 and {max} (got {v})");
+            }
+            Ok(v)
+        };
+        let server_limits = ServerLimits {
+            max_json_bytes: in_range("--max-json-kib", self.max_json_kib, 64 << 10)? << 10,
+            max_component_bytes: in_range("--max-component-mib", self.max_component_mib, 1024)?
+                << 20,
+            max_concurrent_runs: in_range(
+                "--max-concurrent-runs",
+                self.max_concurrent_runs,
+                1 << 16,
+            )?,
+            requests_per_second: in_range(
+                "--requests-per-second",
+                self.requests_per_second as usize,
+                1 << 20,
+            )? as u32,
+            ..ServerLimits::default()
+        };
+        if self.drain > 3600 {
+            bail!("--drain must be at most 3600 seconds");
+        }
+        let options = Options {
+            runtime: RuntimeConfig {
+                limits: limits::limits(&self.limits)?,
+                address_policy: self.network.address_policy()?,
+                pool_instances: self.pool_instances,
+            },
+            cache_dir: self.cache.dir(store),
+        };
+        let config = ServeConfig {
+            listen: self.listen,
+            tls: self.tls_cert.zip(self.tls_key),
+            data_dir: self
+                .data_dir
+                .unwrap_or_else(|| store.store.parent().unwrap_or(".".as_ref()).join("server")),
+            limits: server_limits,
+            drain: Duration::from_secs(self.drain),
+        };
+        let latchkey = store.open(options)?;
+        let tokio = crate::common::async_runtime()?;
+        let scheme = if config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        tokio
+            .block_on(latchkey_server::serve(latchkey, config, |addr| {
+                println!("latchkey serving on {scheme}://{addr}");
+                let _ = std::io::stdout().flush();
+            }))
+            .context("latchkey serve")?;
+        println!("latchkey stopped");
+        Ok(())
+    }
+}

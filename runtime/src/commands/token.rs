@@ -1,0 +1,76 @@
+//! `latchkey token …`: API tokens of `latchkey serve`, managed on the local store (to
+//! create the first admin token before the server starts).
+
+use crate::common::{ActorArgs, StoreArgs};
+use anyhow::Result;
+use clap::Subcommand;
+use latchkey_host::{Options, Role};
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Create a token for a principal and print it once (only its HMAC is stored).
+    Create {
+        /// The principal's name (user-name rules: no '/', '@', ':' or control characters).
+        #[arg(long)]
+        name: String,
+        /// `admin` (secrets, members, tokens, workflows), `member` (metadata, audit, runs as
+        /// themselves) or `runner` (runs only).
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+        #[command(flatten)]
+        actor: ActorArgs,
+    },
+    /// List tokens: id, principal, role, when created, by whom, revoked (never a token).
+    List {
+        #[command(flatten)]
+        actor: ActorArgs,
+    },
+    /// Revoke a token by its id (from `token list`).
+    Revoke {
+        /// The token's id.
+        id: String,
+        #[command(flatten)]
+        actor: ActorArgs,
+    },
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    Role::parse(s).ok_or_else(|| format!("unknown role {s:?}: use admin, member or runner"))
+}
+
+impl TokenCommand {
+    pub fn execute(self, store: &StoreArgs) -> Result<()> {
+        let latchkey = store.open(Options::default())?;
+        match self {
+            TokenCommand::Create { name, role, actor } => {
+                let (meta, token) = latchkey.create_token(&actor.principal()?, &name, role)?;
+                eprintln!(
+                    "created token {} for {} ({}); it is shown once, keep it secret:",
+                    meta.id, meta.name, meta.role
+                );
+                println!("{}", token.expose());
+            }
+            TokenCommand::List { actor } => {
+                for t in latchkey.list_tokens(&actor.principal()?)? {
+                    let when = humantime::format_rfc3339_seconds(
+                        std::time::UNIX_EPOCH + std::time::Duration::from_millis(t.created_at_ms),
+                    );
+                    let revoked = if t.revoked_at_ms.is_some() {
+                        " REVOKED"
+                    } else {
+                        ""
+                    };
+                    println!(
+                        "{} {:<24} {:<7} {when} by {}{revoked}",
+                        t.id, t.name, t.role, t.created_by
+                    );
+                }
+            }
+            TokenCommand::Revoke { id, actor } => {
+                let t = latchkey.revoke_token(&actor.principal()?, &id)?;
+                println!("revoked token {} of {} ({})", t.id, t.name, t.role);
+            }
+        }
+        Ok(())
+    }
+}
