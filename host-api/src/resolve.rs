@@ -304,3 +304,166 @@ pub fn resolve_and_decrypt_for_bench(
         resolved
     })
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::policy::{BindingSpec, HostPattern, InjectLocation};
+    use crate::store::{MasterKey, MemoryBackend, SecretSpec};
+
+    fn store() -> SecretStore {
+        let master = MasterKey::generate().unwrap();
+        SecretStore::init_with(Box::new(MemoryBackend::default()), "mem", &master).unwrap()
+    }
+
+    fn key(k: &str) -> CredentialKey {
+        CredentialKey::new(k).unwrap()
+    }
+
+    /// Stores `k` in `scope` with integration `integration`.
+    fn put(s: &SecretStore, scope: &str, k: &str, integration: &str) {
+        let binding = BindingSpec {
+            hosts: vec![HostPattern::parse("api.example.com").unwrap()],
+            locations: vec![InjectLocation::parse("header:authorization").unwrap()],
+            ..BindingSpec::default()
+        }
+        .build()
+        .unwrap();
+        let spec = SecretSpec {
+            integration: integration.into(),
+            binding,
+            allow_weak_value: true,
+        };
+        let value = SecretValue::new(format!("v-{scope}").into_bytes()).unwrap();
+        s.set(&Scope::parse(scope).unwrap(), &key(k), value, spec, "t")
+            .unwrap();
+    }
+
+    fn ctx() -> RunContext {
+        let mut c = RunContext::single_step("acme", "digest", "alice");
+        c.builder = Some("bob".into());
+        c
+    }
+
+    /// Where `k` resolves from, or the error text.
+    fn from(s: &SecretStore, c: &RunContext, k: &str) -> Result<String, String> {
+        resolve(s, c, &key(k))
+            .map(|r| format!("{} {}", r.tier, r.meta.scope))
+            .map_err(|e| e.to_string())
+    }
+
+    const EVERY_SCOPE: [&str; 6] = [
+        "user:alice@acme/digest",
+        "user:alice",
+        "workflow:acme/digest",
+        "workspace:acme",
+        "builder:bob@acme/digest",
+        "platform",
+    ];
+
+    #[test]
+    fn the_first_tier_holding_the_key_wins_in_the_default_order() {
+        let s = store();
+        let c = ctx();
+        // Store from the last tier up; after each, that tier is the one that resolves.
+        for (i, scope) in EVERY_SCOPE.iter().enumerate().rev() {
+            put(&s, scope, "K", "http");
+            assert_eq!(
+                from(&s, &c, "K").unwrap(),
+                format!("{} {scope}", DEFAULT_ORDER[i]),
+            );
+        }
+    }
+
+    #[test]
+    fn the_user_tiers_are_the_invoking_users_own() {
+        let s = store();
+        put(&s, "user:mallory", "K", "http");
+        put(&s, "user:mallory@acme/digest", "K", "http");
+        put(&s, "platform", "K", "http");
+        assert_eq!(from(&s, &ctx(), "K").unwrap(), "platform platform");
+        let mut as_mallory = ctx();
+        as_mallory.user = "mallory".into();
+        assert_eq!(
+            from(&s, &as_mallory, "K").unwrap(),
+            "user-workflow user:mallory@acme/digest"
+        );
+    }
+
+    #[test]
+    fn a_pin_restricts_a_key_to_its_tiers_without_falling_back() {
+        let s = store();
+        put(&s, "user:alice", "K", "http");
+        put(&s, "platform", "K", "http");
+        let mut c = ctx();
+        c.step.pins.insert(key("K"), vec![Tier::Builder]);
+        let e = from(&s, &c, "K").unwrap_err();
+        assert!(e.contains("missing_credential"), "{e}");
+        assert!(e.contains("builder:bob@acme/digest"), "{e}");
+        assert!(!e.contains("platform"), "a pin must not fall back: {e}");
+        put(&s, "builder:bob@acme/digest", "K", "http");
+        assert_eq!(
+            from(&s, &c, "K").unwrap(),
+            "builder builder:bob@acme/digest"
+        );
+        // Without a builder, the builder tier has nothing to look in.
+        c.builder = None;
+        assert!(from(&s, &c, "K").unwrap_err().contains("(no builder)"));
+    }
+
+    #[test]
+    fn a_key_off_either_allowlist_is_missing_even_if_stored() {
+        let s = store();
+        put(&s, "workspace:acme", "K", "http");
+        let mut c = ctx();
+        c.workflow_allowlist = Some(BTreeSet::from([key("OTHER")]));
+        assert_eq!(
+            from(&s, &c, "K").unwrap_err(),
+            "missing_credential: K is not on the workflow allowlist"
+        );
+        c.workflow_allowlist = None;
+        c.step.allowlist = Some(BTreeSet::from([key("OTHER")]));
+        assert_eq!(
+            from(&s, &c, "K").unwrap_err(),
+            "missing_credential: K is not on the step allowlist"
+        );
+        c.step.allowlist = Some(BTreeSet::from([key("K")]));
+        assert_eq!(from(&s, &c, "K").unwrap(), "workspace workspace:acme");
+    }
+
+    #[test]
+    fn a_secret_of_an_undeclared_integration_is_invisible_and_the_next_tier_serves() {
+        let s = store();
+        put(&s, "user:alice", "K", "slack");
+        put(&s, "workspace:acme", "K", "http");
+        let c = ctx();
+        assert_eq!(from(&s, &c, "K").unwrap(), "workspace workspace:acme");
+        let mut slack = ctx();
+        slack.step.integrations = BTreeSet::from(["slack".to_owned()]);
+        assert_eq!(from(&s, &slack, "K").unwrap(), "user user:alice");
+    }
+
+    #[test]
+    fn a_missing_key_names_the_key_the_step_and_every_place_looked() {
+        let s = store();
+        put(&s, "workspace:acme", "K", "slack");
+        let e = from(&s, &ctx(), "K").unwrap_err();
+        assert_eq!(
+            e,
+            "missing_credential: no secret K is available to step digest (looked in: \
+             user:alice@acme/digest, user:alice, workflow:acme/digest, workspace:acme \
+             (integration slack not declared by the step), builder:bob@acme/digest, platform)"
+        );
+    }
+
+    #[test]
+    fn a_custom_order_is_followed() {
+        let s = store();
+        put(&s, "user:alice", "K", "http");
+        put(&s, "platform", "K", "http");
+        let mut c = ctx();
+        c.order = vec![Tier::Platform, Tier::User];
+        assert_eq!(from(&s, &c, "K").unwrap(), "platform platform");
+    }
+}
