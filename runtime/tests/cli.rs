@@ -3,97 +3,29 @@
 #![allow(clippy::unwrap_used)]
 
 use latchkey_tests::upstream::Upstream;
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 
 const TOKEN: &str = "xoxb-cli-0123456789-secret";
 
-struct Env {
-    dir: tempfile::TempDir,
-}
+mod harness;
 
-impl Env {
-    fn new() -> Env {
-        let env = Env {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        let out = env.run(&["init"], None);
-        assert!(out.status.success(), "{}", text(&out));
-        env
-    }
+use harness::{Cli as Env, guest, text};
 
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_latchkey"));
-        c.args(args)
-            .env("LATCHKEY_STORE", self.dir.path().join("store"))
-            .env(
-                "LATCHKEY_MASTER_KEY_FILE",
-                self.dir.path().join("master.key"),
-            )
-            .env_remove("LATCHKEY_MASTER_KEY")
-            .env("USER", "ops");
-        c
-    }
-
-    /// Runs with `stdin` piped in (or closed).
-    fn run(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
-        let mut c = self.cmd(args);
-        c.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = c.spawn().unwrap();
-        let mut pipe = child.stdin.take().unwrap();
-        if let Some(bytes) = stdin {
-            pipe.write_all(bytes).unwrap();
-        }
-        drop(pipe);
-        let out = child.wait_with_output().unwrap();
-        // The property of every command: the value never comes back.
-        assert!(
-            !text(&out).contains(TOKEN),
-            "a command printed the value: {}",
-            text(&out)
-        );
-        out
-    }
-
-    fn set(&self, key: &str, value: &str, host: &str, inject: &str) -> Output {
-        self.run(
-            &[
-                "secret",
-                "set",
-                key,
-                "--allow-host",
-                host,
-                "--inject",
-                inject,
-                "--allow-http",
-            ],
-            Some(format!("{value}\n").as_bytes()),
-        )
-    }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn guest(name: &str) -> String {
-    latchkey_tests::guest(name).display().to_string()
+/// A store whose commands must never print [`TOKEN`].
+fn env() -> Env {
+    let env = Env::new();
+    env.never_prints(TOKEN);
+    env
 }
 
 #[test]
 fn run_injects_the_stored_value_and_prints_the_guest_output() {
     let up = Upstream::start_blocking().unwrap();
     up.expect_bearer(Some(TOKEN));
-    let env = Env::new();
+    let env = env();
     let host = format!("127.0.0.1:{}", up.port());
-    let out = env.set("SLACK_TOKEN", TOKEN, &host, "header:Authorization");
+    let out = env.secret_set("SLACK_TOKEN", TOKEN, &host, "header:Authorization", &[]);
     assert!(out.status.success(), "{}", text(&out));
     let input = format!(
         r##"{{"channel":"#ops","text":"deployed","api_base":"{}"}}"##,
@@ -136,10 +68,10 @@ const SECOND: &str = "second_2b9e4d7a1c6f30851d7a";
 #[test]
 fn rotation_is_used_by_the_next_run_and_deletion_fails_it() {
     let up = Upstream::start_blocking().unwrap();
-    let env = Env::new();
+    let env = env();
     let host = format!("127.0.0.1:{}", up.port());
     // Values that pass the store's strength check (a guessable one needs --allow-weak-value).
-    let out = env.set("TOKEN", FIRST, &host, "header:authorization");
+    let out = env.secret_set("TOKEN", FIRST, &host, "header:authorization", &[]);
     assert!(out.status.success(), "{}", text(&out));
     let input = format!(
         r#"{{"action":"fetch","url":"{}","key":"TOKEN"}}"#,
@@ -183,12 +115,13 @@ fn rotation_is_used_by_the_next_run_and_deletion_fails_it() {
 fn unbound_host_is_refused_with_a_clear_error_and_receives_nothing() {
     let bound = Upstream::start_blocking().unwrap();
     let other = Upstream::start_blocking().unwrap();
-    let env = Env::new();
-    env.set(
+    let env = env();
+    env.secret_set(
         "TOKEN",
         TOKEN,
         &format!("127.0.0.1:{}", bound.port()),
         "header:authorization",
+        &[],
     );
     let input = format!(
         r#"{{"action":"fetch","url":"{}","key":"TOKEN"}}"#,
@@ -211,130 +144,60 @@ fn unbound_host_is_refused_with_a_clear_error_and_receives_nothing() {
 
 #[test]
 fn bad_inputs_are_refused_with_a_message_and_leave_the_store_unchanged() {
-    let env = Env::new();
-    let ok = env.set("GOOD", TOKEN, "api.example.com", "header:authorization");
+    let env = env();
+    let ok = env.secret_set(
+        "GOOD",
+        TOKEN,
+        "api.example.com",
+        "header:authorization",
+        &[],
+    );
     assert!(ok.status.success(), "{}", text(&ok));
     let big = vec![b'a'; 64 * 1024 + 1];
+    // Without --allow-http.
+    let set =
+        |key: &'static str, host: &'static str, inject: &'static str, extra: &[&'static str]| {
+            let mut args = harness::secret_set_args(key, host, inject);
+            args.extend_from_slice(extra);
+            args
+        };
+    let good =
+        |extra: &[&'static str]| set("GOOD", "api.example.com", "header:authorization", extra);
     let cases: Vec<(Vec<&str>, Vec<u8>, &str)> = vec![
+        (good(&[]), big, "64 KiB"),
+        (good(&[]), b"".to_vec(), "empty"),
+        (good(&[]), b"a\r\nX-Evil: 1".to_vec(), "CR, LF, NUL"),
         (
-            vec![
-                "secret",
-                "set",
-                "GOOD",
-                "--allow-host",
-                "api.example.com",
-                "--inject",
-                "header:authorization",
-            ],
-            big,
-            "64 KiB",
-        ),
-        (
-            vec![
-                "secret",
-                "set",
-                "GOOD",
-                "--allow-host",
-                "api.example.com",
-                "--inject",
-                "header:authorization",
-            ],
-            b"".to_vec(),
-            "empty",
-        ),
-        (
-            vec![
-                "secret",
-                "set",
-                "GOOD",
-                "--allow-host",
-                "api.example.com",
-                "--inject",
-                "header:authorization",
-            ],
-            b"a\r\nX-Evil: 1".to_vec(),
-            "CR, LF, NUL",
-        ),
-        (
-            vec![
-                "secret",
-                "set",
-                "bad-key",
-                "--allow-host",
-                "api.example.com",
-                "--inject",
-                "header:authorization",
-            ],
+            set("bad-key", "api.example.com", "header:authorization", &[]),
             b"v".to_vec(),
             "A-Z, 0-9",
         ),
         (
-            vec![
-                "secret",
-                "set",
-                "",
-                "--allow-host",
-                "api.example.com",
-                "--inject",
-                "header:authorization",
-            ],
+            set("", "api.example.com", "header:authorization", &[]),
             b"v".to_vec(),
             "empty",
         ),
         (
-            vec![
-                "secret",
-                "set",
+            set(
                 "GOOD",
-                "--allow-host",
                 "https://api.example.com",
-                "--inject",
                 "header:authorization",
-            ],
+                &[],
+            ),
             b"v".to_vec(),
             "not a URL",
         ),
         (
-            vec![
-                "secret",
-                "set",
-                "GOOD",
-                "--allow-host",
-                "*.com",
-                "--inject",
-                "header:authorization",
-            ],
+            set("GOOD", "*.com", "header:authorization", &[]),
             b"v".to_vec(),
             "wildcard",
         ),
         (
-            vec![
-                "secret",
-                "set",
-                "GOOD",
-                "--allow-host",
-                "api.example.com",
-                "--inject",
-                "cookie",
-            ],
+            set("GOOD", "api.example.com", "cookie", &[]),
             b"v".to_vec(),
             "header:NAME",
         ),
-        (
-            vec![
-                "secret",
-                "set",
-                "GOOD",
-                "--allow-host",
-                "api.example.com",
-                "--inject",
-                "header:authorization",
-                "--scope",
-                "galaxy",
-            ],
-            b"v".to_vec(),
-            "invalid scope",
-        ),
+        (good(&["--scope", "galaxy"]), b"v".to_vec(), "invalid scope"),
         (
             vec!["secret", "rotate", "NOPE"],
             b"v".to_vec(),
@@ -363,9 +226,9 @@ fn bad_inputs_are_refused_with_a_message_and_leave_the_store_unchanged() {
 
 #[test]
 fn wrong_master_key_fails_at_open_with_a_clear_message() {
-    let env = Env::new();
+    let env = env();
     let out = env
-        .cmd(&["secret", "list"])
+        .command(&["secret", "list"])
         .env("LATCHKEY_MASTER_KEY", "00".repeat(32))
         .output()
         .unwrap();
@@ -376,7 +239,7 @@ fn wrong_master_key_fails_at_open_with_a_clear_message() {
         text(&out)
     );
     let out = env
-        .cmd(&["secret", "list"])
+        .command(&["secret", "list"])
         .env("LATCHKEY_MASTER_KEY", "short")
         .output()
         .unwrap();
@@ -386,7 +249,7 @@ fn wrong_master_key_fails_at_open_with_a_clear_message() {
 #[test]
 fn init_writes_a_private_key_file_and_refuses_to_overwrite() {
     use std::os::unix::fs::PermissionsExt;
-    let env = Env::new();
+    let env = env();
     let key = env.dir.path().join("master.key");
     assert_eq!(
         std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
@@ -400,7 +263,7 @@ fn init_writes_a_private_key_file_and_refuses_to_overwrite() {
 
 #[test]
 fn malformed_wasm_and_bad_input_json_give_clear_errors() {
-    let env = Env::new();
+    let env = env();
     let junk = env.dir.path().join("junk.wasm");
     std::fs::write(&junk, b"not wasm").unwrap();
     let out = env.run(&["run", junk.to_str().unwrap()], None);
@@ -419,7 +282,7 @@ fn malformed_wasm_and_bad_input_json_give_clear_errors() {
 
 #[test]
 fn a_trapping_step_exits_non_zero_with_the_reason() {
-    let env = Env::new();
+    let env = env();
     let out = env.run(&["run", &guest("spin"), "--deadline", "0.5"], None);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert!(text(&out).contains("deadline"), "{}", text(&out));
@@ -430,12 +293,12 @@ fn a_trapping_step_exits_non_zero_with_the_reason() {
 
 #[test]
 fn second_process_on_the_same_store_gets_an_in_use_error() {
-    let env = Env::new();
+    let env = env();
     // A long-running step holds the store open. Poll rather than sleep a fixed time: on a
     // loaded machine the holder may take a while to start; it must still be running when
     // the second process is refused.
     let spawn = || {
-        env.cmd(&["run", &guest("spin"), "--deadline", "20"])
+        env.command(&["run", &guest("spin"), "--deadline", "20"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -469,7 +332,7 @@ fn second_process_on_the_same_store_gets_an_in_use_error() {
 
 #[test]
 fn help_explains_the_commands() {
-    let env = Env::new();
+    let env = env();
     let out = env.run(&["--help"], None);
     for cmd in ["init", "secret", "run", "audit"] {
         assert!(text(&out).contains(cmd), "{}", text(&out));

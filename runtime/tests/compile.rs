@@ -2,27 +2,14 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
-fn latchkey(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_latchkey"))
-        .args(args)
-        .env("LATCHKEY_STORE", dir.join("store"))
-        .env("LATCHKEY_MASTER_KEY_FILE", dir.join("master.key"))
-        .env_remove("LATCHKEY_MASTER_KEY")
-        .env_remove("LATCHKEY_CACHE_DIR")
-        .env("USER", "ops")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
+mod harness;
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+use harness::{Cli, text};
+
+fn latchkey(cli: &Cli, args: &[&str]) -> Output {
+    cli.run(args, None)
 }
 
 fn entries(dir: &Path) -> Vec<PathBuf> {
@@ -35,21 +22,21 @@ fn entries(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn compile_warms_the_cache_beside_the_store_and_run_uses_it() {
-    let dir = tempfile::tempdir().unwrap();
-    assert!(latchkey(dir.path(), &["init"]).status.success());
+    let cli = Cli::new();
+    let dir = &cli.dir;
     let noop = latchkey_tests::guest("noop");
     let noop = noop.to_str().unwrap();
 
-    let out = latchkey(dir.path(), &["compile", noop]);
+    let out = latchkey(&cli, &["compile", noop]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("compiled"), "{}", text(&out));
     let cache = dir.path().join("cache");
     let files = entries(&cache);
     assert_eq!(files.len(), 2, "{files:?}"); // <hash>.cwasm and <hash>.sha256
-    let out = latchkey(dir.path(), &["compile", noop]);
+    let out = latchkey(&cli, &["compile", noop]);
     assert!(text(&out).contains("already cached"), "{}", text(&out));
 
-    let out = latchkey(dir.path(), &["run", noop, "--input", r#"{"x":1}"#]);
+    let out = latchkey(&cli, &["run", noop, "--input", r#"{"x":1}"#]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), r#"{"x":1}"#);
     assert_eq!(entries(&cache), files);
@@ -63,26 +50,26 @@ fn compile_warms_the_cache_beside_the_store_and_run_uses_it() {
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x5a;
     std::fs::write(artifact, &bytes).unwrap();
-    let out = latchkey(dir.path(), &["run", noop, "--input", r#"{"x":2}"#]);
+    let out = latchkey(&cli, &["run", noop, "--input", r#"{"x":2}"#]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("checksum mismatch"), "{}", text(&out));
     assert_ne!(std::fs::read(artifact).unwrap(), bytes);
-    let out = latchkey(dir.path(), &["compile", noop]);
+    let out = latchkey(&cli, &["compile", noop]);
     assert!(text(&out).contains("already cached"), "{}", text(&out));
 }
 
 #[test]
 fn no_cache_and_cache_dir() {
-    let dir = tempfile::tempdir().unwrap();
-    assert!(latchkey(dir.path(), &["init"]).status.success());
+    let cli = Cli::new();
+    let dir = &cli.dir;
     let noop = latchkey_tests::guest("noop");
     let noop = noop.to_str().unwrap();
-    let out = latchkey(dir.path(), &["run", noop, "--no-cache"]);
+    let out = latchkey(&cli, &["run", noop, "--no-cache"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(entries(&dir.path().join("cache")).is_empty());
     let elsewhere = dir.path().join("elsewhere");
     let out = latchkey(
-        dir.path(),
+        &cli,
         &["run", noop, "--cache-dir", elsewhere.to_str().unwrap()],
     );
     assert!(out.status.success(), "{}", text(&out));

@@ -3,81 +3,33 @@
 #![allow(clippy::unwrap_used)]
 
 use latchkey_tests::upstream::Upstream;
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 /// Long and varied enough for the store's strength check.
 const TOKEN: &str = "lk_cli_8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a";
 
-struct Env {
-    dir: tempfile::TempDir,
+mod harness;
+
+use harness::{Cli as Env, text};
+
+/// A store whose commands must never print [`TOKEN`].
+fn env() -> Env {
+    let env = Env::new();
+    env.never_prints(TOKEN);
+    env
 }
 
-impl Env {
-    fn new() -> Env {
-        let env = Env {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        let out = env.run(&["init"], None);
-        assert!(out.status.success(), "{}", text(&out));
-        env
-    }
-
-    fn run(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_latchkey"));
-        c.args(args)
-            .env("LATCHKEY_STORE", self.dir.path().join("store"))
-            .env(
-                "LATCHKEY_MASTER_KEY_FILE",
-                self.dir.path().join("master.key"),
-            )
-            .env_remove("LATCHKEY_MASTER_KEY")
-            .env_remove("LATCHKEY_ACTOR")
-            .env("USER", "ops")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = c.spawn().unwrap();
-        let mut pipe = child.stdin.take().unwrap();
-        if let Some(bytes) = stdin {
-            pipe.write_all(bytes).unwrap();
-        }
-        drop(pipe);
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            !text(&out).contains(TOKEN),
-            "printed the value: {}",
-            text(&out)
-        );
-        out
-    }
-
-    fn ok(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
-        let out = self.run(args, stdin);
-        assert!(out.status.success(), "{args:?}: {}", text(&out));
-        out
-    }
-
-    /// `latchkey run probe.wasm --input INPUT EXTRA...`.
-    fn probe(&self, input: &str, extra: &[&str]) -> Output {
-        let probe = latchkey_tests::guest("probe").display().to_string();
-        let mut args = vec!["run", probe.as_str(), "--no-cache", "--input", input];
-        args.extend_from_slice(extra);
-        self.run(&args, None)
-    }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+/// `latchkey run probe.wasm --no-cache --input INPUT EXTRA...`.
+fn probe(env: &Env, input: &str, extra: &[&str]) -> Output {
+    let probe = harness::guest("probe");
+    let mut args = vec!["run", probe.as_str(), "--no-cache", "--input", input];
+    args.extend_from_slice(extra);
+    env.run(&args, None)
 }
 
 #[test]
 fn help_documents_every_limit_flag() {
-    let env = Env::new();
+    let env = env();
     let out = env.ok(&["run", "--help"], None);
     let help = String::from_utf8_lossy(&out.stdout);
     for flag in [
@@ -106,7 +58,7 @@ fn help_documents_every_limit_flag() {
 
 #[test]
 fn nonsense_limits_are_refused_with_the_flag_named() {
-    let env = Env::new();
+    let env = env();
     for (args, flag) in [
         (&["--memory-mib", "0"][..], "--memory-mib"),
         (&["--deadline=-1"][..], "--deadline"),
@@ -118,7 +70,7 @@ fn nonsense_limits_are_refused_with_the_flag_named() {
         (&["--max-log-kib", "0"][..], "--max-log-kib"),
         (&["--max-value-parts", "0"][..], "--max-value-parts"),
     ] {
-        let out = env.probe(r#"{"action":"echo"}"#, args);
+        let out = probe(&env, r#"{"action":"echo"}"#, args);
         assert!(!out.status.success(), "{args:?} accepted");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(flag), "{args:?}: {err}");
@@ -127,13 +79,13 @@ fn nonsense_limits_are_refused_with_the_flag_named() {
 
 #[test]
 fn log_escape_sequences_never_reach_the_terminal() {
-    let env = Env::new();
+    let env = env();
     let input = serde_json::json!({
         "action": "log",
         "message": "\u{1b}[31mred\u{1b}]0;title\u{7} \u{9b}2J",
     })
     .to_string();
-    let out = env.probe(&input, &[]);
+    let out = probe(&env, &input, &[]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(!out.stderr.contains(&0x1b), "{}", text(&out));
     assert!(!out.stderr.contains(&0x07), "{}", text(&out));
@@ -147,7 +99,7 @@ fn log_escape_sequences_never_reach_the_terminal() {
 
 #[test]
 fn credential_gets_and_log_bytes_follow_their_flags() {
-    let env = Env::new();
+    let env = env();
     let up = Upstream::start_blocking().unwrap();
     env.ok(
         &[
@@ -162,7 +114,8 @@ fn credential_gets_and_log_bytes_follow_their_flags() {
         ],
         Some(TOKEN.as_bytes()),
     );
-    let out = env.probe(
+    let out = probe(
+        &env,
         r#"{"action":"gets","key":"TOKEN","count":1000}"#,
         &["--max-credential-gets", "5"],
     );
@@ -178,7 +131,7 @@ fn credential_gets_and_log_bytes_follow_their_flags() {
 
     let long = "z".repeat(2000);
     let input = serde_json::json!({"action": "log", "message": long}).to_string();
-    let out = env.probe(&input, &["--max-log-kib", "1"]);
+    let out = probe(&env, &input, &["--max-log-kib", "1"]);
     assert!(out.status.success(), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("zzzz"), "{err}");
@@ -187,25 +140,25 @@ fn credential_gets_and_log_bytes_follow_their_flags() {
 
 #[test]
 fn network_grants_are_cidrs_and_allow_private_network_means_loopback() {
-    let env = Env::new();
+    let env = env();
     let up = Upstream::start_blocking().unwrap();
     let input = serde_json::json!({"action": "fetch", "url": up.url("/echo")}).to_string();
     // No grant: loopback is refused.
-    let out = env.probe(&input, &[]);
+    let out = probe(&env, &input, &[]);
     assert_eq!(up.request_count(), 0, "{}", text(&out));
     // A grant covering it.
-    let out = env.probe(&input, &["--allow-internal", "127.0.0.1/32"]);
+    let out = probe(&env, &input, &["--allow-internal", "127.0.0.1/32"]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(up.request_count(), 1, "{}", text(&out));
     // A grant not covering it.
-    env.probe(&input, &["--allow-internal", "10.0.0.0/8"]);
+    probe(&env, &input, &["--allow-internal", "10.0.0.0/8"]);
     assert_eq!(up.request_count(), 1);
     // The short form.
-    let out = env.probe(&input, &["--allow-private-network"]);
+    let out = probe(&env, &input, &["--allow-private-network"]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(up.request_count(), 2, "{}", text(&out));
     // Not a CIDR.
-    let out = env.probe(&input, &["--allow-internal", "localhost"]);
+    let out = probe(&env, &input, &["--allow-internal", "localhost"]);
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("--allow-internal"),
@@ -216,7 +169,7 @@ fn network_grants_are_cidrs_and_allow_private_network_means_loopback() {
 
 #[test]
 fn secret_set_binding_flags_and_weak_value_override_show_in_list() {
-    let env = Env::new();
+    let env = env();
     let set = |extra: &[&str], value: &str| {
         let mut args = vec![
             "secret",
@@ -274,7 +227,7 @@ fn secret_set_binding_flags_and_weak_value_override_show_in_list() {
 
 #[test]
 fn secret_rm_records_the_acting_identity() {
-    let env = Env::new();
+    let env = env();
     env.ok(
         &[
             "secret",

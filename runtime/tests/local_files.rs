@@ -5,53 +5,12 @@
 #![allow(clippy::unwrap_used)]
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Output};
 
-/// A project directory with the default layout: `.latchkey/store`, `.latchkey/master.key`.
-struct Project {
-    dir: tempfile::TempDir,
-}
+mod harness;
 
-impl Project {
-    fn new() -> Project {
-        Project {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    fn run(&self, args: &[&str], stdin: &[u8]) -> Output {
-        use std::io::Write;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_latchkey"))
-            .args(args)
-            .current_dir(self.dir.path())
-            .env_remove("LATCHKEY_STORE")
-            .env_remove("LATCHKEY_MASTER_KEY_FILE")
-            .env_remove("LATCHKEY_MASTER_KEY")
-            .env_remove("LATCHKEY_CACHE_DIR")
-            .env_remove("LATCHKEY_ACTOR")
-            .env("USER", "ops")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(stdin).unwrap();
-        child.wait_with_output().unwrap()
-    }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use harness::{Cli as Project, text};
 
 fn mode(p: &Path) -> u32 {
     std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
@@ -81,8 +40,8 @@ fn run_suggested(p: &Project, out: &Output, cmd: &str) {
 
 #[test]
 fn init_creates_the_directory_the_store_and_the_key_private() {
-    let p = Project::new();
-    let out = p.run(&["init"], b"");
+    let p = Project::project();
+    let out = p.run(&["init"], None);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(mode(&p.path(".latchkey")), 0o700);
     assert_eq!(mode(&p.path(".latchkey/store")), 0o700);
@@ -91,34 +50,34 @@ fn init_creates_the_directory_the_store_and_the_key_private() {
 
 #[test]
 fn a_key_file_others_can_read_is_refused_and_the_suggested_chmod_fixes_it() {
-    let p = Project::new();
-    assert!(p.run(&["init"], b"").status.success());
+    let p = Project::project();
+    assert!(p.run(&["init"], None).status.success());
     let key = p.path(".latchkey/master.key");
     for bad in [0o644, 0o640, 0o660, 0o604] {
         chmod(&key, bad);
-        let out = p.run(&["secret", "list"], b"");
+        let out = p.run(&["secret", "list"], None);
         assert!(!out.status.success(), "{bad:o}: {}", text(&out));
         assert!(text(&out).contains("chmod 600"), "{}", text(&out));
     }
-    let out = p.run(&["secret", "list"], b"");
+    let out = p.run(&["secret", "list"], None);
     run_suggested(&p, &out, "chmod");
     assert_eq!(mode(&key), 0o600);
-    let out = p.run(&["secret", "list"], b"");
+    let out = p.run(&["secret", "list"], None);
     assert!(out.status.success(), "{}", text(&out));
 }
 
 #[test]
 fn a_missing_key_file_says_how_to_create_it_or_where_it_should_be() {
-    let p = Project::new();
-    let out = p.run(&["secret", "list"], b"");
+    let p = Project::project();
+    let out = p.run(&["secret", "list"], None);
     assert!(!out.status.success());
     let t = text(&out);
     assert!(t.contains("latchkey init") && t.contains("0600"), "{t}");
 
     // With a store but without its key, `latchkey init` would not help: say so.
-    assert!(p.run(&["init"], b"").status.success());
+    assert!(p.run(&["init"], None).status.success());
     std::fs::rename(p.path(".latchkey/master.key"), p.path("elsewhere.key")).unwrap();
-    let out = p.run(&["secret", "list"], b"");
+    let out = p.run(&["secret", "list"], None);
     assert!(!out.status.success());
     let t = text(&out);
     assert!(t.contains("--master-key-file"), "{t}");
@@ -127,43 +86,43 @@ fn a_missing_key_file_says_how_to_create_it_or_where_it_should_be() {
 
 #[test]
 fn a_store_directory_others_can_write_is_refused_with_the_fix() {
-    let p = Project::new();
-    assert!(p.run(&["init"], b"").status.success());
+    let p = Project::project();
+    assert!(p.run(&["init"], None).status.success());
     chmod(&p.path(".latchkey/store"), 0o777);
-    let out = p.run(&["secret", "list"], b"");
+    let out = p.run(&["secret", "list"], None);
     assert!(!out.status.success());
     assert!(text(&out).contains("chmod 700"), "{}", text(&out));
     run_suggested(&p, &out, "chmod");
-    assert!(p.run(&["secret", "list"], b"").status.success());
+    assert!(p.run(&["secret", "list"], None).status.success());
 }
 
 #[test]
 fn compile_needs_the_master_key_and_a_private_cache_directory() {
-    let p = Project::new();
+    let p = Project::project();
     let noop = latchkey_tests::guest("noop");
     let noop = noop.to_str().unwrap();
     // No store, no key: compile refuses (entries are authenticated with the store's key).
-    let out = p.run(&["compile", noop], b"");
+    let out = p.run(&["compile", noop], None);
     assert!(!out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("latchkey init"), "{}", text(&out));
-    assert!(p.run(&["init"], b"").status.success());
-    let out = p.run(&["compile", noop], b"");
+    assert!(p.run(&["init"], None).status.success());
+    let out = p.run(&["compile", noop], None);
     assert!(out.status.success(), "{}", text(&out));
     let cache = p.path(".latchkey/cache");
     assert_eq!(mode(&cache), 0o700);
     chmod(&cache, 0o777);
-    let out = p.run(&["run", noop], b"");
+    let out = p.run(&["run", noop], None);
     assert!(!out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("chmod 700"), "{}", text(&out));
     run_suggested(&p, &out, "chmod");
-    let out = p.run(&["run", noop], b"");
+    let out = p.run(&["run", noop], None);
     assert!(out.status.success(), "{}", text(&out));
 }
 
 #[test]
 fn changes_are_audited_and_audit_verify_reports_tampering() {
-    let p = Project::new();
-    assert!(p.run(&["init"], b"").status.success());
+    let p = Project::project();
+    assert!(p.run(&["init"], None).status.success());
     let out = p.run(
         &[
             "secret",
@@ -176,12 +135,12 @@ fn changes_are_audited_and_audit_verify_reports_tampering() {
             "--as",
             "alice",
         ],
-        b"local-files-secret-value",
+        Some(b"local-files-secret-value"),
     );
     assert!(out.status.success(), "{}", text(&out));
-    let out = p.run(&["secret", "rm", "TOKEN", "--as", "carol"], b"");
+    let out = p.run(&["secret", "rm", "TOKEN", "--as", "carol"], None);
     assert!(out.status.success(), "{}", text(&out));
-    let out = p.run(&["audit", "--json"], b"");
+    let out = p.run(&["audit", "--json"], None);
     assert!(out.status.success(), "{}", text(&out));
     let t = text(&out);
     assert!(!t.contains("local-files-secret-value"));
@@ -198,7 +157,7 @@ fn changes_are_audited_and_audit_verify_reports_tampering() {
         vec![("secret-set", "alice"), ("secret-delete", "carol")]
     );
 
-    let out = p.run(&["audit", "verify"], b"");
+    let out = p.run(&["audit", "verify"], None);
     assert!(out.status.success(), "{}", text(&out));
     let t = text(&out);
     assert!(t.contains("2 record(s): 2 chained"), "{t}");
@@ -207,7 +166,7 @@ fn changes_are_audited_and_audit_verify_reports_tampering() {
         .find_map(|l| l.strip_prefix("head: "))
         .unwrap()
         .to_owned();
-    let out = p.run(&["audit", "verify", "--expect-head", &head], b"");
+    let out = p.run(&["audit", "verify", "--expect-head", &head], None);
     assert!(out.status.success(), "{}", text(&out));
 
     // Edit the first record in the files (the store is closed).
@@ -219,7 +178,7 @@ fn changes_are_audited_and_audit_verify_reports_tampering() {
         bytes[at..at + 7].copy_from_slice(b"\"mally\"");
         b.put("audit", &id, &bytes).unwrap();
     }
-    let out = p.run(&["audit", "verify"], b"");
+    let out = p.run(&["audit", "verify"], None);
     assert!(!out.status.success(), "{}", text(&out));
     let t = text(&out);
     assert!(

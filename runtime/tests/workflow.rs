@@ -6,9 +6,7 @@
 
 use latchkey_tests::guest;
 use latchkey_tests::upstream::Upstream;
-use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
 
 /// Every value stored by these tests; none may ever appear in anything the binary prints.
 const VALUES: &[&str] = &[
@@ -20,8 +18,10 @@ const VALUES: &[&str] = &[
     "v-tier-0006-secret",
 ];
 
+mod harness;
+
 struct Lk {
-    dir: tempfile::TempDir,
+    cli: harness::Cli,
     up: Upstream,
     /// Everything printed so far, for the write-only checks.
     printed: std::cell::RefCell<String>,
@@ -42,7 +42,7 @@ impl Out {
 impl Lk {
     fn new() -> Lk {
         let lk = Lk {
-            dir: tempfile::tempdir().unwrap(),
+            cli: harness::Cli::uninitialised(),
             up: Upstream::start_blocking().unwrap(),
             printed: Default::default(),
         };
@@ -55,28 +55,7 @@ impl Lk {
     }
 
     fn run(&self, args: &[&str], stdin: Option<&str>) -> Out {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_latchkey"));
-        c.args(args)
-            .arg("--store")
-            .arg(self.dir.path().join("store"))
-            .arg("--master-key-file")
-            .arg(self.dir.path().join("master.key"))
-            .env_remove("LATCHKEY_MASTER_KEY")
-            .env_remove("LATCHKEY_STORE")
-            .env_remove("LATCHKEY_MASTER_KEY_FILE")
-            .env_remove("LATCHKEY_USER")
-            .env_remove("LATCHKEY_ACTOR")
-            .env("USER", "ops")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = c.spawn().unwrap();
-        let mut pipe = child.stdin.take().unwrap();
-        if let Some(s) = stdin {
-            pipe.write_all(s.as_bytes()).unwrap();
-        }
-        drop(pipe);
-        let o: Output = child.wait_with_output().unwrap();
+        let o = self.cli.run(args, stdin.map(str::as_bytes));
         let out = Out {
             code: o.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
@@ -158,7 +137,7 @@ impl Lk {
             .replace("{github}", &guest("github_issues").display().to_string())
             .replace("{slack}", &guest("slack_post").display().to_string())
             .replace("{probe}", &guest("probe").display().to_string());
-        let p = self.dir.path().join(name);
+        let p = self.cli.dir.path().join(name);
         std::fs::write(&p, text).unwrap();
         p
     }
@@ -527,7 +506,7 @@ fn broken_later_step_is_caught_before_the_first_step_calls() {
         "http",
         "bob",
     );
-    let broken = lk.dir.path().join("broken.wasm");
+    let broken = lk.cli.dir.path().join("broken.wasm");
     std::fs::write(&broken, b"not wasm").unwrap();
     let tcp = guest("tcp");
     for bad in [broken.to_str().unwrap(), tcp.to_str().unwrap()] {
