@@ -1,0 +1,583 @@
+//! `latchkey serve`, as a real process on 127.0.0.1 port 0: every endpoint against every
+//! kind of caller, values that never come back out, rotation seen by runs in flight, and
+//! bad input answered precisely with nothing stored.
+#![allow(clippy::unwrap_used)]
+
+mod harness;
+
+use base64::Engine as _;
+use harness::Cli;
+use latchkey_tests::upstream::Upstream;
+use reqwest::StatusCode;
+use reqwest::blocking::{Client, RequestBuilder, Response};
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+
+const PLAIN: &str = "tok-plain-5d1e9a7c3b2f4086";
+const SEALED: &str = "tok-sealed-8c2a6e0f4d1b9375";
+const ROTATED: &str = "tok-rotated-1f7b3d9e5a2c6048";
+
+/// A running server, its address, and everything it printed.
+struct Server {
+    child: Child,
+    url: String,
+    printed: Arc<Mutex<String>>,
+    http: Client,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn capture(stream: impl Read + Send + 'static, into: Arc<Mutex<String>>) {
+    std::thread::spawn(move || {
+        let mut r = BufReader::new(stream);
+        let mut s = String::new();
+        let _ = r.read_to_string(&mut s);
+        into.lock().unwrap().push_str(&s);
+    });
+}
+
+impl Server {
+    /// `latchkey serve` on the store of `cli`, with `extra` flags; debug logging on so that
+    /// the no-value checks see everything the server could log.
+    fn start(cli: &Cli, extra: &[&str]) -> Server {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut args = vec![
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--allow-private-network",
+        ];
+        args.extend_from_slice(extra);
+        let mut cmd = cli.command(&args);
+        cmd.env("LATCHKEY_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        out.read_line(&mut first).unwrap();
+        let url = first
+            .trim()
+            .strip_prefix("latchkey serving on ")
+            .unwrap_or_else(|| panic!("unexpected first line: {first:?}"))
+            .to_owned();
+        let printed = Arc::new(Mutex::new(first));
+        capture(out, printed.clone());
+        capture(child.stderr.take().unwrap(), printed.clone());
+        Server {
+            child,
+            url,
+            printed,
+            http: Client::new(),
+        }
+    }
+
+    fn req(&self, method: &str, path: &str, token: Option<&str>) -> RequestBuilder {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let r = self.http.request(m, format!("{}{path}", self.url));
+        match token {
+            Some(t) => r.bearer_auth(t),
+            None => r,
+        }
+    }
+
+    fn json(&self, method: &str, path: &str, token: &str, body: Value) -> Response {
+        self.req(method, path, Some(token))
+            .json(&body)
+            .send()
+            .unwrap()
+    }
+
+    fn get(&self, path: &str, token: &str) -> Response {
+        self.req("GET", path, Some(token)).send().unwrap()
+    }
+
+    /// Everything the server printed so far.
+    fn printed(&self) -> String {
+        self.printed.lock().unwrap().clone()
+    }
+}
+
+/// A store with an admin token (created before the server starts, as an operator would).
+fn store_with_admin() -> (Cli, String) {
+    let cli = Cli::new();
+    let out = cli.ok(
+        &["token", "create", "--name", "root", "--role", "admin"],
+        None,
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(token.starts_with("lk_"), "{token}");
+    (cli, token)
+}
+
+fn token(s: &Server, admin: &str, name: &str, role: &str) -> (String, String) {
+    let r = s.json(
+        "POST",
+        "/v1/tokens",
+        admin,
+        json!({"name": name, "role": role}),
+    );
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let v: Value = r.json().unwrap();
+    (
+        v["token"].as_str().unwrap().to_owned(),
+        v["meta"]["id"].as_str().unwrap().to_owned(),
+    )
+}
+
+fn binding(up: &Upstream) -> Value {
+    json!({"hosts": [format!("127.0.0.1:{}", up.port())], "inject": ["header:authorization"], "allow_http": true})
+}
+
+fn put_secret(s: &Server, admin: &str, key: &str, value: &str, up: &Upstream) -> Response {
+    s.json(
+        "PUT",
+        &format!("/v1/secrets/{key}?scope=workspace:default"),
+        admin,
+        json!({"value": value, "binding": binding(up)}),
+    )
+}
+
+fn register_probe(s: &Server, admin: &str) -> StatusCode {
+    let wasm = std::fs::read(latchkey_tests::guest("probe")).unwrap();
+    s.req("POST", "/v1/components?name=probe", Some(admin))
+        .header("content-type", "application/wasm")
+        .body(wasm)
+        .send()
+        .unwrap()
+        .status()
+}
+
+fn run_probe(s: &Server, token: &str, input: Value) -> Value {
+    let r = s.json(
+        "POST",
+        "/v1/runs",
+        token,
+        json!({"component": "probe", "input": input, "wait": true}),
+    );
+    assert_eq!(r.status(), StatusCode::OK);
+    r.json().unwrap()
+}
+
+/// Who calls, in the order the matrix tries them.
+const CALLERS: [&str; 6] = [
+    "no token",
+    "malformed",
+    "revoked",
+    "runner",
+    "member",
+    "admin",
+];
+
+#[test]
+fn every_endpoint_answers_every_caller_as_its_role_allows() {
+    let (cli, admin) = store_with_admin();
+    let up = Upstream::start_blocking().unwrap();
+    let s = Server::start(&cli, &[]);
+    let (runner, _) = token(&s, &admin, "ci", "runner");
+    let (member, _) = token(&s, &admin, "bob", "member");
+    let (revoked, revoked_id) = token(&s, &admin, "gone", "member");
+    assert_eq!(
+        s.req("DELETE", &format!("/v1/tokens/{revoked_id}"), Some(&admin))
+            .send()
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(register_probe(&s, &admin), StatusCode::CREATED);
+    for k in ["K", "K_DEL"] {
+        assert!(put_secret(&s, &admin, k, PLAIN, &up).status().is_success());
+    }
+    let manifest = "name = \"wf\"\n[[step]]\nname = \"a\"\ncomponent = \"probe\"\n";
+    assert_eq!(
+        s.req("PUT", "/v1/workflows/wf", Some(&admin))
+            .body(manifest)
+            .send()
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    let admin_run = run_probe(&s, &admin, json!({"action": "echo"}))["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, throwaway) = token(&s, &admin, "throwaway", "runner");
+    let wasm = std::fs::read(latchkey_tests::guest("noop")).unwrap();
+
+    let put = json!({"value": ROTATED, "binding": binding(&up)});
+    let rotate = json!({"value": ROTATED});
+    let run = json!({"component": "probe", "input": {"action": "echo"}, "wait": true});
+    // (method, path, JSON body, expected for runner, member, admin). Admin goes last, so
+    // that what it deletes was there for the others to be refused.
+    type Row<'a> = (&'a str, String, Option<Value>, [u16; 3]);
+    let rows: Vec<Row> = vec![
+        ("GET", "/v1/whoami".into(), None, [200, 200, 200]),
+        ("GET", "/v1/secrets".into(), None, [403, 200, 200]),
+        (
+            "GET",
+            "/v1/secrets/K?scope=workspace:default".into(),
+            None,
+            [403, 200, 200],
+        ),
+        ("GET", "/v1/secrets/MISSING".into(), None, [403, 404, 404]),
+        (
+            "PUT",
+            "/v1/secrets/NEW".into(),
+            Some(put.clone()),
+            [403, 403, 201],
+        ),
+        (
+            "POST",
+            "/v1/secrets/K/rotate".into(),
+            Some(rotate),
+            [403, 403, 200],
+        ),
+        ("DELETE", "/v1/secrets/K_DEL".into(), None, [403, 403, 200]),
+        (
+            "DELETE",
+            "/v1/secrets/MISSING".into(),
+            None,
+            [403, 403, 404],
+        ),
+        (
+            "POST",
+            "/v1/tokens".into(),
+            Some(json!({"name": "x", "role": "runner"})),
+            [403, 403, 201],
+        ),
+        ("GET", "/v1/tokens".into(), None, [403, 403, 200]),
+        (
+            "DELETE",
+            format!("/v1/tokens/{throwaway}"),
+            None,
+            [403, 403, 200],
+        ),
+        ("DELETE", "/v1/members/ghost".into(), None, [403, 403, 200]),
+        ("GET", "/v1/audit".into(), None, [403, 200, 200]),
+        (
+            "POST",
+            "/v1/components?name=noop".into(),
+            None,
+            [403, 403, 201],
+        ),
+        ("GET", "/v1/components".into(), None, [200, 200, 200]),
+        ("PUT", "/v1/workflows/wf".into(), None, [403, 403, 200]),
+        ("GET", "/v1/workflows".into(), None, [200, 200, 200]),
+        (
+            "POST",
+            "/v1/workflows/wf/check".into(),
+            None,
+            [200, 200, 200],
+        ),
+        ("POST", "/v1/runs".into(), Some(run), [200, 200, 200]),
+        ("GET", "/v1/runs".into(), None, [200, 200, 200]),
+        (
+            "GET",
+            format!("/v1/runs/{admin_run}"),
+            None,
+            [404, 404, 200],
+        ),
+        (
+            "GET",
+            format!("/v1/runs/{admin_run}/audit"),
+            None,
+            [403, 404, 200],
+        ),
+    ];
+    let tokens = [
+        None,
+        Some("Bearer-less nonsense"),
+        Some(revoked.as_str()),
+        Some(runner.as_str()),
+        Some(member.as_str()),
+        Some(admin.as_str()),
+    ];
+    let mut table = String::from(
+        "| endpoint | no token | malformed | revoked | runner | member | admin |\n|---|---|---|---|---|---|---|\n",
+    );
+    let mut wrong = Vec::new();
+    for (method, path, body, expect) in &rows {
+        let mut line = format!("| `{method} {path}` |");
+        for (i, tok) in tokens.iter().enumerate() {
+            let mut r = s.req(method, path, *tok);
+            r = match (path.as_str(), body) {
+                ("/v1/components?name=noop", _) => r
+                    .header("content-type", "application/wasm")
+                    .body(wasm.clone()),
+                ("/v1/workflows/wf", _) => r.body(manifest),
+                (_, Some(b)) => r.json(b),
+                (_, None) => r,
+            };
+            let resp = r.send().unwrap();
+            let got = resp.status().as_u16();
+            let want = if i < 3 { 401 } else { expect[i - 3] };
+            if got != want {
+                wrong.push(format!(
+                    "{method} {path} as {}: {got}, expected {want}",
+                    CALLERS[i]
+                ));
+            }
+            if !resp.status().is_success() {
+                let body: Value = resp.json().unwrap_or(Value::Null);
+                if body["error"].as_str().is_none() || body["message"].as_str().is_none() {
+                    wrong.push(format!(
+                        "{method} {path} as {}: error body {body}",
+                        CALLERS[i]
+                    ));
+                }
+            }
+            line.push_str(&format!(" {got} |"));
+        }
+        table.push_str(&line);
+        table.push('\n');
+    }
+    eprintln!("{table}");
+    assert!(wrong.is_empty(), "{}\n{table}", wrong.join("\n"));
+
+    // Public endpoints need no token.
+    for path in ["/v1/public-key", "/healthz", "/readyz", "/metrics"] {
+        assert_eq!(
+            s.req("GET", path, None).send().unwrap().status(),
+            StatusCode::OK,
+            "{path}"
+        );
+    }
+    // A 403 says nothing about whether the secret exists.
+    let existing = s
+        .req("DELETE", "/v1/secrets/K", Some(&member))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let missing = s
+        .req("DELETE", "/v1/secrets/NOPE", Some(&member))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert_eq!(existing, missing);
+    // The acting principal is the token's: a member's run resolves as bob.
+    let v = run_probe(&s, &member, json!({"action": "echo"}));
+    assert_eq!(v["user"], "bob");
+}
+
+#[test]
+fn no_value_ever_comes_back_out() {
+    let (cli, admin) = store_with_admin();
+    let up = Upstream::start_blocking().unwrap();
+    let s = Server::start(&cli, &[]);
+    assert_eq!(register_probe(&s, &admin), StatusCode::CREATED);
+    assert_eq!(
+        put_secret(&s, &admin, "PLAIN", PLAIN, &up).status(),
+        StatusCode::CREATED
+    );
+    // Sealed to the server's key, as the CLI sends values.
+    let pk: Value = s
+        .req("GET", "/v1/public-key", None)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let pk: [u8; 32] = base64::engine::general_purpose::STANDARD
+        .decode(pk["public_key"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let sealed = latchkey_host::transit::seal(
+        &pk,
+        &latchkey_host::secret::SecretValue::new(SEALED.as_bytes().to_vec()).unwrap(),
+    )
+    .unwrap();
+    let r = s.json(
+        "PUT",
+        "/v1/secrets/SEALED?scope=workspace:default",
+        &admin,
+        json!({"sealed_value": base64::engine::general_purpose::STANDARD.encode(&sealed), "binding": binding(&up)}),
+    );
+    assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().unwrap());
+    // A value the server cannot open is refused, and nothing is stored.
+    let r = s.json(
+        "PUT",
+        "/v1/secrets/JUNK?scope=workspace:default",
+        &admin,
+        json!({"sealed_value": base64::engine::general_purpose::STANDARD.encode(b"not sealed at all, sorry......................"), "binding": binding(&up)}),
+    );
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        s.get("/v1/secrets/JUNK", &admin).status(),
+        StatusCode::NOT_FOUND
+    );
+
+    // Steps send both values to an upstream that echoes them back.
+    let mut ids = Vec::new();
+    for key in ["PLAIN", "SEALED"] {
+        let v = run_probe(
+            &s,
+            &admin,
+            json!({"action": "fetch", "url": up.url("/echo"), "key": key}),
+        );
+        assert_eq!(v["status"], "succeeded", "{v}");
+        ids.push(v["id"].as_str().unwrap().to_owned());
+    }
+    let seen: Vec<String> = up
+        .requests()
+        .iter()
+        .map(|r| {
+            r.headers
+                .iter()
+                .find(|(n, _)| n == "authorization")
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [format!("Bearer {PLAIN}"), format!("Bearer {SEALED}")]
+    );
+
+    let mut everything = String::new();
+    let mut paths = vec![
+        "/v1/secrets".to_owned(),
+        "/v1/secrets/PLAIN".to_owned(),
+        "/v1/secrets/SEALED".to_owned(),
+        "/v1/audit".to_owned(),
+        "/v1/runs".to_owned(),
+        "/v1/tokens".to_owned(),
+        "/metrics".to_owned(),
+    ];
+    for id in &ids {
+        paths.push(format!("/v1/runs/{id}"));
+        paths.push(format!("/v1/runs/{id}/audit"));
+    }
+    for p in &paths {
+        let r = s.get(p, &admin);
+        assert!(r.status().is_success(), "{p}");
+        everything.push_str(&format!("{:?}", r.headers()));
+        everything.push_str(&r.text().unwrap());
+    }
+    // The describe answer says when it was last used, and by which run.
+    let d: Value = s.get("/v1/secrets/PLAIN", &admin).json().unwrap();
+    assert_eq!(d["last_used"]["run_id"], ids[0].as_str(), "{d}");
+    everything.push_str(&s.printed());
+    for v in [PLAIN, SEALED] {
+        assert!(!everything.contains(v), "a value came back out");
+    }
+}
+
+#[test]
+fn a_rotation_through_the_api_is_seen_by_the_next_call_of_every_running_step() {
+    let (cli, admin) = store_with_admin();
+    let up = Upstream::start_blocking().unwrap();
+    let s = Arc::new(Server::start(&cli, &[]));
+    assert_eq!(register_probe(&s, &admin), StatusCode::CREATED);
+    assert_eq!(
+        put_secret(&s, &admin, "TOKEN", PLAIN, &up).status(),
+        StatusCode::CREATED
+    );
+    // 20 concurrent runs, each making two slow calls with the key.
+    let input = json!({"action": "fetch_twice", "url": up.url("/slow?ms=300"), "key": "TOKEN"});
+    let runs: Vec<_> = (0..20)
+        .map(|_| {
+            let (s, admin, input) = (s.clone(), admin.clone(), input.clone());
+            std::thread::spawn(move || run_probe(&s, &admin, input))
+        })
+        .collect();
+    // Rotate once the first calls have arrived.
+    while up.request_count() < 10 {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let r = s.json(
+        "POST",
+        "/v1/secrets/TOKEN/rotate?scope=workspace:default",
+        &admin,
+        json!({"value": ROTATED}),
+    );
+    assert_eq!(r.status(), StatusCode::OK);
+    // Calls resolved before the answer may still be on their way in; give them a moment.
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let after = up.request_count();
+    for r in runs {
+        let v = r.join().unwrap();
+        assert_eq!(v["status"], "succeeded", "{v}");
+    }
+    let auth: Vec<String> = up
+        .requests()
+        .iter()
+        .map(|r| {
+            r.headers
+                .iter()
+                .find(|(n, _)| n == "authorization")
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        })
+        .collect();
+    assert_eq!(auth.len(), 40);
+    assert!(
+        auth.iter()
+            .all(|a| *a == format!("Bearer {PLAIN}") || *a == format!("Bearer {ROTATED}"))
+    );
+    assert!(
+        auth[after..]
+            .iter()
+            .all(|a| *a == format!("Bearer {ROTATED}")),
+        "a call after the rotation used the old value"
+    );
+    assert!(
+        auth[..after]
+            .iter()
+            .any(|a| *a == format!("Bearer {PLAIN}")),
+        "the rotation happened before any call"
+    );
+}
+
+#[test]
+fn bad_requests_get_a_precise_error_and_store_nothing() {
+    let (cli, admin) = store_with_admin();
+    let up = Upstream::start_blocking().unwrap();
+    let s = Server::start(&cli, &["--max-json-kib", "4"]);
+    let path = "/v1/secrets/BAD?scope=workspace:default";
+    let good = json!({"value": PLAIN, "binding": binding(&up)});
+    let cases: Vec<(RequestBuilder, u16, &str)> = vec![
+        (s.req("PUT", path, Some(&admin)).header("content-type", "application/json").body("{not json"), 400, "invalid JSON body"),
+        (s.req("PUT", path, Some(&admin)).json(&json!({"value": PLAIN, "binding": binding(&up), "extra": 1})), 400, "unknown field `extra`"),
+        (s.req("PUT", path, Some(&admin)).header("content-type", "text/plain").body(good.to_string()), 415, "application/json"),
+        (s.req("PUT", path, Some(&admin)).json(&json!({"value": "x".repeat(8000), "binding": binding(&up)})), 413, "larger"),
+        (s.req("PUT", path, Some(&admin)).json(&json!({"binding": binding(&up)})), 400, "missing the value"),
+        (s.req("PUT", path, Some(&admin)).json(&json!({"value": PLAIN, "sealed_value": "AA==", "binding": binding(&up)})), 400, "not both"),
+        (s.req("PUT", path, Some(&admin)).json(&json!({"value": PLAIN, "binding": {"hosts": ["*.com"], "inject": ["header:authorization"]}})), 400, "binding.hosts"),
+        (s.req("PUT", path, Some(&admin)).json(&json!({"value": "a\r\nX: y", "binding": binding(&up)})), 400, "value"),
+        (s.req("PUT", "/v1/secrets/bad-key", Some(&admin)).json(&good), 400, "key"),
+        (s.req("PUT", "/v1/secrets/BAD?scope=galaxy", Some(&admin)).json(&good), 400, "scope"),
+        (s.req("PUT", "/v1/secrets/BAD?scope=workspace:default&other=1", Some(&admin)).json(&good), 400, "query"),
+        (s.req("PUT", path, Some(&admin)).json(&json!({"value": 42, "binding": binding(&up)})), 400, "invalid type"),
+        (s.req("POST", "/v1/tokens", Some(&admin)).json(&json!({"name": "a/b", "role": "admin"})), 400, "user name"),
+        (s.req("POST", "/v1/tokens", Some(&admin)).json(&json!({"name": "x", "role": "root"})), 400, "unknown variant"),
+        (s.req("POST", "/v1/runs", Some(&admin)).json(&json!({"input": {}})), 400, "exactly one"),
+        (s.req("POST", "/v1/runs", Some(&admin)).json(&json!({"component": "nope"})), 404, "no registered component"),
+        (s.req("GET", "/v1/nothing", Some(&admin)), 404, "no such endpoint"),
+    ];
+    for (req, status, expect) in cases {
+        let r = req.send().unwrap();
+        let got = r.status().as_u16();
+        let body: Value = r.json().unwrap_or(Value::Null);
+        assert_eq!(got, status, "{body}");
+        let message = body["message"].as_str().unwrap_or_default();
+        assert!(message.contains(expect), "expected {expect:?} in {body}");
+        assert!(
+            !body.to_string().contains(PLAIN),
+            "an error echoed the value: {body}"
+        );
+    }
+    let list: Value = s.get("/v1/secrets", &admin).json().unwrap();
+    assert_eq!(list, json!([]), "a refused request stored something");
+    let tokens: Value = s.get("/v1/tokens", &admin).json().unwrap();
+    assert_eq!(tokens.as_array().unwrap().len(), 1);
+}
