@@ -350,7 +350,8 @@ pub struct CheckKeyView {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ErrorBody {
     /// `bad-request`, `unauthorized`, `forbidden`, `not-found`, `conflict`,
-    /// `payload-too-large`, `unsupported-media-type`, `too-many-requests`, `internal`.
+    /// `payload-too-large`, `unsupported-media-type`, `too-many-requests`, `unavailable`,
+    /// `internal`.
     pub error: String,
     /// What was wrong.
     pub message: String,

@@ -256,6 +256,22 @@ pub async fn start(
     JsonBody(req): JsonBody<StartRun>,
 ) -> Result<(StatusCode, Json<RunView>), ApiError> {
     state.latchkey.authorize(&by, Action::Run)?;
+    if state.draining.load(Ordering::SeqCst) {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the server is shutting down; start the run on another host",
+        ));
+    }
+    // Runs waiting for a slot hold their input: bound them too.
+    let queue = state.limits.max_concurrent_runs.saturating_mul(4);
+    if state.active() >= queue {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too-many-requests",
+            format!("{queue} runs are already running or waiting; try again shortly"),
+        ));
+    }
     let user = by.name().to_owned();
     let (target, name) = target(&state, &req, &user)?;
     let id = match &target {

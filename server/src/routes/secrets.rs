@@ -45,6 +45,19 @@ fn key_of(p: Result<Path<String>, PathRejection>) -> Result<CredentialKey, ApiEr
     CredentialKey::new(&k).map_err(|e| ApiError::bad_request(format!("key: {e}")))
 }
 
+/// The key and scope a request addresses, once `by` may do `action`: the role is
+/// checked first, so a refused caller learns nothing about what exists.
+fn addressed(
+    state: &AppState,
+    by: &latchkey_host::Principal,
+    action: latchkey_host::Action,
+    key: Result<Path<String>, PathRejection>,
+    scope: Result<Query<ScopeQuery>, QueryRejection>,
+) -> Result<(CredentialKey, Scope), ApiError> {
+    state.latchkey.authorize(by, action)?;
+    Ok((key_of(key)?, scope_of(scope)?))
+}
+
 /// The value of a request: exactly one of `value` and `sealed_value`.
 fn value_of(state: &AppState, body: ValueBody) -> Result<SecretValue, ApiError> {
     match (body.value, body.sealed_value) {
@@ -107,11 +120,13 @@ pub async fn put(
     scope: Result<Query<ScopeQuery>, QueryRejection>,
     JsonBody(body): JsonBody<PutSecret>,
 ) -> Result<(StatusCode, Json<SecretView>), ApiError> {
-    // The role first: a member learns nothing from a refused write.
-    state
-        .latchkey
-        .authorize(&by, latchkey_host::Action::ManageSecrets)?;
-    let (key, scope) = (key_of(key)?, scope_of(scope)?);
+    let (key, scope) = addressed(
+        &state,
+        &by,
+        latchkey_host::Action::ManageSecrets,
+        key,
+        scope,
+    )?;
     let binding = binding_of(&body.binding)?;
     let value = value_of(&state, body.value)?;
     let spec = SecretSpec {
@@ -142,10 +157,13 @@ pub async fn rotate(
     scope: Result<Query<ScopeQuery>, QueryRejection>,
     JsonBody(body): JsonBody<RotateSecret>,
 ) -> Result<Json<SecretView>, ApiError> {
-    state
-        .latchkey
-        .authorize(&by, latchkey_host::Action::ManageSecrets)?;
-    let (key, scope) = (key_of(key)?, scope_of(scope)?);
+    let (key, scope) = addressed(
+        &state,
+        &by,
+        latchkey_host::Action::ManageSecrets,
+        key,
+        scope,
+    )?;
     let value = value_of(&state, body.value)?;
     let meta = state
         .latchkey
@@ -163,10 +181,13 @@ pub async fn delete(
     key: Result<Path<String>, PathRejection>,
     scope: Result<Query<ScopeQuery>, QueryRejection>,
 ) -> Result<Json<SecretView>, ApiError> {
-    state
-        .latchkey
-        .authorize(&by, latchkey_host::Action::ManageSecrets)?;
-    let (key, scope) = (key_of(key)?, scope_of(scope)?);
+    let (key, scope) = addressed(
+        &state,
+        &by,
+        latchkey_host::Action::ManageSecrets,
+        key,
+        scope,
+    )?;
     let meta = state.latchkey.delete_secret(&by, &scope, &key)?;
     Ok(Json(SecretView {
         meta,
@@ -181,10 +202,7 @@ pub async fn describe(
     key: Result<Path<String>, PathRejection>,
     scope: Result<Query<ScopeQuery>, QueryRejection>,
 ) -> Result<Json<SecretView>, ApiError> {
-    state
-        .latchkey
-        .authorize(&by, latchkey_host::Action::ReadMetadata)?;
-    let (key, scope) = (key_of(key)?, scope_of(scope)?);
+    let (key, scope) = addressed(&state, &by, latchkey_host::Action::ReadMetadata, key, scope)?;
     let meta = state
         .latchkey
         .describe_secret(&by, &scope, &key)?
