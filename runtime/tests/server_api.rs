@@ -588,3 +588,116 @@ fn bad_requests_get_a_precise_error_and_store_nothing() {
     let tokens: Value = s.get("/v1/tokens", &admin).json().unwrap();
     assert_eq!(tokens.as_array().unwrap().len(), 1);
 }
+
+#[test]
+fn a_kill_9_loses_no_acknowledged_write() {
+    let (cli, admin) = store_with_admin();
+    let up = Upstream::start_blocking().unwrap();
+    for round in 0..3 {
+        let mut s = Server::start(&cli, &[]);
+        let mut acked = Vec::new();
+        for i in 0..20 {
+            let key = format!("K{round}_{i}");
+            let r = put_secret(&s, &admin, &key, PLAIN, &up);
+            assert!(r.status().is_success());
+            acked.push(key);
+        }
+        // A rotation acknowledged, then the process killed at once.
+        let r = s.json(
+            "POST",
+            &format!("/v1/secrets/K{round}_19/rotate?scope=workspace:default"),
+            &admin,
+            json!({"value": ROTATED}),
+        );
+        assert_eq!(r.status(), StatusCode::OK);
+        s.child.kill().unwrap();
+        s.child.wait().unwrap();
+        let s = Server::start(&cli, &[]);
+        for key in &acked {
+            let d = s.get(&format!("/v1/secrets/{key}"), &admin);
+            assert_eq!(
+                d.status(),
+                StatusCode::OK,
+                "{key} was acknowledged, then lost"
+            );
+        }
+        let d: Value = s
+            .get(&format!("/v1/secrets/K{round}_19"), &admin)
+            .json()
+            .unwrap();
+        assert_eq!(d["version"], 2, "an acknowledged rotation was lost: {d}");
+    }
+}
+
+/// Open files and resident memory of a process.
+fn fds_and_rss(pid: u32) -> (usize, u64) {
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let rss_kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    (fds, rss_kib)
+}
+
+#[test]
+fn two_thousand_runs_from_fifty_clients_end_without_errors_or_leaks() {
+    let (cli, admin) = store_with_admin();
+    let up = Upstream::start_blocking().unwrap();
+    let s = Arc::new(Server::start(&cli, &["--requests-per-second", "100000"]));
+    assert_eq!(register_probe(&s, &admin), StatusCode::CREATED);
+    assert_eq!(
+        put_secret(&s, &admin, "TOKEN", PLAIN, &up).status(),
+        StatusCode::CREATED
+    );
+    let input = json!({"action": "fetch", "url": up.url("/echo"), "key": "TOKEN"});
+    let wave = |runs_per_client: usize| -> usize {
+        let clients: Vec<_> = (0..50)
+            .map(|_| {
+                let (s, admin, input) = (s.clone(), admin.clone(), input.clone());
+                std::thread::spawn(move || {
+                    // Each client its own connection pool, as separate callers would be.
+                    let http = Client::new();
+                    let mut errors = 0;
+                    for _ in 0..runs_per_client {
+                        let r = http
+                            .post(format!("{}/v1/runs", s.url))
+                            .bearer_auth(&admin)
+                            .json(&json!({"component": "probe", "input": input, "wait": true}))
+                            .send();
+                        let ok = r
+                            .ok()
+                            .and_then(|r| r.json::<Value>().ok())
+                            .is_some_and(|v| v["status"] == "succeeded");
+                        errors += usize::from(!ok);
+                    }
+                    errors
+                })
+            })
+            .collect();
+        clients.into_iter().map(|c| c.join().unwrap()).sum()
+    };
+    // A warm-up wave first: pools, caches and allocator arenas reach their working size.
+    assert_eq!(wave(4), 0);
+    let before = fds_and_rss(s.child.id());
+    assert_eq!(wave(40), 0, "2,000 runs had errors");
+    // Connections of finished clients close asynchronously.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let after = fds_and_rss(s.child.id());
+    eprintln!(
+        "2000 runs from 50 clients: fds {} -> {}, VmRSS {} -> {} KiB",
+        before.0, after.0, before.1, after.1
+    );
+    assert!(
+        after.0 <= before.0 + 10,
+        "open files grew: {before:?} -> {after:?}"
+    );
+    assert!(
+        after.1 <= before.1 + 64 * 1024,
+        "resident memory grew by more than 64 MiB: {before:?} -> {after:?}"
+    );
+    assert_eq!(up.request_count(), 2200);
+}
