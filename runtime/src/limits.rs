@@ -7,7 +7,7 @@ use latchkey_host::sandbox::Limits;
 use std::time::Duration;
 
 /// Limits on one run of a step. Defaults are `Limits::default()` in the library.
-#[derive(Args, Debug, Clone)]
+#[derive(Args, Debug, Clone, PartialEq)]
 pub struct LimitArgs {
     /// Guest memory: all linear memories and tables of the step's instance together, in MiB.
     #[arg(long, default_value_t = 64, value_name = "MIB")]
@@ -116,4 +116,16 @@ pub fn limits(l: &LimitArgs) -> Result<Limits> {
         max_secret_parts: usize_flag("--max-secret-parts", l.max_secret_parts, 1 << 10)?,
         ..Limits::default()
     })
+}
+
+impl Default for LimitArgs {
+    /// The flags' defaults, as clap would fill them in.
+    fn default() -> Self {
+        #[derive(clap::Parser)]
+        struct Just {
+            #[command(flatten)]
+            limits: LimitArgs,
+        }
+        <Just as clap::Parser>::parse_from(["latchkey"]).limits
+    }
 }

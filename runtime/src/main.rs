@@ -7,6 +7,7 @@ mod commands;
 mod common;
 mod limits;
 mod master_key;
+mod remote;
 mod report;
 
 use clap::{Parser, Subcommand};
@@ -15,6 +16,7 @@ use commands::check::CheckCommand;
 use commands::compile::CompileCommand;
 use commands::init::InitCommand;
 use commands::member::MemberCommand;
+use commands::register::{ComponentCommand, WorkflowCommand};
 use commands::run::RunCommand;
 use commands::secret::SecretCommand;
 use commands::serve::ServeCommand;
@@ -33,6 +35,8 @@ use std::process::ExitCode;
 struct Cli {
     #[command(flatten)]
     store: StoreArgs,
+    #[command(flatten)]
+    remote: remote::RemoteArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -71,6 +75,12 @@ enum Command {
     /// API tokens for `latchkey serve`: create (shown once), list, revoke.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Components registered on a server (with --server).
+    #[command(subcommand)]
+    Component(ComponentCommand),
+    /// Workflows registered on a server (with --server).
+    #[command(subcommand)]
+    Workflow(WorkflowCommand),
 }
 
 fn main() -> ExitCode {
@@ -83,24 +93,43 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let store = &cli.store;
-    let done = |r: anyhow::Result<()>| r.map(|()| ExitCode::SUCCESS);
-    let result = match cli.command {
-        Command::Init(cmd) => done(cmd.execute(store)),
-        Command::Secret(cmd) => done(cmd.execute(store)),
-        Command::Run(cmd) => cmd.execute(store),
-        Command::Check(cmd) => cmd.execute(store),
-        Command::Compile(cmd) => done(cmd.execute(store)),
-        Command::Audit(cmd) => cmd.execute(store),
-        Command::Store(cmd) => cmd.execute(store),
-        Command::Member(cmd) => done(cmd.execute(store)),
-        Command::Serve(cmd) => done(cmd.execute(store)),
-        Command::Token(cmd) => done(cmd.execute(store)),
-    };
+    let result = cli
+        .remote
+        .remote()
+        .and_then(|server| dispatch(cli.command, store, server.as_ref()));
     match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {}", report::anyhow_chain(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+fn dispatch(
+    command: Command,
+    store: &StoreArgs,
+    server: Option<&remote::Remote>,
+) -> anyhow::Result<ExitCode> {
+    let done = |r: anyhow::Result<()>| r.map(|()| ExitCode::SUCCESS);
+    let local_only = |what: &str| -> anyhow::Result<()> {
+        if server.is_some() {
+            anyhow::bail!("`latchkey {what}` works on the local store; it does not take --server");
+        }
+        Ok(())
+    };
+    match command {
+        Command::Init(cmd) => local_only("init").and_then(|()| done(cmd.execute(store))),
+        Command::Secret(cmd) => done(cmd.execute(store, server)),
+        Command::Run(cmd) => cmd.execute(store, server),
+        Command::Check(cmd) => cmd.execute(store, server),
+        Command::Compile(cmd) => local_only("compile").and_then(|()| done(cmd.execute(store))),
+        Command::Audit(cmd) => cmd.execute(store, server),
+        Command::Store(cmd) => local_only("store").and_then(|()| cmd.execute(store)),
+        Command::Member(cmd) => done(cmd.execute(store, server)),
+        Command::Serve(cmd) => local_only("serve").and_then(|()| done(cmd.execute(store))),
+        Command::Token(cmd) => done(cmd.execute(store, server)),
+        Command::Component(cmd) => done(cmd.execute(server)),
+        Command::Workflow(cmd) => done(cmd.execute(server)),
     }
 }

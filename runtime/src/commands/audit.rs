@@ -1,6 +1,7 @@
 //! `latchkey audit` and `latchkey audit verify`.
 
 use crate::common::{StoreArgs, operator, os_user};
+use crate::remote::{Remote, encode};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use latchkey_host::audit::{AuditRecord, Head};
@@ -35,11 +36,46 @@ pub enum AuditSubcommand {
 }
 
 impl AuditCommand {
-    pub fn execute(self, store: &StoreArgs) -> Result<ExitCode> {
+    pub fn execute(self, store: &StoreArgs, server: Option<&Remote>) -> Result<ExitCode> {
+        if let Some(r) = server {
+            if self.command.is_some() {
+                anyhow::bail!("`audit verify` needs the store itself; run it on the server's host");
+            }
+            return self.list_remote(r).map(|()| ExitCode::SUCCESS);
+        }
         match &self.command {
             Some(AuditSubcommand::Verify { expect_head }) => verify(store, expect_head.as_deref()),
             None => self.list(store).map(|()| ExitCode::SUCCESS),
         }
+    }
+
+    fn list_remote(&self, r: &Remote) -> Result<()> {
+        let mut query = Vec::new();
+        if let Some(run) = &self.run {
+            query.push(format!("run={}", encode(run)));
+        }
+        if let Some(key) = &self.key {
+            query.push(format!("key={}", encode(key)));
+        }
+        let page: latchkey_server::api::AuditRecords = r.get(
+            "reading the audit trail",
+            &format!("/v1/audit?{}", query.join("&")),
+        )?;
+        self.print(&page.records, page.unreadable)
+    }
+
+    fn print(&self, records: &[AuditRecord], unreadable: usize) -> Result<()> {
+        for r in records {
+            if self.json {
+                println!("{}", serde_json::to_string(r)?);
+            } else {
+                println!("{}", line(r));
+            }
+        }
+        if unreadable > 0 {
+            eprintln!("warning: {unreadable} audit record(s) could not be read");
+        }
+        Ok(())
     }
 
     fn list(&self, store: &StoreArgs) -> Result<()> {
@@ -50,20 +86,7 @@ impl AuditCommand {
             ..AuditQuery::default()
         };
         let page = latchkey.audit(&operator(&os_user())?, &query)?;
-        for r in &page.records {
-            if self.json {
-                println!("{}", serde_json::to_string(r)?);
-            } else {
-                println!("{}", line(r));
-            }
-        }
-        if page.unreadable > 0 {
-            eprintln!(
-                "warning: {} audit record(s) could not be read",
-                page.unreadable
-            );
-        }
-        Ok(())
+        self.print(&page.records, page.unreadable)
     }
 }
 /// One record as a line of text (never a value: records hold none).

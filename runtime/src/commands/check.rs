@@ -1,6 +1,7 @@
 //! `latchkey check workflow.toml`: what a run would load and resolve, printed per step.
 
 use crate::common::{CacheArgs, StoreArgs, invoking_user, operator, os_user, runtime_config};
+use crate::remote::{Remote, encode};
 use anyhow::Result;
 use clap::Args;
 use latchkey_host::Options;
@@ -19,7 +20,10 @@ pub struct CheckCommand {
 }
 
 impl CheckCommand {
-    pub fn execute(self, store: &StoreArgs) -> Result<ExitCode> {
+    pub fn execute(self, store: &StoreArgs, server: Option<&Remote>) -> Result<ExitCode> {
+        if let Some(r) = server {
+            return self.check_remote(r);
+        }
         let wf = Workflow::load(&self.manifest)?;
         let user = invoking_user(self.user.as_ref())?;
         let latchkey = store.open(Options {
@@ -94,5 +98,58 @@ fn print_key(k: &KeyCheck) {
             k.key, r.tier, r.meta.scope, r.meta.integration, r.meta.version
         ),
         Err(e) => println!("  {}: MISSING: {e}", k.key),
+    }
+}
+
+impl CheckCommand {
+    /// The registered workflow of the manifest's name, checked on the server for the token's
+    /// principal.
+    fn check_remote(self, r: &Remote) -> Result<ExitCode> {
+        if self.user.is_some() {
+            anyhow::bail!(
+                "--user does not apply with --server: the check is for the token's principal"
+            );
+        }
+        let wf = Workflow::load(&self.manifest)?;
+        let report: latchkey_server::api::CheckView = r.call(
+            &format!("checking workflow {}", wf.name),
+            reqwest::Method::POST,
+            &format!("/v1/workflows/{}/check", encode(&wf.name)),
+            None::<&()>,
+        )?;
+        println!("workflow {} on the server, user {}", wf.name, report.user);
+        let total = report.steps.len();
+        for (i, s) in report.steps.iter().enumerate() {
+            println!("step {}/{total} {}", i + 1, s.name);
+            if s.component == "ok" {
+                println!("  component: ok");
+            } else {
+                println!("  component: ERROR: {}", s.component);
+            }
+            match &s.keys {
+                None => println!(
+                    "  keys: not declared (no allowlist), nothing to check; add `allow` to declare them"
+                ),
+                Some(keys) if keys.is_empty() => println!("  keys: none"),
+                Some(keys) => {
+                    for k in keys {
+                        match &k.resolution {
+                            Ok(at) => println!("  {}: ok, {at}", k.key),
+                            Err(e) => println!("  {}: MISSING: {e}", k.key),
+                        }
+                    }
+                }
+            }
+        }
+        if report.problems > 0 {
+            eprintln!(
+                "error: {} problem(s) in {}; the workflow would fail",
+                report.problems,
+                self.manifest.display()
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+        println!("ok: every component loads and every declared key resolves");
+        Ok(ExitCode::SUCCESS)
     }
 }

@@ -1,6 +1,7 @@
 //! `latchkey member …`: workspace members.
 
 use crate::common::{ActorArgs, StoreArgs};
+use crate::remote::{Remote, encode};
 use anyhow::{Context, Result};
 use clap::Subcommand;
 use latchkey_host::Options;
@@ -18,8 +19,25 @@ pub enum MemberCommand {
 }
 
 impl MemberCommand {
-    pub fn execute(self, args: &StoreArgs) -> Result<()> {
+    pub fn execute(self, args: &StoreArgs, server: Option<&Remote>) -> Result<()> {
         match self {
+            MemberCommand::Remove { user, .. } if server.is_some() => {
+                let r = server.context("--server")?;
+                let removed: latchkey_server::api::MemberRemoved = r.call(
+                    &format!("removing member {user}"),
+                    reqwest::Method::DELETE,
+                    &format!("/v1/members/{}", encode(&user)),
+                    None::<&()>,
+                )?;
+                println!(
+                    "removed member {user}: revoked their tokens, deleted {} secret(s)",
+                    removed.deleted.len()
+                );
+                for m in removed.deleted {
+                    println!("  {} {}", m.scope, m.key);
+                }
+                Ok(())
+            }
             MemberCommand::Remove { user, actor } => {
                 let by = actor.principal()?;
                 let latchkey = args.open(Options::default())?;

@@ -7,6 +7,7 @@ pub mod check;
 pub mod compile;
 pub mod init;
 pub mod member;
+pub mod register;
 pub mod run;
 pub mod secret;
 pub mod serve;

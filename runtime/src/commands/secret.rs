@@ -1,12 +1,14 @@
 //! `latchkey secret …`: write-only secret management.
 
 use crate::common::{ActorArgs, StoreArgs};
+use crate::remote::{Remote, encode};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use latchkey_host::Options;
 use latchkey_host::policy::{BindingSpec, HostPattern, InjectLocation};
 use latchkey_host::secret::{CredentialKey, MAX_VALUE_BYTES, SecretValue};
 use latchkey_host::store::{Scope, SecretMeta, SecretSpec};
+use latchkey_server::api;
 use std::io::{IsTerminal, Read};
 use zeroize::Zeroizing;
 
@@ -79,6 +81,10 @@ pub struct SetArgs {
     /// placeholder). Recorded in the secret's metadata and shown by `secret list`.
     #[arg(long)]
     pub allow_weak_value: bool,
+    /// With --server: send the value as it is instead of sealed to the server's key (only
+    /// over https or to a loopback address).
+    #[arg(long)]
+    pub no_seal: bool,
 }
 
 #[derive(Args, Debug)]
@@ -104,7 +110,10 @@ pub struct ListArgs {
 }
 
 impl SecretCommand {
-    pub fn execute(self, store: &StoreArgs) -> Result<()> {
+    pub fn execute(self, store: &StoreArgs, remote: Option<&Remote>) -> Result<()> {
+        if let Some(r) = remote {
+            return self.execute_remote(r);
+        }
         match self {
             SecretCommand::Set(args) => set(store, args),
             SecretCommand::Rotate(args) => rotate(store, args),
@@ -232,12 +241,25 @@ fn list(store: &StoreArgs, args: ListArgs) -> Result<()> {
     let scope = args.scope.as_deref().map(parse_scope).transpose()?;
     let by = args.actor.principal()?;
     let latchkey = store.open(Options::default())?;
-    let entries = latchkey.list_secrets(&by, scope.as_ref())?;
-    if args.json {
+    let entries = latchkey
+        .list_secrets(&by, scope.as_ref())?
+        .into_iter()
+        .map(|e| e.map_err(|err| err.to_string()))
+        .collect();
+    print_list(entries, scope.as_ref(), args.json)
+}
+
+/// Prints `secret list`: JSON lines, or a table; a damaged record is reported in place.
+fn print_list(
+    entries: Vec<Result<SecretMeta, String>>,
+    scope: Option<&Scope>,
+    json: bool,
+) -> Result<()> {
+    if json {
         for e in &entries {
             match e {
                 Ok(m) => println!("{}", serde_json::to_string(m)?),
-                Err(err) => println!("{}", serde_json::json!({ "error": err.to_string() })),
+                Err(err) => println!("{}", serde_json::json!({ "error": err })),
             }
         }
         return Ok(());
@@ -300,4 +322,124 @@ fn row(m: &SecretMeta) -> String {
         locations.join(","),
         hosts.join(",")
     )
+}
+
+impl SecretCommand {
+    /// The same commands against a server: the principal is the token's.
+    fn execute_remote(self, r: &Remote) -> Result<()> {
+        match self {
+            SecretCommand::Set(args) => {
+                let (key, scope) = remote_target(&args.key)?;
+                let body = api::PutSecret {
+                    value: remote_value(r, &key, args.no_seal)?,
+                    binding: api::BindingBody {
+                        hosts: args.allow_host,
+                        inject: args.inject,
+                        allow_http: args.allow_http,
+                        methods: args.methods,
+                        path_prefixes: args.path_prefixes,
+                        allow_internal: args.allow_internal,
+                    },
+                    integration: args.integration,
+                    allow_weak_value: args.allow_weak_value,
+                };
+                let v: api::SecretView = r.call(
+                    &format!("storing {key} in {scope}"),
+                    reqwest::Method::PUT,
+                    &format!("/v1/secrets/{key}?scope={}", encode(&scope.to_string())),
+                    Some(&body),
+                )?;
+                println!(
+                    "stored {} in {} (version {})",
+                    v.meta.key, v.meta.scope, v.meta.version
+                );
+            }
+            SecretCommand::Rotate(args) => {
+                let (key, scope) = remote_target(&args.key)?;
+                let body = api::RotateSecret {
+                    value: remote_value(r, &key, false)?,
+                    allow_weak_value: args.allow_weak_value,
+                };
+                let v: api::SecretView = r.call(
+                    &format!("rotating {key} in {scope}"),
+                    reqwest::Method::POST,
+                    &format!(
+                        "/v1/secrets/{key}/rotate?scope={}",
+                        encode(&scope.to_string())
+                    ),
+                    Some(&body),
+                )?;
+                println!(
+                    "rotated {} in {} (now version {})",
+                    v.meta.key, v.meta.scope, v.meta.version
+                );
+            }
+            SecretCommand::Rm(args) => {
+                let (key, scope) = remote_target(&args)?;
+                let v: api::SecretView = r.call(
+                    &format!("deleting {key} from {scope}"),
+                    reqwest::Method::DELETE,
+                    &format!("/v1/secrets/{key}?scope={}", encode(&scope.to_string())),
+                    None::<&()>,
+                )?;
+                println!("deleted {} from {}", v.meta.key, v.meta.scope);
+            }
+            SecretCommand::List(args) => {
+                refuse_actor(&args.actor)?;
+                let scope = args.scope.as_deref().map(parse_scope).transpose()?;
+                let path = match &scope {
+                    Some(s) => format!("/v1/secrets?scope={}", encode(&s.to_string())),
+                    None => "/v1/secrets".to_owned(),
+                };
+                let entries: Vec<api::ListedSecret> = r.get("listing secrets", &path)?;
+                let entries = entries
+                    .into_iter()
+                    .map(|e| match e {
+                        api::ListedSecret::Ok(m) => Ok(*m),
+                        api::ListedSecret::Damaged { error } => Err(error),
+                    })
+                    .collect();
+                print_list(entries, scope.as_ref(), args.json)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `--as` names the actor locally; against a server the token does.
+fn refuse_actor(actor: &ActorArgs) -> Result<()> {
+    if actor.actor.is_some() && std::env::var_os("LATCHKEY_ACTOR").is_none() {
+        bail!("--as does not apply with --server: the acting principal is the token's");
+    }
+    Ok(())
+}
+
+fn remote_target(args: &KeyArgs) -> Result<(CredentialKey, Scope)> {
+    refuse_actor(&args.actor)?;
+    Ok((
+        CredentialKey::new(&args.key)?,
+        parse_scope(&args.scope.scope)?,
+    ))
+}
+
+/// The value read as locally, sealed to the server's key unless `--no-seal` (private
+/// transports only).
+fn remote_value(r: &Remote, key: &CredentialKey, no_seal: bool) -> Result<api::ValueBody> {
+    if no_seal && !r.is_private() {
+        bail!("--no-seal needs an https:// server or a loopback address");
+    }
+    let value = read_value(key)?;
+    if no_seal {
+        let text = std::str::from_utf8(value.expose()).context(
+            "--no-seal sends the value as JSON text, which must be UTF-8; leave the value sealed",
+        )?;
+        return Ok(api::ValueBody {
+            value: Some(text.to_owned()),
+            sealed_value: None,
+        });
+    }
+    Ok(api::ValueBody {
+        value: None,
+        sealed_value: Some(r.seal(&value)?),
+    })
 }

@@ -2,8 +2,10 @@
 //! create the first admin token before the server starts).
 
 use crate::common::{ActorArgs, StoreArgs};
+use crate::remote::{Remote, encode};
 use anyhow::Result;
 use clap::Subcommand;
+use latchkey_host::tokens::TokenMeta;
 use latchkey_host::{Options, Role};
 
 #[derive(Subcommand, Debug)]
@@ -39,7 +41,10 @@ fn parse_role(s: &str) -> Result<Role, String> {
 }
 
 impl TokenCommand {
-    pub fn execute(self, store: &StoreArgs) -> Result<()> {
+    pub fn execute(self, store: &StoreArgs, server: Option<&Remote>) -> Result<()> {
+        if let Some(r) = server {
+            return self.execute_remote(r);
+        }
         let latchkey = store.open(Options::default())?;
         match self {
             TokenCommand::Create { name, role, actor } => {
@@ -51,20 +56,7 @@ impl TokenCommand {
                 println!("{}", token.expose());
             }
             TokenCommand::List { actor } => {
-                for t in latchkey.list_tokens(&actor.principal()?)? {
-                    let when = humantime::format_rfc3339_seconds(
-                        std::time::UNIX_EPOCH + std::time::Duration::from_millis(t.created_at_ms),
-                    );
-                    let revoked = if t.revoked_at_ms.is_some() {
-                        " REVOKED"
-                    } else {
-                        ""
-                    };
-                    println!(
-                        "{} {:<24} {:<7} {when} by {}{revoked}",
-                        t.id, t.name, t.role, t.created_by
-                    );
-                }
+                print_tokens(&latchkey.list_tokens(&actor.principal()?)?);
             }
             TokenCommand::Revoke { id, actor } => {
                 let t = latchkey.revoke_token(&actor.principal()?, &id)?;
@@ -72,5 +64,56 @@ impl TokenCommand {
             }
         }
         Ok(())
+    }
+}
+
+impl TokenCommand {
+    fn execute_remote(self, r: &Remote) -> Result<()> {
+        match self {
+            TokenCommand::Create { name, role, .. } => {
+                let created: latchkey_server::api::CreatedToken = r.call(
+                    "creating a token",
+                    reqwest::Method::POST,
+                    "/v1/tokens",
+                    Some(&latchkey_server::api::CreateToken { name, role }),
+                )?;
+                let m = created.meta;
+                eprintln!(
+                    "created token {} for {} ({}); it is shown once, keep it secret:",
+                    m.id, m.name, m.role
+                );
+                println!("{}", created.token);
+            }
+            TokenCommand::List { .. } => {
+                print_tokens(&r.get::<Vec<TokenMeta>>("listing tokens", "/v1/tokens")?)
+            }
+            TokenCommand::Revoke { id, .. } => {
+                let t: TokenMeta = r.call(
+                    &format!("revoking token {id}"),
+                    reqwest::Method::DELETE,
+                    &format!("/v1/tokens/{}", encode(&id)),
+                    None::<&()>,
+                )?;
+                println!("revoked token {} of {} ({})", t.id, t.name, t.role);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn print_tokens(tokens: &[TokenMeta]) {
+    for t in tokens {
+        let when = humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(t.created_at_ms),
+        );
+        let revoked = if t.revoked_at_ms.is_some() {
+            " REVOKED"
+        } else {
+            ""
+        };
+        println!(
+            "{} {:<24} {:<7} {when} by {}{revoked}",
+            t.id, t.name, t.role, t.created_by
+        );
     }
 }

@@ -3,6 +3,8 @@
 //! output captured as text. Every test file of this crate uses it (`mod harness;`).
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod server;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -1,5 +1,6 @@
 //! `latchkey run`: run a step (or, for a `.toml`, a workflow) and print its output.
 
+mod remote;
 mod workflow;
 
 use crate::common::{
@@ -61,7 +62,14 @@ pub struct RunCommand {
 }
 
 impl RunCommand {
-    pub fn execute(self, store: &StoreArgs) -> Result<ExitCode> {
+    pub fn execute(
+        self,
+        store: &StoreArgs,
+        server: Option<&crate::remote::Remote>,
+    ) -> Result<ExitCode> {
+        if let Some(r) = server {
+            return self.run_remote(r);
+        }
         if is_manifest(&self.step) {
             self.refuse_single_step_flags()?;
             let wf = latchkey_host::workflow::Workflow::load(&self.step)?;
@@ -70,6 +78,36 @@ impl RunCommand {
             return workflow::run(&latchkey, &wf, &user, &input);
         }
         self.run_step(store)
+    }
+
+    /// The run on a server: limits, grants and the cache are the server's; the single-step
+    /// flags travel with the request.
+    fn run_remote(self, r: &crate::remote::Remote) -> Result<ExitCode> {
+        if self.network.allow_private_network
+            || !self.network.allow_internal.is_empty()
+            || self.cache.no_cache
+            || self.cache.cache_dir.is_some()
+            || self.limits != LimitArgs::default()
+        {
+            bail!(
+                "limits, network grants and the cache are set by the server (`latchkey serve` flags), not by --server clients"
+            );
+        }
+        if self.user.is_some() {
+            bail!("--user does not apply with --server: runs resolve as the token's principal");
+        }
+        let mut start = remote::start_for(&self.step)?;
+        if start.workflow.is_some() {
+            self.refuse_single_step_flags()?;
+        } else {
+            start.workspace = self.workspace.clone();
+            start.workflow_name = self.workflow.clone();
+            start.builder = self.builder.clone();
+            start.integrations = self.integrations.clone();
+            start.allow_keys = self.allow_keys.clone();
+        }
+        start.input = serde_json::from_str(&self.read_input()?)?;
+        remote::run(r, start, self.report)
     }
 
     /// Flags a manifest declares itself are refused with one, rather than ignored.

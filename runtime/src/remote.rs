@@ -1,0 +1,161 @@
+//! The CLI as a client of `latchkey serve`: `--server URL` (or `LATCHKEY_SERVER`) and a
+//! token from `LATCHKEY_TOKEN` or `--token-file` (never argv). The acting principal is the
+//! token's; values are sealed to the server's key before they leave.
+
+use anyhow::{Context, Result, bail};
+use base64::Engine as _;
+use clap::Args;
+use latchkey_host::secret::SecretValue;
+use latchkey_server::api::{ErrorBody, PublicKey};
+use reqwest::blocking::{Client, RequestBuilder};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::path::PathBuf;
+use zeroize::Zeroizing;
+
+/// Where the server is and how to prove who we are.
+#[derive(Args, Debug, Clone, Default)]
+pub struct RemoteArgs {
+    /// Talk to a `latchkey serve` at URL instead of opening the local store (secret,
+    /// run, check, audit, member, token, component, workflow). The token comes from
+    /// LATCHKEY_TOKEN or --token-file; the acting principal is the token's.
+    #[arg(long, global = true, env = "LATCHKEY_SERVER", value_name = "URL")]
+    pub server: Option<String>,
+    /// File holding the bearer token for --server (instead of LATCHKEY_TOKEN).
+    #[arg(long, global = true, env = "LATCHKEY_TOKEN_FILE", value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
+/// A connection to a server.
+pub struct Remote {
+    base: String,
+    token: Zeroizing<String>,
+    http: Client,
+}
+
+impl RemoteArgs {
+    /// The server to talk to, if `--server` is given.
+    pub fn remote(&self) -> Result<Option<Remote>> {
+        let Some(url) = &self.server else {
+            return Ok(None);
+        };
+        let base = url.trim_end_matches('/').to_owned();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            bail!("--server must be an http:// or https:// URL (got {url:?})");
+        }
+        let token = match &self.token_file {
+            Some(f) => Zeroizing::new(
+                std::fs::read_to_string(f)
+                    .with_context(|| format!("reading the token file {}", f.display()))?
+                    .trim()
+                    .to_owned(),
+            ),
+            None => Zeroizing::new(
+                std::env::var("LATCHKEY_TOKEN")
+                    .context("--server needs a token: set LATCHKEY_TOKEN or give --token-file")?
+                    .trim()
+                    .to_owned(),
+            ),
+        };
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = Client::builder()
+            .timeout(std::time::Duration::from_secs(300))
+            .build()
+            .context("building the HTTP client")?;
+        Ok(Some(Remote { base, token, http }))
+    }
+}
+
+/// `s` for a URL path segment or query value.
+pub fn encode(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+impl Remote {
+    /// Whether values may go unsealed: only over TLS or to this machine.
+    pub fn is_private(&self) -> bool {
+        self.base.starts_with("https://")
+            || ["http://127.", "http://localhost", "http://[::1]"]
+                .iter()
+                .any(|p| self.base.starts_with(p))
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(self.token.as_str())
+    }
+
+    /// Sends and decodes the answer; an error answer becomes an error naming the status and
+    /// the server's message.
+    fn send<T: DeserializeOwned>(&self, what: &str, rb: RequestBuilder) -> Result<T> {
+        let r = rb
+            .send()
+            .with_context(|| format!("{what}: cannot reach {}", self.base))?;
+        let status = r.status();
+        if !status.is_success() {
+            let message = r
+                .json::<ErrorBody>()
+                .map(|e| e.message)
+                .unwrap_or_else(|_| "(no message)".to_owned());
+            bail!("{what}: the server answered {status}: {message}");
+        }
+        r.json()
+            .with_context(|| format!("{what}: reading the answer"))
+    }
+
+    /// `GET path`.
+    pub fn get<T: DeserializeOwned>(&self, what: &str, path: &str) -> Result<T> {
+        self.send(what, self.request(reqwest::Method::GET, path))
+    }
+
+    /// `METHOD path` with a JSON body (or none).
+    pub fn call<T: DeserializeOwned>(
+        &self,
+        what: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+    ) -> Result<T> {
+        let rb = self.request(method, path);
+        let rb = match body {
+            Some(b) => rb.json(b),
+            None => rb,
+        };
+        self.send(what, rb)
+    }
+
+    /// `METHOD path` with raw bytes of `content_type`.
+    pub fn upload<T: DeserializeOwned>(
+        &self,
+        what: &str,
+        method: reqwest::Method,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<T> {
+        let rb = self
+            .request(method, path)
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(body);
+        self.send(what, rb)
+    }
+
+    /// `value` sealed to the server's public key, base64.
+    pub fn seal(&self, value: &SecretValue) -> Result<String> {
+        let pk: PublicKey = self.get("fetching the server's public key", "/v1/public-key")?;
+        if pk.algorithm != "x25519-sealed-box" {
+            bail!(
+                "the server seals with {}, which this client does not know",
+                pk.algorithm
+            );
+        }
+        let key: [u8; 32] = base64::engine::general_purpose::STANDARD
+            .decode(&pk.public_key)
+            .ok()
+            .and_then(|k| k.try_into().ok())
+            .context("the server's public key is not 32 bytes of base64")?;
+        let sealed = latchkey_host::transit::seal(&key, value)?;
+        Ok(base64::engine::general_purpose::STANDARD.encode(sealed))
+    }
+}

@@ -1,0 +1,186 @@
+//! The `latchkey` command against a real `latchkey serve` (`--server`): the same commands as
+//! on a local store, values sealed to the server's key, the principal the token's.
+#![allow(clippy::unwrap_used)]
+
+mod harness;
+
+use harness::server::{Server, store_with_admin};
+use harness::{Cli, text};
+use std::process::Output;
+
+const VALUE: &str = "tok-remote-cli-4b8e2d6a0c9f1735";
+const ROTATED: &str = "tok-remote-cli-rot-9d3f7b1e5a2c8046";
+
+/// `latchkey ARGS --server URL` with `token` in LATCHKEY_TOKEN.
+fn remote(cli: &Cli, s: &Server, token: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut c = cli.command(args);
+    c.env("LATCHKEY_SERVER", &s.url)
+        .env("LATCHKEY_TOKEN", token);
+    cli.output(c, stdin)
+}
+
+#[test]
+fn secrets_runs_and_audit_work_the_same_through_a_server() {
+    let (cli, admin) = store_with_admin();
+    cli.never_prints(VALUE);
+    cli.never_prints(ROTATED);
+    let up = latchkey_tests::upstream::Upstream::start_blocking().unwrap();
+    let s = Server::start(&cli, &[]);
+    let host = format!("127.0.0.1:{}", up.port());
+    let ok = |token: &str, args: &[&str], stdin: Option<&[u8]>| {
+        let out = remote(&cli, &s, token, args, stdin);
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+        text(&out)
+    };
+
+    let set = [
+        "secret",
+        "set",
+        "API",
+        "--allow-host",
+        &host,
+        "--inject",
+        "header:authorization",
+        "--allow-http",
+    ];
+    assert!(
+        ok(&admin, &set, Some(VALUE.as_bytes()))
+            .contains("stored API in workspace:default (version 1)")
+    );
+    let list = ok(&admin, &["secret", "list"], None);
+    assert!(list.contains("API") && list.contains("by root"), "{list}");
+    let probe = latchkey_tests::guest("probe").display().to_string();
+    let added = ok(
+        &admin,
+        &["component", "add", &probe, "--name", "probe"],
+        None,
+    );
+    assert!(added.contains("as probe"), "{added}");
+
+    // A run by name injects the key; the upstream got it, the output did not.
+    let input = format!(
+        r#"{{"action":"fetch","url":"{}","key":"API"}}"#,
+        up.url("/echo")
+    );
+    let out = ok(
+        &admin,
+        &["run", "probe", "--input", &input, "--report"],
+        None,
+    );
+    assert!(out.contains("credential API from tier workspace"), "{out}");
+    let seen = up.requests()[0]
+        .headers
+        .iter()
+        .find(|(n, _)| n == "authorization")
+        .unwrap()
+        .1
+        .clone();
+    assert_eq!(seen, format!("Bearer {VALUE}"));
+    // By file: the component's digest names it.
+    let out = ok(
+        &admin,
+        &["run", &probe, "--input", r#"{"action":"echo","n":7}"#],
+        None,
+    );
+    assert!(out.contains(r#""n":7"#), "{out}");
+
+    // Rotation through the server reaches the next run.
+    ok(
+        &admin,
+        &["secret", "rotate", "API"],
+        Some(ROTATED.as_bytes()),
+    );
+    ok(&admin, &["run", "probe", "--input", &input], None);
+    let seen = up.requests()[1]
+        .headers
+        .iter()
+        .find(|(n, _)| n == "authorization")
+        .unwrap()
+        .1
+        .clone();
+    assert_eq!(seen, format!("Bearer {ROTATED}"));
+
+    // A member may list but not change; the refusal names the role.
+    let member = ok(
+        &admin,
+        &["token", "create", "--name", "bob", "--role", "member"],
+        None,
+    );
+    let member = member
+        .lines()
+        .find(|l| l.starts_with("lk_"))
+        .unwrap()
+        .to_owned();
+    ok(&member, &["secret", "list"], None);
+    let out = remote(&cli, &s, &member, &["secret", "rm", "API"], None);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("403") && text(&out).contains("member role"),
+        "{}",
+        text(&out)
+    );
+    // A member's run resolves as bob (the user tiers are the token's).
+    let out = remote(
+        &cli,
+        &s,
+        &member,
+        &[
+            "run",
+            "probe",
+            "--input",
+            r#"{"action":"get","key":"NOPE"}"#,
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(3));
+    assert!(text(&out).contains("user:bob"), "{}", text(&out));
+
+    // The audit trail shows who did what, by the token's principal.
+    let audit = ok(&admin, &["audit", "--key", "API"], None);
+    assert!(audit.contains("SecretSet by=root"), "{audit}");
+    assert!(audit.contains("SecretRotate by=root"), "{audit}");
+
+    // Local-only commands and client-side limits are refused, precisely.
+    let out = remote(&cli, &s, &admin, &["init"], None);
+    assert!(
+        text(&out).contains("does not take --server"),
+        "{}",
+        text(&out)
+    );
+    let out = remote(
+        &cli,
+        &s,
+        &admin,
+        &["run", "probe", "--memory-mib", "8"],
+        None,
+    );
+    assert!(text(&out).contains("set by the server"), "{}", text(&out));
+    let out = remote(
+        &cli,
+        &s,
+        &admin,
+        &["secret", "rm", "API", "--as", "mallory"],
+        None,
+    );
+    assert!(text(&out).contains("--as does not apply"), "{}", text(&out));
+
+    assert!(!s.printed().contains(VALUE) && !s.printed().contains(ROTATED));
+    ok(&admin, &["secret", "rm", "API"], None);
+}
+
+#[test]
+fn a_bad_token_or_no_token_is_a_clear_error() {
+    let (cli, _admin) = store_with_admin();
+    let s = Server::start(&cli, &[]);
+    let out = remote(&cli, &s, "lk_nope", &["secret", "list"], None);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("401") && text(&out).contains("not valid"),
+        "{}",
+        text(&out)
+    );
+    let mut c = cli.command(&["secret", "list"]);
+    c.env("LATCHKEY_SERVER", &s.url);
+    let out = cli.output(c, None);
+    assert!(text(&out).contains("LATCHKEY_TOKEN"), "{}", text(&out));
+}
