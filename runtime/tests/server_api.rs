@@ -249,7 +249,13 @@ fn every_endpoint_answers_every_caller_as_its_role_allows() {
     assert!(wrong.is_empty(), "{}\n{table}", wrong.join("\n"));
 
     // Public endpoints need no token.
-    for path in ["/v1/public-key", "/healthz", "/readyz", "/metrics"] {
+    for path in [
+        "/v1/public-key",
+        "/v1/openapi.json",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ] {
         assert_eq!(
             s.req("GET", path, None).send().unwrap().status(),
             StatusCode::OK,

@@ -9,7 +9,7 @@ use latchkey_host::{LastUse, Role};
 use serde::{Deserialize, Serialize};
 
 /// Where a secret's value may be sent (the flags of `latchkey secret set`).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BindingBody {
     /// Host patterns: `api.example.com`, `*.example.com`, an IP literal, optional `:PORT`.
@@ -32,7 +32,7 @@ pub struct BindingBody {
 
 /// A value in a request: sealed to the server's public key (base64), or plain (only
 /// over TLS or loopback). Exactly one.
-#[derive(Default, Serialize, Deserialize)]
+#[derive(Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ValueBody {
     /// The value as UTF-8 text.
@@ -44,7 +44,7 @@ pub struct ValueBody {
 }
 
 /// `PUT /v1/secrets/{key}?scope=…`: create or replace value and binding.
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PutSecret {
     /// The value.
@@ -65,7 +65,7 @@ fn default_integration() -> String {
 }
 
 /// `POST /v1/secrets/{key}/rotate?scope=…`: a new value, same binding.
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RotateSecret {
     /// The new value.
@@ -77,21 +77,24 @@ pub struct RotateSecret {
 }
 
 /// A secret's metadata (never its value), with its last use.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SecretView {
     /// Scope, key, binding, version, authors.
     #[serde(flatten)]
+    #[schema(value_type = Object)]
     pub meta: SecretMeta,
     /// When it was last injected, and by which run.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub last_used: Option<LastUse>,
 }
 
 /// One entry of `GET /v1/secrets`: metadata, or why a record could not be read.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum ListedSecret {
     /// A readable record.
+    #[schema(value_type = Object)]
     Ok(Box<SecretMeta>),
     /// A damaged record.
     Damaged {
@@ -101,7 +104,7 @@ pub enum ListedSecret {
 }
 
 /// `GET /v1/public-key`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PublicKey {
     /// `x25519-sealed-box` (libsodium `crypto_box_seal`).
     pub algorithm: String,
@@ -110,53 +113,58 @@ pub struct PublicKey {
 }
 
 /// `POST /v1/tokens`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
     /// The principal's name (user-name rules).
     pub name: String,
     /// `admin`, `member` or `runner`.
+    #[schema(value_type = String)]
     pub role: Role,
 }
 
 /// The answer to `POST /v1/tokens`: the token, shown this once.
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CreatedToken {
     /// The bearer token.
     pub token: String,
     /// What is stored about it.
+    #[schema(value_type = Object)]
     pub meta: TokenMeta,
 }
 
 /// `GET /v1/whoami`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WhoAmI {
     /// The principal's name.
     pub name: String,
     /// Its role.
+    #[schema(value_type = String)]
     pub role: Role,
 }
 
 /// The answer to `DELETE /v1/members/{user}`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MemberRemoved {
     /// The member.
     pub user: String,
     /// The secrets deleted (every one they created).
+    #[schema(value_type = Vec<Object>)]
     pub deleted: Vec<SecretMeta>,
 }
 
 /// The answer to `GET /v1/audit`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditRecords {
     /// Matching records, oldest first.
+    #[schema(value_type = Vec<Object>)]
     pub records: Vec<AuditRecord>,
     /// Records that could not be read.
     pub unreadable: usize,
 }
 
 /// A registered component.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ComponentView {
     /// `sha256:<hex>` of its bytes.
     pub digest: String,
@@ -167,7 +175,7 @@ pub struct ComponentView {
 }
 
 /// A registered workflow.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WorkflowView {
     /// Its name (the manifest's `name`).
     pub name: String,
@@ -178,7 +186,7 @@ pub struct WorkflowView {
 }
 
 /// One step of a registered workflow.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WorkflowStepView {
     /// Step name.
     pub name: String,
@@ -187,7 +195,7 @@ pub struct WorkflowStepView {
 }
 
 /// `POST /v1/runs`: run a registered component (one step) or workflow.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StartRun {
     /// A registered component, by name or `sha256:` digest.
@@ -198,6 +206,7 @@ pub struct StartRun {
     pub workflow: Option<String>,
     /// Input of the (first) step. Default `{}`.
     #[serde(default = "empty_object")]
+    #[schema(value_type = Object)]
     pub input: serde_json::Value,
     /// Single step: its workspace (default `default`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -224,7 +233,7 @@ fn empty_object() -> serde_json::Value {
 }
 
 /// Where a run is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum RunStatus {
     /// Waiting for a slot.
@@ -238,7 +247,7 @@ pub enum RunStatus {
 }
 
 /// A run: status, output, and what each step did.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RunView {
     /// The run id (as in the audit trail).
     pub id: String,
@@ -255,6 +264,7 @@ pub struct RunView {
     /// Unix milliseconds, once ended.
     pub finished_at_ms: Option<u64>,
     /// The last step's output (JSON if it parses, else a string), on success.
+    #[schema(value_type = Option<Object>)]
     pub output: Option<serde_json::Value>,
     /// Why it failed.
     pub error: Option<String>,
@@ -265,7 +275,7 @@ pub struct RunView {
 }
 
 /// One step of a run.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StepView {
     /// Step name.
     pub name: String,
@@ -286,7 +296,7 @@ pub struct StepView {
 }
 
 /// A credential a step resolved.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CredentialView {
     /// Key.
     pub key: String,
@@ -297,7 +307,7 @@ pub struct CredentialView {
 }
 
 /// A credential refused to a step.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RefusalView {
     /// Key.
     pub key: String,
@@ -306,7 +316,7 @@ pub struct RefusalView {
 }
 
 /// A log line of a step.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LogView {
     /// Level.
     pub level: String,
@@ -316,7 +326,7 @@ pub struct LogView {
 
 /// `latchkey check` through the API: per step, whether its component loads and where
 /// each declared key would come from.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CheckView {
     /// The user checked for (the caller).
     pub user: String,
@@ -327,7 +337,7 @@ pub struct CheckView {
 }
 
 /// One step of a check.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CheckStepView {
     /// Step name.
     pub name: String,
@@ -338,16 +348,17 @@ pub struct CheckStepView {
 }
 
 /// One declared key of a check.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CheckKeyView {
     /// Key.
     pub key: String,
     /// The tier and scope it resolves from, or why it is missing.
+    #[schema(value_type = Object)]
     pub resolution: Result<String, String>,
 }
 
 /// Every error response: a stable code and a message naming the problem.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     /// `bad-request`, `unauthorized`, `forbidden`, `not-found`, `conflict`,
     /// `payload-too-large`, `unsupported-media-type`, `too-many-requests`, `unavailable`,

@@ -9,6 +9,7 @@ pub mod api;
 mod error;
 mod extract;
 mod metrics;
+mod openapi;
 mod routes;
 mod state;
 
@@ -76,12 +77,39 @@ pub enum ServeError {
     Io(#[source] std::io::Error),
 }
 
+/// Every route of the API, (method, path) as in the OpenAPI document: the test below
+/// checks that the router serves each and that the document describes exactly these.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("get", "/v1/whoami"),
+    ("get", "/v1/public-key"),
+    ("get", "/v1/secrets"),
+    ("put", "/v1/secrets/{key}"),
+    ("get", "/v1/secrets/{key}"),
+    ("delete", "/v1/secrets/{key}"),
+    ("post", "/v1/secrets/{key}/rotate"),
+    ("post", "/v1/tokens"),
+    ("get", "/v1/tokens"),
+    ("delete", "/v1/tokens/{id}"),
+    ("delete", "/v1/members/{user}"),
+    ("get", "/v1/audit"),
+    ("post", "/v1/runs"),
+    ("get", "/v1/runs"),
+    ("get", "/v1/runs/{id}"),
+    ("get", "/v1/runs/{id}/audit"),
+    ("get", "/v1/workflows"),
+    ("put", "/v1/workflows/{name}"),
+    ("post", "/v1/workflows/{name}/check"),
+    ("get", "/v1/components"),
+    ("post", "/v1/components"),
+];
+
 /// The routes over `state`.
 fn router(state: Arc<AppState>) -> Router {
     use routes::{access, registry, runs, secrets};
     let json_limit = DefaultBodyLimit::max(state.limits.max_json_bytes);
     let component_limit = DefaultBodyLimit::max(state.limits.max_component_bytes);
     let v1 = Router::new()
+        .route("/openapi.json", get(openapi::serve))
         .route("/whoami", get(access::whoami))
         .route("/public-key", get(access::public_key))
         .route("/secrets", get(secrets::list))
@@ -305,4 +333,101 @@ async fn serve_tls(
     })
     .await;
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use latchkey_host::Options;
+    use latchkey_host::store::{MasterKey, MemoryBackend, SecretStore};
+    use tower::ServiceExt;
+
+    fn state() -> Arc<AppState> {
+        let master = MasterKey::generate().unwrap();
+        let store =
+            SecretStore::init_with(Box::new(MemoryBackend::default()), "mem", &master).unwrap();
+        Arc::new(AppState {
+            latchkey: Latchkey::with_store(store, Options::default()),
+            data_dir: std::env::temp_dir(),
+            run_slots: tokio::sync::Semaphore::new(1),
+            limits: ServerLimits::default(),
+            registry: Default::default(),
+            runs: Default::default(),
+            active_runs: Default::default(),
+            run_ended: Default::default(),
+            draining: Default::default(),
+            limiter: Default::default(),
+            metrics: Default::default(),
+        })
+    }
+
+    #[test]
+    fn the_document_is_openapi_3_1_and_describes_exactly_the_routes() {
+        let doc = serde_json::to_value(openapi::document()).unwrap();
+        assert!(
+            doc["openapi"].as_str().unwrap().starts_with("3.1"),
+            "{}",
+            doc["openapi"]
+        );
+        assert_eq!(
+            doc["components"]["securitySchemes"]["bearer"]["scheme"],
+            "bearer"
+        );
+        let mut documented: Vec<(String, String)> = doc["paths"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .flat_map(|(path, ops)| {
+                ops.as_object()
+                    .unwrap()
+                    .keys()
+                    .map(move |m| (m.clone(), path.clone()))
+            })
+            .collect();
+        let mut expected: Vec<(String, String)> = ROUTES
+            .iter()
+            .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+            .collect();
+        documented.sort();
+        expected.sort();
+        assert_eq!(documented, expected);
+    }
+
+    #[tokio::test]
+    async fn the_router_serves_every_documented_route() {
+        let app = router(state());
+        for (method, path) in ROUTES {
+            let uri = path
+                .replace("{key}", "K")
+                .replace("{id}", "x")
+                .replace("{user}", "u")
+                .replace("{name}", "n");
+            let req = http::Request::builder()
+                .method(method.to_uppercase().as_str())
+                .uri(uri)
+                .body(axum::body::Body::empty())
+                .unwrap();
+            let resp = app.clone().oneshot(req).await.unwrap();
+            let status = resp.status();
+            let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            let text = String::from_utf8_lossy(&body);
+            // Without a token every route but the public key answers 401; none falls through.
+            assert!(
+                !text.contains("no such endpoint"),
+                "{method} {path}: {text}"
+            );
+            assert!(
+                status != http::StatusCode::METHOD_NOT_ALLOWED,
+                "{method} {path}"
+            );
+        }
+        let req = http::Request::builder()
+            .uri("/v1/openapi.json")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        assert_eq!(app.oneshot(req).await.unwrap().status(), 200);
+    }
 }

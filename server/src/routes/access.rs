@@ -1,5 +1,6 @@
 //! Who is calling, tokens, members, the transit key and the audit trail.
 
+use crate::api::ErrorBody;
 use crate::api::{AuditRecords, CreateToken, CreatedToken, MemberRemoved, PublicKey, WhoAmI};
 use crate::error::ApiError;
 use crate::extract::{Caller, JsonBody};
@@ -15,6 +16,7 @@ use serde::Deserialize;
 use std::sync::Arc;
 
 /// `GET /v1/whoami`.
+#[utoipa::path(get, path = "/v1/whoami", responses((status = 200, body = WhoAmI), (status = 401, description = "no, malformed or revoked token", body = ErrorBody), (status = 429, description = "over the principal's rate", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn whoami(Caller(by): Caller) -> Json<WhoAmI> {
     Json(WhoAmI {
         name: by.name().to_owned(),
@@ -23,6 +25,7 @@ pub async fn whoami(Caller(by): Caller) -> Json<WhoAmI> {
 }
 
 /// `GET /v1/public-key`: what clients seal values to. Public; no token needed.
+#[utoipa::path(get, path = "/v1/public-key", responses((status = 200, description = "the key values may be sealed to", body = PublicKey)))]
 pub async fn public_key(State(state): State<Arc<AppState>>) -> Json<PublicKey> {
     Json(PublicKey {
         algorithm: "x25519-sealed-box".to_owned(),
@@ -32,6 +35,7 @@ pub async fn public_key(State(state): State<Arc<AppState>>) -> Json<PublicKey> {
 }
 
 /// `POST /v1/tokens`: a token for a principal, shown once.
+#[utoipa::path(post, path = "/v1/tokens", request_body = CreateToken, responses((status = 201, description = "the token, shown once", body = CreatedToken), (status = 400, description = "bad input, named in the message", body = ErrorBody), (status = 401, description = "no, malformed or revoked token", body = ErrorBody), (status = 429, description = "over the principal's rate", body = ErrorBody), (status = 403, description = "the role does not allow it", body = ErrorBody), (status = 413, description = "body over the limit", body = ErrorBody), (status = 415, description = "not application/json", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn create_token(
     State(state): State<Arc<AppState>>,
     Caller(by): Caller,
@@ -48,6 +52,7 @@ pub async fn create_token(
 }
 
 /// `GET /v1/tokens`.
+#[utoipa::path(get, path = "/v1/tokens", responses((status = 200, description = "token records, never tokens", body = Vec<Object>), (status = 401, description = "no, malformed or revoked token", body = ErrorBody), (status = 429, description = "over the principal's rate", body = ErrorBody), (status = 403, description = "the role does not allow it", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn list_tokens(
     State(state): State<Arc<AppState>>,
     Caller(by): Caller,
@@ -56,6 +61,7 @@ pub async fn list_tokens(
 }
 
 /// `DELETE /v1/tokens/{id}`.
+#[utoipa::path(delete, path = "/v1/tokens/{id}", params(("id" = String, Path)), responses((status = 200, body = Object), (status = 401, description = "no, malformed or revoked token", body = ErrorBody), (status = 429, description = "over the principal's rate", body = ErrorBody), (status = 403, description = "the role does not allow it", body = ErrorBody), (status = 404, description = "not found", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn revoke_token(
     State(state): State<Arc<AppState>>,
     Caller(by): Caller,
@@ -65,6 +71,7 @@ pub async fn revoke_token(
 }
 
 /// `DELETE /v1/members/{user}`: revokes their tokens, deletes every secret they created.
+#[utoipa::path(delete, path = "/v1/members/{user}", params(("user" = String, Path)), responses((status = 200, body = MemberRemoved), (status = 401, description = "no, malformed or revoked token", body = ErrorBody), (status = 429, description = "over the principal's rate", body = ErrorBody), (status = 403, description = "the role does not allow it", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn remove_member(
     State(state): State<Arc<AppState>>,
     Caller(by): Caller,
@@ -88,6 +95,7 @@ pub struct AuditFilter {
 }
 
 /// `GET /v1/audit?key=&run=&principal=&since_ms=&until_ms=&limit=`.
+#[utoipa::path(get, path = "/v1/audit", params(("run" = Option<String>, Query), ("key" = Option<String>, Query), ("principal" = Option<String>, Query), ("since_ms" = Option<u64>, Query), ("until_ms" = Option<u64>, Query), ("limit" = Option<usize>, Query, description = "newest N, default 1000, at most 10000")), responses((status = 200, body = AuditRecords), (status = 400, description = "bad input, named in the message", body = ErrorBody), (status = 401, description = "no, malformed or revoked token", body = ErrorBody), (status = 429, description = "over the principal's rate", body = ErrorBody), (status = 403, description = "the role does not allow it", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn audit(
     State(state): State<Arc<AppState>>,
     Caller(by): Caller,

@@ -2,6 +2,7 @@
 //! the store's credentials), kept under the server's data directory so that a restart
 //! finds it again, and compiled once into the cache.
 
+use crate::api::ErrorBody;
 use crate::api::{
     CheckKeyView, CheckStepView, CheckView, ComponentView, WorkflowStepView, WorkflowView,
 };
@@ -156,6 +157,7 @@ pub struct ComponentQuery {
 }
 
 /// `POST /v1/components?name=NAME` with the `.wasm` as the body (`application/wasm`).
+#[utoipa::path(post, path = "/v1/components", params(("name" = Option<String>, Query)), request_body(content = Vec<u8>, content_type = "application/wasm"), responses((status = 201, body = ComponentView), (status = 400, description = "bad input, named in the message", body = ErrorBody), (status = 401, description = "no, malformed or revoked token", body = ErrorBody), (status = 429, description = "over the principal's rate", body = ErrorBody), (status = 403, description = "the role does not allow it", body = ErrorBody), (status = 413, description = "over --max-component-mib", body = ErrorBody), (status = 415, description = "not application/wasm", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn register_component(
     State(state): State<Arc<AppState>>,
     Caller(by): Caller,
@@ -208,6 +210,7 @@ pub async fn register_component(
 }
 
 /// `GET /v1/components`.
+#[utoipa::path(get, path = "/v1/components", responses((status = 200, body = Vec<ComponentView>), (status = 401, description = "no, malformed or revoked token", body = ErrorBody), (status = 429, description = "over the principal's rate", body = ErrorBody), (status = 403, description = "the role does not allow it", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn list_components(
     State(state): State<Arc<AppState>>,
     Caller(by): Caller,
@@ -282,6 +285,7 @@ fn view(w: &RegisteredWorkflow) -> WorkflowView {
 
 /// `PUT /v1/workflows/{name}` with the manifest (TOML) as the body; its `name` must be
 /// `{name}` and its components registered.
+#[utoipa::path(put, path = "/v1/workflows/{name}", params(("name" = String, Path)), request_body(content = String, content_type = "application/toml"), responses((status = 200, body = WorkflowView), (status = 400, description = "bad input, named in the message", body = ErrorBody), (status = 401, description = "no, malformed or revoked token", body = ErrorBody), (status = 429, description = "over the principal's rate", body = ErrorBody), (status = 403, description = "the role does not allow it", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn register_workflow(
     State(state): State<Arc<AppState>>,
     Caller(by): Caller,
@@ -311,6 +315,7 @@ pub async fn register_workflow(
 }
 
 /// `GET /v1/workflows`.
+#[utoipa::path(get, path = "/v1/workflows", responses((status = 200, body = Vec<WorkflowView>), (status = 401, description = "no, malformed or revoked token", body = ErrorBody), (status = 429, description = "over the principal's rate", body = ErrorBody), (status = 403, description = "the role does not allow it", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn list_workflows(
     State(state): State<Arc<AppState>>,
     Caller(by): Caller,
@@ -321,6 +326,7 @@ pub async fn list_workflows(
 }
 
 /// `POST /v1/workflows/{name}/check`: what a run by the caller would load and resolve.
+#[utoipa::path(post, path = "/v1/workflows/{name}/check", params(("name" = String, Path)), responses((status = 200, body = CheckView), (status = 401, description = "no, malformed or revoked token", body = ErrorBody), (status = 429, description = "over the principal's rate", body = ErrorBody), (status = 403, description = "the role does not allow it", body = ErrorBody), (status = 404, description = "not found", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn check(
     State(state): State<Arc<AppState>>,
     Caller(by): Caller,

@@ -2,6 +2,7 @@
 //! read its report and audit records. Runs are concurrent; each credential resolves at
 //! each call, so a rotation is seen by the next call of every running step.
 
+use crate::api::ErrorBody;
 use crate::api::{
     AuditRecords, CredentialView, LogView, RefusalView, RunStatus, RunView, StartRun, StepView,
 };
@@ -250,6 +251,7 @@ async fn execute(state: Arc<AppState>, id: String, user: String, target: Target,
 }
 
 /// `POST /v1/runs`: starts a run as the caller. With `wait`, answers when it has ended.
+#[utoipa::path(post, path = "/v1/runs", request_body = StartRun, responses((status = 202, description = "started", body = RunView), (status = 200, description = "ended (wait: true)", body = RunView), (status = 400, description = "bad input, named in the message", body = ErrorBody), (status = 401, description = "no, malformed or revoked token", body = ErrorBody), (status = 429, description = "over the principal's rate", body = ErrorBody), (status = 403, description = "the role does not allow it", body = ErrorBody), (status = 404, description = "not found", body = ErrorBody), (status = 413, description = "body over the limit", body = ErrorBody), (status = 415, description = "not application/json", body = ErrorBody), (status = 503, description = "draining", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn start(
     State(state): State<Arc<AppState>>,
     Caller(by): Caller,
@@ -325,6 +327,7 @@ fn visible(state: &AppState, by: &Principal, id: &str) -> Result<RunView, ApiErr
 }
 
 /// `GET /v1/runs/{id}`.
+#[utoipa::path(get, path = "/v1/runs/{id}", params(("id" = String, Path)), responses((status = 200, body = RunView), (status = 401, description = "no, malformed or revoked token", body = ErrorBody), (status = 429, description = "over the principal's rate", body = ErrorBody), (status = 404, description = "not found", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn get(
     State(state): State<Arc<AppState>>,
     Caller(by): Caller,
@@ -335,6 +338,7 @@ pub async fn get(
 }
 
 /// `GET /v1/runs`: the caller's newest 100 runs (an admin's: everyone's).
+#[utoipa::path(get, path = "/v1/runs", responses((status = 200, body = Vec<RunView>), (status = 401, description = "no, malformed or revoked token", body = ErrorBody), (status = 429, description = "over the principal's rate", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     Caller(by): Caller,
@@ -351,6 +355,7 @@ pub async fn list(
 }
 
 /// `GET /v1/runs/{id}/audit`: the run's audit records.
+#[utoipa::path(get, path = "/v1/runs/{id}/audit", params(("id" = String, Path)), responses((status = 200, body = AuditRecords), (status = 401, description = "no, malformed or revoked token", body = ErrorBody), (status = 429, description = "over the principal's rate", body = ErrorBody), (status = 403, description = "the role does not allow it", body = ErrorBody), (status = 404, description = "not found", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn audit(
     State(state): State<Arc<AppState>>,
     Caller(by): Caller,

@@ -1,6 +1,7 @@
 //! `/v1/secrets`: write-only secret management. Values go in (plain or sealed to the
 //! server's key); only metadata comes out.
 
+use crate::api::ErrorBody;
 use crate::api::{BindingBody, ListedSecret, PutSecret, RotateSecret, SecretView, ValueBody};
 use crate::error::ApiError;
 use crate::extract::{Caller, JsonBody};
@@ -113,6 +114,7 @@ pub fn binding_of(b: &BindingBody) -> Result<Binding, ApiError> {
 }
 
 /// `PUT /v1/secrets/{key}?scope=`: create, or replace value and binding.
+#[utoipa::path(put, path = "/v1/secrets/{key}", params(("key" = String, Path, description = "credential key, A-Z 0-9 _"), ("scope" = Option<String>, Query, description = "platform, workspace:W, workflow:W/F, user:U, user:U@W/F, builder:B@W/F (default workspace:default)")), request_body = PutSecret, responses((status = 201, description = "created", body = SecretView), (status = 200, description = "replaced", body = SecretView), (status = 400, description = "bad input, named in the message", body = ErrorBody), (status = 401, description = "no, malformed or revoked token", body = ErrorBody), (status = 429, description = "over the principal's rate", body = ErrorBody), (status = 403, description = "the role does not allow it", body = ErrorBody), (status = 413, description = "body over the limit", body = ErrorBody), (status = 415, description = "not application/json", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn put(
     State(state): State<Arc<AppState>>,
     Caller(by): Caller,
@@ -150,6 +152,7 @@ pub async fn put(
 }
 
 /// `POST /v1/secrets/{key}/rotate?scope=`.
+#[utoipa::path(post, path = "/v1/secrets/{key}/rotate", params(("key" = String, Path, description = "credential key, A-Z 0-9 _"), ("scope" = Option<String>, Query, description = "platform, workspace:W, workflow:W/F, user:U, user:U@W/F, builder:B@W/F (default workspace:default)")), request_body = RotateSecret, responses((status = 200, body = SecretView), (status = 400, description = "bad input, named in the message", body = ErrorBody), (status = 401, description = "no, malformed or revoked token", body = ErrorBody), (status = 429, description = "over the principal's rate", body = ErrorBody), (status = 403, description = "the role does not allow it", body = ErrorBody), (status = 404, description = "not found", body = ErrorBody), (status = 413, description = "body over the limit", body = ErrorBody), (status = 415, description = "not application/json", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn rotate(
     State(state): State<Arc<AppState>>,
     Caller(by): Caller,
@@ -175,6 +178,7 @@ pub async fn rotate(
 }
 
 /// `DELETE /v1/secrets/{key}?scope=`.
+#[utoipa::path(delete, path = "/v1/secrets/{key}", params(("key" = String, Path, description = "credential key, A-Z 0-9 _"), ("scope" = Option<String>, Query, description = "platform, workspace:W, workflow:W/F, user:U, user:U@W/F, builder:B@W/F (default workspace:default)")), responses((status = 200, body = SecretView), (status = 400, description = "bad input, named in the message", body = ErrorBody), (status = 401, description = "no, malformed or revoked token", body = ErrorBody), (status = 429, description = "over the principal's rate", body = ErrorBody), (status = 403, description = "the role does not allow it", body = ErrorBody), (status = 404, description = "not found", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn delete(
     State(state): State<Arc<AppState>>,
     Caller(by): Caller,
@@ -196,6 +200,7 @@ pub async fn delete(
 }
 
 /// `GET /v1/secrets/{key}?scope=`: metadata and last use.
+#[utoipa::path(get, path = "/v1/secrets/{key}", params(("key" = String, Path, description = "credential key, A-Z 0-9 _"), ("scope" = Option<String>, Query, description = "platform, workspace:W, workflow:W/F, user:U, user:U@W/F, builder:B@W/F (default workspace:default)")), responses((status = 200, body = SecretView), (status = 400, description = "bad input, named in the message", body = ErrorBody), (status = 401, description = "no, malformed or revoked token", body = ErrorBody), (status = 429, description = "over the principal's rate", body = ErrorBody), (status = 403, description = "the role does not allow it", body = ErrorBody), (status = 404, description = "not found", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn describe(
     State(state): State<Arc<AppState>>,
     Caller(by): Caller,
@@ -212,6 +217,7 @@ pub async fn describe(
 }
 
 /// `GET /v1/secrets?scope=`: every secret's metadata (optionally one scope).
+#[utoipa::path(get, path = "/v1/secrets", params(("scope" = Option<String>, Query, description = "platform, workspace:W, workflow:W/F, user:U, user:U@W/F, builder:B@W/F (default workspace:default)")), responses((status = 200, body = Vec<ListedSecret>), (status = 400, description = "bad input, named in the message", body = ErrorBody), (status = 401, description = "no, malformed or revoked token", body = ErrorBody), (status = 429, description = "over the principal's rate", body = ErrorBody), (status = 403, description = "the role does not allow it", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     Caller(by): Caller,
