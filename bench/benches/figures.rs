@@ -5,7 +5,7 @@
 //! cargo bench -p latchkey-bench -- [FIGURE...] [--json bench/results.json] [--quick]
 //! ```
 //! Figures: `overhead`, `fetch`, `resolve`, `cli`, `node`, `concurrency`, `pool`,
-//! `compile`. Without names, all run. See bench/RESULTS.md for what each one compares.
+//! `compile`, `serve`. Without names, all run. See bench/RESULTS.md for what each one compares.
 #![allow(clippy::unwrap_used)]
 
 use anyhow::{Context, Result, bail};
@@ -27,10 +27,13 @@ use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+#[path = "figures/serve.rs"]
+mod serve;
+
 /// Pool size for the in-process figures: enough for figure 6's 1000 concurrent runs.
 const POOL: u32 = 1100;
-const TOKEN: &str = "bench-token-0123456789abcdef";
-const CMD: &str =
+pub(crate) const TOKEN: &str = "bench-token-0123456789abcdef";
+pub(crate) const CMD: &str =
     "cargo build --release -p latchkey && cargo bench -p latchkey-bench --bench figures --";
 
 struct Opts {
@@ -58,11 +61,11 @@ fn opts() -> Result<Opts> {
     Ok(o)
 }
 
-fn ns_to_us(ns: f64) -> f64 {
+pub(crate) fn ns_to_us(ns: f64) -> f64 {
     (ns / 10.0).round() / 100.0
 }
 
-fn print(f: &Figure) {
+pub(crate) fn print(f: &Figure) {
     let ratio = f.ratio.map_or("-".into(), |r| format!("{r:.3}"));
     let base = f.baseline_median.map_or("-".into(), |b| format!("{b:.2}"));
     println!(
@@ -121,6 +124,9 @@ fn main() -> Result<()> {
     if want("concurrency") {
         figures.extend(tokio.block_on(concurrency(o.quick))?);
     }
+    if want("serve") {
+        figures.extend(serve::figures(&tokio, o.quick)?);
+    }
     println!(
         "loadavg at end {}",
         std::fs::read_to_string("/proc/loadavg")
@@ -162,7 +168,7 @@ fn runtime(store: &TestStore, pool: u32) -> Result<Runtime> {
     )?)
 }
 
-fn read_guest(name: &str) -> Result<Vec<u8>> {
+pub(crate) fn read_guest(name: &str) -> Result<Vec<u8>> {
     Ok(std::fs::read(guest(name))?)
 }
 
@@ -705,7 +711,7 @@ fn resolve(iters: usize, quick: bool) -> Result<Vec<Figure>> {
     Ok(out)
 }
 
-fn latchkey_bin() -> Result<PathBuf> {
+pub(crate) fn latchkey_bin() -> Result<PathBuf> {
     // <target>/release/deps/figures-… → <target>/release/latchkey
     let exe = std::env::current_exe()?;
     let bin = exe
@@ -722,7 +728,7 @@ fn latchkey_bin() -> Result<PathBuf> {
     Ok(bin)
 }
 
-fn time_process(cmd: &mut Command, expect: &str) -> Result<Duration> {
+pub(crate) fn time_process(cmd: &mut Command, expect: &str) -> Result<Duration> {
     let t = Instant::now();
     let out = cmd.stdin(Stdio::null()).output()?;
     let d = t.elapsed();

@@ -1,0 +1,247 @@
+//! Figures of `latchkey serve` (issue 10): a one-injected-fetch step through the HTTP run API
+//! at 1, 10 and 100 concurrent clients against the same step run through the library in the
+//! same process; and `latchkey run --server` as a process against a fresh `node` with the key
+//! in its environment.
+
+use super::{CMD, Figure, Samples, TOKEN, latchkey_bin, ns_to_us, print, read_guest, time_process};
+use anyhow::{Context, Result};
+use latchkey_host::policy::{AddressPolicy, BindingSpec, HostPattern, InjectLocation};
+use latchkey_host::sandbox::RuntimeConfig;
+use latchkey_host::secret::{CredentialKey, SecretValue};
+use latchkey_host::store::{MasterKey, Scope, SecretSpec};
+use latchkey_host::{Latchkey, Options, Principal, Role};
+use latchkey_server::{ServeConfig, ServerLimits};
+use latchkey_tests::upstream::Upstream;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A store holding BENCH_TOKEN bound to loopback, and an admin token for it.
+fn latchkey(dir: &std::path::Path) -> Result<(Latchkey, String)> {
+    let options = Options {
+        runtime: RuntimeConfig {
+            address_policy: AddressPolicy::loopback(),
+            pool_instances: 256,
+            ..RuntimeConfig::default()
+        },
+        cache_dir: Some(dir.join("cache")),
+    };
+    let lk = Latchkey::init(&dir.join("store"), &MasterKey::generate()?, options)?;
+    let admin = Principal::new("bench", Role::Admin)?;
+    let binding = BindingSpec {
+        hosts: vec![HostPattern::parse("127.0.0.1:*")?],
+        locations: vec![InjectLocation::parse("header:authorization")?],
+        allow_http: true,
+        ..BindingSpec::default()
+    }
+    .build()?;
+    lk.set_secret(
+        &admin,
+        &Scope::parse("workspace:default")?,
+        &CredentialKey::new("BENCH_TOKEN")?,
+        SecretValue::new(TOKEN.as_bytes().to_vec())?,
+        SecretSpec {
+            integration: "http".into(),
+            binding,
+            allow_weak_value: true,
+        },
+    )?;
+    let (_, token) = lk.create_token(&admin, "bench", Role::Admin)?;
+    Ok((lk, token.expose().to_owned()))
+}
+
+/// `n` clients each doing `rounds` runs one after another; returns latencies and the
+/// wall-clock time of the whole.
+async fn clients<F, Fut>(n: usize, rounds: usize, run: F) -> Result<(Samples, Duration)>
+where
+    F: Fn(usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<()>> + Send,
+{
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..n {
+        let run = run.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(rounds);
+            for _ in 0..rounds {
+                let t = Instant::now();
+                run(c).await?;
+                lat.push(t.elapsed());
+            }
+            anyhow::Ok(lat)
+        }));
+    }
+    let mut s = Samples::default();
+    for t in tasks {
+        for d in t.await?? {
+            s.push(d);
+        }
+    }
+    Ok((s, start.elapsed()))
+}
+
+pub fn figures(tokio: &tokio::runtime::Runtime, quick: bool) -> Result<Vec<Figure>> {
+    let up = tokio.block_on(Upstream::start())?;
+    let input =
+        serde_json::json!({"action": "fetch", "url": up.url("/status/200"), "key": "BENCH_TOKEN"});
+    let probe = read_guest("probe")?;
+
+    // The library, in this process.
+    let lib_dir = tempfile::tempdir()?;
+    let (lib, _) = latchkey(lib_dir.path())?;
+    let lib = Arc::new(lib);
+    let step = Arc::new(lib.load(&probe)?);
+    let input_text = Arc::new(input.to_string());
+
+    // The server, in this process too (its own store: sled allows one opener).
+    let srv_dir = tempfile::tempdir()?;
+    let (srv, token) = latchkey(srv_dir.path())?;
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let config = ServeConfig {
+        listen: "127.0.0.1:0".parse()?,
+        tls: None,
+        data_dir: srv_dir.path().join("server"),
+        limits: ServerLimits {
+            requests_per_second: 1_000_000,
+            max_concurrent_runs: 256,
+            ..ServerLimits::default()
+        },
+        drain: Duration::from_secs(1),
+    };
+    tokio.spawn(async move {
+        let _ = latchkey_server::serve(srv, config, move |a| {
+            let _ = addr_tx.send(a);
+        })
+        .await;
+    });
+    let base = format!("http://{}", addr_rx.recv_timeout(Duration::from_secs(30))?);
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(256)
+        .build()?;
+    tokio.block_on(async {
+        let r = http
+            .post(format!("{base}/v1/components?name=probe"))
+            .bearer_auth(&token)
+            .header("content-type", "application/wasm")
+            .body(probe.clone())
+            .send()
+            .await?;
+        anyhow::ensure!(r.status().is_success(), "registering probe: {}", r.status());
+        Ok(())
+    })?;
+    let body = Arc::new(serde_json::json!({"component": "probe", "input": input, "wait": true}));
+
+    let total = if quick { 400 } else { 3000 };
+    let mut out = Vec::new();
+    for n in [1usize, 10, 100] {
+        let rounds = (total / n).max(5);
+        let (mut lib_lat, lib_time) = tokio.block_on({
+            let (lib, step, input) = (lib.clone(), step.clone(), input_text.clone());
+            clients(n, rounds, move |_| {
+                let (lib, step, input) = (lib.clone(), step.clone(), input.clone());
+                async move {
+                    let ctx = latchkey_host::resolve::RunContext::single_step(
+                        "default", "fetch", "bench",
+                    );
+                    let o = lib
+                        .run_step(&step, &ctx, &input)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("{e}"))?;
+                    anyhow::ensure!(o.output.contains("\"status\":200"), "{}", o.output);
+                    Ok(())
+                }
+            })
+        })?;
+        let (mut api_lat, api_time) = tokio.block_on({
+            let (http, base, token, body) =
+                (http.clone(), base.clone(), token.clone(), body.clone());
+            clients(n, rounds, move |_| {
+                let (http, base, token, body) =
+                    (http.clone(), base.clone(), token.clone(), body.clone());
+                async move {
+                    let r = http
+                        .post(format!("{base}/v1/runs"))
+                        .bearer_auth(&token)
+                        .header("content-type", "application/json")
+                        .body(body.to_string())
+                        .send()
+                        .await?;
+                    let v: serde_json::Value = serde_json::from_slice(&r.bytes().await?)?;
+                    anyhow::ensure!(v["status"] == "succeeded", "{v}");
+                    Ok(())
+                }
+            })
+        })?;
+        let runs = (n * rounds) as f64;
+        let (lib_rps, api_rps) = (runs / lib_time.as_secs_f64(), runs / api_time.as_secs_f64());
+        let ratio = api_rps / lib_rps;
+        let f = Figure {
+            name: format!("serve_http_run_api_{n}_clients_vs_library"),
+            median: ns_to_us(api_lat.median()),
+            p99: ns_to_us(api_lat.p99()),
+            unit: "us".into(),
+            baseline_median: Some(ns_to_us(lib_lat.median())),
+            ratio: Some(ratio),
+            target: if n == 100 {
+                "throughput ratio >= 0.8".into()
+            } else {
+                "report".into()
+            },
+            met: (n == 100).then_some(ratio >= 0.8),
+            command: format!("{CMD} serve"),
+            notes: format!(
+                "ratio is throughput (HTTP {api_rps:.0} runs/s ÷ library {lib_rps:.0} runs/s), not latency; {runs} runs each; library p99 {:.0} us",
+                ns_to_us(lib_lat.p99())
+            ),
+        };
+        print(&f);
+        out.push(f);
+    }
+
+    // `latchkey run --server` as a process vs `node` with the key in its environment.
+    let bin = latchkey_bin()?;
+    let iters = if quick { 10 } else { 40 };
+    let (mut cli, mut node) = (Samples::default(), Samples::default());
+    let script = format!(
+        "fetch({:?}, {{headers: {{authorization: 'Bearer ' + process.env.BENCH_TOKEN}}}}).then(async r => {{ const body = await r.text(); console.log(JSON.stringify({{status: r.status, body}})); }})",
+        up.url("/status/200")
+    );
+    let input = input.to_string();
+    for i in 0..iters + 3 {
+        let mut c = Command::new(&bin);
+        c.args(["run", "probe", "--input", &input])
+            .env("LATCHKEY_SERVER", &base)
+            .env("LATCHKEY_TOKEN", &token)
+            .env_remove("LATCHKEY_STORE");
+        let d = time_process(&mut c, "\"status\":200").context("latchkey run --server")?;
+        let mut n = Command::new("node");
+        n.args(["-e", &script]).env("BENCH_TOKEN", TOKEN);
+        let dn = time_process(&mut n, "\"status\":200").context("node")?;
+        if i >= 3 {
+            cli.push(d);
+            node.push(dn);
+        }
+    }
+    let ratio = node.median() / cli.median();
+    let f = Figure {
+        name: "node_process_vs_latchkey_run_server_process".into(),
+        median: node.median() / 1e6,
+        p99: node.p99() / 1e6,
+        unit: "ms".into(),
+        baseline_median: Some(cli.median() / 1e6),
+        ratio: Some(ratio),
+        target: "ratio >= 50 (node is the subject, `latchkey run --server` the baseline)".into(),
+        met: Some(ratio >= 50.0),
+        command: format!("{CMD} serve"),
+        notes: format!(
+            "`latchkey run probe --server` process (HTTP client, run on the server, wait) p99 {:.1} ms; {} samples each, interleaved",
+            cli.p99() / 1e6,
+            cli.len()
+        ),
+    };
+    print(&f);
+    out.push(f);
+    tokio.block_on(up.shutdown());
+    Ok(out)
+}
