@@ -606,3 +606,78 @@ fn two_thousand_runs_from_fifty_clients_end_without_errors_or_leaks() {
     );
     assert_eq!(up.request_count(), 2200);
 }
+
+#[test]
+fn plain_http_is_refused_off_loopback_and_tls_serves_with_the_given_certificate() {
+    let (cli, admin) = store_with_admin();
+    let out = cli.run(&["serve", "--listen", "0.0.0.0:0"], None);
+    assert!(!out.status.success());
+    assert!(
+        harness::text(&out).contains("refusing to serve plain HTTP on 0.0.0.0:0"),
+        "{}",
+        harness::text(&out)
+    );
+    // A self-signed certificate for 127.0.0.1, made with openssl.
+    let (cert, key) = (cli.path("cert.pem"), cli.path("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+            "-addext",
+            "extendedKeyUsage=serverAuth",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("this test needs the openssl command");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let s = Server::start(
+        &cli,
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    assert!(s.url.starts_with("https://127.0.0.1:"), "{}", s.url);
+    let root = reqwest::Certificate::from_pem(&std::fs::read(&cert).unwrap()).unwrap();
+    let http = Client::builder()
+        .add_root_certificate(root)
+        .build()
+        .unwrap();
+    let who: Value = http
+        .get(format!("{}/v1/whoami", s.url))
+        .bearer_auth(&admin)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(who["name"], "root");
+    // A client that does not trust the certificate gets no answer.
+    assert!(
+        Client::new()
+            .get(format!("{}/healthz", s.url))
+            .send()
+            .is_err()
+    );
+}
