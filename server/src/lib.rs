@@ -186,19 +186,11 @@ pub async fn serve(
         path: config.data_dir.clone(),
         source,
     })?;
-    let state = Arc::new(AppState {
+    let state = Arc::new(AppState::new(
         latchkey,
-        data_dir: config.data_dir.clone(),
-        run_slots: tokio::sync::Semaphore::new(config.limits.max_concurrent_runs),
-        limits: config.limits.clone(),
-        registry: Default::default(),
-        runs: Default::default(),
-        active_runs: Default::default(),
-        run_ended: Default::default(),
-        draining: Default::default(),
-        limiter: Default::default(),
-        metrics: Default::default(),
-    });
+        config.data_dir.clone(),
+        config.limits.clone(),
+    ));
     routes::registry::restore(&state)
         .await
         .map_err(|source| ServeError::DataDir {
@@ -347,19 +339,11 @@ mod tests {
         let master = MasterKey::generate().unwrap();
         let store =
             SecretStore::init_with(Box::new(MemoryBackend::default()), "mem", &master).unwrap();
-        Arc::new(AppState {
-            latchkey: Latchkey::with_store(store, Options::default()),
-            data_dir: std::env::temp_dir(),
-            run_slots: tokio::sync::Semaphore::new(1),
-            limits: ServerLimits::default(),
-            registry: Default::default(),
-            runs: Default::default(),
-            active_runs: Default::default(),
-            run_ended: Default::default(),
-            draining: Default::default(),
-            limiter: Default::default(),
-            metrics: Default::default(),
-        })
+        Arc::new(AppState::new(
+            Latchkey::with_store(store, Options::default()),
+            std::env::temp_dir(),
+            ServerLimits::default(),
+        ))
     }
 
     #[test]

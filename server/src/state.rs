@@ -183,6 +183,23 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// The state of a server over `latchkey`, nothing registered and no run yet.
+    pub fn new(latchkey: Latchkey, data_dir: PathBuf, limits: ServerLimits) -> Self {
+        AppState {
+            latchkey,
+            data_dir,
+            run_slots: tokio::sync::Semaphore::new(limits.max_concurrent_runs),
+            limits,
+            registry: Default::default(),
+            runs: Default::default(),
+            active_runs: Default::default(),
+            run_ended: Default::default(),
+            draining: Default::default(),
+            limiter: Default::default(),
+            metrics: Default::default(),
+        }
+    }
+
     /// Refuses a request over the principal's rate.
     pub fn rate_limit(&self, who: &str) -> Result<(), ApiError> {
         if self.limiter.check(who, self.limits.requests_per_second) {
