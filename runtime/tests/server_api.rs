@@ -681,3 +681,46 @@ fn plain_http_is_refused_off_loopback_and_tls_serves_with_the_given_certificate(
             .is_err()
     );
 }
+
+#[test]
+fn only_an_admin_chooses_whose_scoped_keys_an_ad_hoc_run_may_use() {
+    let (cli, admin) = store_with_admin();
+    let up = Upstream::start_blocking().unwrap();
+    let s = Server::start(&cli, &[]);
+    assert_eq!(register_probe(&s, &admin), StatusCode::CREATED);
+    // alice's builder key for workflow acme/report: what a builder-tier run would inject.
+    let r = s.json(
+        "PUT",
+        "/v1/secrets/TOKEN?scope=builder:alice@acme/report",
+        &admin,
+        json!({"value": PLAIN, "binding": binding(&up)}),
+    );
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let (member, _) = token(&s, &admin, "mallory", "member");
+    let fetch = json!({"action": "fetch", "url": up.url("/echo"), "key": "TOKEN"});
+    for extra in [
+        json!({"builder": "alice", "workspace": "acme", "workflow_name": "report"}),
+        json!({"workspace": "acme"}),
+        json!({"workflow_name": "report"}),
+    ] {
+        let mut body = json!({"component": "probe", "input": fetch, "wait": true});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let r = s.json("POST", "/v1/runs", &member, body);
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{extra}");
+    }
+    assert_eq!(up.request_count(), 0, "a refused run reached the upstream");
+    // An admin may, and the builder's key is used.
+    let v: Value = s
+        .json(
+            "POST",
+            "/v1/runs",
+            &admin,
+            json!({"component": "probe", "input": fetch, "wait": true, "builder": "alice", "workspace": "acme", "workflow_name": "report"}),
+        )
+        .json()
+        .unwrap();
+    assert_eq!(v["status"], "succeeded", "{v}");
+    assert_eq!(up.request_count(), 1);
+}

@@ -67,7 +67,19 @@ fn step_context(req: &StartRun, name: &str, user: &str) -> Result<RunContext, Ap
     Ok(ctx)
 }
 
-fn target(state: &AppState, req: &StartRun, user: &str) -> Result<(Target, String), ApiError> {
+fn target(state: &AppState, req: &StartRun, by: &Principal) -> Result<(Target, String), ApiError> {
+    let user = by.name();
+    // The workspace, workflow and builder of a run decide whose scoped keys it may use
+    // (the builder tier is a named user's keys): only an admin may choose them for an
+    // ad-hoc run; others run in their own default place or run a registered workflow.
+    let chooses = req.workspace.is_some() || req.workflow_name.is_some() || req.builder.is_some();
+    if chooses && req.component.is_some() && by.role() != Role::Admin {
+        return Err(ApiError::forbidden(format!(
+            "{} has the {} role, which may not choose the workspace, workflow or builder of a run; run a registered workflow instead",
+            by.name(),
+            by.role()
+        )));
+    }
     let reg = state.registry.read().unwrap_or_else(|p| p.into_inner());
     match (&req.component, &req.workflow) {
         (Some(c), None) => {
@@ -275,7 +287,7 @@ pub async fn start(
         ));
     }
     let user = by.name().to_owned();
-    let (target, name) = target(&state, &req, &user)?;
+    let (target, name) = target(&state, &req, &by)?;
     let id = match &target {
         Target::Step { ctx, .. } => ctx.run_id.clone(),
         Target::Workflow(_) => new_run_id(),
