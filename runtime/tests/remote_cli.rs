@@ -68,13 +68,7 @@ fn secrets_runs_and_audit_work_the_same_through_a_server() {
         None,
     );
     assert!(out.contains("credential API from tier workspace"), "{out}");
-    let seen = up.requests()[0]
-        .headers
-        .iter()
-        .find(|(n, _)| n == "authorization")
-        .unwrap()
-        .1
-        .clone();
+    let seen = up.requests()[0].header("authorization").unwrap().to_owned();
     assert_eq!(seen, format!("Bearer {VALUE}"));
     // By file: the component's digest names it.
     let out = ok(
@@ -91,13 +85,7 @@ fn secrets_runs_and_audit_work_the_same_through_a_server() {
         Some(ROTATED.as_bytes()),
     );
     ok(&admin, &["run", "probe", "--input", &input], None);
-    let seen = up.requests()[1]
-        .headers
-        .iter()
-        .find(|(n, _)| n == "authorization")
-        .unwrap()
-        .1
-        .clone();
+    let seen = up.requests()[1].header("authorization").unwrap().to_owned();
     assert_eq!(seen, format!("Bearer {ROTATED}"));
 
     // A member may list but not change; the refusal names the role.

@@ -342,13 +342,7 @@ fn no_value_ever_comes_back_out() {
     let seen: Vec<String> = up
         .requests()
         .iter()
-        .map(|r| {
-            r.headers
-                .iter()
-                .find(|(n, _)| n == "authorization")
-                .map(|(_, v)| v.clone())
-                .unwrap_or_default()
-        })
+        .map(|r| r.header("authorization").unwrap_or_default().to_owned())
         .collect();
     assert_eq!(
         seen,
@@ -423,13 +417,7 @@ fn a_rotation_through_the_api_is_seen_by_the_next_call_of_every_running_step() {
     let auth: Vec<String> = up
         .requests()
         .iter()
-        .map(|r| {
-            r.headers
-                .iter()
-                .find(|(n, _)| n == "authorization")
-                .map(|(_, v)| v.clone())
-                .unwrap_or_default()
-        })
+        .map(|r| r.header("authorization").unwrap_or_default().to_owned())
         .collect();
     assert_eq!(auth.len(), 40);
     assert!(
