@@ -163,6 +163,7 @@ fn runtime(store: &TestStore, pool: u32) -> Result<Runtime> {
             limits: Limits::default(),
             address_policy: AddressPolicy::loopback(),
             pool_instances: pool,
+            ..RuntimeConfig::default()
         },
         store.store.clone(),
     )?)

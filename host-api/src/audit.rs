@@ -35,10 +35,14 @@
 //!
 //! # Durability
 //!
-//! [`append`] is not flushed: resolution records are written as they happen and the
-//! runtime flushes ([`flush`]) at the end of each run. [`append_durable`] returns only
-//! once the record is on disk; the HTTP host calls it before a request carrying a
-//! credential leaves, and refuses the request if it fails. Changes to the store
+//! [`append`] returns once the backend has the record in a form that survives this process
+//! being killed (for the embedded store, one `write(2)` to its append-only log:
+//! [`crate::store::log`]); the HTTP host appends the record of an injection before the
+//! request leaves and refuses the request if that fails, so every request an upstream saw
+//! has its record even after a kill -9 of the host. Against a power failure, records are
+//! synced within the store's sync window by default, or before each send with
+//! [`Durability::Strict`](crate::sandbox::Durability::Strict). [`append_durable`] returns
+//! only once the record is on disk, power failures included. Changes to the store
 //! ([`crate::store::SecretStore`]'s `set`, `rotate`, `delete`, `delete_created_by`,
 //! `rotate_master`) write their record durably *before* the change: if the record cannot
 //! be written, nothing is changed; if the change then fails, a second record with the
@@ -223,9 +227,8 @@ fn split_chained(bytes: &[u8]) -> Option<(u64, [u8; MAC_BYTES], &[u8])> {
     Some((u64::from_be_bytes(s), m, json))
 }
 
-/// Appends a chained record. Not flushed: the runtime flushes at the end of each run
-/// ([`flush`]); use [`append_durable`] where the record must exist before something
-/// happens.
+/// Appends a chained record: it survives the process being killed once this returns, but
+/// not necessarily a power failure ([`flush`], [`append_durable`]).
 pub fn append(store: &SecretStore, record: &AuditRecord) -> Result<(), AuditError> {
     let json = serde_json::to_vec(record).unwrap_or_default();
     let mut chain = store.audit_chain();

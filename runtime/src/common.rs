@@ -136,6 +136,28 @@ pub fn invoking_user(arg: Option<&String>) -> Result<String> {
     Ok(user)
 }
 
+/// When audit records reach the disk.
+#[derive(Args, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DurabilityArgs {
+    /// Sync the audit trail to disk before every request that carries a credential, so that
+    /// not even a power failure loses the record of a request that was sent. Without it, the
+    /// record is still written before the request leaves (a killed process loses nothing)
+    /// and is synced within 50 ms, one sync shared by every run in that window.
+    #[arg(long, env = "LATCHKEY_STRICT_DURABILITY")]
+    pub strict_durability: bool,
+}
+
+impl DurabilityArgs {
+    /// The library setting the flag selects.
+    pub fn durability(self) -> latchkey_host::sandbox::Durability {
+        if self.strict_durability {
+            latchkey_host::sandbox::Durability::Strict
+        } else {
+            latchkey_host::sandbox::Durability::Grouped
+        }
+    }
+}
+
 /// The operator's grants of non-public networks to fetches.
 #[derive(Args, Debug, Clone, Default)]
 pub struct NetworkArgs {

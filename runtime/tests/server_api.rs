@@ -522,6 +522,129 @@ fn a_kill_9_loses_no_acknowledged_write() {
     }
 }
 
+/// The record of an injection is written before the request leaves: killing the host at
+/// any instant, with runs in flight, leaves a record for every request an upstream saw.
+#[test]
+fn a_kill_9_during_a_stream_of_injections_leaves_a_record_of_every_request_sent() {
+    let (cli, admin) = store_with_admin();
+    let up = Upstream::start_blocking().unwrap();
+    for round in 0..3u64 {
+        let mut s = Server::start(&cli, &["--requests-per-second", "100000"]);
+        assert!(register_probe(&s, &admin).is_success());
+        let key = format!("STREAM_{round}");
+        assert!(
+            put_secret(&s, &admin, &key, PLAIN, &up)
+                .status()
+                .is_success()
+        );
+        let input = json!({"action": "fetch", "url": up.url("/status/200"), "key": key});
+        let before = up.request_count();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let clients: Vec<_> = (0..8)
+            .map(|_| {
+                let (url, admin, input, stop) =
+                    (s.url.clone(), admin.clone(), input.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    let http = Client::new();
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        // Errors are expected once the server is gone.
+                        let _ = http
+                            .post(format!("{url}/v1/runs"))
+                            .bearer_auth(&admin)
+                            .json(&json!({"component": "probe", "input": input, "wait": true}))
+                            .send();
+                    }
+                })
+            })
+            .collect();
+        // Kill at a different point of the stream each round.
+        while up.request_count() < before + 40 + 37 * round as usize {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        s.child.kill().unwrap();
+        s.child.wait().unwrap();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for c in clients {
+            c.join().unwrap();
+        }
+        let seen = up.request_count() - before;
+        let s = Server::start(&cli, &[]);
+        let records: Value = s
+            .get(&format!("/v1/audit?key={key}&limit=10000"), &admin)
+            .json()
+            .unwrap();
+        let sent = records["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["event"] == "inject" && r["outcome"] == "sent")
+            .count();
+        assert!(
+            sent >= seen,
+            "round {round}: the upstream saw {seen} requests, the audit trail records {sent}"
+        );
+    }
+}
+
+/// The value of the sample `name` (with its labels, as exposed) in `/metrics`.
+fn metric(s: &Server, name: &str) -> f64 {
+    let text = s
+        .req("GET", "/metrics", None)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn metrics_count_injections_and_refusals_by_the_error_the_step_got() {
+    let (cli, admin) = store_with_admin();
+    let up = Upstream::start_blocking().unwrap();
+    let s = Server::start(&cli, &[]);
+    assert!(register_probe(&s, &admin).is_success());
+    assert!(
+        put_secret(&s, &admin, "TOKEN", PLAIN, &up)
+            .status()
+            .is_success()
+    );
+    let fetch = |url: String, key: &str| json!({"action": "fetch", "url": url, "key": key});
+    // Sent: one injection. The key to an unbound port: denied. A key that does not exist:
+    // missing-credential. A forbidden header: invalid-request.
+    assert_eq!(
+        run_probe(&s, &admin, fetch(up.url("/status/200"), "TOKEN"))["status"],
+        "succeeded"
+    );
+    let elsewhere = format!("http://127.0.0.1:{}/", up.port() ^ 1);
+    assert_eq!(
+        run_probe(&s, &admin, fetch(elsewhere, "TOKEN"))["status"],
+        "failed"
+    );
+    assert_eq!(
+        run_probe(&s, &admin, fetch(up.url("/"), "NO_SUCH_KEY"))["status"],
+        "failed"
+    );
+    let bad = json!({"action": "fetch", "url": up.url("/"), "headers": {"host": "evil.example"}});
+    assert_eq!(run_probe(&s, &admin, bad)["status"], "failed");
+    assert_eq!(metric(&s, "latchkey_injections_total"), 1.0);
+    assert_eq!(
+        metric(&s, "latchkey_refusals_total{reason=\"denied\"}"),
+        1.0
+    );
+    assert_eq!(
+        metric(&s, "latchkey_refusals_total{reason=\"missing-credential\"}"),
+        1.0
+    );
+    assert_eq!(
+        metric(&s, "latchkey_refusals_total{reason=\"invalid-request\"}"),
+        1.0
+    );
+    assert_eq!(metric(&s, "latchkey_fetches_total"), 3.0);
+    assert_eq!(metric(&s, "latchkey_runs_total{outcome=\"failed\"}"), 3.0);
+}
+
 /// Open files and resident memory of a process.
 fn fds_and_rss(pid: u32) -> (usize, u64) {
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))

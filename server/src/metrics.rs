@@ -2,6 +2,7 @@
 //! kinds): never a key name, a principal, a URL or anything a value could hide in.
 
 use latchkey_host::Role;
+use latchkey_host::sandbox::RunCounts;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -31,6 +32,7 @@ pub struct Metrics {
     run_seconds: Histogram,
     fetches: Counter,
     credentials: Counter,
+    injections: Counter,
     refusals: Family<Reason, Counter>,
     in_progress: Gauge,
     requests: Family<RoleLabel, Counter>,
@@ -56,10 +58,16 @@ impl Metrics {
             "Credentials resolved for steps (each may be injected into several fetches)",
             credentials.clone(),
         );
+        let injections = Counter::default();
+        registry.register(
+            "injections",
+            "Credential values sent: one per credential per request that left",
+            injections.clone(),
+        );
         let refusals = Family::<Reason, Counter>::default();
         registry.register(
             "refusals",
-            "Credential uses refused, by kind",
+            "Steps' requests refused, by the error the step got (missing-credential, denied, invalid-request, limit-exceeded)",
             refusals.clone(),
         );
         let in_progress = Gauge::default();
@@ -80,6 +88,7 @@ impl Metrics {
             run_seconds,
             fetches,
             credentials,
+            injections,
             refusals,
             in_progress,
             requests,
@@ -98,26 +107,22 @@ impl Metrics {
         self.in_progress.inc();
     }
 
-    /// A run ended.
-    pub fn run_ended(&self, ok: bool, seconds: f64, fetches: u64, credentials: u64) {
+    /// A run ended, having run `steps`.
+    pub fn run_ended(&self, ok: bool, seconds: f64, steps: &[RunCounts], credentials: u64) {
         self.in_progress.dec();
         let outcome = if ok { "succeeded" } else { "failed" };
         self.runs.get_or_create(&Outcome { outcome }).inc();
         self.run_seconds.observe(seconds);
-        self.fetches.inc_by(fetches);
         self.credentials.inc_by(credentials);
-    }
-
-    /// A refused credential use; `reason` is mapped to a fixed kind.
-    pub fn refusal(&self, reason: &str) {
-        let kind = if reason.starts_with("missing_credential") {
-            "missing-credential"
-        } else if reason.contains("not allowed") || reason.contains("binding") {
-            "binding"
-        } else {
-            "other"
-        };
-        self.refusals.get_or_create(&Reason { reason: kind }).inc();
+        for step in steps {
+            self.fetches.inc_by(u64::from(step.fetches));
+            self.injections.inc_by(step.injections);
+            for (reason, n) in step.refusals.by_reason() {
+                if n > 0 {
+                    self.refusals.get_or_create(&Reason { reason }).inc_by(n);
+                }
+            }
+        }
     }
 
     /// The text exposition format.

@@ -144,6 +144,7 @@ pub fn runtime_with(store: &TestStore, limits: Limits) -> Runtime {
         limits,
         address_policy: AddressPolicy::loopback(),
         pool_instances: 0,
+        ..RuntimeConfig::default()
     };
     Runtime::new(config, store.store.clone()).unwrap()
 }

@@ -1,6 +1,7 @@
 //! The audit trail on disk: a chain across processes (reopens) and runs, that shows a
-//! record edited, deleted or moved in the sled files, and a truncated tail against a saved
-//! head; management changes are in it with their actor.
+//! record edited, deleted or moved in the store's audit log (by someone who can also fix the
+//! log's CRCs: only the chain's MAC stands in the way), and a truncated tail against a
+//! saved head; management changes are in it with their actor.
 #![allow(clippy::unwrap_used)]
 
 use latchkey_host::audit::{self, AuditEvent, AuditRecord, Problem};
@@ -58,13 +59,29 @@ fn populated(path: &Path, master: &MasterKey) {
     }
 }
 
-/// The raw audit records, by sled key, with the store closed.
-fn with_audit_tree<T>(path: &Path, f: impl FnOnce(&sled::Tree) -> T) -> T {
-    let db = sled::open(path).unwrap();
-    let tree = db.open_tree("audit").unwrap();
-    let out = f(&tree);
-    tree.flush().unwrap();
-    out
+/// Rewrites the store's audit log (`audit.log`: `len ‖ bytes ‖ crc32 ‖ len` frames) after
+/// `f` has edited its records, with every frame's CRC made to fit, as an attacker with
+/// write access to the files would.
+fn with_audit_log(path: &Path, f: impl FnOnce(&mut Vec<Vec<u8>>)) {
+    let file = path.join("audit.log");
+    let bytes = std::fs::read(&file).unwrap();
+    let mut records = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        let n = u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        records.push(bytes[at + 4..at + 4 + n].to_vec());
+        at += n + 12;
+    }
+    f(&mut records);
+    let mut out = Vec::new();
+    for r in &records {
+        let n = (r.len() as u32).to_be_bytes();
+        out.extend_from_slice(&n);
+        out.extend_from_slice(r);
+        out.extend_from_slice(&crc32fast::hash(r).to_be_bytes());
+        out.extend_from_slice(&n);
+    }
+    std::fs::write(&file, out).unwrap();
 }
 
 #[test]
@@ -95,16 +112,14 @@ fn a_record_edited_in_the_files_is_detected() {
     let path = dir.path().join("store");
     let master = MasterKey::generate().unwrap();
     populated(&path, &master);
-    with_audit_tree(&path, |t| {
-        let (k, v) = t.iter().nth(3).unwrap().unwrap();
+    with_audit_log(&path, |records| {
         // The same length, the same place: only the MAC can tell.
-        let mut bytes = v.to_vec();
+        let bytes = &mut records[3];
         let at = bytes
             .windows(7)
             .position(|w| w == b"\"alice\"")
             .expect("the run record names its user");
         bytes[at..at + 7].copy_from_slice(b"\"bobby\"");
-        t.insert(k, bytes).unwrap();
     });
     let s = SecretStore::open(&path, &master).unwrap();
     let report = audit::verify(&s).unwrap();
@@ -118,9 +133,8 @@ fn a_record_deleted_or_moved_in_the_files_is_detected() {
     let path = dir.path().join("store");
     let master = MasterKey::generate().unwrap();
     populated(&path, &master);
-    with_audit_tree(&path, |t| {
-        let (k, _) = t.iter().nth(5).unwrap().unwrap();
-        t.remove(k).unwrap();
+    with_audit_log(&path, |records| {
+        records.remove(5);
     });
     let s = SecretStore::open(&path, &master).unwrap();
     let first = audit::verify(&s)
@@ -140,11 +154,7 @@ fn a_record_deleted_or_moved_in_the_files_is_detected() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store");
     populated(&path, &master);
-    with_audit_tree(&path, |t| {
-        let recs: Vec<_> = t.iter().map(Result::unwrap).collect();
-        t.insert(&recs[2].0, recs[6].1.clone()).unwrap();
-        t.insert(&recs[6].0, recs[2].1.clone()).unwrap();
-    });
+    with_audit_log(&path, |records| records.swap(2, 6));
     let s = SecretStore::open(&path, &master).unwrap();
     let report = audit::verify(&s).unwrap();
     assert!(!report.is_intact());
@@ -161,9 +171,8 @@ fn a_truncated_tail_is_detected_against_the_saved_head_only() {
         let s = SecretStore::open(&path, &master).unwrap();
         audit::verify(&s).unwrap().head.unwrap()
     };
-    with_audit_tree(&path, |t| {
-        let (k, _) = t.last().unwrap().unwrap();
-        t.remove(k).unwrap();
+    with_audit_log(&path, |records| {
+        records.pop();
     });
     let s = SecretStore::open(&path, &master).unwrap();
     let report = audit::verify(&s).unwrap();
@@ -183,7 +192,8 @@ fn legacy_records_are_reported_as_such_not_as_tampering() {
     let path = dir.path().join("store");
     let master = MasterKey::generate().unwrap();
     drop(SecretStore::init(&path, &master).unwrap());
-    // Records as the previous version wrote them: bare JSON under sled-generated ids.
+    // Records as the first version wrote them: bare JSON under sled-generated ids in the
+    // store's `audit` tree (later ones go to `audit.log`, after these).
     {
         let db = sled::open(&path).unwrap();
         let t = db.open_tree("audit").unwrap();

@@ -424,6 +424,7 @@ async fn memory_limit_holds_with_the_pooling_allocator() {
             },
             address_policy: AddressPolicy::loopback(),
             pool_instances: 2,
+            ..RuntimeConfig::default()
         },
         s.store.clone(),
     )

@@ -60,7 +60,10 @@ impl wit_credentials::Host for HostState {
                     ResolveError::Store(err) => Err(wasmtime::Error::msg(format!(
                         "credential store failure: {err}"
                     ))),
-                    _ => Ok(Err(Error::MissingCredential(key.to_string()))),
+                    _ => {
+                        self.credentials.missing += 1;
+                        Ok(Err(Error::MissingCredential(key.to_string())))
+                    }
                 }
             }
         }

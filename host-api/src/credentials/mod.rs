@@ -40,6 +40,8 @@ pub(crate) struct CredentialsState {
     pub gets: u32,
     /// Credentials resolved, in order of first use.
     pub used: Vec<CredentialUse>,
+    /// `credentials.get` calls answered `missing-credential`.
+    pub missing: u64,
 }
 
 impl CredentialsState {

@@ -48,6 +48,26 @@ struct Ready {
 
 impl wit_http::Host for HostState {
     async fn fetch(&mut self, request: Request) -> wasmtime::Result<Result<Response, Error>> {
+        let result = self.fetch_counted(request).await;
+        if let Ok(Err(e)) = &result {
+            let refused = &mut self.http.refused;
+            match e {
+                Error::Denied(_) => refused.denied += 1,
+                Error::InvalidRequest(_) => refused.invalid_request += 1,
+                Error::LimitExceeded(_) => refused.limit_exceeded += 1,
+                Error::Transport(_) | Error::Timeout => {}
+            }
+        }
+        result
+    }
+}
+
+impl HostState {
+    /// `fetch`, with fetches and injections counted as they happen.
+    async fn fetch_counted(
+        &mut self,
+        request: Request,
+    ) -> wasmtime::Result<Result<Response, Error>> {
         if self.http.fetches >= self.limits().max_fetches {
             return Ok(Err(Error::LimitExceeded(format!(
                 "this run may make at most {} fetches",
@@ -67,6 +87,7 @@ impl wit_http::Host for HostState {
                 "the audit trail could not be written, so nothing was sent: {e}"
             )));
         }
+        self.http.injections += ready.sent.len() as u64;
         let client = if ready.internal {
             self.shared.internal_client.clone()
         } else {
@@ -392,9 +413,10 @@ impl HostState {
         )
     }
 
-    /// One audit record per credential sent, made durable together (one flush).
+    /// One audit record per credential sent, written before the request leaves (synced
+    /// together under strict durability).
     fn record_sent(&self, ready: &Ready) -> Result<(), crate::audit::AuditError> {
-        self.audit_durable(ready.sent.iter().map(|(key, resolved, places)| {
+        self.audit_before_send(ready.sent.iter().map(|(key, resolved, places)| {
             let places: Vec<String> = places.iter().map(ToString::to_string).collect();
             self.record(
                 AuditEvent::Inject,

@@ -29,6 +29,10 @@ use wasmtime::component::{HasSelf, Linker};
 pub(crate) struct HttpState {
     /// Fetches so far (capped by `max_fetches`).
     pub fetches: u32,
+    /// Credential values sent so far (one per credential per request).
+    pub injections: u64,
+    /// Fetches refused, by the error the guest got.
+    pub refused: crate::sandbox::Refusals,
     /// Values injected so far, for scrubbing responses, logs and the output.
     pub injected: Injected,
 }

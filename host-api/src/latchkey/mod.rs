@@ -172,6 +172,7 @@ impl Latchkey {
                 ),
                 logs: Vec::new(),
                 credentials: Vec::new(),
+                counts: Default::default(),
             }),
         }
     }

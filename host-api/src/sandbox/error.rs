@@ -117,4 +117,6 @@ pub struct RunFailure {
     pub logs: Vec<GuestLogLine>,
     /// Credentials resolved before the failure.
     pub credentials: Vec<CredentialUse>,
+    /// Fetches, injections and refusals before the failure.
+    pub counts: super::RunCounts,
 }

@@ -92,6 +92,25 @@ pub struct RuntimeConfig {
     /// cannot be reserved (address space limits), the runtime falls back to on-demand
     /// allocation. Default: 0 here; see [`RuntimeConfig::pooled`].
     pub pool_instances: u32,
+    /// When audit records are made durable against a power failure.
+    pub durability: Durability,
+}
+
+/// When the audit record of an injection is made durable against a power failure. Either
+/// way it is written before the request leaves, so that it survives the host being killed
+/// at any instant after (a kill -9 loses nothing that reached an upstream).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Durability {
+    /// Synced to disk by the store within its sync window (for the embedded store,
+    /// [`SYNC_WINDOW`](crate::store::log::SYNC_WINDOW)), one sync shared by every run that
+    /// wrote in the meantime: a power failure can lose at most that window of records.
+    #[default]
+    Grouped,
+    /// Synced to disk before each request carrying a credential leaves and at the end of
+    /// each run (concurrent runs still share syncs). A power failure loses no record of a
+    /// request that was sent; each such request pays for a sync (~0.1 ms on an SSD).
+    Strict,
 }
 
 impl RuntimeConfig {

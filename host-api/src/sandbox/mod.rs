@@ -22,8 +22,8 @@ pub use crate::credentials::CredentialUse;
 pub use crate::guest_log::{GuestLogLine, visible, visible_lines};
 pub use crate::http::ClientError;
 pub use error::{LoadError, RunError, RunFailure, RuntimeError, WasmtimeError};
-pub use limits::{Limits, RuntimeConfig};
-pub use run::{RunOutcome, TEXT_SCRUB_GRACE};
+pub use limits::{Durability, Limits, RuntimeConfig};
+pub use run::{Refusals, RunCounts, RunOutcome, TEXT_SCRUB_GRACE};
 
 pub(crate) use memory::MemoryLimiter;
 pub(crate) use state::{HostState, Shared};
@@ -77,6 +77,7 @@ impl Runtime {
                 internal_client,
                 limits: config.limits,
                 address_policy: config.address_policy,
+                durability: config.durability,
             }),
             stop_ticker,
             pooled,

@@ -15,6 +15,44 @@ use wasmtime::Store;
 /// values: the guest has stopped, and the output is bounded by `max_output_bytes`.
 pub const TEXT_SCRUB_GRACE: Duration = Duration::from_secs(1);
 
+/// What a run's guest was refused, by the kind of error it was given: a bounded set of
+/// reasons, for metrics and reports (the reasons' texts are in the audit trail).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Refusals {
+    /// `credentials.get` answered `missing-credential` (no such key for the step, not on an
+    /// allowlist, wrong integration type).
+    pub missing_credential: u64,
+    /// `http.fetch` answered `denied` (a credential outside its binding, a refused address).
+    pub denied: u64,
+    /// `http.fetch` answered `invalid-request`.
+    pub invalid_request: u64,
+    /// `http.fetch` answered `limit-exceeded`.
+    pub limit_exceeded: u64,
+}
+
+impl Refusals {
+    /// Each reason with its count, named as the WIT error is.
+    pub fn by_reason(&self) -> [(&'static str, u64); 4] {
+        [
+            ("missing-credential", self.missing_credential),
+            ("denied", self.denied),
+            ("invalid-request", self.invalid_request),
+            ("limit-exceeded", self.limit_exceeded),
+        ]
+    }
+}
+
+/// What a run did, whether or not it succeeded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunCounts {
+    /// Fetches the guest asked for (refused ones included).
+    pub fetches: u32,
+    /// Credential values sent: one per credential per request that left.
+    pub injections: u64,
+    /// What the guest was refused.
+    pub refusals: Refusals,
+}
+
 /// What a successful run produced.
 #[derive(Debug, Clone)]
 pub struct RunOutcome {
@@ -24,6 +62,8 @@ pub struct RunOutcome {
     pub credentials: Vec<CredentialUse>,
     /// Fetches made.
     pub fetches: u32,
+    /// Fetches, injections and refusals.
+    pub counts: RunCounts,
     /// Guest log lines.
     pub logs: Vec<GuestLogLine>,
     /// Wall-clock time of the run.
@@ -36,8 +76,9 @@ type Returned = Result<String, String>;
 impl Runtime {
     /// Runs `step` once with `input`, in a fresh instance.
     ///
-    /// Fresh store → instantiate and call, within the deadline → audit records made
-    /// durable → output (or error message) checked → outcome, or failure with the logs.
+    /// Fresh store → instantiate and call, within the deadline → (strict durability) audit
+    /// records synced → output (or error message) checked → outcome, or failure with the
+    /// logs.
     pub async fn run(
         &self,
         step: &Step,
@@ -47,12 +88,15 @@ impl Runtime {
         let started = Instant::now();
         let mut store = self.fresh_store(ctx, started);
         let returned = self.call(step, &mut store, input).await;
-        let _ = audit::flush(&self.shared.store);
+        if self.shared.durability == super::Durability::Strict {
+            let _ = audit::flush(&self.shared.store);
+        }
         match checked_output(returned, &mut store) {
             Ok(output) => {
                 let state = store.into_data();
                 Ok(RunOutcome {
                     output,
+                    counts: state.counts(),
                     credentials: state.credentials.used,
                     fetches: state.http.fetches,
                     logs: state.log.into_lines_noting_dropped(),
@@ -62,6 +106,7 @@ impl Runtime {
             Err(error) => {
                 let state = store.into_data();
                 Err(RunFailure {
+                    counts: state.counts(),
                     error,
                     logs: state.log.lines,
                     credentials: state.credentials.used,

@@ -26,6 +26,7 @@ pub(crate) struct Shared {
     pub internal_client: reqwest::Client,
     pub limits: Limits,
     pub address_policy: AddressPolicy,
+    pub durability: super::Durability,
 }
 
 /// Per-run host state: the WASI context, the resource table holding credential handles,
@@ -73,6 +74,18 @@ impl HostState {
         &self.shared.limits
     }
 
+    /// What the run has done so far.
+    pub fn counts(&self) -> super::RunCounts {
+        super::RunCounts {
+            fetches: self.http.fetches,
+            injections: self.http.injections,
+            refusals: super::Refusals {
+                missing_credential: self.credentials.missing,
+                ..self.http.refused
+            },
+        }
+    }
+
     /// Appends an audit record. A failing audit write fails loudly in the operator's log;
     /// it must not become a guest-visible difference.
     pub fn audit(
@@ -90,16 +103,19 @@ impl HostState {
         }
     }
 
-    /// Appends `records` and makes them durable with one flush before returning; the caller
-    /// fails closed on an error.
-    pub fn audit_durable(
+    /// Appends `records` before a request leaves: when this returns they survive the host
+    /// being killed, and with [`Durability::Strict`](super::Durability::Strict) a power
+    /// failure too (one sync for all of them). The caller fails closed on an error.
+    pub fn audit_before_send(
         &self,
         records: impl IntoIterator<Item = AuditRecord>,
     ) -> Result<(), audit::AuditError> {
         for r in records {
             audit::append(&self.shared.store, &r)?;
         }
-        audit::flush(&self.shared.store)?;
+        if self.shared.durability == super::Durability::Strict {
+            audit::flush(&self.shared.store)?;
+        }
         Ok(())
     }
 

@@ -1,6 +1,8 @@
 //! Storage backends: bytes in, bytes out. A backend never sees a plaintext value.
 
+use super::log::AppendLog;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Why a backend operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -50,9 +52,12 @@ pub trait Backend: Send + Sync {
     fn delete(&self, ns: &str, id: &[u8]) -> Result<bool, BackendError>;
     /// All records whose id starts with `prefix`, in id order.
     fn scan(&self, ns: &str, prefix: &[u8]) -> Result<Records, BackendError>;
-    /// Appends `value` under a fresh increasing id; not flushed (see [`Backend::flush`]).
+    /// Appends `value` under a fresh increasing id. When this returns, the record survives
+    /// this process being killed at any later instant; surviving a power failure as well
+    /// takes a [`Backend::flush`] (or, for an embedded store, the log's sync window:
+    /// [`SYNC_WINDOW`](super::log::SYNC_WINDOW)).
     fn append(&self, ns: &str, value: &[u8]) -> Result<u64, BackendError>;
-    /// Makes every earlier write durable.
+    /// Makes every earlier write durable, power failures included.
     fn flush(&self) -> Result<(), BackendError>;
     /// The record with the greatest id in `ns` (the newest appended one), if any.
     fn last(&self, ns: &str) -> Result<Option<Record>, BackendError> {
@@ -60,13 +65,18 @@ pub trait Backend: Send + Sync {
     }
 }
 
-/// The embedded default: a sled database in a directory.
+/// The embedded default: a sled database in a directory, and beside it one append-only
+/// log file per appended namespace (`<ns>.log`, the audit trail): see [`AppendLog`] for
+/// why appends do not go into sled.
 pub struct SledBackend {
     db: sled::Db,
+    dir: PathBuf,
     path: String,
     /// Trees opened so far, by namespace: `open_tree` takes a lock and a lookup on every
     /// call, and resolution reads up to six records per key.
     trees: std::sync::RwLock<Vec<(String, sled::Tree)>>,
+    /// Logs opened so far, by namespace.
+    logs: std::sync::RwLock<Vec<(String, Arc<AppendLog>)>>,
 }
 
 impl SledBackend {
@@ -85,9 +95,33 @@ impl SledBackend {
             .map_err(|e| classify(e, &path))?;
         Ok(SledBackend {
             db,
+            dir: dir.to_path_buf(),
             path,
             trees: std::sync::RwLock::new(Vec::new()),
+            logs: std::sync::RwLock::new(Vec::new()),
         })
+    }
+
+    /// The log of `ns`; `None` if it has none and `create` is false.
+    fn log(&self, ns: &str, create: bool) -> Result<Option<Arc<AppendLog>>, BackendError> {
+        let known = self.logs.read().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, l)) = known.iter().find(|(n, _)| n == ns) {
+            return Ok(Some(Arc::clone(l)));
+        }
+        drop(known);
+        // Namespaces are the crate's own constants; keep them file-name safe regardless.
+        debug_assert!(ns.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
+        let file = self.dir.join(format!("{ns}.log"));
+        if !create && !file.exists() {
+            return Ok(None);
+        }
+        let mut logs = self.logs.write().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, l)) = logs.iter().find(|(n, _)| n == ns) {
+            return Ok(Some(Arc::clone(l)));
+        }
+        let log = Arc::new(AppendLog::open(&file)?);
+        logs.push((ns.to_owned(), Arc::clone(&log)));
+        Ok(Some(log))
     }
 
     fn tree(&self, ns: &str) -> Result<sled::Tree, BackendError> {
@@ -176,24 +210,7 @@ fn snapshot_is_complete(bytes: &[u8]) -> bool {
     let (body, tail) = bytes.split_at(bytes.len() - 12);
     let mut crc = [0u8; 4];
     crc.copy_from_slice(&tail[8..]);
-    crc32(body) == u32::from_le_bytes(crc)
-}
-
-/// CRC-32 (IEEE, as crc32fast computes it), bitwise: snapshots are small and this runs
-/// only when a `.generating` file exists.
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in data {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
+    crc32fast::hash(body) == u32::from_le_bytes(crc)
 }
 
 fn classify(e: sled::Error, path: &str) -> BackendError {
@@ -239,30 +256,50 @@ impl Backend for SledBackend {
         Ok(existed)
     }
 
+    /// Records in the tree, then (for an unprefixed scan) the namespace's log: stores
+    /// written before the log existed kept appended records in the tree, and every one of
+    /// them is older than the log's first.
     fn scan(&self, ns: &str, prefix: &[u8]) -> Result<Records, BackendError> {
-        self.tree(ns)?
+        let mut records: Records = self
+            .tree(ns)?
             .scan_prefix(prefix)
             .map(|r| {
                 r.map(|(k, v)| (k.to_vec(), v.to_vec()))
                     .map_err(|e| classify(e, &self.path))
             })
-            .collect()
+            .collect::<Result<_, _>>()?;
+        if prefix.is_empty()
+            && let Some(log) = self.log(ns, false)?
+        {
+            records.extend(log.scan()?);
+        }
+        Ok(records)
     }
 
     fn append(&self, ns: &str, value: &[u8]) -> Result<u64, BackendError> {
-        let id = self.db.generate_id().map_err(|e| classify(e, &self.path))?;
-        self.tree(ns)?
-            .insert(id.to_be_bytes(), value)
-            .map_err(|e| classify(e, &self.path))?;
-        Ok(id)
+        let log = self.log(ns, true)?;
+        log.map_or(Ok(0), |l| l.append(value))
     }
 
     fn flush(&self) -> Result<(), BackendError> {
         self.db.flush().map_err(|e| classify(e, &self.path))?;
+        let logs: Vec<Arc<AppendLog>> = self
+            .logs
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(_, l)| Arc::clone(l))
+            .collect();
+        for log in logs {
+            log.sync()?;
+        }
         Ok(())
     }
 
     fn last(&self, ns: &str) -> Result<Option<Record>, BackendError> {
+        if let Some(last) = self.log(ns, false)?.and_then(|l| l.last()) {
+            return Ok(Some(last));
+        }
         Ok(self
             .tree(ns)?
             .last()

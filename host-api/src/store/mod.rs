@@ -2,7 +2,8 @@
 //!
 //! Layers, bottom up:
 //! - [`Backend`]: raw bytes by id. Holds only ciphertext and metadata; [`SledBackend`] is
-//!   the embedded default. A shared backend (PostgreSQL) would implement the same trait.
+//!   the embedded default (its audit trail in an append-only [`log`] file beside sled). A
+//!   shared backend (PostgreSQL) would implement the same trait.
 //! - [`seal`]: AES-256-GCM. A random data key (DEK) seals every record; the operator's
 //!   master key wraps the DEK. The wrapped DEK doubles as the check record, so a wrong
 //!   master key is detected when the store is opened, not at first use.
@@ -13,6 +14,7 @@
 //! - [`SecretStore`]: the write-only API the CLI and the runtime use.
 
 mod backend;
+pub mod log;
 mod record;
 mod scope;
 pub mod seal;

@@ -1,6 +1,6 @@
 //! `latchkey serve`: the long-lived host (see the `latchkey-server` crate).
 
-use crate::common::{CacheArgs, NetworkArgs, StoreArgs};
+use crate::common::{CacheArgs, DurabilityArgs, NetworkArgs, StoreArgs};
 use crate::limits::{self, LimitArgs};
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -49,6 +49,8 @@ pub struct ServeCommand {
     #[command(flatten)]
     pub network: NetworkArgs,
     #[command(flatten)]
+    pub durability: DurabilityArgs,
+    #[command(flatten)]
     pub limits: LimitArgs,
     #[command(flatten)]
     pub cache: CacheArgs,
@@ -86,6 +88,7 @@ impl ServeCommand {
                 limits: limits::limits(&self.limits)?,
                 address_policy: self.network.address_policy()?,
                 pool_instances: self.pool_instances,
+                durability: self.durability.durability(),
             },
             cache_dir: self.cache.dir(store),
         };

@@ -13,7 +13,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use latchkey_host::resolve::{RunContext, new_run_id};
-use latchkey_host::sandbox::{RunFailure, RunOutcome};
+use latchkey_host::sandbox::{RunCounts, RunFailure, RunOutcome};
 use latchkey_host::secret::CredentialKey;
 use latchkey_host::store::{NameKind, check_name, unix_millis};
 use latchkey_host::workflow::{RunRequest, StepReport};
@@ -124,6 +124,14 @@ fn target(state: &AppState, req: &StartRun, by: &Principal) -> Result<(Target, S
     }
 }
 
+/// What a step did, whether or not it succeeded.
+fn counts(result: &Result<RunOutcome, RunFailure>) -> RunCounts {
+    match result {
+        Ok(o) => o.counts,
+        Err(f) => f.counts,
+    }
+}
+
 fn step_view(
     name: &str,
     elapsed_ms: f64,
@@ -142,7 +150,7 @@ fn step_view(
             RunStatus::Failed
         },
         duration_ms: elapsed_ms,
-        fetches: result.as_ref().map_or(0, |o| o.fetches),
+        fetches: counts(result).fetches,
         credentials: credentials
             .iter()
             .map(|c| CredentialView {
@@ -163,15 +171,12 @@ fn step_view(
     }
 }
 
-fn refusal_views(state: &AppState, refusals: &[latchkey_host::Refusal]) -> Vec<RefusalView> {
+fn refusal_views(refusals: &[latchkey_host::Refusal]) -> Vec<RefusalView> {
     refusals
         .iter()
-        .map(|r| {
-            state.metrics.refusal(&r.reason);
-            RefusalView {
-                key: r.key.clone(),
-                reason: r.reason.clone(),
-            }
+        .map(|r| RefusalView {
+            key: r.key.clone(),
+            reason: r.reason.clone(),
         })
         .collect()
 }
@@ -189,7 +194,7 @@ async fn execute(state: Arc<AppState>, id: String, user: String, target: Target,
     }
     state.metrics.run_started();
     let started = Instant::now();
-    let (steps, output, error, not_run) = match target {
+    let (steps, output, error, not_run, done) = match target {
         Target::Step { component, ctx } => {
             let t = Instant::now();
             let result = state.latchkey.run_step(&component.step, &ctx, &input).await;
@@ -201,11 +206,11 @@ async fn execute(state: Arc<AppState>, id: String, user: String, target: Target,
                 &ctx.step.name,
                 t.elapsed().as_secs_f64() * 1000.0,
                 &result,
-                refusal_views(&state, &refusals),
+                refusal_views(&refusals),
             );
             let output = result.as_ref().ok().map(|o| output_value(&o.output));
             let error = view.error.clone();
-            (vec![view], output, error, Vec::new())
+            (vec![view], output, error, Vec::new(), vec![counts(&result)])
         }
         Target::Workflow(w) => {
             let request = RunRequest {
@@ -225,7 +230,7 @@ async fn execute(state: Arc<AppState>, id: String, user: String, target: Target,
                         &s.name,
                         s.elapsed.as_secs_f64() * 1000.0,
                         &s.result,
-                        refusal_views(&state, &s.refusals),
+                        refusal_views(&s.refusals),
                     )
                 })
                 .collect();
@@ -236,15 +241,15 @@ async fn execute(state: Arc<AppState>, id: String, user: String, target: Target,
                     .map(|e| format!("step {} failed: {}", f.name, e.error))
             });
             let output = run.output().map(output_value);
-            (views, output, error, run.not_run.clone())
+            let done = run.steps.iter().map(|s| counts(&s.result)).collect();
+            (views, output, error, run.not_run.clone(), done)
         }
     };
     let ok = error.is_none();
-    let fetches: u64 = steps.iter().map(|s| u64::from(s.fetches)).sum();
     let creds: u64 = steps.iter().map(|s| s.credentials.len() as u64).sum();
     state
         .metrics
-        .run_ended(ok, started.elapsed().as_secs_f64(), fetches, creds);
+        .run_ended(ok, started.elapsed().as_secs_f64(), &done, creds);
     if let Some(e) = state.runs().get_mut(&id) {
         e.view.status = if ok {
             RunStatus::Succeeded

@@ -4,7 +4,8 @@ mod remote;
 mod workflow;
 
 use crate::common::{
-    CacheArgs, EXIT_STEP_FAILED, NetworkArgs, StoreArgs, async_runtime, invoking_user, os_user,
+    CacheArgs, DurabilityArgs, EXIT_STEP_FAILED, NetworkArgs, StoreArgs, async_runtime,
+    invoking_user, os_user,
 };
 use crate::limits::{self, LimitArgs};
 use crate::report;
@@ -52,6 +53,8 @@ pub struct RunCommand {
     #[command(flatten)]
     pub network: NetworkArgs,
     #[command(flatten)]
+    pub durability: DurabilityArgs,
+    #[command(flatten)]
     pub limits: LimitArgs,
     /// Print a report (duration, fetches, credentials used by name and tier) on stderr.
     /// Always on for a manifest.
@@ -87,10 +90,11 @@ impl RunCommand {
             || !self.network.allow_internal.is_empty()
             || self.cache.no_cache
             || self.cache.cache_dir.is_some()
+            || self.durability.strict_durability
             || self.limits != LimitArgs::default()
         {
             bail!(
-                "limits, network grants and the cache are set by the server (`latchkey serve` flags), not by --server clients"
+                "limits, network grants, durability and the cache are set by the server (`latchkey serve` flags), not by --server clients"
             );
         }
         if self.user.is_some() {
@@ -133,6 +137,7 @@ impl RunCommand {
         let options = Options {
             runtime: RuntimeConfig {
                 address_policy: self.network.address_policy()?,
+                durability: self.durability.durability(),
                 ..crate::common::runtime_config(limits::limits(&self.limits)?)
             },
             cache_dir: self.cache.dir(store),
