@@ -80,7 +80,13 @@ impl HostState {
             Err(Refusal::Guest(e)) => return Ok(Err(e)),
             Err(Refusal::Trap(t)) => return Err(t),
         };
-        // The record of an injection is durable before the request leaves: a key is never
+        // Built at the first fetch; a failure is the host's, before anything is recorded.
+        let client = self
+            .shared
+            .clients
+            .get(ready.internal)
+            .map_err(|e| wasmtime::Error::msg(format!("{e}: {}", e.0)))?;
+        // The record of an injection is written before the request leaves: a key is never
         // sent without a trace, whatever happens to the run afterwards.
         if let Err(e) = self.record_sent(&ready) {
             return Err(wasmtime::Error::msg(format!(
@@ -88,11 +94,6 @@ impl HostState {
             )));
         }
         self.http.injections += ready.sent.len() as u64;
-        let client = if ready.internal {
-            self.shared.internal_client.clone()
-        } else {
-            self.shared.client.clone()
-        };
         let limits = self.limits().clone();
         let timeout = ready.timeout.min(self.time_left());
         let received = exchange(client, ready.outgoing, &limits, timeout).await;

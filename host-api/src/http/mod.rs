@@ -96,6 +96,42 @@ impl reqwest::dns::Resolve for CheckedResolver {
 #[error("could not build the HTTP client")]
 pub struct ClientError(#[source] reqwest::Error);
 
+/// A runtime's two HTTP clients, each built at the first fetch that needs it: building one
+/// loads the system's root certificates (hundreds of files, milliseconds), which a step that
+/// never fetches should not pay for at start-up.
+pub(crate) struct Clients {
+    policy: AddressPolicy,
+    connect_timeout: Duration,
+    public: std::sync::OnceLock<reqwest::Client>,
+    internal: std::sync::OnceLock<reqwest::Client>,
+}
+
+impl Clients {
+    pub fn new(policy: AddressPolicy, connect_timeout: Duration) -> Self {
+        Clients {
+            policy,
+            connect_timeout,
+            public: std::sync::OnceLock::new(),
+            internal: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The client for requests whose every credential grants internal access
+    /// (`internal`), or the one for all others.
+    pub fn get(&self, internal: bool) -> Result<reqwest::Client, ClientError> {
+        let cell = if internal {
+            &self.internal
+        } else {
+            &self.public
+        };
+        if let Some(c) = cell.get() {
+            return Ok(c.clone());
+        }
+        let built = build_client(self.policy, internal, self.connect_timeout)?;
+        Ok(cell.get_or_init(|| built).clone())
+    }
+}
+
 /// Builds a shared client. A runtime has two: one for requests whose every credential
 /// grants internal access (`internal_granted`), one for all others.
 pub(crate) fn build_client(

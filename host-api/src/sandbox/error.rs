@@ -1,6 +1,6 @@
 //! Why a runtime could not start, a component could not load, or a run failed.
 
-use super::{ClientError, CredentialUse, GuestLogLine};
+use super::{CredentialUse, GuestLogLine};
 use std::fmt;
 use std::time::Duration;
 
@@ -50,9 +50,6 @@ pub enum RuntimeError {
     /// Linking the host interfaces failed.
     #[error("could not link the host interfaces: {0}")]
     Link(#[source] WasmtimeError),
-    /// The HTTP client could not be built.
-    #[error(transparent)]
-    Client(#[from] ClientError),
 }
 
 /// Why a component could not be loaded.

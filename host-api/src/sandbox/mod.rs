@@ -62,10 +62,8 @@ impl Runtime {
     pub fn new(config: RuntimeConfig, store: Arc<SecretStore>) -> Result<Self, RuntimeError> {
         let (engine, pooled) = Self::engine_for(&config)?;
         let linker = host_linker(&engine)?;
-        let client =
-            crate::http::build_client(config.address_policy, false, config.limits.connect_timeout)?;
-        let internal_client =
-            crate::http::build_client(config.address_policy, true, config.limits.connect_timeout)?;
+        let clients =
+            crate::http::Clients::new(config.address_policy, config.limits.connect_timeout);
         let stop_ticker = Arc::new(AtomicBool::new(false));
         engine::start_epoch_ticker(&engine, &stop_ticker).map_err(RuntimeError::EpochThread)?;
         Ok(Runtime {
@@ -73,8 +71,7 @@ impl Runtime {
             linker,
             shared: Arc::new(Shared {
                 store,
-                client,
-                internal_client,
+                clients,
                 limits: config.limits,
                 address_policy: config.address_policy,
                 durability: config.durability,

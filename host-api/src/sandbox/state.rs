@@ -20,10 +20,9 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 /// What every store of a runtime shares.
 pub(crate) struct Shared {
     pub store: Arc<SecretStore>,
-    /// For requests that may reach public addresses and the operator's grants.
-    pub client: reqwest::Client,
-    /// For requests whose every credential's binding allows internal destinations.
-    pub internal_client: reqwest::Client,
+    /// For requests that may reach public addresses and the operator's grants, and for
+    /// requests whose every credential's binding allows internal destinations.
+    pub clients: crate::http::Clients,
     pub limits: Limits,
     pub address_policy: AddressPolicy,
     pub durability: super::Durability,
