@@ -229,19 +229,38 @@ fn split_chained(bytes: &[u8]) -> Option<(u64, [u8; MAC_BYTES], &[u8])> {
 
 /// Appends a chained record: it survives the process being killed once this returns, but
 /// not necessarily a power failure ([`flush`], [`append_durable`]).
+///
+/// The record is chained to the newest stored record, or to this process's own head if
+/// that is newer: on a shared store other hosts append too (their records come first), but
+/// a tail deleted under a running process stays a visible gap instead of being papered
+/// over.
 pub fn append(store: &SecretStore, record: &AuditRecord) -> Result<(), AuditError> {
     let json = serde_json::to_vec(record).unwrap_or_default();
     let mut chain = store.audit_chain();
-    let seq = chain.next_seq;
-    let mac = chain_mac(&chain.key, &chain.last_mac, &json, seq);
-    let mut stored = Vec::with_capacity(HEADER_BYTES + json.len());
-    stored.extend_from_slice(CHAINED_MAGIC);
-    stored.extend_from_slice(&seq.to_be_bytes());
-    stored.extend_from_slice(&mac);
-    stored.extend_from_slice(&json);
-    store.backend().append(NS_AUDIT, &stored)?;
-    chain.next_seq = seq + 1;
-    chain.last_mac = mac;
+    let key = chain.key.clone();
+    let ours = (chain.next_seq, chain.last_mac);
+    // What the builder made last (it runs again if another host appended first).
+    let built = std::sync::Arc::new(std::sync::Mutex::new(ours));
+    let slot = built.clone();
+    let build = move |last: Option<&[u8]>| {
+        let stored = last
+            .and_then(split_chained)
+            .map(|(seq, mac, _)| (seq.saturating_add(1), mac));
+        let (seq, prev) = match stored {
+            Some(theirs) if theirs.0 > ours.0 => theirs,
+            _ => ours,
+        };
+        let mac = chain_mac(&key, &prev, &json, seq);
+        *slot.lock().unwrap_or_else(|p| p.into_inner()) = (seq + 1, mac);
+        let mut out = Vec::with_capacity(HEADER_BYTES + json.len());
+        out.extend_from_slice(CHAINED_MAGIC);
+        out.extend_from_slice(&seq.to_be_bytes());
+        out.extend_from_slice(&mac);
+        out.extend_from_slice(&json);
+        out
+    };
+    store.backend().append_chained(NS_AUDIT, Box::new(build))?;
+    (chain.next_seq, chain.last_mac) = *built.lock().unwrap_or_else(|p| p.into_inner());
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 use crate::master_key;
 use anyhow::{Context, Result};
 use clap::Args;
+use latchkey_host::store::Location;
 use latchkey_host::{Latchkey, Options, Principal, Role};
 use std::path::{Path, PathBuf};
 
@@ -14,14 +15,17 @@ pub const EXIT_STEP_FAILED: u8 = 3;
 /// Where the store and the master key are.
 #[derive(Args, Debug, Clone)]
 pub struct StoreArgs {
-    /// Store directory.
+    /// Store: a directory (sled, one process at a time), or a PostgreSQL URL
+    /// (`postgres://user:password@host:port/db`) that several hosts share; a database
+    /// needs `latchkey store migrate` once before `latchkey init`.
     #[arg(
         long,
         global = true,
         env = "LATCHKEY_STORE",
-        default_value = ".latchkey/store"
+        default_value = ".latchkey/store",
+        value_name = "DIR|URL"
     )]
-    pub store: PathBuf,
+    pub store: Location,
     /// Master key file (64 hex characters). Ignored when LATCHKEY_MASTER_KEY is set.
     #[arg(
         long,
@@ -30,18 +34,65 @@ pub struct StoreArgs {
         default_value = ".latchkey/master.key"
     )]
     pub master_key_file: PathBuf,
+    #[command(flatten)]
+    pub transit: TransitArgs,
+}
+
+/// An OpenBao (or Vault) Transit key that wraps the data key instead of a master key
+/// (so the master key never exists on this host).
+#[derive(Args, Debug, Clone, Default)]
+pub struct TransitArgs {
+    /// Address of the OpenBao/Vault server (`https://bao.internal:8200`). With
+    /// --transit-key, the data key is wrapped by Transit and the master key file is not used.
+    #[arg(long, global = true, env = "LATCHKEY_TRANSIT_ADDR", value_name = "URL")]
+    pub transit_addr: Option<String>,
+    /// Name of the Transit key that wraps the data key.
+    #[arg(long, global = true, env = "LATCHKEY_TRANSIT_KEY", value_name = "NAME")]
+    pub transit_key: Option<String>,
+    /// Mount path of the Transit secrets engine.
+    #[arg(
+        long,
+        global = true,
+        env = "LATCHKEY_TRANSIT_MOUNT",
+        default_value = "transit",
+        value_name = "PATH"
+    )]
+    pub transit_mount: String,
+    /// File holding the token for Transit (mode 0600). The token may instead be given in
+    /// LATCHKEY_TRANSIT_TOKEN, which takes precedence; never on the command line.
+    #[arg(
+        long,
+        global = true,
+        env = "LATCHKEY_TRANSIT_TOKEN_FILE",
+        value_name = "FILE"
+    )]
+    pub transit_token_file: Option<PathBuf>,
 }
 
 impl StoreArgs {
     /// Opens the store with the configured master key.
     pub fn open(&self, options: Options) -> Result<Latchkey> {
-        let master = master_key::load(self)?;
-        Ok(Latchkey::open(&self.store, &master, options)?)
+        let key = master_key::provider(self)?;
+        Ok(Latchkey::open_at(&self.store, key.wrapper(), options)?)
     }
 
     /// `cache` beside the store directory (`.latchkey/cache`).
     pub fn default_cache_dir(&self) -> PathBuf {
-        self.store.parent().unwrap_or(Path::new(".")).join("cache")
+        self.local_dir().join("cache")
+    }
+
+    /// Where this host keeps its own files: beside a store directory, or `.latchkey` for a
+    /// database.
+    pub fn local_dir(&self) -> PathBuf {
+        match self.store.dir() {
+            Some(dir) => dir.parent().unwrap_or(Path::new(".")).to_owned(),
+            None => PathBuf::from(".latchkey"),
+        }
+    }
+
+    /// Whether a sled store exists at the store directory (never for a database).
+    pub fn sled_store_exists(&self) -> bool {
+        self.store.dir().is_some_and(|d| d.join("conf").exists())
     }
 }
 

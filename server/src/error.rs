@@ -7,7 +7,8 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use latchkey_host::Error;
-use latchkey_host::store::StoreError;
+use latchkey_host::audit::AuditError;
+use latchkey_host::store::{BackendError, StoreError};
 use latchkey_host::tokens::TokenError;
 
 /// An error response.
@@ -39,6 +40,15 @@ impl ApiError {
     /// 404.
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not-found", message)
+    }
+
+    /// 503: the shared store is unreachable (the message names it, never its password).
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store-unavailable",
+            message,
+        )
     }
 
     /// 401.
@@ -105,6 +115,9 @@ impl From<Error> for ApiError {
             Error::Token(TokenError::Invalid) => ApiError::unauthorized(e.to_string()),
             Error::Token(TokenError::NotFound(_)) => ApiError::not_found(e.to_string()),
             Error::Store(s) => store_error(s, &e),
+            Error::Token(TokenError::Backend(b)) | Error::Audit(b) if unreachable_store(b) => {
+                ApiError::unavailable(chain(&e))
+            }
             Error::Name(_) | Error::Manifest(_) | Error::Component(_) | Error::NotAComponent => {
                 ApiError::bad_request(chain(&e))
             }
@@ -117,9 +130,23 @@ impl From<Error> for ApiError {
 fn store_error(s: &StoreError, e: &Error) -> ApiError {
     match s {
         StoreError::NotFound { .. } => ApiError::not_found(e.to_string()),
+        // Two admins changing one secret at once (on one host or two): the loser retries.
+        StoreError::Conflict { .. } => {
+            ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
+        }
         StoreError::Value(_) | StoreError::WeakValue(_) | StoreError::Integration(_) => {
             ApiError::bad_request(e.to_string())
         }
+        StoreError::Backend(b) | StoreError::Audit(AuditError::Backend(b))
+            if unreachable_store(b) =>
+        {
+            ApiError::unavailable(chain(e))
+        }
         _ => ApiError::internal(chain(e)),
     }
+}
+
+/// The shared database went away: a 503 the client may retry, not a server fault.
+fn unreachable_store(b: &BackendError) -> bool {
+    matches!(b, BackendError::Unavailable { .. })
 }

@@ -12,10 +12,10 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum Error {
     /// The store could not be created or opened.
-    #[error("opening the store at {}", path.display())]
+    #[error("opening the store at {store}")]
     Open {
-        /// Store directory.
-        path: PathBuf,
+        /// Store directory, or database URL without its password.
+        store: String,
         /// Why.
         #[source]
         source: StoreError,

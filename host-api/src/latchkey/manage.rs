@@ -4,7 +4,9 @@
 use super::{Error, Latchkey};
 use crate::principal::{Action, Principal, Role};
 use crate::secret::{CredentialKey, SecretValue};
-use crate::store::{MasterKey, Scope, SecretMeta, SecretSpec, StoreError, VerifyReport};
+use crate::store::{
+    CopyReport, KeyWrapper, Location, Scope, SecretMeta, SecretSpec, StoreError, VerifyReport,
+};
 use crate::tokens::{self, Token, TokenError, TokenMeta};
 use std::sync::Arc;
 
@@ -119,13 +121,22 @@ impl Latchkey {
         Ok(self.store.verify_all()?)
     }
 
+    /// Copies every record, sealed as stored, into a new store at `target` (a directory
+    /// created for it, or a migrated database holding no store): `latchkey store copy`.
+    /// The copy opens with the same master key.
+    pub fn copy_store(&self, by: &Principal, target: &Location) -> Result<CopyReport, Error> {
+        self.allow(by, Action::MaintainStore)?;
+        let backend = target.backend(true)?;
+        Ok(self.store.copy_into(backend.as_ref(), &target.shown())?)
+    }
+
     /// Re-wraps the data key under `new`; afterwards only `new` opens the store. Needs the
     /// store to itself, so call it before loading any step.
     pub fn rotate_master(
         &mut self,
         by: &Principal,
-        old: &MasterKey,
-        new: &MasterKey,
+        old: &dyn KeyWrapper,
+        new: &dyn KeyWrapper,
     ) -> Result<(), Error> {
         self.allow(by, Action::MaintainStore)?;
         let store = Arc::get_mut(&mut self.store).ok_or(Error::InUse)?;

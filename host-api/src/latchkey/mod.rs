@@ -14,7 +14,7 @@ use crate::cache::{CacheStatus, ComponentCache};
 use crate::principal::{Action, Principal};
 use crate::resolve::RunContext;
 use crate::sandbox::{RunFailure, RunOutcome, Runtime, RuntimeConfig, Step};
-use crate::store::{MasterKey, SecretStore};
+use crate::store::{KeyWrapper, Location, SecretStore};
 use crate::workflow::{CheckReport, Workflow, WorkflowRun};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -55,24 +55,42 @@ pub struct Latchkey {
 
 impl Latchkey {
     /// Creates a new store at `dir`, sealed with `master`.
-    pub fn init(dir: &Path, master: &MasterKey, options: Options) -> Result<Self, Error> {
-        Self::opened(dir, SecretStore::init(dir, master), options)
+    pub fn init(dir: &Path, master: &dyn KeyWrapper, options: Options) -> Result<Self, Error> {
+        Self::init_at(&Location::Dir(dir.to_owned()), master, options)
     }
 
     /// Opens the store at `dir` with `master`.
-    pub fn open(dir: &Path, master: &MasterKey, options: Options) -> Result<Self, Error> {
-        Self::opened(dir, SecretStore::open(dir, master), options)
+    pub fn open(dir: &Path, master: &dyn KeyWrapper, options: Options) -> Result<Self, Error> {
+        Self::open_at(&Location::Dir(dir.to_owned()), master, options)
+    }
+
+    /// Creates a new store at `location` (a directory, or a migrated PostgreSQL database).
+    pub fn init_at(
+        location: &Location,
+        master: &dyn KeyWrapper,
+        options: Options,
+    ) -> Result<Self, Error> {
+        Self::opened(location, SecretStore::init_at(location, master), options)
+    }
+
+    /// Opens the store at `location` with `master`.
+    pub fn open_at(
+        location: &Location,
+        master: &dyn KeyWrapper,
+        options: Options,
+    ) -> Result<Self, Error> {
+        Self::opened(location, SecretStore::open_at(location, master), options)
     }
 
     fn opened(
-        dir: &Path,
+        location: &Location,
         store: Result<SecretStore, crate::store::StoreError>,
         options: Options,
     ) -> Result<Self, Error> {
         match store {
             Ok(store) => Ok(Self::with_store(store, options)),
             Err(source) => Err(Error::Open {
-                path: dir.to_owned(),
+                store: location.shown(),
                 source,
             }),
         }

@@ -34,7 +34,57 @@ pub enum BackendError {
         #[source]
         source: std::io::Error,
     },
+    /// The shared database could not be reached, or stopped answering. The call was not
+    /// made, or (for a write) its outcome is unknown; the next call reconnects.
+    #[error("the database {store} is unavailable: {reason}; the next call reconnects")]
+    Unavailable {
+        /// The database, without its password (`postgres://user@host:port/db`).
+        store: String,
+        /// Why, in words.
+        reason: String,
+        /// The client's error, if there is one.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+    /// The database refused a statement.
+    #[error("the database {store} refused {what}: {reason}")]
+    Database {
+        /// The database, without its password.
+        store: String,
+        /// What was being done.
+        what: &'static str,
+        /// The server's message.
+        reason: String,
+        /// The client's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The database's schema is missing or not the one this binary knows.
+    #[error("the database {store} {problem}")]
+    Schema {
+        /// The database, without its password.
+        store: String,
+        /// What is wrong, and what to run.
+        problem: String,
+    },
+    /// A namespace the backend keeps no table for.
+    #[error("the store has no namespace {0:?}")]
+    UnknownNamespace(String),
 }
+
+/// What a compare-and-put expects to find: the exact bytes read, and the version they
+/// hold (a backend with a version column compares that; others compare the bytes).
+#[derive(Debug, Clone, Copy)]
+pub struct Expected<'a> {
+    /// The record as it was read.
+    pub bytes: &'a [u8],
+    /// Its version.
+    pub version: u64,
+}
+
+/// Builds the record to append from the newest one in the namespace (`None` if empty).
+/// Called again if another writer appended first, so it must not have side effects.
+pub type AppendBuilder = Box<dyn Fn(Option<&[u8]>) -> Vec<u8> + Send + Sync>;
 
 /// One stored record: (id, bytes).
 pub type Record = (Vec<u8>, Vec<u8>);
@@ -62,6 +112,41 @@ pub trait Backend: Send + Sync {
     /// The record with the greatest id in `ns` (the newest appended one), if any.
     fn last(&self, ns: &str) -> Result<Option<Record>, BackendError> {
         Ok(self.scan(ns, b"")?.pop())
+    }
+    /// Stores `value` (holding `version`) under `id` only if the record there is still
+    /// `expected` (`None`: there is none); durable when this returns. Returns whether it
+    /// was stored: `false` means another writer changed the record first, and nothing
+    /// was written.
+    ///
+    /// The default is a read then a write, atomic only under the caller's own locks:
+    /// a backend that several processes write must override it.
+    fn compare_and_put(
+        &self,
+        ns: &str,
+        id: &[u8],
+        expected: Option<Expected<'_>>,
+        value: &[u8],
+        version: u64,
+    ) -> Result<bool, BackendError> {
+        let _ = version;
+        let current = self.get(ns, id)?;
+        if current.as_deref() != expected.map(|e| e.bytes) {
+            return Ok(false);
+        }
+        self.put(ns, id, value)?;
+        Ok(true)
+    }
+    /// Appends the record `build` makes from the newest record of `ns`, such that no other
+    /// record is appended between the one `build` saw and this one (records chained by a
+    /// MAC of their predecessor). Not flushed. Returns the new id.
+    ///
+    /// The default reads the last record then appends, which is enough where one process
+    /// holds the store and serializes its appends (sled, memory); a backend that several
+    /// processes append to must override it.
+    fn append_chained(&self, ns: &str, build: AppendBuilder) -> Result<u64, BackendError> {
+        let last = self.last(ns)?;
+        let value = build(last.as_ref().map(|(_, v)| v.as_slice()));
+        self.append(ns, &value)
     }
 }
 
@@ -306,6 +391,25 @@ impl Backend for SledBackend {
             .map_err(|e| classify(e, &self.path))?
             .map(|(k, v)| (k.to_vec(), v.to_vec())))
     }
+
+    fn compare_and_put(
+        &self,
+        ns: &str,
+        id: &[u8],
+        expected: Option<Expected<'_>>,
+        value: &[u8],
+        _version: u64,
+    ) -> Result<bool, BackendError> {
+        let tree = self.tree(ns)?;
+        let swapped = tree
+            .compare_and_swap(id, expected.map(|e| e.bytes), Some(value))
+            .map_err(|e| classify(e, &self.path))?
+            .is_ok();
+        if swapped {
+            tree.flush().map_err(|e| classify(e, &self.path))?;
+        }
+        Ok(swapped)
+    }
 }
 
 /// (namespace, id) → bytes.
@@ -347,6 +451,23 @@ impl Backend for MemoryBackend {
             .filter(|((n, id), _)| n == ns && id.starts_with(prefix))
             .map(|((_, id), v)| (id.clone(), v.clone()))
             .collect())
+    }
+
+    fn compare_and_put(
+        &self,
+        ns: &str,
+        id: &[u8],
+        expected: Option<Expected<'_>>,
+        value: &[u8],
+        _version: u64,
+    ) -> Result<bool, BackendError> {
+        let mut map = self.lock();
+        let key = (ns.to_owned(), id.to_vec());
+        if map.get(&key).map(Vec::as_slice) != expected.map(|e| e.bytes) {
+            return Ok(false);
+        }
+        map.insert(key, value.to_vec());
+        Ok(true)
     }
 
     fn append(&self, ns: &str, value: &[u8]) -> Result<u64, BackendError> {

@@ -2,8 +2,8 @@
 //!
 //! Layers, bottom up:
 //! - [`Backend`]: raw bytes by id. Holds only ciphertext and metadata; [`SledBackend`] is
-//!   the embedded default (its audit trail in an append-only [`log`] file beside sled). A
-//!   shared backend (PostgreSQL) would implement the same trait.
+//!   the embedded default (its audit trail in an append-only [`log`] file beside sled);
+//!   [`PostgresBackend`] lets several hosts share one store ([`Location`] says which).
 //! - [`seal`]: AES-256-GCM. A random data key (DEK) seals every record; the operator's
 //!   master key wraps the DEK. The wrapped DEK doubles as the check record, so a wrong
 //!   master key is detected when the store is opened, not at first use.
@@ -14,20 +14,26 @@
 //! - [`SecretStore`]: the write-only API the CLI and the runtime use.
 
 mod backend;
+mod key_provider;
+mod location;
 pub mod log;
+pub mod postgres;
 mod record;
 mod scope;
 pub mod seal;
 mod secret_store;
 
 pub use backend::{
-    Backend, BackendError, MemoryBackend, PermissionError, Record, Records, SledBackend,
-    check_private_dir, check_private_file, create_private_dir, effective_uid,
+    AppendBuilder, Backend, BackendError, Expected, MemoryBackend, PermissionError, Record,
+    Records, SledBackend, check_private_dir, check_private_file, create_private_dir, effective_uid,
 };
+pub use key_provider::{KeyWrapper, TRANSIT_MAGIC, TransitKey, WrapError};
+pub use location::Location;
+pub use postgres::PostgresBackend;
 pub use record::{RecordError, SecretMeta, SecretSpec, valid_integration};
 pub use scope::{NameKind, Scope, ScopeError, check_name};
 pub use seal::{MASTER_KEY_BYTES, MasterKey};
-pub use secret_store::{SecretStore, StoreError, VerifyReport};
+pub use secret_store::{CopyReport, SecretStore, StoreError, VerifyReport};
 
 /// Milliseconds since the Unix epoch (the clock records are stamped with).
 pub fn unix_millis() -> u64 {

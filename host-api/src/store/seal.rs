@@ -104,6 +104,25 @@ impl MasterKey {
         Ok(DataKey::from_raw(&dek))
     }
 
+    /// Wraps a raw data key under this master key (see [`super::KeyWrapper`]).
+    pub(crate) fn wrap_raw(&self, dek: &[u8; MASTER_KEY_BYTES]) -> Result<Vec<u8>, SealError> {
+        seal_with(&self.cipher(), dek, DEK_AAD)
+    }
+
+    /// The raw data key a record of [`Self::wrap_raw`] holds.
+    pub(crate) fn unwrap_raw(
+        &self,
+        wrapped: &[u8],
+    ) -> Result<Zeroizing<[u8; MASTER_KEY_BYTES]>, SealError> {
+        let raw = open_with(&self.cipher(), wrapped, DEK_AAD)?;
+        let mut dek = Zeroizing::new([0u8; MASTER_KEY_BYTES]);
+        if raw.len() != MASTER_KEY_BYTES {
+            return Err(SealError::Authentication);
+        }
+        dek.copy_from_slice(&raw);
+        Ok(dek)
+    }
+
     /// Re-wraps an already unwrapped data key under this master key (master key rotation).
     pub fn rewrap(&self, wrapped_under_old: &[u8], old: &MasterKey) -> Result<Vec<u8>, SealError> {
         let raw = open_with(&old.cipher(), wrapped_under_old, DEK_AAD)?;
@@ -119,7 +138,15 @@ pub struct DataKey {
 }
 
 impl DataKey {
-    fn from_raw(raw: &[u8; MASTER_KEY_BYTES]) -> Self {
+    /// A fresh random data key: the raw bytes (to wrap) and the key.
+    pub(crate) fn generate() -> Result<(Zeroizing<[u8; MASTER_KEY_BYTES]>, Self), SealError> {
+        let mut raw = Zeroizing::new([0u8; MASTER_KEY_BYTES]);
+        getrandom::fill(raw.as_mut()).map_err(|_| SealError::Random)?;
+        let key = DataKey::from_raw(&raw);
+        Ok((raw, key))
+    }
+
+    pub(crate) fn from_raw(raw: &[u8; MASTER_KEY_BYTES]) -> Self {
         DataKey {
             cipher: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(raw)),
             raw: Zeroizing::new(*raw),

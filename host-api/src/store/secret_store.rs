@@ -4,11 +4,15 @@
 //! runtime decrypts through a crate-private call at the moment of injection.
 
 use super::backend::{
-    Backend, BackendError, PermissionError, SledBackend, check_private_dir, create_private_dir,
+    Backend, BackendError, Expected, PermissionError, SledBackend, check_private_dir,
+    create_private_dir,
 };
+use super::key_provider::{KeyWrapper, WrapError};
 use super::record::{self, SecretMeta, SecretSpec};
 use super::scope::Scope;
-use super::seal::{DataKey, MasterKey, SealError};
+#[cfg(test)]
+use super::seal::MasterKey;
+use super::seal::{DataKey, SealError};
 use crate::audit::{AuditChain, AuditError, AuditEvent, AuditRecord};
 use crate::secret::{CredentialKey, SecretValue, ValueError};
 use std::path::Path;
@@ -42,6 +46,16 @@ pub enum StoreError {
         /// Store directory.
         path: String,
     },
+    /// The data key could not be wrapped or unwrapped by the configured key provider
+    /// (Transit unreachable, token revoked, another key).
+    #[error("the data key of the store at {path} could not be opened: {source}")]
+    KeyProvider {
+        /// Store location.
+        path: String,
+        /// The provider's error.
+        #[source]
+        source: WrapError,
+    },
     /// No secret with this scope and key.
     #[error("no secret {key} in scope {scope}")]
     NotFound {
@@ -72,6 +86,19 @@ pub enum StoreError {
         "invalid integration type {0:?}: use lowercase letters, digits, '-' or '_' (e.g. http, slack, sendgrid)"
     )]
     Integration(String),
+    /// Another writer (another admin, another host) changed the secret after this one read
+    /// it: nothing was written.
+    #[error(
+        "secret {key} in scope {scope} was changed by someone else while this change was made (it is no longer at version {read}); nothing was written: read it again and retry"
+    )]
+    Conflict {
+        /// Scope.
+        scope: String,
+        /// Key.
+        key: String,
+        /// The version this change was based on (0: the secret did not exist).
+        read: u64,
+    },
     /// The backend failed.
     #[error(transparent)]
     Backend(#[from] BackendError),
@@ -85,6 +112,9 @@ pub enum StoreError {
     #[error("refusing to use the store: {0}")]
     Insecure(#[from] PermissionError),
 }
+
+/// What [`SecretStore::copy_into`] copied: records per namespace.
+pub type CopyReport = Vec<(&'static str, usize)>;
 
 /// What [`SecretStore::verify_all`] found: each record's storage id (scope and key) and
 /// whether it opened.
@@ -111,7 +141,7 @@ impl SecretStore {
     /// Creates a new store in `dir` sealed under `master`. Refuses an existing store.
     /// Creates `dir` (and missing parents) with mode 0700, and refuses a directory or
     /// parent others could write to, or another user's ([`super::check_private_dir`]).
-    pub fn init(dir: &Path, master: &MasterKey) -> Result<Self, StoreError> {
+    pub fn init(dir: &Path, master: &dyn KeyWrapper) -> Result<Self, StoreError> {
         check_private_dir(dir)?;
         create_private_dir(dir).map_err(|source| BackendError::IoAt {
             action: "creating",
@@ -129,7 +159,7 @@ impl SecretStore {
     /// Opens the store in `dir`. Fails at once if `master` is not its master key, and
     /// refuses a store directory (or parent) others could write to, or another user's
     /// ([`super::check_private_dir`]).
-    pub fn open(dir: &Path, master: &MasterKey) -> Result<Self, StoreError> {
+    pub fn open(dir: &Path, master: &dyn KeyWrapper) -> Result<Self, StoreError> {
         let path = dir.display().to_string();
         if !dir.join("conf").exists() {
             return Err(StoreError::NotInitialized { path });
@@ -138,19 +168,56 @@ impl SecretStore {
         Self::open_with(Box::new(SledBackend::open(dir)?), &path, master)
     }
 
+    /// Creates a new store at `location` sealed under `master`: [`Self::init`] for a
+    /// directory; on a database, its schema must exist (`latchkey store migrate`).
+    pub fn init_at(
+        location: &super::Location,
+        master: &dyn KeyWrapper,
+    ) -> Result<Self, StoreError> {
+        match location {
+            super::Location::Dir(dir) => Self::init(dir, master),
+            super::Location::Postgres(url) => Self::init_with(
+                Box::new(super::PostgresBackend::open(url)?),
+                &location.shown(),
+                master,
+            ),
+        }
+    }
+
+    /// Opens the store at `location` ([`Self::open`] for a directory).
+    pub fn open_at(
+        location: &super::Location,
+        master: &dyn KeyWrapper,
+    ) -> Result<Self, StoreError> {
+        match location {
+            super::Location::Dir(dir) => Self::open(dir, master),
+            super::Location::Postgres(url) => Self::open_with(
+                Box::new(super::PostgresBackend::open(url)?),
+                &location.shown(),
+                master,
+            ),
+        }
+    }
+
     /// Creates a store on any backend.
     pub fn init_with(
         backend: Box<dyn Backend>,
         path: &str,
-        master: &MasterKey,
+        master: &dyn KeyWrapper,
     ) -> Result<Self, StoreError> {
         if backend.get(NS_META, DEK_ID)?.is_some() {
             return Err(StoreError::AlreadyInitialized {
                 path: path.to_owned(),
             });
         }
-        let (wrapped, dek) = master.new_data_key().map_err(StoreError::Seal)?;
-        backend.put(NS_META, DEK_ID, &wrapped)?;
+        let (raw, dek) = DataKey::generate().map_err(StoreError::Seal)?;
+        let wrapped = master.wrap(&raw).map_err(|e| wrap_failed(e, path))?;
+        // Two `init`s on one shared database at once: only the first data key is kept.
+        if !backend.compare_and_put(NS_META, DEK_ID, None, &wrapped, 1)? {
+            return Err(StoreError::AlreadyInitialized {
+                path: path.to_owned(),
+            });
+        }
         Self::assemble(backend, dek, path)
     }
 
@@ -158,19 +225,15 @@ impl SecretStore {
     pub fn open_with(
         backend: Box<dyn Backend>,
         path: &str,
-        master: &MasterKey,
+        master: &dyn KeyWrapper,
     ) -> Result<Self, StoreError> {
         let wrapped = backend
             .get(NS_META, DEK_ID)?
             .ok_or_else(|| StoreError::NotInitialized {
                 path: path.to_owned(),
             })?;
-        let dek = master
-            .unwrap_data_key(&wrapped)
-            .map_err(|_| StoreError::WrongMasterKey {
-                path: path.to_owned(),
-            })?;
-        Self::assemble(backend, dek, path)
+        let raw = master.unwrap(&wrapped).map_err(|e| wrap_failed(e, path))?;
+        Self::assemble(backend, DataKey::from_raw(&raw), path)
     }
 
     fn assemble(backend: Box<dyn Backend>, dek: DataKey, path: &str) -> Result<Self, StoreError> {
@@ -234,8 +297,8 @@ impl SecretStore {
     /// Audited (`master-rotate`, by `actor`) before the change.
     pub fn rotate_master(
         &mut self,
-        old: &MasterKey,
-        new: &MasterKey,
+        old: &dyn KeyWrapper,
+        new: &dyn KeyWrapper,
         actor: &str,
     ) -> Result<(), StoreError> {
         let wrapped =
@@ -244,20 +307,33 @@ impl SecretStore {
                 .ok_or_else(|| StoreError::NotInitialized {
                     path: self.path.clone(),
                 })?;
-        let rewrapped = new
-            .rewrap(&wrapped, old)
-            .map_err(|_| StoreError::WrongMasterKey {
-                path: self.path.clone(),
-            })?;
+        let raw = old
+            .unwrap(&wrapped)
+            .map_err(|e| wrap_failed(e, &self.path))?;
+        let rewrapped = new.wrap(&raw).map_err(|e| wrap_failed(e, &self.path))?;
         let record = AuditRecord::change(AuditEvent::MasterRotate, actor, "", "ok");
         self.audited(record, || {
-            Ok(self.backend.put(NS_META, DEK_ID, &rewrapped)?)
+            let read = Expected {
+                bytes: &wrapped,
+                version: 1,
+            };
+            if self
+                .backend
+                .compare_and_put(NS_META, DEK_ID, Some(read), &rewrapped, 1)?
+            {
+                Ok(())
+            } else {
+                Err(StoreError::Conflict {
+                    scope: "store".into(),
+                    key: "data-key".into(),
+                    read: 1,
+                })
+            }
         })?;
-        self.dek = new
-            .unwrap_data_key(&rewrapped)
-            .map_err(|_| StoreError::WrongMasterKey {
-                path: self.path.clone(),
-            })?;
+        let check = new
+            .unwrap(&rewrapped)
+            .map_err(|e| wrap_failed(e, &self.path))?;
+        self.dek = DataKey::from_raw(&check);
         Ok(())
     }
 
@@ -277,7 +353,8 @@ impl SecretStore {
         }
         check_value(&spec.binding, &value, spec.allow_weak_value)?;
         let now = now_ms();
-        let previous = self.meta(scope, key)?;
+        let current = self.current(scope, key)?;
+        let previous = current.as_ref().map(|(_, m)| m);
         let meta = SecretMeta {
             scope: scope.clone(),
             key: key.clone(),
@@ -292,7 +369,11 @@ impl SecretStore {
             updated_at_ms: now,
             weak_value_override: spec.allow_weak_value,
         };
-        self.write_audited(AuditEvent::SecretSet, actor, meta, &value)
+        let read = current.as_ref().map(|(bytes, m)| Expected {
+            bytes,
+            version: m.version,
+        });
+        self.write_audited(AuditEvent::SecretSet, actor, meta, &value, read)
     }
 
     /// Replaces the value of an existing secret, keeping its binding (version + 1).
@@ -306,15 +387,19 @@ impl SecretStore {
         allow_weak_value: bool,
         actor: &str,
     ) -> Result<SecretMeta, StoreError> {
-        let mut meta = self
-            .meta(scope, key)?
+        let (bytes, mut meta) = self
+            .current(scope, key)?
             .ok_or_else(|| not_found(scope, key))?;
         check_value(&meta.binding, &value, allow_weak_value)?;
+        let read = Expected {
+            bytes: &bytes,
+            version: meta.version,
+        };
         meta.weak_value_override = allow_weak_value;
         meta.version += 1;
         meta.updated_by = actor.to_owned();
         meta.updated_at_ms = now_ms();
-        self.write_audited(AuditEvent::SecretRotate, actor, meta, &value)
+        self.write_audited(AuditEvent::SecretRotate, actor, meta, &value, Some(read))
     }
 
     /// [`Self::write`], audited first (key, scope, new version and actor; never the value).
@@ -324,21 +409,58 @@ impl SecretStore {
         actor: &str,
         meta: SecretMeta,
         value: &SecretValue,
+        read: Option<Expected<'_>>,
     ) -> Result<SecretMeta, StoreError> {
         let record = change_record(event, actor, &meta);
-        self.audited(record, || self.write(meta, value))
+        self.audited(record, || self.write(meta, value, read))
     }
 
-    fn write(&self, meta: SecretMeta, value: &SecretValue) -> Result<SecretMeta, StoreError> {
+    /// Seals and stores the record, compare-and-set against the record `read` was based
+    /// on: of two concurrent changes to one secret, one wins and the other gets
+    /// [`StoreError::Conflict`].
+    fn write(
+        &self,
+        meta: SecretMeta,
+        value: &SecretValue,
+        read: Option<Expected<'_>>,
+    ) -> Result<SecretMeta, StoreError> {
         let meta_json = record::meta_bytes(&meta);
         let sealed = self
             .dek
             .seal(value.expose(), &record::aad(&meta_json))
             .map_err(StoreError::Seal)?;
         let id = record::storage_id(&meta.scope, &meta.key);
-        self.backend
-            .put(NS_SECRETS, &id, &record::encode(&meta_json, &sealed))?;
+        let stored = self.backend.compare_and_put(
+            NS_SECRETS,
+            &id,
+            read,
+            &record::encode(&meta_json, &sealed),
+            meta.version,
+        )?;
+        if !stored {
+            return Err(StoreError::Conflict {
+                scope: meta.scope.to_string(),
+                key: meta.key.to_string(),
+                read: read.map_or(0, |r| r.version),
+            });
+        }
         Ok(meta)
+    }
+
+    /// The stored bytes and metadata of one secret, if it exists.
+    fn current(
+        &self,
+        scope: &Scope,
+        key: &CredentialKey,
+    ) -> Result<Option<(Vec<u8>, SecretMeta)>, StoreError> {
+        let id = record::storage_id(scope, key);
+        let Some(bytes) = self.backend.get(NS_SECRETS, &id)? else {
+            return Ok(None);
+        };
+        let meta = record::decode_at(&id, &bytes)
+            .map_err(|e| damaged(scope, key, &e))?
+            .meta;
+        Ok(Some((bytes, meta)))
     }
 
     /// Deletes a secret on behalf of `actor`. Returns its metadata, or `NotFound`.
@@ -370,12 +492,7 @@ impl SecretStore {
         scope: &Scope,
         key: &CredentialKey,
     ) -> Result<Option<SecretMeta>, StoreError> {
-        let id = record::storage_id(scope, key);
-        let Some(bytes) = self.backend.get(NS_SECRETS, &id)? else {
-            return Ok(None);
-        };
-        let decoded = record::decode_at(&id, &bytes).map_err(|e| damaged(scope, key, &e))?;
-        Ok(Some(decoded.meta))
+        Ok(self.current(scope, key)?.map(|(_, meta)| meta))
     }
 
     /// Decrypts a secret. Crate-private on purpose: only injection may see a value.
@@ -417,6 +534,62 @@ impl SecretStore {
                 .map(drop);
             report.push((text, outcome));
         }
+        Ok(report)
+    }
+
+    /// Copies every record of this store (the wrapped data key, sealed secrets, token
+    /// records, the audit trail) into `target` as stored: nothing is decrypted, so the copy
+    /// opens with the same master key, and audit records keep their ids and MACs. Refuses
+    /// a target that already holds a store. Returns the records copied per namespace.
+    pub fn copy_into(
+        &self,
+        target: &dyn Backend,
+        target_path: &str,
+    ) -> Result<CopyReport, StoreError> {
+        if target.get(NS_META, DEK_ID)?.is_some() {
+            return Err(StoreError::AlreadyInitialized {
+                path: target_path.to_owned(),
+            });
+        }
+        let mut report = CopyReport::default();
+        // The data key last: until it is there the target is not a store, so a copy that
+        // fails half-way is refused as unfinished rather than opened with records missing.
+        for ns in [NS_SECRETS, "tokens", "audit"] {
+            let records = self.backend.scan(ns, b"")?;
+            for (id, bytes) in &records {
+                let version = if ns == NS_SECRETS {
+                    record::decode_at(id, bytes).map_or(0, |d| d.meta.version)
+                } else {
+                    0
+                };
+                if ns == NS_SECRETS || ns == "tokens" {
+                    target.delete(ns, id)?;
+                    if !target.compare_and_put(ns, id, None, bytes, version)? {
+                        return Err(StoreError::AlreadyInitialized {
+                            path: target_path.to_owned(),
+                        });
+                    }
+                } else {
+                    // Appended in order: the chain is in the records (sequence and MAC),
+                    // and ids are the backend's own (a sled store's older records and its
+                    // log do not share an id space).
+                    target.append(ns, bytes)?;
+                }
+            }
+            report.push((ns, records.len()));
+        }
+        let wrapped =
+            self.backend
+                .get(NS_META, DEK_ID)?
+                .ok_or_else(|| StoreError::NotInitialized {
+                    path: self.path.clone(),
+                })?;
+        if !target.compare_and_put(NS_META, DEK_ID, None, &wrapped, 1)? {
+            return Err(StoreError::AlreadyInitialized {
+                path: target_path.to_owned(),
+            });
+        }
+        target.flush()?;
         Ok(report)
     }
 
@@ -507,6 +680,20 @@ fn change_record(event: AuditEvent, actor: &str, meta: &SecretMeta) -> AuditReco
     r.scope = Some(meta.scope.to_string());
     r.version = Some(meta.version);
     r
+}
+
+/// A key provider's failure as a store error: a key that does not open the data key is
+/// [`StoreError::WrongMasterKey`]; anything else keeps the provider's words.
+fn wrap_failed(e: WrapError, path: &str) -> StoreError {
+    match e {
+        WrapError::WrongKey => StoreError::WrongMasterKey {
+            path: path.to_owned(),
+        },
+        other => StoreError::KeyProvider {
+            path: path.to_owned(),
+            source: other,
+        },
+    }
 }
 
 fn not_found(scope: &Scope, key: &CredentialKey) -> StoreError {

@@ -4,7 +4,7 @@ use crate::common::StoreArgs;
 use crate::master_key::{self, MASTER_KEY_ENV};
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use latchkey_host::store::MasterKey;
+use latchkey_host::store::{KeyWrapper, MasterKey};
 use latchkey_host::{Latchkey, Options};
 
 /// `latchkey init`: the key file (0600, in a directory created 0700) unless
@@ -14,11 +14,23 @@ pub struct InitCommand {}
 
 impl InitCommand {
     pub fn execute(self, args: &StoreArgs) -> Result<()> {
-        if args.store.join("conf").exists() {
+        if args.sled_store_exists() {
             bail!(
                 "a Latchkey store already exists at {}; refusing to overwrite it",
-                args.store.display()
+                args.store
             );
+        }
+        if let Some(transit) = master_key::transit(args)? {
+            Latchkey::init_at(&args.store, &transit, Options::default())?;
+            println!(
+                "initialised store {} with its data key wrapped by {}",
+                args.store,
+                transit.describe()
+            );
+            println!(
+                "no master key exists on this host: every host needs a token for that Transit key"
+            );
+            return Ok(());
         }
         let (master, source) = if std::env::var_os(MASTER_KEY_ENV).is_some() {
             (
@@ -41,11 +53,8 @@ impl InitCommand {
                 ),
             )
         };
-        Latchkey::init(&args.store, &master, Options::default())?;
-        println!(
-            "initialised store {} sealed with {source}",
-            args.store.display()
-        );
+        Latchkey::init_at(&args.store, &master, Options::default())?;
+        println!("initialised store {} sealed with {source}", args.store);
         println!("keep the master key secret and backed up: without it the store cannot be opened");
         Ok(())
     }

@@ -97,7 +97,7 @@ impl ServeCommand {
             tls: self.tls_cert.zip(self.tls_key),
             data_dir: self
                 .data_dir
-                .unwrap_or_else(|| store.store.parent().unwrap_or(".".as_ref()).join("server")),
+                .unwrap_or_else(|| store.local_dir().join("server")),
             limits: server_limits,
             drain: Duration::from_secs(self.drain),
         };

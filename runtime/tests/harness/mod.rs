@@ -3,6 +3,8 @@
 //! output captured as text. Every test file of this crate uses it (`mod harness;`).
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod openbao;
+pub mod postgres;
 pub mod server;
 
 use std::io::Write;
@@ -15,6 +17,8 @@ enum Layout {
     Explicit,
     /// The working directory is DIR and the defaults apply (`.latchkey/store`, …).
     Project,
+    /// `--store URL` (a shared database) and `--master-key-file DIR/master.key`, run in DIR.
+    Shared(String),
 }
 
 /// A temporary directory the binary runs against.
@@ -50,6 +54,37 @@ impl Cli {
         }
     }
 
+    /// A directory whose store is the database at `url` (not initialised yet).
+    pub fn shared(url: &str) -> Cli {
+        Cli {
+            layout: Layout::Shared(url.to_owned()),
+            ..Cli::uninitialised()
+        }
+    }
+
+    /// Another host of the same shared store: its own directory, with a copy of this
+    /// one's master key file.
+    pub fn another_host(&self) -> Cli {
+        let other = Cli {
+            layout: match &self.layout {
+                Layout::Shared(url) => Layout::Shared(url.clone()),
+                _ => panic!("another_host needs a shared store"),
+            },
+            ..Cli::uninitialised()
+        };
+        let key = std::fs::read(self.path("master.key")).unwrap();
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(other.path("master.key"))
+            .unwrap();
+        f.write_all(&key).unwrap();
+        *other.secrets.borrow_mut() = self.secrets.borrow().clone();
+        other
+    }
+
     /// A path inside the directory.
     pub fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
@@ -70,13 +105,18 @@ impl Cli {
             }
         }
         c.env("USER", "ops");
-        match self.layout {
+        match &self.layout {
             Layout::Explicit => {
                 c.env("LATCHKEY_STORE", self.path("store"))
                     .env("LATCHKEY_MASTER_KEY_FILE", self.path("master.key"));
             }
             Layout::Project => {
                 c.current_dir(self.dir.path());
+            }
+            Layout::Shared(url) => {
+                c.env("LATCHKEY_STORE", url)
+                    .env("LATCHKEY_MASTER_KEY_FILE", self.path("master.key"))
+                    .current_dir(self.dir.path());
             }
         }
         c

