@@ -89,13 +89,13 @@ pub struct SecretView {
     pub last_used: Option<LastUse>,
 }
 
-/// One entry of `GET /v1/secrets`: metadata, or why a record could not be read.
+/// One entry of `GET /v1/secrets`: metadata and last use, or why a record could not be read.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum ListedSecret {
     /// A readable record.
     #[schema(value_type = Object)]
-    Ok(Box<SecretMeta>),
+    Ok(Box<SecretView>),
     /// A damaged record.
     Damaged {
         /// Why.
@@ -192,6 +192,9 @@ pub struct WorkflowStepView {
     pub name: String,
     /// The component's digest.
     pub component: String,
+    /// The keys its manifest names (allowlist and pins); `None` when it declares none.
+    #[serde(default)]
+    pub keys: Option<Vec<String>>,
 }
 
 /// `POST /v1/runs`: run a registered component (one step) or workflow.

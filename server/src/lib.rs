@@ -4,8 +4,11 @@
 //!
 //! - [`api`]: the `/v1` wire types, shared with clients.
 //! - [`router`]: the routes; [`serve`]: listening (TLS off loopback), graceful shutdown.
+//! - `console`: the web console at `/` (assets compiled in) and the hardening every
+//!   response gets (Content-Security-Policy, no cross-origin state changes).
 
 pub mod api;
+mod console;
 mod error;
 mod extract;
 mod metrics;
@@ -145,10 +148,12 @@ fn router(state: Arc<AppState>) -> Router {
         );
     Router::new()
         .nest("/v1", v1)
+        .merge(console::routes())
         .route("/healthz", get(routes::healthz))
         .route("/readyz", get(routes::readyz))
         .route("/metrics", get(routes::metrics))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .layer(axum::middleware::from_fn(console::harden))
         .layer(request_trace())
         .with_state(state)
 }
@@ -376,6 +381,73 @@ mod tests {
         documented.sort();
         expected.sort();
         assert_eq!(documented, expected);
+    }
+
+    #[tokio::test]
+    async fn state_changes_from_another_origin_are_refused_before_authentication() {
+        let app = router(state());
+        let send = |method: &str, origin: Option<&str>| {
+            let mut req = http::Request::builder()
+                .method(method)
+                .uri("/v1/tokens")
+                .header("host", "127.0.0.1:8700");
+            if let Some(o) = origin {
+                req = req.header("origin", o);
+            }
+            app.clone()
+                .oneshot(req.body(axum::body::Body::empty()).unwrap())
+        };
+        // Another site, an opaque origin, a look-alike host: refused (403), not even 401.
+        for origin in [
+            "http://evil.example",
+            "null",
+            "http://127.0.0.1:8701",
+            "http://127.0.0.1:8700.evil.example",
+        ] {
+            for method in ["POST", "PUT", "DELETE", "PATCH"] {
+                let resp = send(method, Some(origin)).await.unwrap();
+                assert_eq!(resp.status(), 403, "{method} from {origin}");
+                assert!(resp.headers().contains_key("content-security-policy"));
+            }
+        }
+        // The page's own origin, or no Origin (clients that are not browsers): on to the
+        // token check. Reads are never refused for their origin.
+        for (method, origin) in [
+            ("POST", Some("http://127.0.0.1:8700")),
+            ("POST", Some("https://127.0.0.1:8700")),
+            ("POST", None),
+            ("GET", Some("http://evil.example")),
+        ] {
+            let resp = send(method, origin).await.unwrap();
+            assert_eq!(resp.status(), 401, "{method} from {origin:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_console_is_served_with_a_strict_policy() {
+        let app = router(state());
+        for (path, kind, bytes) in console::ASSETS {
+            let req = http::Request::builder()
+                .uri(*path)
+                .body(axum::body::Body::empty())
+                .unwrap();
+            let resp = app.clone().oneshot(req).await.unwrap();
+            assert_eq!(resp.status(), 200, "{path}");
+            let h = resp.headers().clone();
+            assert_eq!(h["content-type"], *kind);
+            assert_eq!(
+                h["content-security-policy"],
+                console::CONTENT_SECURITY_POLICY
+            );
+            assert_eq!(h["x-content-type-options"], "nosniff");
+            assert_eq!(h["referrer-policy"], "no-referrer");
+            let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            assert_eq!(&body[..], *bytes);
+        }
+        let policy = console::CONTENT_SECURITY_POLICY;
+        assert!(!policy.contains("unsafe") && policy.contains("frame-ancestors 'none'"));
     }
 
     #[tokio::test]

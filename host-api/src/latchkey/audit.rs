@@ -4,6 +4,7 @@
 use super::{Error, Latchkey};
 use crate::audit::{self, AuditEvent, AuditRecord, VerifyReport};
 use crate::principal::{Action, Principal};
+use std::collections::HashMap;
 
 /// Which audit records to return; every field left `None` matches everything.
 #[derive(Debug, Clone, Default)]
@@ -58,6 +59,18 @@ pub struct LastUse {
     pub user: String,
 }
 
+impl LastUse {
+    fn of(r: AuditRecord) -> Self {
+        LastUse {
+            time_ms: r.time_ms,
+            run_id: r.run_id,
+            workflow: r.workflow,
+            step: r.step,
+            user: r.user,
+        }
+    }
+}
+
 /// A credential refused to a step: the key and the reason (never a value).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
@@ -103,13 +116,24 @@ impl Latchkey {
                     && r.key == key.as_str()
                     && r.scope.as_deref() == Some(scope.as_str())
             })
-            .map(|r| LastUse {
-                time_ms: r.time_ms,
-                run_id: r.run_id,
-                workflow: r.workflow,
-                step: r.step,
-                user: r.user,
-            }))
+            .map(LastUse::of))
+    }
+
+    /// The last use of every secret that was ever injected, by (scope, key), from one
+    /// read of the audit trail (a listing shows it beside each secret).
+    pub fn last_uses(&self, by: &Principal) -> Result<HashMap<(String, String), LastUse>, Error> {
+        self.allow(by, Action::ReadMetadata)?;
+        let (records, _) = audit::read_all(&self.store).map_err(Error::Audit)?;
+        let mut last = HashMap::new();
+        for r in records {
+            if r.event == AuditEvent::Inject
+                && let Some(scope) = r.scope.clone()
+            {
+                // Oldest first: a later use replaces an earlier one.
+                last.insert((scope, r.key.clone()), LastUse::of(r));
+            }
+        }
+        Ok(last)
     }
 
     /// Why credentials were refused to `step` in `run_id`, in order. Empty if the trail

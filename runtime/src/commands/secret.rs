@@ -395,7 +395,7 @@ impl SecretCommand {
                 let entries = entries
                     .into_iter()
                     .map(|e| match e {
-                        api::ListedSecret::Ok(m) => Ok(*m),
+                        api::ListedSecret::Ok(v) => Ok(v.meta),
                         api::ListedSecret::Damaged { error } => Err(error),
                     })
                     .collect();

@@ -3,6 +3,7 @@
 //! output captured as text. Every test file of this crate uses it (`mod harness;`).
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod browser;
 pub mod openbao;
 pub mod postgres;
 pub mod server;

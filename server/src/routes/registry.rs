@@ -278,6 +278,9 @@ fn view(w: &RegisteredWorkflow) -> WorkflowView {
             .map(|(s, d)| WorkflowStepView {
                 name: s.policy.name.clone(),
                 component: d.clone(),
+                keys: s
+                    .declared_keys(w.workflow.allow.as_ref())
+                    .map(|keys| keys.iter().map(|k| k.to_string()).collect()),
             })
             .collect(),
     }

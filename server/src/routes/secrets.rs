@@ -216,7 +216,7 @@ pub async fn describe(
     Ok(Json(SecretView { meta, last_used }))
 }
 
-/// `GET /v1/secrets?scope=`: every secret's metadata (optionally one scope).
+/// `GET /v1/secrets?scope=`: every secret's metadata and last use (optionally one scope).
 #[utoipa::path(get, path = "/v1/secrets", params(("scope" = Option<String>, Query, description = "platform, workspace:W, workflow:W/F, user:U, user:U@W/F, builder:B@W/F (default workspace:default)")), responses((status = 200, body = Vec<ListedSecret>), (status = 400, description = "bad input, named in the message", body = ErrorBody), (status = 401, description = "no, malformed or revoked token", body = ErrorBody), (status = 429, description = "over the principal's rate", body = ErrorBody), (status = 403, description = "the role does not allow it", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn list(
     State(state): State<Arc<AppState>>,
@@ -229,11 +229,15 @@ pub async fn list(
         Some(_) => Some(q.scope()?),
     };
     let entries = state.latchkey.list_secrets(&by, scope.as_ref())?;
+    let mut last_uses = state.latchkey.last_uses(&by)?;
     Ok(Json(
         entries
             .into_iter()
             .map(|e| match e {
-                Ok(m) => ListedSecret::Ok(Box::new(m)),
+                Ok(meta) => ListedSecret::Ok(Box::new(SecretView {
+                    last_used: last_uses.remove(&(meta.scope.to_string(), meta.key.to_string())),
+                    meta,
+                })),
                 Err(e) => ListedSecret::Damaged {
                     error: e.to_string(),
                 },

@@ -1,0 +1,485 @@
+//! The web console in a real browser (Debian's Chromium over WebDriver) against a real
+//! `latchkey serve` on 127.0.0.1 port 0: sign-in per role, a credential added sealed in the
+//! browser, listed, used by a run, rotated and deleted; members without write controls and
+//! refused when they forge a request; a value that never reaches the page again; guest
+//! markup shown as text; the page's own hardening.
+//!
+//! `LATCHKEY_CONSOLE_SCREENSHOTS=docs/console` (relative to the workspace root) saves the
+//! README's screenshots; by default they go to `target/console-screenshots`.
+#![allow(clippy::unwrap_used)]
+
+mod harness;
+
+use harness::browser::Browser;
+use harness::server::{Server, store_with_admin};
+use latchkey_tests::upstream::Upstream;
+use serde_json::{Value, json};
+use std::path::PathBuf;
+
+const VALUE: &str = "xoxb-console-7d3f9a1c5e2b8046";
+const ROTATED: &str = "xoxb-rotated-2c8e4a6f0b1d3957";
+const MARKUP: &str = "<img src=x onerror=\"window.__xss=1\"><script>window.__xss=2</script>";
+
+fn screenshots() -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    match std::env::var_os("LATCHKEY_CONSOLE_SCREENSHOTS") {
+        Some(d) => root.join(d),
+        None => root.join("target/console-screenshots"),
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn token(s: &Server, admin: &str, name: &str, role: &str) -> String {
+    let r = s.json(
+        "POST",
+        "/v1/tokens",
+        admin,
+        json!({"name": name, "role": role}),
+    );
+    assert_eq!(r.status(), 201);
+    r.json::<Value>().unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Registers the probe guest and `manifest` as workflow `name`.
+fn register(s: &Server, admin: &str, name: &str, manifest: &str) {
+    let wasm = std::fs::read(latchkey_tests::guest("probe")).unwrap();
+    let r = s
+        .req("POST", "/v1/components?name=probe", Some(admin))
+        .header("content-type", "application/wasm")
+        .body(wasm)
+        .send()
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().unwrap());
+    let r = s
+        .req("PUT", &format!("/v1/workflows/{name}"), Some(admin))
+        .body(manifest.to_owned())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().unwrap());
+}
+
+/// Signs in with `token` and waits for the page to name the principal.
+async fn sign_in(b: &Browser, url: &str, token: &str, who: &str) {
+    b.client.goto(url).await.unwrap();
+    b.fill("#signin-token", token).await;
+    b.click("#signin-form button[type=submit]").await;
+    b.wait_until(
+        &format!("signed in as {who}"),
+        &format!(
+            "document.getElementById('who').textContent === {}",
+            json!(who)
+        ),
+    )
+    .await;
+}
+
+/// Records the body of every request the page sends and every response it reads.
+async fn record_traffic(b: &Browser) {
+    b.js(r#"
+        window.__traffic = [];
+        const real = window.fetch;
+        window.fetch = async (input, init) => {
+            if (init && typeof init.body === 'string') window.__traffic.push('request ' + init.body);
+            const r = await real(input, init);
+            window.__traffic.push('response ' + await r.clone().text());
+            return r;
+        };"#)
+        .await;
+}
+
+/// Everything of the page a value could hide in: its source, the live DOM with every
+/// field's current value, both storages, and the recorded traffic.
+async fn everything_the_page_holds(b: &Browser) -> String {
+    let source = b.client.source().await.unwrap();
+    let live = b
+        .js(r#"
+            const fields = [...document.querySelectorAll('input, textarea, output')].map((e) => e.value);
+            const dump = (s) => Object.keys(s).map((k) => k + '=' + s.getItem(k)).join('\n');
+            return [document.documentElement.outerHTML, fields.join('\n'),
+                    dump(localStorage), dump(sessionStorage),
+                    (window.__traffic || []).join('\n')].join('\n');"#)
+        .await;
+    format!("{source}\n{}", live.as_str().unwrap())
+}
+
+async fn traffic(b: &Browser) -> String {
+    b.js("return (window.__traffic || []).join('\\n');")
+        .await
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn an_admin_adds_lists_uses_rotates_and_deletes_a_credential_sealed_in_the_browser() {
+    let (cli, admin) = store_with_admin();
+    let up = Upstream::start_blocking().unwrap();
+    let s = Server::start(&cli, &[]);
+    let manifest = "name = \"notify\"\n[[step]]\nname = \"post\"\ncomponent = \"probe\"\nallow = [\"SLACK_TOKEN\"]\n";
+    register(&s, &admin, "notify", manifest);
+    let long_key = "K".repeat(128);
+    let shots = screenshots();
+    runtime().block_on(async {
+        let b = Browser::start().await;
+        sign_in(&b, &s.url, &admin, "root (admin)").await;
+        record_traffic(&b).await;
+
+        // Add: the form seals the value to the server's key before it leaves the page.
+        b.click("#cred-add-open").await;
+        b.fill("#cred-add [name=key]", "SLACK_TOKEN").await;
+        b.fill("#cred-add [name=hosts]", &format!("127.0.0.1:{}", up.port()))
+            .await;
+        b.fill("#cred-add [name=inject]", "header:authorization")
+            .await;
+        b.fill("#cred-add [name=methods]", "POST, GET").await;
+        b.click("#cred-add [name=allow_http]").await;
+        b.click("#cred-add [name=allow_internal]").await;
+        b.fill("#cred-add [name=value]", VALUE).await;
+        b.click("#cred-add button[type=submit]").await;
+        let row = "#cred-list tr[data-key=SLACK_TOKEN]";
+        b.wait_for(row).await;
+        let text = b.text(row).await;
+        for want in ["SLACK_TOKEN", "http", "v1", "root", "never", "header:authorization", "GET POST"] {
+            assert!(text.contains(want), "{want} missing from {text:?}");
+        }
+        let sent = traffic(&b).await;
+        assert!(sent.contains("\"sealed_value\""), "{sent}");
+
+        // A key at the 128-byte limit renders whole, inside the page.
+        b.click("#cred-add-open").await;
+        b.fill("#cred-add [name=key]", &long_key).await;
+        b.fill("#cred-add [name=hosts]", "api.example.com").await;
+        b.fill("#cred-add [name=inject]", "header:x-api-key").await;
+        b.fill("#cred-add [name=value]", ROTATED).await;
+        b.click("#cred-add button[type=submit]").await;
+        let long_row = format!("#cred-list tr[data-key={long_key}] td.key");
+        assert_eq!(b.text(&long_row).await, long_key);
+        let fits = b
+            .js(&format!(
+                "const r = document.querySelector('#cred-list tr[data-key={long_key}]').getBoundingClientRect();
+                 return r.right <= document.documentElement.clientWidth;"
+            ))
+            .await;
+        assert_eq!(fits, Value::Bool(true), "the long key's row overflows the page");
+
+        // Run the workflow from the Runs page: the sealed value opened to exactly VALUE.
+        b.click("#nav button[data-view=runs]").await;
+        b.wait_until("the workflow list", "document.querySelector('#run-start option[value=notify]')")
+            .await;
+        let input = json!({"action": "fetch", "url": up.url("/hook"), "key": "SLACK_TOKEN", "method": "POST"});
+        b.fill("#run-start [name=input]", &input.to_string()).await;
+        b.click("#run-start button[type=submit]").await;
+        b.wait_for("#run-report").await;
+        let report = b.text("#run-report").await;
+        assert!(report.contains("succeeded"), "{report}");
+        assert!(report.contains("SLACK_TOKEN from tier workspace"), "{report}");
+        b.wait_until("the run's audit records", "document.querySelector('#run-report table')")
+            .await;
+        assert!(b.text("#run-report table").await.contains("inject"));
+        let auth = up.requests_to("/hook")[0].header("authorization").map(str::to_owned);
+        assert_eq!(auth.as_deref(), Some(format!("Bearer {VALUE}").as_str()));
+        b.screenshot(&shots, "runs").await;
+
+        // Last used: when and by which workflow and run.
+        b.click("#nav button[data-view=credentials]").await;
+        b.wait_until("last use", "document.querySelector('#cred-list tr[data-key=SLACK_TOKEN]')?.textContent.includes('notify / post')")
+            .await;
+        b.screenshot(&shots, "credentials").await;
+
+        // Rotate.
+        b.click(&format!("{row} button.rotate")).await;
+        b.fill("#rotate-value", ROTATED).await;
+        b.click("#dialog-ok").await;
+        b.wait_until("version 2", "document.querySelector('#cred-list tr[data-key=SLACK_TOKEN]')?.textContent.includes('v2')")
+            .await;
+
+        // Delete: the confirmation names the workflow whose manifest references the key.
+        b.click(&format!("{row} button.delete")).await;
+        let named = b.text("#delete-workflows").await;
+        assert!(named.contains("notify"), "{named}");
+        b.screenshot(&shots, "delete-confirmation").await;
+        b.click("#dialog-ok").await;
+        b.wait_until("the row to go", "!document.querySelector('#cred-list tr[data-key=SLACK_TOKEN]')")
+            .await;
+
+        // Audit: filtered by key, exported as JSON lines.
+        b.click("#nav button[data-view=audit]").await;
+        b.fill("#audit-filter [name=key]", "SLACK_TOKEN").await;
+        b.click("#audit-filter button[type=submit]").await;
+        b.wait_until("filtered records", "document.querySelector('#audit-table tbody tr')")
+            .await;
+        let keys = b
+            .js("return [...document.querySelectorAll('#audit-table tbody tr td:nth-child(4)')].map((t) => t.textContent);")
+            .await;
+        let keys = keys.as_array().unwrap();
+        assert!(keys.len() >= 4, "{keys:?}");
+        assert!(keys.iter().all(|k| k == "SLACK_TOKEN"), "{keys:?}");
+        b.js("window.__blobs = []; const real = URL.createObjectURL; URL.createObjectURL = (x) => { window.__blobs.push(x); return real(x); };")
+            .await;
+        b.click("#audit-export").await;
+        let exported = b
+            .client
+            .execute_async(
+                "const done = arguments[arguments.length - 1]; window.__blobs[0].text().then(done);",
+                Vec::new(),
+            )
+            .await
+            .unwrap();
+        let lines: Vec<Value> = exported
+            .as_str()
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), keys.len());
+        assert!(lines.iter().all(|r| r["key"] == "SLACK_TOKEN"));
+        assert!(lines.iter().any(|r| r["event"] == "secret-rotate"));
+        b.screenshot(&shots, "audit").await;
+
+        // Neither value is anywhere in the page, its storage or anything it sent or read.
+        let held = everything_the_page_holds(&b).await;
+        for v in [VALUE, ROTATED] {
+            assert!(!held.contains(v), "the page holds a value");
+        }
+        b.close().await;
+    });
+}
+
+#[test]
+fn members_see_metadata_without_write_controls_and_forged_writes_are_refused() {
+    let (cli, admin) = store_with_admin();
+    let s = Server::start(&cli, &[]);
+    let member = token(&s, &admin, "bob", "member");
+    let runner = token(&s, &admin, "ci", "runner");
+    let r = s.json(
+        "PUT",
+        "/v1/secrets/GITHUB_TOKEN?scope=workspace:acme",
+        &admin,
+        json!({"value": VALUE, "binding": {"hosts": ["api.github.com"], "inject": ["header:authorization"]}}),
+    );
+    assert_eq!(r.status(), 201);
+    let shots = screenshots();
+    let url = s.url.clone();
+    runtime().block_on(async {
+        let b = Browser::start().await;
+        sign_in(&b, &url, &member, "bob (member)").await;
+        let row = b.text("#cred-list tr[data-key=GITHUB_TOKEN]").await;
+        assert!(row.contains("api.github.com") && row.contains("v1"), "{row}");
+        assert!(b.text("#cred-list h3.scope").await.contains("workspace:acme"));
+        for control in [".admin-only", "#cred-add", "#cred-add-open", "button.rotate", "button.delete", "[data-view=members]", "#view-members"] {
+            assert!(!b.exists(control).await, "a member sees {control}");
+        }
+        b.screenshot(&shots, "member").await;
+
+        // Forged from the member's own signed-in page: the server refuses each write.
+        let forged = b
+            .client
+            .execute_async(
+                r#"const done = arguments[arguments.length - 1];
+                   const h = {Authorization: 'Bearer ' + sessionStorage.getItem('latchkey.token'), 'Content-Type': 'application/json'};
+                   const calls = [
+                     ['PUT', '/v1/secrets/FORGED?scope=workspace:acme', {value: 'forged-value-31d9', binding: {hosts: ['evil.example'], inject: ['header:x']}}],
+                     ['POST', '/v1/secrets/GITHUB_TOKEN/rotate?scope=workspace:acme', {value: 'forged-value-31d9'}],
+                     ['DELETE', '/v1/secrets/GITHUB_TOKEN?scope=workspace:acme', undefined],
+                     ['POST', '/v1/tokens', {name: 'mallory', role: 'admin'}],
+                     ['DELETE', '/v1/members/root', undefined],
+                   ];
+                   Promise.all(calls.map(([m, p, body]) => fetch(p, {method: m, headers: h, body: body && JSON.stringify(body)}).then((r) => r.status)))
+                     .then(done);"#,
+                Vec::new(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(forged, json!([403, 403, 403, 403, 403]));
+        b.close().await;
+
+        // A runner sees runs only.
+        let b = Browser::start().await;
+        sign_in(&b, &url, &runner, "ci (runner)").await;
+        b.wait_for("#view-runs:not([hidden])").await;
+        for gone in ["[data-view=credentials]", "[data-view=audit]", "[data-view=members]", "#cred-add"] {
+            assert!(!b.exists(gone).await, "a runner sees {gone}");
+        }
+        b.close().await;
+    });
+    // Nothing changed.
+    let list: Value = s.get("/v1/secrets", &admin).json().unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list[0]["version"], 1);
+    let tokens: Value = s.get("/v1/tokens", &admin).json().unwrap();
+    assert!(!tokens.to_string().contains("mallory"));
+}
+
+#[test]
+fn guest_markup_in_a_log_line_and_in_output_renders_as_text() {
+    let (cli, admin) = store_with_admin();
+    let s = Server::start(&cli, &[]);
+    let manifest = "name = \"shout\"\n[[step]]\nname = \"say\"\ncomponent = \"probe\"\n";
+    register(&s, &admin, "shout", manifest);
+    let url = s.url.clone();
+    runtime().block_on(async {
+        let b = Browser::start().await;
+        sign_in(&b, &url, &admin, "root (admin)").await;
+        b.click("#nav button[data-view=runs]").await;
+        b.wait_until(
+            "the workflow list",
+            "document.querySelector('#run-start option[value=shout]')",
+        )
+        .await;
+        let input = json!({"action": "log", "message": MARKUP});
+        b.fill("#run-start [name=input]", &input.to_string()).await;
+        b.click("#run-start button[type=submit]").await;
+        b.wait_for("#run-report pre.logs").await;
+        assert_eq!(
+            b.text("#run-report pre.logs").await,
+            format!("info {MARKUP}")
+        );
+        let echo = json!({"action": "echo", "note": MARKUP});
+        b.fill("#run-start [name=input]", &echo.to_string()).await;
+        b.click("#run-start button[type=submit]").await;
+        b.wait_until(
+            "the echo output",
+            "document.querySelector('#run-report pre')?.textContent.includes('echo')",
+        )
+        .await;
+        assert!(b.text("#run-report").await.contains("onerror"));
+        assert!(!b.exists("img").await, "guest markup became an element");
+        assert!(!b.exists("main script, #run-detail script").await);
+        assert_eq!(
+            b.js("return window.__xss === undefined;").await,
+            Value::Bool(true)
+        );
+        b.close().await;
+    });
+}
+
+#[test]
+fn an_admin_creates_a_token_shown_once_and_removes_a_member_after_seeing_their_secrets() {
+    let (cli, admin) = store_with_admin();
+    let s = Server::start(&cli, &[]);
+    let dave = token(&s, &admin, "dave", "admin");
+    for key in ["DAVE_ONE", "DAVE_TWO"] {
+        let r = s.json(
+            "PUT",
+            &format!("/v1/secrets/{key}?scope=user:dave"),
+            &dave,
+            json!({"value": VALUE, "binding": {"hosts": ["api.example.com"], "inject": ["header:x-key"]}}),
+        );
+        assert_eq!(r.status(), 201);
+    }
+    let shots = screenshots();
+    let url = s.url.clone();
+    let created = runtime().block_on(async {
+        let b = Browser::start().await;
+        sign_in(&b, &url, &admin, "root (admin)").await;
+        b.click("#nav button[data-view=members]").await;
+        b.fill("#token-create [name=name]", "carol").await;
+        b.click("#token-create button[type=submit]").await;
+        b.wait_until("the new token", "document.getElementById('token-value').textContent.startsWith('lk_')")
+            .await;
+        let created = b.text("#token-value").await;
+        b.wait_for("#members-table tr[data-member=carol]").await;
+        b.screenshot(&shots, "members").await;
+        b.click("#token-dismiss").await;
+        assert!(!b.client.source().await.unwrap().contains(&created), "the token is shown after Done");
+
+        b.click("#members-table tr[data-member=dave] button.remove-member").await;
+        let doomed = b.text("#member-secrets").await;
+        assert!(doomed.contains("DAVE_ONE in user:dave") && doomed.contains("DAVE_TWO in user:dave"), "{doomed}");
+        b.click("#dialog-ok").await;
+        b.wait_until("dave's tokens revoked", "document.querySelector('#members-table tr[data-member=dave]')?.children[2].textContent === '0'")
+            .await;
+        b.close().await;
+        created
+    });
+    let who = s.get("/v1/whoami", &created);
+    assert_eq!(who.json::<Value>().unwrap()["name"], "carol");
+    assert_eq!(s.get("/v1/whoami", &dave).status(), 401);
+    let list: Value = s.get("/v1/secrets", &admin).json().unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 0, "{list}");
+}
+
+#[test]
+fn the_page_is_served_hardened_and_cross_origin_writes_are_refused() {
+    let (cli, admin) = store_with_admin();
+    let s = Server::start(&cli, &[]);
+    let page = s.req("GET", "/", None).send().unwrap();
+    assert_eq!(page.status(), 200);
+    let h = page.headers().clone();
+    let csp = h["content-security-policy"].to_str().unwrap();
+    for part in [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "frame-ancestors 'none'",
+        "object-src 'none'",
+    ] {
+        assert!(csp.contains(part), "{csp}");
+    }
+    assert!(!csp.contains("unsafe"), "{csp}");
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert_eq!(h["referrer-policy"], "no-referrer");
+    assert_eq!(h["x-frame-options"], "DENY");
+    assert!(h["content-type"].to_str().unwrap().starts_with("text/html"));
+    let html = page.text().unwrap();
+    assert!(
+        !html.contains("<script>") && !html.contains(" style="),
+        "inline script or style"
+    );
+    for asset in ["/console.js", "/console.css", "/nacl.min.js"] {
+        let r = s.req("GET", asset, None).send().unwrap();
+        assert_eq!(r.status(), 200, "{asset}");
+        assert!(
+            html.contains(&format!("\"{asset}\"")),
+            "{asset} is not what the page loads"
+        );
+    }
+    // The API answers carry the headers too.
+    let api = s.get("/v1/whoami", &admin);
+    assert!(api.headers().contains_key("content-security-policy"));
+
+    let body =
+        json!({"value": VALUE, "binding": {"hosts": ["api.example.com"], "inject": ["header:x"]}});
+    let forged = s
+        .req(
+            "PUT",
+            "/v1/secrets/CSRF?scope=workspace:default",
+            Some(&admin),
+        )
+        .header("origin", "http://evil.example")
+        .json(&body)
+        .send()
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    assert!(forged.text().unwrap().contains("cross-origin"));
+    let null_origin = s
+        .req("DELETE", "/v1/members/root", Some(&admin))
+        .header("origin", "null")
+        .send()
+        .unwrap();
+    assert_eq!(null_origin.status(), 403);
+    let own = s.url.clone();
+    let same = s
+        .req(
+            "PUT",
+            "/v1/secrets/CSRF?scope=workspace:default",
+            Some(&admin),
+        )
+        .header("origin", own)
+        .json(&body)
+        .send()
+        .unwrap();
+    assert_eq!(same.status(), 201);
+    let list: Value = s.get("/v1/secrets", &admin).json().unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+}
