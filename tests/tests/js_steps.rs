@@ -31,6 +31,9 @@ fn setup(up: &Upstream, locations: &[&str]) -> (TestStore, Runtime, Step) {
     (s, rt, step)
 }
 
+/// Whether the value landed where it should in the request the upstream received.
+type Landed = fn(&latchkey_tests::upstream::Recorded) -> bool;
+
 fn assert_never_seen(text: &str) {
     for (label, form) in encoded_forms(VALUE) {
         assert!(
@@ -52,7 +55,7 @@ async fn each_injection_lands_the_exact_value_in_its_bound_place_only() {
         "body:form:password",
     ];
     let (_s, rt, step) = setup(&up, &locations);
-    let cases: [(&str, &str, fn(&latchkey_tests::upstream::Recorded) -> bool); 7] = [
+    let cases: [(&str, &str, Landed); 7] = [
         ("bearer", "GET", |r| {
             r.header("authorization") == Some(&format!("Bearer {VALUE}"))
         }),

@@ -479,7 +479,16 @@ const routed = {
   trace: log.trace,
   warn: log.warn,
   error: log.error,
+  dir: (value) => log.info(value),
+  table: (value) => log.info(value),
+  assert: (condition, ...args) => {
+    if (!condition) log.error('Assertion failed:', ...args);
+  },
 };
+// The rest of the console API does nothing rather than throw in a step that uses it.
+for (const name of ['group', 'groupCollapsed', 'groupEnd', 'time', 'timeEnd', 'timeLog', 'count', 'countReset']) {
+  routed[name] = () => {};
+}
 globalThis.console = Object.assign(Object.create(null), routed);
 
 // ---------------------------------------------------------------------------------------------
