@@ -276,8 +276,9 @@ fn malformed_wasm_and_bad_input_json_give_clear_errors() {
         None,
     );
     assert!(text(&out).contains("reading the step"), "{}", text(&out));
-    let out = env.run(&["run", &guest("tcp")], None);
-    assert!(text(&out).contains("wasi:sockets"), "{}", text(&out));
+    let http = latchkey_tests::http_importing_guest();
+    let out = env.run(&["run", http.to_str().unwrap()], None);
+    assert!(text(&out).contains("wasi:http"), "{}", text(&out));
 }
 
 #[test]

@@ -508,8 +508,8 @@ fn broken_later_step_is_caught_before_the_first_step_calls() {
     );
     let broken = lk.cli.dir.path().join("broken.wasm");
     std::fs::write(&broken, b"not wasm").unwrap();
-    let tcp = guest("tcp");
-    for bad in [broken.to_str().unwrap(), tcp.to_str().unwrap()] {
+    let http = latchkey_tests::http_importing_guest();
+    for bad in [broken.to_str().unwrap(), http.to_str().unwrap()] {
         let m = lk.manifest(
             "d.toml",
             &ISSUE_DIGEST.replace("component = \"{slack}\"", &format!("component = \"{bad}\"")),

@@ -6,6 +6,7 @@
 #![deny(missing_docs)]
 #![allow(clippy::unwrap_used)]
 
+pub mod steps;
 pub mod upstream;
 
 use latchkey_host::policy::{AddressPolicy, Binding, BindingSpec, HostPattern, InjectLocation};
@@ -23,6 +24,32 @@ pub const GUEST_DIR: &str = env!("LATCHKEY_GUEST_DIR");
 pub fn guest(name: &str) -> PathBuf {
     let p = PathBuf::from(GUEST_DIR).join(format!("{name}.wasm"));
     assert!(p.exists(), "guest {} was not built", p.display());
+    p
+}
+
+/// The smallest component that imports the instance `name` (an instance type with nothing in
+/// it), written in the binary format by hand: a component refused for its import alone.
+pub fn component_importing(name: &str) -> Vec<u8> {
+    let mut import = vec![0x01, 0x00, u8::try_from(name.len()).unwrap()];
+    import.extend_from_slice(name.as_bytes());
+    import.extend_from_slice(&[0x05, 0x00]); // an instance of type 0
+    let mut bytes = b"\0asm\x0d\x00\x01\x00".to_vec(); // component, layer 1
+    bytes.extend_from_slice(&[0x07, 0x03, 0x01, 0x42, 0x00]); // type 0: empty instance type
+    bytes.push(0x0a); // import section
+    bytes.push(u8::try_from(import.len()).unwrap());
+    bytes.extend_from_slice(&import);
+    bytes
+}
+
+/// A file holding [`component_importing`]`("wasi:http/types@0.2.0")`, for the CLI.
+pub fn http_importing_guest() -> PathBuf {
+    let p = PathBuf::from(GUEST_DIR).join("imports-wasi-http.wasm");
+    let bytes = component_importing("wasi:http/types@0.2.0");
+    if std::fs::read(&p).ok().as_deref() != Some(&bytes[..]) {
+        let partial = p.with_extension(format!("{}.partial", std::process::id()));
+        std::fs::write(&partial, &bytes).unwrap();
+        std::fs::rename(&partial, &p).unwrap();
+    }
     p
 }
 

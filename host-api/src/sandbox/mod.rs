@@ -91,9 +91,10 @@ impl Runtime {
         &self.engine
     }
 
-    /// Compiles and checks a component from its bytes (`.wasm`).
+    /// Checks a component's imports from its bytes (`.wasm`), then compiles it.
     pub fn load(&self, bytes: &[u8]) -> Result<Step, LoadError> {
         check_magic(bytes)?;
+        imports::check_binary(bytes)?;
         let component = Component::new(&self.engine, bytes)
             .map_err(|e| LoadError::Invalid(Box::new(WasmtimeError::from(e))))?;
         self.link(component)
@@ -102,13 +103,14 @@ impl Runtime {
     /// Like [`Runtime::load`], through the compiled-component cache: a valid cache entry
     /// is loaded instead of compiling (milliseconds instead of tens of milliseconds);
     /// a missing, stale or damaged one is compiled and stored. The component's imports are
-    /// checked either way. A failure to write the cache is logged, not fatal.
+    /// checked either way, before anything is compiled. A failure to write the cache is logged, not fatal.
     pub fn load_cached(
         &self,
         bytes: &[u8],
         cache: &ComponentCache,
     ) -> Result<(Step, CacheStatus), LoadError> {
         check_magic(bytes)?;
+        imports::check_binary(bytes)?;
         let cached = cache.load(&self.engine, bytes).map_err(|e| match e {
             CacheError::Compile(e) => LoadError::Invalid(Box::new(e)),
             other => LoadError::Invalid(Box::new(other)),

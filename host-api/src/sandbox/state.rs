@@ -49,12 +49,17 @@ pub(crate) struct HostState {
 impl HostState {
     /// The state of a fresh run of the step in `ctx`: WASI with nothing granted (no
     /// network, an empty environment, only argv[0], the step name).
+    ///
+    /// Components may import `wasi:filesystem` and `wasi:sockets` (see `imports`): this is
+    /// what makes that safe. No directory is ever preopened, so no file descriptor exists;
+    /// TCP, UDP and name lookups are disabled, and every socket address is denied besides.
     pub fn new(shared: Arc<Shared>, ctx: &RunContext, deadline_at: Instant) -> Self {
         let wasi = WasiCtx::builder()
             .args(&[ctx.step.name.as_str()])
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
+            .socket_addr_check(|_, _| Box::pin(async { false }))
             .build();
         HostState {
             wasi,

@@ -1,5 +1,5 @@
 //! Tries to read the file system. Using `std::fs` makes the component import
-//! `wasi:filesystem`, which the host refuses at load: this guest exists to prove that.
+//! `wasi:filesystem`, which the host links with no directory preopened: every read must fail.
 //! Input `{"path": ...}` → `{"ok": bool, "error": string|null, "content": string|null}`.
 
 use latchkey_sdk::Error;

@@ -24,9 +24,8 @@
 //! - `"gets"`, `"key"`, `"count"` → gets and drops `key` `count` times:
 //!   `{"got": n, "error": string|null}`
 //!
-//! Sockets and files are not here: using `std::net` or `std::fs` makes a component import
-//! `wasi:sockets` or `wasi:filesystem`, which the host refuses at load, and that would take
-//! every other probe down with it. See `tcp` and `files`.
+//! Sockets and files are not here: see `tcp` and `files`, which import `wasi:sockets` and
+//! `wasi:filesystem` (linked by the host with nothing granted).
 
 use std::collections::BTreeMap;
 use std::time::Duration;

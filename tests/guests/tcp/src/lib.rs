@@ -1,8 +1,8 @@
 //! Tries to open a TCP connection of its own. Input `{"addr": "127.0.0.1:80"}` → `{"ok": bool,
 //! "error": string|null}`.
 //!
-//! Using `std::net` makes the component import `wasi:sockets/*`, so the host should refuse it
-//! at load and this never runs; if it does run, the answer says whether the socket opened.
+//! Using `std::net` makes the component import `wasi:sockets/*`, which the host links with
+//! every socket operation denied: the answer must say the connection failed.
 
 use serde_json::{Value, json};
 

@@ -1,0 +1,96 @@
+#!/usr/bin/env node
+// latchkey-build STEP.{js,ts} [-o STEP.wasm]: one command from a JavaScript or TypeScript step
+// to a Latchkey component.
+//
+// 1. esbuild bundles the step and everything it imports into one ES module (TypeScript types
+//    are stripped, not checked: run `tsc --noEmit` for that). `latchkey-sdk` always resolves
+//    to this package's own SDK, so the WIT import names it uses are the ones compiled against.
+// 2. componentize-js turns the module into a component of world `latchkey:workflow/workflow`,
+//    with its WASI HTTP server, fetch-event and stdio features disabled: Latchkey provides
+//    none of them and refuses a component that imports them.
+import { build } from 'esbuild';
+import { componentize } from '@bytecodealliance/componentize-js';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, dirname, extname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const USAGE = `usage: latchkey-build STEP.js|STEP.ts [-o OUT.wasm]
+
+Builds a Latchkey workflow step from a JavaScript or TypeScript module that exports
+\`run\` (normally \`export const run = step((input) => ...)\` with step from latchkey-sdk).
+The component is written to OUT.wasm (default: STEP.wasm beside the source).`;
+
+const here = dirname(fileURLToPath(import.meta.url));
+const sdk = resolve(here, '..', 'src', 'index.js');
+const wit = resolve(here, '..', 'wit');
+
+function fail(message) {
+  process.stderr.write(`latchkey-build: ${message}\n`);
+  process.exit(1);
+}
+
+function parseArgs(argv) {
+  let source;
+  let out;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '-h' || a === '--help') {
+      process.stdout.write(`${USAGE}\n`);
+      process.exit(0);
+    } else if (a === '-o' || a === '--out') {
+      out = argv[++i];
+      if (!out) fail(`${a} needs a file name\n${USAGE}`);
+    } else if (a.startsWith('-')) {
+      fail(`unknown option ${a}\n${USAGE}`);
+    } else if (source) {
+      fail(`one step at a time: got ${source} and ${a}\n${USAGE}`);
+    } else {
+      source = a;
+    }
+  }
+  if (!source) fail(`no step given\n${USAGE}`);
+  if (!existsSync(source)) fail(`${source}: no such file`);
+  out ??= join(dirname(source), `${basename(source, extname(source))}.wasm`);
+  return { source: resolve(source), out: resolve(out) };
+}
+
+async function main() {
+  const { source, out } = parseArgs(process.argv.slice(2));
+  const bundled = await build({
+    entryPoints: [source],
+    bundle: true,
+    write: false,
+    format: 'esm',
+    platform: 'neutral',
+    target: 'es2022',
+    metafile: true,
+    logLevel: 'silent',
+    alias: { 'latchkey-sdk': sdk },
+    external: ['latchkey:*'],
+  }).catch((e) => fail(`${source}: ${e.message}`));
+  const output = Object.values(bundled.metafile.outputs)[0];
+  if (!output.exports.includes('run')) {
+    fail(`${source} does not export \`run\`: add \`export const run = step((input) => ...)\``);
+  }
+  const dir = await mkdtemp(join(tmpdir(), 'latchkey-build-'));
+  try {
+    const bundle = join(dir, 'step.js');
+    await writeFile(bundle, bundled.outputFiles[0].contents);
+    const { component } = await componentize({
+      sourcePath: bundle,
+      witPath: wit,
+      worldName: 'workflow',
+      disableFeatures: ['http', 'fetch-event', 'stdio'],
+    });
+    await writeFile(out, component);
+    process.stderr.write(
+      `latchkey-build: ${out} (${(component.length / 1e6).toFixed(1)} MB)\n`,
+    );
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch((e) => fail(e?.stack ?? String(e)));

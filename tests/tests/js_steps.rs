@@ -1,0 +1,317 @@
+//! "Never read" for steps written in TypeScript with `latchkey-sdk` and built with
+//! `latchkey-build` (`tests/guests/js/probe.ts`, `examples/ts/`): the same properties as the
+//! Rust steps. The upstream receives the exact value in the exact bound place; the step sees
+//! only a handle, which prints as its key; an echoed value comes back scrubbed; a value sent
+//! to an unbound host is refused with a readable error; a throw fails the step with its
+//! message instead of trapping. Each component is built and compiled once per test run.
+#![allow(clippy::unwrap_used)]
+
+use latchkey_host::sandbox::{RunError, Runtime, Step};
+use latchkey_tests::steps::{js_step, load_once, root};
+use latchkey_tests::upstream::{Upstream, encoded_forms};
+use latchkey_tests::*;
+use serde_json::{Value, json};
+
+const VALUE: &str = "jsK7vQ2xN9pL4mR8tW3yZ6bF1hJ5cD0s";
+
+fn host(up: &Upstream) -> String {
+    format!("127.0.0.1:{}", up.port())
+}
+
+fn probe(rt: &Runtime) -> Step {
+    load_once(rt, &js_step("probe")).unwrap()
+}
+
+/// A store with `TOKEN` bound to `up` and `locations`, a runtime over it, the JS probe.
+fn setup(up: &Upstream, locations: &[&str]) -> (TestStore, Runtime, Step) {
+    let s = TestStore::new();
+    s.put(&workspace(), "TOKEN", VALUE, &[&host(up)], locations);
+    let rt = runtime(&s);
+    let step = probe(&rt);
+    (s, rt, step)
+}
+
+/// Whether the value landed where it should in the request the upstream received.
+type Landed = fn(&latchkey_tests::upstream::Recorded) -> bool;
+
+fn assert_never_seen(text: &str) {
+    for (label, form) in encoded_forms(VALUE) {
+        assert!(
+            !text.contains(&form),
+            "the value ({label}) reached the step: {text}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_injection_lands_the_exact_value_in_its_bound_place_only() {
+    let up = Upstream::start().await.unwrap();
+    let locations = [
+        "header:authorization",
+        "header:x-api-key",
+        "query:api_key",
+        "basic-auth",
+        "body:json:/password",
+        "body:form:password",
+    ];
+    let (_s, rt, step) = setup(&up, &locations);
+    let cases: [(&str, &str, Landed); 7] = [
+        ("bearer", "GET", |r| {
+            r.header("authorization") == Some(&format!("Bearer {VALUE}"))
+        }),
+        ("header:x-api-key", "GET", |r| {
+            r.header("x-api-key") == Some(VALUE)
+        }),
+        ("parts:authorization", "GET", |r| {
+            r.header("authorization") == Some(&format!("token {VALUE}"))
+        }),
+        ("query:api_key", "GET", |r| {
+            r.query_param("api_key").as_deref() == Some(VALUE)
+        }),
+        ("basic:api", "GET", |r| {
+            use base64::Engine;
+            let b64 = base64::engine::general_purpose::STANDARD.encode(format!("api:{VALUE}"));
+            r.header("authorization") == Some(&format!("Basic {b64}"))
+        }),
+        ("json:password", "POST", |r| {
+            r.body_json() == Some(json!({"password": VALUE, "note": "a \"quoted\" note"}))
+        }),
+        ("form:password", "POST", |r| {
+            r.form_param("password").as_deref() == Some(VALUE)
+                && r.form_param("other").as_deref() == Some("x y&z")
+        }),
+    ];
+    for (inject, method, landed) in cases {
+        up.clear();
+        let out = run_ok(
+            &rt,
+            &step,
+            json!({"action": "fetch", "url": up.url("/echo"), "key": "TOKEN",
+                   "inject": inject, "method": method}),
+        )
+        .await;
+        assert_eq!(out["status"], 200, "{inject}: {out}");
+        let reqs = up.requests();
+        assert_eq!(reqs.len(), 1, "{inject}");
+        assert!(landed(&reqs[0]), "{inject}: {:?}", reqs[0]);
+        // Exactly one place: count the places the value occurs in.
+        let r = &reqs[0];
+        let places = r.headers.iter().filter(|(_, v)| v.contains(VALUE)).count()
+            + usize::from(r.query.as_deref().is_some_and(|q| q.contains(VALUE)))
+            + usize::from(r.body_text().contains(VALUE));
+        let expected = usize::from(!inject.starts_with("basic"));
+        assert_eq!(places, expected, "{inject}: {r:?}");
+        // /echo reflects the request: what comes back to the step is scrubbed.
+        assert_never_seen(&out.to_string());
+        assert!(
+            out["body"].as_str().unwrap().contains("[REDACTED]"),
+            "{inject}: {out}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn echoed_encodings_of_the_value_come_back_scrubbed() {
+    let up = Upstream::start().await.unwrap();
+    let (_s, rt, step) = setup(&up, &["header:authorization"]);
+    let out = run_ok(
+        &rt,
+        &step,
+        json!({"action": "fetch", "url": up.url("/echo/encoded"), "key": "TOKEN"}),
+    )
+    .await;
+    assert_eq!(out["status"], 200, "{out}");
+    assert_never_seen(&out.to_string());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sending_the_value_to_an_unbound_host_is_refused_with_a_readable_error() {
+    let bound = Upstream::start().await.unwrap();
+    let other = Upstream::start().await.unwrap();
+    let (_s, rt, step) = setup(&bound, &["header:authorization"]);
+    let out = run_ok(
+        &rt,
+        &step,
+        json!({"action": "fetch", "url": other.url("/echo"), "key": "TOKEN"}),
+    )
+    .await;
+    assert_eq!(out["kind"], "denied", "{out}");
+    let message = out["error"].as_str().unwrap();
+    assert!(message.starts_with("request denied: "), "{out}");
+    assert!(!message.contains("[object"), "{out}");
+    assert_eq!(other.request_count(), 0);
+    assert_eq!(bound.request_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_handle_prints_as_its_key_however_it_is_printed() {
+    let up = Upstream::start().await.unwrap();
+    let (_s, rt, step) = setup(&up, &["header:authorization"]);
+    let out = run(&rt, &step, json!({"action": "print", "key": "TOKEN"}))
+        .await
+        .unwrap();
+    let v: Value = serde_json::from_str(&out.output).unwrap();
+    assert_eq!(v["string"], "Credential(TOKEN)", "{v}");
+    assert_eq!(v["template"], "Credential(TOKEN)", "{v}");
+    assert_eq!(v["json"], "\"Credential(TOKEN)\"", "{v}");
+    assert_eq!(v["inObject"], r#"{"cred":"Credential(TOKEN)"}"#, "{v}");
+    assert_eq!(v["keys"], json!(["key"]), "{v}");
+    assert_eq!(v["key"], "TOKEN", "{v}");
+    assert_eq!(v["same"], true, "one handle per key: {v}");
+    let logs: Vec<&str> = out.logs.iter().map(|l| l.message.as_str()).collect();
+    assert_eq!(
+        logs,
+        [
+            r#"handle: Credential(TOKEN) {"cred":"Credential(TOKEN)"}"#,
+            "Credential(TOKEN)"
+        ],
+        "{logs:?}"
+    );
+    assert_never_seen(&format!("{} {logs:?}", out.output));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_throw_fails_the_step_with_its_message_and_errors_read_as_text() {
+    let s = TestStore::new();
+    let rt = runtime(&s);
+    let step = probe(&rt);
+    let cases = [
+        (
+            json!({"action": "throw", "message": "slack said no"}),
+            "slack said no",
+        ),
+        (
+            json!({"action": "throw_value", "message": "plain object"}),
+            r#"{"message":"plain object"}"#,
+        ),
+        (json!({"action": "nope"}), "unknown action nope"),
+    ];
+    for (input, message) in cases {
+        match run(&rt, &step, input).await {
+            Err(f) => match f.error {
+                RunError::Guest(m) => assert_eq!(m, message),
+                other => panic!("not the step's error: {other}"),
+            },
+            Ok(o) => panic!("succeeded: {}", o.output),
+        }
+    }
+    // Input that is not JSON fails before the step's function runs.
+    let ctx = latchkey_host::resolve::RunContext::single_step("default", "wf", "alice");
+    match rt.run(&step, &ctx, "not json").await {
+        Err(f) => assert!(
+            matches!(&f.error, RunError::Guest(m) if m.starts_with("step input is not valid JSON")),
+            "{}",
+            f.error
+        ),
+        Ok(o) => panic!("succeeded: {}", o.output),
+    }
+    // A missing credential is a readable error, not "[object Object]".
+    let out = run_ok(&rt, &step, json!({"action": "missing", "key": "NOPE"})).await;
+    assert_eq!(out["error"], "credential NOPE is not available", "{out}");
+    assert_eq!(out["kind"], "missing-credential", "{out}");
+    let out = run_ok(&rt, &step, json!({"action": "missing", "key": "lower"})).await;
+    assert_eq!(out["kind"], "invalid-key", "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn console_goes_to_the_host_log_at_its_level() {
+    let s = TestStore::new();
+    let rt = runtime(&s);
+    let step = probe(&rt);
+    let out = run(&rt, &step, json!({"action": "log"})).await.unwrap();
+    let logs: Vec<(&str, &str)> = out
+        .logs
+        .iter()
+        .map(|l| (l.level, l.message.as_str()))
+        .collect();
+    assert_eq!(
+        logs,
+        [
+            ("info", r#"plain {"n":1}"#),
+            ("info", "info line"),
+            ("warn", "warn line"),
+            ("error", "error line"),
+            ("debug", "debug line"),
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_typescript_slack_example_posts_with_the_bound_token() {
+    let up = Upstream::start().await.unwrap();
+    up.expect_bearer(Some(VALUE));
+    let s = TestStore::new();
+    s.put(
+        &workspace(),
+        "SLACK_TOKEN",
+        VALUE,
+        &[&host(&up)],
+        &["header:Authorization"],
+    );
+    let rt = runtime(&s);
+    let example = root().join("examples/ts/slack-post/step.ts");
+    let step = load_once(&rt, &latchkey_tests::steps::js_file(&example)).unwrap();
+    let v = run_ok(
+        &rt,
+        &step,
+        json!({"channel": "#general", "text": "hello", "api_base": up.base_url()}),
+    )
+    .await;
+    assert_eq!(v, json!({"ok": true, "channel": "#general", "ts": v["ts"]}));
+    let reqs = up.requests_to("/api/chat.postMessage");
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(
+        reqs[0].header("authorization"),
+        Some(format!("Bearer {VALUE}").as_str())
+    );
+    assert_eq!(
+        reqs[0].body_json(),
+        Some(json!({"channel": "#general", "text": "hello"}))
+    );
+    // Slack's own refusal is the step's error message.
+    let failed = run(
+        &rt,
+        &step,
+        json!({"channel": "", "text": "hello", "api_base": up.base_url()}),
+    )
+    .await
+    .err()
+    .unwrap();
+    assert!(
+        matches!(&failed.error, RunError::Guest(m) if m == "slack refused the message: channel_not_found"),
+        "{}",
+        failed.error
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_async_step_awaits_the_whatwg_fetch_with_a_credential_header() {
+    let up = Upstream::start().await.unwrap();
+    let (_s, rt, step) = setup(&up, &["header:authorization"]);
+    let out = run_ok(
+        &rt,
+        &step,
+        json!({"action": "whatwg", "url": up.url("/echo"), "key": "TOKEN"}),
+    )
+    .await;
+    assert_eq!(out["status"], 200, "{out}");
+    assert_eq!(out["json"]["method"], "POST", "{out}");
+    assert_eq!(out["json"]["body"], "hi", "{out}");
+    assert!(
+        out["header"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("application/json")),
+        "{out}"
+    );
+    let reqs = up.requests();
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(
+        reqs[0].header("authorization"),
+        Some(format!("Bearer {VALUE}").as_str())
+    );
+    assert_never_seen(&out.to_string());
+    // Randomness is fresh for every run, not fixed when the component was built.
+    let a = run_ok(&rt, &step, json!({"action": "random"})).await;
+    let b = run_ok(&rt, &step, json!({"action": "random"})).await;
+    assert_ne!(a["random"], b["random"], "{a} {b}");
+}
