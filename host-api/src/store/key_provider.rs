@@ -314,7 +314,9 @@ mod tests {
     fn a_master_key_names_a_transit_wrapped_record_instead_of_failing_blindly() {
         let m = MasterKey::generate().expect("rng");
         let record = [TRANSIT_MAGIC, b"prod\nvault:v1:abc"].concat();
-        let err = m.unwrap(&record).err().expect("refused");
+        let Err(err) = m.unwrap(&record) else {
+            panic!("a master key opened a Transit-wrapped record");
+        };
         assert!(
             err.to_string()
                 .contains("wrapped by the OpenBao/Vault Transit key \"prod\""),
