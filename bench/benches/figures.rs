@@ -5,7 +5,7 @@
 //! cargo bench -p latchkey-bench -- [FIGURE...] [--json bench/results.json] [--quick]
 //! ```
 //! Figures: `overhead`, `fetch`, `resolve`, `cli`, `node`, `concurrency`, `pool`,
-//! `compile`, `serve`. Without names, all run. See bench/RESULTS.md for what each one compares.
+//! `compile`, `serve`, `shared`. Without names, all run. See bench/RESULTS.md for what each one compares.
 #![allow(clippy::unwrap_used)]
 
 use anyhow::{Context, Result, bail};
@@ -29,6 +29,8 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 #[path = "figures/serve.rs"]
 mod serve;
+#[path = "figures/shared.rs"]
+mod shared;
 
 /// Pool size for the in-process figures: enough for figure 6's 1000 concurrent runs.
 const POOL: u32 = 1100;
@@ -123,6 +125,9 @@ fn main() -> Result<()> {
     }
     if want("concurrency") {
         figures.extend(tokio.block_on(concurrency(o.quick))?);
+    }
+    if want("shared") {
+        figures.extend(shared::figures(2_000 / scale, o.quick)?);
     }
     if want("serve") {
         figures.extend(serve::figures(&tokio, o.quick)?);
@@ -576,8 +581,26 @@ impl Backend for BulkSled {
     fn scan(&self, _: &str, _: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, BackendError> {
         unreachable!("not used while filling")
     }
-    fn append(&self, _: &str, _: &[u8]) -> Result<u64, BackendError> {
-        unreachable!("not used while filling")
+    // Every `set` appends its audit record, chained to the newest one.
+    fn append(&self, ns: &str, value: &[u8]) -> Result<u64, BackendError> {
+        let io = |e| BackendError::Io(std::io::Error::other(e));
+        let id = self.0.generate_id().map_err(io)?;
+        self.0
+            .open_tree(ns)
+            .map_err(io)?
+            .insert(id.to_be_bytes(), value)
+            .map_err(io)?;
+        Ok(id)
+    }
+    fn last(&self, ns: &str) -> Result<Option<(Vec<u8>, Vec<u8>)>, BackendError> {
+        let io = |e| BackendError::Io(std::io::Error::other(e));
+        Ok(self
+            .0
+            .open_tree(ns)
+            .map_err(io)?
+            .last()
+            .map_err(io)?
+            .map(|(k, v)| (k.to_vec(), v.to_vec())))
     }
     fn flush(&self) -> Result<(), BackendError> {
         self.0
@@ -591,19 +614,6 @@ impl Backend for BulkSled {
 /// and 100k secrets. The key is workspace-scoped, so resolution misses three tiers first
 /// (user-workflow, user, workflow), as it would in the default order.
 fn resolve(iters: usize, quick: bool) -> Result<Vec<Figure>> {
-    let spec = || {
-        let binding = latchkey_host::policy::Binding::new(
-            vec![latchkey_host::policy::HostPattern::parse("api.example.com").unwrap()],
-            vec![latchkey_host::policy::InjectLocation::parse("header:authorization").unwrap()],
-            false,
-        )
-        .unwrap();
-        SecretSpec {
-            integration: "http".into(),
-            binding,
-            allow_weak_value: true,
-        }
-    };
     let sizes: &[usize] = if quick {
         &[10, 10_000]
     } else {
@@ -615,53 +625,7 @@ fn resolve(iters: usize, quick: bool) -> Result<Vec<Figure>> {
         let path = dir.path().join("store");
         let master = MasterKey::generate()?;
         let t = Instant::now();
-        {
-            let db = sled::Config::new()
-                .path(&path)
-                .mode(sled::Mode::LowSpace)
-                .open()?;
-            let store = SecretStore::init_with(Box::new(BulkSled(db)), "bulk", &master)?;
-            // Spread over workspaces, users and workflows so every tier's scope is populated.
-            for i in 0..n {
-                let scope = match i % 4 {
-                    0 => Scope::Workspace {
-                        workspace: format!("ws{}", i % 97),
-                    },
-                    1 => Scope::User {
-                        user: format!("user{}", i % 89),
-                    },
-                    2 => Scope::Workflow {
-                        workspace: "default".into(),
-                        workflow: format!("wf{}", i % 83),
-                    },
-                    _ => workspace(),
-                };
-                let key = CredentialKey::new(&format!("KEY_{i}"))?;
-                let value = latchkey_host::secret::SecretValue::new(
-                    format!("value-{i}-{}", "x".repeat(32)).into_bytes(),
-                )?;
-                store.set(&scope, &key, value, spec(), "bench")?;
-            }
-            let key = CredentialKey::new("TARGET_KEY")?;
-            let value =
-                latchkey_host::secret::SecretValue::new(b"target-value-0123456789".to_vec())?;
-            store.set(&workspace(), &key, value, spec(), "bench")?;
-            let user_key = CredentialKey::new("USER_KEY")?;
-            let value = latchkey_host::secret::SecretValue::new(b"user-value-0123".to_vec())?;
-            store.set(
-                &Scope::UserWorkflow {
-                    user: "alice".into(),
-                    workspace: "default".into(),
-                    workflow: "wf".into(),
-                },
-                &user_key,
-                value,
-                spec(),
-                "bench",
-            )?;
-            std::hint::black_box(&store);
-            drop(store);
-        }
+        filled_sled(&path, &master, n)?;
         let fill = t.elapsed();
         let store = SecretStore::open(&path, &master)?;
         let ctx = RunContext::single_step("default", "wf", "alice");
@@ -712,6 +676,69 @@ fn resolve(iters: usize, quick: bool) -> Result<Vec<Figure>> {
         }
     }
     Ok(out)
+}
+
+/// A sled store at `path` with `n` secrets spread over every tier's scopes, plus
+/// `TARGET_KEY` (workspace) and `USER_KEY` (user-workflow, user alice, workflow wf).
+pub(crate) fn filled_sled(path: &Path, master: &MasterKey, n: usize) -> Result<()> {
+    let spec = || {
+        let binding = latchkey_host::policy::Binding::new(
+            vec![latchkey_host::policy::HostPattern::parse("api.example.com").unwrap()],
+            vec![latchkey_host::policy::InjectLocation::parse("header:authorization").unwrap()],
+            false,
+        )
+        .unwrap();
+        SecretSpec {
+            integration: "http".into(),
+            binding,
+            allow_weak_value: true,
+        }
+    };
+    let db = sled::Config::new()
+        .path(path)
+        .mode(sled::Mode::LowSpace)
+        .open()?;
+    let store = SecretStore::init_with(Box::new(BulkSled(db)), "bulk", master)?;
+    // Spread over workspaces, users and workflows so every tier's scope is populated.
+    for i in 0..n {
+        let scope = match i % 4 {
+            0 => Scope::Workspace {
+                workspace: format!("ws{}", i % 97),
+            },
+            1 => Scope::User {
+                user: format!("user{}", i % 89),
+            },
+            2 => Scope::Workflow {
+                workspace: "default".into(),
+                workflow: format!("wf{}", i % 83),
+            },
+            _ => workspace(),
+        };
+        let key = CredentialKey::new(&format!("KEY_{i}"))?;
+        let value = latchkey_host::secret::SecretValue::new(
+            format!("value-{i}-{}", "x".repeat(32)).into_bytes(),
+        )?;
+        store.set(&scope, &key, value, spec(), "bench")?;
+    }
+    let key = CredentialKey::new("TARGET_KEY")?;
+    let value = latchkey_host::secret::SecretValue::new(b"target-value-0123456789".to_vec())?;
+    store.set(&workspace(), &key, value, spec(), "bench")?;
+    let user_key = CredentialKey::new("USER_KEY")?;
+    let value = latchkey_host::secret::SecretValue::new(b"user-value-0123".to_vec())?;
+    store.set(
+        &Scope::UserWorkflow {
+            user: "alice".into(),
+            workspace: "default".into(),
+            workflow: "wf".into(),
+        },
+        &user_key,
+        value,
+        spec(),
+        "bench",
+    )?;
+    std::hint::black_box(&store);
+    drop(store);
+    Ok(())
 }
 
 pub(crate) fn latchkey_bin() -> Result<PathBuf> {

@@ -79,7 +79,7 @@ pub fn transit(args: &StoreArgs) -> Result<Option<TransitKey>> {
     if token.is_empty() {
         bail!("the Transit token is empty");
     }
-    Ok(Some(TransitKey::new(addr, &t.transit_mount, key, token)))
+    Ok(Some(TransitKey::new(addr, &t.transit_mount, key, token)?))
 }
 
 /// The master key: LATCHKEY_MASTER_KEY if set, else the key file.

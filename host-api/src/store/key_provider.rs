@@ -43,6 +43,16 @@ pub enum WrapError {
         /// The service's own words.
         reason: String,
     },
+    /// A Transit mount or key name that would not stay one path segment.
+    #[error(
+        "invalid Transit mount {mount:?} or key name {key:?}: use letters, digits, '-', '_' and '.'"
+    )]
+    BadName {
+        /// The mount given.
+        mount: String,
+        /// The key name given.
+        key: String,
+    },
     /// The key service could not be reached.
     #[error("{provider} is unreachable: {reason}")]
     Unreachable {
@@ -112,14 +122,34 @@ pub struct TransitKey {
 
 impl TransitKey {
     /// A Transit key at `address` (`http://127.0.0.1:8200`), mount and key name, used with
-    /// `token`.
-    pub fn new(address: &str, mount: &str, key: &str, token: Zeroizing<String>) -> Self {
-        TransitKey {
+    /// `token`. The mount and the name go into the request path, so they are limited to
+    /// letters, digits, `-`, `_` and `.` (and `/` between a mount's segments).
+    pub fn new(
+        address: &str,
+        mount: &str,
+        key: &str,
+        token: Zeroizing<String>,
+    ) -> Result<Self, WrapError> {
+        let mount = mount.trim_matches('/');
+        let plain = |s: &str| {
+            !s.is_empty()
+                && s != "."
+                && s != ".."
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        };
+        if !plain(key) || !mount.split('/').all(plain) {
+            return Err(WrapError::BadName {
+                mount: mount.chars().take(64).collect(),
+                key: key.chars().take(64).collect(),
+            });
+        }
+        Ok(TransitKey {
             address: address.trim_end_matches('/').to_owned(),
-            mount: mount.trim_matches('/').to_owned(),
+            mount: mount.to_owned(),
             key: key.to_owned(),
             token,
-        }
+        })
     }
 
     /// One Transit call: `POST {address}/v1/{mount}/{op}/{key}` with `body`; the `data`
@@ -245,5 +275,59 @@ impl KeyWrapper for TransitKey {
             "the OpenBao/Vault Transit key {:?} (mount {}) at {}",
             self.key, self.mount, self.address
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(mount: &str, name: &str) -> Result<TransitKey, WrapError> {
+        TransitKey::new(
+            "http://127.0.0.1:8200",
+            mount,
+            name,
+            Zeroizing::new("t".into()),
+        )
+    }
+
+    #[test]
+    fn transit_names_stay_one_path_segment() {
+        assert!(key("transit", "latchkey-prod_1.v2").is_ok());
+        assert!(key("/team/transit/", "k").is_ok());
+        for (mount, name) in [
+            ("transit", "../sys/seal"),
+            ("transit", "a/b"),
+            ("transit", ""),
+            ("transit", "k?x=1"),
+            ("transit/../sys", "k"),
+            ("", "k"),
+        ] {
+            assert!(
+                matches!(key(mount, name), Err(WrapError::BadName { .. })),
+                "{mount:?} {name:?} accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn a_master_key_names_a_transit_wrapped_record_instead_of_failing_blindly() {
+        let m = MasterKey::generate().expect("rng");
+        let record = [TRANSIT_MAGIC, b"prod\nvault:v1:abc"].concat();
+        let Err(err) = m.unwrap(&record) else {
+            panic!("a master key opened a Transit-wrapped record");
+        };
+        assert!(
+            err.to_string()
+                .contains("wrapped by the OpenBao/Vault Transit key \"prod\""),
+            "{err}"
+        );
+        let wrapped = m.wrap(&[7u8; MASTER_KEY_BYTES]).expect("wrap");
+        assert_eq!(
+            *m.unwrap(&wrapped).expect("unwrap"),
+            [7u8; MASTER_KEY_BYTES]
+        );
+        let other = MasterKey::generate().expect("rng");
+        assert!(matches!(other.unwrap(&wrapped), Err(WrapError::WrongKey)));
     }
 }
