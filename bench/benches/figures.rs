@@ -452,6 +452,7 @@ async fn fetch(iters: usize) -> Result<Vec<Figure>> {
         let body = r.bytes().await?;
         anyhow::Ok((status, body))
     };
+    let ctx = &ctx;
     let run = |rt: &'static str, input: &str| {
         let (rt, step) = if rt == "strict" {
             (&strict, &strict_step)
@@ -460,7 +461,7 @@ async fn fetch(iters: usize) -> Result<Vec<Figure>> {
         };
         let input = input.to_owned();
         async move {
-            rt.run(step, &ctx, &input)
+            rt.run(step, ctx, &input)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))
         }
