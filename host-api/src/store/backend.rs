@@ -189,39 +189,47 @@ impl SledBackend {
 
     /// The log of `ns`; `None` if it has none and `create` is false.
     fn log(&self, ns: &str, create: bool) -> Result<Option<Arc<AppendLog>>, BackendError> {
-        let known = self.logs.read().unwrap_or_else(|p| p.into_inner());
-        if let Some((_, l)) = known.iter().find(|(n, _)| n == ns) {
-            return Ok(Some(Arc::clone(l)));
-        }
-        drop(known);
-        // Namespaces are the crate's own constants; keep them file-name safe regardless.
-        debug_assert!(ns.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
-        let file = self.dir.join(format!("{ns}.log"));
-        if !create && !file.exists() {
-            return Ok(None);
-        }
-        let mut logs = self.logs.write().unwrap_or_else(|p| p.into_inner());
-        if let Some((_, l)) = logs.iter().find(|(n, _)| n == ns) {
-            return Ok(Some(Arc::clone(l)));
-        }
-        let log = Arc::new(AppendLog::open(&file)?);
-        logs.push((ns.to_owned(), Arc::clone(&log)));
-        Ok(Some(log))
+        by_namespace(&self.logs, ns, || {
+            // Namespaces are the crate's own constants; keep them file-name safe regardless.
+            debug_assert!(ns.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
+            let file = self.dir.join(format!("{ns}.log"));
+            if !create && !file.exists() {
+                return Ok(None);
+            }
+            Ok(Some(Arc::new(AppendLog::open(&file)?)))
+        })
     }
 
     fn tree(&self, ns: &str) -> Result<sled::Tree, BackendError> {
-        let known = self.trees.read().unwrap_or_else(|p| p.into_inner());
-        if let Some((_, t)) = known.iter().find(|(n, _)| n == ns) {
-            return Ok(t.clone());
-        }
-        drop(known);
-        let tree = self.db.open_tree(ns).map_err(|e| classify(e, &self.path))?;
-        self.trees
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .push((ns.to_owned(), tree.clone()));
-        Ok(tree)
+        let opened = by_namespace(&self.trees, ns, || {
+            let tree = self.db.open_tree(ns).map_err(|e| classify(e, &self.path))?;
+            Ok(Some(tree))
+        })?;
+        opened.ok_or_else(|| unreachable!("opening a tree never declines"))
     }
+}
+
+/// The handle of `ns` in `known`, else the one `open` makes (or `None` if it declines),
+/// opened under the write lock so that a namespace is opened once: two `AppendLog`s on
+/// one file would each keep their own idea of its end.
+fn by_namespace<T: Clone>(
+    known: &std::sync::RwLock<Vec<(String, T)>>,
+    ns: &str,
+    open: impl FnOnce() -> Result<Option<T>, BackendError>,
+) -> Result<Option<T>, BackendError> {
+    let find = |list: &[(String, T)]| list.iter().find(|(n, _)| n == ns).map(|(_, t)| t.clone());
+    if let Some(t) = find(&known.read().unwrap_or_else(|p| p.into_inner())) {
+        return Ok(Some(t));
+    }
+    let mut list = known.write().unwrap_or_else(|p| p.into_inner());
+    if let Some(t) = find(&list) {
+        return Ok(Some(t));
+    }
+    let opened = open()?;
+    if let Some(t) = &opened {
+        list.push((ns.to_owned(), t.clone()));
+    }
+    Ok(opened)
 }
 
 /// Removes `snap.*.generating` files in the sled directory `dir` that sled would refuse
