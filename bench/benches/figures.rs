@@ -599,6 +599,8 @@ fn resolve(iters: usize, quick: bool) -> Result<Vec<Figure>> {
             integration: "http".into(),
             binding,
             allow_weak_value: true,
+            quota: Default::default(),
+            kind: Default::default(),
         }
     };
     let sizes: &[usize] = if quick {

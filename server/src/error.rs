@@ -117,9 +117,11 @@ impl From<Error> for ApiError {
 fn store_error(s: &StoreError, e: &Error) -> ApiError {
     match s {
         StoreError::NotFound { .. } => ApiError::not_found(e.to_string()),
-        StoreError::Value(_) | StoreError::WeakValue(_) | StoreError::Integration(_) => {
-            ApiError::bad_request(e.to_string())
-        }
+        StoreError::Value(_)
+        | StoreError::WeakValue(_)
+        | StoreError::Integration(_)
+        | StoreError::Quota(_)
+        | StoreError::Kind(_) => ApiError::bad_request(e.to_string()),
         _ => ApiError::internal(chain(e)),
     }
 }

@@ -80,6 +80,8 @@ impl TestStore {
                     integration: integration.into(),
                     binding,
                     allow_weak_value: true,
+                    quota: Default::default(),
+                    kind: Default::default(),
                 },
                 "tester",
             )
@@ -104,6 +106,8 @@ impl TestStore {
                     integration: "http".into(),
                     binding: binding.clone(),
                     allow_weak_value: true,
+                    quota: Default::default(),
+                    kind: Default::default(),
                 },
                 "tester",
             )

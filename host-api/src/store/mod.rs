@@ -13,6 +13,7 @@
 //! - [`SecretStore`]: the write-only API the CLI and the runtime use.
 
 mod backend;
+pub mod quota;
 mod record;
 mod scope;
 pub mod seal;
@@ -22,7 +23,8 @@ pub use backend::{
     Backend, BackendError, MemoryBackend, PermissionError, Record, Records, SledBackend,
     check_private_dir, check_private_file, create_private_dir, effective_uid,
 };
-pub use record::{RecordError, SecretMeta, SecretSpec, valid_integration};
+pub use quota::QuotaRefusal;
+pub use record::{CredentialKind, RecordError, SecretMeta, SecretSpec, valid_integration};
 pub use scope::{NameKind, Scope, ScopeError, check_name};
 pub use seal::{MASTER_KEY_BYTES, MasterKey};
 pub use secret_store::{SecretStore, StoreError, VerifyReport};
