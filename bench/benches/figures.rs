@@ -693,6 +693,8 @@ pub(crate) fn filled_sled(path: &Path, master: &MasterKey, n: usize) -> Result<(
             integration: "http".into(),
             binding,
             allow_weak_value: true,
+            quota: Default::default(),
+            kind: Default::default(),
         }
     };
     let db = sled::Config::new()

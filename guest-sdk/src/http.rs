@@ -95,6 +95,28 @@ impl<'a> Part<'a> {
     pub fn secret(credential: &'a Credential) -> Self {
         Part(wit::ValuePart::Secret(credential.raw()))
     }
+
+    /// The signature the host computes with the signing key `credential` (stored with
+    /// `--kind hmac-sha256`) over the exact body it sends, written in `encoding`. For
+    /// headers and query parameters only; the key never leaves the host.
+    pub fn signature(credential: &'a Credential, encoding: SignatureEncoding) -> Self {
+        Part(wit::ValuePart::Signature(wit::Signature {
+            key: credential.raw(),
+            encoding: match encoding {
+                SignatureEncoding::Hex => wit::SignatureEncoding::Hex,
+                SignatureEncoding::Base64 => wit::SignatureEncoding::Base64,
+            },
+        }))
+    }
+}
+
+/// How the host writes a signature: lowercase hex or standard base64.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignatureEncoding {
+    /// Lowercase hexadecimal (`sha256=5bdc…`, GitHub and most webhooks).
+    Hex,
+    /// Standard base64 with padding (Shopify-style webhooks).
+    Base64,
 }
 
 impl Clone for Part<'_> {
@@ -104,6 +126,10 @@ impl Clone for Part<'_> {
         Part(match &self.0 {
             wit::ValuePart::Text(text) => wit::ValuePart::Text(text.clone()),
             wit::ValuePart::Secret(raw) => wit::ValuePart::Secret(raw),
+            wit::ValuePart::Signature(sig) => wit::ValuePart::Signature(wit::Signature {
+                key: sig.key,
+                encoding: sig.encoding,
+            }),
         })
     }
 }
@@ -124,6 +150,7 @@ impl fmt::Debug for PartsDebug<'_, '_> {
             match part {
                 wit::ValuePart::Text(text) => list.entry(text),
                 wit::ValuePart::Secret(_) => list.entry(&format_args!("Secret")),
+                wit::ValuePart::Signature(_) => list.entry(&format_args!("Signature")),
             };
         }
         list.finish()
@@ -299,6 +326,24 @@ impl<'a> Request<'a> {
         let ms = timeout.as_nanos().div_ceil(1_000_000);
         self.inner.timeout_ms = Some(u32::try_from(ms).unwrap_or(u32::MAX));
         self
+    }
+
+    /// Adds header `name` = `prefix` followed by the HMAC-SHA256 signature of the body,
+    /// computed by the host with the signing key `credential`, e.g.
+    /// `.header_signature("x-hub-signature-256", "sha256=", &key, SignatureEncoding::Hex)`.
+    /// The signature covers exactly the bytes sent, so set the body before or after: the
+    /// host signs at send time.
+    pub fn header_signature(
+        self,
+        name: impl Into<String>,
+        prefix: impl Into<String>,
+        credential: &'a Credential,
+        encoding: SignatureEncoding,
+    ) -> Self {
+        self.header_parts(
+            name,
+            [Part::text(prefix), Part::signature(credential, encoding)],
+        )
     }
 
     /// Sends the request and waits for the response.

@@ -43,16 +43,16 @@ mod http;
 pub mod log;
 
 pub use error::Error;
-pub use http::{Method, Part, Request, Response};
+pub use http::{Method, Part, Request, Response, SignatureEncoding};
 
-/// The code generated from `wit/`. Private: authors use the wrappers in this crate, which
+/// The code generated from `wit/0.2.0/` (`latchkey:workflow@0.2.0`). Private: authors use the wrappers in this crate, which
 /// cannot be misused to forge handles.
 // Generated FFI glue is unsafe by nature (the workspace denies `unsafe_code` for hand-written
 // code), and not every WIT item has a doc comment; parts are reachable through `__private`.
 #[allow(unsafe_code, missing_docs)]
 mod bindings {
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "../wit/0.2.0",
         world: "workflow",
         // `export_step!` expands in the author's crate and must reach the export macro.
         pub_export_macro: true,

@@ -29,7 +29,7 @@
 //! let key = CredentialKey::new("SLACK_TOKEN")?;
 //! let scope = Scope::parse("workspace:acme")?;
 //! let value = SecretValue::new(b"xoxb-7f3a9c2e51d84b06a1e5".to_vec())?;
-//! let spec = SecretSpec { integration: "slack".into(), binding, allow_weak_value: false };
+//! let spec = SecretSpec { integration: "slack".into(), binding, allow_weak_value: false, quota: Default::default(), kind: Default::default() };
 //! let meta = latchkey.set_secret(&admin, &scope, &key, value, spec)?;
 //! assert_eq!(meta.version, 1);
 //!
@@ -95,6 +95,7 @@ pub mod secret;
 pub mod store;
 pub mod tokens;
 pub mod transit;
+mod wit_v1;
 pub mod workflow;
 
 pub use latchkey::{AuditPage, AuditQuery, Compiled, Error, LastUse, Latchkey, Options, Refusal};

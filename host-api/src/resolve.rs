@@ -334,6 +334,8 @@ mod tests {
             integration: integration.into(),
             binding,
             allow_weak_value: true,
+            quota: Default::default(),
+            kind: Default::default(),
         };
         let value = SecretValue::new(format!("v-{scope}").into_bytes()).unwrap();
         s.set(&Scope::parse(scope).unwrap(), &key(k), value, spec, "t")

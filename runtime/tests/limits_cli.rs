@@ -250,3 +250,117 @@ fn secret_rm_records_the_acting_identity() {
     assert_eq!(delete["actor"], "carol", "{delete}");
     env.ok(&["audit", "verify"], None);
 }
+
+#[test]
+fn secret_quota_flags_show_in_list_and_a_daily_quota_holds_across_processes() {
+    let env = env();
+    let up = Upstream::start_blocking().unwrap();
+    let host = format!("127.0.0.1:{}", up.port());
+    let set = |extra: &[&str]| {
+        let mut args = vec![
+            "secret",
+            "set",
+            "TOKEN",
+            "--allow-host",
+            &host,
+            "--inject",
+            "header:authorization",
+            "--allow-http",
+        ];
+        args.extend_from_slice(extra);
+        env.run(&args, Some(TOKEN.as_bytes()))
+    };
+    // A zero quota is refused, naming the flag, and nothing is stored.
+    let out = set(&["--quota-per-minute", "0"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("at least 1"), "{}", text(&out));
+    let list = String::from_utf8_lossy(&env.ok(&["secret", "list"], None).stdout).into_owned();
+    assert!(list.contains("no secrets"), "{list}");
+
+    let out = set(&["--quota-per-minute", "60", "--quota-per-day", "2"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let list = String::from_utf8_lossy(&env.ok(&["secret", "list"], None).stdout).into_owned();
+    assert!(list.contains("quota 60/min 2/day"), "{list}");
+    let json =
+        String::from_utf8_lossy(&env.ok(&["secret", "list", "--json"], None).stdout).into_owned();
+    let meta: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+    assert_eq!(
+        meta["quota"],
+        serde_json::json!({"per_minute": 60, "per_day": 2})
+    );
+
+    // Every `latchkey run` is a new process opening the store: the day's count persists.
+    let input =
+        serde_json::json!({"action": "fetch", "url": up.url("/echo"), "key": "TOKEN"}).to_string();
+    for _ in 0..2 {
+        let out = probe(&env, &input, &["--allow-private-network"]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let out = probe(&env, &input, &["--allow-private-network"]);
+    let all = text(&out);
+    assert!(
+        all.contains("TOKEN") && all.contains("per-day request quota"),
+        "{all}"
+    );
+    assert_eq!(up.request_count(), 2);
+
+    // Rotation keeps the quota unless told otherwise; --no-quota removes it.
+    env.ok(&["secret", "rotate", "TOKEN"], Some(TOKEN.as_bytes()));
+    let list = String::from_utf8_lossy(&env.ok(&["secret", "list"], None).stdout).into_owned();
+    assert!(list.contains("quota 60/min 2/day"), "{list}");
+    env.ok(
+        &["secret", "rotate", "TOKEN", "--no-quota"],
+        Some(TOKEN.as_bytes()),
+    );
+    let list = String::from_utf8_lossy(&env.ok(&["secret", "list"], None).stdout).into_owned();
+    assert!(!list.contains("quota"), "{list}");
+    let out = probe(&env, &input, &["--allow-private-network"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(up.request_count(), 3);
+}
+
+#[test]
+fn secret_set_kind_hmac_sha256_is_checked_against_its_binding_and_shown() {
+    let env = env();
+    let set = |kind: &str, inject: &str| {
+        env.run(
+            &[
+                "secret",
+                "set",
+                "HOOK_KEY",
+                "--kind",
+                kind,
+                "--allow-host",
+                "hooks.example.com",
+                "--inject",
+                inject,
+            ],
+            Some(TOKEN.as_bytes()),
+        )
+    };
+    let out = set("rsa", "header:x-signature");
+    assert!(!out.status.success());
+    assert!(text(&out).contains("--kind"), "{}", text(&out));
+    let out = set("hmac-sha256", "basic-auth");
+    assert!(!out.status.success());
+    assert!(text(&out).contains("header: or query:"), "{}", text(&out));
+    env.ok(
+        &[
+            "secret",
+            "set",
+            "HOOK_KEY",
+            "--kind",
+            "hmac-sha256",
+            "--allow-host",
+            "hooks.example.com",
+            "--inject",
+            "header:x-hub-signature-256",
+        ],
+        Some(TOKEN.as_bytes()),
+    );
+    let list = String::from_utf8_lossy(&env.ok(&["secret", "list"], None).stdout).into_owned();
+    assert!(list.contains("signing key: hmac-sha256"), "{list}");
+    let json =
+        String::from_utf8_lossy(&env.ok(&["secret", "list", "--json"], None).stdout).into_owned();
+    assert!(json.contains(r#""kind":"hmac-sha256""#), "{json}");
+}

@@ -835,3 +835,45 @@ fn only_an_admin_chooses_whose_scoped_keys_an_ad_hoc_run_may_use() {
     assert_eq!(v["status"], "succeeded", "{v}");
     assert_eq!(up.request_count(), 1);
 }
+
+#[test]
+fn quotas_and_signing_kinds_go_in_and_show_in_the_metadata() {
+    let (cli, admin) = store_with_admin();
+    let up = Upstream::start_blocking().unwrap();
+    let s = Server::start(&cli, &[]);
+    let path = "/v1/secrets/Q?scope=workspace:default";
+    let put = |body: Value| s.req("PUT", path, Some(&admin)).json(&body).send().unwrap();
+    let r = put(json!({"value": PLAIN, "binding": binding(&up), "quota": {"per_minute": 0}}));
+    assert_eq!(r.status().as_u16(), 400);
+    assert!(r.text().unwrap().contains("at least 1"));
+    let r = put(json!({"value": PLAIN, "binding": binding(&up), "kind": "rsa"}));
+    assert_eq!(r.status().as_u16(), 400);
+    let r = put(json!({"value": PLAIN, "kind": "hmac-sha256",
+                       "binding": {"hosts": ["api.example.com"], "inject": ["basic-auth"]}}));
+    assert_eq!(r.status().as_u16(), 400);
+    assert!(r.text().unwrap().contains("header: or query:"));
+
+    let r = put(
+        json!({"value": PLAIN, "binding": binding(&up), "quota": {"per_minute": 5, "per_day": 100}}),
+    );
+    assert_eq!(r.status().as_u16(), 201);
+    let v: Value = r.json().unwrap();
+    assert_eq!(v["quota"], json!({"per_minute": 5, "per_day": 100}), "{v}");
+    let listed: Value = s.get("/v1/secrets", &admin).json().unwrap();
+    assert_eq!(listed[0]["quota"]["per_day"], 100, "{listed}");
+    // Rotation without a quota keeps it; `{}` removes it.
+    let rotate = |body: Value| {
+        s.req(
+            "POST",
+            "/v1/secrets/Q/rotate?scope=workspace:default",
+            Some(&admin),
+        )
+        .json(&body)
+        .send()
+        .unwrap()
+        .json::<Value>()
+        .unwrap()
+    };
+    assert_eq!(rotate(json!({"value": PLAIN}))["quota"]["per_minute"], 5);
+    assert!(rotate(json!({"value": PLAIN, "quota": {}}))["quota"].is_null());
+}

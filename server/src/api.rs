@@ -3,6 +3,7 @@
 //! value except the two request bodies that carry one in, and neither implements `Debug`.
 
 use latchkey_host::audit::AuditRecord;
+use latchkey_host::policy::Quota;
 use latchkey_host::store::SecretMeta;
 use latchkey_host::tokens::TokenMeta;
 use latchkey_host::{LastUse, Role};
@@ -58,6 +59,14 @@ pub struct PutSecret {
     /// Store a value that looks easy to guess.
     #[serde(default)]
     pub allow_weak_value: bool,
+    /// Requests per minute and per day that may carry the value:
+    /// `{"per_minute": N, "per_day": N}`, either optional. Default: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub quota: Option<Quota>,
+    /// `static` (default) or `hmac-sha256` (a signing key: only signatures are sent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
 }
 
 fn default_integration() -> String {
@@ -74,6 +83,10 @@ pub struct RotateSecret {
     /// Store a value that looks easy to guess.
     #[serde(default)]
     pub allow_weak_value: bool,
+    /// Replaces the quota (`{}` removes it); absent: the quota is kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub quota: Option<Quota>,
 }
 
 /// A secret's metadata (never its value), with its last use.

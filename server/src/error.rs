@@ -134,9 +134,11 @@ fn store_error(s: &StoreError, e: &Error) -> ApiError {
         StoreError::Conflict { .. } => {
             ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
         }
-        StoreError::Value(_) | StoreError::WeakValue(_) | StoreError::Integration(_) => {
-            ApiError::bad_request(e.to_string())
-        }
+        StoreError::Value(_)
+        | StoreError::WeakValue(_)
+        | StoreError::Integration(_)
+        | StoreError::Quota(_)
+        | StoreError::Kind(_) => ApiError::bad_request(e.to_string()),
         StoreError::Backend(b) | StoreError::Audit(AuditError::Backend(b))
             if unreachable_store(b) =>
         {

@@ -107,6 +107,8 @@ impl TestStore {
                     integration: integration.into(),
                     binding,
                     allow_weak_value: true,
+                    quota: Default::default(),
+                    kind: Default::default(),
                 },
                 "tester",
             )
@@ -131,6 +133,8 @@ impl TestStore {
                     integration: "http".into(),
                     binding: binding.clone(),
                     allow_weak_value: true,
+                    quota: Default::default(),
+                    kind: Default::default(),
                 },
                 "tester",
             )

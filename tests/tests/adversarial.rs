@@ -340,6 +340,8 @@ async fn secrets_require_https_unless_the_binding_allows_http() {
                 integration: "http".into(),
                 binding: b,
                 allow_weak_value: true,
+                quota: Default::default(),
+                kind: Default::default(),
             },
             "t",
         )

@@ -488,6 +488,8 @@ async fn wrong_master_key_and_corrupted_record_give_clear_errors() {
                     integration: "http".into(),
                     binding: b,
                     allow_weak_value: true,
+                    quota: Default::default(),
+                    kind: Default::default(),
                 },
                 "t",
             )

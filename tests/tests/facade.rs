@@ -44,6 +44,8 @@ fn spec() -> SecretSpec {
         .build()
         .unwrap(),
         allow_weak_value: false,
+        quota: Default::default(),
+        kind: Default::default(),
     }
 }
 

@@ -510,6 +510,8 @@ async fn member_removal_deletes_created_secrets_and_workflow_fails_missing_crede
                     integration: "http".into(),
                     binding: binding(),
                     allow_weak_value: true,
+                    quota: Default::default(),
+                    kind: Default::default(),
                 },
                 actor,
             )

@@ -160,6 +160,8 @@ async fn header_refusals_do_not_depend_on_the_value() {
                         )
                         .unwrap(),
                         allow_weak_value: false,
+                        quota: Default::default(),
+                        kind: Default::default(),
                     },
                     "tester",
                 )
@@ -206,6 +208,8 @@ async fn a_non_utf8_value_in_a_query_is_scrubbed_from_its_echo() {
                 )
                 .unwrap(),
                 allow_weak_value: true,
+                quota: Default::default(),
+                kind: Default::default(),
             },
             "tester",
         )

@@ -44,6 +44,8 @@ fn latchkey(dir: &std::path::Path) -> Result<(Latchkey, String)> {
             integration: "http".into(),
             binding,
             allow_weak_value: true,
+            quota: Default::default(),
+            kind: Default::default(),
         },
     )?;
     let (_, token) = lk.create_token(&admin, "bench", Role::Admin)?;

@@ -11,6 +11,7 @@ use super::exchange::{Outgoing, Received, exchange};
 use super::plan::{self, Piece, Plan, PlannedBody, Use};
 use super::refusal::{Refusal, denied, limit, trap};
 use super::scrub::Matcher;
+use super::sign::{self, Signature};
 use crate::audit::AuditEvent;
 use crate::bindings::wit_http::{self, Error, Request, Response};
 use crate::policy::body::{self, BodyFormat, TemplatePart};
@@ -163,12 +164,26 @@ impl HostState {
         let body = self.fill_body(&plan, &resolutions, &destination)?;
         let body_places: Vec<(CredentialKey, InjectLocation)> =
             body.as_ref().map(|b| b.places.clone()).unwrap_or_default();
-        let outgoing = inject(&plan, &resolutions, body).map_err(|r| refuse(self, r))?;
+        let (outgoing, signatures) =
+            inject(&plan, &resolutions, body).map_err(|r| refuse(self, r))?;
+        // Last check: a request counted against a quota is one that leaves.
+        let metas: Vec<_> = resolutions.iter().map(|r| &r.resolved.meta).collect();
+        self.take_quotas(&metas).map_err(|r| refuse(self, r))?;
 
         for r in &resolutions {
-            self.http
-                .injected
-                .note(&r.id, &r.value, &r.resolved.meta.binding);
+            // A signing key is never sent, so it is never scrubbed for (that would answer
+            // guesses); its signatures are.
+            if r.resolved.meta.kind.is_sent() {
+                self.http
+                    .injected
+                    .note(&r.id, &r.value, &r.resolved.meta.binding);
+            }
+        }
+        for s in &signatures {
+            let r = entry_for(&resolutions, &s.key)?;
+            let binding = &r.resolved.meta.binding;
+            self.http.injected.note(&r.id, &s.text, binding);
+            self.http.injected.note(&r.id, &s.raw, binding);
         }
         let timeout = plan
             .timeout_ms
@@ -311,7 +326,7 @@ impl HostState {
         };
         let (keys, parts) = template_parts(pieces);
         if keys.is_empty() {
-            return Ok(Some(FilledBody::plain(assemble(pieces, rs)?)));
+            return Ok(Some(FilledBody::plain(assemble(pieces, rs, &[])?)));
         }
         let used: Vec<&Resolution> = keys
             .iter()
@@ -452,6 +467,19 @@ impl Denial {
 /// is parsed ([`HostState::fill_body`]).
 fn check_use(plan: &Plan, u: &Use, r: &Resolution) -> Result<(), Denial> {
     let binding = &r.resolved.meta.binding;
+    let kind = r.resolved.meta.kind;
+    if u.signature && kind.is_sent() {
+        return Err(Denial::same(format!(
+            "credential {} is not a signing key: use it as a secret part",
+            u.key
+        )));
+    }
+    if !u.signature && !kind.is_sent() {
+        return Err(Denial::same(format!(
+            "credential {} is a signing key ({kind}): it is never sent, use it in a signature part",
+            u.key
+        )));
+    }
     let url = &plan.url;
     with_destination(url, |dest| {
         if !binding.allows_destination(dest) {
@@ -494,7 +522,8 @@ fn check_use(plan: &Plan, u: &Use, r: &Resolution) -> Result<(), Denial> {
             u.key, u.location
         )));
     }
-    if u.location.needs_header_safe_value() && !r.value.is_header_safe() {
+    // A signature is hex or base64: always header-safe.
+    if !u.signature && u.location.needs_header_safe_value() && !r.value.is_header_safe() {
         return Err(Denial::same(format!(
             "credential {} cannot be injected into {}: its value is not header-safe",
             u.key, u.location
@@ -528,21 +557,28 @@ impl FilledBody {
     }
 }
 
-/// Puts the values in place. Plaintext is assembled in zeroizing buffers.
-fn inject(plan: &Plan, rs: &[Resolution], body: Option<FilledBody>) -> Result<Outgoing, Refusal> {
+/// Puts the values in place, and the signatures computed over the final body. Plaintext is
+/// assembled in zeroizing buffers.
+fn inject(
+    plan: &Plan,
+    rs: &[Resolution],
+    body: Option<FilledBody>,
+) -> Result<(Outgoing, Vec<Signature>), Refusal> {
+    let signed = body.as_ref().map_or(&[][..], |b| b.bytes.as_slice());
+    let sigs = sign::sign_all(plan, |k| value_for(rs, k), signed)?;
     let host_type = body.as_ref().and_then(|b| b.content_type);
     let mut headers = HeaderMap::new();
     for (name, pieces) in &plan.headers {
         if host_type.is_some() && name == http::header::CONTENT_TYPE {
             continue;
         }
-        let bytes = assemble(pieces, rs)?;
+        let bytes = assemble(pieces, rs, &sigs)?;
         if bytes.iter().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
             return Err(plan::invalid_value(&format!("header {name}")));
         }
         let mut v = HeaderValue::from_bytes(&bytes)
             .map_err(|_| plan::invalid_value(&format!("header {name}")))?;
-        if pieces.iter().any(|p| matches!(p, Piece::Secret(_))) {
+        if pieces.iter().any(Piece::is_credential) {
             v.set_sensitive(true);
         }
         headers.append(name.clone(), v);
@@ -571,7 +607,7 @@ fn inject(plan: &Plan, rs: &[Resolution], body: Option<FilledBody>) -> Result<Ou
         // echo would recognise).
         let mut query = Zeroizing::new(url.query().unwrap_or_default().to_owned());
         for (name, pieces) in &plan.query {
-            let bytes = assemble(pieces, rs)?;
+            let bytes = assemble(pieces, rs, &sigs)?;
             if bytes.iter().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
                 return Err(plan::invalid_value(&format!(
                     "query parameter {}",
@@ -590,12 +626,15 @@ fn inject(plan: &Plan, rs: &[Resolution], body: Option<FilledBody>) -> Result<Ou
     if let Some(t) = host_type {
         headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(t));
     }
-    Ok(Outgoing {
-        method: plan.method.clone(),
-        url,
-        headers,
-        body: body.map(|b| b.bytes),
-    })
+    Ok((
+        Outgoing {
+            method: plan.method.clone(),
+            url,
+            headers,
+            body: body.map(|b| b.bytes),
+        },
+        sigs,
+    ))
 }
 
 /// `scheme://host:port` of a URL, for messages and the audit trail.
@@ -639,7 +678,9 @@ fn template_parts(pieces: &[Piece]) -> (Vec<&CredentialKey>, Vec<TemplatePart<'_
         .iter()
         .map(|p| match p {
             Piece::Text(t) => TemplatePart::Text(t),
-            Piece::Secret(k) => {
+            // A signature part never reaches a body: `plan` refuses it there. Were one to,
+            // it would be numbered like a secret and refused by the kind check.
+            Piece::Secret(k) | Piece::Signature(k, _) => {
                 let i = keys.iter().position(|x| *x == k).unwrap_or_else(|| {
                     keys.push(k);
                     keys.len() - 1
@@ -651,12 +692,17 @@ fn template_parts(pieces: &[Piece]) -> (Vec<&CredentialKey>, Vec<TemplatePart<'_
     (keys, parts)
 }
 
-fn assemble(pieces: &[Piece], rs: &[Resolution]) -> Result<Zeroizing<Vec<u8>>, Refusal> {
+fn assemble(
+    pieces: &[Piece],
+    rs: &[Resolution],
+    sigs: &[Signature],
+) -> Result<Zeroizing<Vec<u8>>, Refusal> {
     let mut out = Zeroizing::new(Vec::new());
     for p in pieces {
         match p {
             Piece::Text(t) => out.extend_from_slice(t),
             Piece::Secret(k) => out.extend_from_slice(value_for(rs, k)?.expose()),
+            Piece::Signature(k, e) => out.extend_from_slice(sign::text_for(sigs, k, *e)?),
         }
     }
     Ok(out)

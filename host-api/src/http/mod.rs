@@ -12,8 +12,10 @@ mod exchange;
 mod host;
 pub(crate) mod injected;
 mod plan;
+mod quota;
 mod refusal;
 pub(crate) mod scrub;
+mod sign;
 
 use crate::bindings::wit_http;
 use crate::policy::AddressPolicy;

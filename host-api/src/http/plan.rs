@@ -8,7 +8,10 @@
 //! tell a guest how long a value is.
 
 use super::refusal::{Refusal, invalid, limit};
-use crate::bindings::wit_http::{BasicAuth, Body, Header, Method, QueryParam, Request, ValuePart};
+use super::sign::Encoding;
+use crate::bindings::wit_http::{
+    BasicAuth, Body, Header, Method, QueryParam, Request, SignatureEncoding, ValuePart,
+};
 use crate::credentials::CredentialHandle;
 use crate::policy::{self, InjectLocation};
 use crate::sandbox::Limits;
@@ -21,6 +24,15 @@ use wasmtime::component::{Resource, ResourceTable};
 pub(super) enum Piece {
     Text(Vec<u8>),
     Secret(CredentialKey),
+    /// The signature the host computes with this signing credential over the body sent.
+    Signature(CredentialKey, Encoding),
+}
+
+impl Piece {
+    /// Whether the host puts something of a credential's here (a value or a signature).
+    pub fn is_credential(&self) -> bool {
+        !matches!(self, Piece::Text(_))
+    }
 }
 
 /// One place a credential goes in this request. For a body template the location is
@@ -29,6 +41,9 @@ pub(super) enum Piece {
 pub(super) struct Use {
     pub key: CredentialKey,
     pub location: InjectLocation,
+    /// A signature part: the credential must be a signing key, and only the signature
+    /// goes here.
+    pub signature: bool,
 }
 
 /// A body as the guest gave it.
@@ -108,7 +123,7 @@ fn check_header_conflicts(
     basic_auth: bool,
 ) -> Result<(), Refusal> {
     for (i, (name, pieces)) in headers.iter().enumerate() {
-        let carries_secret = pieces.iter().any(|p| matches!(p, Piece::Secret(_)));
+        let carries_secret = pieces.iter().any(Piece::is_credential);
         let duplicate = headers
             .iter()
             .enumerate()
@@ -195,6 +210,7 @@ impl Planner<'_> {
         self.uses.push(Use {
             key: key.clone(),
             location: InjectLocation::BasicAuth,
+            signature: false,
         });
         Ok(Some((b.username, key)))
     }
@@ -254,8 +270,30 @@ impl Planner<'_> {
                     self.uses.push(Use {
                         key: key.clone(),
                         location: location.clone(),
+                        signature: false,
                     });
                     Piece::Secret(key)
+                }
+                ValuePart::Signature(sig) => {
+                    // A signature covers the body sent; it cannot be part of it.
+                    if location.is_body() {
+                        return Err(invalid(
+                            "a signature covers the body and cannot be part of it: put it in a header or query parameter",
+                        ));
+                    }
+                    let key = handle_key(self.table, &sig.key)?;
+                    self.uses.push(Use {
+                        key: key.clone(),
+                        location: location.clone(),
+                        signature: true,
+                    });
+                    Piece::Signature(
+                        key,
+                        match sig.encoding {
+                            SignatureEncoding::Hex => Encoding::Hex,
+                            SignatureEncoding::Base64 => Encoding::Base64,
+                        },
+                    )
                 }
             });
         }
@@ -303,7 +341,7 @@ fn method(m: Method) -> reqwest::Method {
 fn text_len(p: &ValuePart) -> usize {
     match p {
         ValuePart::Text(t) => t.len(),
-        ValuePart::Secret(_) => 0,
+        ValuePart::Secret(_) | ValuePart::Signature(_) => 0,
     }
 }
 

@@ -40,6 +40,22 @@ impl Latchkey {
             .rotate(scope, key, value, allow_weak_value, by.name())?)
     }
 
+    /// [`Self::rotate_secret`], also replacing the secret's quota when `quota` is given.
+    pub fn rotate_secret_with_quota(
+        &self,
+        by: &Principal,
+        scope: &Scope,
+        key: &CredentialKey,
+        value: SecretValue,
+        allow_weak_value: bool,
+        quota: Option<crate::policy::Quota>,
+    ) -> Result<SecretMeta, Error> {
+        self.allow(by, Action::ManageSecrets)?;
+        Ok(self
+            .store
+            .rotate_with_quota(scope, key, value, allow_weak_value, quota, by.name())?)
+    }
+
     /// Deletes a secret; steps using it fail at their next call.
     pub fn delete_secret(
         &self,

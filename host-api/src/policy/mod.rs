@@ -7,6 +7,7 @@ mod binding;
 pub mod body;
 mod headers;
 mod host;
+pub mod quota;
 pub mod strength;
 
 pub use address::{AddressPolicy, GrantError, MAX_GRANTS, forbidden_reason, is_cloud_metadata};
@@ -15,3 +16,4 @@ pub use binding::{
 };
 pub use headers::host_managed;
 pub use host::{HostPattern, PatternError, canonical_host};
+pub use quota::Quota;

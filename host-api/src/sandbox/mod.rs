@@ -165,7 +165,8 @@ fn check_magic(bytes: &[u8]) -> Result<(), LoadError> {
 }
 
 /// A linker with everything a step may import: WASI p2 (what [`imports`] allows of it is
-/// checked at load) and Latchkey's three interfaces, each wired by its host module.
+/// checked at load) and Latchkey's three interfaces, each wired by its host module, in
+/// version 0.2.0 and (converted, [`crate::wit_v1`]) 0.1.0.
 fn host_linker(engine: &Engine) -> Result<Linker<HostState>, RuntimeError> {
     let mut linker: Linker<HostState> = Linker::new(engine);
     let link = |e: wasmtime::Error| RuntimeError::Link(e.into());
@@ -173,5 +174,6 @@ fn host_linker(engine: &Engine) -> Result<Linker<HostState>, RuntimeError> {
     crate::credentials::add_to_linker(&mut linker).map_err(link)?;
     crate::http::add_to_linker(&mut linker).map_err(link)?;
     crate::guest_log::add_to_linker(&mut linker).map_err(link)?;
+    crate::wit_v1::add_to_linker(&mut linker).map_err(link)?;
     Ok(linker)
 }

@@ -18,6 +18,7 @@ mod key_provider;
 mod location;
 pub mod log;
 pub mod postgres;
+pub mod quota;
 mod record;
 mod scope;
 pub mod seal;
@@ -30,7 +31,8 @@ pub use backend::{
 pub use key_provider::{KeyWrapper, TRANSIT_MAGIC, TransitKey, WrapError};
 pub use location::Location;
 pub use postgres::PostgresBackend;
-pub use record::{RecordError, SecretMeta, SecretSpec, valid_integration};
+pub use quota::QuotaRefusal;
+pub use record::{CredentialKind, RecordError, SecretMeta, SecretSpec, valid_integration};
 pub use scope::{NameKind, Scope, ScopeError, check_name};
 pub use seal::{MASTER_KEY_BYTES, MasterKey};
 pub use secret_store::{CopyReport, SecretStore, StoreError, VerifyReport};

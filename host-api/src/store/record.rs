@@ -4,11 +4,52 @@
 //! Layout: `b"LK1"` ‖ metadata length (u32, big endian) ‖ metadata JSON ‖ nonce ‖ ciphertext.
 
 use super::scope::Scope;
-use crate::policy::Binding;
+use crate::policy::{Binding, Quota};
 use crate::secret::CredentialKey;
 
 const MAGIC: &[u8; 3] = b"LK1";
 const AAD_PREFIX: &[u8] = b"latchkey/secret/v1\0";
+
+/// What a credential is for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CredentialKind {
+    /// A value the host injects into requests (a token, an API key, a password).
+    #[default]
+    Static,
+    /// An HMAC-SHA256 key the host signs request bodies with: it is never sent, only the
+    /// signature is (in a header or query place its binding names).
+    HmacSha256,
+}
+
+impl CredentialKind {
+    /// Parses `static` or `hmac-sha256`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "static" => Some(CredentialKind::Static),
+            "hmac-sha256" => Some(CredentialKind::HmacSha256),
+            _ => None,
+        }
+    }
+
+    /// Whether the value itself goes into requests (otherwise it only signs them).
+    pub fn is_sent(self) -> bool {
+        self == CredentialKind::Static
+    }
+
+    fn is_static(&self) -> bool {
+        *self == CredentialKind::Static
+    }
+}
+
+impl std::fmt::Display for CredentialKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CredentialKind::Static => "static",
+            CredentialKind::HmacSha256 => "hmac-sha256",
+        })
+    }
+}
 
 /// What the operator says about a secret when storing it (everything but the value).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +61,11 @@ pub struct SecretSpec {
     /// Store the value even if it is estimated easy to guess (`--allow-weak-value`).
     /// Recorded in [`SecretMeta::weak_value_override`].
     pub allow_weak_value: bool,
+    /// Requests per minute and per day that may carry the value (`Quota::default()`: no
+    /// limit). Recorded in [`SecretMeta::quota`].
+    pub quota: Quota,
+    /// What the credential is: a value sent as it is, or a signing key.
+    pub kind: CredentialKind,
 }
 
 /// Everything about a stored secret except its value. Safe to show to any member.
@@ -50,6 +96,14 @@ pub struct SecretMeta {
     /// when false, so records stored before it existed read (and open) unchanged.
     #[serde(default, skip_serializing_if = "is_false")]
     pub weak_value_override: bool,
+    /// Requests per minute and per day that may carry the value, enforced at injection.
+    /// Part of the metadata (and so of the value's AAD): a quota edited on disk fails to
+    /// open. Absent when unlimited, so older records read unchanged.
+    #[serde(default, skip_serializing_if = "Quota::is_unlimited")]
+    pub quota: Quota,
+    /// What the credential is. Absent for a static value, so older records read unchanged.
+    #[serde(default, skip_serializing_if = "CredentialKind::is_static")]
+    pub kind: CredentialKind,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -171,6 +225,8 @@ mod tests {
             updated_by: "a".into(),
             updated_at_ms: 1,
             weak_value_override: false,
+            quota: Quota::default(),
+            kind: CredentialKind::Static,
         }
     }
 

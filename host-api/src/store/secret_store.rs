@@ -8,12 +8,15 @@ use super::backend::{
     create_private_dir,
 };
 use super::key_provider::{KeyWrapper, WrapError};
-use super::record::{self, SecretMeta, SecretSpec};
+use super::quota::{QuotaCounters, QuotaRefusal};
+use super::record::{self, CredentialKind, SecretMeta, SecretSpec};
 use super::scope::Scope;
 #[cfg(test)]
 use super::seal::MasterKey;
 use super::seal::{DataKey, SealError};
 use crate::audit::{AuditChain, AuditError, AuditEvent, AuditRecord};
+use crate::policy::Quota;
+use crate::policy::quota::QuotaError;
 use crate::secret::{CredentialKey, SecretValue, ValueError};
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
@@ -81,6 +84,12 @@ pub enum StoreError {
     /// is of the refused value, which was never stored.
     #[error(transparent)]
     WeakValue(#[from] crate::policy::strength::WeakValue),
+    /// The kind does not fit the binding.
+    #[error("invalid binding for this kind of credential: {0}")]
+    Kind(String),
+    /// The quota was refused.
+    #[error("invalid quota: {0}")]
+    Quota(#[from] QuotaError),
     /// The integration type name was refused.
     #[error(
         "invalid integration type {0:?}: use lowercase letters, digits, '-' or '_' (e.g. http, slack, sendgrid)"
@@ -127,6 +136,7 @@ pub struct SecretStore {
     dek: DataKey,
     path: String,
     audit: Mutex<AuditChain>,
+    quota: QuotaCounters,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -243,6 +253,7 @@ impl SecretStore {
             dek,
             path: path.to_owned(),
             audit,
+            quota: QuotaCounters::default(),
         })
     }
 
@@ -351,7 +362,9 @@ impl SecretStore {
                 spec.integration.chars().take(64).collect(),
             ));
         }
-        check_value(&spec.binding, &value, spec.allow_weak_value)?;
+        spec.quota.check()?;
+        check_kind(spec.kind, &spec.binding)?;
+        check_value(spec.kind, &spec.binding, &value, spec.allow_weak_value)?;
         let now = now_ms();
         let current = self.current(scope, key)?;
         let previous = current.as_ref().map(|(_, m)| m);
@@ -368,6 +381,8 @@ impl SecretStore {
             updated_by: actor.to_owned(),
             updated_at_ms: now,
             weak_value_override: spec.allow_weak_value,
+            quota: spec.quota,
+            kind: spec.kind,
         };
         let read = current.as_ref().map(|(bytes, m)| Expected {
             bytes,
@@ -387,15 +402,35 @@ impl SecretStore {
         allow_weak_value: bool,
         actor: &str,
     ) -> Result<SecretMeta, StoreError> {
+        self.rotate_with_quota(scope, key, value, allow_weak_value, None, actor)
+    }
+
+    /// [`Self::rotate`], also replacing the quota when `quota` is given (the metadata is
+    /// the value's AAD, so a quota changes with a value).
+    pub fn rotate_with_quota(
+        &self,
+        scope: &Scope,
+        key: &CredentialKey,
+        value: SecretValue,
+        allow_weak_value: bool,
+        quota: Option<Quota>,
+        actor: &str,
+    ) -> Result<SecretMeta, StoreError> {
         let (bytes, mut meta) = self
             .current(scope, key)?
             .ok_or_else(|| not_found(scope, key))?;
-        check_value(&meta.binding, &value, allow_weak_value)?;
+        if let Some(q) = &quota {
+            q.check()?;
+        }
+        check_value(meta.kind, &meta.binding, &value, allow_weak_value)?;
         let read = Expected {
             bytes: &bytes,
             version: meta.version,
         };
         meta.weak_value_override = allow_weak_value;
+        if let Some(q) = quota {
+            meta.quota = q;
+        }
         meta.version += 1;
         meta.updated_by = actor.to_owned();
         meta.updated_at_ms = now_ms();
@@ -480,8 +515,9 @@ impl SecretStore {
     fn delete_audited(&self, actor: &str, meta: SecretMeta) -> Result<SecretMeta, StoreError> {
         let record = change_record(AuditEvent::SecretDelete, actor, &meta);
         self.audited(record, || {
-            self.backend
-                .delete(NS_SECRETS, &record::storage_id(&meta.scope, &meta.key))?;
+            let id = record::storage_id(&meta.scope, &meta.key);
+            self.backend.delete(NS_SECRETS, &id)?;
+            self.quota.forget(self.backend.as_ref(), &id)?;
             Ok(meta)
         })
     }
@@ -644,6 +680,17 @@ impl SecretStore {
         Ok(deleted)
     }
 
+    /// Counts one request at `now_ms` against the quota of each of `metas`, or counts
+    /// nothing and says which is used up. Durable with the next flush (the injection's
+    /// audit record): see [`super::quota`].
+    pub(crate) fn take_quota(
+        &self,
+        metas: &[&SecretMeta],
+        now_ms: u64,
+    ) -> Result<(), QuotaRefusal> {
+        self.quota.take(self.backend.as_ref(), metas, now_ms)
+    }
+
     /// A 32-byte key for `purpose`, derived from the data key (see `DataKey::derive`).
     pub(crate) fn derived_key(&self, purpose: &str) -> zeroize::Zeroizing<[u8; 32]> {
         self.dek.derive(purpose)
@@ -657,15 +704,37 @@ impl SecretStore {
 
 /// Checks a value against where its binding may put it (header-safe, UTF-8) and, unless
 /// `allow_weak` is given, against [`crate::policy::strength::MIN_BITS`]. Before any change.
+/// A signing key is never sent, so the places its binding names are where its signature
+/// goes: a header or a query parameter (never the body it covers, nor basic auth).
+fn check_kind(kind: CredentialKind, binding: &crate::policy::Binding) -> Result<(), StoreError> {
+    use crate::policy::InjectLocation;
+    if kind.is_sent() {
+        return Ok(());
+    }
+    if let Some(l) = binding
+        .locations
+        .iter()
+        .find(|l| !matches!(l, InjectLocation::Header(_) | InjectLocation::Query(_)))
+    {
+        return Err(StoreError::Kind(format!(
+            "a {kind} signature may go only into header: or query: places, not {l}"
+        )));
+    }
+    Ok(())
+}
+
+/// A value that is sent must fit where its binding may put it (a signing key is never
+/// sent, so any bytes do).
 fn check_value(
+    kind: CredentialKind,
     binding: &crate::policy::Binding,
     value: &SecretValue,
     allow_weak: bool,
 ) -> Result<(), StoreError> {
-    if binding.needs_header_safe_value() && !value.is_header_safe() {
+    if kind.is_sent() && binding.needs_header_safe_value() && !value.is_header_safe() {
         return Err(ValueError::NotHeaderSafe.into());
     }
-    if binding.needs_utf8_value() && !value.is_utf8() {
+    if kind.is_sent() && binding.needs_utf8_value() && !value.is_utf8() {
         return Err(ValueError::NotUtf8.into());
     }
     if !allow_weak {
@@ -737,6 +806,8 @@ mod tests {
             .expect("b"),
             // Most tests store short values; the strength rule has its own tests below.
             allow_weak_value: true,
+            quota: Quota::default(),
+            kind: Default::default(),
         }
     }
 

@@ -5,9 +5,9 @@ use crate::remote::{Remote, encode};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use latchkey_host::Options;
-use latchkey_host::policy::{BindingSpec, HostPattern, InjectLocation};
+use latchkey_host::policy::{BindingSpec, HostPattern, InjectLocation, Quota};
 use latchkey_host::secret::{CredentialKey, MAX_VALUE_BYTES, SecretValue};
-use latchkey_host::store::{Scope, SecretMeta, SecretSpec};
+use latchkey_host::store::{CredentialKind, Scope, SecretMeta, SecretSpec};
 use latchkey_server::api;
 use std::io::{IsTerminal, Read};
 use zeroize::Zeroizing;
@@ -81,10 +81,41 @@ pub struct SetArgs {
     /// placeholder). Recorded in the secret's metadata and shown by `secret list`.
     #[arg(long)]
     pub allow_weak_value: bool,
+    /// What the value is: `static` (sent as it is, into the places --inject names) or
+    /// `hmac-sha256` (a signing key, never sent: a step asks for the HMAC-SHA256 of the
+    /// body it sends, and the host writes it into a header: or query: place --inject
+    /// names).
+    #[arg(long, default_value = "static", value_name = "KIND")]
+    pub kind: String,
+    #[command(flatten)]
+    pub quota: QuotaArgs,
     /// With --server: send the value as it is instead of sealed to the server's key (only
     /// over https or to a loopback address).
     #[arg(long)]
     pub no_seal: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct QuotaArgs {
+    /// At most N requests per minute (the current UTC minute) may carry the value; more
+    /// are refused with `limit-exceeded` before anything is sent. Default: no limit.
+    #[arg(long, value_name = "N")]
+    pub quota_per_minute: Option<u32>,
+    /// At most N requests per day (since midnight UTC) may carry the value. Counted in the
+    /// store, so a restart does not reset it. Default: no limit.
+    #[arg(long, value_name = "N")]
+    pub quota_per_day: Option<u32>,
+}
+
+impl QuotaArgs {
+    fn quota(&self) -> Result<Quota> {
+        Quota::new(self.quota_per_minute, self.quota_per_day)
+            .context("--quota-per-minute/--quota-per-day")
+    }
+
+    fn given(&self) -> bool {
+        self.quota_per_minute.is_some() || self.quota_per_day.is_some()
+    }
 }
 
 #[derive(Args, Debug)]
@@ -95,6 +126,26 @@ pub struct RotateArgs {
     /// for the previous value.
     #[arg(long)]
     pub allow_weak_value: bool,
+    /// Replace the quota with these limits (both windows: a window not given has no
+    /// limit). Without either flag the quota is kept.
+    #[command(flatten)]
+    pub quota: QuotaArgs,
+    /// Remove the quota.
+    #[arg(long, conflicts_with_all = ["quota_per_minute", "quota_per_day"])]
+    pub no_quota: bool,
+}
+
+impl RotateArgs {
+    /// The quota to store: `None` keeps the current one.
+    fn new_quota(&self) -> Result<Option<Quota>> {
+        if self.no_quota {
+            return Ok(Some(Quota::default()));
+        }
+        if self.quota.given() {
+            return Ok(Some(self.quota.quota()?));
+        }
+        Ok(None)
+    }
 }
 
 #[derive(Args, Debug)]
@@ -162,6 +213,10 @@ fn read_value(key: &CredentialKey) -> Result<SecretValue> {
     SecretValue::new(bytes.to_vec()).with_context(|| format!("refusing the value for {key}"))
 }
 
+fn parse_kind(s: &str) -> Result<CredentialKind> {
+    CredentialKind::parse(s).with_context(|| format!("--kind {s:?}: use static or hmac-sha256"))
+}
+
 fn binding(args: &SetArgs) -> Result<latchkey_host::policy::Binding> {
     let hosts = args
         .allow_host
@@ -189,6 +244,8 @@ fn set(store: &StoreArgs, args: SetArgs) -> Result<()> {
     let key = CredentialKey::new(&args.key.key)?;
     let scope = parse_scope(&args.key.scope.scope)?;
     let binding = binding(&args)?;
+    let quota = args.quota.quota()?;
+    let kind = parse_kind(&args.kind)?;
     let by = args.key.actor.principal()?;
     let latchkey = store.open(Options::default())?;
     let value = read_value(&key)?;
@@ -196,6 +253,8 @@ fn set(store: &StoreArgs, args: SetArgs) -> Result<()> {
         integration: args.integration,
         binding,
         allow_weak_value: args.allow_weak_value,
+        quota,
+        kind,
     };
     let meta = latchkey
         .set_secret(&by, &scope, &key, value, spec)
@@ -208,6 +267,7 @@ fn set(store: &StoreArgs, args: SetArgs) -> Result<()> {
 }
 
 fn rotate(store: &StoreArgs, rotate: RotateArgs) -> Result<()> {
+    let quota = rotate.new_quota()?;
     let args = rotate.key;
     let key = CredentialKey::new(&args.key)?;
     let scope = parse_scope(&args.scope.scope)?;
@@ -218,7 +278,7 @@ fn rotate(store: &StoreArgs, rotate: RotateArgs) -> Result<()> {
     }
     let value = read_value(&key)?;
     let meta = latchkey
-        .rotate_secret(&by, &scope, &key, value, rotate.allow_weak_value)
+        .rotate_secret_with_quota(&by, &scope, &key, value, rotate.allow_weak_value, quota)
         .with_context(|| format!("rotating {key} in {scope}"))?;
     println!(
         "rotated {} in {} (now version {})",
@@ -312,6 +372,12 @@ fn row(m: &SecretMeta) -> String {
     if m.weak_value_override {
         hosts.push("(weak value allowed)".into());
     }
+    if !m.kind.is_sent() {
+        hosts.push(format!("(signing key: {})", m.kind));
+    }
+    if !m.quota.is_unlimited() {
+        hosts.push(format!("quota {}", m.quota));
+    }
     format!(
         "{:<28} {:<28} {:<10} {:>3}  {:<20} {:<36} {}",
         m.key.as_str(),
@@ -330,6 +396,7 @@ impl SecretCommand {
         match self {
             SecretCommand::Set(args) => {
                 let (key, scope) = remote_target(&args.key)?;
+                parse_kind(&args.kind)?;
                 let body = api::PutSecret {
                     value: remote_value(r, &key, args.no_seal)?,
                     binding: api::BindingBody {
@@ -342,6 +409,8 @@ impl SecretCommand {
                     },
                     integration: args.integration,
                     allow_weak_value: args.allow_weak_value,
+                    quota: args.quota.given().then(|| args.quota.quota()).transpose()?,
+                    kind: (args.kind != "static").then(|| args.kind.clone()),
                 };
                 let v: api::SecretView = r.call(
                     &format!("storing {key} in {scope}"),
@@ -356,9 +425,11 @@ impl SecretCommand {
             }
             SecretCommand::Rotate(args) => {
                 let (key, scope) = remote_target(&args.key)?;
+                let quota = args.new_quota()?;
                 let body = api::RotateSecret {
                     value: remote_value(r, &key, false)?,
                     allow_weak_value: args.allow_weak_value,
+                    quota,
                 };
                 let v: api::SecretView = r.call(
                     &format!("rotating {key} in {scope}"),

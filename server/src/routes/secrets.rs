@@ -13,7 +13,7 @@ use axum::http::StatusCode;
 use base64::Engine as _;
 use latchkey_host::policy::{Binding, BindingSpec, HostPattern, InjectLocation};
 use latchkey_host::secret::{CredentialKey, SecretValue};
-use latchkey_host::store::{Scope, SecretSpec};
+use latchkey_host::store::{CredentialKind, Scope, SecretSpec};
 use serde::Deserialize;
 use std::sync::Arc;
 
@@ -130,11 +130,19 @@ pub async fn put(
         scope,
     )?;
     let binding = binding_of(&body.binding)?;
+    let kind = match body.kind.as_deref() {
+        None => CredentialKind::Static,
+        Some(k) => CredentialKind::parse(k).ok_or_else(|| {
+            ApiError::bad_request(format!("kind {k:?}: use static or hmac-sha256"))
+        })?,
+    };
     let value = value_of(&state, body.value)?;
     let spec = SecretSpec {
         integration: body.integration,
         binding,
         allow_weak_value: body.allow_weak_value,
+        quota: body.quota.unwrap_or_default(),
+        kind,
     };
     let meta = state.latchkey.set_secret(&by, &scope, &key, value, spec)?;
     let status = if meta.version == 1 {
@@ -168,9 +176,14 @@ pub async fn rotate(
         scope,
     )?;
     let value = value_of(&state, body.value)?;
-    let meta = state
-        .latchkey
-        .rotate_secret(&by, &scope, &key, value, body.allow_weak_value)?;
+    let meta = state.latchkey.rotate_secret_with_quota(
+        &by,
+        &scope,
+        &key,
+        value,
+        body.allow_weak_value,
+        body.quota,
+    )?;
     Ok(Json(SecretView {
         meta,
         last_used: None,

@@ -30,6 +30,8 @@ fn main() {
             integration: "http".into(),
             binding: binding.clone(),
             allow_weak_value: true,
+            quota: Default::default(),
+            kind: Default::default(),
         };
         store
             .set(

@@ -15,7 +15,8 @@
 //! - `"raw"`: one `http.fetch` through the generated binding, any layout of parts:
 //!   `{"method", "url", "headers": [{"name", "parts": [P..]}], "query": [{"name", "parts"}],
 //!   "basic": {"user", "key"}, "body_parts": [P..] | "body": str, "repeat": n}` where a part
-//!   P is `{"text": s}`, `{"secret": KEY}` or `{"secret": KEY, "times": n}` (n copies).
+//!   P is `{"text": s}`, `{"secret": KEY}`, `{"secret": KEY, "times": n}` (n copies) or
+//!   `{"signature": KEY, "encoding": "hex"|"base64"}` (latchkey:workflow@0.2.0).
 //!   Each distinct key is fetched once. `repeat` sends the same request n times and returns
 //!   the last answer. Returns `{"status", "headers", "body", "redacted"}` (`redacted`: what
 //!   the guest itself can tell, whether the answer holds `[REDACTED]`) or `{"error": text}`.
@@ -207,6 +208,9 @@ mod raw {
                 if let Some(Value::String(k)) = m.get("key") {
                     keys.push(k.clone());
                 }
+                if let Some(Value::String(k)) = m.get("signature") {
+                    keys.push(k.clone());
+                }
                 m.values().for_each(|x| collect_keys(x, keys));
             }
             Value::Array(a) => a.iter().for_each(|x| collect_keys(x, keys)),
@@ -223,6 +227,15 @@ mod raw {
                 for _ in 0..p["times"].as_u64().unwrap_or(1) {
                     out.push(h::ValuePart::Secret(&held[k]));
                 }
+            } else if let Some(k) = p["signature"].as_str() {
+                let encoding = match p["encoding"].as_str() {
+                    Some("base64") => h::SignatureEncoding::Base64,
+                    _ => h::SignatureEncoding::Hex,
+                };
+                out.push(h::ValuePart::Signature(h::Signature {
+                    key: &held[k],
+                    encoding,
+                }));
             }
         }
         out
