@@ -45,9 +45,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const APPEND_ATTEMPTS: usize = 1000;
 
 /// The schema, one migration per version; `latchkey_schema` records the versions applied.
-const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    "CREATE TABLE IF NOT EXISTS latchkey_meta (
+const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        "CREATE TABLE IF NOT EXISTS latchkey_meta (
          id bytea PRIMARY KEY,
          value bytea NOT NULL);
      CREATE TABLE IF NOT EXISTS latchkey_secrets (
@@ -62,10 +63,23 @@ const MIGRATIONS: &[(i32, &str)] = &[(
      CREATE TABLE IF NOT EXISTS latchkey_audit (
          id bigint PRIMARY KEY,
          record bytea NOT NULL);",
-)];
+    ),
+    (
+        // Request counters of credentials with a quota, and what the host keeps for OAuth2
+        // credentials (the sealed access token, and who is refreshing it): both written by
+        // compare-and-put, so that hosts sharing the store count and refresh once.
+        2,
+        "CREATE TABLE IF NOT EXISTS latchkey_quota (
+             id bytea PRIMARY KEY,
+             value bytea NOT NULL);
+         CREATE TABLE IF NOT EXISTS latchkey_oauth (
+             id bytea PRIMARY KEY,
+             value bytea NOT NULL);",
+    ),
+];
 
 /// The schema version this build reads and writes.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// Where one namespace lives: its table, and whether ids are audit sequence numbers.
 #[derive(Clone, Copy)]
@@ -86,6 +100,8 @@ fn table(ns: &str) -> Result<Table, BackendError> {
         "store" => Ok(t("latchkey_meta", "value", false)),
         "tokens" => Ok(t("latchkey_tokens", "record", false)),
         "audit" => Ok(t("latchkey_audit", "record", true)),
+        "quota" => Ok(t("latchkey_quota", "value", false)),
+        "oauth" => Ok(t("latchkey_oauth", "value", false)),
         other => Err(BackendError::UnknownNamespace(other.to_owned())),
     }
 }
