@@ -24,7 +24,14 @@ fn shared_store(pg: &Postgres, db: &str) -> (Cli, String) {
     let url = pg.create_db(db);
     let cli = Cli::shared(&url);
     let out = cli.ok(&["store", "migrate"], None);
-    assert!(text(&out).contains("from version 0 to 1"), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!(
+            "from version 0 to {}",
+            latchkey_host::store::postgres::SCHEMA_VERSION
+        )),
+        "{}",
+        text(&out)
+    );
     cli.ok(&["init"], None);
     let out = cli.ok(
         &["token", "create", "--name", "root", "--role", "admin"],
@@ -146,6 +153,48 @@ fn a_secret_set_on_one_host_runs_on_another_and_a_rotation_is_seen_by_the_next_c
             "a host printed a value"
         );
     }
+}
+
+#[test]
+fn a_quota_holds_across_two_hosts_counting_each_request_once() {
+    let pg = Postgres::start();
+    let up = Upstream::start_blocking().unwrap();
+    let (_a_cli, _b_cli, admin, a, b) = two_hosts(&pg, "quota");
+    let r = a.json(
+        "PUT",
+        "/v1/secrets/TOKEN?scope=workspace:default",
+        &admin,
+        json!({"value": VALUE, "binding": {"hosts": [format!("127.0.0.1:{}", up.port())], "inject": ["header:authorization"], "allow_http": true}, "quota": {"per_day": 6}}),
+    );
+    assert_eq!(r.status(), StatusCode::CREATED);
+
+    // Twelve runs, alternating hosts and partly concurrent: six requests may leave in all.
+    let hosts = [&a, &b];
+    let results: Vec<Value> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..12)
+            .map(|i| {
+                let s = hosts[i % 2];
+                let (admin, url) = (&admin, up.url("/echo"));
+                scope.spawn(move || run_fetch(s, admin, "TOKEN", &url, false))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let ok = results
+        .iter()
+        .filter(|v| v["status"] == "succeeded")
+        .count();
+    let refused: Vec<&Value> = results
+        .iter()
+        .filter(|v| v["status"] != "succeeded" && v.to_string().contains("quota"))
+        .collect();
+    assert_eq!(
+        up.request_count(),
+        6,
+        "the upstream saw {} requests",
+        up.request_count()
+    );
+    assert_eq!((ok, refused.len()), (6, 6), "{results:?}");
 }
 
 #[test]

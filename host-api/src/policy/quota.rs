@@ -138,6 +138,24 @@ impl Usage {
         })
     }
 
+    /// This usage with the request counted at `now_ms` given back (a request counted for
+    /// one credential, then refused for another). A window that has rolled over since
+    /// keeps its count: the request was counted in the one before.
+    pub fn give_back(self, now_ms: u64) -> Usage {
+        let back = |counted: u64, count: u32, now: u64| {
+            if counted == now {
+                count.saturating_sub(1)
+            } else {
+                count
+            }
+        };
+        Usage {
+            in_minute: back(self.minute, self.in_minute, now_ms / MINUTE_MS),
+            in_day: back(self.day, self.in_day, now_ms / DAY_MS),
+            ..self
+        }
+    }
+
     /// The fixed-size encoding persisted in the store.
     pub fn encode(&self) -> [u8; USAGE_BYTES] {
         let mut out = [0u8; USAGE_BYTES];
@@ -228,6 +246,18 @@ mod tests {
         let u = Usage::default().take(&q, T0).expect("1");
         assert!(u.take(&q, T0 + 1).is_err());
         assert_eq!(u.in_minute, 1);
+    }
+
+    #[test]
+    fn a_request_given_back_frees_its_windows_but_not_an_earlier_window() {
+        let q = Quota::new(Some(1), Some(2)).expect("q");
+        let u = Usage::default().take(&q, T0).expect("1");
+        let back = u.give_back(T0 + 1);
+        assert_eq!((back.in_minute, back.in_day), (0, 0));
+        assert!(back.take(&q, T0 + 2).is_ok());
+        // Given back a minute later: that minute counted nothing, the day keeps nothing.
+        let later = u.give_back(T0 + MINUTE_MS);
+        assert_eq!((later.in_minute, later.in_day), (1, 0));
     }
 
     #[test]

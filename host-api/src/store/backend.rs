@@ -98,11 +98,6 @@ pub trait Backend: Send + Sync {
     fn get(&self, ns: &str, id: &[u8]) -> Result<Option<Vec<u8>>, BackendError>;
     /// Stores `value` under `id`; durable when this returns.
     fn put(&self, ns: &str, id: &[u8], value: &[u8]) -> Result<(), BackendError>;
-    /// Stores `value` under `id` without waiting for it to be durable: the next
-    /// [`Backend::flush`] makes it so. Defaults to [`Backend::put`].
-    fn put_unflushed(&self, ns: &str, id: &[u8], value: &[u8]) -> Result<(), BackendError> {
-        self.put(ns, id, value)
-    }
     /// Removes `id`; durable when this returns. Returns whether it existed.
     fn delete(&self, ns: &str, id: &[u8]) -> Result<bool, BackendError>;
     /// All records whose id starts with `prefix`, in id order.
@@ -341,13 +336,6 @@ impl Backend for SledBackend {
         tree.insert(id, value)
             .map_err(|e| classify(e, &self.path))?;
         tree.flush().map_err(|e| classify(e, &self.path))?;
-        Ok(())
-    }
-
-    fn put_unflushed(&self, ns: &str, id: &[u8], value: &[u8]) -> Result<(), BackendError> {
-        self.tree(ns)?
-            .insert(id, value)
-            .map_err(|e| classify(e, &self.path))?;
         Ok(())
     }
 

@@ -1,19 +1,18 @@
 //! Quota counters, one per stored credential (scope and key), kept in the backend so that a
-//! restart does not reset them.
+//! restart does not reset them and hosts sharing a store share them.
 //!
-//! Check and count are one step under one lock, for every credential of a request at once:
-//! concurrent runs in a process can never both take the last request of a window, and a
-//! request refused for one credential counts for none. A counter is written (unflushed)
-//! when it is taken; the injection's audit record, flushed before the request leaves,
-//! makes it durable with the same flush, so every request that left is counted after a
-//! crash. A counter is read from the backend the first time a credential is used and kept
-//! in memory after that: a sled store is opened by one process at a time.
+//! Each count is a compare-and-put of the counter record: of two hosts (or two runs) taking
+//! the last request of a window, one wins and the other reads the new count and is
+//! refused. The put is durable before the request leaves (sled flushes it; PostgreSQL
+//! commits it), so every request that left is counted after a kill -9 or a power failure:
+//! a credential with a quota pays one store write per request, one without pays nothing.
+//! A request carrying several limited credentials is counted for all or, once one of them
+//! is refused, given back to those already counted.
 
-use super::backend::{Backend, BackendError};
+use super::backend::{Backend, BackendError, Expected};
 use super::record::{SecretMeta, storage_id};
 use crate::policy::quota::{Usage, Window};
 use crate::secret::CredentialKey;
-use std::collections::HashMap;
 use std::sync::Mutex;
 
 const NS_QUOTA: &str = "quota";
@@ -42,6 +41,14 @@ pub enum QuotaRefusal {
         /// Its scope.
         scope: String,
     },
+    /// Other hosts kept changing the counter; nothing was counted or sent.
+    #[error("the quota counter of {key} in scope {scope} is contended by other hosts")]
+    Contended {
+        /// The credential's key.
+        key: CredentialKey,
+        /// Its scope.
+        scope: String,
+    },
     /// The backend failed.
     #[error(transparent)]
     Backend(#[from] BackendError),
@@ -50,8 +57,13 @@ pub enum QuotaRefusal {
 /// The counters of a store.
 #[derive(Default)]
 pub(crate) struct QuotaCounters {
-    usage: Mutex<HashMap<Vec<u8>, Usage>>,
+    /// Serializes this process's counts, so that only other hosts make a put retry.
+    in_process: Mutex<()>,
 }
+
+/// Compare-and-put attempts before a count gives up: each failed attempt means another
+/// writer counted, so this is only reached under a flood from many hosts.
+const ATTEMPTS: usize = 1000;
 
 impl QuotaCounters {
     /// Counts one request at `now_ms` for each of `metas` that has a quota, or counts
@@ -62,58 +74,84 @@ impl QuotaCounters {
         metas: &[&SecretMeta],
         now_ms: u64,
     ) -> Result<(), QuotaRefusal> {
-        let limited: Vec<&SecretMeta> = metas
+        let mut limited: Vec<(Vec<u8>, &SecretMeta)> = metas
             .iter()
-            .copied()
             .filter(|m| !m.quota.is_unlimited())
+            .map(|m| (storage_id(&m.scope, &m.key), *m))
             .collect();
         if limited.is_empty() {
             return Ok(());
         }
-        let mut usage = self.usage.lock().unwrap_or_else(|p| p.into_inner());
-        let mut next = Vec::with_capacity(limited.len());
-        for m in &limited {
-            let id = storage_id(&m.scope, &m.key);
-            let current = match usage.get(&id) {
-                Some(u) => *u,
-                None => load(backend, &id, m)?,
-            };
-            let taken = current.take(&m.quota, now_ms).map_err(|window| {
-                let limit = match window {
-                    Window::Minute => m.quota.per_minute,
-                    Window::Day => m.quota.per_day,
-                };
-                QuotaRefusal::Exceeded {
-                    key: m.key.clone(),
-                    scope: m.scope.to_string(),
-                    window,
-                    limit: limit.unwrap_or_default(),
+        limited.sort_by(|a, b| a.0.cmp(&b.0));
+        limited.dedup_by(|a, b| a.0 == b.0);
+        let _serial = self.in_process.lock().unwrap_or_else(|p| p.into_inner());
+        for (i, (id, m)) in limited.iter().enumerate() {
+            if let Err(refusal) = update(backend, id, m, |u| take_one(u, m, now_ms)) {
+                for (id, m) in limited[..i].iter().rev() {
+                    // Best effort: a failure here leaves one request over-counted, never
+                    // one under-counted.
+                    let _ = update(backend, id, m, |u| Ok(u.give_back(now_ms)));
                 }
-            })?;
-            next.push((id, taken));
-        }
-        for (id, taken) in next {
-            backend.put_unflushed(NS_QUOTA, &id, &taken.encode())?;
-            usage.insert(id, taken);
+                return Err(refusal);
+            }
         }
         Ok(())
     }
 
     /// Removes the counter of a deleted secret.
     pub fn forget(&self, backend: &dyn Backend, id: &[u8]) -> Result<(), BackendError> {
-        let mut usage = self.usage.lock().unwrap_or_else(|p| p.into_inner());
+        let _serial = self.in_process.lock().unwrap_or_else(|p| p.into_inner());
         backend.delete(NS_QUOTA, id)?;
-        usage.remove(id);
         Ok(())
     }
 }
 
-fn load(backend: &dyn Backend, id: &[u8], m: &SecretMeta) -> Result<Usage, QuotaRefusal> {
-    match backend.get(NS_QUOTA, id)? {
-        None => Ok(Usage::default()),
-        Some(bytes) => Usage::decode(&bytes).ok_or_else(|| QuotaRefusal::Damaged {
+fn take_one(usage: Usage, m: &SecretMeta, now_ms: u64) -> Result<Usage, QuotaRefusal> {
+    usage.take(&m.quota, now_ms).map_err(|window| {
+        let limit = match window {
+            Window::Minute => m.quota.per_minute,
+            Window::Day => m.quota.per_day,
+        };
+        QuotaRefusal::Exceeded {
             key: m.key.clone(),
             scope: m.scope.to_string(),
-        }),
+            window,
+            limit: limit.unwrap_or_default(),
+        }
+    })
+}
+
+/// Reads the counter of `id`, applies `change`, and puts the result if no other writer
+/// changed the counter meanwhile; reads again otherwise.
+fn update(
+    backend: &dyn Backend,
+    id: &[u8],
+    m: &SecretMeta,
+    change: impl Fn(Usage) -> Result<Usage, QuotaRefusal>,
+) -> Result<(), QuotaRefusal> {
+    for _ in 0..ATTEMPTS {
+        let current = backend.get(NS_QUOTA, id)?;
+        let usage = match &current {
+            None => Usage::default(),
+            Some(bytes) => decode(bytes, m)?,
+        };
+        let next = change(usage)?.encode();
+        let expected = current
+            .as_deref()
+            .map(|bytes| Expected { bytes, version: 0 });
+        if backend.compare_and_put(NS_QUOTA, id, expected, &next, 0)? {
+            return Ok(());
+        }
     }
+    Err(QuotaRefusal::Contended {
+        key: m.key.clone(),
+        scope: m.scope.to_string(),
+    })
+}
+
+fn decode(bytes: &[u8], m: &SecretMeta) -> Result<Usage, QuotaRefusal> {
+    Usage::decode(bytes).ok_or_else(|| QuotaRefusal::Damaged {
+        key: m.key.clone(),
+        scope: m.scope.to_string(),
+    })
 }

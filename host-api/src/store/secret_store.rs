@@ -681,8 +681,8 @@ impl SecretStore {
     }
 
     /// Counts one request at `now_ms` against the quota of each of `metas`, or counts
-    /// nothing and says which is used up. Durable with the next flush (the injection's
-    /// audit record): see [`super::quota`].
+    /// nothing and says which is used up. Durable, and shared with every host of the
+    /// store, when this returns: see [`super::quota`].
     pub(crate) fn take_quota(
         &self,
         metas: &[&SecretMeta],
