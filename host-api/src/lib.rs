@@ -92,6 +92,7 @@ pub mod principal;
 pub mod resolve;
 pub mod sandbox;
 pub mod secret;
+pub mod signer;
 pub mod store;
 pub mod tokens;
 pub mod transit;

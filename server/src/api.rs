@@ -29,6 +29,12 @@ pub struct BindingBody {
     /// Allow non-public addresses (never cloud metadata).
     #[serde(default)]
     pub allow_internal: bool,
+    /// What an `aws-sigv4` or `jwt-*` credential signs for or asserts:
+    /// `{"aws": {"region", "service"}}` or `{"jwt": {"issuer", "subject"?, "audience"?,
+    /// "scope"?, "ttl_secs", "key_id"?}}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub signer: Option<latchkey_host::policy::SignerParams>,
 }
 
 /// A value in a request: sealed to the server's public key (base64), or plain (only

@@ -138,6 +138,7 @@ fn store_error(s: &StoreError, e: &Error) -> ApiError {
         | StoreError::WeakValue(_)
         | StoreError::Integration(_)
         | StoreError::Quota(_)
+        | StoreError::Key(_)
         | StoreError::Kind(_) => ApiError::bad_request(e.to_string()),
         StoreError::Backend(b) | StoreError::Audit(AuditError::Backend(b))
             if unreachable_store(b) =>

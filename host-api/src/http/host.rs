@@ -14,11 +14,15 @@ use super::scrub::Matcher;
 use super::sign::{self, Signature};
 use crate::audit::AuditEvent;
 use crate::bindings::wit_http::{self, Error, Request, Response};
+use crate::policy::SignerParams;
 use crate::policy::body::{self, BodyFormat, TemplatePart};
 use crate::policy::{Destination, InjectLocation};
 use crate::resolve::{self, ResolveError, Resolved};
 use crate::sandbox::HostState;
 use crate::secret::{CredentialKey, SecretValue};
+use crate::signer::aws::{self, AwsKeys};
+use crate::signer::jwt::{self, JwtKey};
+use crate::store::CredentialKind;
 use base64::Engine as _;
 use http::{HeaderMap, HeaderValue};
 use std::time::{Duration, Instant};
@@ -31,6 +35,9 @@ struct Resolution {
     id: String,
     resolved: Resolved,
     value: SecretValue,
+    /// What a `secret` part of a JWT kind puts in the request: a token minted for this
+    /// call from `value`, which itself is never sent.
+    minted: Option<SecretValue>,
 }
 
 /// A request ready to go, and what its audit records and scrubbing need.
@@ -161,10 +168,14 @@ impl HostState {
                 )),
             ));
         }
+        let mut resolutions = resolutions;
+        mint_tokens(&mut resolutions)
+            .map_err(|r| self.refuse_all(&resolutions, &destination, r))?;
+        let refuse = |this: &Self, r: Refusal| this.refuse_all(&resolutions, &destination, r);
         let body = self.fill_body(&plan, &resolutions, &destination)?;
         let body_places: Vec<(CredentialKey, InjectLocation)> =
             body.as_ref().map(|b| b.places.clone()).unwrap_or_default();
-        let (outgoing, signatures) =
+        let (outgoing, signatures, computed) =
             inject(&plan, &resolutions, body).map_err(|r| refuse(self, r))?;
         // Last check: a request counted against a quota is one that leaves.
         let metas: Vec<_> = resolutions.iter().map(|r| &r.resolved.meta).collect();
@@ -172,12 +183,24 @@ impl HostState {
 
         for r in &resolutions {
             // A signing key is never sent, so it is never scrubbed for (that would answer
-            // guesses); its signatures are.
+            // guesses); what the host computed from it and sent is.
+            let binding = &r.resolved.meta.binding;
             if r.resolved.meta.kind.is_sent() {
-                self.http
-                    .injected
-                    .note(&r.id, &r.value, &r.resolved.meta.binding);
+                self.http.injected.note(&r.id, &r.value, binding);
             }
+            if let Some(token) = &r.minted {
+                self.http.injected.note(&r.id, token, binding);
+                // Its signature alone too: an upstream's error may quote just that part.
+                if let Some(i) = token.expose().iter().rposition(|b| *b == b'.')
+                    && let Ok(sig) = SecretValue::new(token.expose()[i + 1..].to_vec())
+                {
+                    self.http.injected.note(&r.id, &sig, binding);
+                }
+            }
+        }
+        for (key, v) in &computed {
+            let r = entry_for(&resolutions, key)?;
+            self.http.injected.note(&r.id, v, &r.resolved.meta.binding);
         }
         for s in &signatures {
             let r = entry_for(&resolutions, &s.key)?;
@@ -234,6 +257,7 @@ impl HostState {
                     ),
                     resolved,
                     value,
+                    minted: None,
                 }),
                 Err(ResolveError::Store(e)) => {
                     return Err(trap(format!("credential store failure: {e}")));
@@ -468,13 +492,13 @@ impl Denial {
 fn check_use(plan: &Plan, u: &Use, r: &Resolution) -> Result<(), Denial> {
     let binding = &r.resolved.meta.binding;
     let kind = r.resolved.meta.kind;
-    if u.signature && kind.is_sent() {
+    if u.signature && !kind.is_signature_key() {
         return Err(Denial::same(format!(
-            "credential {} is not a signing key: use it as a secret part",
+            "credential {} is not an hmac-sha256 key: use it as a secret part",
             u.key
         )));
     }
-    if !u.signature && !kind.is_sent() {
+    if !u.signature && kind.is_signature_key() {
         return Err(Denial::same(format!(
             "credential {} is a signing key ({kind}): it is never sent, use it in a signature part",
             u.key
@@ -522,8 +546,8 @@ fn check_use(plan: &Plan, u: &Use, r: &Resolution) -> Result<(), Denial> {
             u.key, u.location
         )));
     }
-    // A signature is hex or base64: always header-safe.
-    if !u.signature && u.location.needs_header_safe_value() && !r.value.is_header_safe() {
+    // What the host computes (a signature, a token) is always header-safe.
+    if kind.is_sent() && u.location.needs_header_safe_value() && !r.value.is_header_safe() {
         return Err(Denial::same(format!(
             "credential {} cannot be injected into {}: its value is not header-safe",
             u.key, u.location
@@ -563,13 +587,19 @@ fn inject(
     plan: &Plan,
     rs: &[Resolution],
     body: Option<FilledBody>,
-) -> Result<(Outgoing, Vec<Signature>), Refusal> {
+) -> Result<(Outgoing, Vec<Signature>, Computed), Refusal> {
     let signed = body.as_ref().map_or(&[][..], |b| b.bytes.as_slice());
-    let sigs = sign::sign_all(plan, |k| value_for(rs, k), signed)?;
+    let sigs = sign::sign_all(plan, |k| entry_for(rs, k).map(|r| &r.value), signed)?;
     let host_type = body.as_ref().and_then(|b| b.content_type);
     let mut headers = HeaderMap::new();
+    let mut aws: Option<&Resolution> = None;
     for (name, pieces) in &plan.headers {
         if host_type.is_some() && name == http::header::CONTENT_TYPE {
+            continue;
+        }
+        if let Some(r) = aws_credential(pieces, rs)? {
+            // Signed last, over everything else: see `sign_aws`.
+            aws = Some(r);
             continue;
         }
         let bytes = assemble(pieces, rs, &sigs)?;
@@ -626,15 +656,125 @@ fn inject(
     if let Some(t) = host_type {
         headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(t));
     }
-    Ok((
-        Outgoing {
-            method: plan.method.clone(),
-            url,
-            headers,
-            body: body.map(|b| b.bytes),
-        },
-        sigs,
-    ))
+    let mut outgoing = Outgoing {
+        method: plan.method.clone(),
+        url,
+        headers,
+        body: body.map(|b| b.bytes),
+    };
+    let computed = match aws {
+        Some(r) => sign_aws(&mut outgoing, r)?,
+        None => Vec::new(),
+    };
+    Ok((outgoing, sigs, computed))
+}
+
+/// Values the host computed and sent for a credential (a SigV4 authorization, a session
+/// token): scrubbed from responses like injected values.
+type Computed = Vec<(CredentialKey, SecretValue)>;
+
+/// The `aws-sigv4` credential a header's value is, if it is one. Such a credential is the
+/// whole value of its header (its binding allows only `authorization`): text around a
+/// signature would not be a SigV4 authorization.
+fn aws_credential<'r>(
+    pieces: &[Piece],
+    rs: &'r [Resolution],
+) -> Result<Option<&'r Resolution>, Refusal> {
+    for p in pieces {
+        let Piece::Secret(k) = p else { continue };
+        let r = entry_for(rs, k)?;
+        if r.resolved.meta.kind != CredentialKind::AwsSigv4 {
+            continue;
+        }
+        if pieces.len() != 1 {
+            return Err(super::refusal::invalid(format!(
+                "credential {k} is an aws-sigv4 key: it must be the whole authorization header value, with no text around it"
+            )));
+        }
+        return Ok(Some(r));
+    }
+    Ok(None)
+}
+
+/// Signs the request as it will be sent with the AWS keys of `r`, for the region and
+/// service of its binding, replacing any value the step gave for the headers SigV4 sets.
+fn sign_aws(out: &mut Outgoing, r: &Resolution) -> Result<Computed, Refusal> {
+    let Some(SignerParams::Aws { region, service }) = &r.resolved.meta.binding.signer else {
+        return Err(trap(
+            "an aws-sigv4 key without a region and service (host bug)",
+        ));
+    };
+    let keys = AwsKeys::parse(&r.value)
+        .map_err(|e| trap(format!("credential {} is unusable: {e}", r.key)))?;
+    for name in aws::SET_HEADERS {
+        out.headers.remove(*name);
+    }
+    let mut signed_headers = Vec::with_capacity(out.headers.len());
+    for (name, value) in &out.headers {
+        let text = value.to_str().map_err(|_| {
+            plan::invalid_value(&format!("header {name} (a signed header must be text)"))
+        })?;
+        signed_headers.push((name.as_str().to_owned(), text.to_owned()));
+    }
+    let body = out.body.as_deref().map_or(&[][..], |b| b.as_slice());
+    let request = (
+        out.method.as_str(),
+        out.url.as_str(),
+        &signed_headers[..],
+        body,
+    );
+    let set = aws::sign_request(
+        &keys,
+        region,
+        service,
+        request,
+        std::time::SystemTime::now(),
+    )
+    .map_err(|e| trap(format!("credential {} could not sign: {e}", r.key)))?;
+    let mut computed = Vec::new();
+    for (name, value) in set {
+        let mut v = HeaderValue::from_str(&value)
+            .map_err(|_| trap("SigV4 gave a header value that is not a header (host bug)"))?;
+        if name == "authorization" || name == "x-amz-security-token" {
+            v.set_sensitive(true);
+            // The whole value, what follows its scheme, and the signature alone: an echo
+            // may split an authorization header at its scheme or its fields.
+            let mut forms = vec![value.as_str()];
+            if name == "authorization" {
+                forms.extend(value.split_once(' ').map(|(_, rest)| rest));
+                forms.extend(value.rsplit_once("Signature=").map(|(_, sig)| sig));
+            }
+            for form in forms {
+                let sent = SecretValue::new(form.as_bytes().to_vec())
+                    .map_err(|_| trap("a SigV4 value did not fit a value (host bug)"))?;
+                computed.push((r.key.clone(), sent));
+            }
+        }
+        out.headers.insert(name, v);
+    }
+    Ok(computed)
+}
+
+/// Mints the JWT each JWT-kind credential puts in this request.
+fn mint_tokens(rs: &mut [Resolution]) -> Result<(), Refusal> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    for r in rs.iter_mut().filter(|r| r.resolved.meta.kind.is_jwt()) {
+        let Some(SignerParams::Jwt(claims)) = &r.resolved.meta.binding.signer else {
+            return Err(trap("a JWT key without claims (host bug)"));
+        };
+        let es256 = r.resolved.meta.kind == CredentialKind::JwtEs256;
+        let key = JwtKey::parse(&r.value, es256)
+            .map_err(|e| trap(format!("credential {} is unusable: {e}", r.key)))?;
+        let token = jwt::mint(&key, claims, now)
+            .map_err(|e| trap(format!("credential {} could not mint a token: {e}", r.key)))?;
+        r.minted = Some(
+            SecretValue::new(token.as_bytes().to_vec())
+                .map_err(|_| trap("a minted token did not fit a value (host bug)"))?,
+        );
+    }
+    Ok(())
 }
 
 /// `scheme://host:port` of a URL, for messages and the audit trail.
@@ -666,8 +806,15 @@ fn entry_for<'r>(rs: &'r [Resolution], key: &CredentialKey) -> Result<&'r Resolu
         .ok_or_else(|| trap("credential used but not resolved (host bug)"))
 }
 
+/// What a `secret` part of `key` puts in the request: the value of a static credential,
+/// the token minted for a JWT one; never a key that is only for signing.
 fn value_for<'r>(rs: &'r [Resolution], key: &CredentialKey) -> Result<&'r SecretValue, Refusal> {
-    entry_for(rs, key).map(|r| &r.value)
+    let r = entry_for(rs, key)?;
+    match (&r.minted, r.resolved.meta.kind.is_sent()) {
+        (Some(token), _) => Ok(token),
+        (None, true) => Ok(&r.value),
+        (None, false) => Err(trap("a signing key was about to be sent (host bug)")),
+    }
 }
 
 /// The template as the body parser sees it: text, and secrets numbered by their key's

@@ -5,6 +5,7 @@
 //! into which places of a request.
 
 use super::host::HostPattern;
+use super::signer::{SignerError, SignerParams};
 use std::fmt;
 
 /// A place in a request where a credential value may be injected.
@@ -190,6 +191,10 @@ pub struct Binding {
     /// See [`super::AddressPolicy::check_with`].
     #[serde(default, skip_serializing_if = "is_false")]
     pub allow_internal: bool,
+    /// What a signing credential signs for or asserts (AWS region and service, JWT
+    /// claims): see [`SignerParams`]. Absent for other kinds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signer: Option<SignerParams>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -212,6 +217,8 @@ pub struct BindingSpec {
     pub path_prefixes: Vec<String>,
     /// Allow non-public destinations (never metadata).
     pub allow_internal: bool,
+    /// Signing parameters, for the kinds that need them.
+    pub signer: Option<SignerParams>,
 }
 
 impl BindingSpec {
@@ -222,6 +229,9 @@ impl BindingSpec {
         }
         if self.locations.is_empty() {
             return Err(BindingError::NoLocations);
+        }
+        if let Some(s) = &self.signer {
+            s.check()?;
         }
         if self.locations.contains(&InjectLocation::Body) {
             return Err(BindingError::Location {
@@ -253,6 +263,7 @@ impl BindingSpec {
             methods,
             path_prefixes,
             allow_internal: self.allow_internal,
+            signer: self.signer,
         })
     }
 }
@@ -415,6 +426,9 @@ pub enum BindingError {
         /// What is wrong with it.
         reason: String,
     },
+    /// Signing parameters were refused.
+    #[error(transparent)]
+    Signer(#[from] SignerError),
 }
 
 /// The destination of a request, from the one parse of its URL.
@@ -542,6 +556,9 @@ impl fmt::Display for Binding {
         }
         if self.allow_internal {
             f.write_str("; internal addresses allowed")?;
+        }
+        if let Some(s) = &self.signer {
+            write!(f, "; {s}")?;
         }
         Ok(())
     }

@@ -8,6 +8,7 @@ pub mod body;
 mod headers;
 mod host;
 pub mod quota;
+mod signer;
 pub mod strength;
 
 pub use address::{AddressPolicy, GrantError, MAX_GRANTS, forbidden_reason, is_cloud_metadata};
@@ -17,3 +18,4 @@ pub use binding::{
 pub use headers::host_managed;
 pub use host::{HostPattern, PatternError, canonical_host};
 pub use quota::Quota;
+pub use signer::{DEFAULT_JWT_TTL_SECS, JwtClaims, MAX_JWT_TTL_SECS, SignerError, SignerParams};

@@ -20,21 +20,55 @@ pub enum CredentialKind {
     /// An HMAC-SHA256 key the host signs request bodies with: it is never sent, only the
     /// signature is (in a header or query place its binding names).
     HmacSha256,
+    /// AWS access keys (`{"access_key_id", "secret_access_key", "session_token"?}`): the
+    /// host signs the whole request with Signature Version 4 for the binding's region and
+    /// service and puts the result in `authorization`. The secret key is never sent.
+    AwsSigv4,
+    /// An RSA private key (PEM, PKCS#1 or PKCS#8) the host mints a short-lived RS256 JWT
+    /// with, at each request, with the binding's claims. The key is never sent.
+    JwtRs256,
+    /// An ECDSA P-256 private key (PEM, PKCS#8) for ES256 JWTs, as [`Self::JwtRs256`].
+    JwtEs256,
 }
 
 impl CredentialKind {
-    /// Parses `static` or `hmac-sha256`.
+    /// Every kind, as `parse` reads it.
+    pub const NAMES: &'static [&'static str] = &[
+        "static",
+        "hmac-sha256",
+        "aws-sigv4",
+        "jwt-rs256",
+        "jwt-es256",
+    ];
+
+    /// Parses one of [`Self::NAMES`].
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "static" => Some(CredentialKind::Static),
             "hmac-sha256" => Some(CredentialKind::HmacSha256),
+            "aws-sigv4" => Some(CredentialKind::AwsSigv4),
+            "jwt-rs256" => Some(CredentialKind::JwtRs256),
+            "jwt-es256" => Some(CredentialKind::JwtEs256),
             _ => None,
         }
     }
 
-    /// Whether the value itself goes into requests (otherwise it only signs them).
+    /// Whether the value itself goes into requests (otherwise the host computes what goes
+    /// in from it: a signature or a token).
     pub fn is_sent(self) -> bool {
         self == CredentialKind::Static
+    }
+
+    /// Whether the credential is used through a `signature` part (HMAC over the body);
+    /// every other kind is used through a `secret` part, which the host fills with the
+    /// value, a minted JWT or a SigV4 authorization.
+    pub fn is_signature_key(self) -> bool {
+        self == CredentialKind::HmacSha256
+    }
+
+    /// Whether the kind mints a JWT.
+    pub fn is_jwt(self) -> bool {
+        matches!(self, CredentialKind::JwtRs256 | CredentialKind::JwtEs256)
     }
 
     fn is_static(&self) -> bool {
@@ -47,6 +81,9 @@ impl std::fmt::Display for CredentialKind {
         f.write_str(match self {
             CredentialKind::Static => "static",
             CredentialKind::HmacSha256 => "hmac-sha256",
+            CredentialKind::AwsSigv4 => "aws-sigv4",
+            CredentialKind::JwtRs256 => "jwt-rs256",
+            CredentialKind::JwtEs256 => "jwt-es256",
         })
     }
 }

@@ -87,6 +87,9 @@ pub enum StoreError {
     /// The kind does not fit the binding.
     #[error("invalid binding for this kind of credential: {0}")]
     Kind(String),
+    /// The value is not a key of the credential's kind.
+    #[error("invalid value for this kind of credential: {0}")]
+    Key(#[from] crate::signer::KeyError),
     /// The quota was refused.
     #[error("invalid quota: {0}")]
     Quota(#[from] QuotaError),
@@ -707,7 +710,36 @@ impl SecretStore {
 /// A signing key is never sent, so the places its binding names are where its signature
 /// goes: a header or a query parameter (never the body it covers, nor basic auth).
 fn check_kind(kind: CredentialKind, binding: &crate::policy::Binding) -> Result<(), StoreError> {
-    use crate::policy::InjectLocation;
+    use crate::policy::{InjectLocation, SignerParams};
+    let refuse = |m: String| Err(StoreError::Kind(m));
+    match (kind, &binding.signer) {
+        (CredentialKind::AwsSigv4, Some(SignerParams::Aws { .. })) => {}
+        (CredentialKind::AwsSigv4, _) => {
+            return refuse(
+                "an aws-sigv4 key needs its region and service (--aws-region, --aws-service)"
+                    .into(),
+            );
+        }
+        (k, Some(SignerParams::Jwt(_))) if k.is_jwt() => {}
+        (k, _) if k.is_jwt() => {
+            return refuse(format!(
+                "a {k} key needs the claims of its tokens (--jwt-issuer, ...)"
+            ));
+        }
+        (k, Some(p)) => {
+            return refuse(format!(
+                "a {k} credential takes no signing parameters ({p})"
+            ));
+        }
+        _ => {}
+    }
+    if kind == CredentialKind::AwsSigv4
+        && binding.locations != [InjectLocation::Header("authorization".into())]
+    {
+        return refuse(
+            "an aws-sigv4 signature goes only into the authorization header: use --inject header:authorization alone".into(),
+        );
+    }
     if kind.is_sent() {
         return Ok(());
     }
@@ -716,9 +748,9 @@ fn check_kind(kind: CredentialKind, binding: &crate::policy::Binding) -> Result<
         .iter()
         .find(|l| !matches!(l, InjectLocation::Header(_) | InjectLocation::Query(_)))
     {
-        return Err(StoreError::Kind(format!(
-            "a {kind} signature may go only into header: or query: places, not {l}"
-        )));
+        return refuse(format!(
+            "a {kind} signature or token may go only into header: or query: places, not {l}"
+        ));
     }
     Ok(())
 }
@@ -736,6 +768,15 @@ fn check_value(
     }
     if kind.is_sent() && binding.needs_utf8_value() && !value.is_utf8() {
         return Err(ValueError::NotUtf8.into());
+    }
+    match kind {
+        CredentialKind::AwsSigv4 => {
+            crate::signer::aws::AwsKeys::parse(value)?;
+        }
+        CredentialKind::JwtRs256 | CredentialKind::JwtEs256 => {
+            crate::signer::jwt::JwtKey::parse(value, kind == CredentialKind::JwtEs256)?;
+        }
+        _ => {}
     }
     if !allow_weak {
         crate::policy::strength::check(value.expose())?;

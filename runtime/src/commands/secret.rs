@@ -18,7 +18,7 @@ pub enum SecretCommand {
     /// stdin (one trailing newline removed) or, on a terminal, from a hidden prompt.
     ///
     /// Example: printf %s "$TOKEN" | latchkey secret set SLACK_TOKEN --allow-host slack.com --inject header:Authorization
-    Set(SetArgs),
+    Set(Box<SetArgs>),
     /// Replace the value of an existing secret, keeping its binding. Takes effect at the
     /// next call of any running or future step.
     Rotate(RotateArgs),
@@ -81,18 +81,75 @@ pub struct SetArgs {
     /// placeholder). Recorded in the secret's metadata and shown by `secret list`.
     #[arg(long)]
     pub allow_weak_value: bool,
-    /// What the value is: `static` (sent as it is, into the places --inject names) or
+    /// What the value is: `static` (sent as it is, into the places --inject names);
     /// `hmac-sha256` (a signing key, never sent: a step asks for the HMAC-SHA256 of the
     /// body it sends, and the host writes it into a header: or query: place --inject
-    /// names).
+    /// names); `aws-sigv4` (JSON `{"access_key_id", "secret_access_key",
+    /// "session_token"?}`: the host signs each request for --aws-region and --aws-service
+    /// and writes `authorization`; use --inject header:authorization); `jwt-rs256` or
+    /// `jwt-es256` (a PEM private key: the host mints a JWT with the --jwt-* claims at each
+    /// request and writes it where the step puts the credential).
     #[arg(long, default_value = "static", value_name = "KIND")]
     pub kind: String,
+    #[command(flatten)]
+    pub signer: SignerArgs,
     #[command(flatten)]
     pub quota: QuotaArgs,
     /// With --server: send the value as it is instead of sealed to the server's key (only
     /// over https or to a loopback address).
     #[arg(long)]
     pub no_seal: bool,
+}
+
+/// What an `aws-sigv4` or `jwt-*` credential signs for or asserts (part of its binding).
+#[derive(Args, Debug)]
+pub struct SignerArgs {
+    /// `aws-sigv4`: the region requests are signed for (e.g. us-east-1).
+    #[arg(long, value_name = "REGION", requires = "aws_service")]
+    pub aws_region: Option<String>,
+    /// `aws-sigv4`: the service requests are signed for (e.g. s3, sqs, execute-api).
+    #[arg(long, value_name = "SERVICE", requires = "aws_region")]
+    pub aws_service: Option<String>,
+    /// `jwt-*`: the `iss` claim (e.g. a GitHub App id).
+    #[arg(long, value_name = "ISS", conflicts_with = "aws_region")]
+    pub jwt_issuer: Option<String>,
+    /// `jwt-*`: the `sub` claim.
+    #[arg(long, value_name = "SUB", requires = "jwt_issuer")]
+    pub jwt_subject: Option<String>,
+    /// `jwt-*`: the `aud` claim.
+    #[arg(long, value_name = "AUD", requires = "jwt_issuer")]
+    pub jwt_audience: Option<String>,
+    /// `jwt-*`: the `scope` claim.
+    #[arg(long, value_name = "SCOPE", requires = "jwt_issuer")]
+    pub jwt_scope: Option<String>,
+    /// `jwt-*`: lifetime of each minted token in seconds (at most 3600).
+    #[arg(long, value_name = "SECONDS", default_value_t = latchkey_host::policy::DEFAULT_JWT_TTL_SECS)]
+    pub jwt_ttl: u32,
+    /// `jwt-*`: the `kid` header.
+    #[arg(long, value_name = "KID", requires = "jwt_issuer")]
+    pub jwt_key_id: Option<String>,
+}
+
+impl SignerArgs {
+    fn params(&self) -> Option<latchkey_host::policy::SignerParams> {
+        use latchkey_host::policy::{JwtClaims, SignerParams};
+        if let (Some(region), Some(service)) = (&self.aws_region, &self.aws_service) {
+            return Some(SignerParams::Aws {
+                region: region.clone(),
+                service: service.clone(),
+            });
+        }
+        self.jwt_issuer.as_ref().map(|issuer| {
+            SignerParams::Jwt(JwtClaims {
+                issuer: issuer.clone(),
+                subject: self.jwt_subject.clone(),
+                audience: self.jwt_audience.clone(),
+                scope: self.jwt_scope.clone(),
+                ttl_secs: self.jwt_ttl,
+                key_id: self.jwt_key_id.clone(),
+            })
+        })
+    }
 }
 
 #[derive(Args, Debug)]
@@ -166,7 +223,7 @@ impl SecretCommand {
             return self.execute_remote(r);
         }
         match self {
-            SecretCommand::Set(args) => set(store, args),
+            SecretCommand::Set(args) => set(store, *args),
             SecretCommand::Rotate(args) => rotate(store, args),
             SecretCommand::Rm(args) => rm(store, args),
             SecretCommand::List(args) => list(store, args),
@@ -214,7 +271,12 @@ fn read_value(key: &CredentialKey) -> Result<SecretValue> {
 }
 
 fn parse_kind(s: &str) -> Result<CredentialKind> {
-    CredentialKind::parse(s).with_context(|| format!("--kind {s:?}: use static or hmac-sha256"))
+    CredentialKind::parse(s).with_context(|| {
+        format!(
+            "--kind {s:?}: use one of {}",
+            CredentialKind::NAMES.join(", ")
+        )
+    })
 }
 
 fn binding(args: &SetArgs) -> Result<latchkey_host::policy::Binding> {
@@ -235,6 +297,7 @@ fn binding(args: &SetArgs) -> Result<latchkey_host::policy::Binding> {
         methods: args.methods.clone(),
         path_prefixes: args.path_prefixes.clone(),
         allow_internal: args.allow_internal,
+        signer: args.signer.params(),
     }
     .build()?)
 }
@@ -375,6 +438,9 @@ fn row(m: &SecretMeta) -> String {
     if !m.kind.is_sent() {
         hosts.push(format!("(signing key: {})", m.kind));
     }
+    if let Some(s) = &m.binding.signer {
+        hosts.push(format!("({s})"));
+    }
     if !m.quota.is_unlimited() {
         hosts.push(format!("quota {}", m.quota));
     }
@@ -406,6 +472,7 @@ impl SecretCommand {
                         methods: args.methods,
                         path_prefixes: args.path_prefixes,
                         allow_internal: args.allow_internal,
+                        signer: args.signer.params(),
                     },
                     integration: args.integration,
                     allow_weak_value: args.allow_weak_value,

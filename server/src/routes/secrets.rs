@@ -108,6 +108,7 @@ pub fn binding_of(b: &BindingBody) -> Result<Binding, ApiError> {
         methods: b.methods.clone(),
         path_prefixes: b.path_prefixes.clone(),
         allow_internal: b.allow_internal,
+        signer: b.signer.clone(),
     }
     .build()
     .map_err(|e| ApiError::bad_request(format!("binding: {e}")))
@@ -133,7 +134,10 @@ pub async fn put(
     let kind = match body.kind.as_deref() {
         None => CredentialKind::Static,
         Some(k) => CredentialKind::parse(k).ok_or_else(|| {
-            ApiError::bad_request(format!("kind {k:?}: use static or hmac-sha256"))
+            ApiError::bad_request(format!(
+                "kind {k:?}: use one of {}",
+                CredentialKind::NAMES.join(", ")
+            ))
         })?,
     };
     let value = value_of(&state, body.value)?;
