@@ -243,7 +243,17 @@ impl<'a> Request<'a> {
         self.header_parts(name, [Part::secret(credential)])
     }
 
-    /// Adds `Authorization: Bearer <credential>`.
+    /// Has the host sign this request with AWS Signature Version 4, using an `aws-sigv4`
+    /// credential: the host computes the `Authorization` header (and `x-amz-date`,
+    /// `x-amz-content-sha256`, `x-amz-security-token`) over the request as it sends it.
+    /// The step never sees the keys or the signature. Call it last or first: the host signs
+    /// the final request either way.
+    pub fn aws_sigv4(self, credential: &'a Credential) -> Self {
+        self.header_secret("authorization", credential)
+    }
+
+    /// Adds `Authorization: Bearer <credential>`. With a `jwt-rs256` or `jwt-es256`
+    /// credential, the host puts a JWT it mints for this request there.
     pub fn bearer(self, credential: &'a Credential) -> Self {
         self.header_parts(
             "authorization",
