@@ -47,6 +47,17 @@ pub struct TokenMeta {
     /// When it was revoked, if it was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked_at_ms: Option<u64>,
+    /// When it stops authenticating (Unix milliseconds); `None`: until revoked. Absent
+    /// from records made before tokens could expire, which read unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at_ms: Option<u64>,
+}
+
+impl TokenMeta {
+    /// Whether the token authenticates at `now_ms`: not revoked, not expired.
+    pub fn is_active(&self, now_ms: u64) -> bool {
+        self.revoked_at_ms.is_none() && self.expires_at_ms.is_none_or(|e| now_ms < e)
+    }
 }
 
 /// Why a token was not accepted or a token operation failed.
@@ -133,12 +144,14 @@ impl TokenKey {
     }
 }
 
-/// Creates a token for `name` with `role`, recorded as created by `by`.
+/// Creates a token for `name` with `role`, recorded as created by `by`, that stops
+/// authenticating `expires_in` from now (`None`: when revoked).
 pub(crate) fn create(
     store: &SecretStore,
     name: &str,
     role: Role,
     by: &str,
+    expires_in: Option<std::time::Duration>,
 ) -> Result<(TokenMeta, Token), TokenError> {
     let mut raw = Zeroizing::new([0u8; 32]);
     getrandom::fill(raw.as_mut()).map_err(|_| TokenError::Random)?;
@@ -148,13 +161,17 @@ pub(crate) fn create(
     )));
     let key = TokenKey::of(store);
     let id = key.storage_id(token.expose());
+    let now = crate::store::unix_millis();
+    let expires_at_ms =
+        expires_in.map(|d| now.saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)));
     let meta = TokenMeta {
         id: hex::encode(&id[..ID_BYTES]),
         name: name.to_owned(),
         role,
-        created_at_ms: crate::store::unix_millis(),
+        created_at_ms: now,
         created_by: by.to_owned(),
         revoked_at_ms: None,
+        expires_at_ms,
     };
     audit(store, AuditEvent::TokenCreate, by, &meta)?;
     store.backend().put(NS_TOKENS, &id, &key.seal(&id, &meta))?;
@@ -175,7 +192,8 @@ pub(crate) fn authenticate(store: &SecretStore, token: &str) -> Result<Principal
         .get(NS_TOKENS, &id)?
         .ok_or(TokenError::Invalid)?;
     let meta = key.open(&id, &bytes).ok_or(TokenError::Invalid)?;
-    if meta.revoked_at_ms.is_some() {
+    // Expired or revoked: the same answer as unknown.
+    if !meta.is_active(crate::store::unix_millis()) {
         return Err(TokenError::Invalid);
     }
     Principal::new(&meta.name, meta.role).map_err(|_| TokenError::Invalid)
@@ -246,7 +264,7 @@ mod tests {
     #[test]
     fn a_token_authenticates_its_principal_and_is_never_stored() {
         let s = store();
-        let (meta, token) = create(&s, "ci", Role::Runner, "alice").unwrap();
+        let (meta, token) = create(&s, "ci", Role::Runner, "alice", None).unwrap();
         assert!(token.expose().starts_with("lk_") && token.expose().len() == 46);
         let p = authenticate(&s, token.expose()).unwrap();
         assert_eq!((p.name(), p.role()), ("ci", Role::Runner));
@@ -255,14 +273,30 @@ mod tests {
             let text = String::from_utf8_lossy(&bytes);
             assert!(!text.contains(&token.expose()[3..]), "{text}");
         }
-        let (_, other) = create(&s, "ci", Role::Runner, "alice").unwrap();
+        let (_, other) = create(&s, "ci", Role::Runner, "alice", None).unwrap();
         assert_ne!(other.expose(), token.expose());
+    }
+
+    #[test]
+    fn an_expired_token_gets_the_same_answer_as_an_unknown_one() {
+        let s = store();
+        let ttl = std::time::Duration::from_millis(200);
+        let (meta, token) = create(&s, "ci", Role::Runner, "alice", Some(ttl)).unwrap();
+        assert!(meta.expires_at_ms.unwrap() >= meta.created_at_ms + 200);
+        assert!(authenticate(&s, token.expose()).is_ok());
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        assert!(matches!(
+            authenticate(&s, token.expose()),
+            Err(TokenError::Invalid)
+        ));
+        // Still listed, with its expiry, for the admin to see why.
+        assert_eq!(list(&s).unwrap()[0].expires_at_ms, meta.expires_at_ms);
     }
 
     #[test]
     fn malformed_unknown_and_revoked_tokens_get_one_answer() {
         let s = store();
-        let (meta, token) = create(&s, "bob", Role::Member, "alice").unwrap();
+        let (meta, token) = create(&s, "bob", Role::Member, "alice", None).unwrap();
         let forged = format!("lk_{}", "A".repeat(43));
         let huge = "lk_".to_owned() + &"x".repeat(1 << 20);
         for bad in ["", "lk_", "Bearer x", forged.as_str(), huge.as_str()] {
@@ -283,7 +317,7 @@ mod tests {
     #[test]
     fn a_role_edited_in_the_store_does_not_authenticate() {
         let s = store();
-        let (_, token) = create(&s, "bob", Role::Member, "alice").unwrap();
+        let (_, token) = create(&s, "bob", Role::Member, "alice", None).unwrap();
         let (id, bytes) = s.backend().scan(NS_TOKENS, b"").unwrap().remove(0);
         let text = String::from_utf8_lossy(&bytes).replace("\"member\"", "\"admin\"");
         s.backend().put(NS_TOKENS, &id, text.as_bytes()).unwrap();
@@ -300,9 +334,9 @@ mod tests {
     #[test]
     fn revoking_by_name_revokes_every_token_of_the_principal_and_is_audited() {
         let s = store();
-        let (_, a) = create(&s, "bob", Role::Member, "alice").unwrap();
-        let (_, b) = create(&s, "bob", Role::Runner, "alice").unwrap();
-        let (_, c) = create(&s, "carol", Role::Member, "alice").unwrap();
+        let (_, a) = create(&s, "bob", Role::Member, "alice", None).unwrap();
+        let (_, b) = create(&s, "bob", Role::Runner, "alice", None).unwrap();
+        let (_, c) = create(&s, "carol", Role::Member, "alice", None).unwrap();
         assert_eq!(revoke(&s, None, Some("bob"), "alice").unwrap().len(), 2);
         assert!(authenticate(&s, a.expose()).is_err());
         assert!(authenticate(&s, b.expose()).is_err());

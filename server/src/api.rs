@@ -140,6 +140,9 @@ pub struct CreateToken {
     /// `admin`, `member` or `runner`.
     #[schema(value_type = String)]
     pub role: Role,
+    /// Seconds until the token stops authenticating; absent: until revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in_secs: Option<u64>,
 }
 
 /// The answer to `POST /v1/tokens`: the token, shown this once.

@@ -105,9 +105,27 @@ impl Latchkey {
         name: &str,
         role: Role,
     ) -> Result<(TokenMeta, Token), Error> {
+        self.create_expiring_token(by, name, role, None)
+    }
+
+    /// [`Self::create_token`] for a token that stops authenticating `expires_in` from now
+    /// (`None`: only when revoked).
+    pub fn create_expiring_token(
+        &self,
+        by: &Principal,
+        name: &str,
+        role: Role,
+        expires_in: Option<std::time::Duration>,
+    ) -> Result<(TokenMeta, Token), Error> {
         self.allow(by, Action::ManageTokens)?;
         Principal::new(name, role)?;
-        Ok(tokens::create(&self.store, name, role, by.name())?)
+        Ok(tokens::create(
+            &self.store,
+            name,
+            role,
+            by.name(),
+            expires_in,
+        )?)
     }
 
     /// Every token's record (never a token), revoked ones marked.

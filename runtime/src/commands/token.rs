@@ -19,6 +19,10 @@ pub enum TokenCommand {
         /// themselves) or `runner` (runs only).
         #[arg(long, value_parser = parse_role)]
         role: Role,
+        /// How long the token authenticates, e.g. `90d`, `12h`, `30m`. Default: until
+        /// revoked.
+        #[arg(long, value_name = "DURATION", value_parser = parse_lifetime)]
+        expires_in: Option<std::time::Duration>,
         #[command(flatten)]
         actor: ActorArgs,
     },
@@ -36,6 +40,15 @@ pub enum TokenCommand {
     },
 }
 
+fn parse_lifetime(s: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(s)
+        .map_err(|e| format!("{s:?} is not a duration such as 90d, 12h or 30m: {e}"))?;
+    if d < std::time::Duration::from_secs(1) {
+        return Err(format!("{s:?} is under one second"));
+    }
+    Ok(d)
+}
+
 fn parse_role(s: &str) -> Result<Role, String> {
     Role::parse(s).ok_or_else(|| format!("unknown role {s:?}: use admin, member or runner"))
 }
@@ -47,8 +60,14 @@ impl TokenCommand {
         }
         let latchkey = store.open(Options::default())?;
         match self {
-            TokenCommand::Create { name, role, actor } => {
-                let (meta, token) = latchkey.create_token(&actor.principal()?, &name, role)?;
+            TokenCommand::Create {
+                name,
+                role,
+                expires_in,
+                actor,
+            } => {
+                let (meta, token) =
+                    latchkey.create_expiring_token(&actor.principal()?, &name, role, expires_in)?;
                 eprintln!(
                     "created token {} for {} ({}); it is shown once, keep it secret:",
                     meta.id, meta.name, meta.role
@@ -70,12 +89,21 @@ impl TokenCommand {
 impl TokenCommand {
     fn execute_remote(self, r: &Remote) -> Result<()> {
         match self {
-            TokenCommand::Create { name, role, .. } => {
+            TokenCommand::Create {
+                name,
+                role,
+                expires_in,
+                ..
+            } => {
                 let created: latchkey_server::api::CreatedToken = r.call(
                     "creating a token",
                     reqwest::Method::POST,
                     "/v1/tokens",
-                    Some(&latchkey_server::api::CreateToken { name, role }),
+                    Some(&latchkey_server::api::CreateToken {
+                        name,
+                        role,
+                        expires_in_secs: expires_in.map(|d| d.as_secs().max(1)),
+                    }),
                 )?;
                 let m = created.meta;
                 eprintln!(
@@ -106,10 +134,20 @@ fn print_tokens(tokens: &[TokenMeta]) {
         let when = humantime::format_rfc3339_seconds(
             std::time::UNIX_EPOCH + std::time::Duration::from_millis(t.created_at_ms),
         );
-        let revoked = if t.revoked_at_ms.is_some() {
-            " REVOKED"
-        } else {
-            ""
+        let now = latchkey_host::store::unix_millis();
+        let revoked = match (t.revoked_at_ms, t.expires_at_ms) {
+            (Some(_), _) => " REVOKED".to_owned(),
+            (None, Some(e)) => {
+                let at = humantime::format_rfc3339_seconds(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_millis(e),
+                );
+                if t.is_active(now) {
+                    format!(" expires {at}")
+                } else {
+                    format!(" EXPIRED {at}")
+                }
+            }
+            (None, None) => String::new(),
         };
         println!(
             "{} {:<24} {:<7} {when} by {}{revoked}",

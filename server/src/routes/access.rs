@@ -41,7 +41,15 @@ pub async fn create_token(
     Caller(by): Caller,
     JsonBody(body): JsonBody<CreateToken>,
 ) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
-    let (meta, token) = state.latchkey.create_token(&by, &body.name, body.role)?;
+    if body.expires_in_secs == Some(0) {
+        return Err(ApiError::bad_request(
+            "expires_in_secs must be at least 1 (leave it out for a token that lasts until revoked)",
+        ));
+    }
+    let expires_in = body.expires_in_secs.map(std::time::Duration::from_secs);
+    let (meta, token) = state
+        .latchkey
+        .create_expiring_token(&by, &body.name, body.role, expires_in)?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedToken {
