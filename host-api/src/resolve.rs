@@ -223,6 +223,15 @@ pub fn resolve(
     ctx: &RunContext,
     key: &CredentialKey,
 ) -> Result<Resolved, ResolveError> {
+    check_allowlists(ctx, key)?;
+    find(ctx, key, |scope| {
+        Ok(store.meta(scope, key)?.map(|m| (m, ())))
+    })
+    .map(|(resolved, ())| resolved)
+}
+
+/// The workflow's and the step's allowlists, checked before any read.
+fn check_allowlists(ctx: &RunContext, key: &CredentialKey) -> Result<(), ResolveError> {
     if let Some(list) = &ctx.workflow_allowlist
         && !list.contains(key)
     {
@@ -239,24 +248,50 @@ pub fn resolve(
             which: "step",
         });
     }
+    Ok(())
+}
+
+/// What one tier gave while resolving: kept cheap, and spelled out only if the key is
+/// missing.
+enum Looked {
+    NoBuilder(Tier),
+    Absent(Scope),
+    Undeclared(Scope, String),
+}
+
+/// The tier walk of [`resolve`], reading each candidate with `read` (metadata, plus
+/// whatever else the caller needs from the same read) and returning the first whose
+/// integration the step declares.
+fn find<T>(
+    ctx: &RunContext,
+    key: &CredentialKey,
+    read: impl Fn(&Scope) -> Result<Option<(SecretMeta, T)>, StoreError>,
+) -> Result<(Resolved, T), ResolveError> {
     let order = ctx.step.pins.get(key).unwrap_or(&ctx.order);
     let mut looked = Vec::new();
     for &tier in order {
         let Some(scope) = ctx.scope_for(tier) else {
-            looked.push(format!("{tier} (no builder)"));
+            looked.push(Looked::NoBuilder(tier));
             continue;
         };
-        match store.meta(&scope, key)? {
-            Some(meta) if ctx.step.integrations.contains(&meta.integration) => {
-                return Ok(Resolved { tier, meta });
+        match read(&scope)? {
+            Some((meta, extra)) if ctx.step.integrations.contains(&meta.integration) => {
+                return Ok((Resolved { tier, meta }, extra));
             }
-            Some(meta) => looked.push(format!(
-                "{scope} (integration {} not declared by the step)",
-                meta.integration
-            )),
-            None => looked.push(scope.to_string()),
+            Some((meta, _)) => looked.push(Looked::Undeclared(scope, meta.integration)),
+            None => looked.push(Looked::Absent(scope)),
         }
     }
+    let looked: Vec<String> = looked
+        .into_iter()
+        .map(|l| match l {
+            Looked::NoBuilder(tier) => format!("{tier} (no builder)"),
+            Looked::Absent(scope) => scope.to_string(),
+            Looked::Undeclared(scope, integration) => {
+                format!("{scope} (integration {integration} not declared by the step)")
+            }
+        })
+        .collect();
     Err(ResolveError::Missing {
         key: key.to_string(),
         step: ctx.step.name.clone(),
@@ -271,22 +306,14 @@ pub(crate) fn resolve_value(
     ctx: &RunContext,
     key: &CredentialKey,
 ) -> Result<(Resolved, SecretValue), ResolveError> {
-    let resolved = resolve(store, ctx, key)?;
-    match store.reveal(&resolved.meta.scope, key) {
-        Ok((meta, value)) => Ok((
-            Resolved {
-                tier: resolved.tier,
-                meta,
-            },
-            value,
-        )),
-        Err(StoreError::NotFound { .. }) => Err(ResolveError::Missing {
-            key: key.to_string(),
-            step: ctx.step.name.clone(),
-            looked: "deleted while resolving".into(),
-        }),
-        Err(e) => Err(e.into()),
-    }
+    // One read per tier: the record that resolved is the one decrypted, so a rotation
+    // between the two cannot pair one version's metadata with another's value.
+    check_allowlists(ctx, key)?;
+    let (resolved, bytes) = find(ctx, key, |scope| {
+        Ok(store.read(scope, key)?.map(|(bytes, meta)| (meta, bytes)))
+    })?;
+    let value = store.open_read(&resolved.meta.scope, key, &bytes)?;
+    Ok((resolved, value))
 }
 
 /// Resolution and decryption exactly as injection performs them ([`resolve`], then the

@@ -199,8 +199,9 @@ pub(crate) struct Decoded<'a> {
     pub sealed: &'a [u8],
 }
 
-/// Splits a record and parses its metadata. Never panics on any input.
-pub(crate) fn decode(bytes: &[u8]) -> Result<Decoded<'_>, RecordError> {
+/// Splits a record into its metadata bytes and sealed value, without parsing the
+/// metadata (the sealed value's AAD covers those bytes). Never panics on any input.
+pub(crate) fn split(bytes: &[u8]) -> Result<(&[u8], &[u8]), RecordError> {
     let rest = bytes
         .strip_prefix(MAGIC.as_slice())
         .ok_or(RecordError::Damaged("unknown format"))?;
@@ -212,7 +213,12 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Decoded<'_>, RecordError> {
     if rest.len() < len {
         return Err(RecordError::Damaged("truncated metadata"));
     }
-    let (meta_json, sealed) = rest.split_at(len);
+    Ok(rest.split_at(len))
+}
+
+/// Splits a record and parses its metadata. Never panics on any input.
+pub(crate) fn decode(bytes: &[u8]) -> Result<Decoded<'_>, RecordError> {
+    let (meta_json, sealed) = split(bytes)?;
     let meta: SecretMeta = serde_json::from_slice(meta_json)
         .map_err(|_| RecordError::Damaged("unreadable metadata"))?;
     Ok(Decoded {

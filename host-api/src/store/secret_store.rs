@@ -491,6 +491,16 @@ impl SecretStore {
         scope: &Scope,
         key: &CredentialKey,
     ) -> Result<Option<(Vec<u8>, SecretMeta)>, StoreError> {
+        self.read(scope, key)
+    }
+
+    /// The stored record of a secret and its metadata, checked to sit where it says: for
+    /// resolution, which decrypts the same bytes with [`Self::open_read`].
+    pub(crate) fn read(
+        &self,
+        scope: &Scope,
+        key: &CredentialKey,
+    ) -> Result<Option<(Vec<u8>, SecretMeta)>, StoreError> {
         let id = record::storage_id(scope, key);
         let Some(bytes) = self.backend.get(NS_SECRETS, &id)? else {
             return Ok(None);
@@ -534,7 +544,24 @@ impl SecretStore {
         Ok(self.current(scope, key)?.map(|(_, meta)| meta))
     }
 
-    /// Decrypts a secret. Crate-private on purpose: only injection may see a value.
+    /// Decrypts the value of a record [`Self::read`] returned. Crate-private on purpose:
+    /// only injection may see a value.
+    pub(crate) fn open_read(
+        &self,
+        scope: &Scope,
+        key: &CredentialKey,
+        bytes: &[u8],
+    ) -> Result<SecretValue, StoreError> {
+        let (meta_json, sealed) = record::split(bytes).map_err(|e| damaged(scope, key, &e))?;
+        let plain = self
+            .dek
+            .open(sealed, &record::aad(meta_json))
+            .map_err(|e| damaged(scope, key, &e.to_string()))?;
+        SecretValue::new(plain.to_vec()).map_err(|_| damaged(scope, key, &"bad value length"))
+    }
+
+    /// Reads and decrypts a secret (tests).
+    #[cfg(test)]
     pub(crate) fn reveal(
         &self,
         scope: &Scope,
