@@ -172,33 +172,38 @@ pub enum AuditError {
     Backend(#[from] BackendError),
 }
 
-/// The head of the chain in an open store: the next sequence number, the MAC of the
-/// newest record, and the key. Held behind a mutex by [`SecretStore`].
+/// The head of the chain in an open store: the next sequence number and the MAC of the
+/// newest record (read at the first append, so that opening a store reads nothing), and
+/// the key. Held behind a mutex by [`SecretStore`].
 pub(crate) struct AuditChain {
     key: Zeroizing<[u8; 32]>,
-    next_seq: u64,
-    last_mac: [u8; MAC_BYTES],
+    head: Option<(u64, [u8; MAC_BYTES])>,
 }
 
 impl AuditChain {
-    /// Loads the head from the newest stored record. A store without chained records (new,
-    /// or only legacy records) starts at sequence 0.
-    pub(crate) fn load(
+    /// A chain keyed with `key` whose head is read when first needed.
+    pub(crate) fn new(key: Zeroizing<[u8; 32]>) -> Self {
+        AuditChain { key, head: None }
+    }
+
+    /// The head: from the newest stored record the first time. A store without chained
+    /// records (new, or only legacy records) starts at sequence 0.
+    fn head(
+        &mut self,
         backend: &dyn crate::store::Backend,
-        key: Zeroizing<[u8; 32]>,
-    ) -> Result<Self, BackendError> {
-        let (next_seq, last_mac) = match backend.last(NS_AUDIT)? {
+    ) -> Result<(u64, [u8; MAC_BYTES]), BackendError> {
+        if let Some(h) = self.head {
+            return Ok(h);
+        }
+        let h = match backend.last(NS_AUDIT)? {
             Some((_, bytes)) => match split_chained(&bytes) {
                 Some((seq, mac, _)) => (seq.saturating_add(1), mac),
                 None => (0, [0; MAC_BYTES]),
             },
             None => (0, [0; MAC_BYTES]),
         };
-        Ok(AuditChain {
-            key,
-            next_seq,
-            last_mac,
-        })
+        self.head = Some(h);
+        Ok(h)
     }
 }
 
@@ -238,7 +243,7 @@ pub fn append(store: &SecretStore, record: &AuditRecord) -> Result<(), AuditErro
     let json = serde_json::to_vec(record).unwrap_or_default();
     let mut chain = store.audit_chain();
     let key = chain.key.clone();
-    let ours = (chain.next_seq, chain.last_mac);
+    let ours = chain.head(store.backend())?;
     // What the builder made last (it runs again if another host appended first).
     let built = std::sync::Arc::new(std::sync::Mutex::new(ours));
     let slot = built.clone();
@@ -260,7 +265,7 @@ pub fn append(store: &SecretStore, record: &AuditRecord) -> Result<(), AuditErro
         out
     };
     store.backend().append_chained(NS_AUDIT, Box::new(build))?;
-    (chain.next_seq, chain.last_mac) = *built.lock().unwrap_or_else(|p| p.into_inner());
+    chain.head = Some(*built.lock().unwrap_or_else(|p| p.into_inner()));
     Ok(())
 }
 

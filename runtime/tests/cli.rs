@@ -295,11 +295,11 @@ fn a_trapping_step_exits_non_zero_with_the_reason() {
 #[test]
 fn second_process_on_the_same_store_gets_an_in_use_error() {
     let env = env();
-    // A long-running step holds the store open. Poll rather than sleep a fixed time: on a
-    // loaded machine the holder may take a while to start; it must still be running when
-    // the second process is refused.
+    // A server holds the store open. Poll rather than sleep a fixed time: on a loaded
+    // machine the holder may take a while to start; it must still be running when the
+    // second process is refused.
     let spawn = || {
-        env.command(&["run", &guest("spin"), "--deadline", "20"])
+        env.command(&["serve", "--listen", "127.0.0.1:0"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -328,6 +328,37 @@ fn second_process_on_the_same_store_gets_an_in_use_error() {
         text(&out).contains("in use by another process"),
         "{}",
         text(&out)
+    );
+}
+
+#[test]
+fn a_step_that_uses_no_credential_runs_while_another_process_holds_the_store() {
+    let env = env();
+    let mut holder = env
+        .command(&["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.as_mut().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    assert!(first.starts_with("latchkey serving on"), "{first}");
+    // The database is not opened for a step that asks for nothing (only the data key,
+    // from the file beside it, for the compiled-component cache).
+    let out = env.run(&["run", &guest("noop"), "--input", "{\"a\":1}"], None);
+    let listed = env.run(&["secret", "list"], None);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "{\"a\":1}");
+    assert!(
+        text(&listed).contains("in use by another process"),
+        "{}",
+        text(&listed)
     );
 }
 

@@ -106,6 +106,13 @@ impl Latchkey {
         }
     }
 
+    /// Opens the store's database now instead of at its first use (see
+    /// [`SecretStore::open_now`]): for a long-lived host, so that a store in use by another
+    /// process fails at start.
+    pub fn open_store_now(&self) -> Result<(), Error> {
+        Ok(self.store.open_now()?)
+    }
+
     /// The options this instance runs with.
     pub fn options(&self) -> &Options {
         &self.options

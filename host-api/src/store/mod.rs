@@ -14,6 +14,7 @@
 //! - [`SecretStore`]: the write-only API the CLI and the runtime use.
 
 mod backend;
+mod deferred;
 mod key_provider;
 mod location;
 pub mod log;

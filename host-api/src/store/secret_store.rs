@@ -7,6 +7,7 @@ use super::backend::{
     Backend, BackendError, Expected, PermissionError, SledBackend, check_private_dir,
     create_private_dir,
 };
+use super::deferred::{self, DeferredSled};
 use super::key_provider::{KeyWrapper, WrapError};
 use super::quota::{QuotaCounters, QuotaRefusal};
 use super::record::{self, CredentialKind, SecretMeta, SecretSpec};
@@ -140,6 +141,9 @@ pub struct SecretStore {
     path: String,
     audit: Mutex<AuditChain>,
     quota: QuotaCounters,
+    /// The directory of a sled store, whose `data-key` file follows the data key's
+    /// wrapping (see `deferred`); `None` for other backends.
+    sled_dir: Option<std::path::PathBuf>,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -162,11 +166,16 @@ impl SecretStore {
             source,
         })?;
         check_private_dir(dir)?;
-        Self::init_with(
+        let mut store = Self::init_with(
             Box::new(SledBackend::open(dir)?),
             &dir.display().to_string(),
             master,
-        )
+        )?;
+        store.sled_dir = Some(dir.to_owned());
+        if let Some(wrapped) = store.backend.get(NS_META, DEK_ID)? {
+            deferred::write_data_key(dir, &wrapped)?;
+        }
+        Ok(store)
     }
 
     /// Opens the store in `dir`. Fails at once if `master` is not its master key, and
@@ -178,7 +187,26 @@ impl SecretStore {
             return Err(StoreError::NotInitialized { path });
         }
         check_private_dir(dir)?;
-        Self::open_with(Box::new(SledBackend::open(dir)?), &path, master)
+        if let Some(wrapped) = deferred::read_data_key(dir)?
+            && let Ok(raw) = master.unwrap(&wrapped)
+        {
+            let backend = DeferredSled::new(dir, wrapped, NS_META, DEK_ID);
+            let mut store = Self::assemble(Box::new(backend), DataKey::from_raw(&raw), &path)?;
+            store.sled_dir = Some(dir.to_owned());
+            return Ok(store);
+        }
+        // No data-key file (a store made before it existed), or one this key does not
+        // open (a master rotation interrupted before the file followed): the database
+        // decides, now, and the file is rewritten from it so that the next open can wait.
+        // A read-only directory just stays eager.
+        let backend = SledBackend::open(dir)?;
+        let wrapped = backend.get(NS_META, DEK_ID)?;
+        let mut store = Self::open_with(Box::new(backend), &path, master)?;
+        store.sled_dir = Some(dir.to_owned());
+        if let Some(w) = wrapped {
+            store.write_data_key_file(&w);
+        }
+        Ok(store)
     }
 
     /// Creates a new store at `location` sealed under `master`: [`Self::init`] for a
@@ -250,14 +278,23 @@ impl SecretStore {
     }
 
     fn assemble(backend: Box<dyn Backend>, dek: DataKey, path: &str) -> Result<Self, StoreError> {
-        let audit = Mutex::new(AuditChain::load(backend.as_ref(), dek.derive("audit"))?);
+        let audit = Mutex::new(AuditChain::new(dek.derive("audit")));
         Ok(SecretStore {
             backend,
             dek,
             path: path.to_owned(),
             audit,
             quota: QuotaCounters::default(),
+            sled_dir: None,
         })
+    }
+
+    /// Opens the database now if its opening was deferred, and checks it holds this
+    /// store's data key: a long-lived host calls it at start, to fail then (store in use,
+    /// data key mismatch) rather than at its first request.
+    pub fn open_now(&self) -> Result<(), StoreError> {
+        self.backend.get(NS_META, DEK_ID)?;
+        Ok(())
     }
 
     /// The key that authenticates compiled-component cache entries of this store
@@ -344,11 +381,23 @@ impl SecretStore {
                 })
             }
         })?;
+        self.write_data_key_file(&rewrapped);
         let check = new
             .unwrap(&rewrapped)
             .map_err(|e| wrap_failed(e, &self.path))?;
         self.dek = DataKey::from_raw(&check);
         Ok(())
+    }
+
+    /// Makes a sled store's `data-key` file hold `wrapped`, the database's. Best effort:
+    /// a file left behind is one the new key does not open, and opening then falls back to
+    /// the database and rewrites it.
+    fn write_data_key_file(&self, wrapped: &[u8]) {
+        if let Some(dir) = &self.sled_dir
+            && let Err(e) = deferred::write_data_key(dir, wrapped)
+        {
+            tracing::warn!(error = %e, "could not write the data-key file; the store will open its database at once");
+        }
     }
 
     /// Creates the secret, or replaces its value and spec (version + 1).
@@ -1103,6 +1152,74 @@ mod tests {
         assert!(matches!(
             s.reveal(&ws, &key("A")),
             Err(StoreError::Damaged { .. })
+        ));
+    }
+
+    #[test]
+    fn a_data_key_file_from_another_store_opens_nothing_of_this_one() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        let m = MasterKey::generate().expect("rng");
+        let s = SecretStore::init(&a, &m).expect("init a");
+        s.set(
+            &Scope::Platform,
+            &key("K"),
+            val("value-of-a-0123456789"),
+            spec(),
+            "x",
+        )
+        .expect("set");
+        drop(s);
+        drop(SecretStore::init(&b, &m).expect("init b"));
+        std::fs::copy(
+            b.join(deferred::DATA_KEY_FILE),
+            a.join(deferred::DATA_KEY_FILE),
+        )
+        .expect("swap the file");
+        // The file opens with this master key, so opening defers; the first read refuses.
+        let s = SecretStore::open(&a, &m).expect("open");
+        let e = s.list(None).err().expect("refused").to_string();
+        assert!(e.contains("another data key"), "{e}");
+        assert!(s.reveal(&Scope::Platform, &key("K")).is_err());
+    }
+
+    #[test]
+    fn a_master_rotation_whose_file_was_left_behind_opens_with_the_new_key_only() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let db = dir.path().join("db");
+        let old = MasterKey::generate().expect("rng");
+        let mut s = SecretStore::init(&db, &old).expect("init");
+        s.set(
+            &Scope::Platform,
+            &key("K"),
+            val("value-0123456789abcdef"),
+            spec(),
+            "x",
+        )
+        .expect("set");
+        let before = std::fs::read(db.join(deferred::DATA_KEY_FILE)).expect("file");
+        let new = MasterKey::generate().expect("rng");
+        s.rotate_master(&old, &new, "ops").expect("rotate");
+        drop(s);
+        // A crash between the database's write and the file's.
+        std::fs::write(db.join(deferred::DATA_KEY_FILE), &before).expect("restore");
+        let s = SecretStore::open(&db, &new).expect("the new key opens");
+        assert_eq!(
+            s.reveal(&Scope::Platform, &key("K"))
+                .expect("intact")
+                .1
+                .expose(),
+            b"value-0123456789abcdef"
+        );
+        drop(s);
+        assert_ne!(
+            std::fs::read(db.join(deferred::DATA_KEY_FILE)).expect("file"),
+            before,
+            "the file follows the database again"
+        );
+        assert!(matches!(
+            SecretStore::open(&db, &old),
+            Err(StoreError::WrongMasterKey { .. })
         ));
     }
 

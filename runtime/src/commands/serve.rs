@@ -102,6 +102,8 @@ impl ServeCommand {
             drain: Duration::from_secs(self.drain),
         };
         let latchkey = store.open(options)?;
+        // A server holds the store for its lifetime: find out now if another process has it.
+        latchkey.open_store_now()?;
         let tokio = crate::common::async_runtime()?;
         let scheme = if config.tls.is_some() {
             "https"
