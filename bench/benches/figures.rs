@@ -79,6 +79,9 @@ pub(crate) fn print(f: &Figure) {
 fn main() -> Result<()> {
     let o = opts()?;
     raise_nofile();
+    // The baselines build their own reqwest clients (the library installs ring for its own
+    // lazily, at its first fetch).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let want = |n: &str| o.only.is_empty() || o.only.iter().any(|x| x == n);
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -125,6 +128,12 @@ fn main() -> Result<()> {
     }
     if want("concurrency") {
         figures.extend(tokio.block_on(concurrency(o.quick))?);
+    }
+    if want("throughput") {
+        figures.extend(tokio.block_on(throughput_100(o.quick))?);
+    }
+    if want("languages") {
+        figures.extend(tokio.block_on(languages(400 / scale))?);
     }
     if want("shared") {
         figures.extend(shared::figures(2_000 / scale, o.quick)?);
@@ -995,6 +1004,139 @@ fn processes(
     tokio.block_on(up.shutdown());
     Ok(out)
 }
+
+/// Issue 13: injected-fetch runs/s ÷ keyless runs/s at 100 concurrent runs, in alternating
+/// blocks (so that load on the shared machine falls on both alike).
+async fn throughput_100(quick: bool) -> Result<Vec<Figure>> {
+    let up = Upstream::start().await?;
+    let ts = bench_store();
+    let rt = Arc::new(runtime(&ts, POOL)?);
+    let step: Arc<Step> = Arc::new(rt.load(&read_guest("probe")?)?);
+    let injected = Arc::new(fetch_input(&up));
+    let keyless =
+        Arc::new(serde_json::json!({"action": "fetch", "url": up.url("/status/200")}).to_string());
+    let ctx = Arc::new(RunContext::single_step("default", "fetch", "alice"));
+    let n = 100usize;
+    let block_rounds = if quick { 2 } else { 5 };
+    let blocks = if quick { 2 } else { 6 };
+    let block = |input: Arc<String>| {
+        let (rt, step, ctx) = (rt.clone(), step.clone(), ctx.clone());
+        async move {
+            let t = Instant::now();
+            let mut failures = 0usize;
+            for _ in 0..block_rounds {
+                let mut tasks = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let (rt, step, ctx, input) =
+                        (rt.clone(), step.clone(), ctx.clone(), input.clone());
+                    tasks.push(tokio::spawn(async move {
+                        rt.run(&step, &ctx, &input).await.is_ok()
+                    }));
+                }
+                for task in tasks {
+                    if !task.await? {
+                        failures += 1;
+                    }
+                }
+            }
+            anyhow::Ok((t.elapsed(), failures))
+        }
+    };
+    // Warm up both.
+    block(injected.clone()).await?;
+    block(keyless.clone()).await?;
+    let (mut t_inj, mut t_key, mut failures) = (Duration::ZERO, Duration::ZERO, 0usize);
+    for _ in 0..blocks {
+        let (d, f) = block(injected.clone()).await?;
+        t_inj += d;
+        failures += f;
+        let (d, f) = block(keyless.clone()).await?;
+        t_key += d;
+        failures += f;
+        up.clear();
+    }
+    let runs = (blocks * block_rounds * n) as f64;
+    let (inj, key) = (runs / t_inj.as_secs_f64(), runs / t_key.as_secs_f64());
+    let f = Figure {
+        name: "injected_vs_keyless_throughput_100_concurrent".into(),
+        median: inj,
+        p99: inj,
+        unit: "runs/s".into(),
+        baseline_median: Some(key),
+        ratio: Some(inj / key),
+        target: "≥ 0.9× (injected-fetch runs/s ÷ keyless runs/s at 100 concurrent runs)".into(),
+        met: Some(inj / key >= 0.9 && failures == 0),
+        command: format!("{CMD} throughput"),
+        notes: format!(
+            "{runs} runs of each in {blocks} alternating blocks of {block_rounds} rounds of {n} concurrent runs; injected {inj:.0} runs/s, keyless {key:.0} runs/s; failures {failures}"
+        ),
+    };
+    print(&f);
+    up.shutdown().await;
+    Ok(vec![f])
+}
+
+/// Issue 13 (report): the one-injected-fetch step written in TypeScript and in Python,
+/// each run (fresh instance + run) against the Rust probe doing the same, in alternating
+/// blocks on one runtime.
+async fn languages(iters: usize) -> Result<Vec<Figure>> {
+    let up = Upstream::start().await?;
+    let ts = bench_store();
+    let rt = runtime(&ts, POOL)?;
+    let rust = rt.load(&read_guest("probe")?)?;
+    let js = rt.load(&std::fs::read(latchkey_tests::steps::js_step("probe"))?)?;
+    let py = rt.load(&std::fs::read(latchkey_tests::steps::py_step("probe"))?)?;
+    let ctx = RunContext::single_step("default", "fetch", "alice");
+    let input = fetch_input(&up);
+    for step in [&rust, &js, &py] {
+        let out = rt
+            .run(step, &ctx, &input)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        if !out.output.contains("200") {
+            bail!("a probe did not fetch: {}", out.output);
+        }
+    }
+    let mut samples = [Samples::default(), Samples::default(), Samples::default()];
+    let block = 20usize;
+    for _ in 0..(iters / block).max(1) {
+        for (i, step) in [&rust, &js, &py].into_iter().enumerate() {
+            for _ in 0..block {
+                let t = Instant::now();
+                rt.run(step, &ctx, &input)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                samples[i].push(t.elapsed());
+            }
+            up.clear();
+        }
+    }
+    let base = ns_to_us(samples[0].median());
+    let mut out = Vec::new();
+    for (i, lang) in [(1, "typescript"), (2, "python")] {
+        let f = Figure {
+            name: format!("{lang}_fetch_step_vs_rust_fetch_step"),
+            median: ns_to_us(samples[i].median()),
+            p99: ns_to_us(samples[i].p99()),
+            unit: "us".into(),
+            baseline_median: Some(base),
+            ratio: Some(ns_to_us(samples[i].median()) / base),
+            target: "report".into(),
+            met: None,
+            command: format!("{CMD} languages"),
+            notes: format!(
+                "fresh instance + run of tests/guests/{}, one injected fetch to loopback, against tests/guests/probe (Rust, median {base:.1} us), {} samples each in alternating blocks of {block}",
+                if i == 1 { "js/probe.ts" } else { "python/probe.py" },
+                samples[i].len()
+            ),
+        };
+        print(&f);
+        out.push(f);
+    }
+    up.shutdown().await;
+    Ok(out)
+}
+
 
 /// Figure 6: N concurrent runs of the fetch step (N = 1, 10, 100, 1000) in one process on
 /// the 2 cores: throughput, latency p99, peak RSS, RSS per concurrent instance.
