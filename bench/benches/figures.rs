@@ -695,6 +695,7 @@ pub(crate) fn filled_sled(path: &Path, master: &MasterKey, n: usize) -> Result<(
             allow_weak_value: true,
             quota: Default::default(),
             kind: Default::default(),
+            oauth: None,
         }
     };
     let db = sled::Config::new()

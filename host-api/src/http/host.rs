@@ -19,6 +19,7 @@ use crate::policy::{Destination, InjectLocation};
 use crate::resolve::{self, ResolveError, Resolved};
 use crate::sandbox::HostState;
 use crate::secret::{CredentialKey, SecretValue};
+use crate::store::CredentialKind;
 use base64::Engine as _;
 use http::{HeaderMap, HeaderValue};
 use std::time::{Duration, Instant};
@@ -30,7 +31,11 @@ struct Resolution {
     /// `scope/key@version`: which stored credential this is.
     id: String,
     resolved: Resolved,
+    /// What is injected: the stored value, or for `oauth2` the current access token.
     value: SecretValue,
+    /// Values never sent but scrubbed like `value` (an `oauth2` client secret and refresh
+    /// tokens).
+    also_scrubbed: Vec<SecretValue>,
 }
 
 /// A request ready to go, and what its audit records and scrubbing need.
@@ -76,7 +81,7 @@ impl HostState {
             ))));
         }
         self.http.fetches += 1;
-        let ready = match self.prepare(request) {
+        let ready = match self.prepare(request).await {
             Ok(r) => r,
             Err(Refusal::Guest(e)) => return Ok(Err(e)),
             Err(Refusal::Trap(t)) => return Err(t),
@@ -124,11 +129,16 @@ impl HostState {
     }
 
     /// Plan, resolve and check, inject.
-    fn prepare(&mut self, req: Request) -> Result<Ready, Refusal> {
+    async fn prepare(&mut self, req: Request) -> Result<Ready, Refusal> {
         let limits = self.limits().clone();
         let plan = plan::plan(req, &limits, &self.table)?;
         let destination = destination_text(&plan.url)?;
-        let resolutions = self.resolve_all(&plan, &destination)?;
+        let mut resolutions = self.resolve_all(&plan, &destination)?;
+        for r in &mut resolutions {
+            if r.resolved.meta.kind == CredentialKind::OAuth2 {
+                self.access_token(r, &destination).await?;
+            }
+        }
         // Past this point every refusal concerns credentials that resolved: each is audited.
         let refuse = |this: &Self, r: Refusal| this.refuse_all(&resolutions, &destination, r);
 
@@ -177,6 +187,9 @@ impl HostState {
                 self.http
                     .injected
                     .note(&r.id, &r.value, &r.resolved.meta.binding);
+            }
+            for v in &r.also_scrubbed {
+                self.http.injected.note(&r.id, v, &r.resolved.meta.binding);
             }
         }
         for s in &signatures {
@@ -234,6 +247,7 @@ impl HostState {
                     ),
                     resolved,
                     value,
+                    also_scrubbed: Vec::new(),
                 }),
                 Err(ResolveError::Store(e)) => {
                     return Err(trap(format!("credential store failure: {e}")));
@@ -255,6 +269,65 @@ impl HostState {
             }
         }
         Ok(out)
+    }
+
+    /// Puts the current access token of the `oauth2` credential `r` in place of its stored
+    /// value (refreshing it if need be), before any check of its use: the checks, the
+    /// injection and the scrubbing then see what is sent. A failure refuses the request,
+    /// audited, in words that name the credential and the endpoint's status, never a value.
+    async fn access_token(&mut self, r: &mut Resolution, destination: &str) -> Result<(), Refusal> {
+        let shared = self.shared.clone();
+        let http = shared
+            .clients
+            .get(false)
+            .map_err(|e| trap(format!("{e}: {}", e.0)))?;
+        let cx = crate::oauth::Context {
+            store: &shared.store,
+            http,
+            policy: shared.address_policy,
+            deadline: self.deadline_at,
+            audit: self.record(
+                AuditEvent::TokenRefresh,
+                &r.key,
+                Some(&r.resolved),
+                None,
+                None,
+                String::new(),
+            ),
+        };
+        match shared
+            .tokens
+            .access_token(cx, &r.resolved.meta, &r.value)
+            .await
+        {
+            Ok(got) => {
+                r.id = format!("{}/{}@{}", got.meta.scope, r.key, got.meta.version);
+                r.resolved.meta = got.meta;
+                r.value = got.access;
+                r.also_scrubbed = got.scrub;
+                Ok(())
+            }
+            Err(crate::oauth::OAuthError::Store { source, .. })
+                if !matches!(source, crate::store::StoreError::Conflict { .. }) =>
+            {
+                Err(trap(format!("credential store failure: {source}")))
+            }
+            Err(e) => {
+                self.audit(
+                    AuditEvent::InjectDenied,
+                    &r.key,
+                    Some(&r.resolved),
+                    Some(destination.to_owned()),
+                    None,
+                    e.to_string(),
+                );
+                Err(if e.is_refusal() {
+                    denied(e.to_string())
+                } else {
+                    Refusal::Guest(Error::Transport(e.to_string()))
+                })
+            }
+        }
     }
 
     /// Refuses the request because of one credential use, with its audit record.

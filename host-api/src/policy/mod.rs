@@ -9,6 +9,7 @@ mod headers;
 mod host;
 pub mod quota;
 pub mod strength;
+pub mod token_endpoint;
 
 pub use address::{AddressPolicy, GrantError, MAX_GRANTS, forbidden_reason, is_cloud_metadata};
 pub use binding::{
@@ -17,3 +18,4 @@ pub use binding::{
 pub use headers::host_managed;
 pub use host::{HostPattern, PatternError, canonical_host};
 pub use quota::Quota;
+pub use token_endpoint::{Grant, TokenEndpoint, TokenEndpointError};

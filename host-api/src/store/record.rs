@@ -4,7 +4,7 @@
 //! Layout: `b"LK1"` ‖ metadata length (u32, big endian) ‖ metadata JSON ‖ nonce ‖ ciphertext.
 
 use super::scope::Scope;
-use crate::policy::{Binding, Quota};
+use crate::policy::{Binding, Quota, TokenEndpoint};
 use crate::secret::CredentialKey;
 
 const MAGIC: &[u8; 3] = b"LK1";
@@ -20,6 +20,11 @@ pub enum CredentialKind {
     /// An HMAC-SHA256 key the host signs request bodies with: it is never sent, only the
     /// signature is (in a header or query place its binding names).
     HmacSha256,
+    /// An OAuth2 client (client id, client secret and, for the refresh-token grant, a
+    /// refresh token, as a JSON object): the host obtains an access token from the token
+    /// endpoint in [`SecretMeta::oauth`] and injects that, never the stored value.
+    #[serde(rename = "oauth2")]
+    OAuth2,
 }
 
 impl CredentialKind {
@@ -28,13 +33,15 @@ impl CredentialKind {
         match s {
             "static" => Some(CredentialKind::Static),
             "hmac-sha256" => Some(CredentialKind::HmacSha256),
+            "oauth2" => Some(CredentialKind::OAuth2),
             _ => None,
         }
     }
 
-    /// Whether the value itself goes into requests (otherwise it only signs them).
+    /// Whether what the host injects for it goes into requests (otherwise it only signs
+    /// them): the value itself, or for `oauth2` the access token obtained with it.
     pub fn is_sent(self) -> bool {
-        self == CredentialKind::Static
+        matches!(self, CredentialKind::Static | CredentialKind::OAuth2)
     }
 
     fn is_static(&self) -> bool {
@@ -47,6 +54,7 @@ impl std::fmt::Display for CredentialKind {
         f.write_str(match self {
             CredentialKind::Static => "static",
             CredentialKind::HmacSha256 => "hmac-sha256",
+            CredentialKind::OAuth2 => "oauth2",
         })
     }
 }
@@ -66,6 +74,9 @@ pub struct SecretSpec {
     pub quota: Quota,
     /// What the credential is: a value sent as it is, or a signing key.
     pub kind: CredentialKind,
+    /// For `oauth2`: the token endpoint, grant and scope (`None` for every other kind).
+    /// Recorded in [`SecretMeta::oauth`].
+    pub oauth: Option<TokenEndpoint>,
 }
 
 /// Everything about a stored secret except its value. Safe to show to any member.
@@ -104,6 +115,11 @@ pub struct SecretMeta {
     /// What the credential is. Absent for a static value, so older records read unchanged.
     #[serde(default, skip_serializing_if = "CredentialKind::is_static")]
     pub kind: CredentialKind,
+    /// For `oauth2`: where the host obtains access tokens. Part of the AAD, so an endpoint
+    /// edited on disk fails to open. Absent for other kinds, so older records read
+    /// unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth: Option<TokenEndpoint>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -227,6 +243,7 @@ mod tests {
             weak_value_override: false,
             quota: Quota::default(),
             kind: CredentialKind::Static,
+            oauth: None,
         }
     }
 
