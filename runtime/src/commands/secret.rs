@@ -20,7 +20,7 @@ pub enum SecretCommand {
     /// stdin (one trailing newline removed) or, on a terminal, from a hidden prompt.
     ///
     /// Example: printf %s "$TOKEN" | latchkey secret set SLACK_TOKEN --allow-host slack.com --inject header:Authorization
-    Set(SetArgs),
+    Set(Box<SetArgs>),
     /// Replace the value of an existing secret, keeping its binding. Takes effect at the
     /// next call of any running or future step.
     Rotate(RotateArgs),
@@ -213,7 +213,7 @@ impl SecretCommand {
             return self.execute_remote(r);
         }
         match self {
-            SecretCommand::Set(args) => set(store, args),
+            SecretCommand::Set(args) => set(store, *args),
             SecretCommand::Rotate(args) => rotate(store, args),
             SecretCommand::Rm(args) => rm(store, args),
             SecretCommand::List(args) => list(store, args),
@@ -489,6 +489,7 @@ impl SecretCommand {
     fn execute_remote(self, r: &Remote) -> Result<()> {
         match self {
             SecretCommand::Set(args) => {
+                let args = *args;
                 let (key, scope) = remote_target(&args.key)?;
                 let kind = parse_kind(&args.kind)?;
                 let oauth = args.oauth.endpoint(kind)?;
