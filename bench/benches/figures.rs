@@ -5,7 +5,7 @@
 //! cargo bench -p latchkey-bench -- [FIGURE...] [--json bench/results.json] [--quick]
 //! ```
 //! Figures: `overhead`, `fetch`, `resolve`, `cli`, `node`, `concurrency`, `pool`,
-//! `compile`, `serve`, `shared`. Without names, all run. See bench/RESULTS.md for what each one compares.
+//! `compile`, `serve`, `shared`, `oauth`. Without names, all run. See bench/RESULTS.md for what each one compares.
 #![allow(clippy::unwrap_used)]
 
 use anyhow::{Context, Result, bail};
@@ -27,6 +27,8 @@ use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+#[path = "figures/oauth.rs"]
+mod oauth;
 #[path = "figures/serve.rs"]
 mod serve;
 #[path = "figures/shared.rs"]
@@ -128,6 +130,9 @@ fn main() -> Result<()> {
     }
     if want("shared") {
         figures.extend(shared::figures(2_000 / scale, o.quick)?);
+    }
+    if want("oauth") {
+        figures.extend(tokio.block_on(oauth::figures(2_000 / scale))?);
     }
     if want("serve") {
         figures.extend(serve::figures(&tokio, o.quick)?);

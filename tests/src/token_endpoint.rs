@@ -4,6 +4,7 @@
 //! |---|---|
 //! | `POST /token` | RFC 6749 token endpoint: HTTP Basic client authentication, `grant_type` `refresh_token` or `client_credentials`. Issues a fresh access token with `expires_in` of [`FakeProvider::set_expires_in`] seconds and, when rotation is on, a fresh refresh token; a refresh token used once is burned (`400 invalid_grant` afterwards). [`FakeProvider::fail_with`] makes it fail. Waits [`FakeProvider::set_delay`] before answering, so that concurrent callers overlap. |
 //! | `GET /api/me` | `200 {"ok":true}` for `Authorization: Bearer <a live access token>`, else `401` |
+//! | `GET /api/ok` | `200 ok`, whatever is sent (a fixed answer for benchmarks) |
 //! | `GET /api/leak` | an upstream that knows every secret of the client: the current access token, refresh token and client secret raw, base64 and percent-encoded, in the body and in response headers |
 //!
 //! It runs on a thread of its own with its own tokio runtime, so sync and async tests use
@@ -100,6 +101,7 @@ impl FakeProvider {
         let app = Router::new()
             .route("/token", post(token))
             .route("/api/me", get(me))
+            .route("/api/ok", get(|| async { "ok" }))
             .route("/api/leak", get(leak))
             .with_state(shared.clone());
         let thread = std::thread::spawn(move || {
