@@ -32,6 +32,8 @@ pub enum Failure {
     NotJson,
     /// `400 {"error":"invalid_grant"}` whatever is sent.
     InvalidGrant,
+    /// `200` with a 1 MiB JSON body (an access token far over any limit), no length given.
+    Huge,
 }
 
 /// One request the token endpoint received.
@@ -248,6 +250,16 @@ async fn token(
         }
         Some(Failure::InvalidGrant) => {
             return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "revoked");
+        }
+        Some(Failure::Huge) => {
+            let body = format!(r#"{{"access_token":"{}"}}"#, "a".repeat(1 << 20));
+            let stream = futures_util::stream::iter(
+                body.into_bytes()
+                    .chunks(16 * 1024)
+                    .map(|c| Ok::<_, std::io::Error>(axum::body::Bytes::copy_from_slice(c)))
+                    .collect::<Vec<_>>(),
+            );
+            return (StatusCode::OK, axum::body::Body::from_stream(stream)).into_response();
         }
         None => {}
     }

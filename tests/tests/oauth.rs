@@ -246,6 +246,51 @@ async fn a_rotated_refresh_token_is_stored_as_a_new_version_and_used_next_time()
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_token_cached_for_a_deleted_or_replaced_credential_is_never_used() {
+    let p = FakeProvider::start(CLIENT_ID, CLIENT_SECRET, REFRESH);
+    p.set_rotation(false);
+    let s = setup(&p, Grant::RefreshToken);
+    let rt = runtime(&s);
+    let step = load(&rt, "probe");
+    let key = CredentialKey::new("API").unwrap();
+    assert_eq!(
+        run_ok(&rt, &step, bearer(&p, "/api/me")).await["status"],
+        200
+    );
+    assert_eq!(refreshes(&p), 1);
+    // Replaced by the operator (a new version): the next call refreshes with the new one.
+    let set_again = || {
+        s.store
+            .set(
+                &workspace(),
+                &key,
+                SecretValue::new(client_json(Grant::RefreshToken).into_bytes()).unwrap(),
+                spec(&p, &p.url("/token"), Grant::RefreshToken),
+                "tester",
+            )
+            .unwrap()
+    };
+    assert_eq!(set_again().version, 2);
+    assert_eq!(
+        run_ok(&rt, &step, bearer(&p, "/api/me")).await["status"],
+        200
+    );
+    assert_eq!(refreshes(&p), 2, "a token of the replaced version was used");
+    // Deleted and stored again (version 1 once more): the old token is gone with it.
+    s.store.delete(&workspace(), &key, "tester").unwrap();
+    assert_eq!(set_again().version, 1);
+    assert_eq!(
+        run_ok(&rt, &step, bearer(&p, "/api/me")).await["status"],
+        200
+    );
+    assert_eq!(
+        refreshes(&p),
+        3,
+        "a token of the deleted credential was used"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn fifty_concurrent_runs_that_need_a_token_cause_one_refresh() {
     let p = FakeProvider::start(CLIENT_ID, CLIENT_SECRET, REFRESH);
     // Slow enough that every run asks while the first refresh is in flight.
@@ -282,6 +327,7 @@ async fn a_token_endpoint_failure_is_a_clear_error_naming_the_credential_and_sta
         (Failure::ServerError, "answered 500 (server_error)"),
         (Failure::NotJson, "answered with a body that is not JSON"),
         (Failure::InvalidGrant, "answered 400 (invalid_grant)"),
+        (Failure::Huge, "answered with a body that is too large"),
     ] {
         p.fail_with(Some(failure));
         let out = run_ok(&rt, &step, bearer(&p, "/api/me")).await;

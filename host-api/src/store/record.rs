@@ -263,6 +263,35 @@ mod tests {
     }
 
     #[test]
+    fn oauth_metadata_is_written_only_for_oauth2_and_older_records_read_without_it() {
+        let m = meta();
+        let json = String::from_utf8(meta_bytes(&m)).expect("utf8");
+        assert!(!json.contains("oauth"), "{json}");
+        let endpoint = TokenEndpoint::new(
+            "https://auth.example.com/token",
+            Some("read".into()),
+            crate::policy::Grant::ClientCredentials,
+        )
+        .expect("endpoint");
+        let o = SecretMeta {
+            kind: CredentialKind::OAuth2,
+            oauth: Some(endpoint),
+            ..m
+        };
+        let json = meta_bytes(&o);
+        let text = String::from_utf8_lossy(&json);
+        assert!(text.contains(r#""kind":"oauth2""#), "{text}");
+        assert!(text.contains(r#""grant":"client-credentials""#), "{text}");
+        let back: SecretMeta = serde_json::from_slice(&json).expect("reads");
+        assert_eq!(back, o);
+        assert_eq!(
+            CredentialKind::parse("oauth2"),
+            Some(CredentialKind::OAuth2)
+        );
+        assert_eq!(CredentialKind::OAuth2.to_string(), "oauth2");
+    }
+
+    #[test]
     fn round_trip() {
         let m = meta();
         let mj = meta_bytes(&m);

@@ -528,8 +528,19 @@ impl SecretCommand {
             SecretCommand::Rotate(args) => {
                 let (key, scope) = remote_target(&args.key)?;
                 let quota = args.new_quota()?;
+                // The kind decides how the value is asked for on a terminal.
+                let current: api::SecretView = r.get(
+                    &format!("reading {key} in {scope}"),
+                    &format!("/v1/secrets/{key}?scope={}", encode(&scope.to_string())),
+                )?;
+                let grant = current
+                    .meta
+                    .oauth
+                    .as_ref()
+                    .map(|e| e.grant)
+                    .unwrap_or_default();
                 let body = api::RotateSecret {
-                    value: remote_value(r, &key, false, CredentialKind::Static, Grant::default())?,
+                    value: remote_value(r, &key, false, current.meta.kind, grant)?,
                     allow_weak_value: args.allow_weak_value,
                     quota,
                 };
