@@ -110,6 +110,27 @@ async fn the_upstream_receives_a_current_access_token_obtained_with_the_stored_c
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_guest_built_against_wit_0_1_0_gets_an_access_token_injected_too() {
+    let p = FakeProvider::start(CLIENT_ID, CLIENT_SECRET, REFRESH);
+    let s = setup(&p, Grant::RefreshToken);
+    let rt = runtime(&s);
+    let bytes = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/probe-wit-0.1.0.wasm"
+    ))
+    .unwrap();
+    let step = rt.load(&bytes).unwrap();
+    let out = run_ok(
+        &rt,
+        &step,
+        json!({"action": "fetch", "url": p.url("/api/me"), "key": "API"}),
+    )
+    .await;
+    assert_eq!(out["status"], 200, "{out}");
+    assert_eq!(refreshes(&p), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn client_credentials_grant_sends_no_refresh_token() {
     let p = FakeProvider::start(CLIENT_ID, CLIENT_SECRET, REFRESH);
     let s = setup(&p, Grant::ClientCredentials);
