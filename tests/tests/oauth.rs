@@ -13,7 +13,10 @@ use latchkey_host::policy::{
 };
 use latchkey_host::sandbox::{Runtime, RuntimeConfig};
 use latchkey_host::secret::{CredentialKey, SecretValue};
-use latchkey_host::store::{CredentialKind, SecretSpec, StoreError};
+use latchkey_host::store::{
+    Backend, BackendError, CredentialKind, Expected, MasterKey, MemoryBackend, Records, SecretSpec,
+    SecretStore, StoreError,
+};
 use latchkey_tests::token_endpoint::{Failure, FakeProvider};
 use latchkey_tests::upstream::encoded_forms;
 use latchkey_tests::*;
@@ -498,6 +501,93 @@ fn bad_oauth2_credentials_are_refused_at_set_and_leave_the_store_unchanged() {
     assert!(
         TokenEndpoint::new("http://auth.example.com/token", None, Grant::RefreshToken).is_err()
     );
+}
+
+/// A memory backend the test can also reach, as a host that shares the store would.
+struct Shared(Arc<MemoryBackend>);
+
+impl Backend for Shared {
+    fn get(&self, ns: &str, id: &[u8]) -> Result<Option<Vec<u8>>, BackendError> {
+        self.0.get(ns, id)
+    }
+    fn put(&self, ns: &str, id: &[u8], value: &[u8]) -> Result<(), BackendError> {
+        self.0.put(ns, id, value)
+    }
+    fn delete(&self, ns: &str, id: &[u8]) -> Result<bool, BackendError> {
+        self.0.delete(ns, id)
+    }
+    fn scan(&self, ns: &str, prefix: &[u8]) -> Result<Records, BackendError> {
+        self.0.scan(ns, prefix)
+    }
+    fn append(&self, ns: &str, value: &[u8]) -> Result<u64, BackendError> {
+        self.0.append(ns, value)
+    }
+    fn flush(&self) -> Result<(), BackendError> {
+        self.0.flush()
+    }
+    fn compare_and_put(
+        &self,
+        ns: &str,
+        id: &[u8],
+        expected: Option<Expected<'_>>,
+        value: &[u8],
+        version: u64,
+    ) -> Result<bool, BackendError> {
+        self.0.compare_and_put(ns, id, expected, value, version)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lease_left_by_a_host_that_died_is_taken_over_when_it_expires() {
+    let p = FakeProvider::start(CLIENT_ID, CLIENT_SECRET, REFRESH);
+    let memory = Arc::new(MemoryBackend::default());
+    let master = MasterKey::generate().unwrap();
+    let store = Arc::new(
+        SecretStore::init_with(Box::new(Shared(memory.clone())), "memory", &master).unwrap(),
+    );
+    store
+        .set(
+            &workspace(),
+            &CredentialKey::new("API").unwrap(),
+            SecretValue::new(client_json(Grant::RefreshToken).into_bytes()).unwrap(),
+            spec(&p, &p.url("/token"), Grant::RefreshToken),
+            "tester",
+        )
+        .unwrap();
+    let config = RuntimeConfig {
+        address_policy: AddressPolicy::loopback(),
+        pool_instances: 0,
+        ..RuntimeConfig::default()
+    };
+    let rt = Runtime::new(config, store.clone()).unwrap();
+    let step = load(&rt, "probe");
+    assert_eq!(
+        run_ok(&rt, &step, bearer(&p, "/api/me")).await["status"],
+        200
+    );
+    // Another host "died" holding the lease for 1.5 s more, and no token is cached.
+    let records = memory.scan("oauth", b"").unwrap();
+    let lease = records
+        .iter()
+        .find(|(id, _)| id.starts_with(b"lease\0"))
+        .unwrap();
+    let token = records
+        .iter()
+        .find(|(id, _)| id.starts_with(b"token\0"))
+        .unwrap();
+    memory.delete("oauth", &token.0).unwrap();
+    let until = latchkey_host::store::unix_millis() + 1500;
+    let dead = json!({"holder": "a-host-that-died", "until_ms": until}).to_string();
+    memory.put("oauth", &lease.0, dead.as_bytes()).unwrap();
+    let started = std::time::Instant::now();
+    let out = run_ok(&rt, &step, bearer(&p, "/api/me")).await;
+    assert_eq!(out["status"], 200, "{out}");
+    // It waited for the lease, then refreshed once.
+    assert!(
+        started.elapsed() >= Duration::from_millis(1000),
+        "the lease was ignored"
+    );
+    assert_eq!(refreshes(&p), 2);
 }
 
 fn dir_contains(dir: &std::path::Path, needle: &[u8]) -> bool {
