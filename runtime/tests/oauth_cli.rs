@@ -1,8 +1,8 @@
-//! OAuth2 credentials on hosts that share a store: two `latchkey serve` processes on one
-//! real PostgreSQL 15 (started by the test on 127.0.0.1) refresh a credential's access token
-//! once between them, through the lease in the `oauth` namespace, and share the sealed
-//! token. The credential is stored with `latchkey secret set --kind oauth2` (JSON on stdin)
-//! and through the server's `PUT /v1/secrets`.
+//! OAuth2 credentials through the `latchkey` binary: `secret set --kind oauth2` (JSON on
+//! stdin, or prompts on a terminal), and hosts that share a store: two `latchkey serve`
+//! processes on one real PostgreSQL 15 (started by the test on 127.0.0.1) refresh a
+//! credential's access token once between them, through the lease in the `oauth`
+//! namespace, and share the sealed token; the server's `PUT /v1/secrets` takes the kind too.
 #![allow(clippy::unwrap_used)]
 
 mod harness;
@@ -246,4 +246,124 @@ fn secret_set_names_the_oauth2_flag_or_field_that_is_wrong_and_stores_nothing() 
     }
     let listed = text(&cli.ok(&["secret", "list"], None));
     assert!(listed.contains("no secrets"), "{listed}");
+}
+
+/// Drives a command on a pseudo-terminal: waits for each prompt, answers it, and returns
+/// the exit code and everything the terminal showed. Python's `pty` module, so that the
+/// command's stdin is a terminal and its hidden prompts read from it as from a person.
+const PTY_DRIVER: &str = r#"
+import os, pty, select, signal, sys, json
+answers = json.loads(sys.argv[1])
+argv = sys.argv[2:]
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(argv[0], argv)
+seen = b""
+def read():
+    global seen
+    # A prompt that never comes fails the test instead of hanging it.
+    if not select.select([fd], [], [], 20)[0]:
+        os.kill(pid, signal.SIGKILL)
+        sys.stdout.write(seen.decode(errors="replace") + "\n[timed out waiting]\n")
+        sys.exit(99)
+    try:
+        chunk = os.read(fd, 4096)
+    except OSError:
+        return False
+    if not chunk:
+        return False
+    seen += chunk
+    return True
+for prompt, answer in answers:
+    while prompt.encode() not in seen:
+        if not read():
+            break
+    seen = seen.replace(prompt.encode(), b"<" + prompt.encode() + b">", 1)
+    os.write(fd, answer.encode() + b"\n")
+while read():
+    pass
+_, status = os.waitpid(pid, 0)
+sys.stdout.write(seen.decode(errors="replace"))
+sys.exit(os.waitstatus_to_exitcode(status))
+"#;
+
+#[test]
+fn secret_set_prompts_for_each_oauth2_field_on_a_terminal_and_the_host_uses_them() {
+    let p = FakeProvider::start(CLIENT_ID, CLIENT_SECRET, REFRESH);
+    let cli = Cli::new();
+    let token_url = p.url("/token");
+    let api = format!("127.0.0.1:{}", p.port());
+    let args = [
+        "secret",
+        "set",
+        "API",
+        "--kind",
+        "oauth2",
+        "--token-url",
+        &token_url,
+        "--allow-host",
+        &api,
+        "--inject",
+        "header:authorization",
+        "--allow-http",
+    ];
+    let inner = cli.command(&args);
+    let mut driver = std::process::Command::new("python3");
+    let answers = json!([
+        ["client_id for API: ", CLIENT_ID],
+        ["client_secret for API (input hidden): ", CLIENT_SECRET],
+        ["refresh_token for API (input hidden): ", REFRESH],
+    ]);
+    driver
+        .arg("-c")
+        .arg(PTY_DRIVER)
+        .arg(answers.to_string())
+        .arg(inner.get_program())
+        .args(inner.get_args());
+    for (name, value) in inner.get_envs() {
+        match value {
+            Some(v) => driver.env(name, v),
+            None => driver.env_remove(name),
+        };
+    }
+    let out = driver
+        .output()
+        .expect("python3 (tests/setup installs it on CI machines)");
+    let shown = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{shown}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for prompt in [
+        "<client_id for API: >",
+        "<client_secret for API (input hidden): >",
+        "<refresh_token for API (input hidden): >",
+    ] {
+        assert!(shown.contains(prompt), "{shown}");
+    }
+    assert!(shown.contains("stored API"), "{shown}");
+    // Hidden input is not echoed.
+    assert!(
+        !shown.contains(CLIENT_SECRET) && !shown.contains(REFRESH),
+        "{shown}"
+    );
+    // The host refreshes with exactly what was typed.
+    let input = json!({"action": "raw", "method": "GET", "url": p.url("/api/me"),
+        "headers": [{"name": "authorization", "parts": [{"text": "Bearer "}, {"secret": "API"}]}]});
+    let probe = latchkey_tests::guest("probe");
+    let out = cli.ok(
+        &[
+            "run",
+            probe.to_str().unwrap(),
+            "--input",
+            &input.to_string(),
+            "--allow-private-network",
+        ],
+        None,
+    );
+    assert!(text(&out).contains(r#""status":200"#), "{}", text(&out));
+    let reqs = p.token_requests();
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(reqs[0].form["refresh_token"], REFRESH);
 }
