@@ -403,6 +403,32 @@ async fn a_token_endpoint_failure_is_a_clear_error_naming_the_credential_and_sta
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_token_endpoint_that_does_not_answer_in_time_is_a_clear_error() {
+    let p = FakeProvider::start(CLIENT_ID, CLIENT_SECRET, REFRESH);
+    p.set_delay(Duration::from_secs(4));
+    let s = setup(&p, Grant::RefreshToken);
+    let limits = latchkey_host::sandbox::Limits {
+        request_timeout: Duration::from_secs(1),
+        ..Default::default()
+    };
+    let rt = runtime_with(&s, limits);
+    let step = load(&rt, "probe");
+    let out = run_ok(&rt, &step, bearer(&p, "/api/me")).await;
+    let err = out["error"].as_str().unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        err.contains(&format!(
+            "credential API: the token endpoint http://127.0.0.1:{} did not answer in time",
+            p.port()
+        )),
+        "{err}"
+    );
+    // The lease was given back: the next call asks again at once, and gets a token.
+    p.set_delay(Duration::ZERO);
+    let out = run_ok(&rt, &step, bearer(&p, "/api/me")).await;
+    assert_eq!(out["status"], 200, "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_token_endpoint_outside_the_address_policy_is_refused() {
     let p = FakeProvider::start(CLIENT_ID, CLIENT_SECRET, REFRESH);
     let s = setup(&p, Grant::RefreshToken);

@@ -286,6 +286,7 @@ impl HostState {
             http,
             policy: shared.address_policy,
             deadline: self.deadline_at,
+            request_timeout: self.limits().request_timeout,
             audit: self.record(
                 AuditEvent::TokenRefresh,
                 &r.key,

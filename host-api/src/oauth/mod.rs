@@ -105,6 +105,8 @@ pub(crate) struct Context<'a> {
     pub policy: AddressPolicy,
     /// The run's deadline: no wait and no request outlasts it.
     pub deadline: Instant,
+    /// The runtime's per-request timeout, which the token request keeps to as well.
+    pub request_timeout: Duration,
     /// The run's audit record for this credential, filled in for each refresh.
     pub audit: AuditRecord,
 }
@@ -221,6 +223,7 @@ impl Tokens {
         let timeout = cx
             .deadline
             .saturating_duration_since(Instant::now())
+            .min(cx.request_timeout)
             .min(flight::MAX_REQUEST);
         let issued = grant::request(&cx.http, cx.policy, &endpoint, &client, timeout).await;
         let issued = match issued {
