@@ -186,8 +186,8 @@ async fn no_token_secret_or_refresh_token_reaches_the_step_in_any_encoding() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_expired_token_is_refreshed_at_the_next_call() {
     let p = FakeProvider::start(CLIENT_ID, CLIENT_SECRET, REFRESH);
-    // A 2 s token is used for 1 s (half its life, under the 60 s margin).
-    p.set_expires_in(2);
+    // A 4 s token is used for 2 s (half its life, under the 60 s margin).
+    p.set_expires_in(4);
     let s = setup(&p, Grant::RefreshToken);
     let rt = runtime(&s);
     let step = load(&rt, "probe");
@@ -200,7 +200,7 @@ async fn an_expired_token_is_refreshed_at_the_next_call() {
         200
     );
     assert_eq!(refreshes(&p), 1, "a fresh token was refreshed");
-    tokio::time::sleep(Duration::from_millis(1300)).await;
+    tokio::time::sleep(Duration::from_millis(2300)).await;
     let out = run_ok(&rt, &step, bearer(&p, "/api/me")).await;
     assert_eq!(out["status"], 200, "{out}");
     assert_eq!(refreshes(&p), 2, "an expired token was not refreshed");
