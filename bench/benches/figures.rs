@@ -5,7 +5,7 @@
 //! cargo bench -p latchkey-bench -- [FIGURE...] [--json bench/results.json] [--quick]
 //! ```
 //! Figures: `overhead`, `fetch`, `resolve`, `cli`, `node`, `concurrency`, `pool`,
-//! `compile`, `serve`, `shared`. Without names, all run. See bench/RESULTS.md for what each one compares.
+//! `compile`, `serve`, `shared`, `oauth`. Without names, all run. See bench/RESULTS.md for what each one compares.
 #![allow(clippy::unwrap_used)]
 
 use anyhow::{Context, Result, bail};
@@ -27,6 +27,8 @@ use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+#[path = "figures/oauth.rs"]
+mod oauth;
 #[path = "figures/serve.rs"]
 mod serve;
 #[path = "figures/shared.rs"]
@@ -137,6 +139,9 @@ fn main() -> Result<()> {
     }
     if want("shared") {
         figures.extend(shared::figures(2_000 / scale, o.quick)?);
+    }
+    if want("oauth") {
+        figures.extend(tokio.block_on(oauth::figures(2_000 / scale))?);
     }
     if want("serve") {
         figures.extend(serve::figures(&tokio, o.quick)?);
@@ -704,6 +709,7 @@ pub(crate) fn filled_sled(path: &Path, master: &MasterKey, n: usize) -> Result<(
             allow_weak_value: true,
             quota: Default::default(),
             kind: Default::default(),
+            oauth: None,
         }
     };
     let db = sled::Config::new()
@@ -1126,7 +1132,11 @@ async fn languages(iters: usize) -> Result<Vec<Figure>> {
             command: format!("{CMD} languages"),
             notes: format!(
                 "fresh instance + run of tests/guests/{}, one injected fetch to loopback, against tests/guests/probe (Rust, median {base:.1} us), {} samples each in alternating blocks of {block}",
-                if i == 1 { "js/probe.ts" } else { "python/probe.py" },
+                if i == 1 {
+                    "js/probe.ts"
+                } else {
+                    "python/probe.py"
+                },
                 samples[i].len()
             ),
         };
@@ -1136,7 +1146,6 @@ async fn languages(iters: usize) -> Result<Vec<Figure>> {
     up.shutdown().await;
     Ok(out)
 }
-
 
 /// Figure 6: N concurrent runs of the fetch step (N = 1, 10, 100, 1000) in one process on
 /// the 2 cores: throughput, latency p99, peak RSS, RSS per concurrent instance.

@@ -92,6 +92,10 @@ pub enum AuditEvent {
     TokenCreate,
     /// An API token was revoked (`user` is its principal).
     TokenRevoke,
+    /// The host asked an `oauth2` credential's token endpoint for an access token (the
+    /// outcome says `sending` before the request leaves, then what came of it; the
+    /// destination is the endpoint, the location its scope). Never a token.
+    TokenRefresh,
 }
 
 /// One audit record. Run records fill the run fields (`run_id` … `user`); records of

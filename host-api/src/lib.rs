@@ -29,7 +29,7 @@
 //! let key = CredentialKey::new("SLACK_TOKEN")?;
 //! let scope = Scope::parse("workspace:acme")?;
 //! let value = SecretValue::new(b"xoxb-7f3a9c2e51d84b06a1e5".to_vec())?;
-//! let spec = SecretSpec { integration: "slack".into(), binding, allow_weak_value: false, quota: Default::default(), kind: Default::default() };
+//! let spec = SecretSpec { integration: "slack".into(), binding, allow_weak_value: false, quota: Default::default(), kind: Default::default(), oauth: None };
 //! let meta = latchkey.set_secret(&admin, &scope, &key, value, spec)?;
 //! assert_eq!(meta.version, 1);
 //!
@@ -87,6 +87,7 @@ mod credentials;
 mod guest_log;
 mod http;
 mod latchkey;
+mod oauth;
 pub mod policy;
 pub mod principal;
 pub mod resolve;

@@ -363,6 +363,7 @@ mod tests {
             allow_weak_value: true,
             quota: Default::default(),
             kind: Default::default(),
+            oauth: None,
         };
         let value = SecretValue::new(format!("v-{scope}").into_bytes()).unwrap();
         s.set(&Scope::parse(scope).unwrap(), &key(k), value, spec, "t")

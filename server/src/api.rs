@@ -70,9 +70,27 @@ pub struct PutSecret {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub quota: Option<Quota>,
-    /// `static` (default) or `hmac-sha256` (a signing key: only signatures are sent).
+    /// `static` (default), `hmac-sha256` (a signing key: only signatures are sent) or
+    /// `oauth2` (the value is the client as JSON; the host injects access tokens).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
+    /// For `oauth2`: the token endpoint, grant and scope.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth: Option<OAuthBody>,
+}
+
+/// The token endpoint of an `oauth2` secret.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OAuthBody {
+    /// The token endpoint: https (plain http only to a loopback address).
+    pub token_url: String,
+    /// `refresh-token` (default) or `client-credentials`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant: Option<String>,
+    /// The `scope` parameter sent to the endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
 }
 
 fn default_integration() -> String {

@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod steps;
+pub mod token_endpoint;
 pub mod upstream;
 
 use latchkey_host::policy::{AddressPolicy, Binding, BindingSpec, HostPattern, InjectLocation};
@@ -109,6 +110,7 @@ impl TestStore {
                     allow_weak_value: true,
                     quota: Default::default(),
                     kind: Default::default(),
+                    oauth: None,
                 },
                 "tester",
             )
@@ -135,6 +137,7 @@ impl TestStore {
                     allow_weak_value: true,
                     quota: Default::default(),
                     kind: Default::default(),
+                    oauth: None,
                 },
                 "tester",
             )

@@ -342,6 +342,7 @@ async fn secrets_require_https_unless_the_binding_allows_http() {
                 allow_weak_value: true,
                 quota: Default::default(),
                 kind: Default::default(),
+                oauth: None,
             },
             "t",
         )

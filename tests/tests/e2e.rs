@@ -490,6 +490,7 @@ async fn wrong_master_key_and_corrupted_record_give_clear_errors() {
                     allow_weak_value: true,
                     quota: Default::default(),
                     kind: Default::default(),
+                    oauth: None,
                 },
                 "t",
             )

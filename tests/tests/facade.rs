@@ -46,6 +46,7 @@ fn spec() -> SecretSpec {
         allow_weak_value: false,
         quota: Default::default(),
         kind: Default::default(),
+        oauth: None,
     }
 }
 

@@ -512,6 +512,7 @@ async fn member_removal_deletes_created_secrets_and_workflow_fails_missing_crede
                     allow_weak_value: true,
                     quota: Default::default(),
                     kind: Default::default(),
+                    oauth: None,
                 },
                 actor,
             )

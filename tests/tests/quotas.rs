@@ -39,6 +39,7 @@ fn put(store: &SecretStore, up: &Upstream, key: &str, value: &str, quota: Quota)
                 allow_weak_value: false,
                 quota,
                 kind: Default::default(),
+                oauth: None,
             },
             "tester",
         )

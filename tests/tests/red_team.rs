@@ -162,6 +162,7 @@ async fn header_refusals_do_not_depend_on_the_value() {
                         allow_weak_value: false,
                         quota: Default::default(),
                         kind: Default::default(),
+                        oauth: None,
                     },
                     "tester",
                 )
@@ -210,6 +211,7 @@ async fn a_non_utf8_value_in_a_query_is_scrubbed_from_its_echo() {
                 allow_weak_value: true,
                 quota: Default::default(),
                 kind: Default::default(),
+                oauth: None,
             },
             "tester",
         )

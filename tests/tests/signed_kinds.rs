@@ -62,6 +62,7 @@ fn put(
                 allow_weak_value: false,
                 quota: Quota::default(),
                 kind,
+                oauth: None,
             },
             "tester",
         )

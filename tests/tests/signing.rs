@@ -41,6 +41,7 @@ fn store_key(s: &TestStore, name: &str, value: &str, b: Binding, kind: Credentia
                 allow_weak_value: false,
                 quota: Quota::default(),
                 kind,
+                oauth: None,
             },
             "tester",
         )
@@ -283,6 +284,7 @@ fn a_signing_key_may_be_bound_only_to_header_or_query_places() {
                     allow_weak_value: false,
                     quota: Quota::default(),
                     kind: CredentialKind::HmacSha256,
+                    oauth: None,
                 },
                 "tester",
             )

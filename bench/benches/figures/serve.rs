@@ -46,6 +46,7 @@ fn latchkey(dir: &std::path::Path) -> Result<(Latchkey, String)> {
             allow_weak_value: true,
             quota: Default::default(),
             kind: Default::default(),
+            oauth: None,
         },
     )?;
     let (_, token) = lk.create_token(&admin, "bench", Role::Admin)?;

@@ -34,10 +34,14 @@ struct Resolution {
     /// `scope/key@version`: which stored credential this is.
     id: String,
     resolved: Resolved,
+    /// What is injected: the stored value, or for `oauth2` the current access token.
     value: SecretValue,
     /// What a `secret` part of a JWT kind puts in the request: a token minted for this
     /// call from `value`, which itself is never sent.
     minted: Option<SecretValue>,
+    /// Values never sent but scrubbed like `value` (an `oauth2` client secret and refresh
+    /// tokens).
+    also_scrubbed: Vec<SecretValue>,
 }
 
 /// A request ready to go, and what its audit records and scrubbing need.
@@ -83,7 +87,7 @@ impl HostState {
             ))));
         }
         self.http.fetches += 1;
-        let ready = match self.prepare(request) {
+        let ready = match self.prepare(request).await {
             Ok(r) => r,
             Err(Refusal::Guest(e)) => return Ok(Err(e)),
             Err(Refusal::Trap(t)) => return Err(t),
@@ -131,7 +135,7 @@ impl HostState {
     }
 
     /// Plan, resolve and check, inject.
-    fn prepare(&mut self, req: Request) -> Result<Ready, Refusal> {
+    async fn prepare(&mut self, req: Request) -> Result<Ready, Refusal> {
         let limits = self.limits().clone();
         let plan = plan::plan(req, &limits, &self.table)?;
         let destination = destination_text(&plan.url)?;
@@ -168,7 +172,28 @@ impl HostState {
                 )),
             ));
         }
+        // Only now, with every use allowed, does the host ask a token endpoint: a step
+        // cannot make it spend (or rotate) refresh tokens by naming a credential in a
+        // request its binding refuses.
         let mut resolutions = resolutions;
+        for r in &mut resolutions {
+            if r.resolved.meta.kind == CredentialKind::OAuth2 {
+                self.access_token(r, &destination).await?;
+            }
+        }
+        for u in &plan.uses {
+            let r = entry_for(&resolutions, &u.key)?;
+            if r.resolved.meta.kind == CredentialKind::OAuth2
+                && u.location.needs_header_safe_value()
+                && !r.value.is_header_safe()
+            {
+                let d = Denial::same(format!(
+                    "the access token of credential {} cannot be injected into {}: it is not header-safe",
+                    u.key, u.location
+                ));
+                return Err(self.refuse(r, &destination, Some(&u.location), d));
+            }
+        }
         mint_tokens(&mut resolutions)
             .map_err(|r| self.refuse_all(&resolutions, &destination, r))?;
         let refuse = |this: &Self, r: Refusal| this.refuse_all(&resolutions, &destination, r);
@@ -187,6 +212,9 @@ impl HostState {
             let binding = &r.resolved.meta.binding;
             if r.resolved.meta.kind.is_sent() {
                 self.http.injected.note(&r.id, &r.value, binding);
+            }
+            for v in &r.also_scrubbed {
+                self.http.injected.note(&r.id, v, binding);
             }
             if let Some(token) = &r.minted {
                 self.http.injected.note(&r.id, token, binding);
@@ -258,6 +286,7 @@ impl HostState {
                     resolved,
                     value,
                     minted: None,
+                    also_scrubbed: Vec::new(),
                 }),
                 Err(ResolveError::Store(e)) => {
                     return Err(trap(format!("credential store failure: {e}")));
@@ -279,6 +308,66 @@ impl HostState {
             }
         }
         Ok(out)
+    }
+
+    /// Puts the current access token of the `oauth2` credential `r` in place of its stored
+    /// value (refreshing it if need be), once every use of it in the request has passed its
+    /// binding: the injection and the scrubbing then see what is sent. A failure refuses the request,
+    /// audited, in words that name the credential and the endpoint's status, never a value.
+    async fn access_token(&mut self, r: &mut Resolution, destination: &str) -> Result<(), Refusal> {
+        let shared = self.shared.clone();
+        let http = shared
+            .clients
+            .get(false)
+            .map_err(|e| trap(format!("{e}: {}", e.0)))?;
+        let cx = crate::oauth::Context {
+            store: &shared.store,
+            http,
+            policy: shared.address_policy,
+            deadline: self.deadline_at,
+            request_timeout: self.limits().request_timeout,
+            audit: self.record(
+                AuditEvent::TokenRefresh,
+                &r.key,
+                Some(&r.resolved),
+                None,
+                None,
+                String::new(),
+            ),
+        };
+        match shared
+            .tokens
+            .access_token(cx, &r.resolved.meta, &r.value)
+            .await
+        {
+            Ok(got) => {
+                r.id = format!("{}/{}@{}", got.meta.scope, r.key, got.meta.version);
+                r.resolved.meta = got.meta;
+                r.value = got.access;
+                r.also_scrubbed = got.scrub;
+                Ok(())
+            }
+            Err(crate::oauth::OAuthError::Store { source, .. })
+                if !matches!(source, crate::store::StoreError::Conflict { .. }) =>
+            {
+                Err(trap(format!("credential store failure: {source}")))
+            }
+            Err(e) => {
+                self.audit(
+                    AuditEvent::InjectDenied,
+                    &r.key,
+                    Some(&r.resolved),
+                    Some(destination.to_owned()),
+                    None,
+                    e.to_string(),
+                );
+                Err(if e.is_refusal() {
+                    denied(e.to_string())
+                } else {
+                    Refusal::Guest(Error::Transport(e.to_string()))
+                })
+            }
+        }
     }
 
     /// Refuses the request because of one credential use, with its audit record.
@@ -546,8 +635,13 @@ fn check_use(plan: &Plan, u: &Use, r: &Resolution) -> Result<(), Denial> {
             u.key, u.location
         )));
     }
-    // What the host computes (a signature, a token) is always header-safe.
-    if kind.is_sent() && u.location.needs_header_safe_value() && !r.value.is_header_safe() {
+    // What the host computes (a signature, a token) is always header-safe; an OAuth2
+    // access token is checked once it is obtained, after these checks.
+    if kind.is_sent()
+        && kind != CredentialKind::OAuth2
+        && u.location.needs_header_safe_value()
+        && !r.value.is_header_safe()
+    {
         return Err(Denial::same(format!(
             "credential {} cannot be injected into {}: its value is not header-safe",
             u.key, u.location

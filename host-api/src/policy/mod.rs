@@ -10,6 +10,7 @@ mod host;
 pub mod quota;
 mod signer;
 pub mod strength;
+pub mod token_endpoint;
 
 pub use address::{AddressPolicy, GrantError, MAX_GRANTS, forbidden_reason, is_cloud_metadata};
 pub use binding::{
@@ -19,3 +20,4 @@ pub use headers::host_managed;
 pub use host::{HostPattern, PatternError, canonical_host};
 pub use quota::Quota;
 pub use signer::{DEFAULT_JWT_TTL_SECS, JwtClaims, MAX_JWT_TTL_SECS, SignerError, SignerParams};
+pub use token_endpoint::{Grant, TokenEndpoint, TokenEndpointError};

@@ -75,6 +75,7 @@ impl Runtime {
                 limits: config.limits,
                 address_policy: config.address_policy,
                 durability: config.durability,
+                tokens: crate::oauth::Tokens::default(),
             }),
             stop_ticker,
             pooled,

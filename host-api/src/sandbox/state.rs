@@ -26,6 +26,8 @@ pub(crate) struct Shared {
     pub limits: Limits,
     pub address_policy: AddressPolicy,
     pub durability: super::Durability,
+    /// Access tokens of `oauth2` credentials: one refresh at a time per credential.
+    pub tokens: crate::oauth::Tokens,
 }
 
 /// Per-run host state: the WASI context, the resource table holding credential handles,

@@ -18,6 +18,7 @@ mod deferred;
 mod key_provider;
 mod location;
 pub mod log;
+mod oauth;
 pub mod postgres;
 pub mod quota;
 mod record;
@@ -31,12 +32,13 @@ pub use backend::{
 };
 pub use key_provider::{KeyWrapper, TRANSIT_MAGIC, TransitKey, WrapError};
 pub use location::Location;
+pub(crate) use oauth::CachedToken;
 pub use postgres::PostgresBackend;
 pub use quota::QuotaRefusal;
 pub use record::{CredentialKind, RecordError, SecretMeta, SecretSpec, valid_integration};
 pub use scope::{NameKind, Scope, ScopeError, check_name};
 pub use seal::{MASTER_KEY_BYTES, MasterKey};
-pub use secret_store::{CopyReport, SecretStore, StoreError, VerifyReport};
+pub use secret_store::{CopyReport, OAUTH_ACTOR, SecretStore, StoreError, VerifyReport};
 
 /// Milliseconds since the Unix epoch (the clock records are stamped with).
 pub fn unix_millis() -> u64 {

@@ -4,7 +4,7 @@
 //! Layout: `b"LK1"` ‖ metadata length (u32, big endian) ‖ metadata JSON ‖ nonce ‖ ciphertext.
 
 use super::scope::Scope;
-use crate::policy::{Binding, Quota};
+use crate::policy::{Binding, Quota, TokenEndpoint};
 use crate::secret::CredentialKey;
 
 const MAGIC: &[u8; 3] = b"LK1";
@@ -29,6 +29,11 @@ pub enum CredentialKind {
     JwtRs256,
     /// An ECDSA P-256 private key (PEM, PKCS#8) for ES256 JWTs, as [`Self::JwtRs256`].
     JwtEs256,
+    /// An OAuth2 client (client id, client secret and, for the refresh-token grant, a
+    /// refresh token, as a JSON object): the host obtains an access token from the token
+    /// endpoint in [`SecretMeta::oauth`] and injects that, never the stored value.
+    #[serde(rename = "oauth2")]
+    OAuth2,
 }
 
 impl CredentialKind {
@@ -39,6 +44,7 @@ impl CredentialKind {
         "aws-sigv4",
         "jwt-rs256",
         "jwt-es256",
+        "oauth2",
     ];
 
     /// Parses one of [`Self::NAMES`].
@@ -49,14 +55,16 @@ impl CredentialKind {
             "aws-sigv4" => Some(CredentialKind::AwsSigv4),
             "jwt-rs256" => Some(CredentialKind::JwtRs256),
             "jwt-es256" => Some(CredentialKind::JwtEs256),
+            "oauth2" => Some(CredentialKind::OAuth2),
             _ => None,
         }
     }
 
-    /// Whether the value itself goes into requests (otherwise the host computes what goes
-    /// in from it: a signature or a token).
+    /// Whether what the host injects for it goes into requests as a value: the stored
+    /// value, or for `oauth2` the access token obtained with it (otherwise the host
+    /// computes what goes in from the key: a signature, a SigV4 authorization, a JWT).
     pub fn is_sent(self) -> bool {
-        self == CredentialKind::Static
+        matches!(self, CredentialKind::Static | CredentialKind::OAuth2)
     }
 
     /// Whether the credential is used through a `signature` part (HMAC over the body);
@@ -84,6 +92,7 @@ impl std::fmt::Display for CredentialKind {
             CredentialKind::AwsSigv4 => "aws-sigv4",
             CredentialKind::JwtRs256 => "jwt-rs256",
             CredentialKind::JwtEs256 => "jwt-es256",
+            CredentialKind::OAuth2 => "oauth2",
         })
     }
 }
@@ -103,6 +112,9 @@ pub struct SecretSpec {
     pub quota: Quota,
     /// What the credential is: a value sent as it is, or a signing key.
     pub kind: CredentialKind,
+    /// For `oauth2`: the token endpoint, grant and scope (`None` for every other kind).
+    /// Recorded in [`SecretMeta::oauth`].
+    pub oauth: Option<TokenEndpoint>,
 }
 
 /// Everything about a stored secret except its value. Safe to show to any member.
@@ -141,6 +153,11 @@ pub struct SecretMeta {
     /// What the credential is. Absent for a static value, so older records read unchanged.
     #[serde(default, skip_serializing_if = "CredentialKind::is_static")]
     pub kind: CredentialKind,
+    /// For `oauth2`: where the host obtains access tokens. Part of the AAD, so an endpoint
+    /// edited on disk fails to open. Absent for other kinds, so older records read
+    /// unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth: Option<TokenEndpoint>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -270,6 +287,7 @@ mod tests {
             weak_value_override: false,
             quota: Quota::default(),
             kind: CredentialKind::Static,
+            oauth: None,
         }
     }
 
@@ -286,6 +304,35 @@ mod tests {
         assert!(String::from_utf8_lossy(&json).contains(r#""weak_value_override":true"#));
         let back: SecretMeta = serde_json::from_slice(&json).expect("reads");
         assert_eq!(back, overridden);
+    }
+
+    #[test]
+    fn oauth_metadata_is_written_only_for_oauth2_and_older_records_read_without_it() {
+        let m = meta();
+        let json = String::from_utf8(meta_bytes(&m)).expect("utf8");
+        assert!(!json.contains("oauth"), "{json}");
+        let endpoint = TokenEndpoint::new(
+            "https://auth.example.com/token",
+            Some("read".into()),
+            crate::policy::Grant::ClientCredentials,
+        )
+        .expect("endpoint");
+        let o = SecretMeta {
+            kind: CredentialKind::OAuth2,
+            oauth: Some(endpoint),
+            ..m
+        };
+        let json = meta_bytes(&o);
+        let text = String::from_utf8_lossy(&json);
+        assert!(text.contains(r#""kind":"oauth2""#), "{text}");
+        assert!(text.contains(r#""grant":"client-credentials""#), "{text}");
+        let back: SecretMeta = serde_json::from_slice(&json).expect("reads");
+        assert_eq!(back, o);
+        assert_eq!(
+            CredentialKind::parse("oauth2"),
+            Some(CredentialKind::OAuth2)
+        );
+        assert_eq!(CredentialKind::OAuth2.to_string(), "oauth2");
     }
 
     #[test]

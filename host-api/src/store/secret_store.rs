@@ -26,6 +26,9 @@ const NS_SECRETS: &str = "secrets";
 const NS_META: &str = "store";
 const DEK_ID: &[u8] = b"data-key";
 
+/// Who stores an `oauth2` credential's rotated refresh token: the host itself.
+pub const OAUTH_ACTOR: &str = "latchkey (oauth2 refresh)";
+
 /// Why a store operation failed. Never contains a secret value.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -91,6 +94,10 @@ pub enum StoreError {
     /// The value is not a key of the credential's kind.
     #[error("invalid value for this kind of credential: {0}")]
     Key(#[from] crate::signer::KeyError),
+    /// An `oauth2` credential's value or token endpoint was refused (never with any part
+    /// of the value).
+    #[error("invalid oauth2 credential: {0}")]
+    OAuth2(String),
     /// The quota was refused.
     #[error("invalid quota: {0}")]
     Quota(#[from] QuotaError),
@@ -415,8 +422,14 @@ impl SecretStore {
             ));
         }
         spec.quota.check()?;
-        check_kind(spec.kind, &spec.binding)?;
-        check_value(spec.kind, &spec.binding, &value, spec.allow_weak_value)?;
+        check_kind(spec.kind, &spec.binding, spec.oauth.as_ref())?;
+        check_value(
+            spec.kind,
+            &spec.binding,
+            spec.oauth.as_ref(),
+            &value,
+            spec.allow_weak_value,
+        )?;
         let now = now_ms();
         let current = self.current(scope, key)?;
         let previous = current.as_ref().map(|(_, m)| m);
@@ -435,6 +448,7 @@ impl SecretStore {
             weak_value_override: spec.allow_weak_value,
             quota: spec.quota,
             kind: spec.kind,
+            oauth: spec.oauth,
         };
         let read = current.as_ref().map(|(bytes, m)| Expected {
             bytes,
@@ -474,7 +488,13 @@ impl SecretStore {
         if let Some(q) = &quota {
             q.check()?;
         }
-        check_value(meta.kind, &meta.binding, &value, allow_weak_value)?;
+        check_value(
+            meta.kind,
+            &meta.binding,
+            meta.oauth.as_ref(),
+            &value,
+            allow_weak_value,
+        )?;
         let read = Expected {
             bytes: &bytes,
             version: meta.version,
@@ -487,6 +507,41 @@ impl SecretStore {
         meta.updated_by = actor.to_owned();
         meta.updated_at_ms = now_ms();
         self.write_audited(AuditEvent::SecretRotate, actor, meta, &value, Some(read))
+    }
+
+    /// Stores the value of an `oauth2` credential whose refresh token the token endpoint
+    /// rotated, as a new version, only if the credential is still at `read.version` (the
+    /// one whose refresh token was spent). Audited like a rotation, by [`OAUTH_ACTOR`].
+    pub(crate) fn store_refreshed(
+        &self,
+        read: &SecretMeta,
+        value: &SecretValue,
+    ) -> Result<SecretMeta, StoreError> {
+        let (bytes, mut meta) = self
+            .current(&read.scope, &read.key)?
+            .ok_or_else(|| not_found(&read.scope, &read.key))?;
+        let conflict = || StoreError::Conflict {
+            scope: read.scope.to_string(),
+            key: read.key.to_string(),
+            read: read.version,
+        };
+        if meta.version != read.version || meta.kind != CredentialKind::OAuth2 {
+            return Err(conflict());
+        }
+        let expected = Expected {
+            bytes: &bytes,
+            version: meta.version,
+        };
+        meta.version += 1;
+        meta.updated_by = OAUTH_ACTOR.to_owned();
+        meta.updated_at_ms = now_ms();
+        self.write_audited(
+            AuditEvent::SecretRotate,
+            OAUTH_ACTOR,
+            meta,
+            value,
+            Some(expected),
+        )
     }
 
     /// [`Self::write`], audited first (key, scope, new version and actor; never the value).
@@ -580,6 +635,7 @@ impl SecretStore {
             let id = record::storage_id(&meta.scope, &meta.key);
             self.backend.delete(NS_SECRETS, &id)?;
             self.quota.forget(self.backend.as_ref(), &id)?;
+            self.forget_oauth(&meta.scope, &meta.key)?;
             Ok(meta)
         })
     }
@@ -609,8 +665,8 @@ impl SecretStore {
         SecretValue::new(plain.to_vec()).map_err(|_| damaged(scope, key, &"bad value length"))
     }
 
-    /// Reads and decrypts a secret (tests).
-    #[cfg(test)]
+    /// Reads and decrypts a secret: for `oauth`, which needs an `oauth2` credential's
+    /// current refresh token under its lease (and for tests).
     pub(crate) fn reveal(
         &self,
         scope: &Scope,
@@ -775,6 +831,11 @@ impl SecretStore {
         self.dek.derive(purpose)
     }
 
+    /// The data key, for what `store::oauth` seals beside the records.
+    pub(super) fn data_key(&self) -> &DataKey {
+        &self.dek
+    }
+
     /// The backend, for the audit trail which shares it.
     pub(crate) fn backend(&self) -> &dyn Backend {
         self.backend.as_ref()
@@ -785,8 +846,28 @@ impl SecretStore {
 /// `allow_weak` is given, against [`crate::policy::strength::MIN_BITS`]. Before any change.
 /// A signing key is never sent, so the places its binding names are where its signature
 /// goes: a header or a query parameter (never the body it covers, nor basic auth).
-fn check_kind(kind: CredentialKind, binding: &crate::policy::Binding) -> Result<(), StoreError> {
+fn check_kind(
+    kind: CredentialKind,
+    binding: &crate::policy::Binding,
+    oauth: Option<&crate::policy::TokenEndpoint>,
+) -> Result<(), StoreError> {
     use crate::policy::{InjectLocation, SignerParams};
+    match (kind, oauth) {
+        (CredentialKind::OAuth2, None) => {
+            return Err(StoreError::OAuth2(
+                "it needs a token endpoint (--token-url)".into(),
+            ));
+        }
+        (CredentialKind::OAuth2, Some(e)) => {
+            e.check().map_err(|e| StoreError::OAuth2(e.to_string()))?;
+        }
+        (_, Some(_)) => {
+            return Err(StoreError::OAuth2(format!(
+                "a token endpoint is only for oauth2 credentials, not {kind}"
+            )));
+        }
+        (_, None) => {}
+    }
     let refuse = |m: String| Err(StoreError::Kind(m));
     match (kind, &binding.signer) {
         (CredentialKind::AwsSigv4, Some(SignerParams::Aws { .. })) => {}
@@ -836,9 +917,22 @@ fn check_kind(kind: CredentialKind, binding: &crate::policy::Binding) -> Result<
 fn check_value(
     kind: CredentialKind,
     binding: &crate::policy::Binding,
+    oauth: Option<&crate::policy::TokenEndpoint>,
     value: &SecretValue,
     allow_weak: bool,
 ) -> Result<(), StoreError> {
+    if kind == CredentialKind::OAuth2 {
+        // The stored value is the client, never sent as it is: its fields are checked,
+        // and the secret among them is the one that must be hard to guess. The access
+        // token is checked where it is injected.
+        let grant = oauth.map(|e| e.grant).unwrap_or_default();
+        let client = crate::oauth::client::Client::parse(value, grant)
+            .map_err(|e| StoreError::OAuth2(e.to_string()))?;
+        if !allow_weak {
+            crate::policy::strength::check(client.client_secret.expose())?;
+        }
+        return Ok(());
+    }
     if kind.is_sent() && binding.needs_header_safe_value() && !value.is_header_safe() {
         return Err(ValueError::NotHeaderSafe.into());
     }
@@ -925,6 +1019,7 @@ mod tests {
             allow_weak_value: true,
             quota: Quota::default(),
             kind: Default::default(),
+            oauth: None,
         }
     }
 

@@ -5,7 +5,9 @@ use crate::remote::{Remote, encode};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use latchkey_host::Options;
-use latchkey_host::policy::{BindingSpec, HostPattern, InjectLocation, Quota};
+use latchkey_host::policy::{
+    BindingSpec, Grant, HostPattern, InjectLocation, Quota, TokenEndpoint,
+};
 use latchkey_host::secret::{CredentialKey, MAX_VALUE_BYTES, SecretValue};
 use latchkey_host::store::{CredentialKind, Scope, SecretMeta, SecretSpec};
 use latchkey_server::api;
@@ -88,11 +90,16 @@ pub struct SetArgs {
     /// "session_token"?}`: the host signs each request for --aws-region and --aws-service
     /// and writes `authorization`; use --inject header:authorization); `jwt-rs256` or
     /// `jwt-es256` (a PEM private key: the host mints a JWT with the --jwt-* claims at each
-    /// request and writes it where the step puts the credential).
+    /// request and writes it where the step puts the credential); `oauth2` (an OAuth2
+    /// client: the host obtains access tokens from --token-url and injects those; the
+    /// value is read as JSON {"client_id":…,"client_secret":…,"refresh_token":…} from
+    /// stdin, or prompted for field by field on a terminal).
     #[arg(long, default_value = "static", value_name = "KIND")]
     pub kind: String,
     #[command(flatten)]
     pub signer: SignerArgs,
+    #[command(flatten)]
+    pub oauth: OAuthArgs,
     #[command(flatten)]
     pub quota: QuotaArgs,
     /// With --server: send the value as it is instead of sealed to the server's key (only
@@ -149,6 +156,46 @@ impl SignerArgs {
                 key_id: self.jwt_key_id.clone(),
             })
         })
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct OAuthArgs {
+    /// For --kind oauth2: the token endpoint the host asks for access tokens (https; plain
+    /// http only to a loopback address). The client authenticates with HTTP Basic.
+    #[arg(long, value_name = "URL")]
+    pub token_url: Option<String>,
+    /// For --kind oauth2: the `scope` sent to the token endpoint (space-separated).
+    /// (`--scope` is where the secret is stored.)
+    #[arg(long, value_name = "SCOPES")]
+    pub oauth_scope: Option<String>,
+    /// For --kind oauth2: `refresh-token` (the value holds a refresh token; a rotated one is
+    /// stored by the host) or `client-credentials` (no refresh token).
+    #[arg(long, default_value = "refresh-token", value_name = "GRANT")]
+    pub grant: String,
+}
+
+impl OAuthArgs {
+    /// The token endpoint for `kind`, or an error naming the flag that does not fit.
+    fn endpoint(&self, kind: CredentialKind) -> Result<Option<TokenEndpoint>> {
+        let grant = Grant::parse(&self.grant).with_context(|| {
+            format!(
+                "--grant {:?}: use refresh-token or client-credentials",
+                self.grant
+            )
+        })?;
+        match (kind, &self.token_url) {
+            (CredentialKind::OAuth2, Some(url)) => Ok(Some(
+                TokenEndpoint::new(url, self.oauth_scope.clone(), grant)
+                    .context("--token-url/--oauth-scope")?,
+            )),
+            (CredentialKind::OAuth2, None) => bail!("--kind oauth2 needs --token-url"),
+            (_, Some(_)) => bail!("--token-url is only for --kind oauth2"),
+            (_, None) if self.oauth_scope.is_some() => {
+                bail!("--oauth-scope is only for --kind oauth2")
+            }
+            (_, None) => Ok(None),
+        }
     }
 }
 
@@ -279,6 +326,42 @@ fn parse_kind(s: &str) -> Result<CredentialKind> {
     })
 }
 
+/// The value of a credential of `kind`: for `oauth2` on a terminal, each field prompted
+/// for (secrets hidden) and joined into the JSON the store expects; otherwise
+/// [`read_value`] (for `oauth2`, that JSON from stdin).
+fn read_value_of(key: &CredentialKey, kind: CredentialKind, grant: Grant) -> Result<SecretValue> {
+    if kind != CredentialKind::OAuth2 || !std::io::stdin().is_terminal() {
+        return read_value(key);
+    }
+    let mut client_id = Zeroizing::new(String::new());
+    eprint!("client_id for {key}: ");
+    std::io::stdin()
+        .read_line(&mut client_id)
+        .context("reading the client id")?;
+    let hidden = |field: &str| -> Result<Zeroizing<String>> {
+        Ok(Zeroizing::new(
+            rpassword::prompt_password(format!("{field} for {key} (input hidden): "))
+                .with_context(|| format!("reading the {field}"))?,
+        ))
+    };
+    let secret = hidden("client_secret")?;
+    let mut fields = serde_json::Map::new();
+    fields.insert("client_id".into(), client_id.trim().into());
+    fields.insert("client_secret".into(), secret.as_str().into());
+    if grant == Grant::RefreshToken {
+        let refresh = hidden("refresh_token")?;
+        fields.insert("refresh_token".into(), refresh.as_str().into());
+    }
+    let json = Zeroizing::new(serde_json::to_vec(&fields)?);
+    // The map's strings are plain `String`s: clear them before they are dropped.
+    for v in fields.values_mut() {
+        if let serde_json::Value::String(s) = v {
+            zeroize::Zeroize::zeroize(s);
+        }
+    }
+    SecretValue::new(json.to_vec()).with_context(|| format!("refusing the value for {key}"))
+}
+
 fn binding(args: &SetArgs) -> Result<latchkey_host::policy::Binding> {
     let hosts = args
         .allow_host
@@ -309,15 +392,18 @@ fn set(store: &StoreArgs, args: SetArgs) -> Result<()> {
     let binding = binding(&args)?;
     let quota = args.quota.quota()?;
     let kind = parse_kind(&args.kind)?;
+    let oauth = args.oauth.endpoint(kind)?;
     let by = args.key.actor.principal()?;
     let latchkey = store.open(Options::default())?;
-    let value = read_value(&key)?;
+    let grant = oauth.as_ref().map(|e| e.grant).unwrap_or_default();
+    let value = read_value_of(&key, kind, grant)?;
     let spec = SecretSpec {
         integration: args.integration,
         binding,
         allow_weak_value: args.allow_weak_value,
         quota,
         kind,
+        oauth,
     };
     let meta = latchkey
         .set_secret(&by, &scope, &key, value, spec)
@@ -336,10 +422,11 @@ fn rotate(store: &StoreArgs, rotate: RotateArgs) -> Result<()> {
     let scope = parse_scope(&args.scope.scope)?;
     let by = args.actor.principal()?;
     let latchkey = store.open(Options::default())?;
-    if latchkey.describe_secret(&by, &scope, &key)?.is_none() {
+    let Some(current) = latchkey.describe_secret(&by, &scope, &key)? else {
         bail!("no secret {key} in scope {scope}; create it with `latchkey secret set`");
-    }
-    let value = read_value(&key)?;
+    };
+    let grant = current.oauth.as_ref().map(|e| e.grant).unwrap_or_default();
+    let value = read_value_of(&key, current.kind, grant)?;
     let meta = latchkey
         .rotate_secret_with_quota(&by, &scope, &key, value, rotate.allow_weak_value, quota)
         .with_context(|| format!("rotating {key} in {scope}"))?;
@@ -441,6 +528,12 @@ fn row(m: &SecretMeta) -> String {
     if let Some(s) = &m.binding.signer {
         hosts.push(format!("({s})"));
     }
+    if let Some(e) = &m.oauth {
+        hosts.push(format!("(oauth2 {} via {})", e.grant, e.as_str()));
+        if let Some(s) = &e.scope {
+            hosts.push(format!("oauth scope {s}"));
+        }
+    }
     if !m.quota.is_unlimited() {
         hosts.push(format!("quota {}", m.quota));
     }
@@ -461,10 +554,13 @@ impl SecretCommand {
     fn execute_remote(self, r: &Remote) -> Result<()> {
         match self {
             SecretCommand::Set(args) => {
+                let args = *args;
                 let (key, scope) = remote_target(&args.key)?;
-                parse_kind(&args.kind)?;
+                let kind = parse_kind(&args.kind)?;
+                let oauth = args.oauth.endpoint(kind)?;
+                let grant = oauth.as_ref().map(|e| e.grant).unwrap_or_default();
                 let body = api::PutSecret {
-                    value: remote_value(r, &key, args.no_seal)?,
+                    value: remote_value(r, &key, args.no_seal, kind, grant)?,
                     binding: api::BindingBody {
                         hosts: args.allow_host,
                         inject: args.inject,
@@ -478,6 +574,11 @@ impl SecretCommand {
                     allow_weak_value: args.allow_weak_value,
                     quota: args.quota.given().then(|| args.quota.quota()).transpose()?,
                     kind: (args.kind != "static").then(|| args.kind.clone()),
+                    oauth: oauth.map(|e| api::OAuthBody {
+                        token_url: e.as_str().to_owned(),
+                        grant: Some(e.grant.to_string()),
+                        scope: e.scope.clone(),
+                    }),
                 };
                 let v: api::SecretView = r.call(
                     &format!("storing {key} in {scope}"),
@@ -493,8 +594,19 @@ impl SecretCommand {
             SecretCommand::Rotate(args) => {
                 let (key, scope) = remote_target(&args.key)?;
                 let quota = args.new_quota()?;
+                // The kind decides how the value is asked for on a terminal.
+                let current: api::SecretView = r.get(
+                    &format!("reading {key} in {scope}"),
+                    &format!("/v1/secrets/{key}?scope={}", encode(&scope.to_string())),
+                )?;
+                let grant = current
+                    .meta
+                    .oauth
+                    .as_ref()
+                    .map(|e| e.grant)
+                    .unwrap_or_default();
                 let body = api::RotateSecret {
-                    value: remote_value(r, &key, false)?,
+                    value: remote_value(r, &key, false, current.meta.kind, grant)?,
                     allow_weak_value: args.allow_weak_value,
                     quota,
                 };
@@ -562,11 +674,17 @@ fn remote_target(args: &KeyArgs) -> Result<(CredentialKey, Scope)> {
 
 /// The value read as locally, sealed to the server's key unless `--no-seal` (private
 /// transports only).
-fn remote_value(r: &Remote, key: &CredentialKey, no_seal: bool) -> Result<api::ValueBody> {
+fn remote_value(
+    r: &Remote,
+    key: &CredentialKey,
+    no_seal: bool,
+    kind: CredentialKind,
+    grant: Grant,
+) -> Result<api::ValueBody> {
     if no_seal && !r.is_private() {
         bail!("--no-seal needs an https:// server or a loopback address");
     }
-    let value = read_value(key)?;
+    let value = read_value_of(key, kind, grant)?;
     if no_seal {
         let text = std::str::from_utf8(value.expose()).context(
             "--no-seal sends the value as JSON text, which must be UTF-8; leave the value sealed",

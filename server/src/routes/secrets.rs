@@ -11,7 +11,9 @@ use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use base64::Engine as _;
-use latchkey_host::policy::{Binding, BindingSpec, HostPattern, InjectLocation};
+use latchkey_host::policy::{
+    Binding, BindingSpec, Grant, HostPattern, InjectLocation, TokenEndpoint,
+};
 use latchkey_host::secret::{CredentialKey, SecretValue};
 use latchkey_host::store::{CredentialKind, Scope, SecretSpec};
 use serde::Deserialize;
@@ -114,6 +116,20 @@ pub fn binding_of(b: &BindingBody) -> Result<Binding, ApiError> {
     .map_err(|e| ApiError::bad_request(format!("binding: {e}")))
 }
 
+/// The token endpoint of an `oauth2` secret, checked.
+fn token_endpoint_of(o: &crate::api::OAuthBody) -> Result<TokenEndpoint, ApiError> {
+    let grant = match o.grant.as_deref() {
+        None => Grant::default(),
+        Some(g) => Grant::parse(g).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "oauth.grant {g:?}: use refresh-token or client-credentials"
+            ))
+        })?,
+    };
+    TokenEndpoint::new(&o.token_url, o.scope.clone(), grant)
+        .map_err(|e| ApiError::bad_request(format!("oauth: {e}")))
+}
+
 /// `PUT /v1/secrets/{key}?scope=`: create, or replace value and binding.
 #[utoipa::path(put, path = "/v1/secrets/{key}", params(("key" = String, Path, description = "credential key, A-Z 0-9 _"), ("scope" = Option<String>, Query, description = "platform, workspace:W, workflow:W/F, user:U, user:U@W/F, builder:B@W/F (default workspace:default)")), request_body = PutSecret, responses((status = 409, description = "changed by someone else since it was read (another admin, another host): nothing was written", body = ErrorBody), (status = 201, description = "created", body = SecretView), (status = 200, description = "replaced", body = SecretView), (status = 400, description = "bad input, named in the message", body = ErrorBody), (status = 401, description = "no, malformed or revoked token", body = ErrorBody), (status = 429, description = "over the principal's rate", body = ErrorBody), (status = 403, description = "the role does not allow it", body = ErrorBody), (status = 413, description = "body over the limit", body = ErrorBody), (status = 415, description = "not application/json", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn put(
@@ -140,6 +156,7 @@ pub async fn put(
             ))
         })?,
     };
+    let oauth = body.oauth.as_ref().map(token_endpoint_of).transpose()?;
     let value = value_of(&state, body.value)?;
     let spec = SecretSpec {
         integration: body.integration,
@@ -147,6 +164,7 @@ pub async fn put(
         allow_weak_value: body.allow_weak_value,
         quota: body.quota.unwrap_or_default(),
         kind,
+        oauth,
     };
     let meta = state.latchkey.set_secret(&by, &scope, &key, value, spec)?;
     let status = if meta.version == 1 {

@@ -32,6 +32,7 @@ fn main() {
             allow_weak_value: true,
             quota: Default::default(),
             kind: Default::default(),
+            oauth: None,
         };
         store
             .set(
