@@ -252,7 +252,7 @@ fn secret_set_names_the_oauth2_flag_or_field_that_is_wrong_and_stores_nothing() 
 /// the exit code and everything the terminal showed. Python's `pty` module, so that the
 /// command's stdin is a terminal and its hidden prompts read from it as from a person.
 const PTY_DRIVER: &str = r#"
-import os, pty, select, signal, sys, json
+import os, pty, select, signal, sys, json, termios, time
 answers = json.loads(sys.argv[1])
 argv = sys.argv[2:]
 pid, fd = pty.fork()
@@ -279,6 +279,13 @@ for prompt, answer in answers:
         if not read():
             break
     seen = seen.replace(prompt.encode(), b"<" + prompt.encode() + b">", 1)
+    if "hidden" in prompt:
+        # A person types after the prompt has turned echo off; answering the moment the
+        # prompt's text shows could beat that, and the terminal would echo the answer.
+        for _ in range(1000):
+            if not termios.tcgetattr(fd)[3] & termios.ECHO:
+                break
+            time.sleep(0.005)
     os.write(fd, answer.encode() + b"\n")
 while read():
     pass

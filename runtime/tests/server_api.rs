@@ -77,6 +77,45 @@ const CALLERS: [&str; 6] = [
 ];
 
 #[test]
+fn an_expired_token_is_refused_like_an_unknown_one_and_a_zero_lifetime_is_a_400() {
+    let (cli, admin) = store_with_admin();
+    let s = Server::start(&cli, &[]);
+    let r = s.json(
+        "POST",
+        "/v1/tokens",
+        &admin,
+        json!({"name": "brief", "role": "runner", "expires_in_secs": 1}),
+    );
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let v: Value = r.json().unwrap();
+    let brief = v["token"].as_str().unwrap().to_owned();
+    assert!(v["meta"]["expires_at_ms"].as_u64().is_some(), "{v}");
+    let whoami = |t: &str| s.req("GET", "/v1/whoami", Some(t)).send().unwrap();
+    assert_eq!(whoami(&brief).status(), StatusCode::OK);
+    std::thread::sleep(std::time::Duration::from_millis(1300));
+    let expired = whoami(&brief);
+    assert_eq!(expired.status(), StatusCode::UNAUTHORIZED);
+    let unknown = whoami(&format!("lk_{}", "A".repeat(43)));
+    assert_eq!(
+        expired.json::<Value>().unwrap(),
+        unknown.json::<Value>().unwrap(),
+        "an expired token must not be told apart from an unknown one"
+    );
+    let r = s.json(
+        "POST",
+        "/v1/tokens",
+        &admin,
+        json!({"name": "never", "role": "runner", "expires_in_secs": 0}),
+    );
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let listed: Value = s.get("/v1/tokens", &admin).json().unwrap();
+    assert!(
+        !listed.to_string().contains("\"never\""),
+        "a refused token was stored: {listed}"
+    );
+}
+
+#[test]
 fn every_endpoint_answers_every_caller_as_its_role_allows() {
     let (cli, admin) = store_with_admin();
     let up = Upstream::start_blocking().unwrap();
