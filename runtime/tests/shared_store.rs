@@ -44,7 +44,17 @@ fn shared_store(pg: &Postgres, db: &str) -> (Cli, String) {
 /// A host of the store: its own directory (cache, registry), the shared database.
 fn host(cli: &Cli) -> Server {
     let data = cli.path("server");
-    let s = Server::start(cli, &["--data-dir", data.to_str().unwrap()]);
+    // These tests are about the store, not the per-principal rate limit: the kill -9 test
+    // reads back every write it got acknowledged, hundreds in a second.
+    let s = Server::start(
+        cli,
+        &[
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--requests-per-second",
+            "100000",
+        ],
+    );
     let wasm = std::fs::read(latchkey_tests::guest("probe")).unwrap();
     let r = s
         .req("POST", "/v1/components?name=probe", Some(&admin_of(cli)))
