@@ -11,7 +11,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
 echo "== building latchkey and the example guests (first run: several minutes)"
-cargo build --quiet -p latchkey -p latchkey-tests --bins
+# --workspace, as the tests build: `-p` would resolve other features and rebuild wasmtime.
+cargo build --quiet --workspace --bins
 target=${CARGO_TARGET_DIR:-$root/target}
 latchkey=$target/debug/latchkey
 guests=$target/guests/wasm32-wasip2/release
