@@ -915,4 +915,46 @@ fn quotas_and_signing_kinds_go_in_and_show_in_the_metadata() {
     };
     assert_eq!(rotate(json!({"value": PLAIN}))["quota"]["per_minute"], 5);
     assert!(rotate(json!({"value": PLAIN, "quota": {}}))["quota"].is_null());
+
+    // Host-computed kinds take their parameters in the binding; without them, or with a
+    // value that is not a key of the kind, a 400 says which, and nothing is stored.
+    let aws_keys = r#"{"access_key_id":"AKIAIOSFODNN7EXAMPLE","secret_access_key":"wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"}"#;
+    let aws_path = "/v1/secrets/AWS?scope=workspace:default";
+    let put_at =
+        |path: &str, body: Value| s.req("PUT", path, Some(&admin)).json(&body).send().unwrap();
+    let hosts = json!(["abc.execute-api.eu-west-1.amazonaws.com"]);
+    let r = put_at(
+        aws_path,
+        json!({"value": aws_keys, "kind": "aws-sigv4",
+        "binding": {"hosts": hosts, "inject": ["header:authorization"]}}),
+    );
+    assert_eq!(r.status().as_u16(), 400);
+    assert!(r.text().unwrap().contains("region and service"));
+    let r = put_at(
+        aws_path,
+        json!({"value": "not json", "kind": "aws-sigv4",
+        "binding": {"hosts": hosts, "inject": ["header:authorization"],
+                    "signer": {"aws": {"region": "eu-west-1", "service": "execute-api"}}}}),
+    );
+    assert_eq!(r.status().as_u16(), 400);
+    assert!(s.get(aws_path, &admin).status() == StatusCode::NOT_FOUND);
+    let r = put_at(
+        aws_path,
+        json!({"value": aws_keys, "kind": "aws-sigv4",
+        "binding": {"hosts": hosts, "inject": ["header:authorization"],
+                    "signer": {"aws": {"region": "eu-west-1", "service": "execute-api"}}}}),
+    );
+    assert_eq!(r.status().as_u16(), 201);
+    let v: Value = s.get(aws_path, &admin).json().unwrap();
+    assert_eq!(v["kind"], "aws-sigv4", "{v}");
+    assert_eq!(v["binding"]["signer"]["aws"]["region"], "eu-west-1", "{v}");
+    assert!(!v.to_string().contains("wJalr"), "{v}");
+    let r = put_at(
+        "/v1/secrets/APP?scope=workspace:default",
+        json!({"value": aws_keys, "kind": "jwt-rs256",
+               "binding": {"hosts": ["api.github.com"], "inject": ["header:authorization"],
+                           "signer": {"jwt": {"issuer": "123456", "ttl_secs": 540}}}}),
+    );
+    assert_eq!(r.status().as_u16(), 400);
+    assert!(r.text().unwrap().contains("PEM"));
 }
