@@ -131,6 +131,10 @@ fn main() -> Result<()> {
     if want("concurrency") {
         figures.extend(tokio.block_on(concurrency(o.quick))?);
     }
+    if want("profile-injected") || want("profile-keyless") {
+        // Not a figure: one variant alone, for `perf record` (see RESULTS.md).
+        tokio.block_on(profile_one(want("profile-injected"), 20_000 / scale))?;
+    }
     if want("throughput") {
         figures.extend(tokio.block_on(throughput_100(o.quick))?);
     }
@@ -1009,6 +1013,37 @@ fn processes(
     }
     tokio.block_on(up.shutdown());
     Ok(out)
+}
+
+/// Runs only the injected (or only the keyless) fetch step, `iters` times, so that a
+/// profiler sees one variant: `perf record -g target/release/deps/figures-* profile-injected`.
+async fn profile_one(injected: bool, iters: usize) -> Result<()> {
+    let up = Upstream::start().await?;
+    let ts = bench_store();
+    let rt = runtime(&ts, POOL)?;
+    let step = rt.load(&read_guest("probe")?)?;
+    let ctx = RunContext::single_step("default", "fetch", "alice");
+    let input = if injected {
+        fetch_input(&up)
+    } else {
+        serde_json::json!({"action": "fetch", "url": up.url("/status/200")}).to_string()
+    };
+    let t = Instant::now();
+    for i in 0..iters {
+        rt.run(&step, &ctx, &input)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        if i % 1000 == 999 {
+            up.clear();
+        }
+    }
+    println!(
+        "{} fetch runs: {iters} in {:.2} s",
+        if injected { "injected" } else { "keyless" },
+        t.elapsed().as_secs_f64()
+    );
+    up.shutdown().await;
+    Ok(())
 }
 
 /// Issue 13: injected-fetch runs/s ÷ keyless runs/s at 100 concurrent runs, in alternating

@@ -278,6 +278,44 @@ async fn rotation_is_seen_by_the_next_call_and_a_call_in_flight_keeps_the_old_va
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn runs_of_one_runtime_scrub_each_value_they_sent_across_rotations() {
+    // Runs share scrub matchers by the values they cover: a rotated value must get its own
+    // at its first use, and a run must never be scrubbed with another value's.
+    let up = Upstream::start().await.unwrap();
+    let first = "rotating-value-one-4f1c9a2e7b";
+    let second = "rotating-value-two-8d3e6b0a5c";
+    let (s, rt, step) = probe_with_token(&up, first);
+    let echo = || json!({"action": "fetch", "url": up.url("/echo"), "key": "TOKEN"});
+    for value in [first, second, first] {
+        if value != first || up.request_count() > 0 {
+            s.store
+                .rotate(
+                    &workspace(),
+                    &latchkey_host::secret::CredentialKey::new("TOKEN").unwrap(),
+                    latchkey_host::secret::SecretValue::new(value.as_bytes().to_vec()).unwrap(),
+                    true,
+                    "tester",
+                )
+                .unwrap();
+        }
+        for _ in 0..2 {
+            let out = run(&rt, &step, echo()).await.unwrap();
+            let sent = up.last_request().unwrap();
+            assert_eq!(
+                sent.header("authorization"),
+                Some(format!("Bearer {value}").as_str())
+            );
+            assert!(
+                !out.output.contains(value),
+                "{value} came back: {}",
+                out.output
+            );
+            assert!(out.output.contains("[REDACTED]"), "{}", out.output);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn deleted_secret_fails_at_the_next_call() {
     let up = Upstream::start().await.unwrap();
     let (s, rt, step) = probe_with_token(&up, "soon-gone");

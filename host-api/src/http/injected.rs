@@ -9,6 +9,7 @@
 //! never sees them again (the next step of a workflow sees the output; the strength floor
 //! at `secret set` keeps that from being a useful oracle).
 
+use super::matchers::Matchers;
 use super::scrub::{Matcher, ScrubError};
 use crate::policy::{Binding, Destination};
 use crate::secret::SecretValue;
@@ -31,9 +32,19 @@ pub(crate) struct Injected {
     entries: Vec<Entry>,
     /// Matchers by the set of entries they cover (indexes, ascending).
     matchers: Vec<(Vec<usize>, Arc<Matcher>)>,
+    /// The runtime's matchers, shared by its runs (none: this run builds its own).
+    shared: Option<Arc<Matchers>>,
 }
 
 impl Injected {
+    /// An empty record whose matchers come from (and go to) the runtime's `shared` ones.
+    pub fn sharing(shared: Arc<Matchers>) -> Self {
+        Injected {
+            shared: Some(shared),
+            ..Injected::default()
+        }
+    }
+
     /// How many credentials (scope, key and version) the run will have injected once
     /// `ids` are. Counted by identity, not by value: counting distinct values would tell a
     /// guest whether two keys hold the same value.
@@ -96,9 +107,14 @@ impl Injected {
         if let Some((_, m)) = self.matchers.iter().find(|(c, _)| *c == covered) {
             return Ok(Some(m.clone()));
         }
-        let m = Arc::new(Matcher::new(
-            covered.iter().map(|&i| self.entries[i].value.as_slice()),
-        )?);
+        let build = || Matcher::new(covered.iter().map(|&i| self.entries[i].value.as_slice()));
+        let m = match &self.shared {
+            Some(shared) => {
+                let key = covered.iter().map(|&i| self.entries[i].digest).collect();
+                shared.get_or_build(key, build)?
+            }
+            None => Arc::new(build()?),
+        };
         self.matchers.push((covered, m.clone()));
         Ok(Some(m))
     }

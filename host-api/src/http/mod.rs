@@ -11,6 +11,7 @@
 mod exchange;
 mod host;
 pub(crate) mod injected;
+pub(crate) mod matchers;
 mod plan;
 mod quota;
 mod refusal;

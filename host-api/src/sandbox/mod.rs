@@ -76,6 +76,7 @@ impl Runtime {
                 address_policy: config.address_policy,
                 durability: config.durability,
                 tokens: crate::oauth::Tokens::default(),
+                matchers: Default::default(),
             }),
             stop_ticker,
             pooled,

@@ -28,6 +28,8 @@ pub(crate) struct Shared {
     pub durability: super::Durability,
     /// Access tokens of `oauth2` credentials: one refresh at a time per credential.
     pub tokens: crate::oauth::Tokens,
+    /// Scrub matchers, by the set of values they match, shared by this runtime's runs.
+    pub matchers: Arc<crate::http::matchers::Matchers>,
 }
 
 /// Per-run host state: the WASI context, the resource table holding credential handles,
@@ -63,6 +65,7 @@ impl HostState {
             .allow_ip_name_lookup(false)
             .socket_addr_check(|_, _| Box::pin(async { false }))
             .build();
+        let matchers = shared.matchers.clone();
         HostState {
             wasi,
             table: ResourceTable::new(),
@@ -71,7 +74,10 @@ impl HostState {
             ctx: Arc::new(ctx.clone()),
             deadline_at,
             credentials: CredentialsState::default(),
-            http: HttpState::default(),
+            http: HttpState {
+                injected: crate::http::injected::Injected::sharing(matchers),
+                ..HttpState::default()
+            },
             log: LogState::default(),
         }
     }
