@@ -27,14 +27,29 @@ fn bao() -> PathBuf {
 }
 
 impl OpenBao {
-    /// Starts the server, waits until it answers, and mounts Transit at `transit/`.
+    /// Starts the server, waits until it answers, and mounts Transit at `transit/`. A
+    /// server that exits at start because another process took its port in the meantime is
+    /// started again on another; any other early exit fails with what it printed.
     pub fn start() -> OpenBao {
         let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut last = String::new();
+        for _ in 0..3 {
+            match Self::try_start() {
+                Ok(bao) => return bao,
+                Err(printed) if printed.contains("address already in use") => last = printed,
+                Err(printed) => panic!("bao server -dev did not start:\n{printed}"),
+            }
+        }
+        panic!("bao server -dev found its port taken three times:\n{last}");
+    }
+
+    fn try_start() -> Result<OpenBao, String> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
+        let log = tempfile::NamedTempFile::new().unwrap();
         let child = Command::new(bao())
             .args([
                 "server",
@@ -46,15 +61,23 @@ impl OpenBao {
             .env_remove("VAULT_TOKEN")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log.reopen().unwrap())
             .spawn()
             .unwrap();
-        let bao = OpenBao {
+        let mut bao = OpenBao {
             child,
             addr: format!("http://127.0.0.1:{port}"),
-            http: Client::new(),
+            http: Client::builder()
+                .timeout(std::time::Duration::from_secs(5))
+                .build()
+                .unwrap(),
         };
-        for _ in 0..300 {
+        let printed = || std::fs::read_to_string(log.path()).unwrap_or_default();
+        // Generous: on a loaded 2-core machine the Go runtime can take a while to start.
+        for _ in 0..600 {
+            if bao.child.try_wait().unwrap().is_some() {
+                return Err(printed());
+            }
             let up = bao
                 .http
                 .get(format!("{}/v1/sys/health", bao.addr))
@@ -62,11 +85,15 @@ impl OpenBao {
                 .is_ok_and(|r| r.status().is_success());
             if up {
                 bao.call("POST", "sys/mounts/transit", json!({"type": "transit"}));
-                return bao;
+                return Ok(bao);
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        panic!("bao server -dev did not answer within 15 s");
+        let _ = bao.child.kill();
+        panic!(
+            "bao server -dev did not answer within 30 s; it printed:\n{}",
+            printed()
+        );
     }
 
     /// One API call with the root token; panics unless it succeeds. The answer's JSON.
