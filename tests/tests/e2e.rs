@@ -316,6 +316,21 @@ async fn runs_of_one_runtime_scrub_each_value_they_sent_across_rotations() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_send_that_fails_after_its_injection_record_is_recorded_as_failed() {
+    let up = Upstream::start().await.unwrap();
+    let (s, rt, step) = probe_with_token(&up, "tok-failing-send-7c3e9a1f5b2d");
+    let input = json!({"action": "fetch", "url": up.url("/slow?ms=3000"), "key": "TOKEN", "timeout_ms": 100});
+    let _ = run(&rt, &step, input).await;
+    let (records, _) = audit::read_all(&s.store).unwrap();
+    let injects: Vec<&str> = records
+        .iter()
+        .filter(|r| r.event == audit::AuditEvent::Inject)
+        .map(|r| r.outcome.as_str())
+        .collect();
+    assert_eq!(injects, ["sent", "failed: timeout"], "{injects:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn deleted_secret_fails_at_the_next_call() {
     let up = Upstream::start().await.unwrap();
     let (s, rt, step) = probe_with_token(&up, "soon-gone");

@@ -44,6 +44,9 @@ struct Resolution {
     also_scrubbed: Vec<SecretValue>,
 }
 
+/// A credential a request carries, with the places it goes.
+type Sent = (CredentialKey, Resolved, Vec<InjectLocation>);
+
 /// A request ready to go, and what its audit records and scrubbing need.
 struct Ready {
     outgoing: Outgoing,
@@ -55,7 +58,7 @@ struct Ready {
     /// grants it.
     internal: bool,
     /// Each distinct credential sent, with the places it went.
-    sent: Vec<(CredentialKey, Resolved, Vec<InjectLocation>)>,
+    sent: Vec<Sent>,
 }
 
 impl wit_http::Host for HostState {
@@ -109,6 +112,9 @@ impl HostState {
         let limits = self.limits().clone();
         let timeout = ready.timeout.min(self.time_left());
         let received = exchange(client, ready.outgoing, &limits, timeout).await;
+        if let Err(e) = &received {
+            self.record_failed(&ready.sent, &ready.destination, e);
+        }
         let matcher = with_destination(&ready.checked_url, |dest| {
             self.http.injected.for_destination(dest)
         });
@@ -544,6 +550,30 @@ impl HostState {
 
     /// One audit record per credential sent, written before the request leaves (synced
     /// together under strict durability).
+    /// A request recorded as `sent` that then failed: the same records again, with what
+    /// became of it. Only the kind of failure: an error's text can hold the URL, and with it
+    /// a value injected into the query.
+    fn record_failed(&self, sent: &[Sent], destination: &str, e: &Error) {
+        let outcome = match e {
+            Error::Timeout => "failed: timeout",
+            Error::Transport(_) => "failed: transport error",
+            Error::LimitExceeded(_) => "failed: response over a limit",
+            Error::Denied(_) => "failed: refused after sending",
+            Error::InvalidRequest(_) => "failed: invalid request",
+        };
+        for (key, resolved, places) in sent {
+            let places: Vec<String> = places.iter().map(ToString::to_string).collect();
+            self.audit(
+                AuditEvent::Inject,
+                key,
+                Some(resolved),
+                Some(destination.to_owned()),
+                Some(places.join(",")),
+                outcome.into(),
+            );
+        }
+    }
+
     fn record_sent(&self, ready: &Ready) -> Result<(), crate::audit::AuditError> {
         self.audit_before_send(ready.sent.iter().map(|(key, resolved, places)| {
             let places: Vec<String> = places.iter().map(ToString::to_string).collect();
