@@ -111,7 +111,8 @@ impl Injected {
         let m = match &self.shared {
             Some(shared) => {
                 let key = covered.iter().map(|&i| self.entries[i].digest).collect();
-                shared.get_or_build(key, build)?
+                let bytes = covered.iter().map(|&i| self.entries[i].value.len()).sum();
+                shared.get_or_build(key, bytes, build)?
             }
             None => Arc::new(build()?),
         };

@@ -10,12 +10,21 @@
 //! set is chosen per destination by the run, as before). A matcher's tables encode the
 //! values and were never zeroized on drop; kept here they live while their set is among the
 //! most recently used [`CAPACITY`].
+//!
+//! What is kept is bounded by the bytes of the values matched, not only by count: a step
+//! that can combine many large credentials must not make the host keep large automatons
+//! after its runs end. A set over [`MAX_KEPT_SET_BYTES`] is built for the run and dropped
+//! with it, as before; the sets kept hold at most [`MAX_KEPT_BYTES`] of values together.
 
 use super::scrub::{Matcher, ScrubError};
 use std::sync::{Arc, Mutex};
 
 /// Value sets kept; the least recently used is dropped first.
 pub(crate) const CAPACITY: usize = 64;
+/// The largest value set (bytes of its values) that is kept after its run.
+pub(crate) const MAX_KEPT_SET_BYTES: usize = 16 * 1024;
+/// Bytes of values, over every set kept.
+pub(crate) const MAX_KEPT_BYTES: usize = 256 * 1024;
 
 /// The digests of the values a matcher covers, in the order the run noted them.
 pub(crate) type Key = Vec<[u8; 32]>;
@@ -23,14 +32,23 @@ pub(crate) type Key = Vec<[u8; 32]>;
 /// Recently used matchers, most recent last.
 #[derive(Default)]
 pub(crate) struct Matchers {
-    recent: Mutex<Vec<(Key, Arc<Matcher>)>>,
+    recent: Mutex<Vec<Kept>>,
+}
+
+/// A kept matcher, its key, and the bytes of the values it matches.
+struct Kept {
+    key: Key,
+    bytes: usize,
+    matcher: Arc<Matcher>,
 }
 
 impl Matchers {
-    /// The matcher for `key`, built with `build` if no run has one.
+    /// The matcher for `key` (whose values are `bytes` long together), built with `build`
+    /// if no run has one.
     pub fn get_or_build(
         &self,
         key: Key,
+        bytes: usize,
         build: impl FnOnce() -> Result<Matcher, ScrubError>,
     ) -> Result<Arc<Matcher>, ScrubError> {
         if let Some(m) = self.take_recent(&key) {
@@ -38,27 +56,36 @@ impl Matchers {
         }
         // Built outside the lock: two runs building the same set at once both build it,
         // which is cheaper than making every other run wait.
-        let m = Arc::new(build()?);
+        let matcher = Arc::new(build()?);
+        if bytes > MAX_KEPT_SET_BYTES {
+            return Ok(matcher);
+        }
         let mut recent = self.lock();
-        if !recent.iter().any(|(k, _)| *k == key) {
-            if recent.len() >= CAPACITY {
+        if !recent.iter().any(|k| k.key == key) {
+            recent.push(Kept {
+                key,
+                bytes,
+                matcher: matcher.clone(),
+            });
+            while recent.len() > CAPACITY
+                || recent.iter().map(|k| k.bytes).sum::<usize>() > MAX_KEPT_BYTES
+            {
                 recent.remove(0);
             }
-            recent.push((key, m.clone()));
         }
-        Ok(m)
+        Ok(matcher)
     }
 
     fn take_recent(&self, key: &Key) -> Option<Arc<Matcher>> {
         let mut recent = self.lock();
-        let i = recent.iter().position(|(k, _)| k == key)?;
+        let i = recent.iter().position(|k| k.key == *key)?;
         let entry = recent.remove(i);
-        let m = entry.1.clone();
+        let m = entry.matcher.clone();
         recent.push(entry);
         Some(m)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(Key, Arc<Matcher>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Kept>> {
         self.recent.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -83,7 +110,7 @@ mod tests {
         let mut builds = 0;
         for _ in 0..3 {
             cache
-                .get_or_build(key(1), || {
+                .get_or_build(key(1), 20, || {
                     builds += 1;
                     Matcher::new([b"value-one-0123456789".as_slice()])
                 })
@@ -92,24 +119,24 @@ mod tests {
         assert_eq!(builds, 1);
         for b in 2..=(CAPACITY as u8) {
             cache
-                .get_or_build(key(b), || {
+                .get_or_build(key(b), 20, || {
                     Matcher::new([b"another-value-012345".as_slice()])
                 })
                 .expect("build");
         }
         // Key 1 was the oldest use; touching it keeps it, and the next new key evicts 2.
         cache
-            .get_or_build(key(1), || panic!("rebuilt a kept set"))
+            .get_or_build(key(1), 20, || panic!("rebuilt a kept set"))
             .expect("kept");
         cache
-            .get_or_build(key(200), || {
+            .get_or_build(key(200), 20, || {
                 Matcher::new([b"newest-value-0123456".as_slice()])
             })
             .expect("build");
         assert_eq!(cache.len(), CAPACITY);
         let mut rebuilt = false;
         cache
-            .get_or_build(key(2), || {
+            .get_or_build(key(2), 20, || {
                 rebuilt = true;
                 Matcher::new([b"another-value-012345".as_slice()])
             })
@@ -118,15 +145,38 @@ mod tests {
     }
 
     #[test]
+    fn large_value_sets_are_not_kept_and_the_kept_bytes_are_bounded() {
+        let cache = Matchers::default();
+        let big = vec![b'k'; MAX_KEPT_SET_BYTES + 1];
+        let mut builds = 0;
+        for _ in 0..2 {
+            cache
+                .get_or_build(key(1), big.len(), || {
+                    builds += 1;
+                    Matcher::new([big.as_slice()])
+                })
+                .expect("build");
+        }
+        assert_eq!((builds, cache.len()), (2, 0), "a large set was kept");
+        let value = vec![b'v'; MAX_KEPT_SET_BYTES];
+        for b in 0..20u8 {
+            cache
+                .get_or_build(key(b), value.len(), || Matcher::new([value.as_slice()]))
+                .expect("build");
+        }
+        assert_eq!(cache.len(), MAX_KEPT_BYTES / MAX_KEPT_SET_BYTES);
+    }
+
+    #[test]
     fn a_matcher_finds_only_its_own_values() {
         let cache = Matchers::default();
         let one = cache
-            .get_or_build(key(1), || {
+            .get_or_build(key(1), 20, || {
                 Matcher::new([b"value-one-0123456789".as_slice()])
             })
             .expect("one");
         let two = cache
-            .get_or_build(key(2), || {
+            .get_or_build(key(2), 20, || {
                 Matcher::new([b"value-two-9876543210".as_slice()])
             })
             .expect("two");
