@@ -223,24 +223,26 @@ impl HostState {
                 self.http.injected.note(&r.id, v, binding);
             }
             if let Some(token) = &r.minted {
-                self.http.injected.note(&r.id, token, binding);
+                self.http.injected.note_once(&r.id, token, binding);
                 // Its signature alone too: an upstream's error may quote just that part.
                 if let Some(i) = token.expose().iter().rposition(|b| *b == b'.')
                     && let Ok(sig) = SecretValue::new(token.expose()[i + 1..].to_vec())
                 {
-                    self.http.injected.note(&r.id, &sig, binding);
+                    self.http.injected.note_once(&r.id, &sig, binding);
                 }
             }
         }
         for (key, v) in &computed {
             let r = entry_for(&resolutions, key)?;
-            self.http.injected.note(&r.id, v, &r.resolved.meta.binding);
+            self.http
+                .injected
+                .note_once(&r.id, v, &r.resolved.meta.binding);
         }
         for s in &signatures {
             let r = entry_for(&resolutions, &s.key)?;
             let binding = &r.resolved.meta.binding;
-            self.http.injected.note(&r.id, &s.text, binding);
-            self.http.injected.note(&r.id, &s.raw, binding);
+            self.http.injected.note_once(&r.id, &s.text, binding);
+            self.http.injected.note_once(&r.id, &s.raw, binding);
         }
         let timeout = plan
             .timeout_ms

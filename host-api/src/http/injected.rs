@@ -22,6 +22,9 @@ struct Entry {
     digest: [u8; 32],
     binding: Binding,
     value: Zeroizing<Vec<u8>>,
+    /// Sent for one request only (a signature, a minted token): a matcher covering it is
+    /// never kept for other runs, where it would only push out the ones worth keeping.
+    once: bool,
 }
 
 /// What a run injected, and matchers built for the destinations it has seen.
@@ -60,6 +63,16 @@ impl Injected {
 
     /// Notes that `value`, the credential `id`, was injected under `binding`.
     pub fn note(&mut self, id: &str, value: &SecretValue, binding: &Binding) {
+        self.add(id, value, binding, false);
+    }
+
+    /// [`Self::note`] for a value the host computed for one request (a signature, a JWT, a
+    /// SigV4 authorization), which no later request will carry.
+    pub fn note_once(&mut self, id: &str, value: &SecretValue, binding: &Binding) {
+        self.add(id, value, binding, true);
+    }
+
+    fn add(&mut self, id: &str, value: &SecretValue, binding: &Binding, once: bool) {
         if !self.ids.iter().any(|i| i == id) {
             self.ids.push(id.to_owned());
         }
@@ -75,6 +88,7 @@ impl Injected {
             digest: d,
             binding: binding.clone(),
             value: Zeroizing::new(value.expose().to_vec()),
+            once,
         });
     }
 
@@ -108,13 +122,14 @@ impl Injected {
             return Ok(Some(m.clone()));
         }
         let build = || Matcher::new(covered.iter().map(|&i| self.entries[i].value.as_slice()));
+        let once = covered.iter().any(|&i| self.entries[i].once);
         let m = match &self.shared {
-            Some(shared) => {
+            Some(shared) if !once => {
                 let key = covered.iter().map(|&i| self.entries[i].digest).collect();
                 let bytes = covered.iter().map(|&i| self.entries[i].value.len()).sum();
                 shared.get_or_build(key, bytes, build)?
             }
-            None => Arc::new(build()?),
+            _ => Arc::new(build()?),
         };
         self.matchers.push((covered, m.clone()));
         Ok(Some(m))
