@@ -6,6 +6,7 @@
 #![deny(missing_docs)]
 #![allow(clippy::unwrap_used)]
 
+pub mod guest_suite;
 pub mod steps;
 pub mod token_endpoint;
 pub mod upstream;

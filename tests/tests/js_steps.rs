@@ -7,140 +7,41 @@
 #![allow(clippy::unwrap_used)]
 
 use latchkey_host::sandbox::{RunError, Runtime, Step};
+use latchkey_tests::guest_suite;
 use latchkey_tests::steps::{js_step, load_once, root};
-use latchkey_tests::upstream::{Upstream, encoded_forms};
+use latchkey_tests::upstream::Upstream;
 use latchkey_tests::*;
 use serde_json::{Value, json};
 
 const VALUE: &str = "jsK7vQ2xN9pL4mR8tW3yZ6bF1hJ5cD0s";
 
-fn host(up: &Upstream) -> String {
-    format!("127.0.0.1:{}", up.port())
-}
-
 fn probe(rt: &Runtime) -> Step {
     load_once(rt, &js_step("probe")).unwrap()
 }
 
-/// A store with `TOKEN` bound to `up` and `locations`, a runtime over it, the JS probe.
+/// A store with `TOKEN` bound to `up` and `locations`, a runtime over it, the probe.
 fn setup(up: &Upstream, locations: &[&str]) -> (TestStore, Runtime, Step) {
-    let s = TestStore::new();
-    s.put(&workspace(), "TOKEN", VALUE, &[&host(up)], locations);
-    let rt = runtime(&s);
-    let step = probe(&rt);
-    (s, rt, step)
+    guest_suite::setup(up, VALUE, locations, probe)
 }
 
-/// Whether the value landed where it should in the request the upstream received.
-type Landed = fn(&latchkey_tests::upstream::Recorded) -> bool;
+fn host(up: &Upstream) -> String {
+    format!("127.0.0.1:{}", up.port())
+}
 
 fn assert_never_seen(text: &str) {
-    for (label, form) in encoded_forms(VALUE) {
-        assert!(
-            !text.contains(&form),
-            "the value ({label}) reached the step: {text}"
-        );
-    }
+    guest_suite::assert_never_seen(VALUE, text);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn each_injection_lands_the_exact_value_in_its_bound_place_only() {
     let up = Upstream::start().await.unwrap();
-    let locations = [
-        "header:authorization",
-        "header:x-api-key",
-        "query:api_key",
-        "basic-auth",
-        "body:json:/password",
-        "body:form:password",
-    ];
-    let (_s, rt, step) = setup(&up, &locations);
-    let cases: [(&str, &str, Landed); 7] = [
-        ("bearer", "GET", |r| {
-            r.header("authorization") == Some(&format!("Bearer {VALUE}"))
-        }),
-        ("header:x-api-key", "GET", |r| {
-            r.header("x-api-key") == Some(VALUE)
-        }),
-        ("parts:authorization", "GET", |r| {
-            r.header("authorization") == Some(&format!("token {VALUE}"))
-        }),
-        ("query:api_key", "GET", |r| {
-            r.query_param("api_key").as_deref() == Some(VALUE)
-        }),
-        ("basic:api", "GET", |r| {
-            use base64::Engine;
-            let b64 = base64::engine::general_purpose::STANDARD.encode(format!("api:{VALUE}"));
-            r.header("authorization") == Some(&format!("Basic {b64}"))
-        }),
-        ("json:password", "POST", |r| {
-            r.body_json() == Some(json!({"password": VALUE, "note": "a \"quoted\" note"}))
-        }),
-        ("form:password", "POST", |r| {
-            r.form_param("password").as_deref() == Some(VALUE)
-                && r.form_param("other").as_deref() == Some("x y&z")
-        }),
-    ];
-    for (inject, method, landed) in cases {
-        up.clear();
-        let out = run_ok(
-            &rt,
-            &step,
-            json!({"action": "fetch", "url": up.url("/echo"), "key": "TOKEN",
-                   "inject": inject, "method": method}),
-        )
-        .await;
-        assert_eq!(out["status"], 200, "{inject}: {out}");
-        let reqs = up.requests();
-        assert_eq!(reqs.len(), 1, "{inject}");
-        assert!(landed(&reqs[0]), "{inject}: {:?}", reqs[0]);
-        // Exactly one place: count the places the value occurs in.
-        let r = &reqs[0];
-        let places = r.headers.iter().filter(|(_, v)| v.contains(VALUE)).count()
-            + usize::from(r.query.as_deref().is_some_and(|q| q.contains(VALUE)))
-            + usize::from(r.body_text().contains(VALUE));
-        let expected = usize::from(!inject.starts_with("basic"));
-        assert_eq!(places, expected, "{inject}: {r:?}");
-        // /echo reflects the request: what comes back to the step is scrubbed.
-        assert_never_seen(&out.to_string());
-        assert!(
-            out["body"].as_str().unwrap().contains("[REDACTED]"),
-            "{inject}: {out}"
-        );
-    }
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn echoed_encodings_of_the_value_come_back_scrubbed() {
-    let up = Upstream::start().await.unwrap();
-    let (_s, rt, step) = setup(&up, &["header:authorization"]);
-    let out = run_ok(
-        &rt,
-        &step,
-        json!({"action": "fetch", "url": up.url("/echo/encoded"), "key": "TOKEN"}),
-    )
-    .await;
-    assert_eq!(out["status"], 200, "{out}");
-    assert_never_seen(&out.to_string());
+    let (_s, rt, step) = setup(&up, &guest_suite::EVERY_LOCATION);
+    guest_suite::each_injection_lands_once_and_comes_back_scrubbed(&rt, &step, &up, VALUE).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sending_the_value_to_an_unbound_host_is_refused_with_a_readable_error() {
-    let bound = Upstream::start().await.unwrap();
-    let other = Upstream::start().await.unwrap();
-    let (_s, rt, step) = setup(&bound, &["header:authorization"]);
-    let out = run_ok(
-        &rt,
-        &step,
-        json!({"action": "fetch", "url": other.url("/echo"), "key": "TOKEN"}),
-    )
-    .await;
-    assert_eq!(out["kind"], "denied", "{out}");
-    let message = out["error"].as_str().unwrap();
-    assert!(message.starts_with("request denied: "), "{out}");
-    assert!(!message.contains("[object"), "{out}");
-    assert_eq!(other.request_count(), 0);
-    assert_eq!(bound.request_count(), 0);
+    guest_suite::an_unbound_host_is_refused_readably(probe).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
