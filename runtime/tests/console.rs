@@ -268,6 +268,16 @@ fn members_see_metadata_without_write_controls_and_forged_writes_are_refused() {
         json!({"value": VALUE, "binding": {"hosts": ["api.github.com"], "inject": ["header:authorization"]}}),
     );
     assert_eq!(r.status(), 201);
+    let aws = r#"{"access_key_id":"AKIAIOSFODNN7EXAMPLE","secret_access_key":"wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"}"#;
+    let r = s.json(
+        "PUT",
+        "/v1/secrets/AWS?scope=workspace:acme",
+        &admin,
+        json!({"value": aws, "kind": "aws-sigv4", "quota": {"per_day": 500},
+               "binding": {"hosts": ["abc.execute-api.eu-west-1.amazonaws.com"], "inject": ["header:authorization"],
+                           "signer": {"aws": {"region": "eu-west-1", "service": "execute-api"}}}}),
+    );
+    assert_eq!(r.status(), 201);
     let shots = screenshots();
     let url = s.url.clone();
     runtime().block_on(async {
@@ -275,6 +285,15 @@ fn members_see_metadata_without_write_controls_and_forged_writes_are_refused() {
         sign_in(&b, &url, &member, "bob (member)").await;
         let row = b.text("#cred-list tr[data-key=GITHUB_TOKEN]").await;
         assert!(row.contains("api.github.com") && row.contains("v1"), "{row}");
+        // A credential's kind, quota and signing parameters show; its keys never do.
+        let row = b.text("#cred-list tr[data-key=AWS]").await;
+        assert!(
+            row.contains("aws-sigv4")
+                && row.contains("quota 500/day")
+                && row.contains("signs for AWS execute-api in eu-west-1"),
+            "{row}"
+        );
+        assert!(!everything_the_page_holds(&b).await.contains("wJalr"));
         assert!(b.text("#cred-list h3.scope").await.contains("workspace:acme"));
         for control in [".admin-only", "#cred-add", "#cred-add-open", "button.rotate", "button.delete", "[data-view=members]", "#view-members"] {
             assert!(!b.exists(control).await, "a member sees {control}");
@@ -314,8 +333,13 @@ fn members_see_metadata_without_write_controls_and_forged_writes_are_refused() {
     });
     // Nothing changed.
     let list: Value = s.get("/v1/secrets", &admin).json().unwrap();
-    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
-    assert_eq!(list[0]["version"], 1);
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 2, "{list:?}");
+    assert!(
+        list.iter()
+            .all(|m| m["version"] == 1 && m["key"] != "FORGED"),
+        "{list:?}"
+    );
     let tokens: Value = s.get("/v1/tokens", &admin).json().unwrap();
     assert!(!tokens.to_string().contains("mallory"));
 }

@@ -251,6 +251,21 @@
 
   // ---- credentials ---------------------------------------------------------------------
 
+  // What kind of credential it is and its quota, under its integration type; nothing for a
+  // static value without a quota (the common case).
+  function kindNote(s) {
+    const parts = [];
+    if (s.kind) parts.push(s.kind);
+    if (s.oauth) parts.push('via ' + s.oauth.token_url);
+    if (s.quota) {
+      const q = [];
+      if (s.quota.per_minute) q.push(s.quota.per_minute + '/min');
+      if (s.quota.per_day) q.push(s.quota.per_day + '/day');
+      if (q.length) parts.push('quota ' + q.join(' '));
+    }
+    return parts.length ? [el('br'), el('span', { class: 'dim' }, parts.join(' · '))] : [];
+  }
+
   function bindingText(b) {
     const parts = [b.hosts.join(', ')];
     if (b.methods && b.methods.length) parts.push(b.methods.join(' '));
@@ -258,6 +273,8 @@
     parts.push('→ ' + b.locations.join(', '));
     if (b.allow_http) parts.push('(http allowed)');
     if (b.allow_internal) parts.push('(internal allowed)');
+    if (b.signer && b.signer.aws) parts.push('signs for AWS ' + b.signer.aws.service + ' in ' + b.signer.aws.region);
+    if (b.signer && b.signer.jwt) parts.push('mints JWTs iss ' + b.signer.jwt.issuer + ', ' + b.signer.jwt.ttl_secs + ' s');
     return parts.join(' · ');
   }
 
@@ -288,7 +305,7 @@
           : ['never'];
         const row = el('tr', { 'data-key': s.key, 'data-scope': s.scope },
           el('td', { class: 'key' }, s.key),
-          el('td', {}, s.integration),
+          el('td', {}, s.integration, ...kindNote(s)),
           el('td', {}, bindingText(s.binding)),
           el('td', {}, 'v' + s.version),
           el('td', {}, s.created_by, el('br'), el('span', { class: 'dim' }, when(s.created_at_ms))),
