@@ -20,6 +20,9 @@ use zeroize::Zeroizing;
 
 struct Entry {
     digest: [u8; 32],
+    /// The digest of the credential's identity (`scope/key@version`) and the value: what a
+    /// shared matcher is keyed by, so that runs share one only for the same credential.
+    identity: [u8; 32],
     binding: Binding,
     value: Zeroizing<Vec<u8>>,
     /// Sent for one request only (a signature, a minted token): a matcher covering it is
@@ -84,8 +87,13 @@ impl Injected {
         {
             return;
         }
+        let mut who = Zeroizing::new(Vec::with_capacity(id.len() + 1 + value.expose().len()));
+        who.extend_from_slice(id.as_bytes());
+        who.push(0);
+        who.extend_from_slice(value.expose());
         self.entries.push(Entry {
             digest: d,
+            identity: digest(&who),
             binding: binding.clone(),
             value: Zeroizing::new(value.expose().to_vec()),
             once,
@@ -125,7 +133,7 @@ impl Injected {
         let once = covered.iter().any(|&i| self.entries[i].once);
         let m = match &self.shared {
             Some(shared) if !once => {
-                let key = covered.iter().map(|&i| self.entries[i].digest).collect();
+                let key = covered.iter().map(|&i| self.entries[i].identity).collect();
                 let bytes = covered.iter().map(|&i| self.entries[i].value.len()).sum();
                 shared.get_or_build(key, bytes, build)?
             }
@@ -151,4 +159,54 @@ pub(crate) const WITHHELD: &str = "[withheld: could not be checked for credentia
 
 fn digest(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{HostPattern, InjectLocation};
+
+    fn binding() -> Binding {
+        Binding::new(
+            vec![HostPattern::parse("api.example.com").expect("host")],
+            vec![InjectLocation::parse("header:authorization").expect("location")],
+            false,
+        )
+        .expect("binding")
+    }
+
+    fn value(v: &str) -> SecretValue {
+        SecretValue::new(v.as_bytes().to_vec()).expect("value")
+    }
+
+    #[test]
+    fn runs_share_a_matcher_only_for_the_same_credential_and_value() {
+        let shared = Arc::new(Matchers::default());
+        let run = |id: &str, v: &str| {
+            let mut injected = Injected::sharing(shared.clone());
+            injected.note(id, &value(v), &binding());
+            injected.everywhere().expect("matcher").expect("some")
+        };
+        let a = run("workspace:acme/TOKEN@1", "same-value-0123456789abcdef");
+        let again = run("workspace:acme/TOKEN@1", "same-value-0123456789abcdef");
+        assert!(
+            Arc::ptr_eq(&a, &again),
+            "one credential, two runs: one matcher"
+        );
+        // Another credential with the same value gets its own (no timing tells the two
+        // apart), and so does the next version of the first.
+        let other = run("workspace:acme/OTHER@1", "same-value-0123456789abcdef");
+        let rotated = run("workspace:acme/TOKEN@2", "same-value-0123456789abcdef");
+        assert!(!Arc::ptr_eq(&a, &other) && !Arc::ptr_eq(&a, &rotated));
+        assert_eq!(shared.len(), 3);
+        // A value noted for one request only is never kept.
+        let mut once = Injected::sharing(shared.clone());
+        once.note_once(
+            "workspace:acme/SIG@1",
+            &value("signature-0123456789abcdef"),
+            &binding(),
+        );
+        once.everywhere().expect("matcher").expect("some");
+        assert_eq!(shared.len(), 3);
+    }
 }

@@ -5,11 +5,13 @@
 //! case folded) was the largest single cost an injected fetch adds to a keyless one:
 //! about 24 µs of 90 in a differential profile (bench/RESULTS.md). A long-lived host sends
 //! the same values again and again, so the runs share them. The key is the set of SHA-256
-//! digests of the values, so a rotated value gets a new matcher at its first use, and no
-//! matcher ever covers a value another run's responses should not be checked for (the
-//! set is chosen per destination by the run, as before). A matcher's tables encode the
-//! values and were never zeroized on drop; kept here they live while their set is among the
-//! most recently used [`CAPACITY`].
+//! digests of each credential's identity (`scope/key@version`) with its value, so a rotated
+//! value gets a new matcher at its first use, and no matcher ever covers a value another
+//! run's responses should not be checked for (the set is chosen per destination by the run,
+//! as before). Keying by credential, not by value alone, keeps the timing of a shared
+//! matcher from telling a step whether some other credential holds the same value as its
+//! own. A matcher's tables encode the values and were never zeroized on drop; kept here they
+//! live while their set is among the most recently used [`CAPACITY`].
 //!
 //! What is kept is bounded by the bytes of the values matched, not only by count: a step
 //! that can combine many large credentials must not make the host keep large automatons
@@ -26,7 +28,8 @@ pub(crate) const MAX_KEPT_SET_BYTES: usize = 16 * 1024;
 /// Bytes of values, over every set kept.
 pub(crate) const MAX_KEPT_BYTES: usize = 256 * 1024;
 
-/// The digests of the values a matcher covers, in the order the run noted them.
+/// The digests (credential identity and value) of what a matcher covers, in the order the
+/// run noted them.
 pub(crate) type Key = Vec<[u8; 32]>;
 
 /// Recently used matchers, most recent last.
