@@ -15,7 +15,7 @@ use crate::policy::quota::{Usage, Window};
 use crate::secret::CredentialKey;
 use std::sync::Mutex;
 
-const NS_QUOTA: &str = "quota";
+pub(super) const NS_QUOTA: &str = "quota";
 
 /// Why a request may not carry its credentials now.
 #[derive(Debug, thiserror::Error)]

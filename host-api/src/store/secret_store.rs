@@ -9,7 +9,8 @@ use super::backend::{
 };
 use super::deferred::{self, DeferredSled};
 use super::key_provider::{KeyWrapper, WrapError};
-use super::quota::{QuotaCounters, QuotaRefusal};
+use super::oauth::{NS_OAUTH, TOKEN_PREFIX};
+use super::quota::{NS_QUOTA, QuotaCounters, QuotaRefusal};
 use super::record::{self, CredentialKind, SecretMeta, SecretSpec};
 use super::scope::Scope;
 #[cfg(test)]
@@ -709,9 +710,10 @@ impl SecretStore {
     }
 
     /// Copies every record of this store (the wrapped data key, sealed secrets, token
-    /// records, the audit trail) into `target` as stored: nothing is decrypted, so the copy
-    /// opens with the same master key, and audit records keep their ids and MACs. Refuses
-    /// a target that already holds a store. Returns the records copied per namespace.
+    /// records, quota counters, cached OAuth access tokens, the audit trail) into `target`
+    /// as stored: nothing is decrypted, so the copy opens with the same master key, and
+    /// audit records keep their ids and MACs. Refuses a target that already holds a store.
+    /// Returns the records copied per namespace.
     pub fn copy_into(
         &self,
         target: &dyn Backend,
@@ -725,15 +727,24 @@ impl SecretStore {
         let mut report = CopyReport::default();
         // The data key last: until it is there the target is not a store, so a copy that
         // fails half-way is refused as unfinished rather than opened with records missing.
-        for ns in [NS_SECRETS, "tokens", "audit"] {
-            let records = self.backend.scan(ns, b"")?;
+        // Quota counters go too, or a migration would reset every window; so do cached
+        // OAuth access tokens (sealed, bound to their id). Refresh leases do not: they
+        // belong to the hosts of the old store.
+        for (ns, prefix) in [
+            (NS_SECRETS, &b""[..]),
+            ("tokens", b""),
+            (NS_QUOTA, b""),
+            (NS_OAUTH, TOKEN_PREFIX),
+            ("audit", b""),
+        ] {
+            let records = self.backend.scan(ns, prefix)?;
             for (id, bytes) in &records {
                 let version = if ns == NS_SECRETS {
                     record::decode_at(id, bytes).map_or(0, |d| d.meta.version)
                 } else {
                     0
                 };
-                if ns == NS_SECRETS || ns == "tokens" {
+                if ns != "audit" {
                     target.delete(ns, id)?;
                     if !target.compare_and_put(ns, id, None, bytes, version)? {
                         return Err(StoreError::AlreadyInitialized {
@@ -1541,5 +1552,36 @@ mod tests {
             .map(|m| m.expect("ok").key.to_string())
             .collect();
         assert_eq!(left, vec!["BY_ALICE"; 3]);
+    }
+
+    #[test]
+    fn a_copy_keeps_quota_counts_so_a_migration_does_not_reset_a_window() {
+        let (dir, s, m) = store();
+        let ws = Scope::Platform;
+        let limited = SecretSpec {
+            quota: Quota {
+                per_minute: Some(2),
+                per_day: None,
+            },
+            ..spec()
+        };
+        let meta = s
+            .set(&ws, &key("LIMITED"), val("v1"), limited, "a")
+            .expect("set");
+        let now = 1_800_000_000_000;
+        s.take_quota(&[&meta], now).expect("first");
+        s.take_quota(&[&meta], now).expect("second");
+
+        let to = dir.path().join("copy");
+        let report = {
+            let target = SledBackend::open(&to).expect("target");
+            s.copy_into(&target, "copy").expect("copy")
+        };
+        assert!(report.contains(&("quota", 1)), "{report:?}");
+        let copy = SecretStore::open(&to, &m).expect("open the copy");
+        let err = copy.take_quota(&[&meta], now).expect_err("window full");
+        assert!(matches!(err, QuotaRefusal::Exceeded { .. }), "{err}");
+        // A new window counts from zero, in the copy as in the original.
+        copy.take_quota(&[&meta], now + 60_000).expect("next minute");
     }
 }
