@@ -150,6 +150,9 @@ pub trait Backend: Send + Sync {
     }
 }
 
+/// How long [`SledBackend::open`] waits for a lock that may be its own process's.
+pub(crate) const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The embedded default: a sled database in a directory, and beside it one append-only
 /// log file per appended namespace (`<ns>.log`, the audit trail): see [`AppendLog`] for
 /// why appends do not go into sled.
@@ -170,14 +173,31 @@ impl SledBackend {
     /// First removes what a snapshot write that failed half-way (disk full, crash) left
     /// behind, which sled would otherwise read as a damaged store forever:
     /// [`remove_incomplete_snapshots`].
+    ///
+    /// A store found in use is tried again for up to [`LOCK_WAIT`]: sled 0.34 releases its
+    /// lock from a background thread some moments after the last handle is dropped
+    /// (spacejam/sled#1234), so a process that closes a store and opens it again can find
+    /// its own lock still held. A store another process holds is reported after the wait.
     pub fn open(dir: &Path) -> Result<Self, BackendError> {
         let path = dir.display().to_string();
-        remove_incomplete_snapshots(dir)?;
-        let db = sled::Config::new()
-            .path(dir)
-            .mode(sled::Mode::LowSpace)
-            .open()
-            .map_err(|e| classify(e, &path))?;
+        let started = std::time::Instant::now();
+        let mut pause = std::time::Duration::from_millis(5);
+        let db = loop {
+            let opened = remove_incomplete_snapshots(dir).and_then(|()| {
+                sled::Config::new()
+                    .path(dir)
+                    .mode(sled::Mode::LowSpace)
+                    .open()
+                    .map_err(|e| classify(e, &path))
+            });
+            match opened {
+                Err(BackendError::InUse { .. }) if started.elapsed() + pause < LOCK_WAIT => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(std::time::Duration::from_millis(100));
+                }
+                other => break other?,
+            }
+        };
         Ok(SledBackend {
             db,
             dir: dir.to_path_buf(),
@@ -633,4 +653,38 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
         builder.mode(0o700);
     }
     builder.create(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_closed_and_opened_again_at_once_opens() {
+        let dir = tempfile::tempdir().expect("tmp");
+        // sled's background threads are busiest right after writes: a flush, then a drop.
+        for i in 0..200u32 {
+            let b = SledBackend::open(dir.path()).expect("reopened right after a drop");
+            for j in 0..20u32 {
+                b.put("secrets", &[i.to_be_bytes(), j.to_be_bytes()].concat(), &[7; 512])
+                    .expect("put");
+            }
+            b.flush().expect("flush");
+        }
+    }
+
+    #[test]
+    fn a_store_held_open_is_reported_in_use_after_the_wait() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let _held = SledBackend::open(dir.path()).expect("open");
+        let started = std::time::Instant::now();
+        let err = SledBackend::open(dir.path())
+            .err()
+            .expect("a held store does not open twice");
+        assert!(matches!(err, BackendError::InUse { .. }), "{err}");
+        assert!(
+            started.elapsed() < LOCK_WAIT + std::time::Duration::from_secs(2),
+            "the wait is bounded"
+        );
+    }
 }
