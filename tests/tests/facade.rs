@@ -6,12 +6,17 @@ use latchkey_host::audit::AuditEvent;
 use latchkey_host::policy::{AddressPolicy, BindingSpec};
 use latchkey_host::sandbox::RuntimeConfig;
 use latchkey_host::secret::{CredentialKey, SecretValue};
-use latchkey_host::store::{MasterKey, Scope, SecretSpec};
+use latchkey_host::store::{
+    Backend, BackendError, MasterKey, MemoryBackend, Record, Records, Scope, SecretSpec,
+    SecretStore,
+};
 use latchkey_host::workflow::{RunRequest, Workflow};
 use latchkey_host::{Action, AuditQuery, Error, Latchkey, Options, Principal, Role};
 use latchkey_tests::{guest, hosts, locations};
 use serde_json::json;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 const VALUE: &str = "tok-9b1c77e04f2a4d5e8c63";
 
@@ -228,6 +233,76 @@ async fn a_workflow_runs_in_order_and_stops_at_the_first_failure() {
         failed.refusals
     );
     assert_eq!(run.run_id, request.run_id);
+}
+
+/// A memory backend that counts scans of the audit trail.
+#[derive(Default)]
+struct CountingAuditScans {
+    inner: MemoryBackend,
+    scans: Arc<AtomicUsize>,
+}
+
+impl Backend for CountingAuditScans {
+    fn get(&self, ns: &str, id: &[u8]) -> Result<Option<Vec<u8>>, BackendError> {
+        self.inner.get(ns, id)
+    }
+    fn put(&self, ns: &str, id: &[u8], value: &[u8]) -> Result<(), BackendError> {
+        self.inner.put(ns, id, value)
+    }
+    fn delete(&self, ns: &str, id: &[u8]) -> Result<bool, BackendError> {
+        self.inner.delete(ns, id)
+    }
+    fn scan(&self, ns: &str, prefix: &[u8]) -> Result<Records, BackendError> {
+        if ns == "audit" {
+            self.scans.fetch_add(1, Ordering::SeqCst);
+        }
+        self.inner.scan(ns, prefix)
+    }
+    fn append(&self, ns: &str, value: &[u8]) -> Result<u64, BackendError> {
+        self.inner.append(ns, value)
+    }
+    fn flush(&self) -> Result<(), BackendError> {
+        self.inner.flush()
+    }
+    fn last(&self, ns: &str) -> Result<Option<Record>, BackendError> {
+        self.inner.last(ns)
+    }
+}
+
+/// A hostile step can fail at will: explaining its failure must not cost the host a read
+/// of the whole audit trail (which only grows), or failing runs would become a lever.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_runs_refusals_are_reported_without_reading_the_audit_trail() {
+    let dir = tempfile::tempdir().unwrap();
+    let master = MasterKey::generate().unwrap();
+    let backend = CountingAuditScans::default();
+    let scans = backend.scans.clone();
+    let store = SecretStore::init_with(Box::new(backend), "mem", &master).unwrap();
+    let options = Options {
+        runtime: RuntimeConfig {
+            address_policy: AddressPolicy::loopback(),
+            ..RuntimeConfig::default()
+        },
+        cache_dir: None,
+    };
+    let lk = Latchkey::with_store(store, options);
+    let wf = probe_workflow(dir.path(), "");
+    let steps = lk.load_workflow(&wf).unwrap();
+
+    let before = scans.load(Ordering::SeqCst);
+    let input = json!({"action": "get", "key": "NOPE"}).to_string();
+    let run = lk
+        .run_workflow(&wf, &steps, &RunRequest::new("alice", &input), |_| {})
+        .await;
+    let failed = run.failed().unwrap();
+    assert_eq!(failed.refusals.len(), 1, "{:?}", failed.refusals);
+    assert_eq!(failed.refusals[0].key, "NOPE");
+    assert!(failed.refusals[0].reason.contains("missing_credential"));
+    assert_eq!(
+        scans.load(Ordering::SeqCst),
+        before,
+        "the audit trail was read to explain a failure"
+    );
 }
 
 #[test]

@@ -71,15 +71,6 @@ impl LastUse {
     }
 }
 
-/// A credential refused to a step: the key and the reason (never a value).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    /// The key.
-    pub key: String,
-    /// Why, as the audit trail recorded it.
-    pub reason: String,
-}
-
 impl Latchkey {
     /// The audit records `query` selects.
     pub fn audit(&self, by: &Principal, query: &AuditQuery) -> Result<AuditPage, Error> {
@@ -134,28 +125,5 @@ impl Latchkey {
             }
         }
         Ok(last)
-    }
-
-    /// Why credentials were refused to `step` in `run_id`, in order. Empty if the trail
-    /// cannot be read: this explains a failure, it must not replace it.
-    pub fn refusals(&self, run_id: &str, step: &str) -> Vec<Refusal> {
-        let Ok((records, _)) = audit::read_all(&self.store) else {
-            return Vec::new();
-        };
-        records
-            .into_iter()
-            .filter(|r| {
-                r.run_id == run_id
-                    && r.step == step
-                    && matches!(
-                        r.event,
-                        AuditEvent::ResolveDenied | AuditEvent::InjectDenied
-                    )
-            })
-            .map(|r| Refusal {
-                key: r.key,
-                reason: r.outcome,
-            })
-            .collect()
     }
 }

@@ -7,7 +7,8 @@ mod audit;
 mod error;
 mod manage;
 
-pub use audit::{AuditPage, AuditQuery, LastUse, Refusal};
+pub use audit::{AuditPage, AuditQuery, LastUse};
+pub use crate::sandbox::Refusal;
 pub use error::Error;
 
 use crate::cache::{CacheStatus, ComponentCache};
@@ -198,6 +199,7 @@ impl Latchkey {
                 logs: Vec::new(),
                 credentials: Vec::new(),
                 counts: Default::default(),
+                refusals: Vec::new(),
             }),
         }
     }

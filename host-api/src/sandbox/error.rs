@@ -116,4 +116,8 @@ pub struct RunFailure {
     pub credentials: Vec<CredentialUse>,
     /// Fetches, injections and refusals before the failure.
     pub counts: super::RunCounts,
+    /// The credentials refused to the step, in order (the first
+    /// [`REPORTED_REFUSALS`](super::REPORTED_REFUSALS)): what explains the failure, kept by
+    /// the run as it wrote them to the audit trail, so that no failure reads the trail.
+    pub refusals: Vec<super::Refusal>,
 }

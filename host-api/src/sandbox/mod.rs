@@ -23,7 +23,7 @@ pub use crate::guest_log::{GuestLogLine, visible, visible_lines};
 pub use crate::http::ClientError;
 pub use error::{LoadError, RunError, RunFailure, RuntimeError, WasmtimeError};
 pub use limits::{Durability, Limits, RuntimeConfig};
-pub use run::{Refusals, RunCounts, RunOutcome, TEXT_SCRUB_GRACE};
+pub use run::{REPORTED_REFUSALS, Refusal, Refusals, RunCounts, RunOutcome, TEXT_SCRUB_GRACE};
 
 pub(crate) use memory::MemoryLimiter;
 pub(crate) use state::{HostState, Shared};

@@ -42,6 +42,20 @@ impl Refusals {
     }
 }
 
+/// A credential refused to a step: the key and the reason, as its audit record says it
+/// (never a value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The key.
+    pub key: String,
+    /// Why, as the audit trail recorded it.
+    pub reason: String,
+}
+
+/// Refusals a run keeps for its report, the first ones: [`RunCounts::refusals`] counts
+/// them all, and the audit trail holds each one.
+pub const REPORTED_REFUSALS: usize = 64;
+
 /// What a run did, whether or not it succeeded.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RunCounts {
@@ -107,6 +121,7 @@ impl Runtime {
                 let state = store.into_data();
                 Err(RunFailure {
                     counts: state.counts(),
+                    refusals: state.take_refusals(),
                     error,
                     logs: state.log.lines,
                     credentials: state.credentials.used,

@@ -48,6 +48,8 @@ pub(crate) struct HostState {
     pub http: HttpState,
     /// `latchkey:workflow/log`: the lines kept.
     pub log: LogState,
+    /// Refusals audited so far, the first [`REPORTED_REFUSALS`](super::REPORTED_REFUSALS).
+    refused: std::sync::Mutex<Vec<super::Refusal>>,
 }
 
 impl HostState {
@@ -79,7 +81,13 @@ impl HostState {
                 ..HttpState::default()
             },
             log: LogState::default(),
+            refused: Default::default(),
         }
+    }
+
+    /// The refusals this run audited, for its report.
+    pub fn take_refusals(&self) -> Vec<super::Refusal> {
+        std::mem::take(&mut *self.refused.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     pub fn limits(&self) -> &Limits {
@@ -109,6 +117,15 @@ impl HostState {
         location: Option<String>,
         outcome: String,
     ) {
+        if matches!(event, AuditEvent::ResolveDenied | AuditEvent::InjectDenied) {
+            let mut refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+            if refused.len() < super::REPORTED_REFUSALS {
+                refused.push(super::Refusal {
+                    key: key.to_string(),
+                    reason: outcome.clone(),
+                });
+            }
+        }
         let record = self.record(event, key, resolved, destination, location, outcome);
         if let Err(e) = audit::append(&self.shared.store, &record) {
             tracing::error!(error = %e, "could not append an audit record");

@@ -104,7 +104,7 @@ pub(crate) async fn run(
         let result = lk.run_step(step, &ctx, input).await;
         let refusals = match &result {
             Ok(_) => Vec::new(),
-            Err(_) => lk.refusals(&req.run_id, &ctx.step.name),
+            Err(failure) => failure.refusals.clone(),
         };
         let report = StepReport {
             index,

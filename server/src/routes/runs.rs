@@ -200,7 +200,7 @@ async fn execute(state: Arc<AppState>, id: String, user: String, target: Target,
             let result = state.latchkey.run_step(&component.step, &ctx, &input).await;
             let refusals = match &result {
                 Ok(_) => Vec::new(),
-                Err(_) => state.latchkey.refusals(&ctx.run_id, &ctx.step.name),
+                Err(failure) => failure.refusals.clone(),
             };
             let view = step_view(
                 &ctx.step.name,

@@ -222,7 +222,7 @@ impl RunCommand {
                     self.step.display(),
                     report::shown(&e.to_string())
                 );
-                report::print_refusals(&latchkey.refusals(&ctx.run_id, &ctx.step.name));
+                report::print_refusals(&failure.refusals);
                 report::print_run_id(&ctx.run_id);
                 Ok(ExitCode::from(EXIT_STEP_FAILED))
             }
