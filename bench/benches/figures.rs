@@ -681,8 +681,8 @@ fn resolve(iters: usize, quick: bool) -> Result<Vec<Figure>> {
                 unit: "us".into(),
                 baseline_median: Some(ns_to_us(base[i])),
                 ratio: Some(s.median() / base[i]),
-                target: "p50 <= 5 us at every size (baseline: the 10-secret store)".into(),
-                met: Some(med <= 5.0),
+                target: "p50 <= 3 us at every size (baseline: the 10-secret store)".into(),
+                met: Some(med <= 3.0),
                 command: format!("{CMD} resolve"),
                 notes: format!(
                     "sled store reopened through SecretStore::open; {} samples; filled in {:.1} s",

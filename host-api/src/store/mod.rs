@@ -10,7 +10,7 @@
 //! - [`record`]: the record format. The AAD of each sealed value is the record's exact
 //!   metadata bytes (scope, key, version, binding, integration, authors), so a ciphertext
 //!   moved to another record, rolled back under newer metadata, or a binding edited on
-//!   disk fails to open.
+//!   disk fails to open. [`meta_cache`] keeps the parse of recently read metadata.
 //! - [`SecretStore`]: the write-only API the CLI and the runtime use.
 
 mod backend;
@@ -18,6 +18,7 @@ mod deferred;
 mod key_provider;
 mod location;
 pub mod log;
+mod meta_cache;
 mod oauth;
 pub mod postgres;
 pub mod quota;

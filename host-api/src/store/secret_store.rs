@@ -9,6 +9,7 @@ use super::backend::{
 };
 use super::deferred::{self, DeferredSled};
 use super::key_provider::{KeyWrapper, WrapError};
+use super::meta_cache::MetaCache;
 use super::oauth::{NS_OAUTH, TOKEN_PREFIX};
 use super::quota::{NS_QUOTA, QuotaCounters, QuotaRefusal};
 use super::record::{self, CredentialKind, SecretMeta, SecretSpec};
@@ -149,6 +150,8 @@ pub struct SecretStore {
     path: String,
     audit: Mutex<AuditChain>,
     quota: QuotaCounters,
+    /// Parsed metadata of recently read records (see `meta_cache`).
+    metas: MetaCache,
     /// The directory of a sled store, whose `data-key` file follows the data key's
     /// wrapping (see `deferred`); `None` for other backends.
     sled_dir: Option<std::path::PathBuf>,
@@ -293,6 +296,7 @@ impl SecretStore {
             path: path.to_owned(),
             audit,
             quota: QuotaCounters::default(),
+            metas: MetaCache::default(),
             sled_dir: None,
         })
     }
@@ -610,9 +614,10 @@ impl SecretStore {
         let Some(bytes) = self.backend.get(NS_SECRETS, &id)? else {
             return Ok(None);
         };
-        let meta = record::decode_at(&id, &bytes)
-            .map_err(|e| damaged(scope, key, &e))?
-            .meta;
+        let meta = self
+            .metas
+            .meta(&id, &bytes)
+            .map_err(|e| damaged(scope, key, &e))?;
         Ok(Some((bytes, meta)))
     }
 
