@@ -7,8 +7,8 @@ mod audit;
 mod error;
 mod manage;
 
-pub use audit::{AuditPage, AuditQuery, LastUse};
 pub use crate::sandbox::Refusal;
+pub use audit::{AuditPage, AuditQuery, LastUse};
 pub use error::Error;
 
 use crate::cache::{CacheStatus, ComponentCache};

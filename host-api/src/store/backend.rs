@@ -666,8 +666,12 @@ mod tests {
         for i in 0..200u32 {
             let b = SledBackend::open(dir.path()).expect("reopened right after a drop");
             for j in 0..20u32 {
-                b.put("secrets", &[i.to_be_bytes(), j.to_be_bytes()].concat(), &[7; 512])
-                    .expect("put");
+                b.put(
+                    "secrets",
+                    &[i.to_be_bytes(), j.to_be_bytes()].concat(),
+                    &[7; 512],
+                )
+                .expect("put");
             }
             b.flush().expect("flush");
         }

@@ -1587,6 +1587,7 @@ mod tests {
         let err = copy.take_quota(&[&meta], now).expect_err("window full");
         assert!(matches!(err, QuotaRefusal::Exceeded { .. }), "{err}");
         // A new window counts from zero, in the copy as in the original.
-        copy.take_quota(&[&meta], now + 60_000).expect("next minute");
+        copy.take_quota(&[&meta], now + 60_000)
+            .expect("next minute");
     }
 }
