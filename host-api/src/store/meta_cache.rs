@@ -17,9 +17,12 @@ use std::sync::Mutex;
 const CAPACITY: usize = 4096;
 
 /// Storage id → (the metadata bytes parsed, their parse).
+type Entries = HashMap<Vec<u8>, (Vec<u8>, SecretMeta)>;
+
+/// Parsed metadata by storage id; see the module's documentation.
 #[derive(Default)]
 pub(crate) struct MetaCache {
-    entries: Mutex<HashMap<Vec<u8>, (Vec<u8>, SecretMeta)>>,
+    entries: Mutex<Entries>,
 }
 
 impl MetaCache {
@@ -47,7 +50,7 @@ impl MetaCache {
         Ok(meta)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u8>, (Vec<u8>, SecretMeta)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
         // The map is only a cache: a poisoned one is as good as a clean one.
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
