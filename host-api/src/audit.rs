@@ -49,7 +49,7 @@
 //! outcome `failed: …` follows it (best effort). So every applied change has a record; a
 //! crash between the two writes can leave a record of a change that did not happen.
 
-use crate::store::{BackendError, SecretStore};
+use crate::store::{BackendError, Records, SecretStore};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use zeroize::Zeroizing;
@@ -290,16 +290,34 @@ pub fn flush(store: &SecretStore) -> Result<(), BackendError> {
 /// Every record, oldest first, chained or legacy (the chain is not checked here: see
 /// [`verify`]). Unreadable records are skipped and counted.
 pub fn read_all(store: &SecretStore) -> Result<(Vec<AuditRecord>, usize), BackendError> {
+    Ok(decode_all(store.backend().scan(NS_AUDIT, b"")?))
+}
+
+/// The records appended after `cursor` (empty: from the first), how many of them could
+/// not be read, and the cursor to pass next time: for readers that keep up with the trail
+/// instead of reading it whole (see [`Backend::scan_appended_since`]).
+///
+/// [`Backend::scan_appended_since`]: crate::store::Backend::scan_appended_since
+pub fn read_since(
+    store: &SecretStore,
+    cursor: &[u8],
+) -> Result<(Vec<AuditRecord>, usize, Vec<u8>), BackendError> {
+    let (records, next) = store.backend().scan_appended_since(NS_AUDIT, cursor)?;
+    let (records, bad) = decode_all(records);
+    Ok((records, bad, next))
+}
+
+fn decode_all(stored: Records) -> (Vec<AuditRecord>, usize) {
     let mut out = Vec::new();
     let mut bad = 0;
-    for (_, bytes) in store.backend().scan(NS_AUDIT, b"")? {
+    for (_, bytes) in stored {
         let json = split_chained(&bytes).map_or(bytes.as_slice(), |(_, _, j)| j);
         match serde_json::from_slice(json) {
             Ok(r) => out.push(r),
             Err(_) => bad += 1,
         }
     }
-    Ok((out, bad))
+    (out, bad)
 }
 
 /// What is wrong with one stored record.

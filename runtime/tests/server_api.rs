@@ -411,6 +411,22 @@ fn no_value_ever_comes_back_out() {
     // The describe answer says when it was last used, and by which run.
     let d: Value = s.get("/v1/secrets/PLAIN", &admin).json().unwrap();
     assert_eq!(d["last_used"]["run_id"], ids[0].as_str(), "{d}");
+    // A later use is seen by the next describe and listing (the server keeps up with the
+    // trail instead of reading it whole, and must not stop at what it read first).
+    let again = run_probe(
+        &s,
+        &admin,
+        json!({"action": "fetch", "url": up.url("/echo"), "key": "PLAIN"}),
+    );
+    let d: Value = s.get("/v1/secrets/PLAIN", &admin).json().unwrap();
+    assert_eq!(d["last_used"]["run_id"], again["id"], "{d}");
+    let listed: Value = s.get("/v1/secrets", &admin).json().unwrap();
+    let plain = listed
+        .as_array()
+        .and_then(|all| all.iter().find(|m| m["key"] == "PLAIN"))
+        .cloned()
+        .unwrap_or_else(|| panic!("PLAIN listed: {listed}"));
+    assert_eq!(plain["last_used"]["run_id"], again["id"], "{plain}");
     everything.push_str(&s.printed());
     for v in [PLAIN, SEALED] {
         assert!(!everything.contains(v), "a value came back out");

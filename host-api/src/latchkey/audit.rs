@@ -1,10 +1,11 @@
-//! Reading the audit trail through the façade: filtered queries, and why credentials were
-//! refused to a step (what an operator needs to fix a `missing_credential`).
+//! Reading the audit trail through the façade: filtered queries, the chain's check, and
+//! when each secret was last used (kept up with the trail, not read from it whole).
 
 use super::{Error, Latchkey};
 use crate::audit::{self, AuditEvent, AuditRecord, VerifyReport};
 use crate::principal::{Action, Principal};
 use std::collections::HashMap;
+use std::sync::MutexGuard;
 
 /// Which audit records to return; every field left `None` matches everything.
 #[derive(Debug, Clone, Default)]
@@ -89,7 +90,7 @@ impl Latchkey {
     }
 
     /// When the secret `key` in `scope` was last injected into a request, from the audit
-    /// trail; `None` if never (or if the trail cannot be read).
+    /// trail; `None` if never.
     pub fn last_use(
         &self,
         by: &Principal,
@@ -97,33 +98,46 @@ impl Latchkey {
         key: &crate::secret::CredentialKey,
     ) -> Result<Option<LastUse>, Error> {
         self.allow(by, Action::ReadMetadata)?;
-        let (records, _) = audit::read_all(&self.store).map_err(Error::Audit)?;
-        let scope = scope.to_string();
-        Ok(records
-            .into_iter()
-            .rev()
-            .find(|r| {
-                r.event == AuditEvent::Inject
-                    && r.key == key.as_str()
-                    && r.scope.as_deref() == Some(scope.as_str())
-            })
-            .map(LastUse::of))
+        let index = self.last_uses_caught_up()?;
+        Ok(index
+            .by_secret
+            .get(&(scope.to_string(), key.to_string()))
+            .cloned())
     }
 
-    /// The last use of every secret that was ever injected, by (scope, key), from one
-    /// read of the audit trail (a listing shows it beside each secret).
+    /// The last use of every secret that was ever injected, by (scope, key) (a listing
+    /// shows it beside each secret).
     pub fn last_uses(&self, by: &Principal) -> Result<HashMap<(String, String), LastUse>, Error> {
         self.allow(by, Action::ReadMetadata)?;
-        let (records, _) = audit::read_all(&self.store).map_err(Error::Audit)?;
-        let mut last = HashMap::new();
+        Ok(self.last_uses_caught_up()?.by_secret.clone())
+    }
+
+    /// The index of last uses, after reading the records appended since it was last read.
+    fn last_uses_caught_up(&self) -> Result<MutexGuard<'_, LastUses>, Error> {
+        let mut index = self.last_uses.lock().unwrap_or_else(|p| p.into_inner());
+        let (records, _, next) =
+            audit::read_since(&self.store, &index.cursor).map_err(Error::Audit)?;
         for r in records {
             if r.event == AuditEvent::Inject
                 && let Some(scope) = r.scope.clone()
             {
                 // Oldest first: a later use replaces an earlier one.
-                last.insert((scope, r.key.clone()), LastUse::of(r));
+                index
+                    .by_secret
+                    .insert((scope, r.key.clone()), LastUse::of(r));
             }
         }
-        Ok(last)
+        index.cursor = next;
+        Ok(index)
     }
+}
+
+/// When each secret was last used, as far as the audit trail has been read: describing or
+/// listing secrets (which members may do at will) reads only what was appended since,
+/// never the whole trail, which only grows.
+#[derive(Default)]
+pub(super) struct LastUses {
+    /// Where the trail was read to ([`audit::read_since`]).
+    cursor: Vec<u8>,
+    by_secret: HashMap<(String, String), LastUse>,
 }

@@ -52,6 +52,7 @@ pub struct Latchkey {
     options: Options,
     started: OnceLock<Started>,
     starting: Mutex<()>,
+    last_uses: Mutex<audit::LastUses>,
 }
 
 impl Latchkey {
@@ -104,6 +105,7 @@ impl Latchkey {
             options,
             started: OnceLock::new(),
             starting: Mutex::new(()),
+            last_uses: Mutex::default(),
         }
     }
 

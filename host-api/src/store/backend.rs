@@ -109,6 +109,26 @@ pub trait Backend: Send + Sync {
     fn append(&self, ns: &str, value: &[u8]) -> Result<u64, BackendError>;
     /// Makes every earlier write durable, power failures included.
     fn flush(&self) -> Result<(), BackendError>;
+    /// The records appended to `ns` after `cursor` (empty: all of them), oldest first, and
+    /// the cursor that follows them, for a reader that keeps up with a growing namespace
+    /// (the audit trail) without reading it whole each time.
+    ///
+    /// The default reads every record and skips as many as the cursor counts: right for
+    /// any backend whose appended records keep their order, but no cheaper than a scan.
+    fn scan_appended_since(
+        &self,
+        ns: &str,
+        cursor: &[u8],
+    ) -> Result<(Records, Vec<u8>), BackendError> {
+        let all = self.scan(ns, b"")?;
+        let seen = <[u8; 8]>::try_from(cursor).map_or(0, u64::from_be_bytes);
+        let count = all.len() as u64;
+        let new = all
+            .into_iter()
+            .skip(usize::try_from(seen).unwrap_or(usize::MAX))
+            .collect();
+        Ok((new, count.to_be_bytes().to_vec()))
+    }
     /// The record with the greatest id in `ns` (the newest appended one), if any.
     fn last(&self, ns: &str) -> Result<Option<Record>, BackendError> {
         Ok(self.scan(ns, b"")?.pop())
@@ -218,6 +238,17 @@ impl SledBackend {
             }
             Ok(Some(Arc::new(AppendLog::open(&file)?)))
         })
+    }
+
+    /// The records of `ns` in sled itself (not its log) whose id starts with `prefix`.
+    fn scan_tree(&self, ns: &str, prefix: &[u8]) -> Result<Records, BackendError> {
+        self.tree(ns)?
+            .scan_prefix(prefix)
+            .map(|r| {
+                r.map(|(k, v)| (k.to_vec(), v.to_vec()))
+                    .map_err(|e| classify(e, &self.path))
+            })
+            .collect()
     }
 
     fn tree(&self, ns: &str) -> Result<sled::Tree, BackendError> {
@@ -373,14 +404,7 @@ impl Backend for SledBackend {
     /// written before the log existed kept appended records in the tree, and every one of
     /// them is older than the log's first.
     fn scan(&self, ns: &str, prefix: &[u8]) -> Result<Records, BackendError> {
-        let mut records: Records = self
-            .tree(ns)?
-            .scan_prefix(prefix)
-            .map(|r| {
-                r.map(|(k, v)| (k.to_vec(), v.to_vec()))
-                    .map_err(|e| classify(e, &self.path))
-            })
-            .collect::<Result<_, _>>()?;
+        let mut records = self.scan_tree(ns, prefix)?;
         if prefix.is_empty()
             && let Some(log) = self.log(ns, false)?
         {
@@ -392,6 +416,28 @@ impl Backend for SledBackend {
     fn append(&self, ns: &str, value: &[u8]) -> Result<u64, BackendError> {
         let log = self.log(ns, true)?;
         log.map_or(Ok(0), |l| l.append(value))
+    }
+
+    /// The cursor is the byte offset the log was read to. Records in the tree are older
+    /// than any in the log and no longer grow, so only the first read (no cursor) has them.
+    fn scan_appended_since(
+        &self,
+        ns: &str,
+        cursor: &[u8],
+    ) -> Result<(Records, Vec<u8>), BackendError> {
+        let (mut records, from) = match <[u8; 8]>::try_from(cursor) {
+            Ok(offset) => (Vec::new(), u64::from_be_bytes(offset)),
+            Err(_) => (self.scan_tree(ns, b"")?, 0),
+        };
+        let end = match self.log(ns, false)? {
+            Some(log) => {
+                let (appended, end) = log.scan_from(from)?;
+                records.extend(appended);
+                end
+            }
+            None => 0,
+        };
+        Ok((records, end.to_be_bytes().to_vec()))
     }
 
     fn flush(&self) -> Result<(), BackendError> {
@@ -675,6 +721,44 @@ mod tests {
             }
             b.flush().expect("flush");
         }
+    }
+
+    #[test]
+    fn appended_records_are_read_from_where_the_last_read_ended() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let b = SledBackend::open(dir.path()).expect("open");
+        // A record an older store kept in the tree: older than the log, read first, once.
+        b.put("audit", &7u64.to_be_bytes(), b"in the tree")
+            .expect("put");
+        b.append("audit", b"one").expect("append");
+        let (first, cursor) = b.scan_appended_since("audit", b"").expect("scan");
+        let values = |r: &Records| r.iter().map(|(_, v)| v.clone()).collect::<Vec<_>>();
+        assert_eq!(values(&first), [b"in the tree".to_vec(), b"one".to_vec()]);
+        let (none, same) = b.scan_appended_since("audit", &cursor).expect("scan");
+        assert!(none.is_empty());
+        assert_eq!(same, cursor);
+        b.append("audit", b"two").expect("append");
+        b.append("audit", b"three").expect("append");
+        let (next, _) = b.scan_appended_since("audit", &cursor).expect("scan");
+        assert_eq!(values(&next), [b"two".to_vec(), b"three".to_vec()]);
+        // What the whole scan returns, ids included, is the two reads together.
+        let mut both = first;
+        both.extend(next);
+        assert_eq!(both, b.scan("audit", b"").expect("scan"));
+    }
+
+    #[test]
+    fn the_default_reader_of_appended_records_skips_what_was_read() {
+        let b = MemoryBackend::default();
+        b.append("audit", b"one").expect("append");
+        let (first, cursor) = b.scan_appended_since("audit", b"").expect("scan");
+        assert_eq!(first.len(), 1);
+        b.append("audit", b"two").expect("append");
+        let (next, _) = b.scan_appended_since("audit", &cursor).expect("scan");
+        assert_eq!(
+            next.iter().map(|(_, v)| v.as_slice()).collect::<Vec<_>>(),
+            [b"two"]
+        );
     }
 
     #[test]

@@ -130,6 +130,13 @@ impl Backend for DeferredSled {
     fn append(&self, ns: &str, value: &[u8]) -> Result<u64, BackendError> {
         self.db()?.append(ns, value)
     }
+    fn scan_appended_since(
+        &self,
+        ns: &str,
+        cursor: &[u8],
+    ) -> Result<(Records, Vec<u8>), BackendError> {
+        self.db()?.scan_appended_since(ns, cursor)
+    }
     fn flush(&self) -> Result<(), BackendError> {
         // Nothing to make durable if the database was never opened.
         match self.open.get() {

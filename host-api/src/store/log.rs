@@ -145,6 +145,12 @@ impl AppendLog {
 
     /// Every record, oldest first.
     pub fn scan(&self) -> Result<Records, BackendError> {
+        self.scan_from(0).map(|(records, _)| records)
+    }
+
+    /// The records from byte `from` on (the end a previous call returned; 0 for all), and
+    /// where they end. A `from` past the end (a log cut at open since) reads from the start.
+    pub fn scan_from(&self, from: u64) -> Result<(Records, u64), BackendError> {
         let tail = lock(&self.inner.tail);
         let len = tail.len;
         let mut file = tail
@@ -152,25 +158,27 @@ impl AppendLog {
             .try_clone()
             .map_err(io_at("reading", &self.inner.path))?;
         drop(tail);
+        let from = if from > len { 0 } else { from };
         let mut bytes = Vec::new();
-        file.seek(SeekFrom::Start(0))
-            .and_then(|_| (&mut file).take(len).read_to_end(&mut bytes))
+        file.seek(SeekFrom::Start(from))
+            .and_then(|_| (&mut file).take(len - from).read_to_end(&mut bytes))
             .map_err(io_at("reading", &self.inner.path))?;
         let (frames, valid) = frames(&bytes);
         let records = frames
             .into_iter()
-            .map(|f| (f.at.to_be_bytes().to_vec(), f.record.to_vec()))
+            .map(|f| ((from + f.at).to_be_bytes().to_vec(), f.record.to_vec()))
             .collect();
-        if valid != len {
+        if from + valid != len {
             return Err(BackendError::Corrupt(
                 format!(
-                    "{}: the record at byte {valid} does not check out",
-                    self.inner.path.display()
+                    "{}: the record at byte {} does not check out",
+                    self.inner.path.display(),
+                    from + valid
                 )
                 .into(),
             ));
         }
-        Ok(records)
+        Ok((records, len))
     }
 
     /// The newest record.

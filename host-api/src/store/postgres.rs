@@ -604,6 +604,46 @@ impl Backend for PostgresBackend {
         self.append_chained(ns, Box::new(move |_| value.clone()))
     }
 
+    /// The cursor is the last id read. Ids are consecutive and each append inserts the
+    /// id after the newest committed one, so what a reader sees past its cursor is never
+    /// followed by an earlier id committing later.
+    fn scan_appended_since(
+        &self,
+        ns: &str,
+        cursor: &[u8],
+    ) -> Result<(Records, Vec<u8>), BackendError> {
+        let t = table(ns)?;
+        if !t.numeric_ids {
+            return Err(BackendError::UnknownNamespace(format!(
+                "{ns} (scanned as appended)"
+            )));
+        }
+        let after: i64 = <[u8; 8]>::try_from(cursor).map_or(-1, i64::from_be_bytes);
+        let sql = format!(
+            "SELECT id, {} FROM {} WHERE id > $1 ORDER BY id",
+            t.value, t.name
+        );
+        let records: Records = self.call(true, move |c| async move {
+            let s = c.statement(&sql).await.map_err(c.fail("a scan"))?;
+            let rows = c
+                .client
+                .query(&s, &[&after])
+                .await
+                .map_err(c.fail("a scan"))?;
+            Ok(rows
+                .iter()
+                .map(|r| {
+                    let id: i64 = r.get(0);
+                    (id.to_be_bytes().to_vec(), r.get::<_, Vec<u8>>(1))
+                })
+                .collect())
+        })?;
+        let next = records
+            .last()
+            .map_or(after.to_be_bytes().to_vec(), |(id, _)| id.clone());
+        Ok((records, next))
+    }
+
     fn append_chained(&self, ns: &str, build: AppendBuilder) -> Result<u64, BackendError> {
         let t = table(ns)?;
         if !t.numeric_ids {
