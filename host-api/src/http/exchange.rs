@@ -81,21 +81,8 @@ fn transport_error(e: reqwest::Error) -> Error {
     if e.is_timeout() {
         return Error::Timeout;
     }
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-    while let Some(s) = source {
-        if let Some(r) = s.downcast_ref::<DestinationRefused>() {
-            return Error::Denied(r.to_string());
-        }
-        source = s.source();
+    if let Some(r) = DestinationRefused::behind(&e) {
+        return Error::Denied(r.to_string());
     }
-    // reqwest's Display names only the outermost error; the cause is what helps.
-    let e = e.without_url();
-    let mut msg = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        source = s.source();
-    }
-    Error::Transport(msg)
+    Error::Transport(super::failure_text(e))
 }

@@ -53,6 +53,34 @@ pub(crate) struct DestinationRefused {
     pub reason: &'static str,
 }
 
+impl DestinationRefused {
+    /// The refusal behind a failed request, if the address policy is what failed it.
+    pub(crate) fn behind(e: &reqwest::Error) -> Option<&DestinationRefused> {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+        while let Some(s) = source {
+            if let Some(r) = s.downcast_ref::<DestinationRefused>() {
+                return Some(r);
+            }
+            source = s.source();
+        }
+        None
+    }
+}
+
+/// A failed request in words, without its URL (which can hold a value injected into its
+/// query) and with its causes: reqwest's Display names only the outermost error.
+pub(crate) fn failure_text(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut msg = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    msg
+}
+
 /// Resolves names with the system resolver and keeps only addresses the policy allows.
 /// The client connects to what this returns, so the checked address is the one used.
 struct CheckedResolver {

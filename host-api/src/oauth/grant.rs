@@ -252,22 +252,10 @@ fn transport(e: reqwest::Error) -> GrantError {
     if e.is_timeout() {
         return GrantError::Timeout;
     }
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-    while let Some(s) = source {
-        if let Some(r) = s.downcast_ref::<crate::http::DestinationRefused>() {
-            return GrantError::Refused(r.reason.to_owned());
-        }
-        source = s.source();
+    if let Some(r) = crate::http::DestinationRefused::behind(&e) {
+        return GrantError::Refused(r.reason.to_owned());
     }
-    let e = e.without_url();
-    let mut msg = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        source = s.source();
-    }
-    GrantError::Unreachable(msg)
+    GrantError::Unreachable(crate::http::failure_text(e))
 }
 
 #[cfg(test)]
