@@ -290,6 +290,29 @@ async fn serve(
 }
 
 impl PostgresBackend {
+    /// The records of the appended table `t` with an id over `after`, in id order.
+    fn appended_after(&self, t: Table, after: i64) -> Result<Records, BackendError> {
+        let sql = format!(
+            "SELECT id, {} FROM {} WHERE id > $1 ORDER BY id",
+            t.value, t.name
+        );
+        self.call(true, move |c| async move {
+            let s = c.statement(&sql).await.map_err(c.fail("a scan"))?;
+            let rows = c
+                .client
+                .query(&s, &[&after])
+                .await
+                .map_err(c.fail("a scan"))?;
+            Ok(rows
+                .iter()
+                .map(|r| {
+                    let id: i64 = r.get(0);
+                    (id.to_be_bytes().to_vec(), r.get::<_, Vec<u8>>(1))
+                })
+                .collect())
+        })
+    }
+
     /// Connects to the database at `url` (`postgres://user:password@host:port/db`) and
     /// checks that its schema is the one this build knows.
     pub fn open(url: &str) -> Result<Self, BackendError> {
@@ -565,18 +588,7 @@ impl Backend for PostgresBackend {
                     "audit (scanned by a prefix)".into(),
                 ));
             }
-            let sql = format!("SELECT id, {} FROM {} ORDER BY id", t.value, t.name);
-            return self.call(true, move |c| async move {
-                let s = c.statement(&sql).await.map_err(c.fail("a scan"))?;
-                let rows = c.client.query(&s, &[]).await.map_err(c.fail("a scan"))?;
-                Ok(rows
-                    .iter()
-                    .map(|r| {
-                        let id: i64 = r.get(0);
-                        (id.to_be_bytes().to_vec(), r.get::<_, Vec<u8>>(1))
-                    })
-                    .collect())
-            });
+            return self.appended_after(t, -1);
         }
         // bytea compares bytewise, as sled orders its keys.
         let sql = format!(
@@ -619,25 +631,7 @@ impl Backend for PostgresBackend {
             )));
         }
         let after: i64 = <[u8; 8]>::try_from(cursor).map_or(-1, i64::from_be_bytes);
-        let sql = format!(
-            "SELECT id, {} FROM {} WHERE id > $1 ORDER BY id",
-            t.value, t.name
-        );
-        let records: Records = self.call(true, move |c| async move {
-            let s = c.statement(&sql).await.map_err(c.fail("a scan"))?;
-            let rows = c
-                .client
-                .query(&s, &[&after])
-                .await
-                .map_err(c.fail("a scan"))?;
-            Ok(rows
-                .iter()
-                .map(|r| {
-                    let id: i64 = r.get(0);
-                    (id.to_be_bytes().to_vec(), r.get::<_, Vec<u8>>(1))
-                })
-                .collect())
-        })?;
+        let records = self.appended_after(t, after)?;
         let next = records
             .last()
             .map_or(after.to_be_bytes().to_vec(), |(id, _)| id.clone());
