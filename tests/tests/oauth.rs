@@ -14,8 +14,7 @@ use latchkey_host::policy::{
 use latchkey_host::sandbox::{Runtime, RuntimeConfig};
 use latchkey_host::secret::{CredentialKey, SecretValue};
 use latchkey_host::store::{
-    Backend, BackendError, CredentialKind, Expected, MasterKey, MemoryBackend, Records, SecretSpec,
-    SecretStore, StoreError,
+    Backend, CredentialKind, MasterKey, MemoryBackend, SecretSpec, SecretStore, StoreError,
 };
 use latchkey_tests::token_endpoint::{Failure, FakeProvider};
 use latchkey_tests::upstream::encoded_forms;
@@ -577,48 +576,13 @@ fn bad_oauth2_credentials_are_refused_at_set_and_leave_the_store_unchanged() {
     );
 }
 
-/// A memory backend the test can also reach, as a host that shares the store would.
-struct Shared(Arc<MemoryBackend>);
-
-impl Backend for Shared {
-    fn get(&self, ns: &str, id: &[u8]) -> Result<Option<Vec<u8>>, BackendError> {
-        self.0.get(ns, id)
-    }
-    fn put(&self, ns: &str, id: &[u8], value: &[u8]) -> Result<(), BackendError> {
-        self.0.put(ns, id, value)
-    }
-    fn delete(&self, ns: &str, id: &[u8]) -> Result<bool, BackendError> {
-        self.0.delete(ns, id)
-    }
-    fn scan(&self, ns: &str, prefix: &[u8]) -> Result<Records, BackendError> {
-        self.0.scan(ns, prefix)
-    }
-    fn append(&self, ns: &str, value: &[u8]) -> Result<u64, BackendError> {
-        self.0.append(ns, value)
-    }
-    fn flush(&self) -> Result<(), BackendError> {
-        self.0.flush()
-    }
-    fn compare_and_put(
-        &self,
-        ns: &str,
-        id: &[u8],
-        expected: Option<Expected<'_>>,
-        value: &[u8],
-        version: u64,
-    ) -> Result<bool, BackendError> {
-        self.0.compare_and_put(ns, id, expected, value, version)
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_lease_left_by_a_host_that_died_is_taken_over_when_it_expires() {
     let p = FakeProvider::start(CLIENT_ID, CLIENT_SECRET, REFRESH);
     let memory = Arc::new(MemoryBackend::default());
     let master = MasterKey::generate().unwrap();
-    let store = Arc::new(
-        SecretStore::init_with(Box::new(Shared(memory.clone())), "memory", &master).unwrap(),
-    );
+    let store =
+        Arc::new(SecretStore::init_with(Box::new(memory.clone()), "memory", &master).unwrap());
     store
         .set(
             &workspace(),

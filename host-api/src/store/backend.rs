@@ -170,6 +170,53 @@ pub trait Backend: Send + Sync {
     }
 }
 
+/// A backend shared with its owner: a store over `Arc<B>` while the owner keeps reaching
+/// the same records (as another host sharing the store would). Every call, defaults
+/// included, goes to `B`'s own.
+impl<B: Backend + ?Sized> Backend for Arc<B> {
+    fn get(&self, ns: &str, id: &[u8]) -> Result<Option<Vec<u8>>, BackendError> {
+        (**self).get(ns, id)
+    }
+    fn put(&self, ns: &str, id: &[u8], value: &[u8]) -> Result<(), BackendError> {
+        (**self).put(ns, id, value)
+    }
+    fn delete(&self, ns: &str, id: &[u8]) -> Result<bool, BackendError> {
+        (**self).delete(ns, id)
+    }
+    fn scan(&self, ns: &str, prefix: &[u8]) -> Result<Records, BackendError> {
+        (**self).scan(ns, prefix)
+    }
+    fn append(&self, ns: &str, value: &[u8]) -> Result<u64, BackendError> {
+        (**self).append(ns, value)
+    }
+    fn flush(&self) -> Result<(), BackendError> {
+        (**self).flush()
+    }
+    fn scan_appended_since(
+        &self,
+        ns: &str,
+        cursor: &[u8],
+    ) -> Result<(Records, Vec<u8>), BackendError> {
+        (**self).scan_appended_since(ns, cursor)
+    }
+    fn last(&self, ns: &str) -> Result<Option<Record>, BackendError> {
+        (**self).last(ns)
+    }
+    fn compare_and_put(
+        &self,
+        ns: &str,
+        id: &[u8],
+        expected: Option<Expected<'_>>,
+        value: &[u8],
+        version: u64,
+    ) -> Result<bool, BackendError> {
+        (**self).compare_and_put(ns, id, expected, value, version)
+    }
+    fn append_chained(&self, ns: &str, build: AppendBuilder) -> Result<u64, BackendError> {
+        (**self).append_chained(ns, build)
+    }
+}
+
 /// How long [`SledBackend::open`] waits for a lock that may be its own process's.
 pub(crate) const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
