@@ -15,7 +15,7 @@ use latchkey_host::policy::{AddressPolicy, Binding, BindingSpec, HostPattern, In
 use latchkey_host::resolve::RunContext;
 use latchkey_host::sandbox::{Limits, RunFailure, RunOutcome, Runtime, RuntimeConfig, Step};
 use latchkey_host::secret::{CredentialKey, SecretValue};
-use latchkey_host::store::{MasterKey, Scope, SecretSpec, SecretStore};
+use latchkey_host::store::{MasterKey, Scope, SecretMeta, SecretSpec, SecretStore, StoreError};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -230,6 +230,35 @@ pub fn probe_with(
     let rt = runtime(&s);
     let step = load(&rt, "probe");
     (s, rt, step)
+}
+
+/// What most tests store: integration `http`, `binding`, a strong value required, no
+/// quota, a static value.
+pub fn http_spec(binding: Binding) -> SecretSpec {
+    SecretSpec {
+        integration: "http".into(),
+        binding,
+        allow_weak_value: false,
+        quota: Default::default(),
+        kind: Default::default(),
+        oauth: None,
+    }
+}
+
+/// Stores `value` under `key` in [`workspace`] with `spec`, acting as `tester`.
+pub fn set_in_workspace(
+    store: &SecretStore,
+    key: &str,
+    value: &str,
+    spec: SecretSpec,
+) -> Result<SecretMeta, StoreError> {
+    store.set(
+        &workspace(),
+        &CredentialKey::new(key).unwrap(),
+        SecretValue::new(value.as_bytes().to_vec()).unwrap(),
+        spec,
+        "tester",
+    )
 }
 
 /// Host patterns from strings.

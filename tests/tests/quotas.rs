@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 use latchkey_host::audit::{self, AuditEvent};
-use latchkey_host::policy::{AddressPolicy, Binding, HostPattern, InjectLocation, Quota};
+use latchkey_host::policy::{AddressPolicy, Binding, Quota};
 use latchkey_host::sandbox::{Limits, Runtime, RuntimeConfig};
 use latchkey_host::secret::{CredentialKey, SecretValue};
 use latchkey_host::store::{MasterKey, SecretSpec, SecretStore};
@@ -20,30 +20,21 @@ const OTHER: &str = "lk_other_0a1b2c3d4e5f60718293a4b5c6d7e8f9";
 
 fn put(store: &SecretStore, up: &Upstream, key: &str, value: &str, quota: Quota) {
     let binding = Binding::new(
-        vec![HostPattern::parse(&format!("127.0.0.1:{}", up.port())).unwrap()],
-        vec![
-            InjectLocation::parse("header:authorization").unwrap(),
-            InjectLocation::parse("header:x-other").unwrap(),
-        ],
+        hosts(&[&format!("127.0.0.1:{}", up.port())]),
+        locations(&["header:authorization", "header:x-other"]),
         true,
     )
     .unwrap();
-    store
-        .set(
-            &workspace(),
-            &CredentialKey::new(key).unwrap(),
-            SecretValue::new(value.as_bytes().to_vec()).unwrap(),
-            SecretSpec {
-                integration: "http".into(),
-                binding,
-                allow_weak_value: false,
-                quota,
-                kind: Default::default(),
-                oauth: None,
-            },
-            "tester",
-        )
-        .unwrap();
+    set_in_workspace(
+        store,
+        key,
+        value,
+        SecretSpec {
+            quota,
+            ..http_spec(binding)
+        },
+    )
+    .unwrap();
 }
 
 /// A request carrying each of `keys` in a header of its own.

@@ -6,10 +6,7 @@
 //! signature, not the token.
 #![allow(clippy::unwrap_used)]
 
-use latchkey_host::policy::{
-    Binding, BindingSpec, HostPattern, InjectLocation, JwtClaims, Quota, SignerParams,
-};
-use latchkey_host::secret::{CredentialKey, SecretValue};
+use latchkey_host::policy::{Binding, BindingSpec, JwtClaims, SignerParams};
 use latchkey_host::store::{CredentialKind, SecretSpec, StoreError};
 use latchkey_tests::upstream::{Upstream, encoded_forms};
 use latchkey_tests::*;
@@ -29,13 +26,10 @@ fn rsa_pem() -> String {
     .unwrap()
 }
 
-fn binding(up: &Upstream, locations: &[&str], signer: Option<SignerParams>) -> Binding {
+fn binding(up: &Upstream, places: &[&str], signer: Option<SignerParams>) -> Binding {
     BindingSpec {
-        hosts: vec![HostPattern::parse(&format!("127.0.0.1:{}", up.port())).unwrap()],
-        locations: locations
-            .iter()
-            .map(|l| InjectLocation::parse(l).unwrap())
-            .collect(),
+        hosts: hosts(&[&format!("127.0.0.1:{}", up.port())]),
+        locations: locations(places),
         allow_http: true,
         signer,
         ..BindingSpec::default()
@@ -51,22 +45,16 @@ fn put(
     b: Binding,
     kind: CredentialKind,
 ) -> Result<(), StoreError> {
-    s.store
-        .set(
-            &workspace(),
-            &CredentialKey::new(name).unwrap(),
-            SecretValue::new(value.as_bytes().to_vec()).unwrap(),
-            SecretSpec {
-                integration: "http".into(),
-                binding: b,
-                allow_weak_value: false,
-                quota: Quota::default(),
-                kind,
-                oauth: None,
-            },
-            "tester",
-        )
-        .map(|_| ())
+    set_in_workspace(
+        &s.store,
+        name,
+        value,
+        SecretSpec {
+            kind,
+            ..http_spec(b)
+        },
+    )
+    .map(|_| ())
 }
 
 fn aws_keys(session: bool) -> String {

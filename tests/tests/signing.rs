@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 use latchkey_host::audit::{self, AuditEvent};
-use latchkey_host::policy::{Binding, HostPattern, InjectLocation, Quota};
+use latchkey_host::policy::{Binding, Quota};
 use latchkey_host::secret::{CredentialKey, SecretValue};
 use latchkey_host::store::{CredentialKind, SecretSpec, StoreError};
 use latchkey_tests::upstream::Upstream;
@@ -17,35 +17,26 @@ const KEY: &str = "whsec_5f4e3d2c1b0a99887766554433221100ffeeddcc";
 const TOKEN: &str = "lk_static_0123456789abcdef0123456789abcdef";
 const BODY: &str = r#"{"event":"push","ref":"refs/heads/main"}"#;
 
-fn binding(up: &Upstream, locations: &[&str]) -> Binding {
+fn binding(up: &Upstream, places: &[&str]) -> Binding {
     Binding::new(
-        vec![HostPattern::parse(&format!("127.0.0.1:{}", up.port())).unwrap()],
-        locations
-            .iter()
-            .map(|l| InjectLocation::parse(l).unwrap())
-            .collect(),
+        hosts(&[&format!("127.0.0.1:{}", up.port())]),
+        locations(places),
         true,
     )
     .unwrap()
 }
 
 fn store_key(s: &TestStore, name: &str, value: &str, b: Binding, kind: CredentialKind) {
-    s.store
-        .set(
-            &workspace(),
-            &CredentialKey::new(name).unwrap(),
-            SecretValue::new(value.as_bytes().to_vec()).unwrap(),
-            SecretSpec {
-                integration: "http".into(),
-                binding: b,
-                allow_weak_value: false,
-                quota: Quota::default(),
-                kind,
-                oauth: None,
-            },
-            "tester",
-        )
-        .unwrap();
+    set_in_workspace(
+        &s.store,
+        name,
+        value,
+        SecretSpec {
+            kind,
+            ..http_spec(b)
+        },
+    )
+    .unwrap();
 }
 
 /// A store with the signing key `HOOK_KEY` and the static `TOKEN`, both bound to `up`.
