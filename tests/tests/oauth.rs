@@ -463,33 +463,38 @@ async fn a_token_endpoint_that_does_not_answer_in_time_is_a_clear_error() {
     assert_eq!(out["status"], 200, "{out}");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_token_endpoint_outside_the_address_policy_is_refused() {
-    let p = FakeProvider::start(CLIENT_ID, CLIENT_SECRET, REFRESH);
-    // The credential's binding lets its value reach the (loopback) API, so the request
-    // passes its destination check; the token endpoint is checked by the runtime's policy
-    // alone.
+/// The error a bound call gets from a runtime that may reach public addresses only, when
+/// the credential's token endpoint is `token_url`.
+async fn error_on_public_only_runtime(p: &FakeProvider, token_url: &str) -> String {
     let s = TestStore::new();
-    s.store
-        .set(
-            &workspace(),
-            &CredentialKey::new("API").unwrap(),
-            SecretValue::new(client_json(Grant::RefreshToken).into_bytes()).unwrap(),
-            internal_spec(&p, &p.url("/token")),
-            "tester",
-        )
-        .unwrap();
-    // Public addresses only: the loopback token endpoint may not be reached, whatever the
-    // credential's binding says.
+    set_in_workspace(
+        &s.store,
+        "API",
+        &client_json(Grant::RefreshToken),
+        internal_spec(p, token_url),
+    )
+    .unwrap();
     let config = RuntimeConfig {
         address_policy: AddressPolicy::public_only(),
         pool_instances: 0,
         ..RuntimeConfig::default()
     };
     let rt = Runtime::new(config, s.store.clone()).unwrap();
-    let step = load(&rt, "probe");
-    let out = run_ok(&rt, &step, bearer(&p, "/api/me")).await;
-    let err = out["error"].as_str().unwrap_or_else(|| panic!("{out}"));
+    let out = run_ok(&rt, &load(&rt, "probe"), bearer(p, "/api/me")).await;
+    out["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{out}"))
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_endpoint_outside_the_address_policy_is_refused() {
+    let p = FakeProvider::start(CLIENT_ID, CLIENT_SECRET, REFRESH);
+    // The credential's binding lets its value reach the (loopback) API, so the request
+    // passes its destination check; the token endpoint is checked by the runtime's policy
+    // alone: public addresses only, so the loopback token endpoint may not be reached,
+    // whatever the credential's binding says.
+    let err = error_on_public_only_runtime(&p, &p.url("/token")).await;
     assert!(err.starts_with("Error::Denied("), "{err}");
     assert!(
         err.contains("credential API: the token endpoint")
@@ -498,25 +503,8 @@ async fn a_token_endpoint_outside_the_address_policy_is_refused() {
     );
     assert_eq!(refreshes(&p), 0, "the token endpoint was called");
     // And `localhost`, which the resolver answers, is refused the same way.
-    let s2 = TestStore::new();
     let by_name = format!("http://localhost:{}/token", p.port());
-    s2.store
-        .set(
-            &workspace(),
-            &CredentialKey::new("API").unwrap(),
-            SecretValue::new(client_json(Grant::RefreshToken).into_bytes()).unwrap(),
-            internal_spec(&p, &by_name),
-            "tester",
-        )
-        .unwrap();
-    let config = RuntimeConfig {
-        address_policy: AddressPolicy::public_only(),
-        pool_instances: 0,
-        ..RuntimeConfig::default()
-    };
-    let rt = Runtime::new(config, s2.store.clone()).unwrap();
-    let out = run_ok(&rt, &load(&rt, "probe"), bearer(&p, "/api/me")).await;
-    let err = out["error"].as_str().unwrap_or_else(|| panic!("{out}"));
+    let err = error_on_public_only_runtime(&p, &by_name).await;
     assert!(err.contains("is refused"), "{err}");
     assert_eq!(refreshes(&p), 0);
 }
