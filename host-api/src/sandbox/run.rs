@@ -9,7 +9,7 @@ use crate::credentials::CredentialUse;
 use crate::guest_log::GuestLogLine;
 use crate::resolve::RunContext;
 use std::time::{Duration, Instant};
-use wasmtime::Store;
+use wasmtime::{Store, UpdateDeadline};
 
 /// Time allowed past the run's deadline to check its output or error message for credential
 /// values: the guest has stopped, and the output is bounded by `max_output_bytes`.
@@ -48,8 +48,11 @@ impl Refusals {
 pub struct Refusal {
     /// The key.
     pub key: String,
-    /// Why, as the audit trail recorded it.
+    /// Why, as the audit trail recorded it (the operator's wording, which can name the
+    /// binding's hosts, methods and paths).
     pub reason: String,
+    /// Why, in the words the step was given (all a run's caller is told).
+    pub shown: String,
 }
 
 /// Refusals a run keeps for its report, the first ones: [`RunCounts::refusals`] counts
@@ -136,9 +139,21 @@ impl Runtime {
         let state = HostState::new(self.shared.clone(), ctx, started + limits.deadline);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
-        let ticks = (limits.deadline.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
-        store.set_epoch_deadline(ticks);
-        store.epoch_deadline_trap();
+        // Every tick the guest yields to the scheduler, so that a step spinning in guest
+        // code (or looping on host calls that answer at once) never holds a worker thread:
+        // other runs and the server's own requests get their turn. Past the run's deadline
+        // the next tick traps.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|store| {
+            if Instant::now() >= store.data().deadline_at {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::YieldCustom(
+                    1,
+                    Box::pin(tokio::task::yield_now()),
+                ))
+            }
+        });
         store
     }
 
