@@ -133,6 +133,62 @@ pub trait Backend: Send + Sync {
     fn last(&self, ns: &str) -> Result<Option<Record>, BackendError> {
         Ok(self.scan(ns, b"")?.pop())
     }
+    /// Up to `limit` records appended to `ns` before the one with id `before` (`None`: the
+    /// newest), newest first: a page of the audit trail read from its end.
+    ///
+    /// The default reads every record; the sled log and PostgreSQL read only the page.
+    fn scan_appended_newest(
+        &self,
+        ns: &str,
+        before: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Records, BackendError> {
+        let mut all = self.scan(ns, b"")?;
+        if let Some(b) = before {
+            match all.iter().position(|(id, _)| id.as_slice() == b) {
+                Some(at) => all.truncate(at),
+                None => all.clear(),
+            }
+        }
+        Ok(all.into_iter().rev().take(limit).collect())
+    }
+    /// Stores every `(id, value)` of `puts` and removes every id of `deletes`, durable when
+    /// this returns: one sync for all of them where the backend can (a run's record and
+    /// its index entries). Not atomic: readers must tolerate an index entry whose record
+    /// is gone.
+    fn put_batch(
+        &self,
+        ns: &str,
+        puts: &[(&[u8], &[u8])],
+        deletes: &[&[u8]],
+    ) -> Result<(), BackendError> {
+        for (id, value) in puts {
+            self.put(ns, id, value)?;
+        }
+        for id in deletes {
+            self.delete(ns, id)?;
+        }
+        Ok(())
+    }
+    /// Up to `limit` records of `ns` whose id starts with `prefix` and, with `before`, is
+    /// less than it: the greatest ids first. For pages of a namespace whose ids grow with
+    /// time (runs), newest first, without reading the rest.
+    ///
+    /// The default scans the prefix and keeps the last ones; backends with ordered
+    /// indexes (sled, PostgreSQL) read only what they return.
+    fn scan_newest(
+        &self,
+        ns: &str,
+        prefix: &[u8],
+        before: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Records, BackendError> {
+        let mut all = self.scan(ns, prefix)?;
+        if let Some(b) = before {
+            all.retain(|(id, _)| id.as_slice() < b);
+        }
+        Ok(all.into_iter().rev().take(limit).collect())
+    }
     /// Stores `value` (holding `version`) under `id` only if the record there is still
     /// `expected` (`None`: there is none); durable when this returns. Returns whether it
     /// was stored: `false` means another writer changed the record first, and nothing
@@ -202,6 +258,31 @@ impl<B: Backend + ?Sized> Backend for Arc<B> {
     fn last(&self, ns: &str) -> Result<Option<Record>, BackendError> {
         (**self).last(ns)
     }
+    fn scan_newest(
+        &self,
+        ns: &str,
+        prefix: &[u8],
+        before: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Records, BackendError> {
+        (**self).scan_newest(ns, prefix, before, limit)
+    }
+    fn put_batch(
+        &self,
+        ns: &str,
+        puts: &[(&[u8], &[u8])],
+        deletes: &[&[u8]],
+    ) -> Result<(), BackendError> {
+        (**self).put_batch(ns, puts, deletes)
+    }
+    fn scan_appended_newest(
+        &self,
+        ns: &str,
+        before: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Records, BackendError> {
+        (**self).scan_appended_newest(ns, before, limit)
+    }
     fn compare_and_put(
         &self,
         ns: &str,
@@ -216,6 +297,9 @@ impl<B: Backend + ?Sized> Backend for Arc<B> {
         (**self).append_chained(ns, build)
     }
 }
+
+/// The most memory sled keeps for its page cache.
+pub(crate) const SLED_CACHE_BYTES: u64 = 128 << 20;
 
 /// How long [`SledBackend::open`] waits for a lock that may be its own process's.
 pub(crate) const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
@@ -254,6 +338,10 @@ impl SledBackend {
                 sled::Config::new()
                     .path(dir)
                     .mode(sled::Mode::LowSpace)
+                    // sled's default page cache is 1 GiB: a host that keeps run records
+                    // must not grow towards that. Reads past the cache come from the
+                    // operating system's.
+                    .cache_capacity(SLED_CACHE_BYTES)
                     .open()
                     .map_err(|e| classify(e, &path))
             });
@@ -298,6 +386,13 @@ impl SledBackend {
             .collect()
     }
 
+    /// Whether `id` is a record kept in the tree of `ns` (not its log).
+    fn in_tree(&self, ns: &str, id: &[u8]) -> bool {
+        self.tree(ns)
+            .and_then(|t| t.contains_key(id).map_err(|e| classify(e, &self.path)))
+            .unwrap_or(false)
+    }
+
     fn tree(&self, ns: &str) -> Result<sled::Tree, BackendError> {
         let opened = by_namespace(&self.trees, ns, || {
             let tree = self.db.open_tree(ns).map_err(|e| classify(e, &self.path))?;
@@ -305,6 +400,19 @@ impl SledBackend {
         })?;
         opened.ok_or_else(|| unreachable!("opening a tree never declines"))
     }
+}
+
+/// The least id greater than every id starting with `prefix` (`None`: there is none, the
+/// prefix being empty or all 0xff).
+pub(crate) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
 }
 
 /// The handle of `ns` in `known`, else the one `open` makes (or `None` if it declines),
@@ -511,6 +619,85 @@ impl Backend for SledBackend {
             .last()
             .map_err(|e| classify(e, &self.path))?
             .map(|(k, v)| (k.to_vec(), v.to_vec())))
+    }
+
+    /// The log read backwards; once it is exhausted, the records a store written before
+    /// the log existed kept in the tree (all older than the log's first).
+    fn scan_appended_newest(
+        &self,
+        ns: &str,
+        before: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Records, BackendError> {
+        let in_log = before.is_none_or(|b| b.len() == 8 && !self.in_tree(ns, b));
+        let mut out = Vec::new();
+        if in_log && let Some(log) = self.log(ns, false)? {
+            let from = before
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map(u64::from_be_bytes);
+            out = log.scan_back(from, limit)?;
+            // A full page, or a log that does not start at 0 after a damaged frame: the
+            // tree is reached only once the log is read to its start.
+            let reached_start = out.last().is_none_or(|(id, _)| id.as_slice() == [0u8; 8]);
+            if out.len() == limit || !reached_start {
+                return Ok(out);
+            }
+        }
+        let tree_before = if in_log { None } else { before };
+        let mut older = self.scan_tree(ns, b"")?;
+        if let Some(b) = tree_before {
+            older.retain(|(id, _)| id.as_slice() < b);
+        }
+        out.extend(older.into_iter().rev().take(limit - out.len()));
+        Ok(out)
+    }
+
+    fn put_batch(
+        &self,
+        ns: &str,
+        puts: &[(&[u8], &[u8])],
+        deletes: &[&[u8]],
+    ) -> Result<(), BackendError> {
+        let tree = self.tree(ns)?;
+        let mut batch = sled::Batch::default();
+        for (id, value) in puts {
+            batch.insert(*id, *value);
+        }
+        for id in deletes {
+            batch.remove(*id);
+        }
+        tree.apply_batch(batch)
+            .map_err(|e| classify(e, &self.path))?;
+        tree.flush().map_err(|e| classify(e, &self.path))?;
+        Ok(())
+    }
+
+    fn scan_newest(
+        &self,
+        ns: &str,
+        prefix: &[u8],
+        before: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Records, BackendError> {
+        let tree = self.tree(ns)?;
+        let end = match (before, prefix_end(prefix)) {
+            (Some(b), Some(e)) => Some(b.min(e.as_slice()).to_vec()),
+            (Some(b), None) => Some(b.to_vec()),
+            (None, e) => e,
+        };
+        let range = match end {
+            Some(e) if e.as_slice() <= prefix => return Ok(Vec::new()),
+            Some(e) => tree.range(prefix.to_vec()..e),
+            None => tree.range(prefix.to_vec()..),
+        };
+        range
+            .rev()
+            .take(limit)
+            .map(|r| {
+                r.map(|(k, v)| (k.to_vec(), v.to_vec()))
+                    .map_err(|e| classify(e, &self.path))
+            })
+            .collect()
     }
 
     fn compare_and_put(

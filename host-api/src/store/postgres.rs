@@ -2,9 +2,9 @@
 //!
 //! The database holds what sled holds and nothing more: sealed secret records (metadata in
 //! clear, the value AES-256-GCM-sealed under the data key), the data key wrapped by the
-//! master key, token records (HMACs, never tokens) and the chained audit trail. One table
-//! per namespace (`latchkey_secrets`, `latchkey_meta`, `latchkey_tokens`,
-//! `latchkey_audit`); the schema is versioned in `latchkey_schema` and created by
+//! master key, token records (HMACs, never tokens), the chained audit trail, and the
+//! platform's registrations and run records. One table per namespace (`latchkey_secrets`,
+//! `latchkey_meta`, `latchkey_tokens`, `latchkey_audit`, `latchkey_registry`, …); the schema is versioned in `latchkey_schema` and created by
 //! [`PostgresBackend::migrate`] (`latchkey store migrate`).
 //!
 //! # One thread for the connection
@@ -76,10 +76,25 @@ const MIGRATIONS: &[(i32, &str)] = &[
              id bytea PRIMARY KEY,
              value bytea NOT NULL);",
     ),
+    (
+        // The platform's own state, so that hosts sharing the store are one platform:
+        // registered components (content-addressed wasm), names and workflows, and run
+        // records (ids grow with time: pages are read newest first by the primary key).
+        3,
+        "CREATE TABLE IF NOT EXISTS latchkey_components (
+             id bytea PRIMARY KEY,
+             value bytea NOT NULL);
+         CREATE TABLE IF NOT EXISTS latchkey_registry (
+             id bytea PRIMARY KEY,
+             value bytea NOT NULL);
+         CREATE TABLE IF NOT EXISTS latchkey_runs (
+             id bytea PRIMARY KEY,
+             value bytea NOT NULL);",
+    ),
 ];
 
 /// The schema version this build reads and writes.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// Where one namespace lives: its table, and whether ids are audit sequence numbers.
 #[derive(Clone, Copy)]
@@ -102,6 +117,9 @@ fn table(ns: &str) -> Result<Table, BackendError> {
         "audit" => Ok(t("latchkey_audit", "record", true)),
         "quota" => Ok(t("latchkey_quota", "value", false)),
         "oauth" => Ok(t("latchkey_oauth", "value", false)),
+        "components" => Ok(t("latchkey_components", "value", false)),
+        "registry" => Ok(t("latchkey_registry", "value", false)),
+        "runs" => Ok(t("latchkey_runs", "value", false)),
         other => Err(BackendError::UnknownNamespace(other.to_owned())),
     }
 }
@@ -607,6 +625,80 @@ impl Backend for PostgresBackend {
             Ok(rows
                 .iter()
                 .map(|r| (r.get::<_, Vec<u8>>(0), r.get::<_, Vec<u8>>(1)))
+                .collect())
+        })
+    }
+
+    fn scan_newest(
+        &self,
+        ns: &str,
+        prefix: &[u8],
+        before: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Records, BackendError> {
+        let t = table(ns)?;
+        if t.numeric_ids {
+            return Err(BackendError::UnknownNamespace(format!(
+                "{ns} (scanned newest first)"
+            )));
+        }
+        // A range on the primary key, read backwards: only the page is read.
+        let end = match (before, super::backend::prefix_end(prefix)) {
+            (Some(b), Some(e)) => Some(b.min(e.as_slice()).to_vec()),
+            (Some(b), None) => Some(b.to_vec()),
+            (None, e) => e,
+        };
+        let sql = format!(
+            "SELECT id, {} FROM {} WHERE id >= $1 AND ($2::bytea IS NULL OR id < $2) ORDER BY id DESC LIMIT $3",
+            t.value, t.name
+        );
+        let from: Bytes = prefix.to_vec();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.call(true, move |c| async move {
+            let s = c.statement(&sql).await.map_err(c.fail("a scan"))?;
+            let rows = c
+                .client
+                .query(&s, &[&from, &end, &limit])
+                .await
+                .map_err(c.fail("a scan"))?;
+            Ok(rows
+                .iter()
+                .map(|r| (r.get::<_, Vec<u8>>(0), r.get::<_, Vec<u8>>(1)))
+                .collect())
+        })
+    }
+
+    fn scan_appended_newest(
+        &self,
+        ns: &str,
+        before: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Records, BackendError> {
+        let t = table(ns)?;
+        if !t.numeric_ids {
+            return Err(BackendError::UnknownNamespace(format!(
+                "{ns} (scanned as appended)"
+            )));
+        }
+        let before: Option<i64> = before.map(audit_id).transpose()?;
+        let sql = format!(
+            "SELECT id, {} FROM {} WHERE ($1::bigint IS NULL OR id < $1) ORDER BY id DESC LIMIT $2",
+            t.value, t.name
+        );
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.call(true, move |c| async move {
+            let s = c.statement(&sql).await.map_err(c.fail("a scan"))?;
+            let rows = c
+                .client
+                .query(&s, &[&before, &limit])
+                .await
+                .map_err(c.fail("a scan"))?;
+            Ok(rows
+                .iter()
+                .map(|r| {
+                    let id: i64 = r.get(0);
+                    (id.to_be_bytes().to_vec(), r.get::<_, Vec<u8>>(1))
+                })
                 .collect())
         })
     }
