@@ -54,7 +54,19 @@ impl wit_credentials::Host for HostState {
             }
             Err(e) => {
                 let outcome = e.to_string();
-                self.audit(AuditEvent::ResolveDenied, &key, None, None, None, outcome);
+                let shown = match &e {
+                    ResolveError::Store(_) => "the host could not read the credential store",
+                    _ => "missing-credential",
+                };
+                self.audit_refusal(
+                    AuditEvent::ResolveDenied,
+                    &key,
+                    None,
+                    None,
+                    None,
+                    outcome,
+                    shown,
+                );
                 match e {
                     // A damaged store is the operator's problem, not the guest's: trap.
                     ResolveError::Store(err) => Err(wasmtime::Error::msg(format!(

@@ -300,18 +300,17 @@ impl HostState {
                     return Err(trap(format!("credential store failure: {e}")));
                 }
                 Err(e) => {
-                    self.audit(
+                    let shown = format!("credential {} is no longer available to this step", u.key);
+                    self.audit_refusal(
                         AuditEvent::InjectDenied,
                         &u.key,
                         None,
                         Some(destination.to_owned()),
                         Some(u.location.to_string()),
                         e.to_string(),
+                        &format!("denied: {shown}"),
                     );
-                    return Err(denied(format!(
-                        "credential {} is no longer available to this step",
-                        u.key
-                    )));
+                    return Err(denied(shown));
                 }
             }
         }
@@ -361,19 +360,21 @@ impl HostState {
                 Err(trap(format!("credential store failure: {source}")))
             }
             Err(e) => {
-                self.audit(
+                let refusal = if e.is_refusal() {
+                    denied(e.to_string())
+                } else {
+                    Refusal::Guest(Error::Transport(e.to_string()))
+                };
+                self.audit_refusal(
                     AuditEvent::InjectDenied,
                     &r.key,
                     Some(&r.resolved),
                     Some(destination.to_owned()),
                     None,
                     e.to_string(),
+                    &shown(&refusal),
                 );
-                Err(if e.is_refusal() {
-                    denied(e.to_string())
-                } else {
-                    Refusal::Guest(Error::Transport(e.to_string()))
-                })
+                Err(refusal)
             }
         }
     }
@@ -386,15 +387,17 @@ impl HostState {
         location: Option<&InjectLocation>,
         denial: Denial,
     ) -> Refusal {
-        self.audit(
+        let refusal = denied(denial.guest);
+        self.audit_refusal(
             AuditEvent::InjectDenied,
             &r.key,
             Some(&r.resolved),
             Some(destination.to_owned()),
             location.map(ToString::to_string),
             denial.audit,
+            &shown(&refusal),
         );
-        denied(denial.guest)
+        refusal
     }
 
     /// Refuses the request as a whole, with an audit record for each credential it carried.
@@ -403,14 +406,16 @@ impl HostState {
             Refusal::Guest(e) => error_summary(e),
             Refusal::Trap(t) => format!("trap: {t}"),
         };
+        let told = shown(&refusal);
         for r in rs {
-            self.audit(
+            self.audit_refusal(
                 AuditEvent::InjectDenied,
                 &r.key,
                 Some(&r.resolved),
                 Some(destination.to_owned()),
                 None,
                 why.clone(),
+                &told,
             );
         }
         refusal
@@ -1064,6 +1069,15 @@ fn scrub_error(e: Error, matcher: Option<&Matcher>, deadline: Instant) -> Error 
         Error::InvalidRequest(m) => Error::InvalidRequest(clean(m)),
         Error::LimitExceeded(m) => Error::LimitExceeded(clean(m)),
         Error::Timeout => Error::Timeout,
+    }
+}
+
+/// What the guest was told of a refusal: the error it got, or, for a trap, only that it
+/// was stopped (a trap's text is the operator's).
+fn shown(refusal: &Refusal) -> String {
+    match refusal {
+        Refusal::Guest(e) => error_summary(e),
+        Refusal::Trap(_) => "the step was stopped by the host (a trap)".to_owned(),
     }
 }
 

@@ -117,19 +117,39 @@ impl HostState {
         location: Option<String>,
         outcome: String,
     ) {
-        if matches!(event, AuditEvent::ResolveDenied | AuditEvent::InjectDenied) {
+        let record = self.record(event, key, resolved, destination, location, outcome);
+        if let Err(e) = audit::append(&self.shared.store, &record) {
+            tracing::error!(error = %e, "could not append an audit record");
+        }
+    }
+
+    /// Appends the audit record of a refusal (`event` is `resolve-denied` or
+    /// `inject-denied`) and keeps it for the run's report: the operator's wording
+    /// (`outcome`, in the audit trail) and the words the guest itself was given (`shown`,
+    /// all that a run's report tells its caller: a runner must learn no more of a binding
+    /// than the step did).
+    #[allow(clippy::too_many_arguments)]
+    pub fn audit_refusal(
+        &self,
+        event: AuditEvent,
+        key: &CredentialKey,
+        resolved: Option<&Resolved>,
+        destination: Option<String>,
+        location: Option<String>,
+        outcome: String,
+        shown: &str,
+    ) {
+        {
             let mut refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
             if refused.len() < super::REPORTED_REFUSALS {
                 refused.push(super::Refusal {
                     key: key.to_string(),
                     reason: outcome.clone(),
+                    shown: shown.to_owned(),
                 });
             }
         }
-        let record = self.record(event, key, resolved, destination, location, outcome);
-        if let Err(e) = audit::append(&self.shared.store, &record) {
-            tracing::error!(error = %e, "could not append an audit record");
-        }
+        self.audit(event, key, resolved, destination, location, outcome);
     }
 
     /// Appends `records` before a request leaves: when this returns they survive the host
