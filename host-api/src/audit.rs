@@ -96,6 +96,15 @@ pub enum AuditEvent {
     /// outcome says `sending` before the request leaves, then what came of it; the
     /// destination is the endpoint, the location its scope). Never a token.
     TokenRefresh,
+    /// A component was registered to run on the platform (`key` is its name, if any; the
+    /// outcome names its digest).
+    ComponentRegister,
+    /// A workflow was registered (`workflow` is its name; the outcome names its steps'
+    /// digests).
+    WorkflowRegister,
+    /// A run was found lost: the host running it stopped renewing its lease (`run_id` and
+    /// `user` are the run's; the actor is the host that noticed).
+    RunLost,
 }
 
 /// One audit record. Run records fill the run fields (`run_id` … `user`); records of
@@ -305,6 +314,24 @@ pub fn read_since(
     let (records, next) = store.backend().scan_appended_since(NS_AUDIT, cursor)?;
     let (records, bad) = decode_all(records);
     Ok((records, bad, next))
+}
+
+/// Up to `limit` stored records appended before `before` (`None`: the newest), newest
+/// first, decoded (`None` for one that does not decode), with their ids.
+pub(crate) fn read_newest(
+    store: &SecretStore,
+    before: Option<&[u8]>,
+    limit: usize,
+) -> Result<Vec<(Vec<u8>, Option<AuditRecord>)>, BackendError> {
+    Ok(store
+        .backend()
+        .scan_appended_newest(NS_AUDIT, before, limit)?
+        .into_iter()
+        .map(|(id, bytes)| {
+            let json = split_chained(&bytes).map_or(bytes.as_slice(), |(_, _, j)| j);
+            (id, serde_json::from_slice(json).ok())
+        })
+        .collect())
 }
 
 fn decode_all(stored: Records) -> (Vec<AuditRecord>, usize) {

@@ -61,9 +61,10 @@
 //! let workflow = Workflow::load("workflow.toml".as_ref())?;
 //! let steps = latchkey.load_workflow(&workflow)?; // every step compiled before any runs
 //! let request = RunRequest::new("alice", r##"{"channel":"#general"}"##);
-//! let run = latchkey.run_workflow(&workflow, &steps, &request, |step| {
+//! let operator = latchkey_host::Principal::new("alice", latchkey_host::Role::Admin)?;
+//! let run = latchkey.run_workflow(&operator, &workflow, &steps, &request, |step| {
 //!     println!("{}: {}", step.name, if step.result.is_ok() { "ok" } else { "failed" });
-//! }).await;
+//! }).await?;
 //! println!("{}", run.output().unwrap_or("(failed)"));
 //! # Ok(()) }
 //! ```
@@ -90,7 +91,9 @@ mod latchkey;
 mod oauth;
 pub mod policy;
 pub mod principal;
+mod registry;
 pub mod resolve;
+mod runs;
 pub mod sandbox;
 pub mod secret;
 pub mod signer;
@@ -100,5 +103,13 @@ pub mod transit;
 mod wit_v1;
 pub mod workflow;
 
-pub use latchkey::{AuditPage, AuditQuery, Compiled, Error, LastUse, Latchkey, Options, Refusal};
+pub use latchkey::{
+    AuditPage, AuditQuery, Compiled, Error, LastUse, Latchkey, Options, Refusal,
+    RegisteredWorkflow, RunChoices, RunEnded, RunObserver, RunSpec, RunTarget, StartedRun,
+};
 pub use principal::{Action, Principal, Role};
+pub use registry::{ComponentInfo, ComponentSpec, WorkflowInfo, digest_of};
+pub use runs::{
+    CredentialRecord, LogRecord, RefusalRecord, RunKind, RunLimits, RunOutput, RunRecord,
+    RunStatus, StepRecord,
+};

@@ -40,6 +40,9 @@ impl Role {
     pub fn may(self, action: Action) -> bool {
         match self {
             Role::Admin => true,
+            // A member may read metadata and the trail, and run as themselves; choosing
+            // a run's workspace, workflow, builder or integrations chooses whose keys it
+            // resolves, and is an admin's.
             Role::Member => matches!(
                 action,
                 Action::ReadMetadata | Action::ReadAudit | Action::Run
@@ -74,8 +77,13 @@ pub enum Action {
     ReadMetadata,
     /// Query and verify the audit trail.
     ReadAudit,
-    /// Check and run steps and workflows.
+    /// Run registered steps and workflows as oneself, and see one's own runs.
     Run,
+    /// Choose the context of a run (workspace, workflow, builder, integration types,
+    /// allowlist): which scoped keys it may resolve, the platform's included.
+    ChooseRunContext,
+    /// See every principal's runs (and their audit records), not only one's own.
+    ReadAllRuns,
 }
 
 impl fmt::Display for Action {
@@ -89,6 +97,10 @@ impl fmt::Display for Action {
             Action::ReadMetadata => "reading secret metadata",
             Action::ReadAudit => "reading the audit trail",
             Action::Run => "running workflows",
+            Action::ChooseRunContext => {
+                "choosing a run's workspace, workflow, builder or integrations"
+            }
+            Action::ReadAllRuns => "reading other principals' runs",
         })
     }
 }
@@ -143,6 +155,8 @@ mod tests {
             ReadMetadata,
             ReadAudit,
             Run,
+            ChooseRunContext,
+            ReadAllRuns,
         ];
         assert!(all.iter().all(|&a| Role::Admin.may(a)));
         let member: Vec<_> = all.iter().filter(|&&a| Role::Member.may(a)).collect();

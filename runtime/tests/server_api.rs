@@ -213,9 +213,21 @@ fn every_endpoint_answers_every_caller_as_its_role_allows() {
             "POST",
             "/v1/workflows/wf/check".into(),
             None,
-            [200, 200, 200],
+            [403, 200, 200],
         ),
         ("POST", "/v1/runs".into(), Some(run), [200, 200, 200]),
+        (
+            "POST",
+            "/v1/runs".into(),
+            Some(json!({"component": "probe", "input": {}, "integrations": ["aws"], "wait": true})),
+            [403, 403, 200],
+        ),
+        (
+            "POST",
+            "/v1/runs".into(),
+            Some(json!({"component": "probe", "input": {}, "builder": "root", "wait": true})),
+            [403, 403, 200],
+        ),
         ("GET", "/v1/runs".into(), None, [200, 200, 200]),
         (
             "GET",
@@ -227,7 +239,7 @@ fn every_endpoint_answers_every_caller_as_its_role_allows() {
             "GET",
             format!("/v1/runs/{admin_run}/audit"),
             None,
-            [403, 404, 200],
+            [403, 200, 200],
         ),
     ];
     let tokens = [

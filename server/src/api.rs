@@ -211,7 +211,56 @@ pub struct ComponentView {
     /// The name it was registered under, if any.
     pub name: Option<String>,
     /// Size in bytes.
-    pub size: usize,
+    pub size: u64,
+    /// What it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// A JSON Schema of its input.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub input_schema: Option<serde_json::Value>,
+    /// Who registered it.
+    #[serde(default)]
+    pub registered_by: String,
+    /// Unix milliseconds.
+    #[serde(default)]
+    pub registered_at_ms: u64,
+}
+
+impl From<latchkey_host::ComponentInfo> for ComponentView {
+    fn from(c: latchkey_host::ComponentInfo) -> Self {
+        ComponentView {
+            digest: c.digest,
+            name: c.name,
+            size: c.size,
+            description: c.description,
+            input_schema: c.input_schema,
+            registered_by: c.registered_by,
+            registered_at_ms: c.registered_at_ms,
+        }
+    }
+}
+
+impl From<&latchkey_host::RegisteredWorkflow> for WorkflowView {
+    fn from(w: &latchkey_host::RegisteredWorkflow) -> Self {
+        WorkflowView {
+            name: w.workflow.name.clone(),
+            workspace: w.workflow.workspace.clone(),
+            steps: w
+                .workflow
+                .steps
+                .iter()
+                .zip(&w.info.digests)
+                .map(|(s, d)| WorkflowStepView {
+                    name: s.policy.name.clone(),
+                    component: d.clone(),
+                    keys: s
+                        .declared_keys(w.workflow.allow.as_ref())
+                        .map(|keys| keys.iter().map(|k| k.to_string()).collect()),
+                })
+                .collect(),
+        }
+    }
 }
 
 /// A registered workflow.
@@ -287,6 +336,21 @@ pub enum RunStatus {
     Succeeded,
     /// A step failed (or could not start).
     Failed,
+    /// The host running it stopped before it ended (another host found its lease
+    /// expired).
+    Lost,
+}
+
+impl From<latchkey_host::RunStatus> for RunStatus {
+    fn from(s: latchkey_host::RunStatus) -> Self {
+        match s {
+            latchkey_host::RunStatus::Queued => RunStatus::Queued,
+            latchkey_host::RunStatus::Running => RunStatus::Running,
+            latchkey_host::RunStatus::Succeeded => RunStatus::Succeeded,
+            latchkey_host::RunStatus::Failed => RunStatus::Failed,
+            latchkey_host::RunStatus::Lost => RunStatus::Lost,
+        }
+    }
 }
 
 /// A run: status, output, and what each step did.
@@ -306,15 +370,77 @@ pub struct RunView {
     pub started_at_ms: u64,
     /// Unix milliseconds, once ended.
     pub finished_at_ms: Option<u64>,
-    /// The last step's output (JSON if it parses, else a string), on success.
+    /// The last step's output (JSON if it parses, else a string), on success. A run read
+    /// back keeps its first `--keep-run-output-kib` (see `output_truncated`); the answer
+    /// to a waited run has all of it.
     #[schema(value_type = Option<Object>)]
     pub output: Option<serde_json::Value>,
+    /// Whether `output` was cut at the kept size (it is then a string).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub output_truncated: bool,
     /// Why it failed.
     pub error: Option<String>,
     /// The steps that ran.
     pub steps: Vec<StepView>,
     /// Steps not run because an earlier one failed.
     pub not_run: Vec<String>,
+}
+
+impl From<&latchkey_host::RunRecord> for RunView {
+    fn from(r: &latchkey_host::RunRecord) -> Self {
+        RunView {
+            id: r.id.clone(),
+            kind: r.kind.name().to_owned(),
+            target: r.target.clone(),
+            user: r.user.clone(),
+            status: r.status.into(),
+            started_at_ms: r.started_at_ms,
+            finished_at_ms: r.finished_at_ms,
+            output: r.output.as_ref().map(|o| {
+                serde_json::from_str(&o.0)
+                    .unwrap_or_else(|_| serde_json::Value::String(o.0.clone()))
+            }),
+            output_truncated: r.output_truncated,
+            error: r.error.clone(),
+            steps: r
+                .steps
+                .iter()
+                .map(|s| StepView {
+                    name: s.name.clone(),
+                    status: s.status.into(),
+                    duration_ms: s.duration_ms,
+                    fetches: s.fetches,
+                    credentials: s
+                        .credentials
+                        .iter()
+                        .map(|c| CredentialView {
+                            key: c.key.clone(),
+                            tier: c.tier.clone(),
+                            scope: c.scope.clone(),
+                        })
+                        .collect(),
+                    refusals: s
+                        .refusals
+                        .iter()
+                        .map(|f| RefusalView {
+                            key: f.key.clone(),
+                            reason: f.reason.clone(),
+                        })
+                        .collect(),
+                    logs: s
+                        .logs
+                        .iter()
+                        .map(|l| LogView {
+                            level: l.level.clone(),
+                            message: l.message.clone(),
+                        })
+                        .collect(),
+                    error: s.error.clone(),
+                })
+                .collect(),
+            not_run: r.not_run.clone(),
+        }
+    }
 }
 
 /// One step of a run.

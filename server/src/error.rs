@@ -122,6 +122,14 @@ impl From<Error> for ApiError {
                 ApiError::bad_request(chain(&e))
             }
             Error::Load { .. } | Error::Step { .. } => ApiError::bad_request(chain(&e)),
+            Error::NotFound(m) => ApiError::not_found(m.clone()),
+            Error::Invalid(m) => ApiError::bad_request(m.clone()),
+            Error::Busy(m) => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too-many-requests",
+                m.clone(),
+            ),
+            Error::Backend(b) if unreachable_store(b) => ApiError::unavailable(chain(&e)),
             _ => ApiError::internal(chain(&e)),
         }
     }

@@ -11,6 +11,7 @@ pub mod api;
 mod console;
 mod error;
 mod extract;
+mod legacy;
 mod metrics;
 mod openapi;
 mod routes;
@@ -37,7 +38,8 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
     /// Certificate chain and private key (PEM) for TLS; required off loopback.
     pub tls: Option<(PathBuf, PathBuf)>,
-    /// Where registered components and workflows are kept.
+    /// Where an earlier version kept registered components and workflows
+    /// (`registry.json`, `components/`): imported into the store once, at start.
     pub data_dir: PathBuf,
     /// Request and run limits.
     pub limits: ServerLimits,
@@ -49,6 +51,9 @@ pub struct ServeConfig {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ServeError {
+    /// The platform's runs could not be kept (the run pool did not start).
+    #[error("starting the platform's run pool")]
+    Platform(#[source] latchkey_host::Error),
     /// Plain HTTP on a non-loopback address.
     #[error(
         "refusing to serve plain HTTP on {0}: give --tls-cert and --tls-key, or listen on a loopback address"
@@ -175,7 +180,7 @@ fn request_trace() -> tower_http::trace::TraceLayer<
 /// `config.drain`. `ready` is called with the bound address once the server accepts
 /// connections.
 pub async fn serve(
-    latchkey: Latchkey,
+    latchkey: Arc<Latchkey>,
     config: ServeConfig,
     ready: impl FnOnce(SocketAddr),
 ) -> Result<(), ServeError> {
@@ -187,17 +192,16 @@ pub async fn serve(
         .as_ref()
         .map(|(c, k)| tls_acceptor(c, k))
         .transpose()?;
-    std::fs::create_dir_all(&config.data_dir).map_err(|source| ServeError::DataDir {
-        path: config.data_dir.clone(),
-        source,
-    })?;
-    let state = Arc::new(AppState::new(
-        latchkey,
-        config.data_dir.clone(),
-        config.limits.clone(),
-    ));
-    routes::registry::restore(&state)
+    let state = Arc::new(AppState::new(latchkey.clone(), config.limits.clone()));
+    latchkey
+        .observe_runs(state.metrics.clone())
+        .map_err(ServeError::Platform)?;
+    latchkey.maintain_runs().map_err(ServeError::Platform)?;
+    let dir = config.data_dir.clone();
+    let importing = latchkey.clone();
+    tokio::task::spawn_blocking(move || legacy::import(&importing, &dir))
         .await
+        .map_err(|e| ServeError::Io(std::io::Error::other(e)))?
         .map_err(|source| ServeError::DataDir {
             path: config.data_dir.clone(),
             source,
@@ -243,19 +247,12 @@ async fn shutdown_signal(state: Arc<AppState>) {
 
 /// Waits until no run is in flight, or `bound` has passed.
 async fn drain(state: &AppState, bound: Duration) {
-    let deadline = tokio::time::Instant::now() + bound;
-    while state.active() > 0 {
-        let notified = state.run_ended.notified();
-        if state.active() == 0 {
-            break;
-        }
-        if tokio::time::timeout_at(deadline, notified).await.is_err() {
-            tracing::warn!(
-                runs = state.active(),
-                "runs still in flight at the end of the drain period"
-            );
-            break;
-        }
+    let left = state.latchkey.wait_for_runs(bound).await;
+    if left > 0 {
+        tracing::warn!(
+            runs = left,
+            "runs still in flight at the end of the drain period"
+        );
     }
 }
 
@@ -345,8 +342,7 @@ mod tests {
         let store =
             SecretStore::init_with(Box::new(MemoryBackend::default()), "mem", &master).unwrap();
         Arc::new(AppState::new(
-            Latchkey::with_store(store, Options::default()),
-            std::env::temp_dir(),
+            Arc::new(Latchkey::with_store(store, Options::default())),
             ServerLimits::default(),
         ))
     }

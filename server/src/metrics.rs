@@ -2,7 +2,6 @@
 //! kinds): never a key name, a principal, a URL or anything a value could hide in.
 
 use latchkey_host::Role;
-use latchkey_host::sandbox::RunCounts;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -102,19 +101,29 @@ impl Metrics {
             .inc();
     }
 
-    /// A run started holding an instance.
-    pub fn run_started(&self) {
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+/// Runs on this host, as the façade reports them.
+impl latchkey_host::RunObserver for Metrics {
+    fn run_started(&self) {
         self.in_progress.inc();
     }
 
-    /// A run ended, having run `steps`.
-    pub fn run_ended(&self, ok: bool, seconds: f64, steps: &[RunCounts], credentials: u64) {
+    fn run_ended(&self, ended: &latchkey_host::RunEnded) {
         self.in_progress.dec();
-        let outcome = if ok { "succeeded" } else { "failed" };
+        let outcome = if ended.ok { "succeeded" } else { "failed" };
         self.runs.get_or_create(&Outcome { outcome }).inc();
-        self.run_seconds.observe(seconds);
-        self.credentials.inc_by(credentials);
-        for step in steps {
+        self.run_seconds.observe(ended.seconds);
+        self.credentials.inc_by(ended.credentials);
+        for step in &ended.counts {
             self.fetches.inc_by(u64::from(step.fetches));
             self.injections.inc_by(step.injections);
             for (reason, n) in step.refusals.by_reason() {
@@ -123,15 +132,6 @@ impl Metrics {
                 }
             }
         }
-    }
-
-    /// The text exposition format.
-    pub fn encode(&self) -> String {
-        let mut out = String::new();
-        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
-            out.clear();
-        }
-        out
     }
 }
 

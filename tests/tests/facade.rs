@@ -28,6 +28,7 @@ fn latchkey(dir: &Path) -> (Latchkey, MasterKey) {
             ..RuntimeConfig::default()
         },
         cache_dir: None,
+        ..Options::default()
     };
     let lk = Latchkey::init(&dir.join("store"), &master, options).unwrap();
     (lk, master)
@@ -207,10 +208,15 @@ async fn a_workflow_runs_in_order_and_stops_at_the_first_failure() {
     let input = json!({"action": "echo", "n": 1}).to_string();
     let mut seen = Vec::new();
     let run = lk
-        .run_workflow(&wf, &steps, &RunRequest::new("alice", &input), |s| {
-            seen.push(s.name.clone())
-        })
-        .await;
+        .run_workflow(
+            &principal("ops", Role::Admin),
+            &wf,
+            &steps,
+            &RunRequest::new("alice", &input),
+            |s| seen.push(s.name.clone()),
+        )
+        .await
+        .unwrap();
     assert_eq!(seen, ["a", "b", "c"]);
     assert!(run.failed().is_none());
     let out: serde_json::Value = serde_json::from_str(run.output().unwrap()).unwrap();
@@ -220,7 +226,16 @@ async fn a_workflow_runs_in_order_and_stops_at_the_first_failure() {
     // report says why from the audit trail.
     let input = json!({"action": "get", "key": "NOPE"}).to_string();
     let request = RunRequest::new("alice", &input);
-    let run = lk.run_workflow(&wf, &steps, &request, |_| {}).await;
+    let run = lk
+        .run_workflow(
+            &principal("ops", Role::Admin),
+            &wf,
+            &steps,
+            &request,
+            |_| {},
+        )
+        .await
+        .unwrap();
     let failed = run.failed().unwrap();
     assert_eq!((failed.index, failed.name.as_str()), (0, "a"));
     assert_eq!(run.not_run, ["b", "c"]);
@@ -284,6 +299,7 @@ async fn a_failed_runs_refusals_are_reported_without_reading_the_audit_trail() {
             ..RuntimeConfig::default()
         },
         cache_dir: None,
+        ..Options::default()
     };
     let lk = Latchkey::with_store(store, options);
     let wf = probe_workflow(dir.path(), "");
@@ -292,8 +308,15 @@ async fn a_failed_runs_refusals_are_reported_without_reading_the_audit_trail() {
     let before = scans.load(Ordering::SeqCst);
     let input = json!({"action": "get", "key": "NOPE"}).to_string();
     let run = lk
-        .run_workflow(&wf, &steps, &RunRequest::new("alice", &input), |_| {})
-        .await;
+        .run_workflow(
+            &principal("ops", Role::Admin),
+            &wf,
+            &steps,
+            &RunRequest::new("alice", &input),
+            |_| {},
+        )
+        .await
+        .unwrap();
     let failed = run.failed().unwrap();
     assert_eq!(failed.refusals.len(), 1, "{:?}", failed.refusals);
     assert_eq!(failed.refusals[0].key, "NOPE");

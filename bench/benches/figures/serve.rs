@@ -25,6 +25,11 @@ fn latchkey(dir: &std::path::Path) -> Result<(Latchkey, String)> {
             ..RuntimeConfig::default()
         },
         cache_dir: Some(dir.join("cache")),
+        runs: latchkey_host::RunLimits {
+            max_concurrent: 256,
+            max_waiting: 1024,
+            ..Default::default()
+        },
     };
     let lk = Latchkey::init(&dir.join("store"), &MasterKey::generate()?, options)?;
     let admin = Principal::new("bench", Role::Admin)?;
@@ -93,6 +98,7 @@ pub fn figures(tokio: &tokio::runtime::Runtime, quick: bool) -> Result<Vec<Figur
     let lib_dir = tempfile::tempdir()?;
     let (lib, _) = latchkey(lib_dir.path())?;
     let lib = Arc::new(lib);
+    let admin = Principal::new("bench", Role::Admin)?;
     let step = Arc::new(lib.load(&probe)?);
     let input_text = Arc::new(input.to_string());
 
@@ -106,13 +112,12 @@ pub fn figures(tokio: &tokio::runtime::Runtime, quick: bool) -> Result<Vec<Figur
         data_dir: srv_dir.path().join("server"),
         limits: ServerLimits {
             requests_per_second: 1_000_000,
-            max_concurrent_runs: 256,
             ..ServerLimits::default()
         },
         drain: Duration::from_secs(1),
     };
     tokio.spawn(async move {
-        let _ = latchkey_server::serve(srv, config, move |a| {
+        let _ = latchkey_server::serve(Arc::new(srv), config, move |a| {
             let _ = addr_tx.send(a);
         })
         .await;
@@ -140,15 +145,17 @@ pub fn figures(tokio: &tokio::runtime::Runtime, quick: bool) -> Result<Vec<Figur
     for n in [1usize, 10, 100] {
         let rounds = (total / n).max(5);
         let (mut lib_lat, lib_time) = tokio.block_on({
-            let (lib, step, input) = (lib.clone(), step.clone(), input_text.clone());
+            let (lib, step, input, admin) =
+                (lib.clone(), step.clone(), input_text.clone(), admin.clone());
             clients(n, rounds, move |_| {
-                let (lib, step, input) = (lib.clone(), step.clone(), input.clone());
+                let (lib, step, input, admin) =
+                    (lib.clone(), step.clone(), input.clone(), admin.clone());
                 async move {
                     let ctx = latchkey_host::resolve::RunContext::single_step(
                         "default", "fetch", "bench",
                     );
                     let o = lib
-                        .run_step(&step, &ctx, &input)
+                        .run_step(&admin, &step, &ctx, &input)
                         .await
                         .map_err(|e| anyhow::anyhow!("{e}"))?;
                     anyhow::ensure!(o.output.contains("\"status\":200"), "{}", o.output);

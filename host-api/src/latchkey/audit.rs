@@ -73,6 +73,59 @@ impl LastUse {
 }
 
 impl Latchkey {
+    /// The audit records of run `id`: the same rule as any query of the trail (a role
+    /// that may read the trail may read any run's records, which never hold a value or
+    /// an output), so that `?run=` and a run's own records never disagree.
+    pub fn run_audit(&self, by: &Principal, id: &str) -> Result<AuditPage, Error> {
+        self.audit_newest(
+            by,
+            &AuditQuery {
+                run: Some(id.to_owned()),
+                ..AuditQuery::default()
+            },
+            10_000,
+        )
+    }
+
+    /// The newest `limit` records `query` selects, oldest first among them. The trail is
+    /// read from its end a page at a time, so a query costs what it returns (and the
+    /// records its filter passes over), not the length of a trail that only grows;
+    /// `unreadable` counts the records read that did not decode.
+    pub fn audit_newest(
+        &self,
+        by: &Principal,
+        query: &AuditQuery,
+        limit: usize,
+    ) -> Result<AuditPage, Error> {
+        const PAGE: usize = 512;
+        self.allow(by, Action::ReadAudit)?;
+        let mut records = Vec::new();
+        let mut unreadable = 0;
+        let mut before: Option<Vec<u8>> = None;
+        while records.len() < limit {
+            let page =
+                audit::read_newest(&self.store, before.as_deref(), PAGE).map_err(Error::Audit)?;
+            let full = page.len() == PAGE;
+            for (id, record) in page {
+                match record {
+                    Some(r) if query.matches(&r) => records.push(r),
+                    Some(_) => {}
+                    None => unreadable += 1,
+                }
+                before = Some(id);
+            }
+            if !full {
+                break;
+            }
+        }
+        records.truncate(limit);
+        records.reverse();
+        Ok(AuditPage {
+            records,
+            unreadable,
+        })
+    }
+
     /// The audit records `query` selects.
     pub fn audit(&self, by: &Principal, query: &AuditQuery) -> Result<AuditPage, Error> {
         self.allow(by, Action::ReadAudit)?;

@@ -89,6 +89,22 @@ pub enum Error {
     /// A token was refused, or a token operation failed.
     #[error(transparent)]
     Token(#[from] crate::tokens::TokenError),
+    /// What was asked for does not exist (or is not the caller's to see): a run, a
+    /// registered component or workflow.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request was refused as given; the message names what was wrong.
+    #[error("{0}")]
+    Invalid(String),
+    /// This host has as many runs as it takes; the message says so.
+    #[error("{0}")]
+    Busy(String),
+    /// The threads runs execute on could not start.
+    #[error("starting the run pool")]
+    RunPool(#[source] std::io::Error),
+    /// The store failed reading or writing the platform's records (registrations, runs).
+    #[error("the store failed")]
+    Backend(#[from] BackendError),
     /// Re-wrapping the store needs the store to itself, but steps are loaded.
     #[error("the store is in use by the runtime; rotate the master key before running steps")]
     InUse,

@@ -6,10 +6,14 @@
 mod audit;
 mod error;
 mod manage;
+mod platform;
 
 pub use crate::sandbox::Refusal;
 pub use audit::{AuditPage, AuditQuery, LastUse};
 pub use error::Error;
+pub use platform::{
+    RegisteredWorkflow, RunChoices, RunEnded, RunObserver, RunSpec, RunTarget, StartedRun,
+};
 
 use crate::cache::{CacheStatus, ComponentCache};
 use crate::principal::{Action, Principal};
@@ -27,6 +31,8 @@ pub struct Options {
     pub runtime: RuntimeConfig,
     /// Directory of the compiled-component cache; `None` compiles every step in memory.
     pub cache_dir: Option<PathBuf>,
+    /// How many registered runs this host runs at once, and how long their records stay.
+    pub runs: crate::runs::RunLimits,
 }
 
 /// What [`Latchkey::compile`] did.
@@ -53,6 +59,7 @@ pub struct Latchkey {
     started: OnceLock<Started>,
     starting: Mutex<()>,
     last_uses: Mutex<audit::LastUses>,
+    platform: OnceLock<platform::Platform>,
 }
 
 impl Latchkey {
@@ -106,6 +113,7 @@ impl Latchkey {
             started: OnceLock::new(),
             starting: Mutex::new(()),
             last_uses: Mutex::default(),
+            platform: OnceLock::new(),
         }
     }
 
@@ -184,8 +192,36 @@ impl Latchkey {
         })
     }
 
-    /// Runs one step once with `input` (JSON), in a fresh instance.
+    /// Runs one step once with `input` (JSON), in a fresh instance, as `by` in the context
+    /// `ctx` the caller chose: which scoped keys it resolves is the caller's choice, so it
+    /// takes [`Action::ChooseRunContext`] as well as [`Action::Run`] (a local operator's
+    /// `latchkey run`; a server's callers go through [`Latchkey::start_run`]).
     pub async fn run_step(
+        &self,
+        by: &Principal,
+        step: &Step,
+        ctx: &RunContext,
+        input: &str,
+    ) -> Result<RunOutcome, RunFailure> {
+        if let Err(e) = self
+            .allow(by, Action::Run)
+            .and_then(|()| self.allow(by, Action::ChooseRunContext))
+        {
+            return Err(RunFailure {
+                error: crate::sandbox::RunError::Instantiate(
+                    wasmtime::Error::msg(e.to_string()).into(),
+                ),
+                logs: Vec::new(),
+                credentials: Vec::new(),
+                counts: Default::default(),
+                refusals: Vec::new(),
+            });
+        }
+        self.run_step_as_chosen(step, ctx, input).await
+    }
+
+    /// Runs one step in a context already allowed (a registered run's, a workflow's).
+    pub(crate) async fn run_step_as_chosen(
         &self,
         step: &Step,
         ctx: &RunContext,
@@ -212,27 +248,35 @@ impl Latchkey {
         crate::workflow::load_steps(self, workflow)
     }
 
-    /// Runs `workflow` for `user` with `input`: steps in order, each step's output the next
-    /// one's input, stopping at the first failure. `on_step` sees each step as it ends.
+    /// Runs `workflow` as `by` (the invoking user, `run.user`, is theirs to name only if
+    /// they may [`Action::ChooseRunContext`]) with `input`: steps in order, each step's
+    /// output the next one's input, stopping at the first failure. `on_step` sees each
+    /// step as it ends.
     pub async fn run_workflow(
         &self,
+        by: &Principal,
         workflow: &Workflow,
         steps: &[Step],
         run: &crate::workflow::RunRequest<'_>,
         on_step: impl FnMut(&crate::workflow::StepReport),
-    ) -> WorkflowRun {
-        crate::workflow::run(self, workflow, steps, run, on_step).await
+    ) -> Result<WorkflowRun, Error> {
+        self.allow(by, Action::Run)?;
+        if run.user != by.name() {
+            self.allow(by, Action::ChooseRunContext)?;
+        }
+        Ok(crate::workflow::run(self, workflow, steps, run, on_step).await)
     }
 
     /// Checks `workflow` for `user` without running it: every component loads and every
-    /// declared key resolves (metadata only; nothing is decrypted).
+    /// declared key resolves (metadata only: tiers, scopes and versions, so it needs
+    /// [`Action::ReadMetadata`]; nothing is decrypted).
     pub fn check(
         &self,
         by: &Principal,
         workflow: &Workflow,
         user: &str,
     ) -> Result<CheckReport, Error> {
-        self.allow(by, Action::Run)?;
+        self.allow(by, Action::ReadMetadata)?;
         Ok(crate::workflow::check(self, workflow, user))
     }
 

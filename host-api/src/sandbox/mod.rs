@@ -37,7 +37,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
 
-/// A loaded, checked and pre-linked component.
+/// A loaded, checked and pre-linked component. Cloning is cheap (the compiled code is
+/// shared).
+#[derive(Clone)]
 pub struct Step {
     pre: WorkflowPre<HostState>,
 }

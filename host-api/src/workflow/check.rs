@@ -59,6 +59,17 @@ impl CheckReport {
 }
 
 pub(crate) fn check(lk: &Latchkey, wf: &Workflow, user: &str) -> CheckReport {
+    check_with(lk, wf, user, |spec| lk.load_file(&spec.component).map(drop))
+}
+
+/// [`check`] with each step's component loaded by `load` (a registered workflow's steps
+/// name digests in the store, not files).
+pub(crate) fn check_with(
+    lk: &Latchkey,
+    wf: &Workflow,
+    user: &str,
+    load: impl Fn(&super::StepSpec) -> Result<(), Error>,
+) -> CheckReport {
     let steps = wf
         .steps
         .iter()
@@ -78,13 +89,10 @@ pub(crate) fn check(lk: &Latchkey, wf: &Workflow, user: &str) -> CheckReport {
                 name: spec.policy.name.clone(),
                 component: spec.component.clone(),
                 integrations: spec.policy.integrations.iter().cloned().collect(),
-                load: lk
-                    .load_file(&spec.component)
-                    .map(drop)
-                    .map_err(|e| Error::Step {
-                        step: spec.policy.name.clone(),
-                        source: Box::new(e),
-                    }),
+                load: load(spec).map_err(|e| Error::Step {
+                    step: spec.policy.name.clone(),
+                    source: Box::new(e),
+                }),
                 keys,
             }
         })

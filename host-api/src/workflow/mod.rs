@@ -14,4 +14,4 @@ pub use manifest::{ManifestError, StepSpec, Workflow};
 pub use run::{RunRequest, StepReport, WorkflowRun};
 pub(crate) use run::{load_steps, run};
 
-pub(crate) use check::check;
+pub(crate) use check::{check, check_with};

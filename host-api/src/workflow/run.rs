@@ -101,7 +101,7 @@ pub(crate) async fn run(
         };
         let ctx = wf.context(index, req.user, &req.run_id);
         let started = Instant::now();
-        let result = lk.run_step(step, &ctx, input).await;
+        let result = lk.run_step_as_chosen(step, &ctx, input).await;
         let refusals = match &result {
             Ok(_) => Vec::new(),
             Err(failure) => failure.refusals.clone(),

@@ -29,6 +29,7 @@ impl CheckCommand {
         let latchkey = store.open(Options {
             runtime: runtime_config(Limits::default()),
             cache_dir: CacheArgs::default().dir(store),
+            ..Options::default()
         })?;
         let tokio = crate::common::async_runtime()?;
         let _guard = tokio.enter();

@@ -42,6 +42,7 @@ impl CompileCommand {
                     .clone()
                     .unwrap_or_else(|| store.default_cache_dir()),
             ),
+            ..Options::default()
         })?;
         for path in &self.steps {
             let bytes = std::fs::read(path)

@@ -58,7 +58,8 @@ pub struct SetArgs {
     #[arg(long = "allow-host", value_name = "HOST[:PORT]", required = true)]
     pub allow_host: Vec<String>,
     /// Where in a request the value may be injected: `header:NAME`, `query:NAME`,
-    /// `basic-auth`, or `body`. Repeatable.
+    /// `basic-auth`, `body:json:/POINTER` or `body:form:NAME` (a named body field; a bare
+    /// `body` is refused). Repeatable.
     #[arg(long = "inject", value_name = "LOCATION", required = true)]
     pub inject: Vec<String>,
     /// Also allow plain http:// (loopback tests, in-cluster services). Off by default.

@@ -4,8 +4,8 @@ use crate::common::{CacheArgs, DurabilityArgs, NetworkArgs, StoreArgs};
 use crate::limits::{self, LimitArgs};
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use latchkey_host::Options;
 use latchkey_host::sandbox::RuntimeConfig;
+use latchkey_host::{Options, RunLimits};
 use latchkey_server::{ServeConfig, ServerLimits};
 use std::io::Write;
 use std::net::SocketAddr;
@@ -24,16 +24,32 @@ pub struct ServeCommand {
     /// TLS private key (PEM).
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
-    /// Where registered components and workflows are kept. Default: `server` beside the
-    /// store directory (`.latchkey/server`).
+    /// Where an earlier version kept registered components and workflows; what it holds
+    /// is imported into the store at start (registrations now live in the store, shared
+    /// by every host of it). Default: `server` beside the store directory.
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// Instance slots the pooling allocator reserves (0: allocate on demand).
     #[arg(long, default_value_t = 64, value_name = "N")]
     pub pool_instances: u32,
-    /// Runs executing at once; more wait for a slot.
+    /// Runs executing at once on this host; more wait for a slot (up to four times as
+    /// many wait; more get 429).
     #[arg(long, default_value_t = 64, value_name = "N")]
     pub max_concurrent_runs: usize,
+    /// Bytes of each run's output kept in its record, in KiB; the rest is cut and the run
+    /// says `output_truncated` (the answer to a waited run has all of it).
+    #[arg(long, default_value_t = 64, value_name = "KIB")]
+    pub keep_run_output_kib: usize,
+    /// How long finished runs are kept, e.g. `7d`, `12h`.
+    #[arg(long, default_value = "7d", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub keep_runs_for: Duration,
+    /// Finished runs beyond this many MiB of records, oldest first, are deleted.
+    #[arg(long, default_value_t = 256, value_name = "MIB")]
+    pub keep_runs_mib: u64,
+    /// How long a run's lease lasts, in seconds: its host renews it three times as often,
+    /// and another host sharing the store marks the run lost once it has expired.
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    pub run_lease_secs: u64,
     /// Authenticated requests per principal per second; more get 429.
     #[arg(long, default_value_t = 200, value_name = "N")]
     pub requests_per_second: u32,
@@ -68,11 +84,6 @@ impl ServeCommand {
             max_json_bytes: in_range("--max-json-kib", self.max_json_kib, 64 << 10)? << 10,
             max_component_bytes: in_range("--max-component-mib", self.max_component_mib, 1024)?
                 << 20,
-            max_concurrent_runs: in_range(
-                "--max-concurrent-runs",
-                self.max_concurrent_runs,
-                1 << 16,
-            )?,
             requests_per_second: in_range(
                 "--requests-per-second",
                 self.requests_per_second as usize,
@@ -83,6 +94,24 @@ impl ServeCommand {
         if self.drain > 3600 {
             bail!("--drain must be at most 3600 seconds");
         }
+        let max_concurrent = in_range("--max-concurrent-runs", self.max_concurrent_runs, 1 << 16)?;
+        let runs = RunLimits {
+            max_concurrent,
+            max_waiting: max_concurrent.saturating_mul(4),
+            keep_output_bytes: in_range(
+                "--keep-run-output-kib",
+                self.keep_run_output_kib,
+                1 << 20,
+            )? << 10,
+            keep_for: self.keep_runs_for,
+            keep_bytes: (in_range("--keep-runs-mib", self.keep_runs_mib as usize, 1 << 24)? as u64)
+                << 20,
+            lease: Duration::from_secs(in_range(
+                "--run-lease-secs",
+                self.run_lease_secs as usize,
+                3600,
+            )? as u64),
+        };
         let options = Options {
             runtime: RuntimeConfig {
                 limits: limits::limits(&self.limits)?,
@@ -91,6 +120,7 @@ impl ServeCommand {
                 durability: self.durability.durability(),
             },
             cache_dir: self.cache.dir(store),
+            runs,
         };
         let config = ServeConfig {
             listen: self.listen,
@@ -101,7 +131,7 @@ impl ServeCommand {
             limits: server_limits,
             drain: Duration::from_secs(self.drain),
         };
-        let latchkey = store.open(options)?;
+        let latchkey = std::sync::Arc::new(store.open(options)?);
         // A server holds the store for its lifetime: find out now if another process has it.
         latchkey.open_store_now()?;
         let tokio = crate::common::async_runtime()?;

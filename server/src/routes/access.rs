@@ -122,10 +122,12 @@ pub async fn audit(
         since_ms: f.since_ms,
         until_ms: f.until_ms,
     };
-    let page = state.latchkey.audit(&by, &query)?;
-    let skip = page.records.len().saturating_sub(limit);
+    let st = state.clone();
+    let page = tokio::task::spawn_blocking(move || st.latchkey.audit_newest(&by, &query, limit))
+        .await
+        .map_err(ApiError::internal)??;
     Ok(Json(AuditRecords {
-        records: page.records.into_iter().skip(skip).collect(),
+        records: page.records,
         unreadable: page.unreadable,
     }))
 }

@@ -5,7 +5,7 @@ mod workflow;
 
 use crate::common::{
     CacheArgs, DurabilityArgs, EXIT_STEP_FAILED, NetworkArgs, StoreArgs, async_runtime,
-    invoking_user, os_user,
+    invoking_user, operator, os_user,
 };
 use crate::limits::{self, LimitArgs};
 use crate::report;
@@ -141,6 +141,7 @@ impl RunCommand {
                 ..crate::common::runtime_config(limits::limits(&self.limits)?)
             },
             cache_dir: self.cache.dir(store),
+            ..Options::default()
         };
         let input = self.read_input()?;
         Ok((store.open(options)?, input))
@@ -197,7 +198,7 @@ impl RunCommand {
         let tokio = async_runtime()?;
         let _guard = tokio.enter();
         let step = latchkey.load_file(&self.step)?;
-        match tokio.block_on(latchkey.run_step(&step, &ctx, &input)) {
+        match tokio.block_on(latchkey.run_step(&operator(&os_user())?, &step, &ctx, &input)) {
             Ok(outcome) => {
                 report::print_logs(&ctx.step.name, &outcome.logs);
                 if self.report {

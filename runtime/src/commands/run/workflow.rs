@@ -19,7 +19,9 @@ pub fn run(latchkey: &Latchkey, wf: &Workflow, user: &str, input: &str) -> Resul
         "run {run_id}: workflow {} in workspace {}, {total} step(s), user {user}",
         wf.name, wf.workspace
     );
-    let run = tokio.block_on(latchkey.run_workflow(wf, &steps, &request, |s| print_step(s, total)));
+    let by = crate::common::operator(&crate::common::os_user())?;
+    let run = tokio
+        .block_on(latchkey.run_workflow(&by, wf, &steps, &request, |s| print_step(s, total)))?;
     if let Some(failed) = run.failed() {
         if !run.not_run.is_empty() {
             eprintln!("not run: {}", run.not_run.join(", "));

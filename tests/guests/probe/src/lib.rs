@@ -25,6 +25,8 @@
 //! - `"gets"`, `"key"`, `"count"` → gets and drops `key` `count` times:
 //!   `{"got": n, "error": string|null}`
 //!
+//! - `"fill"`, `"bytes"` → `{"fill": "xxx…"}`, `bytes` x's (a large output)
+//!
 //! Sockets and files are not here: see `tcp` and `files`, which import `wasi:sockets` and
 //! `wasi:filesystem` (linked by the host with nothing granted).
 
@@ -71,6 +73,10 @@ fn run(input: Value) -> Result<Value, Error> {
             Ok(json!({}))
         }
         "echo" => Ok(input),
+        "fill" => {
+            let bytes = input["bytes"].as_u64().unwrap_or(0) as usize;
+            Ok(json!({ "fill": "x".repeat(bytes) }))
+        }
         "raw" => match input["requests"].as_array() {
             Some(list) => list
                 .iter()
