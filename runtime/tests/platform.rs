@@ -307,3 +307,47 @@ fn text_of(v: &Value) -> String {
     let s = v.to_string();
     s.chars().take(300).collect()
 }
+
+/// A run's caller learns of a refusal what the step was told, not what the binding allows:
+/// the operator's wording (allowed methods, hosts, paths) stays in the audit trail, which a
+/// runner may not read (and `GET /v1/secrets/KEY` is 403 to them).
+#[test]
+fn a_runner_reads_a_refusal_in_the_steps_words_not_the_bindings() {
+    let (cli, admin) = harness::server::store_with_admin();
+    let s = Server::start(&cli, &[]);
+    register(&s, &admin, "probe", "probe");
+    let up = latchkey_tests::upstream::Upstream::start_blocking().unwrap();
+    let r = s.json(
+        "PUT",
+        "/v1/secrets/HOOK_KEY?scope=workspace:default",
+        &admin,
+        json!({"value": "tok-hook-key-5c1e9a7d3b", "binding": {
+            "hosts": [format!("127.0.0.1:{}", up.port())],
+            "inject": ["header:authorization"], "allow_http": true,
+            "methods": ["POST"], "path_prefixes": ["/hooks/"]}}),
+    );
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let runner = token(&s, &admin, "ci", "runner");
+    let done = run(
+        &s,
+        &runner,
+        json!({"component": "probe", "wait": true, "input": {"action": "fetch", "key": "HOOK_KEY",
+            "method": "GET", "url": format!("http://127.0.0.1:{}/hooks/x", up.port())}}),
+    );
+    assert_eq!(done["status"], "failed", "{done}");
+    let shown = done.to_string();
+    let refusal = &done["steps"][0]["refusals"][0];
+    assert_eq!(refusal["key"], "HOOK_KEY", "{done}");
+    assert!(
+        !shown.contains("POST"),
+        "the allowed method leaked: {shown}"
+    );
+    let audit: Value = s
+        .get(
+            &format!("/v1/runs/{}/audit", done["id"].as_str().unwrap()),
+            &admin,
+        )
+        .json()
+        .unwrap();
+    assert!(audit.to_string().contains("POST"), "{audit}");
+}

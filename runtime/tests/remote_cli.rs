@@ -121,7 +121,17 @@ fn secrets_runs_and_audit_work_the_same_through_a_server() {
         None,
     );
     assert_eq!(out.status.code(), Some(3));
-    assert!(text(&out).contains("user:bob"), "{}", text(&out));
+    // The report says what the step was told; where the key was looked for (which names
+    // the caller's own user scope) is the audit trail's, which a member may read.
+    assert!(text(&out).contains("missing-credential"), "{}", text(&out));
+    let run_id = text(&out)
+        .split("run id ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    let trail = remote(&cli, &s, &member, &["audit", "--run", &run_id], None);
+    assert!(text(&trail).contains("user:bob"), "{}", text(&trail));
 
     // The audit trail shows who did what, by the token's principal.
     let audit = ok(&admin, &["audit", "--key", "API"], None);

@@ -241,7 +241,7 @@ fn a_member_removed_on_one_host_loses_their_secrets_and_tokens_on_the_other() {
     // On A, the secret is gone at the next call, and alice's token no longer works.
     let v = run_fetch(&a, &admin, "ALICE_KEY", &up.url("/echo"), false);
     assert_eq!(v["status"], "failed", "{v}");
-    assert!(v.to_string().contains("missing_credential"), "{v}");
+    assert!(v.to_string().contains("missing-credential"), "{v}");
     assert_eq!(
         a.get("/v1/whoami", &alice).status(),
         StatusCode::UNAUTHORIZED

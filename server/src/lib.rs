@@ -446,6 +446,29 @@ mod tests {
         assert!(!policy.contains("unsafe") && policy.contains("frame-ancestors 'none'"));
     }
 
+    /// Roles are decided by the façade (`Role::may`): a route that compared a role, or
+    /// built a run's context, would be deciding a rule itself.
+    #[test]
+    fn no_route_decides_a_role_or_builds_a_run_context() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/routes");
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            for (n, line) in text.lines().enumerate() {
+                let decides = [
+                    "Role::Admin",
+                    "Role::Member",
+                    "Role::Runner",
+                    ".may(",
+                    "RunContext",
+                ]
+                .iter()
+                .find(|p| line.contains(*p));
+                assert!(decides.is_none(), "{}:{}: {line}", path.display(), n + 1);
+            }
+        }
+    }
+
     #[tokio::test]
     async fn the_router_serves_every_documented_route() {
         let app = router(state());
