@@ -316,13 +316,16 @@ pub fn read_since(
     Ok((records, bad, next))
 }
 
+/// A stored record's id and the record (`None`: it does not decode).
+pub(crate) type Decoded = (Vec<u8>, Option<AuditRecord>);
+
 /// Up to `limit` stored records appended before `before` (`None`: the newest), newest
-/// first, decoded (`None` for one that does not decode), with their ids.
+/// first, decoded, with their ids.
 pub(crate) fn read_newest(
     store: &SecretStore,
     before: Option<&[u8]>,
     limit: usize,
-) -> Result<Vec<(Vec<u8>, Option<AuditRecord>)>, BackendError> {
+) -> Result<Vec<Decoded>, BackendError> {
     Ok(store
         .backend()
         .scan_appended_newest(NS_AUDIT, before, limit)?

@@ -89,7 +89,6 @@ impl ServeCommand {
                 self.requests_per_second as usize,
                 1 << 20,
             )? as u32,
-            ..ServerLimits::default()
         };
         if self.drain > 3600 {
             bail!("--drain must be at most 3600 seconds");
