@@ -364,6 +364,11 @@ fn check_reports_unloadable_components_and_missing_keys() {
     let e = report.steps[0].load.as_ref().unwrap_err();
     assert_eq!(e.to_string(), "loading the component of step x");
 
-    // A runner may check (it may run); the check itself is not management.
-    assert!(lk.check(&principal("ci", Role::Runner), &wf, "ci").is_ok());
+    // A check shows tiers, scopes and versions: secret metadata, which a member may read
+    // and a runner may not (it may only run).
+    assert!(lk.check(&principal("bob", Role::Member), &wf, "bob").is_ok());
+    forbidden(
+        lk.check(&principal("ci", Role::Runner), &wf, "ci"),
+        Action::ReadMetadata,
+    );
 }
