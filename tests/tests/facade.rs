@@ -366,9 +366,108 @@ fn check_reports_unloadable_components_and_missing_keys() {
 
     // A check shows tiers, scopes and versions: secret metadata, which a member may read
     // and a runner may not (it may only run).
-    assert!(lk.check(&principal("bob", Role::Member), &wf, "bob").is_ok());
+    assert!(
+        lk.check(&principal("bob", Role::Member), &wf, "bob")
+            .is_ok()
+    );
     forbidden(
         lk.check(&principal("ci", Role::Runner), &wf, "ci"),
         Action::ReadMetadata,
     );
+}
+
+/// The platform's operations decide their rules in the façade, for every role: one table
+/// of (role, operation) → allowed, tried against each.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_platforms_rules_are_the_facades_for_every_role() {
+    use latchkey_host::{ComponentSpec, RunChoices, RunSpec, RunTarget};
+    let dir = tempfile::tempdir().unwrap();
+    let (lk, _) = latchkey(dir.path());
+    let lk = std::sync::Arc::new(lk);
+    let wasm = std::fs::read(guest("probe")).unwrap();
+    let spec = |name: &str| ComponentSpec {
+        name: Some(name.into()),
+        ..ComponentSpec::default()
+    };
+    let run = |choices: RunChoices| RunSpec {
+        target: RunTarget::Component("probe".into()),
+        input: r#"{"action":"echo"}"#.into(),
+        choices,
+    };
+    let admin = principal("root", Role::Admin);
+    lk.register_component(&admin, &wasm, &spec("probe"))
+        .unwrap();
+    let manifest = "name = \"flow\"\n[[step]]\nname = \"a\"\ncomponent = \"probe\"\n";
+    lk.register_workflow(&admin, "flow", manifest).unwrap();
+    let integrations = RunChoices {
+        integrations: vec!["aws".into()],
+        ..RunChoices::default()
+    };
+    let workspace = RunChoices {
+        workspace: Some("acme".into()),
+        ..RunChoices::default()
+    };
+    for (role, may_manage, may_choose, may_check) in [
+        (Role::Admin, true, true, true),
+        (Role::Member, false, false, true),
+        (Role::Runner, false, false, false),
+    ] {
+        let who = principal(role.name(), role);
+        let r = lk.register_component(&who, &wasm, &spec("other"));
+        if may_manage {
+            r.unwrap();
+        } else {
+            forbidden(r, Action::ManageWorkflows);
+            forbidden(
+                lk.register_workflow(&who, "flow", manifest),
+                Action::ManageWorkflows,
+            );
+        }
+        for choices in [integrations.clone(), workspace.clone()] {
+            let r = lk.run(&who, run(choices)).await;
+            if may_choose {
+                r.unwrap();
+            } else {
+                forbidden(r, Action::ChooseRunContext);
+            }
+        }
+        let r = lk.check_registered(&who, "flow");
+        if may_check {
+            r.unwrap();
+        } else {
+            forbidden(r, Action::ReadMetadata);
+        }
+        // Anyone may run as themselves, and reads back their own run.
+        let done = lk.run(&who, run(RunChoices::default())).await.unwrap();
+        assert_eq!(done.status, latchkey_host::RunStatus::Succeeded, "{done:?}");
+        assert_eq!(lk.run_record(&who, &done.id).unwrap().user, who.name());
+    }
+    // Another's run is "not found" to all but an admin, and lists show only one's own.
+    let alice = principal("alice", Role::Runner);
+    let mine = lk.run(&alice, run(RunChoices::default())).await.unwrap();
+    let bob = principal("bob", Role::Member);
+    assert!(matches!(
+        lk.run_record(&bob, &mine.id),
+        Err(Error::NotFound(_))
+    ));
+    assert!(
+        lk.runs(&bob, None, 100)
+            .unwrap()
+            .iter()
+            .all(|r| r.user == "bob")
+    );
+    assert_eq!(lk.run_record(&admin, &mine.id).unwrap().id, mine.id);
+    assert!(lk.runs(&admin, None, 100).unwrap().len() >= 4);
+    // A workflow's context is its manifest's: choices for it are refused as bad input.
+    let r = lk
+        .run(
+            &admin,
+            RunSpec {
+                target: RunTarget::Workflow("flow".into()),
+                input: "{}".into(),
+                choices: workspace,
+            },
+        )
+        .await;
+    assert!(matches!(r, Err(Error::Invalid(_))), "{r:?}");
 }
