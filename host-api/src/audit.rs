@@ -10,10 +10,19 @@
 //! ([`crate::store::seal::DataKey::derive`]`("audit")`), over
 //!
 //! ```text
-//! MAC of the previous record (32 zero bytes for record 0) ‖ the record's JSON bytes ‖ seq (u64, big-endian)
+//! MAC of the previous record (of the genesis marker for record 0) ‖ the record's JSON bytes ‖ seq (u64, big-endian)
 //! ```
 //!
 //! so the records form a chain nobody without the master key can extend or rewrite.
+//!
+//! The chain begins with a **genesis marker**, written just before record 0 (in the
+//! store's metadata, beside the wrapped data key): how many unchained records were stored
+//! before the chain, and a SHA-256 digest of them in order, under a MAC with the same key
+//! (`"latchkey audit genesis v1" ‖ count ‖ digest`). Record 0 is chained to the marker's
+//! MAC, so the marker can be neither removed nor replaced without breaking record 0. A
+//! store born chained has a marker counting none: any unchained record in it is tampering,
+//! wherever it is stored (on PostgreSQL, at an id below the first chained record's as
+//! anywhere else).
 //! [`verify`] walks the chain and reports a modified record (its MAC does not verify), a
 //! deleted one (a gap in the sequence), records moved or duplicated (the sequence goes
 //! backwards), an unauthenticated record among chained ones (inserted), and unreadable
@@ -29,9 +38,11 @@
 //! --expect-head SEQ:MAC`), which detects a truncated tail up to that point.
 //!
 //! Records written before the chain existed (plain JSON, no MAC) are reported as
-//! *unchained legacy records*: they are not evidence of tampering, but nothing
-//! authenticates them either. An unchained record *after* the first chained one is
-//! reported as tampering.
+//! *unchained legacy records*: the genesis marker holds them to what was stored when the
+//! chain began (one more, one fewer or one changed is tampering), but their content was
+//! never authenticated when it was written. An unchained record *after* the first chained
+//! one is reported as tampering. A chain begun before genesis markers existed (record 0
+//! chained to 32 zero bytes) still verifies; its legacy records are then held to nothing.
 //!
 //! # Durability
 //!
@@ -60,6 +71,13 @@ const NS_AUDIT: &str = "audit";
 const CHAINED_MAGIC: &[u8; 5] = b"\0LKA2";
 const MAC_BYTES: usize = 32;
 const HEADER_BYTES: usize = CHAINED_MAGIC.len() + 8 + MAC_BYTES;
+/// Where the genesis marker is kept: the store's metadata namespace (copied with it).
+pub(crate) const GENESIS_NS: &str = "store";
+/// The genesis marker's id there.
+pub(crate) const GENESIS_ID: &[u8] = b"audit-genesis";
+/// The genesis marker: magic ‖ legacy count (8, BE) ‖ legacy digest (32) ‖ MAC (32).
+const GENESIS_MAGIC: &[u8; 5] = b"\0LKG1";
+const GENESIS_BYTES: usize = GENESIS_MAGIC.len() + 8 + 32 + MAC_BYTES;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -200,7 +218,8 @@ impl AuditChain {
     }
 
     /// The head: from the newest stored record the first time. A store without chained
-    /// records (new, or only legacy records) starts at sequence 0.
+    /// records (new, or only legacy records) starts at sequence 0, chained to its genesis
+    /// marker (written now if no host has written it yet).
     fn head(
         &mut self,
         backend: &dyn crate::store::Backend,
@@ -208,16 +227,125 @@ impl AuditChain {
         if let Some(h) = self.head {
             return Ok(h);
         }
-        let h = match backend.last(NS_AUDIT)? {
-            Some((_, bytes)) => match split_chained(&bytes) {
-                Some((seq, mac, _)) => (seq.saturating_add(1), mac),
-                None => (0, [0; MAC_BYTES]),
-            },
-            None => (0, [0; MAC_BYTES]),
+        let last = backend.last(NS_AUDIT)?;
+        let h = match last.as_ref().and_then(|(_, bytes)| split_chained(bytes)) {
+            Some((seq, mac, _)) => (seq.saturating_add(1), mac),
+            None => (0, self.genesis(backend)?),
         };
         self.head = Some(h);
         Ok(h)
     }
+
+    /// The MAC of the store's genesis marker: the stored one, or one written now over the
+    /// unchained records stored so far (compare-and-put: of hosts beginning the chain at
+    /// once, one writes it and the others read it).
+    fn genesis(
+        &self,
+        backend: &dyn crate::store::Backend,
+    ) -> Result<[u8; MAC_BYTES], BackendError> {
+        if let Some(bytes) = backend.get(GENESIS_NS, GENESIS_ID)? {
+            // A damaged marker is verify's to report; record 0 chained to it then fails too.
+            return Ok(open_genesis(&self.key, &bytes).map_or([0; MAC_BYTES], |g| g.mac));
+        }
+        let mut legacy = LegacyDigest::default();
+        for (_, bytes) in backend.scan(NS_AUDIT, b"")? {
+            if split_chained(&bytes).is_some() {
+                break;
+            }
+            legacy.add(&bytes);
+        }
+        let genesis = legacy.seal(&self.key);
+        if backend.compare_and_put(GENESIS_NS, GENESIS_ID, None, &genesis.encode(), 0)? {
+            return Ok(genesis.mac);
+        }
+        let stored = backend.get(GENESIS_NS, GENESIS_ID)?.unwrap_or_default();
+        Ok(open_genesis(&self.key, &stored).map_or([0; MAC_BYTES], |g| g.mac))
+    }
+}
+
+/// The unchained records stored before the chain, counted and digested in order.
+#[derive(Default)]
+struct LegacyDigest {
+    count: u64,
+    hash: Sha256,
+}
+
+impl LegacyDigest {
+    fn add(&mut self, bytes: &[u8]) {
+        use sha2::Digest as _;
+        self.count += 1;
+        self.hash.update((bytes.len() as u64).to_be_bytes());
+        self.hash.update(bytes);
+    }
+
+    fn finish(self) -> (u64, [u8; 32]) {
+        use sha2::Digest as _;
+        (self.count, self.hash.finalize().into())
+    }
+
+    /// The genesis marker over these records, under `key`.
+    fn seal(self, key: &[u8; 32]) -> Genesis {
+        let (legacy, digest) = self.finish();
+        Genesis {
+            legacy,
+            digest,
+            mac: genesis_mac(key, legacy, &digest),
+        }
+    }
+}
+
+/// A genesis marker whose MAC verified.
+struct Genesis {
+    legacy: u64,
+    digest: [u8; 32],
+    mac: [u8; MAC_BYTES],
+}
+
+impl Genesis {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(GENESIS_BYTES);
+        out.extend_from_slice(GENESIS_MAGIC);
+        out.extend_from_slice(&self.legacy.to_be_bytes());
+        out.extend_from_slice(&self.digest);
+        out.extend_from_slice(&self.mac);
+        out
+    }
+}
+
+/// The MAC of a genesis marker, before it is finalised.
+fn genesis_hmac(key: &[u8; 32], legacy: u64, digest: &[u8; 32]) -> HmacSha256 {
+    let mut m = <HmacSha256 as Mac>::new_from_slice(key).unwrap_or_else(|_| {
+        unreachable!("HMAC accepts keys of any length");
+    });
+    m.update(b"latchkey audit genesis v1");
+    m.update(&legacy.to_be_bytes());
+    m.update(digest);
+    m
+}
+
+fn genesis_mac(key: &[u8; 32], legacy: u64, digest: &[u8; 32]) -> [u8; MAC_BYTES] {
+    genesis_hmac(key, legacy, digest)
+        .finalize()
+        .into_bytes()
+        .into()
+}
+
+/// The genesis marker in `bytes`, if it is one and its MAC verifies under `key`.
+fn open_genesis(key: &[u8; 32], bytes: &[u8]) -> Option<Genesis> {
+    let rest = bytes.strip_prefix(GENESIS_MAGIC.as_slice())?;
+    if rest.len() != 8 + 32 + MAC_BYTES {
+        return None;
+    }
+    let legacy = u64::from_be_bytes(rest[..8].try_into().ok()?);
+    let digest: [u8; 32] = rest[8..40].try_into().ok()?;
+    let mac: [u8; MAC_BYTES] = rest[40..].try_into().ok()?;
+    // Checked in constant time, like any MAC.
+    genesis_hmac(key, legacy, &digest).verify_slice(&mac).ok()?;
+    Some(Genesis {
+        legacy,
+        digest,
+        mac,
+    })
 }
 
 fn chain_mac(key: &[u8; 32], prev: &[u8; MAC_BYTES], json: &[u8], seq: u64) -> [u8; MAC_BYTES] {
@@ -372,6 +500,18 @@ pub enum Problem {
     },
     /// An unchained (legacy-format) record after the first chained one: inserted.
     UnchainedAfterChain,
+    /// An unchained record in a store whose chain began with none before it: inserted.
+    UnchainedInChainedStore,
+    /// The unchained records before the chain are not those its genesis marker counted
+    /// and digested: one was inserted, changed or deleted.
+    LegacyChanged {
+        /// How many the marker counted.
+        recorded: u64,
+        /// How many there are.
+        found: u64,
+    },
+    /// The genesis marker is not one this store's key made (changed or forged).
+    GenesisModified,
     /// Neither a chained record nor readable JSON.
     Unreadable,
 }
@@ -392,6 +532,18 @@ impl std::fmt::Display for Problem {
             Problem::UnchainedAfterChain => {
                 write!(f, "inserted: an unchained record after the chain began")
             }
+            Problem::UnchainedInChainedStore => write!(
+                f,
+                "inserted: an unchained record in a store whose audit trail was chained from its first record"
+            ),
+            Problem::LegacyChanged { recorded, found } => write!(
+                f,
+                "the unchained records before the chain are not those it began with ({recorded} recorded, {found} found): inserted, changed or deleted"
+            ),
+            Problem::GenesisModified => write!(
+                f,
+                "the chain's genesis marker does not verify: changed or forged"
+            ),
             Problem::Unreadable => write!(f, "unreadable bytes"),
         }
     }
@@ -431,8 +583,12 @@ pub struct VerifyReport {
     pub records: usize,
     /// Chained records whose MAC and sequence number are as expected.
     pub chained: usize,
-    /// Unchained records written before the chain began (not authenticated, not tampering).
+    /// Unchained records written before the chain began, as its genesis marker recorded
+    /// them (or, for a chain begun before genesis markers, held to nothing).
     pub legacy: usize,
+    /// Whether the chain begins with a genesis marker that verifies (`false` for a chain
+    /// begun before genesis markers existed, and for a store with no chain yet).
+    pub genesis: bool,
     /// Problems, in storage order.
     pub findings: Vec<Finding>,
     /// The newest chained record, if any.
@@ -489,12 +645,72 @@ impl std::str::FromStr for Head {
 /// detect). Reads every record once; returns `Err` only if the store cannot be read.
 pub fn verify(store: &SecretStore) -> Result<VerifyReport, BackendError> {
     let key = store.audit_chain().key.clone();
+    let backend = store.backend();
     let mut report = VerifyReport::default();
-    let mut expected: u64 = 0;
+    // Record 0 is chained to the genesis marker, or to zeros in a chain older than markers.
     let mut prev = [0u8; MAC_BYTES];
+    let mut recorded: Option<Genesis> = None;
+    match backend.get(GENESIS_NS, GENESIS_ID)? {
+        None => {}
+        Some(bytes) => match open_genesis(&key, &bytes) {
+            Some(g) => {
+                prev = g.mac;
+                report.genesis = true;
+                recorded = Some(g);
+            }
+            None => report.findings.push(Finding {
+                position: 0,
+                seq: None,
+                problem: Problem::GenesisModified,
+            }),
+        },
+    }
+    let born_chained = recorded.as_ref().is_some_and(|g| g.legacy == 0);
+    let mut expected: u64 = 0;
     let mut chain_began = false;
-    for (position, (_, bytes)) in store.backend().scan(NS_AUDIT, b"")?.into_iter().enumerate() {
+    let mut legacy = Some(LegacyDigest::default());
+    let mut legacy_seen = 0usize;
+    let mut first_legacy: Option<usize> = None;
+    let records = backend.scan(NS_AUDIT, b"")?;
+    let total = records.len();
+    for (position, (_, bytes)) in records.into_iter().enumerate() {
         report.records += 1;
+        let Some((seq, mac, json)) = split_chained(&bytes) else {
+            let readable = serde_json::from_slice::<AuditRecord>(&bytes).is_ok();
+            let problem = if chain_began {
+                Some(Problem::UnchainedAfterChain)
+            } else if born_chained {
+                Some(Problem::UnchainedInChainedStore)
+            } else {
+                if let Some(d) = legacy.as_mut() {
+                    d.add(&bytes);
+                }
+                first_legacy.get_or_insert(position);
+                legacy_seen += usize::from(readable);
+                None
+            };
+            let problem = if readable {
+                problem
+            } else {
+                Some(Problem::Unreadable)
+            };
+            if let Some(problem) = problem {
+                report.findings.push(Finding {
+                    position,
+                    seq: None,
+                    problem,
+                });
+            }
+            continue;
+        };
+        if !chain_began {
+            chain_began = true;
+            if let Some(f) = check_legacy(&recorded, legacy.take(), first_legacy, position) {
+                report.findings.push(f);
+            } else {
+                report.legacy = legacy_seen;
+            }
+        }
         let mut finding = |seq, problem| {
             report.findings.push(Finding {
                 position,
@@ -502,17 +718,6 @@ pub fn verify(store: &SecretStore) -> Result<VerifyReport, BackendError> {
                 problem,
             })
         };
-        let Some((seq, mac, json)) = split_chained(&bytes) else {
-            if serde_json::from_slice::<AuditRecord>(&bytes).is_err() {
-                finding(None, Problem::Unreadable);
-            } else if chain_began {
-                finding(None, Problem::UnchainedAfterChain);
-            } else {
-                report.legacy += 1;
-            }
-            continue;
-        };
-        chain_began = true;
         if seq == expected {
             if chain_mac(&key, &prev, json, seq) != mac {
                 finding(Some(seq), Problem::Modified);
@@ -547,7 +752,44 @@ pub fn verify(store: &SecretStore) -> Result<VerifyReport, BackendError> {
         expected = seq.saturating_add(1);
         prev = mac;
     }
+    if !chain_began {
+        // No chain (yet): legacy records are held to a marker if one was written.
+        if let Some(f) = check_legacy(&recorded, legacy.take(), first_legacy, total) {
+            report.findings.push(f);
+        } else {
+            report.legacy = legacy_seen;
+        }
+    }
+    report.findings.sort_by_key(|f| f.position);
     Ok(report)
+}
+
+/// Whether the unchained records stored before the chain (`found`, the first of them at
+/// `first`; the chain beginning at `chain_at`) are those the genesis marker recorded.
+/// Without a marker there is nothing to hold them to.
+fn check_legacy(
+    recorded: &Option<Genesis>,
+    found: Option<LegacyDigest>,
+    first: Option<usize>,
+    chain_at: usize,
+) -> Option<Finding> {
+    let g = recorded.as_ref()?;
+    // A store born chained flags each unchained record by itself.
+    if g.legacy == 0 {
+        return None;
+    }
+    let (count, digest) = found.unwrap_or_default().finish();
+    if count == g.legacy && digest == g.digest {
+        return None;
+    }
+    Some(Finding {
+        position: first.unwrap_or(chain_at),
+        seq: None,
+        problem: Problem::LegacyChanged {
+            recorded: g.legacy,
+            found: count,
+        },
+    })
 }
 
 #[cfg(test)]
@@ -702,6 +944,127 @@ mod tests {
                 .map(|f| f.problem.clone()),
             Some(Problem::OutOfOrder { .. })
         ));
+    }
+
+    /// A bare JSON record stored under `id`, as a record written before the chain was.
+    fn insert_legacy(s: &SecretStore, id: &[u8], r: &AuditRecord) {
+        s.backend()
+            .put(NS, id, &serde_json::to_vec(r).expect("json"))
+            .expect("put");
+    }
+
+    #[test]
+    fn a_legacy_record_inserted_before_a_chain_born_chained_is_tampering() {
+        let s = with_records(3);
+        let first = stored(&s).remove(0).0;
+        // Sorted before the first chained record: it reads as written before the chain.
+        let before = first[..first.len() - 1].to_vec();
+        assert!(before < first);
+        let mut forged = rec(0);
+        forged.event = AuditEvent::SecretRotate;
+        forged.actor = Some("alice".into());
+        insert_legacy(&s, &before, &forged);
+        assert_eq!(stored(&s)[0].0, before);
+        let r = verify(&s).expect("verify");
+        assert!(!r.is_intact(), "an inserted legacy record passed: {r:?}");
+        assert_eq!(r.legacy, 0);
+        assert_eq!(r.first_broken().map(|f| f.position), Some(0));
+    }
+
+    #[test]
+    fn legacy_records_are_held_to_what_the_chain_found_when_it_began() {
+        let s = store();
+        let old = |i| {
+            let mut r = rec(i);
+            r.actor = None;
+            serde_json::to_vec(&r).expect("json")
+        };
+        s.backend().append(NS, &old(1)).expect("append");
+        s.backend().append(NS, &old(2)).expect("append");
+        let s = SecretStore::reopen_for_tests(s);
+        append(&s, &rec(3)).expect("append");
+        let r = verify(&s).expect("verify");
+        assert!(r.is_intact(), "{:?}", r.findings);
+        assert_eq!((r.legacy, r.chained), (2, 1));
+        let recs = stored(&s);
+        // One more legacy record among the old ones, one changed, one removed: each shows.
+        let mut id = recs[0].0.clone();
+        id.push(0);
+        insert_legacy(&s, &id, &rec(9));
+        assert!(
+            !verify(&s).expect("v").is_intact(),
+            "an inserted legacy record passed"
+        );
+        s.backend().delete(NS, &id).expect("delete");
+        assert!(verify(&s).expect("v").is_intact());
+        s.backend().put(NS, &recs[1].0, &old(7)).expect("put");
+        assert!(
+            !verify(&s).expect("v").is_intact(),
+            "a changed legacy record passed"
+        );
+        s.backend().put(NS, &recs[1].0, &old(2)).expect("put");
+        s.backend().delete(NS, &recs[0].0).expect("delete");
+        assert!(
+            !verify(&s).expect("v").is_intact(),
+            "a deleted legacy record passed"
+        );
+    }
+
+    #[test]
+    fn the_genesis_marker_can_be_neither_removed_nor_replaced() {
+        let s = with_records(3);
+        let marker = s
+            .backend()
+            .get(GENESIS_NS, GENESIS_ID)
+            .expect("get")
+            .expect("a genesis marker");
+        let r = verify(&s).expect("verify");
+        assert!(r.is_intact() && r.genesis, "{:?}", r.findings);
+        // Removed: record 0 was chained to it.
+        s.backend().delete(GENESIS_NS, GENESIS_ID).expect("delete");
+        let r = verify(&s).expect("verify");
+        assert_eq!(
+            r.first_broken().map(|f| (f.seq, f.problem.clone())),
+            Some((Some(0), Problem::Modified))
+        );
+        // Replaced by one that counts a legacy record, without the key: its MAC fails.
+        let mut forged = marker.clone();
+        forged[GENESIS_MAGIC.len() + 7] = 1;
+        s.backend()
+            .put(GENESIS_NS, GENESIS_ID, &forged)
+            .expect("put");
+        let r = verify(&s).expect("verify");
+        assert_eq!(
+            r.first_broken().map(|f| f.problem.clone()),
+            Some(Problem::GenesisModified)
+        );
+        s.backend()
+            .put(GENESIS_NS, GENESIS_ID, &marker)
+            .expect("put");
+        assert!(verify(&s).expect("verify").is_intact());
+    }
+
+    #[test]
+    fn a_chain_begun_before_genesis_markers_still_verifies() {
+        let s = store();
+        let key = s.audit_chain().key.clone();
+        let json = serde_json::to_vec(&rec(0)).expect("json");
+        let mut old = CHAINED_MAGIC.to_vec();
+        old.extend_from_slice(&0u64.to_be_bytes());
+        old.extend_from_slice(&chain_mac(&key, &[0; MAC_BYTES], &json, 0));
+        old.extend_from_slice(&json);
+        s.backend().append(NS, &old).expect("append");
+        let s = SecretStore::reopen_for_tests(s);
+        append(&s, &rec(1)).expect("append");
+        let r = verify(&s).expect("verify");
+        assert!(r.is_intact(), "{:?}", r.findings);
+        assert_eq!((r.chained, r.genesis), (2, false));
+        assert!(
+            s.backend()
+                .get(GENESIS_NS, GENESIS_ID)
+                .expect("get")
+                .is_none()
+        );
     }
 
     #[test]

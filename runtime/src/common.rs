@@ -42,8 +42,9 @@ pub struct StoreArgs {
 /// (so the master key never exists on this host).
 #[derive(Args, Debug, Clone, Default)]
 pub struct TransitArgs {
-    /// Address of the OpenBao/Vault server (`https://bao.internal:8200`). With
-    /// --transit-key, the data key is wrapped by Transit and the master key file is not used.
+    /// Address of the OpenBao/Vault server (`https://bao.internal:8200`; plain http only to
+    /// a loopback address; redirects are refused). With --transit-key, the data key is
+    /// wrapped by Transit and the master key file is not used.
     #[arg(long, global = true, env = "LATCHKEY_TRANSIT_ADDR", value_name = "URL")]
     pub transit_addr: Option<String>,
     /// Name of the Transit key that wraps the data key.

@@ -53,6 +53,15 @@ pub enum WrapError {
         /// The key name given.
         key: String,
     },
+    /// A Transit address the token may not be sent to: not https, and not plain http to a
+    /// loopback address either.
+    #[error("refusing the Transit address {address}: {reason}")]
+    InsecureAddress {
+        /// The address given (without any user or password in it).
+        address: String,
+        /// Why.
+        reason: &'static str,
+    },
     /// The key service could not be reached.
     #[error("{provider} is unreachable: {reason}")]
     Unreachable {
@@ -109,7 +118,9 @@ impl KeyWrapper for MasterKey {
 
 /// An OpenBao (or Vault) Transit key, used through its HTTP API
 /// (`POST /v1/{mount}/encrypt/{key}`, `/decrypt/{key}`). The token is sent as
-/// `X-Vault-Token` and never shown.
+/// `X-Vault-Token` and never shown, only to the configured address: over https, or plain
+/// http to a loopback address (a server on this host), and never to where a redirect points
+/// (a redirect would re-send the token, and with `encrypt` the data key, to its target).
 pub struct TransitKey {
     /// `http(s)://host:port` of the server.
     pub address: String,
@@ -121,9 +132,10 @@ pub struct TransitKey {
 }
 
 impl TransitKey {
-    /// A Transit key at `address` (`http://127.0.0.1:8200`), mount and key name, used with
-    /// `token`. The mount and the name go into the request path, so they are limited to
-    /// letters, digits, `-`, `_` and `.` (and `/` between a mount's segments).
+    /// A Transit key at `address` (`https://vault.example.com:8200`, or plain http to a
+    /// loopback address: `http://127.0.0.1:8200`), mount and key name, used with `token`.
+    /// The mount and the name go into the request path, so they are limited to letters,
+    /// digits, `-`, `_` and `.` (and `/` between a mount's segments).
     pub fn new(
         address: &str,
         mount: &str,
@@ -144,6 +156,7 @@ impl TransitKey {
                 key: key.chars().take(64).collect(),
             });
         }
+        check_address(address)?;
         Ok(TransitKey {
             address: address.trim_end_matches('/').to_owned(),
             mount: mount.to_owned(),
@@ -169,6 +182,7 @@ impl TransitKey {
                 let _ = rustls::crypto::ring::default_provider().install_default();
                 let client = reqwest::blocking::Client::builder()
                     .timeout(std::time::Duration::from_secs(10))
+                    .redirect(reqwest::redirect::Policy::none())
                     .build()
                     .map_err(|e| e.to_string())?;
                 let r = client
@@ -197,6 +211,15 @@ impl TransitKey {
             provider: provider.clone(),
             reason,
         })?;
+        if status.is_redirection() {
+            return Err(WrapError::Refused {
+                provider,
+                action,
+                reason: format!(
+                    "HTTP {status}: a redirect, which is not followed (the token goes only to the configured address)"
+                ),
+            });
+        }
         let json: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
         if !status.is_success() {
             let errors = json["errors"]
@@ -217,6 +240,51 @@ impl TransitKey {
         }
         Ok(json["data"].clone())
     }
+}
+
+/// Refuses a Transit address the token may not be sent to: anything but an `https` URL, or
+/// an `http` one whose host is a loopback address (`127.0.0.0/8`, `::1`) or exactly
+/// `localhost`. The URL is parsed, not matched as text: `http://localhost.evil.example`
+/// is not loopback. No user or password in it either (they would be sent, and shown).
+fn check_address(address: &str) -> Result<(), WrapError> {
+    let refuse = |reason| WrapError::InsecureAddress {
+        address: shown_address(address),
+        reason,
+    };
+    let url = url::Url::parse(address)
+        .map_err(|_| refuse("it is not a URL (expected https://HOST:PORT)"))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(refuse(
+            "it has a user or password in it (the token goes in a header)",
+        ));
+    }
+    let loopback = match url.host() {
+        Some(url::Host::Ipv4(a)) => a.is_loopback(),
+        Some(url::Host::Ipv6(a)) => a.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => return Err(refuse("it has no host")),
+    };
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        "http" => Err(refuse(
+            "plain http is allowed only to a loopback address (127.0.0.1, ::1, localhost); use https",
+        )),
+        _ => Err(refuse("it is not an http(s) URL")),
+    }
+}
+
+/// `address` for a message: without anything before an `@` in its authority (a password).
+fn shown_address(address: &str) -> String {
+    let (scheme, rest) = address.split_once("://").unwrap_or(("", address));
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let shown = if scheme.is_empty() {
+        format!("{host}{path}")
+    } else {
+        format!("{scheme}://{host}{path}")
+    };
+    shown.chars().take(200).collect()
 }
 
 impl KeyWrapper for TransitKey {
@@ -308,6 +376,128 @@ mod tests {
                 "{mount:?} {name:?} accepted"
             );
         }
+    }
+
+    #[test]
+    fn plain_http_is_refused_except_to_a_loopback_address() {
+        let at = |address: &str| {
+            TransitKey::new(address, "transit", "k", Zeroizing::new("t".into())).map(|_| ())
+        };
+        for ok in [
+            "https://vault.example.com:8200",
+            "https://10.0.0.5",
+            "http://127.0.0.1:8200",
+            "http://127.3.4.5:8200/",
+            "http://[::1]:8200",
+            "http://localhost:8200",
+        ] {
+            assert!(at(ok).is_ok(), "{ok} refused");
+        }
+        for bad in [
+            "http://vault.example.com:8200",
+            "http://10.0.0.5:8200",
+            "http://localhost.evil.example:8200",
+            "http://127.0.0.1.nip.io:8200",
+            "ftp://127.0.0.1",
+            "127.0.0.1:8200",
+            "https://user:pw@vault.example.com",
+        ] {
+            let e = at(bad).err().unwrap_or_else(|| panic!("{bad} accepted"));
+            assert!(matches!(e, WrapError::InsecureAddress { .. }), "{bad}: {e}");
+            assert!(!e.to_string().contains("pw@"), "{e}");
+        }
+    }
+
+    /// A server on 127.0.0.1:0 that answers the first request within `wait` with
+    /// `response`, and returns what it received (`None`: nobody came).
+    fn answer_once(
+        response: String,
+        wait: std::time::Duration,
+    ) -> (u16, std::thread::JoinHandle<Option<String>>) {
+        use std::io::{Read as _, Write as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let port = listener.local_addr().expect("addr").port();
+        let handle = std::thread::spawn(move || {
+            let until = std::time::Instant::now() + wait;
+            let mut conn = loop {
+                match listener.accept() {
+                    Ok((c, _)) => break c,
+                    Err(_) if std::time::Instant::now() < until => {
+                        std::thread::sleep(std::time::Duration::from_millis(10));
+                    }
+                    Err(_) => return None,
+                }
+            };
+            conn.set_nonblocking(false).expect("blocking");
+            conn.set_read_timeout(Some(std::time::Duration::from_millis(500)))
+                .expect("timeout");
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            // Headers, then the body the Content-Length announces.
+            while let Ok(n) = conn.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&got).to_string();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let len = head
+                        .lines()
+                        .find_map(|l| {
+                            let (n, v) = l.split_once(':')?;
+                            n.eq_ignore_ascii_case("content-length")
+                                .then(|| v.trim().parse::<usize>().ok())?
+                        })
+                        .unwrap_or(0);
+                    if body.len() >= len {
+                        break;
+                    }
+                }
+            }
+            let _ = conn.write_all(response.as_bytes());
+            Some(String::from_utf8_lossy(&got).to_string())
+        });
+        (port, handle)
+    }
+
+    #[test]
+    fn a_redirect_is_not_followed_so_the_token_and_data_key_go_nowhere_else() {
+        let body = r#"{"data":{"ciphertext":"vault:v1:c2VjcmV0"}}"#;
+        let (elsewhere, other) = answer_once(
+            format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            ),
+            std::time::Duration::from_secs(3),
+        );
+        let (port, first) = answer_once(
+            format!(
+                "HTTP/1.1 307 Temporary Redirect\r\nlocation: http://127.0.0.1:{elsewhere}/v1/transit/encrypt/k\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            ),
+            std::time::Duration::from_secs(10),
+        );
+        let key = TransitKey::new(
+            &format!("http://127.0.0.1:{port}"),
+            "transit",
+            "k",
+            Zeroizing::new("s.vault-token-1234".into()),
+        )
+        .expect("key");
+        let result = key.wrap(&[9u8; MASTER_KEY_BYTES]);
+        let asked = first
+            .join()
+            .expect("server")
+            .expect("the Transit address was not asked");
+        assert!(asked.contains("s.vault-token-1234"), "{asked}");
+        let followed = other.join().expect("server");
+        assert!(
+            followed.is_none(),
+            "the redirect was followed: the target received {followed:?}"
+        );
+        let e = result.expect_err("a redirect wrapped the data key");
+        assert!(e.to_string().contains("redirect"), "{e}");
+        assert!(!e.to_string().contains("s.vault-token"), "{e}");
     }
 
     #[test]

@@ -734,12 +734,14 @@ impl SecretStore {
         // fails half-way is refused as unfinished rather than opened with records missing.
         // Quota counters go too, or a migration would reset every window; so do cached
         // OAuth access tokens (sealed, bound to their id). Refresh leases do not: they
-        // belong to the hosts of the old store.
+        // belong to the hosts of the old store. The audit chain's genesis marker goes
+        // with the chain (its record 0 is chained to the marker).
         for (ns, prefix) in [
             (NS_SECRETS, &b""[..]),
             ("tokens", b""),
             (NS_QUOTA, b""),
             (NS_OAUTH, TOKEN_PREFIX),
+            (crate::audit::GENESIS_NS, crate::audit::GENESIS_ID),
             ("audit", b""),
         ] {
             let records = self.backend.scan(ns, prefix)?;
@@ -763,7 +765,12 @@ impl SecretStore {
                     target.append(ns, bytes)?;
                 }
             }
-            report.push((ns, records.len()));
+            let what = if ns == crate::audit::GENESIS_NS {
+                "audit genesis"
+            } else {
+                ns
+            };
+            report.push((what, records.len()));
         }
         let wrapped =
             self.backend
@@ -840,6 +847,16 @@ impl SecretStore {
         now_ms: u64,
     ) -> Result<(), QuotaRefusal> {
         self.quota.take(self.backend.as_ref(), metas, now_ms)
+    }
+
+    /// Gives back the request [`SecretStore::take_quota`] counted at `taken_ms` for each of
+    /// `metas`: it was refused before it left.
+    pub(crate) fn give_back_quota(
+        &self,
+        metas: &[&SecretMeta],
+        taken_ms: u64,
+    ) -> Result<(), QuotaRefusal> {
+        self.quota.give_back(self.backend.as_ref(), metas, taken_ms)
     }
 
     /// A 32-byte key for `purpose`, derived from the data key (see `DataKey::derive`).

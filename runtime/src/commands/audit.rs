@@ -139,8 +139,15 @@ fn verify(store: &StoreArgs, expect_head: Option<&str>) -> Result<ExitCode> {
     let latchkey = store.open(Options::default())?;
     let report = latchkey.verify_audit(&operator(&os_user())?)?;
     println!(
-        "{} record(s): {} chained and intact, {} unchained legacy record(s) (written before the chain; not authenticated)",
-        report.records, report.chained, report.legacy
+        "{} record(s): {} chained and intact, {} unchained legacy record(s) (written before the chain; {})",
+        report.records,
+        report.chained,
+        report.legacy,
+        if report.genesis {
+            "held to the chain's genesis marker"
+        } else {
+            "not authenticated"
+        }
     );
     for f in &report.findings {
         let seq = f.seq.map_or("-".to_owned(), |s| s.to_string());
