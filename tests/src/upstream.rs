@@ -25,6 +25,7 @@
 //! | `ANY /reflect/{encoder}` | the credential of the request (the `authorization` header after its scheme, else `x-api-key`) run through a real encoder: `tests/encoders/reflect.py` (`py-*`) or `reflect.js` (`node-*`) |
 //! | `ANY /coded` | the `authorization` header in an unreadable coding, with `content-encoding: identity` and then `content-encoding: gzip` |
 //! | `ANY /header-name` | a response header whose name carries the `x-api-key` header's value |
+//! | `ANY /split-headers` | the carried credential's first half in `x-token-head`, the rest in `x-token-tail` |
 //! | anything else | 404 JSON |
 //!
 //! Also here: [`ClosingListener`] (accepts connections and drops them at once)
@@ -435,6 +436,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/reflect/{encoder}", any(reflect))
         .route("/coded", any(coded))
         .route("/header-name", any(header_name))
+        .route("/split-headers", any(split_headers))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             Arc::clone(&shared),
@@ -1370,6 +1372,27 @@ async fn header_name(Extension(request): Extension<Recorded>) -> Response {
         response
             .headers_mut()
             .insert(name, HeaderValue::from_static("1"));
+    }
+    response
+}
+
+/// `ANY /split-headers`: the carried credential cut in two, its first half in
+/// `x-token-head` and the rest in `x-token-tail` (an API that pages a long token over
+/// headers, or a hostile one that hides it from a scan of each header alone).
+async fn split_headers(Extension(request): Extension<Recorded>) -> Response {
+    let value = carried_credential(&request);
+    let mut cut = value.len() / 2;
+    while !value.is_char_boundary(cut) {
+        cut += 1;
+    }
+    let (head, tail) = value.split_at(cut);
+    let mut response = (StatusCode::OK, "ok").into_response();
+    for (name, part) in [("x-token-head", head), ("x-token-tail", tail)] {
+        if let Ok(v) = HeaderValue::from_str(part) {
+            response
+                .headers_mut()
+                .append(HeaderName::from_static(name), v);
+        }
     }
     response
 }
