@@ -26,6 +26,7 @@
 //! | `ANY /coded` | the `authorization` header in an unreadable coding, with `content-encoding: identity` and then `content-encoding: gzip` |
 //! | `ANY /header-name` | a response header whose name carries the `x-api-key` header's value |
 //! | `ANY /split-headers` | the carried credential's first half in `x-token-head`, the rest in `x-token-tail` |
+//! | `ANY /remember` | `{"previous": ..}`: the credential the previous request to `/remember` carried (`null` for the first), then remembers this one |
 //! | anything else | 404 JSON |
 //!
 //! Also here: [`ClosingListener`] (accepts connections and drops them at once)
@@ -169,6 +170,8 @@ struct Shared {
     requests: Mutex<Vec<Recorded>>,
     config: Mutex<Config>,
     mailgun_sequence: AtomicU64,
+    /// The credential the last request to `/remember` carried.
+    remembered: Mutex<Option<String>>,
 }
 
 /// Locks `mutex`, ignoring poisoning (a panicking test must not hide the recording).
@@ -412,6 +415,7 @@ async fn bind() -> anyhow::Result<(TcpListener, Arc<Shared>, SocketAddr)> {
             issue_count: DEFAULT_ISSUE_COUNT,
         }),
         mailgun_sequence: AtomicU64::new(0),
+        remembered: Mutex::new(None),
     });
     Ok((listener, shared, addr))
 }
@@ -437,6 +441,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/coded", any(coded))
         .route("/header-name", any(header_name))
         .route("/split-headers", any(split_headers))
+        .route("/remember", any(remember))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             Arc::clone(&shared),
@@ -1395,6 +1400,18 @@ async fn split_headers(Extension(request): Extension<Recorded>) -> Response {
         }
     }
     response
+}
+
+/// `ANY /remember`: `{"previous": C}`, where `C` is the credential the previous request to
+/// this route carried (`null` the first time), then remembers this request's: an upstream
+/// that echoes the value it was sent before a rotation.
+async fn remember(
+    State(shared): State<Arc<Shared>>,
+    Extension(request): Extension<Recorded>,
+) -> Response {
+    let value = carried_credential(&request);
+    let previous = lock(&shared.remembered).replace(value);
+    json_response(StatusCode::OK, &json!({ "previous": previous }))
 }
 
 #[cfg(test)]

@@ -1,8 +1,8 @@
 //! Echoes a scan of each field alone does not see, from a hostile upstream the binding
 //! allows (the step could forward what it gets to a host of its own): the value reversed,
-//! compressed without a `Content-Encoding`, and cut over two response headers or over
-//! JSON string values. Each upstream here really does it (`tests/src/upstream.rs`,
-//! `tests/encoders/reflect.py`).
+//! compressed without a `Content-Encoding`, cut over two response headers or over JSON
+//! string values, and a value rotated away echoed in a later run. Each upstream here
+//! really does it (`tests/src/upstream.rs`, `tests/encoders/reflect.py`).
 #![allow(clippy::unwrap_used)]
 
 use latchkey_host::audit::{self, AuditEvent};
@@ -12,6 +12,9 @@ use serde_json::{Value, json};
 
 /// A strong ASCII value.
 const VALUE: &str = "Vb7Qm2Xr9Lk4Tz8Wn3Pj6Hd1Fs5Gc0YaE";
+
+/// What the value becomes after a rotation.
+const ROTATED: &str = "Rk3Wd8Nq1Zt6Yp4Lm9Hx2Cv7Bs5Jf0GuA";
 
 /// A raw request to `url` carrying `TOKEN` as a bearer token.
 fn bearer(url: &str) -> Value {
@@ -96,4 +99,25 @@ async fn a_compressed_body_without_content_encoding_holding_the_value_is_refused
     let out = run_ok(&rt, &step, bearer(&up.url("/reflect/py-gzip-honest"))).await;
     assert_eq!(out["status"], 200, "{out}");
     assert_eq!(out["redacted"], false, "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rotated_away_value_echoed_in_a_later_run_is_scrubbed_and_never_sent() {
+    let up = Upstream::start().await.unwrap();
+    let (s, rt, step) = probe_with_token(&up, VALUE);
+    let first = run_ok(&rt, &step, bearer(&up.url("/remember"))).await;
+    assert_eq!(first["status"], 200, "{first}");
+    s.rotate(&workspace(), "TOKEN", ROTATED);
+    // The upstream answers the next run with the value it was sent before the rotation.
+    let out = run_ok(&rt, &step, bearer(&up.url("/remember"))).await;
+    assert_eq!(out["status"], 200, "{out}");
+    assert_no_piece(&out.to_string(), VALUE, "the previous value");
+    assert_eq!(out["redacted"], true, "{out}");
+    // Only the current value is ever injected.
+    let last = up.last_request().unwrap();
+    assert_eq!(
+        last.header("authorization"),
+        Some(format!("Bearer {ROTATED}").as_str())
+    );
+    assert!(!last.contains(VALUE));
 }

@@ -42,7 +42,13 @@ struct Resolution {
     /// Values never sent but scrubbed like `value` (an `oauth2` client secret and refresh
     /// tokens).
     also_scrubbed: Vec<SecretValue>,
+    /// What the credential held before its recent rotations: scrubbed, never injected.
+    retired: Retired,
 }
+
+/// The values a credential had before its recent rotations: their ids
+/// (`scope/key@version`), bindings and values, scrubbed and never injected.
+type Retired = Vec<(String, crate::policy::Binding, SecretValue)>;
 
 /// A credential a request carries, with the places it goes.
 type Sent = (CredentialKey, Resolved, Vec<InjectLocation>);
@@ -232,6 +238,9 @@ impl HostState {
             for v in &r.also_scrubbed {
                 self.http.injected.note(&r.id, v, binding);
             }
+            for (id, binding, v) in &r.retired {
+                self.http.injected.note_retired(id, v, binding);
+            }
             if let Some(token) = &r.minted {
                 self.http.injected.note_once(&r.id, token, binding);
                 // Its signature alone too: an upstream's error may quote just that part.
@@ -294,13 +303,26 @@ impl HostState {
             if out.iter().any(|r| r.key == u.key) {
                 continue;
             }
-            match resolve::resolve_value(&self.shared.store, &self.ctx, &u.key) {
-                Ok((resolved, value)) => out.push(Resolution {
+            let found = resolve::resolve_value(&self.shared.store, &self.ctx, &u.key).and_then(
+                |(resolved, value)| {
+                    let retired = resolve::retired_values(&self.shared.store, &resolved)?;
+                    Ok((resolved, value, retired))
+                },
+            );
+            match found {
+                Ok((resolved, value, retired)) => out.push(Resolution {
                     key: u.key.clone(),
                     id: format!(
                         "{}/{}@{}",
                         resolved.meta.scope, u.key, resolved.meta.version
                     ),
+                    retired: retired
+                        .into_iter()
+                        .map(|(meta, v)| {
+                            let id = format!("{}/{}@{}", meta.scope, meta.key, meta.version);
+                            (id, meta.binding, v)
+                        })
+                        .collect(),
                     resolved,
                     value,
                     minted: None,

@@ -4,7 +4,7 @@
 //! clear, the value AES-256-GCM-sealed under the data key), the data key wrapped by the
 //! master key, token records (HMACs, never tokens) and the chained audit trail. One table
 //! per namespace (`latchkey_secrets`, `latchkey_meta`, `latchkey_tokens`,
-//! `latchkey_audit`); the schema is versioned in `latchkey_schema` and created by
+//! `latchkey_audit`, `latchkey_quota`, `latchkey_oauth`, `latchkey_retired`); the schema is versioned in `latchkey_schema` and created by
 //! [`PostgresBackend::migrate`] (`latchkey store migrate`).
 //!
 //! # One thread for the connection
@@ -76,10 +76,17 @@ const MIGRATIONS: &[(i32, &str)] = &[
              id bytea PRIMARY KEY,
              value bytea NOT NULL);",
     ),
+    (
+        // Static values rotated away, kept sealed for a grace period as scrub patterns.
+        3,
+        "CREATE TABLE IF NOT EXISTS latchkey_retired (
+             id bytea PRIMARY KEY,
+             value bytea NOT NULL);",
+    ),
 ];
 
 /// The schema version this build reads and writes.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// Where one namespace lives: its table, and whether ids are audit sequence numbers.
 #[derive(Clone, Copy)]
@@ -102,6 +109,7 @@ fn table(ns: &str) -> Result<Table, BackendError> {
         "audit" => Ok(t("latchkey_audit", "record", true)),
         "quota" => Ok(t("latchkey_quota", "value", false)),
         "oauth" => Ok(t("latchkey_oauth", "value", false)),
+        "retired" => Ok(t("latchkey_retired", "value", false)),
         other => Err(BackendError::UnknownNamespace(other.to_owned())),
     }
 }
