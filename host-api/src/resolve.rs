@@ -316,6 +316,16 @@ pub(crate) fn resolve_value(
     Ok((resolved, value))
 }
 
+/// The values the resolved secret had before its recent rotations (within the store's
+/// grace period), each with the binding it was sent under: for scrubbing only, never
+/// injected.
+pub(crate) fn retired_values(
+    store: &SecretStore,
+    resolved: &Resolved,
+) -> Result<Vec<(SecretMeta, SecretValue)>, ResolveError> {
+    Ok(store.retired(&resolved.meta)?)
+}
+
 /// Resolution and decryption exactly as injection performs them ([`resolve`], then the
 /// store's crate-private decryption), for the benchmarks in `bench/`. The decrypted value
 /// is dropped (and zeroized) inside; only the metadata comes out, so this reveals nothing

@@ -36,6 +36,18 @@ pub struct StoreArgs {
     pub master_key_file: PathBuf,
     #[command(flatten)]
     pub transit: TransitArgs,
+    /// Hours a static value stays a scrub pattern after `secret rotate` or `secret set`
+    /// replaces it (an upstream may still echo the old value); 0 keeps none. The old value
+    /// stays sealed in the store that long and is never injected.
+    #[arg(
+        long,
+        global = true,
+        env = "LATCHKEY_ROTATION_GRACE_HOURS",
+        default_value_t = 24,
+        value_parser = clap::value_parser!(u64).range(0..=8760),
+        value_name = "HOURS"
+    )]
+    pub rotation_grace_hours: u64,
 }
 
 /// An OpenBao (or Vault) Transit key that wraps the data key instead of a master key
@@ -74,7 +86,11 @@ impl StoreArgs {
     /// Opens the store with the configured master key.
     pub fn open(&self, options: Options) -> Result<Latchkey> {
         let key = master_key::provider(self)?;
-        Ok(Latchkey::open_at(&self.store, key.wrapper(), options)?)
+        let latchkey = Latchkey::open_at(&self.store, key.wrapper(), options)?;
+        latchkey.set_rotation_grace(std::time::Duration::from_secs(
+            self.rotation_grace_hours * 3600,
+        ));
+        Ok(latchkey)
     }
 
     /// `cache` beside the store directory (`.latchkey/cache`).

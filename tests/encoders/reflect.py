@@ -5,7 +5,7 @@ Usage: reflect.py ENCODER < value
 The fake upstream (tests/src/upstream.rs, route /reflect/{encoder}) runs this with the
 credential it received on stdin and returns what it prints as the response body.
 """
-import base64, html, json, quopri, sys, urllib.parse
+import base64, gzip, html, json, quopri, subprocess, sys, urllib.parse, zlib
 
 v = sys.stdin.buffer.read().decode("utf-8")
 b = v.encode("utf-8")
@@ -43,9 +43,24 @@ out = {
     "py-upper": lambda: "INVALID TOKEN " + v.upper(),
     "py-repr-bytes": lambda: "error: " + repr(b),
     "py-utf16": None,
+    # Hostile echoes a scan of each field alone does not see: the value reversed, and cut
+    # over three JSON string values (document order).
+    "py-reversed": lambda: json.dumps({"hint": v[::-1]}),
+    "py-split-json": lambda: json.dumps({"a": v[:11], "n": 1, "b": v[11:22], "c": [v[22:]]}),
+}
+# Compressed bodies sent without any Content-Encoding: gzip and zlib by Python's own
+# modules, zstd by the zstd program; `gzip-honest` holds no value.
+compressed = {
+    "py-gzip-bare": lambda d: gzip.compress(d),
+    "py-zlib-bare": lambda d: zlib.compress(d),
+    "zstd-bare": lambda d: subprocess.run(["zstd", "-q", "-c"], input=d, check=True, capture_output=True).stdout,
 }
 if enc == "py-utf16":
     sys.stdout.buffer.write(v.encode("utf-16-le"))
+elif enc in compressed:
+    sys.stdout.buffer.write(compressed[enc](json.dumps({"ok": False, "token": v}).encode()))
+elif enc == "py-gzip-honest":
+    sys.stdout.buffer.write(gzip.compress(b"an archive that holds no credential\n" * 50))
 elif enc in out:
     sys.stdout.write(out[enc]())
 else:

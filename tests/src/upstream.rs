@@ -25,6 +25,8 @@
 //! | `ANY /reflect/{encoder}` | the credential of the request (the `authorization` header after its scheme, else `x-api-key`) run through a real encoder: `tests/encoders/reflect.py` (`py-*`) or `reflect.js` (`node-*`) |
 //! | `ANY /coded` | the `authorization` header in an unreadable coding, with `content-encoding: identity` and then `content-encoding: gzip` |
 //! | `ANY /header-name` | a response header whose name carries the `x-api-key` header's value |
+//! | `ANY /split-headers` | the carried credential's first half in `x-token-head`, the rest in `x-token-tail` |
+//! | `ANY /remember` | `{"previous": ..}`: the credential the previous request to `/remember` carried (`null` for the first), then remembers this one |
 //! | anything else | 404 JSON |
 //!
 //! Also here: [`ClosingListener`] (accepts connections and drops them at once)
@@ -168,6 +170,8 @@ struct Shared {
     requests: Mutex<Vec<Recorded>>,
     config: Mutex<Config>,
     mailgun_sequence: AtomicU64,
+    /// The credential the last request to `/remember` carried.
+    remembered: Mutex<Option<String>>,
 }
 
 /// Locks `mutex`, ignoring poisoning (a panicking test must not hide the recording).
@@ -411,6 +415,7 @@ async fn bind() -> anyhow::Result<(TcpListener, Arc<Shared>, SocketAddr)> {
             issue_count: DEFAULT_ISSUE_COUNT,
         }),
         mailgun_sequence: AtomicU64::new(0),
+        remembered: Mutex::new(None),
     });
     Ok((listener, shared, addr))
 }
@@ -435,6 +440,8 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/reflect/{encoder}", any(reflect))
         .route("/coded", any(coded))
         .route("/header-name", any(header_name))
+        .route("/split-headers", any(split_headers))
+        .route("/remember", any(remember))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             Arc::clone(&shared),
@@ -1372,6 +1379,39 @@ async fn header_name(Extension(request): Extension<Recorded>) -> Response {
             .insert(name, HeaderValue::from_static("1"));
     }
     response
+}
+
+/// `ANY /split-headers`: the carried credential cut in two, its first half in
+/// `x-token-head` and the rest in `x-token-tail` (an API that pages a long token over
+/// headers, or a hostile one that hides it from a scan of each header alone).
+async fn split_headers(Extension(request): Extension<Recorded>) -> Response {
+    let value = carried_credential(&request);
+    let mut cut = value.len() / 2;
+    while !value.is_char_boundary(cut) {
+        cut += 1;
+    }
+    let (head, tail) = value.split_at(cut);
+    let mut response = (StatusCode::OK, "ok").into_response();
+    for (name, part) in [("x-token-head", head), ("x-token-tail", tail)] {
+        if let Ok(v) = HeaderValue::from_str(part) {
+            response
+                .headers_mut()
+                .append(HeaderName::from_static(name), v);
+        }
+    }
+    response
+}
+
+/// `ANY /remember`: `{"previous": C}`, where `C` is the credential the previous request to
+/// this route carried (`null` the first time), then remembers this request's: an upstream
+/// that echoes the value it was sent before a rotation.
+async fn remember(
+    State(shared): State<Arc<Shared>>,
+    Extension(request): Extension<Recorded>,
+) -> Response {
+    let value = carried_credential(&request);
+    let previous = lock(&shared.remembered).replace(value);
+    json_response(StatusCode::OK, &json!({ "previous": previous }))
 }
 
 #[cfg(test)]

@@ -42,7 +42,13 @@ struct Resolution {
     /// Values never sent but scrubbed like `value` (an `oauth2` client secret and refresh
     /// tokens).
     also_scrubbed: Vec<SecretValue>,
+    /// What the credential held before its recent rotations: scrubbed, never injected.
+    retired: Retired,
 }
+
+/// The values a credential had before its recent rotations: their ids
+/// (`scope/key@version`), bindings and values, scrubbed and never injected.
+type Retired = Vec<(String, crate::policy::Binding, SecretValue)>;
 
 /// A credential a request carries, with the places it goes.
 type Sent = (CredentialKey, Resolved, Vec<InjectLocation>);
@@ -128,9 +134,19 @@ impl HostState {
             }
         };
         let deadline = self.deadline_at;
-        Ok(received
-            .and_then(|r| scrub_response(r, matcher.as_deref(), deadline))
-            .map_err(|e| scrub_error(e, matcher.as_deref(), deadline)))
+        let max_inflated = limits
+            .max_response_body
+            .saturating_mul(INFLATED_PER_BODY_BYTE);
+        let answer = match received {
+            Ok(r) => {
+                scrub_response(r, matcher.as_deref(), deadline, max_inflated).map_err(|withheld| {
+                    self.record_outcome(&ready.sent, &ready.destination, withheld.outcome);
+                    withheld.error
+                })
+            }
+            Err(e) => Err(e),
+        };
+        Ok(answer.map_err(|e| scrub_error(e, matcher.as_deref(), deadline)))
     }
 }
 
@@ -252,6 +268,9 @@ impl HostState {
             for v in &r.also_scrubbed {
                 self.http.injected.note(&r.id, v, binding);
             }
+            for (id, binding, v) in &r.retired {
+                self.http.injected.note_retired(id, v, binding);
+            }
             if let Some(token) = &r.minted {
                 self.http.injected.note_once(&r.id, token, binding);
                 // Its signature alone too: an upstream's error may quote just that part.
@@ -315,13 +334,26 @@ impl HostState {
             if out.iter().any(|r| r.key == u.key) {
                 continue;
             }
-            match resolve::resolve_value(&self.shared.store, &self.ctx, &u.key) {
-                Ok((resolved, value)) => out.push(Resolution {
+            let found = resolve::resolve_value(&self.shared.store, &self.ctx, &u.key).and_then(
+                |(resolved, value)| {
+                    let retired = resolve::retired_values(&self.shared.store, &resolved)?;
+                    Ok((resolved, value, retired))
+                },
+            );
+            match found {
+                Ok((resolved, value, retired)) => out.push(Resolution {
                     key: u.key.clone(),
                     id: format!(
                         "{}/{}@{}",
                         resolved.meta.scope, u.key, resolved.meta.version
                     ),
+                    retired: retired
+                        .into_iter()
+                        .map(|(meta, v)| {
+                            let id = format!("{}/{}@{}", meta.scope, meta.key, meta.version);
+                            (id, meta.binding, v)
+                        })
+                        .collect(),
                     resolved,
                     value,
                     minted: None,
@@ -627,6 +659,11 @@ impl HostState {
             Error::Denied(_) => "failed: refused after sending",
             Error::InvalidRequest(_) => "failed: invalid request",
         };
+        self.record_outcome(sent, destination, outcome);
+    }
+
+    /// A second record for each credential sent: what became of the request.
+    fn record_outcome(&self, sent: &[Sent], destination: &str, outcome: &str) {
         for (key, resolved, places) in sent {
             let places: Vec<String> = places.iter().map(ToString::to_string).collect();
             self.audit(
@@ -1058,15 +1095,39 @@ fn assemble(
     Ok(out)
 }
 
+/// How many times larger than the largest response body accepted a body that is
+/// compressed without saying so may inflate while it is checked (4 MiB by default: 16 MiB).
+const INFLATED_PER_BODY_BYTE: usize = 4;
+
+/// A response not handed over: what the guest is told, and the audit outcome.
+struct Withheld {
+    error: Error,
+    outcome: &'static str,
+}
+
+impl Withheld {
+    fn new(outcome: &'static str, message: String) -> Self {
+        Withheld {
+            error: Error::Denied(message),
+            outcome,
+        }
+    }
+}
+
 /// What the guest gets: the values bound to this destination scrubbed from header names,
-/// header values and body. A body in a content coding cannot be scrubbed, so where any
-/// value applies, a coded body is refused (the host asks for `identity`); every
-/// `Content-Encoding` and `Transfer-Encoding` header counts, not only the first.
+/// header values and body, and from a value's pieces cut over several header values or
+/// JSON string values. A body in a content coding cannot be scrubbed, so where any value
+/// applies, a coded body is refused (the host asks for `identity`); every
+/// `Content-Encoding` and `Transfer-Encoding` header counts, not only the first. A body
+/// that starts like gzip, zlib or zstd whatever its headers say is inflated (at most
+/// `max_inflated` bytes, by the deadline) and refused if it holds a value: redacting inside
+/// compressed bytes would corrupt them and could miss what the guest inflates.
 fn scrub_response(
     r: Received,
     matcher: Option<&Matcher>,
     deadline: Instant,
-) -> Result<Response, Error> {
+    max_inflated: usize,
+) -> Result<Response, Withheld> {
     let Some(m) = matcher else {
         return Ok(Response {
             status: r.status,
@@ -1084,26 +1145,60 @@ fn scrub_response(
         });
     };
     if is_coded(&r.headers) {
-        return Err(Error::Denied(
+        return Err(Withheld::new(
+            "refused: content-encoded response",
             "the response is content-encoded (compressed) and cannot be checked for credential values".into(),
         ));
     }
     let unchecked = |e: super::scrub::ScrubError| {
-        Error::Denied(format!(
-            "the response could not be checked for credential values: {e}"
-        ))
+        Withheld::new(
+            "refused: response could not be checked",
+            format!("the response could not be checked for credential values: {e}"),
+        )
     };
-    let clean = |b: &[u8]| -> Result<String, Error> {
-        Ok(String::from_utf8_lossy(&m.scrub(b, Some(deadline)).map_err(unchecked)?).into_owned())
-    };
-    let mut headers = Vec::with_capacity(r.headers.len());
-    for (n, v) in &r.headers {
-        headers.push((clean(n.as_str().as_bytes())?, clean(v.as_bytes())?));
+    match super::compressed::inflate(&r.body, max_inflated, deadline) {
+        Ok(None) => {}
+        Ok(Some(inflated)) => {
+            if m.holds(&inflated, Some(deadline)).map_err(unchecked)? {
+                return Err(Withheld::new(
+                    "refused: compressed body holds a credential value",
+                    "the response body is compressed and holds a credential value".into(),
+                ));
+            }
+        }
+        Err(e) => {
+            return Err(Withheld::new(
+                "refused: compressed body could not be checked",
+                format!(
+                    "the response body is compressed and could not be checked for credential values: {e}"
+                ),
+            ));
+        }
+    }
+    let names = r
+        .headers
+        .keys()
+        .map(|n| {
+            m.scrub(n.as_str().as_bytes(), Some(deadline))
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .map_err(unchecked)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let values: Vec<&[u8]> = r.headers.values().map(HeaderValue::as_bytes).collect();
+    let values = m.scrub_pieces(&values, Some(deadline)).map_err(unchecked)?;
+    // `keys` gives each name once and `values` every value: pair them again in order.
+    let mut headers = Vec::with_capacity(values.len());
+    let mut values = values.into_iter();
+    for (name, clean) in r.headers.keys().zip(names) {
+        for _ in r.headers.get_all(name) {
+            let v = values.next().unwrap_or_default();
+            headers.push((clean.clone(), String::from_utf8_lossy(&v).into_owned()));
+        }
     }
     Ok(Response {
         status: r.status,
         headers,
-        body: m.scrub(&r.body, Some(deadline)).map_err(unchecked)?,
+        body: m.scrub_body(&r.body, Some(deadline)).map_err(unchecked)?,
     })
 }
 

@@ -69,6 +69,13 @@ impl Injected {
         self.add(id, value, binding, false);
     }
 
+    /// Notes a value the credential `id` (`scope/key@version`) had before a rotation, sent
+    /// under `binding`: scrubbed like an injected value from the responses of that
+    /// binding's destinations, but never counted as injected (it was not, by this run).
+    pub fn note_retired(&mut self, id: &str, value: &SecretValue, binding: &Binding) {
+        self.push(id, value, binding, false);
+    }
+
     /// [`Self::note`] for a value the host computed for one request (a signature, a JWT, a
     /// SigV4 authorization), which no later request will carry.
     pub fn note_once(&mut self, id: &str, value: &SecretValue, binding: &Binding) {
@@ -79,6 +86,10 @@ impl Injected {
         if !self.ids.iter().any(|i| i == id) {
             self.ids.push(id.to_owned());
         }
+        self.push(id, value, binding, once);
+    }
+
+    fn push(&mut self, id: &str, value: &SecretValue, binding: &Binding, once: bool) {
         let d = digest(value.expose());
         if self
             .entries

@@ -8,6 +8,7 @@
 //! runtime shares: rustls, no redirects, no proxies, and a resolver that checks every
 //! address.
 
+mod compressed;
 mod exchange;
 mod host;
 pub(crate) mod injected;

@@ -124,6 +124,12 @@ impl Latchkey {
         Ok(self.store.open_now()?)
     }
 
+    /// How long a static value stays a scrub pattern after it is rotated away or replaced
+    /// (24 hours unless set; zero keeps none): see [`SecretStore::set_rotation_grace`].
+    pub fn set_rotation_grace(&self, grace: std::time::Duration) {
+        self.store.set_rotation_grace(grace);
+    }
+
     /// The options this instance runs with.
     pub fn options(&self) -> &Options {
         &self.options

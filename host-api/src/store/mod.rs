@@ -11,6 +11,8 @@
 //!   metadata bytes (scope, key, version, binding, integration, authors), so a ciphertext
 //!   moved to another record, rolled back under newer metadata, or a binding edited on
 //!   disk fails to open. [`meta_cache`] keeps the parse of recently read metadata.
+//! - [`retired`]: a static value rotated away, kept sealed for a grace period as a scrub
+//!   pattern only (never injected).
 //! - [`SecretStore`]: the write-only API the CLI and the runtime use.
 
 mod backend;
@@ -23,6 +25,7 @@ mod oauth;
 pub mod postgres;
 pub mod quota;
 mod record;
+mod retired;
 mod scope;
 pub mod seal;
 mod secret_store;
@@ -37,6 +40,7 @@ pub(crate) use oauth::CachedToken;
 pub use postgres::PostgresBackend;
 pub use quota::QuotaRefusal;
 pub use record::{CredentialKind, RecordError, SecretMeta, SecretSpec, valid_integration};
+pub use retired::DEFAULT_ROTATION_GRACE;
 pub use scope::{NameKind, Scope, ScopeError, check_name};
 pub use seal::{MASTER_KEY_BYTES, MasterKey};
 pub use secret_store::{CopyReport, OAUTH_ACTOR, SecretStore, StoreError, VerifyReport};

@@ -2,9 +2,12 @@
 //!
 //! The database holds what sled holds and nothing more: sealed secret records (metadata in
 //! clear, the value AES-256-GCM-sealed under the data key), the data key wrapped by the
-//! master key, token records (HMACs, never tokens), the chained audit trail, and the
-//! platform's registrations and run records. One table per namespace (`latchkey_secrets`,
-//! `latchkey_meta`, `latchkey_tokens`, `latchkey_audit`, `latchkey_registry`, …); the schema is versioned in `latchkey_schema` and created by
+//! master key, token records (HMACs, never tokens), the chained audit trail, static values
+//! rotated away (kept sealed for a grace period as scrub patterns), and the platform's
+//! registrations and run records. One table per namespace (`latchkey_secrets`,
+//! `latchkey_meta`, `latchkey_tokens`, `latchkey_audit`, `latchkey_quota`, `latchkey_oauth`,
+//! `latchkey_retired`, `latchkey_components`, `latchkey_registry`, `latchkey_runs`); the
+//! schema is versioned in `latchkey_schema` and created by
 //! [`PostgresBackend::migrate`] (`latchkey store migrate`).
 //!
 //! # One thread for the connection
@@ -77,11 +80,15 @@ const MIGRATIONS: &[(i32, &str)] = &[
              value bytea NOT NULL);",
     ),
     (
-        // The platform's own state, so that hosts sharing the store are one platform:
+        // Static values rotated away, kept sealed for a grace period as scrub patterns;
+        // and the platform's own state, so that hosts sharing the store are one platform:
         // registered components (content-addressed wasm), names and workflows, and run
         // records (ids grow with time: pages are read newest first by the primary key).
         3,
-        "CREATE TABLE IF NOT EXISTS latchkey_components (
+        "CREATE TABLE IF NOT EXISTS latchkey_retired (
+             id bytea PRIMARY KEY,
+             value bytea NOT NULL);
+         CREATE TABLE IF NOT EXISTS latchkey_components (
              id bytea PRIMARY KEY,
              value bytea NOT NULL);
          CREATE TABLE IF NOT EXISTS latchkey_registry (
@@ -120,6 +127,7 @@ fn table(ns: &str) -> Result<Table, BackendError> {
         "components" => Ok(t("latchkey_components", "value", false)),
         "registry" => Ok(t("latchkey_registry", "value", false)),
         "runs" => Ok(t("latchkey_runs", "value", false)),
+        "retired" => Ok(t("latchkey_retired", "value", false)),
         other => Err(BackendError::UnknownNamespace(other.to_owned())),
     }
 }

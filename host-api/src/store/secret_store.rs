@@ -13,6 +13,7 @@ use super::meta_cache::MetaCache;
 use super::oauth::{NS_OAUTH, TOKEN_PREFIX};
 use super::quota::{NS_QUOTA, QuotaCounters, QuotaRefusal};
 use super::record::{self, CredentialKind, SecretMeta, SecretSpec};
+use super::retired::{self, DEFAULT_ROTATION_GRACE, NS_RETIRED};
 use super::scope::Scope;
 #[cfg(test)]
 use super::seal::MasterKey;
@@ -22,7 +23,9 @@ use crate::policy::Quota;
 use crate::policy::quota::QuotaError;
 use crate::secret::{CredentialKey, SecretValue, ValueError};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 const NS_SECRETS: &str = "secrets";
 const NS_META: &str = "store";
@@ -155,6 +158,10 @@ pub struct SecretStore {
     /// The directory of a sled store, whose `data-key` file follows the data key's
     /// wrapping (see `deferred`); `None` for other backends.
     sled_dir: Option<std::path::PathBuf>,
+    /// How long a rotated-away static value stays a scrub pattern (see `retired`), in ms.
+    rotation_grace_ms: AtomicU64,
+    /// Secrets whose retired values this process deleted once their grace had passed.
+    retired_swept: Mutex<std::collections::HashSet<Vec<u8>>>,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -298,6 +305,8 @@ impl SecretStore {
             quota: QuotaCounters::default(),
             metas: MetaCache::default(),
             sled_dir: None,
+            rotation_grace_ms: AtomicU64::new(DEFAULT_ROTATION_GRACE.as_millis() as u64),
+            retired_swept: Mutex::default(),
         })
     }
 
@@ -459,7 +468,13 @@ impl SecretStore {
             bytes,
             version: m.version,
         });
-        self.write_audited(AuditEvent::SecretSet, actor, meta, &value, read)
+        let record = change_record(AuditEvent::SecretSet, actor, &meta);
+        self.audited(record, || {
+            if let Some((bytes, old)) = &current {
+                self.retire(bytes, old)?;
+            }
+            self.write(meta, &value, read)
+        })
     }
 
     /// Replaces the value of an existing secret, keeping its binding (version + 1).
@@ -508,10 +523,117 @@ impl SecretStore {
         if let Some(q) = quota {
             meta.quota = q;
         }
+        let old = meta.clone();
         meta.version += 1;
         meta.updated_by = actor.to_owned();
         meta.updated_at_ms = now_ms();
-        self.write_audited(AuditEvent::SecretRotate, actor, meta, &value, Some(read))
+        let record = change_record(AuditEvent::SecretRotate, actor, &meta);
+        self.audited(record, || {
+            self.retire(&bytes, &old)?;
+            self.write(meta, &value, Some(read))
+        })
+    }
+
+    /// How long a static value stays a scrub pattern after it is rotated away or replaced
+    /// (default [`DEFAULT_ROTATION_GRACE`], 24 hours). `Duration::ZERO` keeps none.
+    pub fn set_rotation_grace(&self, grace: Duration) {
+        let ms = u64::try_from(grace.as_millis()).unwrap_or(u64::MAX);
+        self.rotation_grace_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn rotation_grace(&self) -> Duration {
+        Duration::from_millis(self.rotation_grace_ms.load(Ordering::Relaxed))
+    }
+
+    /// Keeps the record `bytes` (of `meta`, about to be replaced) as a retired value, if it
+    /// is a static value and a grace period applies, and deletes the secret's retired values
+    /// whose grace has passed. Written before the new record: a change that then fails
+    /// leaves a retired copy of the current value, which scrubs nothing more.
+    fn retire(&self, bytes: &[u8], meta: &SecretMeta) -> Result<(), StoreError> {
+        let id = record::storage_id(&meta.scope, &meta.key);
+        let now = now_ms();
+        let keep =
+            usize::from(meta.kind == CredentialKind::Static && !self.rotation_grace().is_zero());
+        self.drop_expired(&id, now, retired::MAX_KEPT - keep)?;
+        if keep == 0 {
+            return Ok(());
+        }
+        self.backend.put(
+            NS_RETIRED,
+            &retired::id(&id, meta.version),
+            &retired::encode(now, bytes),
+        )?;
+        Ok(())
+    }
+
+    /// Deletes the retired values of the secret `id` whose grace has passed at `now`, and
+    /// the oldest beyond the newest `keep`.
+    fn drop_expired(&self, id: &[u8], now: u64, keep: usize) -> Result<(), StoreError> {
+        let records = self.backend.scan(NS_RETIRED, &retired::prefix(id))?;
+        // In id order, which is version order: the oldest first.
+        let surplus = records.len().saturating_sub(keep);
+        for (n, (rid, bytes)) in records.iter().enumerate() {
+            let live = retired::decode(bytes)
+                .is_some_and(|(at, _)| retired::in_grace(at, now, self.rotation_grace()));
+            if !live || n < surplus {
+                self.backend.delete(NS_RETIRED, rid)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The values a secret had before its rotations within the grace period, each with its
+    /// metadata (the binding it was sent under), newest first; ones whose grace has passed
+    /// are deleted. Crate-private on purpose: only resolution reads them, for scrubbing;
+    /// they are never injected.
+    ///
+    /// `current` is the secret's metadata as resolved. Its store is asked only while a
+    /// change of the secret is recent enough for a retired value to be in its grace
+    /// period, and once more per process after that, to delete them: a fetch with a
+    /// credential that has not changed for longer costs no read.
+    pub(crate) fn retired(
+        &self,
+        current: &SecretMeta,
+    ) -> Result<Vec<(SecretMeta, SecretValue)>, StoreError> {
+        let (scope, key) = (&current.scope, &current.key);
+        let id = record::storage_id(scope, key);
+        let now = now_ms();
+        if current.version <= 1 {
+            return Ok(Vec::new());
+        }
+        // A value is retired just after its successor's `updated_at_ms` is stamped; a
+        // minute covers the time between the two, and clocks of hosts sharing a store.
+        let changed = current.updated_at_ms.saturating_add(60_000);
+        if !retired::in_grace(changed, now, self.rotation_grace()) {
+            let mut swept = self.retired_swept.lock().unwrap_or_else(|p| p.into_inner());
+            if !swept.insert(id.clone()) {
+                return Ok(Vec::new());
+            }
+        }
+        let mut out = Vec::new();
+        for (rid, bytes) in self.backend.scan(NS_RETIRED, &retired::prefix(&id))? {
+            let Some((at, rec)) = retired::decode(&bytes) else {
+                return Err(damaged(scope, key, &"a retired value is truncated"));
+            };
+            if !retired::in_grace(at, now, self.rotation_grace()) {
+                self.backend.delete(NS_RETIRED, &rid)?;
+                continue;
+            }
+            let decoded = record::decode_at(&id, rec).map_err(|e| damaged(scope, key, &e))?;
+            if retired::id(&id, decoded.meta.version) != rid {
+                return Err(damaged(
+                    scope,
+                    key,
+                    &"a retired value is filed under another version",
+                ));
+            }
+            let value = self
+                .open_value(&decoded)
+                .map_err(|e| damaged(scope, key, &e))?;
+            out.push((decoded.meta, value));
+        }
+        out.reverse();
+        Ok(out)
     }
 
     /// Stores the value of an `oauth2` credential whose refresh token the token endpoint
@@ -640,6 +762,9 @@ impl SecretStore {
         self.audited(record, || {
             let id = record::storage_id(&meta.scope, &meta.key);
             self.backend.delete(NS_SECRETS, &id)?;
+            for (rid, _) in self.backend.scan(NS_RETIRED, &retired::prefix(&id))? {
+                self.backend.delete(NS_RETIRED, &rid)?;
+            }
             self.quota.forget(self.backend.as_ref(), &id)?;
             self.forget_oauth(&meta.scope, &meta.key)?;
             Ok(meta)
@@ -738,6 +863,7 @@ impl SecretStore {
         // with the chain (its record 0 is chained to the marker).
         for (ns, prefix) in [
             (NS_SECRETS, &b""[..]),
+            (NS_RETIRED, b""),
             ("tokens", b""),
             (NS_QUOTA, b""),
             (NS_OAUTH, TOKEN_PREFIX),
@@ -1142,6 +1268,99 @@ mod tests {
         let m = MasterKey::generate().expect("rng");
         let s = SecretStore::init(&dir.path().join("db"), &m).expect("init");
         (dir, s, m)
+    }
+
+    #[test]
+    fn rotated_away_values_stay_sealed_for_the_grace_period_then_go() {
+        let (_d, s, _) = store();
+        let ws = Scope::Platform;
+        let values = |s: &SecretStore| -> Vec<(u64, Vec<u8>)> {
+            let meta = s.meta(&ws, &key("A")).expect("meta").expect("exists");
+            s.retired(&meta)
+                .expect("retired")
+                .into_iter()
+                .map(|(m, v)| (m.version, v.expose().to_vec()))
+                .collect()
+        };
+        s.set(&ws, &key("A"), val("value-one-Zq8Rt3Wm"), spec(), "a")
+            .expect("set");
+        assert!(values(&s).is_empty());
+        s.rotate(&ws, &key("A"), val("value-two-Yp2Kx5Nv"), true, "a")
+            .expect("rotate");
+        s.set(&ws, &key("A"), val("value-three-Lb4Hc6Jd"), spec(), "a")
+            .expect("set again");
+        // Newest first, each with its own metadata (the binding it was sent under).
+        assert_eq!(
+            values(&s),
+            vec![
+                (2, b"value-two-Yp2Kx5Nv".to_vec()),
+                (1, b"value-one-Zq8Rt3Wm".to_vec())
+            ]
+        );
+        // The records are sealed like any value: not in the files in clear.
+        for (_, bytes) in s.backend.scan(NS_RETIRED, b"").expect("scan") {
+            assert!(
+                !bytes
+                    .windows(9)
+                    .any(|w| w == b"value-one" || w == b"value-two")
+            );
+        }
+        // Only the newest few are kept.
+        for n in 0..retired::MAX_KEPT + 2 {
+            s.rotate(
+                &ws,
+                &key("A"),
+                val(&format!("value-many-{n}-Fg0Sa7")),
+                true,
+                "a",
+            )
+            .expect("rotate");
+        }
+        assert_eq!(values(&s).len(), retired::MAX_KEPT);
+        // Deleting the secret deletes them.
+        s.delete(&ws, &key("A"), "a").expect("delete");
+        assert!(s.backend.scan(NS_RETIRED, b"").expect("scan").is_empty());
+        // With no grace, none is kept, and what was kept goes at the next change.
+        s.set(&ws, &key("B"), val("value-bee-Zq8Rt3Wm"), spec(), "a")
+            .expect("set");
+        s.rotate(&ws, &key("B"), val("value-bee-Yp2Kx5Nv"), true, "a")
+            .expect("rotate");
+        assert_eq!(s.backend.scan(NS_RETIRED, b"").expect("scan").len(), 1);
+        s.set_rotation_grace(Duration::ZERO);
+        s.rotate(&ws, &key("B"), val("value-bee-Lb4Hc6Jd"), true, "a")
+            .expect("rotate");
+        assert!(s.backend.scan(NS_RETIRED, b"").expect("scan").is_empty());
+    }
+
+    #[test]
+    fn only_static_values_are_retired() {
+        let (_d, s, _) = store();
+        let ws = Scope::Platform;
+        let mut signing = spec();
+        signing.kind = CredentialKind::HmacSha256;
+        signing.binding = Binding::new(
+            vec![HostPattern::parse("api.example.com").expect("h")],
+            vec![InjectLocation::parse("header:x-signature").expect("l")],
+            false,
+        )
+        .expect("binding");
+        s.set(
+            &ws,
+            &key("SIG"),
+            val("hmac-key-Zq8Rt3Wm7Yp2Kx5Nv9Lb"),
+            signing,
+            "a",
+        )
+        .expect("set");
+        s.rotate(
+            &ws,
+            &key("SIG"),
+            val("hmac-key-Lb4Hc6Jd1Fg0Sa7Vb2Qm"),
+            true,
+            "a",
+        )
+        .expect("rotate");
+        assert!(s.backend.scan(NS_RETIRED, b"").expect("scan").is_empty());
     }
 
     #[test]

@@ -10,7 +10,10 @@
 //! Views are built one chain at a time, depth first, and dropped after use.
 //!
 //! Values are matched with ASCII case-insensitivity (header names come back lower-cased,
-//! and some upstreams change the case of an echo), and also as UTF-16LE/BE. All matches
+//! and some upstreams change the case of an echo), as UTF-16LE/BE, and reversed. A value
+//! an upstream cuts over several header values or JSON string values is found in their
+//! concatenation, in order, and every piece is redacted ([`Matcher::scrub_pieces`],
+//! [`Matcher::scrub_body`]); nothing is joined unless there are two pieces. All matches
 //! are found, overlapping ones included, and the union of their source spans is replaced,
 //! each joined stretch once, by [`REDACTED`]: no match can hide part of another.
 //!
@@ -21,6 +24,7 @@
 //! secret mangles every response that contains that byte. That is the safe failure; do
 //! not store such values.
 
+mod json;
 mod views;
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
@@ -118,7 +122,19 @@ impl Matcher {
                         add(Zeroizing::new(cased.into_bytes()), &mut patterns);
                     }
                 }
+                // Reversed by characters (a string reversed in any language), as well as
+                // by bytes (below).
+                add(
+                    Zeroizing::new(text.chars().rev().collect::<String>().into_bytes()),
+                    &mut patterns,
+                );
             }
+            // The value reversed: a pattern rather than a reversed view of the data, so
+            // that it costs no second pass, and every decoded view is searched for it too.
+            add(
+                Zeroizing::new(v.iter().rev().copied().collect()),
+                &mut patterns,
+            );
         }
         let automaton = if patterns.is_empty() {
             None
@@ -158,8 +174,19 @@ impl Matcher {
     /// [`REDACTED`] (the union of all matches, overlapping ones included). Errors, rather
     /// than return anything unscrubbed, if `deadline` passes first.
     pub fn scrub(&self, data: &[u8], deadline: Option<Instant>) -> Result<Vec<u8>, ScrubError> {
+        let ranges = self.ranges(data, deadline)?;
+        Ok(redact(data, &ranges))
+    }
+
+    /// The stretches of `data` that hold a value, in any supported encoding: sorted,
+    /// overlapping and adjacent matches joined.
+    fn ranges(
+        &self,
+        data: &[u8],
+        deadline: Option<Instant>,
+    ) -> Result<Vec<(usize, usize)>, ScrubError> {
         let Some(automaton) = &self.automaton else {
-            return Ok(data.to_vec());
+            return Ok(Vec::new());
         };
         check(deadline)?;
         if u32::try_from(data.len()).is_err() {
@@ -168,14 +195,128 @@ impl Matcher {
         let mut ranges = Vec::new();
         self.explore(automaton, &View::raw(data), 0, false, &mut ranges, deadline)?;
         merge(&mut ranges);
-        let mut out = Vec::with_capacity(data.len());
-        let mut at = 0;
-        for &(start, end) in &ranges {
-            out.extend_from_slice(&data[at..start]);
-            out.extend_from_slice(REDACTED.as_bytes());
-            at = end;
+        Ok(ranges)
+    }
+
+    /// The pieces of one answer (its header values), each scrubbed; a value cut across
+    /// consecutive pieces is found in their concatenation, in order, and every piece
+    /// holding part of it is redacted there.
+    pub fn scrub_pieces(
+        &self,
+        pieces: &[&[u8]],
+        deadline: Option<Instant>,
+    ) -> Result<Vec<Vec<u8>>, ScrubError> {
+        let mut ranges = pieces
+            .iter()
+            .map(|p| self.ranges(p, deadline))
+            .collect::<Result<Vec<_>, _>>()?;
+        for (i, start, end) in self.across(pieces, deadline)? {
+            ranges[i].push((start, end));
         }
-        out.extend_from_slice(&data[at..]);
+        Ok(pieces
+            .iter()
+            .zip(ranges.iter_mut())
+            .map(|(p, r)| {
+                merge(r);
+                redact(p, r)
+            })
+            .collect())
+    }
+
+    /// [`Self::scrub`] for a response body: also every part of a value an upstream cut
+    /// over the body's JSON string values (found in their concatenation, in document
+    /// order). Only a JSON body with two string values or more is joined.
+    pub fn scrub_body(
+        &self,
+        body: &[u8],
+        deadline: Option<Instant>,
+    ) -> Result<Vec<u8>, ScrubError> {
+        Ok(redact(body, &self.body_ranges(body, deadline)?))
+    }
+
+    /// Whether [`Self::scrub_body`] would redact anything in `body`.
+    pub fn holds(&self, body: &[u8], deadline: Option<Instant>) -> Result<bool, ScrubError> {
+        Ok(!self.body_ranges(body, deadline)?.is_empty())
+    }
+
+    fn body_ranges(
+        &self,
+        body: &[u8],
+        deadline: Option<Instant>,
+    ) -> Result<Vec<(usize, usize)>, ScrubError> {
+        if self.automaton.is_none() {
+            return Ok(Vec::new());
+        }
+        let spans = json::string_values(body);
+        self.ranges_across(body, &spans, deadline)
+    }
+
+    /// [`Self::ranges`] of `data`, and the parts of a value cut across its `spans` (the
+    /// contents of its JSON string values), found in their concatenation in order.
+    fn ranges_across(
+        &self,
+        data: &[u8],
+        spans: &[(usize, usize)],
+        deadline: Option<Instant>,
+    ) -> Result<Vec<(usize, usize)>, ScrubError> {
+        let mut ranges = self.ranges(data, deadline)?;
+        let pieces: Vec<&[u8]> = spans.iter().map(|&(s, e)| &data[s..e]).collect();
+        for (i, start, end) in self.across(&pieces, deadline)? {
+            ranges.push((spans[i].0 + start, spans[i].0 + end));
+        }
+        merge(&mut ranges);
+        Ok(ranges)
+    }
+
+    /// Matches in the concatenation of `pieces`, each as the parts of the pieces it covers:
+    /// `(piece, start, end)` within the piece. Nothing is joined (or allocated) unless two
+    /// pieces are non-empty and together as long as the shortest pattern.
+    fn across(
+        &self,
+        pieces: &[&[u8]],
+        deadline: Option<Instant>,
+    ) -> Result<Vec<(usize, usize, usize)>, ScrubError> {
+        let Some(automaton) = &self.automaton else {
+            return Ok(Vec::new());
+        };
+        let total: usize = pieces.iter().map(|p| p.len()).sum();
+        if pieces.iter().filter(|p| !p.is_empty()).count() < 2 || total < self.min_len {
+            return Ok(Vec::new());
+        }
+        check(deadline)?;
+        if u32::try_from(total).is_err() {
+            return Err(ScrubError::TooLarge);
+        }
+        let mut joined = Zeroizing::new(Vec::with_capacity(total));
+        let mut starts = Vec::with_capacity(pieces.len());
+        for p in pieces {
+            starts.push(joined.len());
+            joined.extend_from_slice(p);
+        }
+        let mut ranges = Vec::new();
+        self.explore(
+            automaton,
+            &View::raw(&joined),
+            0,
+            false,
+            &mut ranges,
+            deadline,
+        )?;
+        merge(&mut ranges);
+        let mut out = Vec::new();
+        for (start, end) in ranges {
+            // The last piece starting at or before `start` holds it (an empty piece
+            // shares its start with the next one).
+            let mut i = starts.partition_point(|&s| s <= start).saturating_sub(1);
+            while i < pieces.len() && starts[i] < end {
+                let lo = start.max(starts[i]) - starts[i];
+                let hi = end.min(starts[i] + pieces[i].len()) - starts[i];
+                if lo < hi {
+                    out.push((i, lo, hi));
+                }
+                i += 1;
+            }
+        }
         Ok(out)
     }
 
@@ -238,6 +379,19 @@ impl Matcher {
     fn window(&self, below: usize) -> usize {
         (0..below).fold(self.max_len, |w, _| w.saturating_mul(EXPANSION))
     }
+}
+
+/// `data` with each of the (sorted, disjoint) `ranges` replaced by [`REDACTED`].
+fn redact(data: &[u8], ranges: &[(usize, usize)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len());
+    let mut at = 0;
+    for &(start, end) in ranges {
+        out.extend_from_slice(&data[at..start]);
+        out.extend_from_slice(REDACTED.as_bytes());
+        at = end;
+    }
+    out.extend_from_slice(&data[at..]);
+    out
 }
 
 /// Sorts and joins overlapping or adjacent ranges.

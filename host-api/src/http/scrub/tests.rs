@@ -688,3 +688,61 @@ fn cost_of_scrubbing_4_mib_bodies() {
         }
     }
 }
+
+#[test]
+fn a_reversed_value_is_redacted_by_bytes_and_by_characters() {
+    let m = matcher(&[SECRET]);
+    let by_chars: String = SECRET.chars().rev().collect();
+    assert_clean(
+        by_chars.as_bytes(),
+        &scrub(&m, format!("hint: {by_chars}.").as_bytes()),
+        "reversed by characters",
+    );
+    let by_bytes: Vec<u8> = SECRET.bytes().rev().collect();
+    let mut data = b"raw ".to_vec();
+    data.extend_from_slice(&by_bytes);
+    assert_clean(&by_bytes, &scrub(&m, &data), "reversed by bytes");
+    // And inside an encoding: base64 of the reversed value.
+    let b64 = STANDARD.encode(by_chars.as_bytes());
+    assert!(m.finds(b64.as_bytes()), "base64 of the reversed value");
+}
+
+#[test]
+fn a_value_cut_over_pieces_is_redacted_in_every_piece() {
+    let value = "Vb7Qm2Xr9Lk4Tz8Wn3Pj6Hd1Fs5Gc0Ya";
+    let m = matcher(&[value]);
+    let (a, b) = value.split_at(13);
+    let (b, c) = b.split_at(9);
+    let pieces: Vec<&[u8]> = vec![b"text/plain", a.as_bytes(), b"", b.as_bytes(), c.as_bytes()];
+    let out = m.scrub_pieces(&pieces, None).expect("scrub");
+    assert_eq!(
+        out[0], b"text/plain",
+        "a piece holding no part is untouched"
+    );
+    for (i, piece) in [a, b, c].iter().enumerate() {
+        let got = &out[[1, 3, 4][i]];
+        assert_eq!(
+            got,
+            REDACTED.as_bytes(),
+            "piece {piece:?} came back as {got:?}"
+        );
+    }
+    // A JSON body: only the string values are joined, in document order; keys and the
+    // rest of the document stay.
+    let body = format!(r#"{{"a": "x{a}", "n": 1, "b": ["{b}"], "{c}": "{c}y"}}"#);
+    let out = String::from_utf8(m.scrub_body(body.as_bytes(), None).expect("scrub")).expect("utf8");
+    assert_eq!(
+        out,
+        format!(r#"{{"a": "x{REDACTED}", "n": 1, "b": ["{REDACTED}"], "{c}": "{REDACTED}y"}}"#)
+    );
+    // Escaped pieces are decoded across the join too.
+    let escaped: String = b
+        .chars()
+        .map(|ch| format!("\\u{:04x}", ch as u32))
+        .collect();
+    let body = format!(r#"["{a}", "{escaped}", "{c}"]"#);
+    assert!(m.holds(body.as_bytes(), None).expect("scrub"));
+    // Pieces out of order are not the value.
+    let body = format!(r#"["{c}", "{a}", "{b}"]"#);
+    assert!(!m.holds(body.as_bytes(), None).expect("scrub"));
+}
