@@ -569,3 +569,47 @@ fn token_list_audit_verify_and_run_print_json_that_parses() {
     assert!(v["error"].as_str().unwrap().contains("NOPE"), "{v}");
     assert_eq!(v["steps"][0]["refusals"][0]["key"], "NOPE", "{v}");
 }
+
+#[test]
+fn a_refused_destination_says_once_what_the_binding_allows_and_which_flags_change_it() {
+    let other = Upstream::start_blocking().unwrap();
+    let env = env();
+    // Bound to an https API only (the harness's secret_set would add --allow-http).
+    let set = harness::secret_set_args("TOKEN", "api.example.com", "header:authorization");
+    let out = env.run(&set, Some(format!("{TOKEN}\n").as_bytes()));
+    assert!(out.status.success(), "{}", text(&out));
+    let asked = format!("127.0.0.1:{}", other.port());
+    let input = format!(
+        r#"{{"action":"fetch","url":"{}","key":"TOKEN"}}"#,
+        other.url("/echo")
+    );
+    let out = env.run(
+        &[
+            "run",
+            &guest("probe"),
+            "--allow-private-network",
+            "--input",
+            &input,
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    // What the binding allows against what was asked, and the flags that change it.
+    assert!(
+        err.contains("its binding allows api.example.com over https only"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("--allow-host {asked} --allow-http")),
+        "{err}"
+    );
+    // Said once, not once by the step and once by the report.
+    let refusal = format!("credential TOKEN may not be sent to http://{asked}");
+    assert_eq!(err.matches(&refusal).count(), 1, "{err}");
+    // The step itself was told the refusal, never the binding.
+    let step_said = err.lines().find(|l| l.starts_with("error: ")).unwrap();
+    assert!(step_said.contains(&refusal), "{err}");
+    assert!(!step_said.contains("api.example.com"), "{err}");
+    assert_eq!(other.request_count(), 0);
+}

@@ -249,13 +249,14 @@ impl RunCommand {
             Err(failure) => {
                 report::print_logs(&ctx.step.name, &failure.logs);
                 let e = failure.error;
+                let message = e.to_string();
+                let said = report::shown(&message);
                 eprintln!(
-                    "error: {} ({}): {}",
+                    "error: {} ({}): {said}",
                     report::failure_kind(&e),
                     self.step.display(),
-                    report::shown(&e.to_string())
                 );
-                report::print_refusals(&failure.refusals);
+                report::print_refusals_after(&said, &failure.refusals);
                 report::print_run_id(&ctx.run_id);
                 Ok(ExitCode::from(EXIT_STEP_FAILED))
             }
