@@ -5,10 +5,14 @@
 # things a hostile step would try: sending the key elsewhere, and reading it back from an
 # upstream that echoes it.
 #
-# Usage: examples/demo.sh          (from anywhere; needs only cargo and bash)
+# Usage: examples/demo.sh          (from anywhere; needs only rustup, cargo and bash)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+
+# rust-toolchain.toml names the wasm32-wasip2 target, but rustup does not add it to a toolchain
+# that is already installed (nor at all with RUSTUP_AUTO_INSTALL=0): add it (idempotent).
+rustup target add wasm32-wasip2 >/dev/null
 
 echo "== building latchkey and the example guests (first run: several minutes)"
 # --workspace, as the tests build: `-p` would resolve other features and rebuild wasmtime.

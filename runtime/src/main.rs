@@ -5,12 +5,14 @@
 
 mod commands;
 mod common;
+mod json;
 mod limits;
 mod master_key;
 mod remote;
 mod report;
 
-use clap::{Parser, Subcommand};
+use anyhow::Context;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use commands::audit::AuditCommand;
 use commands::check::CheckCommand;
 use commands::compile::CompileCommand;
@@ -31,15 +33,33 @@ use std::process::ExitCode;
 /// request locations it may be sent to. A step gets an opaque handle; the host injects the
 /// value into the step's outbound HTTP request and scrubs it from the response.
 #[derive(Parser, Debug)]
-#[command(name = "latchkey", version, max_term_width = 100)]
+#[command(name = "latchkey", version, max_term_width = 100, after_help = EXIT_STATUS)]
 struct Cli {
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = GLOBAL_OPTIONS)]
     store: StoreArgs,
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = GLOBAL_OPTIONS)]
     remote: remote::RemoteArgs,
     #[command(subcommand)]
     command: Command,
 }
+
+/// The heading of the options every command takes (where the store, the Transit key and the
+/// server are), apart from each command's own.
+const GLOBAL_OPTIONS: &str = "Global options";
+
+/// What `latchkey --help` says about exit codes: the part of the scripting contract that is
+/// not printed.
+const EXIT_STATUS: &str = "\
+Exit status:
+  0  success
+  1  an error: bad input, a refusal, a store or server error; `check`: something in the
+     workflow is wrong; `audit verify`: the trail was altered or damaged
+  2  a usage error: an unknown command or option, a missing or invalid argument
+  3  `run`: a step failed (returned an error, trapped or hit a limit)
+
+With --json, `run`, `check`, `audit verify`, `token list`, `component list` and `workflow
+list` print JSON on stdout with the API's field names: one object per line for lists, one
+document otherwise. Messages and reports go to stderr.";
 
 #[derive(Subcommand, Debug)]
 enum Command {
@@ -81,10 +101,33 @@ enum Command {
     /// Workflows registered on a server (with --server).
     #[command(subcommand)]
     Workflow(WorkflowCommand),
+    /// Print a completion script for SHELL on stdout, e.g.
+    /// `latchkey completions bash > /etc/bash_completion.d/latchkey`,
+    /// `latchkey completions zsh > "${fpath[1]}/_latchkey"`,
+    /// `latchkey completions fish > ~/.config/fish/completions/latchkey.fish`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// The command line: [`Cli`]'s definition, with the options that make no sense for `serve`
+/// (which *is* the server) hidden from its help.
+fn command_line() -> clap::Command {
+    let mut cmd = Cli::command();
+    // Propagates the global options to every subcommand, so that they can be edited there.
+    cmd.build();
+    // `mut_args` edits them in place (`mut_arg` would reorder a built command's arguments).
+    cmd.mut_subcommand("serve", |serve| {
+        serve.mut_args(|a| match a.get_id().as_str() {
+            "server" | "token_file" => a.hide(true),
+            _ => a,
+        })
+    })
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::from_arg_matches(&command_line().get_matches()).unwrap_or_else(|e| e.exit());
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("LATCHKEY_LOG")
@@ -93,10 +136,12 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let store = &cli.store;
-    let result = cli
-        .remote
-        .remote()
-        .and_then(|server| dispatch(cli.command, store, server.as_ref()));
+    // Completions need neither a store nor a server, whatever the environment names.
+    let remote = match cli.command {
+        Command::Completions { .. } => Ok(None),
+        _ => cli.remote.remote(),
+    };
+    let result = remote.and_then(|server| dispatch(cli.command, store, server.as_ref()));
     match result {
         Ok(code) => code,
         Err(e) => {
@@ -131,5 +176,12 @@ fn dispatch(
         Command::Token(cmd) => done(cmd.execute(store, server)),
         Command::Component(cmd) => done(cmd.execute(server)),
         Command::Workflow(cmd) => done(cmd.execute(server)),
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command_line(), "latchkey", &mut script);
+            std::io::Write::write_all(&mut std::io::stdout(), &script)
+                .context("writing the completion script")?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }

@@ -54,6 +54,29 @@ pub fn print_refusals(refusals: &[Refusal]) {
     }
 }
 
+/// Like [`print_refusals`] under an error line that already says `said` (the step's own
+/// message, which usually repeats the refusal it was given): a refusal is not said twice.
+/// What the record adds (what the binding allows, the flags that change it) is printed;
+/// a refusal the message already holds in full is not.
+pub fn print_refusals_after(said: &str, refusals: &[Refusal]) {
+    for r in refusals {
+        if said.contains(r.reason.as_str()) {
+            continue;
+        }
+        // The longest leading part of the reason, up to a `: `, that was already said.
+        let known = r
+            .reason
+            .match_indices(": ")
+            .map(|(at, _)| at)
+            .filter(|&at| said.contains(&r.reason[..at]))
+            .last();
+        match known {
+            Some(at) => eprintln!("    {}: {}", r.key, &r.reason[at + 2..]),
+            None => eprintln!("    refused {}: {}", r.key, r.reason),
+        }
+    }
+}
+
 /// Where to look next after a failed run.
 pub fn print_run_id(run_id: &str) {
     eprintln!("run id {run_id} (see `latchkey audit --run {run_id}`)");

@@ -375,3 +375,241 @@ fn help_explains_the_commands() {
             || text(&out).contains("stdin")
     );
 }
+
+/// The help of `args`, split at its `Global options:` heading: (the command's own part, the
+/// global part).
+fn help_parts(env: &Env, args: &[&str]) -> (String, String) {
+    let out = env.run(args, None);
+    assert!(out.status.success(), "{}", text(&out));
+    let help = String::from_utf8(out.stdout).unwrap();
+    let (own, global) = help
+        .split_once("\nGlobal options:\n")
+        .unwrap_or_else(|| panic!("no Global options heading:\n{help}"));
+    (own.to_owned(), global.to_owned())
+}
+
+#[test]
+fn global_options_have_their_own_heading_and_serve_shows_no_server() {
+    let env = env();
+    let globals = [
+        "--store",
+        "--master-key-file",
+        "--transit-addr",
+        "--transit-key",
+        "--server",
+        "--token-file",
+    ];
+    for args in [
+        &["secret", "set", "--help"][..],
+        &["run", "--help"],
+        &["--help"],
+    ] {
+        let (own, global) = help_parts(&env, args);
+        for g in globals {
+            assert!(global.contains(g), "{args:?}: {g} not under Global options");
+            assert!(
+                !own.contains(&format!("  {g} ")),
+                "{args:?}: {g} among the command's own"
+            );
+        }
+    }
+    let (own, _) = help_parts(&env, &["secret", "set", "--help"]);
+    assert!(own.contains("--allow-host"), "{own}");
+    // `serve` is the server: no --server or --token-file in its help (the rest stays).
+    let (own, global) = help_parts(&env, &["serve", "--help"]);
+    assert!(own.contains("--listen"), "{own}");
+    assert!(global.contains("--store"), "{global}");
+    for hidden in ["--server", "--token-file"] {
+        assert!(
+            !own.contains(hidden) && !global.contains(hidden),
+            "{hidden} in serve --help"
+        );
+    }
+    // The exit codes are documented.
+    let out = env.run(&["--help"], None);
+    let help = text(&out);
+    let status = help.split_once("Exit status:").unwrap().1;
+    for code in [
+        "  0  success",
+        "  1  an error",
+        "  2  a usage error",
+        "  3  `run`: a step failed",
+    ] {
+        assert!(status.contains(code), "{code}:\n{status}");
+    }
+    // ...and are the ones returned: 2 for a usage error.
+    assert_eq!(env.run(&["secret", "set"], None).status.code(), Some(2));
+}
+
+#[test]
+fn completions_are_generated_for_bash_zsh_and_fish() {
+    let env = env();
+    for shell in ["bash", "zsh", "fish"] {
+        let out = env.run(&["completions", shell], None);
+        assert!(out.status.success(), "{shell}: {}", text(&out));
+        let script = String::from_utf8(out.stdout).unwrap();
+        for word in ["latchkey", "secret", "audit", "completions", "--store"] {
+            assert!(script.contains(word), "{shell}: no {word}");
+        }
+    }
+    // The bash script is valid bash, and completes the subcommands.
+    let out = env.run(&["completions", "bash"], None);
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("latchkey.bash");
+    std::fs::write(&script, &out.stdout).unwrap();
+    let check = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            r#"source {} && COMP_WORDS=(latchkey sec) COMP_CWORD=1 && _latchkey latchkey sec latchkey && printf '%s\n' "${{COMPREPLY[@]}}""#,
+            script.display()
+        ))
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{}", text(&check));
+    assert_eq!(String::from_utf8_lossy(&check.stdout).trim(), "secret");
+    assert_eq!(
+        env.run(&["completions", "tcsh"], None).status.code(),
+        Some(2)
+    );
+}
+
+#[test]
+fn token_list_audit_verify_and_run_print_json_that_parses() {
+    let up = Upstream::start_blocking().unwrap();
+    let env = env();
+    let host = format!("127.0.0.1:{}", up.port());
+    assert!(
+        env.secret_set("API", TOKEN, &host, "header:authorization", &[])
+            .status
+            .success()
+    );
+    for name in ["ci", "ops"] {
+        assert!(
+            env.run(
+                &["token", "create", "--name", name, "--role", "runner"],
+                None
+            )
+            .status
+            .success()
+        );
+    }
+    // A list: one object per line, the API's TokenMeta fields.
+    let out = env.run(&["token", "list", "--json"], None);
+    assert!(out.status.success(), "{}", text(&out));
+    let tokens: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let names: Vec<&str> = tokens.iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["ci", "ops"]);
+    for t in &tokens {
+        assert_eq!(t["role"], "runner");
+        assert!(t["id"].is_string() && t["created_at_ms"].is_u64(), "{t}");
+    }
+
+    // audit verify: one document; its exit code is the text form's.
+    let out = env.run(&["audit", "verify", "--json"], None);
+    assert!(out.status.success(), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["intact"], true, "{v}");
+    assert!(v["records"].as_u64().unwrap() >= 3, "{v}");
+    assert_eq!(v["findings"], serde_json::json!([]));
+    let head = v["head"].as_str().unwrap().to_owned();
+    let out = env.run(&["audit", "verify", "--json", "--expect-head", &head], None);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["expected_head_present"], true, "{v}");
+    let (seq, mac) = head.split_once(':').unwrap();
+    let gone = format!("{}:{mac}", seq.parse::<u64>().unwrap() + 100);
+    let out = env.run(&["audit", "verify", "--json", "--expect-head", &gone], None);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v["intact"].clone(), v["expected_head_present"].clone()),
+        (false.into(), false.into()),
+        "{v}"
+    );
+
+    // run: one document, as GET /v1/runs/{id} answers; credentials named, never values.
+    let input = format!(
+        r#"{{"action":"fetch","url":"{}","key":"API"}}"#,
+        up.url("/echo")
+    );
+    let probe = guest("probe");
+    let run = |input: &str| {
+        env.run(
+            &[
+                "run",
+                &probe,
+                "--json",
+                "--allow-private-network",
+                "--input",
+                input,
+            ],
+            None,
+        )
+    };
+    let out = run(&input);
+    assert!(out.status.success(), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["status"], "succeeded", "{v}");
+    assert_eq!(v["kind"], "component");
+    assert!(v["id"].is_string() && v["started_at_ms"].is_u64(), "{v}");
+    assert_eq!(v["output"]["status"], 200, "{v}");
+    let step = &v["steps"][0];
+    assert_eq!(step["status"], "succeeded", "{v}");
+    assert_eq!(step["fetches"], 1, "{v}");
+    assert_eq!(step["credentials"][0]["key"], "API", "{v}");
+    assert_eq!(step["credentials"][0]["tier"], "workspace", "{v}");
+    let out = run(r#"{"action":"get","key":"NOPE"}"#);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["status"], "failed", "{v}");
+    assert!(v["output"].is_null(), "{v}");
+    assert!(v["error"].as_str().unwrap().contains("NOPE"), "{v}");
+    assert_eq!(v["steps"][0]["refusals"][0]["key"], "NOPE", "{v}");
+}
+
+#[test]
+fn a_refused_destination_says_once_what_the_binding_allows_and_which_flags_change_it() {
+    let other = Upstream::start_blocking().unwrap();
+    let env = env();
+    // Bound to an https API only (the harness's secret_set would add --allow-http).
+    let set = harness::secret_set_args("TOKEN", "api.example.com", "header:authorization");
+    let out = env.run(&set, Some(format!("{TOKEN}\n").as_bytes()));
+    assert!(out.status.success(), "{}", text(&out));
+    let asked = format!("127.0.0.1:{}", other.port());
+    let input = format!(
+        r#"{{"action":"fetch","url":"{}","key":"TOKEN"}}"#,
+        other.url("/echo")
+    );
+    let out = env.run(
+        &[
+            "run",
+            &guest("probe"),
+            "--allow-private-network",
+            "--input",
+            &input,
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    // What the binding allows against what was asked, and the flags that change it.
+    assert!(
+        err.contains("its binding allows api.example.com over https only"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("--allow-host {asked} --allow-http")),
+        "{err}"
+    );
+    // Said once, not once by the step and once by the report.
+    let refusal = format!("credential TOKEN may not be sent to http://{asked}");
+    assert_eq!(err.matches(&refusal).count(), 1, "{err}");
+    // The step itself was told the refusal, never the binding.
+    let step_said = err.lines().find(|l| l.starts_with("error: ")).unwrap();
+    assert!(step_said.contains(&refusal), "{err}");
+    assert!(!step_said.contains("api.example.com"), "{err}");
+    assert_eq!(other.request_count(), 0);
+}

@@ -182,3 +182,96 @@ fn a_bad_token_or_no_token_is_a_clear_error() {
     let out = cli.output(c, None);
     assert!(text(&out).contains("LATCHKEY_TOKEN"), "{}", text(&out));
 }
+
+/// Each line of `out`'s stdout as a JSON object.
+fn json_lines(out: &Output) -> Vec<serde_json::Value> {
+    assert!(out.status.success(), "{}", text(out));
+    String::from_utf8(out.stdout.clone())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .collect()
+}
+
+#[test]
+fn json_outputs_through_a_server_parse_with_the_api_field_names() {
+    let (cli, admin) = store_with_admin();
+    let s = Server::start(&cli, &[]);
+    let json = |args: &[&str]| remote(&cli, &s, &admin, args, None);
+    let probe = latchkey_tests::guest("probe").display().to_string();
+    assert!(
+        json(&["component", "add", &probe, "--name", "probe"])
+            .status
+            .success()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("echo.toml");
+    std::fs::write(
+        &manifest,
+        "name = \"echo\"\nallow = [\"NOPE\"]\n[[step]]\nname = \"only\"\ncomponent = \"probe\"\n",
+    )
+    .unwrap();
+    let manifest = manifest.to_str().unwrap();
+    assert!(json(&["workflow", "add", manifest]).status.success());
+
+    // Lists: one object per line, as GET /v1/… answers them.
+    let tokens = json_lines(&json(&["token", "list", "--json"]));
+    assert_eq!(tokens.len(), 1, "{tokens:?}");
+    assert_eq!(tokens[0]["name"], "root");
+    assert_eq!(tokens[0]["role"], "admin");
+    let api: Vec<serde_json::Value> = s.get("/v1/tokens", &admin).json().unwrap();
+    assert_eq!(tokens, api);
+    let components = json_lines(&json(&["component", "list", "--json"]));
+    let api: Vec<serde_json::Value> = s.get("/v1/components", &admin).json().unwrap();
+    assert_eq!(components, api);
+    assert_eq!(components[0]["name"], "probe");
+    assert!(
+        components[0]["digest"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+    let workflows = json_lines(&json(&["workflow", "list", "--json"]));
+    let api: Vec<serde_json::Value> = s.get("/v1/workflows", &admin).json().unwrap();
+    assert_eq!(workflows, api);
+    assert_eq!(workflows[0]["name"], "echo");
+
+    // A run: one document, a RunView; the exit code is the run's.
+    let out = json(&[
+        "run",
+        "probe",
+        "--json",
+        "--input",
+        r#"{"action":"echo","n":7}"#,
+    ]);
+    let run = &json_lines(&out)[..];
+    assert_eq!(run.len(), 1, "one document");
+    assert_eq!(run[0]["status"], "succeeded", "{}", run[0]);
+    assert_eq!(run[0]["output"]["n"], 7, "{}", run[0]);
+    assert_eq!(run[0]["steps"][0]["status"], "succeeded");
+    let out = json(&[
+        "run",
+        "probe",
+        "--json",
+        "--input",
+        r#"{"action":"get","key":"NOPE"}"#,
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let run: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(run["status"], "failed", "{run}");
+    assert!(run["error"].as_str().unwrap().contains("NOPE"), "{run}");
+
+    // A check: one document, a CheckView; exit 1 as the text form.
+    let out = json(&["check", manifest, "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let check: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(check["user"], "root");
+    assert_eq!(check["problems"], 1, "{check}");
+    assert_eq!(check["steps"][0]["name"], "only");
+    assert_eq!(check["steps"][0]["component"], "ok");
+    assert_eq!(check["steps"][0]["keys"][0]["key"], "NOPE");
+    assert!(
+        check["steps"][0]["keys"][0]["resolution"]["Err"].is_string(),
+        "{check}"
+    );
+}

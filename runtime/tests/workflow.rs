@@ -816,3 +816,81 @@ fn write_only_no_command_prints_a_value() {
     lk.ok(&["secret", "list"], None);
     lk.assert_write_only();
 }
+
+#[test]
+fn check_and_run_print_one_json_document_with_the_api_field_names() {
+    let lk = Lk::new();
+    lk.set(
+        "builder:bob@acme/issue-digest",
+        "GITHUB_TOKEN",
+        VALUES[1],
+        "http",
+        "bob",
+    );
+    // The Slack token exists, but as a plain `http` secret: the `slack` step may not use it.
+    lk.set("workspace:acme", "SLACK_TOKEN", VALUES[3], "http", "admin");
+    let m = lk.manifest("d.toml", ISSUE_DIGEST);
+    let m = m.to_str().unwrap();
+
+    // check: a CheckView, exit 1 as the text form.
+    let out = lk.run(&["check", m, "--user", "alice", "--json"], None);
+    assert_eq!(out.code, 1, "{}", out.all());
+    let check: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(check["user"], "alice");
+    assert_eq!(check["problems"], 1, "{check}");
+    let steps = check["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 2);
+    assert_eq!(steps[0]["name"], "issues");
+    assert_eq!(steps[0]["component"], "ok");
+    assert_eq!(steps[0]["keys"][0]["key"], "GITHUB_TOKEN");
+    let found = steps[0]["keys"][0]["resolution"]["Ok"].as_str().unwrap();
+    assert!(
+        found.starts_with("tier builder (scope builder:bob@acme/issue-digest,"),
+        "{check}"
+    );
+    assert!(
+        steps[1]["keys"][0]["resolution"]["Err"].is_string(),
+        "{check}"
+    );
+
+    // run: a RunView, exit 3 as the text form; no output on failure.
+    let input = lk.digest_input();
+    let out = lk.run(
+        &[
+            "run",
+            m,
+            "--user",
+            "alice",
+            "--input",
+            &input,
+            "--allow-private-network",
+            "--json",
+        ],
+        None,
+    );
+    assert_eq!(out.code, 3, "{}", out.all());
+    let run: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(run["kind"], "workflow");
+    assert_eq!(run["target"], "issue-digest");
+    assert_eq!(run["user"], "alice");
+    assert_eq!(run["status"], "failed");
+    assert!(run["output"].is_null(), "{run}");
+    assert!(
+        run["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("step post failed: "),
+        "{run}"
+    );
+    assert_eq!(run["steps"][0]["status"], "succeeded");
+    assert_eq!(
+        run["steps"][0]["credentials"][0]["tier"], "builder",
+        "{run}"
+    );
+    assert_eq!(run["steps"][1]["status"], "failed");
+    assert_eq!(
+        run["steps"][1]["refusals"][0]["key"], "SLACK_TOKEN",
+        "{run}"
+    );
+    lk.assert_write_only();
+}

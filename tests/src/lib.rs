@@ -275,3 +275,24 @@ pub fn locations(list: &[&str]) -> Vec<InjectLocation> {
         .map(|l| InjectLocation::parse(l).unwrap())
         .collect()
 }
+
+/// Whether `signature` (`hex` or `base64`) is the HMAC-SHA256 of `body` with `key`, checked by
+/// Python's `hmac` module: code independent of the host's signer.
+pub fn hmac_verified_by_python(key: &str, body: &[u8], signature: &str, encoding: &str) -> bool {
+    let script = r#"
+import base64, hashlib, hmac, sys
+key, enc, sig = sys.argv[1].encode(), sys.argv[2], sys.argv[3]
+body = sys.stdin.buffer.read()
+mac = hmac.new(key, body, hashlib.sha256).digest()
+want = mac.hex() if enc == "hex" else base64.b64encode(mac).decode()
+sys.exit(0 if hmac.compare_digest(want, sig) else 1)
+"#;
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", script, key, encoding, signature])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 (tests/setup installs it on CI machines)");
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(body).unwrap();
+    child.wait().unwrap().success()
+}

@@ -128,7 +128,7 @@ pub fn py_file(source: &Path) -> PathBuf {
         &[
             source.to_path_buf(),
             sdk.join("latchkey_sdk"),
-            sdk.join("requirements.txt"),
+            sdk.join("pyproject.toml"),
             root.join("wit"),
         ],
     );

@@ -24,10 +24,6 @@ fn setup(up: &Upstream, locations: &[&str]) -> (TestStore, Runtime, Step) {
     guest_suite::setup(up, VALUE, locations, probe)
 }
 
-fn host(up: &Upstream) -> String {
-    format!("127.0.0.1:{}", up.port())
-}
-
 fn assert_never_seen(text: &str) {
     guest_suite::assert_never_seen(VALUE, text);
 }
@@ -139,50 +135,16 @@ async fn console_goes_to_the_host_log_at_its_level() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_typescript_slack_example_posts_with_the_bound_token() {
-    let up = Upstream::start().await.unwrap();
-    up.expect_bearer(Some(VALUE));
-    let s = TestStore::new();
-    s.put(
-        &workspace(),
-        "SLACK_TOKEN",
-        VALUE,
-        &[&host(&up)],
-        &["header:Authorization"],
-    );
-    let rt = runtime(&s);
     let example = root().join("examples/ts/slack-post/step.ts");
-    let step = load_once(&rt, &latchkey_tests::steps::js_file(&example)).unwrap();
-    let v = run_ok(
-        &rt,
-        &step,
-        json!({"channel": "#general", "text": "hello", "api_base": up.base_url()}),
-    )
+    guest_suite::the_slack_example_posts_with_the_bound_token(&latchkey_tests::steps::js_file(
+        &example,
+    ))
     .await;
-    assert_eq!(v, json!({"ok": true, "channel": "#general", "ts": v["ts"]}));
-    let reqs = up.requests_to("/api/chat.postMessage");
-    assert_eq!(reqs.len(), 1);
-    assert_eq!(
-        reqs[0].header("authorization"),
-        Some(format!("Bearer {VALUE}").as_str())
-    );
-    assert_eq!(
-        reqs[0].body_json(),
-        Some(json!({"channel": "#general", "text": "hello"}))
-    );
-    // Slack's own refusal is the step's error message.
-    let failed = run(
-        &rt,
-        &step,
-        json!({"channel": "", "text": "hello", "api_base": up.base_url()}),
-    )
-    .await
-    .err()
-    .unwrap();
-    assert!(
-        matches!(&failed.error, RunError::Guest(m) if m == "slack refused the message: channel_not_found"),
-        "{}",
-        failed.error
-    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_step_signs_a_post_with_a_signing_key_it_never_sees() {
+    guest_suite::a_signed_post_verifies_and_neither_key_nor_signature_reaches_the_step(probe).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -8,7 +8,7 @@
 
 use latchkey_host::sandbox::{RunError, Runtime, Step};
 use latchkey_tests::guest_suite;
-use latchkey_tests::steps::{load_once, py_file, py_step, root};
+use latchkey_tests::steps::{load_once, py_step, root};
 use latchkey_tests::upstream::Upstream;
 use latchkey_tests::*;
 use serde_json::{Value, json};
@@ -22,10 +22,6 @@ fn probe(rt: &Runtime) -> Step {
 /// A store with `TOKEN` bound to `up` and `locations`, a runtime over it, the probe.
 fn setup(up: &Upstream, locations: &[&str]) -> (TestStore, Runtime, Step) {
     guest_suite::setup(up, VALUE, locations, probe)
-}
-
-fn host(up: &Upstream) -> String {
-    format!("127.0.0.1:{}", up.port())
 }
 
 fn assert_never_seen(text: &str) {
@@ -180,44 +176,14 @@ async fn a_python_step_can_neither_open_files_nor_reach_the_network() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_python_slack_example_posts_with_the_bound_token() {
-    let up = Upstream::start().await.unwrap();
-    up.expect_bearer(Some(VALUE));
-    let s = TestStore::new();
-    s.put(
-        &workspace(),
-        "SLACK_TOKEN",
-        VALUE,
-        &[&host(&up)],
-        &["header:Authorization"],
-    );
-    let rt = runtime(&s);
     let example = root().join("examples/python/slack-post/app.py");
-    let step = load_once(&rt, &py_file(&example)).unwrap();
-    let v = run_ok(
-        &rt,
-        &step,
-        json!({"channel": "#general", "text": "hello", "api_base": up.base_url()}),
-    )
+    guest_suite::the_slack_example_posts_with_the_bound_token(&latchkey_tests::steps::py_file(
+        &example,
+    ))
     .await;
-    assert_eq!(v["ok"], true, "{v}");
-    assert_eq!(v["channel"], "#general", "{v}");
-    let reqs = up.requests_to("/api/chat.postMessage");
-    assert_eq!(reqs.len(), 1);
-    assert_eq!(
-        reqs[0].header("authorization"),
-        Some(format!("Bearer {VALUE}").as_str())
-    );
-    let failed = run(
-        &rt,
-        &step,
-        json!({"channel": "", "text": "hello", "api_base": up.base_url()}),
-    )
-    .await
-    .err()
-    .unwrap();
-    assert!(
-        matches!(&failed.error, RunError::Guest(m) if m == "slack refused the message: channel_not_found"),
-        "{}",
-        failed.error
-    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_step_signs_a_post_with_a_signing_key_it_never_sees() {
+    guest_suite::a_signed_post_verifies_and_neither_key_nor_signature_reaches_the_step(probe).await;
 }

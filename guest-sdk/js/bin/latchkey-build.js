@@ -8,8 +8,6 @@
 // 2. componentize-js turns the module into a component of world `latchkey:workflow/workflow`,
 //    with its WASI HTTP server, fetch-event and stdio features disabled: Latchkey provides
 //    none of them and refuses a component that imports them.
-import { build } from 'esbuild';
-import { componentize } from '@bytecodealliance/componentize-js';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -24,7 +22,13 @@ The component is written to OUT.wasm (default: STEP.wasm beside the source).`;
 
 const here = dirname(fileURLToPath(import.meta.url));
 const sdk = resolve(here, '..', 'src', 'index.js');
-const wit = resolve(here, '..', 'wit');
+
+// The WIT world the SDK is written against: the package's own copy (`npm pack` puts it there),
+// or, in a clone of the repository, the repository's.
+const WIT_VERSION = '0.2.0';
+const wit = [resolve(here, '..', 'wit'), resolve(here, '..', '..', '..', 'wit', WIT_VERSION)].find(
+  (dir) => existsSync(join(dir, 'world.wit')),
+);
 
 function fail(message) {
   process.stderr.write(`latchkey-build: ${message}\n`);
@@ -56,8 +60,31 @@ function parseArgs(argv) {
   return { source: resolve(source), out: resolve(out) };
 }
 
+/**
+ * The build tools this package depends on. Imported here rather than at the top so that a
+ * package whose dependencies were never installed says so instead of printing a stack.
+ */
+async function tools() {
+  try {
+    const { build } = await import('esbuild');
+    const { componentize } = await import('@bytecodealliance/componentize-js');
+    return { build, componentize };
+  } catch (e) {
+    if (e?.code !== 'ERR_MODULE_NOT_FOUND') throw e;
+    const missing = /Cannot find (?:package|module) '([^']+)'/.exec(e.message)?.[1] ?? e.message;
+    const root = resolve(here, '..');
+    fail(
+      `${missing} is not installed: latchkey-sdk's dependencies are missing from ${root}.\n` +
+        `In a clone of the repository, run \`npm ci\` in ${root}; in a project of your own, ` +
+        '`npm install` the SDK (a packed tarball or its folder) and run `npx latchkey-build`.',
+    );
+  }
+}
+
 async function main() {
   const { source, out } = parseArgs(process.argv.slice(2));
+  if (!wit) fail(`the WIT files of latchkey:workflow@${WIT_VERSION} are missing beside ${here}`);
+  const { build, componentize } = await tools();
   const bundled = await build({
     entryPoints: [source],
     bundle: true,

@@ -1,4 +1,8 @@
 // Types of latchkey-sdk: write Latchkey workflow steps in TypeScript.
+//
+// Self-contained whatever the project's `lib` and `target` (tsc's defaults are ES5, which
+// has no Symbol.iterator, Iterable or Promise constructor):
+/// <reference lib="es2022" />
 
 /** JSON values, as a step's input and output. */
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
@@ -39,8 +43,30 @@ export class Credential {
 /** The handle to the credential stored under `key`; the same handle for the same key. */
 export function credential(key: string): Credential;
 
-/** A header, query or template value: literal text and credentials, concatenated. */
-export type Value = string | number | boolean | Credential | Array<string | number | boolean | Credential>;
+/** How the host writes a signature: lowercase hexadecimal or standard base64 (padded). */
+export type SignatureEncoding = 'hex' | 'base64';
+
+/**
+ * The HMAC-SHA256 signature of the exact body the host sends (the empty string without
+ * one), computed by the host with a signing key (a credential of kind `hmac-sha256`). A part
+ * of a header or query value, never of the body it covers; the step never sees it.
+ */
+export class Signature {
+  constructor(credential: Credential, encoding?: SignatureEncoding);
+  readonly credential: Credential;
+  readonly encoding: SignatureEncoding;
+  toString(): string;
+  toJSON(): string;
+}
+
+/** `new Signature(credential, encoding)` (default `hex`), e.g. `["sha256=", signature(key)]`. */
+export function signature(credential: Credential, encoding?: SignatureEncoding): Signature;
+
+/** One piece of a header or query value. */
+export type Part = string | number | boolean | Credential | Signature;
+
+/** A header or query value: literal text, credentials and signatures, concatenated. */
+export type Value = Part | Part[];
 
 /** A JSON body that may hold credentials as whole string values. */
 export type JsonWithCredentials =
@@ -64,6 +90,11 @@ export class Request {
   header(name: string, value: Value): this;
   /** `Authorization: Bearer <credential>`. */
   bearer(credential: Credential): this;
+  /**
+   * Header `name` = `prefix` + the host's HMAC-SHA256 signature of the body with the signing
+   * key `credential`, e.g. `.headerSignature("x-hub-signature-256", "sha256=", key)`.
+   */
+  headerSignature(name: string, prefix: string, credential: Credential, encoding?: SignatureEncoding): this;
   /** HTTP basic authentication; the host builds the header. */
   basicAuth(username: string, password: Credential): this;
   /** Appends a query parameter, percent-encoded by the host. */

@@ -7,9 +7,9 @@
 //
 // The versioned WIT import names live here and nowhere else; `latchkey-build` bundles this
 // module with the step and leaves these imports for the component.
-import * as wit_credentials from 'latchkey:workflow/credentials@0.1.0';
-import * as wit_http from 'latchkey:workflow/http@0.1.0';
-import * as wit_log from 'latchkey:workflow/log@0.1.0';
+import * as wit_credentials from 'latchkey:workflow/credentials@0.2.0';
+import * as wit_http from 'latchkey:workflow/http@0.2.0';
+import * as wit_log from 'latchkey:workflow/log@0.2.0';
 
 // ---------------------------------------------------------------------------------------------
 // Errors
@@ -114,20 +114,65 @@ function rawOf(cred) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Signatures
+
+const ENCODINGS = ['hex', 'base64'];
+
+/**
+ * The HMAC-SHA256 signature of the request body (the empty string without one), computed by
+ * the host at send time with the signing key `cred` (a credential of kind `hmac-sha256`), as
+ * lowercase `hex` or standard `base64`. A part of a header or query value, e.g.
+ * `["sha256=", signature(key)]`; never of the body it covers. The step never sees the key or
+ * the signature.
+ */
+export class Signature {
+  constructor(cred, encoding = 'hex') {
+    rawOf(cred);
+    if (!ENCODINGS.includes(encoding)) {
+      throw new LatchkeyError(
+        'invalid-request',
+        `a signature is encoded as ${ENCODINGS.join(' or ')}, not ${JSON.stringify(encoding)}`,
+      );
+    }
+    Object.defineProperty(this, 'credential', { value: cred, enumerable: true });
+    Object.defineProperty(this, 'encoding', { value: encoding, enumerable: true });
+    Object.freeze(this);
+  }
+
+  toString() {
+    return `Signature(${this.credential.key}, ${this.encoding})`;
+  }
+
+  toJSON() {
+    return this.toString();
+  }
+}
+
+/** `new Signature(cred, encoding)`: the host's HMAC-SHA256 of the body, as a value part. */
+export function signature(cred, encoding = 'hex') {
+  return new Signature(cred, encoding);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Requests
 
 /**
  * A header, query or body value made of parts: strings are literal text, credentials are
- * filled in by the host. `value` may be a string, a Credential or an array of both, e.g.
- * `["token ", cred]`.
+ * filled in by the host, signatures computed by it. `value` may be a string, a Credential, a
+ * Signature or an array of them, e.g. `["token ", cred]`.
  */
 function parts(value) {
   const list = Array.isArray(value) ? value : [value];
   return list.map((p) => {
     if (p instanceof Credential) return { tag: 'secret', val: rawOf(p) };
+    if (p instanceof Signature) {
+      return { tag: 'signature', val: { key: rawOf(p.credential), encoding: p.encoding } };
+    }
     if (typeof p === 'string') return { tag: 'text', val: p };
     if (typeof p === 'number' || typeof p === 'boolean') return { tag: 'text', val: String(p) };
-    throw new TypeError(`a value part is a string or a credential, not ${describe(p)}`);
+    throw new TypeError(
+      `a value part is a string, a credential or a signature, not ${describe(p)}`,
+    );
   });
 }
 
@@ -169,6 +214,16 @@ export class Request {
   /** `Authorization: Bearer <credential>`. */
   bearer(cred) {
     return this.header('authorization', ['Bearer ', cred]);
+  }
+
+  /**
+   * Header `name` = `prefix` followed by the HMAC-SHA256 signature of the body, computed by
+   * the host with the signing key `cred`, e.g.
+   * `.headerSignature('x-hub-signature-256', 'sha256=', key)`. The host signs the exact
+   * bytes it sends, so the body may be set before or after.
+   */
+  headerSignature(name, prefix, cred, encoding = 'hex') {
+    return this.header(name, [String(prefix), signature(cred, encoding)]);
   }
 
   /** HTTP basic authentication with `username` and the credential as the password. */
@@ -450,7 +505,7 @@ export const log = {
 
 /** A printable form of any value; credentials show their key only. */
 function describe(value) {
-  if (value instanceof Credential) return value.toString();
+  if (value instanceof Credential || value instanceof Signature) return value.toString();
   if (value instanceof Error) return value.stack ? `${value}\n${value.stack}` : String(value);
   if (value === undefined || typeof value === 'function' || typeof value === 'symbol') {
     return String(value);

@@ -37,8 +37,10 @@ __all__ = [
     "LatchkeyError",
     "Request",
     "Response",
+    "Signature",
     "credential",
     "log",
+    "signature",
     "step",
 ]
 
@@ -157,9 +159,57 @@ def credential(key: str) -> Credential:
 
 
 # ----------------------------------------------------------------------------------------
+# Signatures
+
+_ENCODINGS = ("hex", "base64")
+
+
+class Signature:
+    """The HMAC-SHA256 signature of the request body (the empty string without one), computed
+    by the host at send time with the signing key ``cred`` (a credential of kind
+    ``hmac-sha256``), as lowercase ``hex`` or standard ``base64``. A part of a header or query
+    value, e.g. ``["sha256=", signature(key)]``; never of the body it covers. The step never
+    sees the key or the signature."""
+
+    __slots__ = ("_credential", "_encoding")
+
+    def __init__(self, cred: Credential, encoding: str = "hex"):
+        _raw(cred)
+        if encoding not in _ENCODINGS:
+            raise LatchkeyError(
+                "invalid-request",
+                f"a signature is encoded as hex or base64, not {encoding!r}",
+            )
+        object.__setattr__(self, "_credential", cred)
+        object.__setattr__(self, "_encoding", encoding)
+
+    def __setattr__(self, name, value):
+        raise AttributeError("a Signature cannot be changed")
+
+    @property
+    def credential(self) -> Credential:
+        return self._credential
+
+    @property
+    def encoding(self) -> str:
+        return self._encoding
+
+    def __repr__(self) -> str:
+        return f"Signature({self._credential.key}, {self._encoding})"
+
+    __str__ = __repr__
+
+
+def signature(cred: Credential, encoding: str = "hex") -> Signature:
+    """``Signature(cred, encoding)``: the host's HMAC-SHA256 of the body, as a value part."""
+    return Signature(cred, encoding)
+
+
+# ----------------------------------------------------------------------------------------
 # Requests
 
-Value = Union[str, int, float, bool, Credential, Sequence[Union[str, Credential]]]
+Part = Union[str, int, float, bool, Credential, Signature]
+Value = Union[Part, Sequence[Part]]
 
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
@@ -171,10 +221,17 @@ def _parts(value: Value) -> list:
     for p in items:
         if isinstance(p, Credential):
             out.append(http.ValuePart_Secret(p._raw))
+        elif isinstance(p, Signature):
+            encoding = getattr(http.SignatureEncoding, p.encoding.upper())
+            out.append(
+                http.ValuePart_Signature(http.Signature(key=p.credential._raw, encoding=encoding))
+            )
         elif isinstance(p, (str, int, float, bool)):
             out.append(http.ValuePart_Text(p if isinstance(p, str) else str(p)))
         else:
-            raise TypeError(f"a value part is a str or a Credential, not {type(p).__name__}")
+            raise TypeError(
+                f"a value part is a str, a Credential or a Signature, not {type(p).__name__}"
+            )
     return out
 
 
@@ -233,6 +290,15 @@ class Request:
     def bearer(self, cred: Credential) -> "Request":
         """``Authorization: Bearer <credential>``."""
         return self.header("authorization", ["Bearer ", cred])
+
+    def header_signature(
+        self, name: str, prefix: str, cred: Credential, encoding: str = "hex"
+    ) -> "Request":
+        """Header ``name`` = ``prefix`` followed by the HMAC-SHA256 signature of the body,
+        computed by the host with the signing key ``cred``, e.g.
+        ``.header_signature("x-hub-signature-256", "sha256=", key)``. The host signs the
+        exact bytes it sends, so the body may be set before or after."""
+        return self.header(name, [str(prefix), Signature(cred, encoding)])
 
     def basic_auth(self, username: str, password: Credential) -> "Request":
         """HTTP basic authentication; the host builds the header."""

@@ -1,8 +1,9 @@
 """``python -m latchkey_sdk build APP.py [-o APP.wasm]``: one command from a Python step to a
 Latchkey component.
 
-Runs componentize-py (pinned in ``requirements.txt``) against this package's copy of the WIT
-world ``latchkey:workflow/workflow``, with the step's folder and this SDK on the module path.
+Runs componentize-py (pinned in ``pyproject.toml``, installed with this package) against this
+package's copy of the WIT world ``latchkey:workflow@0.2.0``, with the step's folder and this SDK
+on the module path.
 WASI is not stubbed (``-s`` is not given): the interpreter keeps a working clock, random
 source and stdout, and imports ``wasi:filesystem`` and ``wasi:sockets``, which Latchkey links
 with nothing granted (no directories, every socket operation denied).
@@ -24,8 +25,8 @@ def componentize_py() -> str:
     found = str(beside) if beside.exists() else shutil.which("componentize-py")
     if not found:
         sys.exit(
-            "latchkey_sdk: componentize-py is not installed: "
-            f"pip install -r {HERE.parent / 'requirements.txt'}"
+            "latchkey_sdk: componentize-py is not installed: install this SDK with pip, which "
+            "brings it (`pip install path/to/guest-sdk/python` or the SDK's wheel)"
         )
     return found
 

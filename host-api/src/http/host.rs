@@ -740,11 +740,17 @@ fn check_use(plan: &Plan, u: &Use, r: &Resolution) -> Result<(), Denial> {
                     u.key
                 )));
             }
-            return Err(Denial::same(format!(
+            let guest = format!(
                 "credential {} may not be sent to {}",
                 u.key,
                 destination_text(url).unwrap_or_default()
-            )));
+            );
+            // The operator's record says what the binding allows and what would change it;
+            // the step is told the refusal only (never another destination of the binding).
+            return Err(Denial {
+                audit: format!("{guest}: {}", binding_fix(binding, &dest)),
+                guest,
+            });
         }
         Ok(())
     })?;
@@ -781,6 +787,27 @@ fn check_use(plan: &Plan, u: &Use, r: &Resolution) -> Result<(), Denial> {
         )));
     }
     Ok(())
+}
+
+/// What a binding allows against the destination `dest` it refused, and the `secret set`
+/// flags that would allow it: `its binding allows api.example.com over https only
+/// (secret set --allow-host 127.0.0.1:39127 --allow-http)`.
+fn binding_fix(binding: &crate::policy::Binding, dest: &Destination<'_>) -> String {
+    let hosts: Vec<String> = binding.hosts.iter().map(ToString::to_string).collect();
+    let schemes = if binding.allow_http {
+        "over https or http"
+    } else {
+        "over https only"
+    };
+    // url::Host writes an IPv6 address in brackets, as --allow-host takes it.
+    let mut flags = format!("--allow-host {}:{}", dest.host, dest.port);
+    if dest.scheme == "http" && !binding.allow_http {
+        flags.push_str(" --allow-http");
+    }
+    format!(
+        "its binding allows {} {schemes} (to allow this destination: `latchkey secret set` with {flags})",
+        hosts.join(", ")
+    )
 }
 
 /// Whether the request may reach non-public addresses: it carries credentials, and every

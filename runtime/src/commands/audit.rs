@@ -4,7 +4,7 @@ use crate::common::{StoreArgs, operator, os_user};
 use crate::remote::{Remote, encode};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use latchkey_host::audit::{AuditRecord, Head};
+use latchkey_host::audit::{AuditRecord, Head, VerifyReport};
 use latchkey_host::{AuditQuery, Options};
 use std::process::ExitCode;
 
@@ -19,8 +19,9 @@ pub struct AuditCommand {
     /// Only records of this credential key.
     #[arg(long)]
     pub key: Option<String>,
-    /// Print JSON lines.
-    #[arg(long)]
+    /// Print JSON: one record per line (the entries of `GET /v1/audit`'s `records`); with
+    /// `verify`, one document.
+    #[arg(long, global = true)]
     pub json: bool,
 }
 
@@ -44,7 +45,9 @@ impl AuditCommand {
             return self.list_remote(r).map(|()| ExitCode::SUCCESS);
         }
         match &self.command {
-            Some(AuditSubcommand::Verify { expect_head }) => verify(store, expect_head.as_deref()),
+            Some(AuditSubcommand::Verify { expect_head }) => {
+                verify(store, expect_head.as_deref(), self.json)
+            }
             None => self.list(store).map(|()| ExitCode::SUCCESS),
         }
     }
@@ -130,7 +133,7 @@ fn line(r: &AuditRecord) -> String {
 /// `latchkey audit verify [--expect-head SEQ:MAC]`: checks the audit chain and prints what
 /// it found; exits 1 if a record was modified, deleted, reordered or inserted, or if the
 /// expected head (printed by an earlier verify and kept elsewhere) is no longer there.
-fn verify(store: &StoreArgs, expect_head: Option<&str>) -> Result<ExitCode> {
+fn verify(store: &StoreArgs, expect_head: Option<&str>, as_json: bool) -> Result<ExitCode> {
     let expected: Option<Head> = expect_head
         .map(|h| h.parse::<Head>())
         .transpose()
@@ -138,6 +141,9 @@ fn verify(store: &StoreArgs, expect_head: Option<&str>) -> Result<ExitCode> {
         .context("--expect-head")?;
     let latchkey = store.open(Options::default())?;
     let report = latchkey.verify_audit(&operator(&os_user())?)?;
+    if as_json {
+        return verify_json(&report, expected.as_ref());
+    }
     println!(
         "{} record(s): {} chained and intact, {} unchained legacy record(s) (written before the chain; {})",
         report.records,
@@ -191,4 +197,28 @@ fn verify(store: &StoreArgs, expect_head: Option<&str>) -> Result<ExitCode> {
         println!("ok");
         Ok(ExitCode::SUCCESS)
     }
+}
+
+/// `audit verify --json`: the report as one document, named as [`VerifyReport`]'s fields; the
+/// exit code is the text form's.
+fn verify_json(report: &VerifyReport, expected: Option<&Head>) -> Result<ExitCode> {
+    let finding = |f: &latchkey_host::audit::Finding| serde_json::json!({"position": f.position, "seq": f.seq, "problem": f.problem.to_string()});
+    let expected_present = expected.map(|h| report.contains(h));
+    let intact = report.is_intact() && expected_present != Some(false);
+    crate::json::document(&serde_json::json!({
+        "intact": intact,
+        "records": report.records,
+        "chained": report.chained,
+        "legacy": report.legacy,
+        "findings": report.findings.iter().map(finding).collect::<Vec<_>>(),
+        "first_broken": report.first_broken().map(finding),
+        "head": report.head.as_ref().map(ToString::to_string),
+        "expected_head": expected.map(ToString::to_string),
+        "expected_head_present": expected_present,
+    }))?;
+    Ok(if intact {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

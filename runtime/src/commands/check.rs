@@ -1,12 +1,14 @@
 //! `latchkey check workflow.toml`: what a run would load and resolve, printed per step.
 
 use crate::common::{CacheArgs, StoreArgs, invoking_user, operator, os_user, runtime_config};
+use crate::json::{self, JsonArgs};
 use crate::remote::{Remote, encode};
 use anyhow::Result;
 use clap::Args;
 use latchkey_host::Options;
 use latchkey_host::sandbox::Limits;
-use latchkey_host::workflow::{KeyCheck, StepCheck, Workflow};
+use latchkey_host::workflow::{CheckReport, KeyCheck, StepCheck, Workflow};
+use latchkey_server::api::{CheckKeyView, CheckStepView, CheckView};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -17,6 +19,8 @@ pub struct CheckCommand {
     /// Invoking user to check for (resolution tiers 1 and 2). Default: the OS user.
     #[arg(long, env = "LATCHKEY_USER")]
     pub user: Option<String>,
+    #[command(flatten)]
+    pub json: JsonArgs,
 }
 
 impl CheckCommand {
@@ -33,6 +37,12 @@ impl CheckCommand {
         })?;
         let tokio = crate::common::async_runtime()?;
         let _guard = tokio.enter();
+        if self.json.json {
+            let report = latchkey.check(&operator(&os_user())?, &wf, &user)?;
+            let view = view(&report);
+            json::document(&view)?;
+            return Ok(exit_code(view.problems));
+        }
         let order: Vec<&str> = wf.order.iter().map(|t| t.name()).collect();
         println!(
             "workflow {} in workspace {}, builder {}, user {user}; order: {}",
@@ -56,6 +66,50 @@ impl CheckCommand {
         }
         println!("ok: every component loads and every declared key resolves");
         Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// 0, or 1 when the workflow would fail.
+fn exit_code(problems: usize) -> ExitCode {
+    if problems == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// The local check in the form `POST /v1/workflows/{name}/check` answers.
+// The server builds the same view in routes/registry.rs; one conversion beside `CheckView`
+// in latchkey_server::api would serve both (left for the engineer reworking that module).
+fn view(report: &CheckReport) -> CheckView {
+    CheckView {
+        user: report.user.clone(),
+        problems: report.problems(),
+        steps: report
+            .steps
+            .iter()
+            .map(|s| CheckStepView {
+                name: s.name.clone(),
+                component: match &s.load {
+                    Ok(()) => "ok".to_owned(),
+                    Err(e) => crate::report::chain(e),
+                },
+                keys: s.keys.as_ref().map(|keys| {
+                    keys.iter()
+                        .map(|k| CheckKeyView {
+                            key: k.key.to_string(),
+                            resolution: match &k.resolution {
+                                Ok(r) => Ok(format!(
+                                    "tier {} (scope {}, integration {}, version {})",
+                                    r.tier, r.meta.scope, r.meta.integration, r.meta.version
+                                )),
+                                Err(e) => Err(e.to_string()),
+                            },
+                        })
+                        .collect()
+                }),
+            })
+            .collect(),
     }
 }
 
@@ -118,6 +172,10 @@ impl CheckCommand {
             &format!("/v1/workflows/{}/check", encode(&wf.name)),
             None::<&()>,
         )?;
+        if self.json.json {
+            json::document(&report)?;
+            return Ok(exit_code(report.problems));
+        }
         println!("workflow {} on the server, user {}", wf.name, report.user);
         let total = report.steps.len();
         for (i, s) in report.steps.iter().enumerate() {

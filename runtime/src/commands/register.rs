@@ -1,6 +1,7 @@
 //! `latchkey component add` and `latchkey workflow add`: code registered on a server
 //! (admins only), so that runs can name it.
 
+use crate::json::{self, JsonArgs};
 use crate::remote::{Remote, encode};
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
@@ -19,7 +20,10 @@ pub enum ComponentCommand {
         name: Option<String>,
     },
     /// List registered components.
-    List,
+    List {
+        #[command(flatten)]
+        json: JsonArgs,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -31,7 +35,10 @@ pub enum WorkflowCommand {
         file: PathBuf,
     },
     /// List registered workflows.
-    List,
+    List {
+        #[command(flatten)]
+        json: JsonArgs,
+    },
 }
 
 fn server(r: Option<&Remote>) -> Result<&Remote> {
@@ -68,8 +75,11 @@ impl ComponentCommand {
                     c.name.map(|n| format!(" as {n}")).unwrap_or_default()
                 );
             }
-            ComponentCommand::List => {
+            ComponentCommand::List { json } => {
                 let list: Vec<ComponentView> = r.get("listing components", "/v1/components")?;
+                if json.json {
+                    return json::lines(list);
+                }
                 for c in list {
                     println!("{} {:>9} {}", c.digest, c.size, c.name.unwrap_or_default());
                 }
@@ -99,8 +109,11 @@ impl WorkflowCommand {
                     println!("  {} -> {}", s.name, s.component);
                 }
             }
-            WorkflowCommand::List => {
+            WorkflowCommand::List { json } => {
                 let list: Vec<WorkflowView> = r.get("listing workflows", "/v1/workflows")?;
+                if json.json {
+                    return json::lines(list);
+                }
                 for w in list {
                     println!(
                         "{} (workspace {}, {} step(s))",

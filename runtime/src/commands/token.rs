@@ -2,6 +2,7 @@
 //! create the first admin token before the server starts).
 
 use crate::common::{ActorArgs, StoreArgs};
+use crate::json::{self, JsonArgs};
 use crate::remote::{Remote, encode};
 use anyhow::Result;
 use clap::Subcommand;
@@ -30,6 +31,8 @@ pub enum TokenCommand {
     List {
         #[command(flatten)]
         actor: ActorArgs,
+        #[command(flatten)]
+        json: JsonArgs,
     },
     /// Revoke a token by its id (from `token list`).
     Revoke {
@@ -74,8 +77,8 @@ impl TokenCommand {
                 );
                 println!("{}", token.expose());
             }
-            TokenCommand::List { actor } => {
-                print_tokens(&latchkey.list_tokens(&actor.principal()?)?);
+            TokenCommand::List { actor, json } => {
+                print_tokens(&latchkey.list_tokens(&actor.principal()?)?, json)?;
             }
             TokenCommand::Revoke { id, actor } => {
                 let t = latchkey.revoke_token(&actor.principal()?, &id)?;
@@ -112,9 +115,10 @@ impl TokenCommand {
                 );
                 println!("{}", created.token);
             }
-            TokenCommand::List { .. } => {
-                print_tokens(&r.get::<Vec<TokenMeta>>("listing tokens", "/v1/tokens")?)
-            }
+            TokenCommand::List { json, .. } => print_tokens(
+                &r.get::<Vec<TokenMeta>>("listing tokens", "/v1/tokens")?,
+                json,
+            )?,
             TokenCommand::Revoke { id, .. } => {
                 let t: TokenMeta = r.call(
                     &format!("revoking token {id}"),
@@ -129,7 +133,11 @@ impl TokenCommand {
     }
 }
 
-fn print_tokens(tokens: &[TokenMeta]) {
+/// The tokens, as text or (`--json`) as `GET /v1/tokens` answers them, one per line.
+fn print_tokens(tokens: &[TokenMeta], as_json: JsonArgs) -> Result<()> {
+    if as_json.json {
+        return json::lines(tokens);
+    }
     for t in tokens {
         let when = humantime::format_rfc3339_seconds(
             std::time::UNIX_EPOCH + std::time::Duration::from_millis(t.created_at_ms),
@@ -154,4 +162,5 @@ fn print_tokens(tokens: &[TokenMeta]) {
             t.id, t.name, t.role, t.created_by
         );
     }
+    Ok(())
 }

@@ -38,6 +38,33 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// Whether the WebDriver server on `port` answers `GET /status` with `"ready": true`.
+fn driver_ready(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    if stream
+        .write_all(b"GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    // chromedriver may keep the connection open: read until the body is a whole document.
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while let Ok(n @ 1..) = stream.read(&mut chunk) {
+        answer.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&answer);
+        let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        if let Ok(status) = serde_json::from_str::<Value>(body) {
+            return status["value"]["ready"] == json!(true);
+        }
+    }
+    false
+}
+
 impl Browser {
     /// Starts chromedriver and a headless Chromium with a fresh profile.
     pub async fn start() -> Browser {
@@ -63,8 +90,12 @@ impl Browser {
             .unwrap();
         let profile = tempfile::tempdir().unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "chromedriver did not start");
+        // Ready when its `/status` says so, not merely when its port accepts connections.
+        while !driver_ready(port) {
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver was not ready after 30 s"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         // The closed network refuses Chromium's background connections: turn them off.

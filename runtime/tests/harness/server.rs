@@ -6,6 +6,7 @@ use serde_json::Value;
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// A running server, its address, and everything it printed.
 pub struct Server {
@@ -60,11 +61,44 @@ impl Server {
         let printed = Arc::new(Mutex::new(first));
         capture(out, printed.clone());
         capture(child.stderr.take().unwrap(), printed.clone());
-        Server {
+        let mut server = Server {
             child,
             url,
             printed,
             http: Client::new(),
+        };
+        server.wait_until_ready();
+        server
+    }
+
+    /// Waits until `GET /readyz` answers 200: the address line says the socket is bound, this
+    /// says requests are being served. A browser visiting the page any earlier can get a
+    /// refused connection on a loaded machine (issue 22); a server that exits instead fails
+    /// here with what it printed.
+    fn wait_until_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!(
+                    "latchkey serve exited ({status}) before it was ready:\n{}",
+                    self.printed()
+                );
+            }
+            let ready = self
+                .req("GET", "/readyz", None)
+                .timeout(Duration::from_secs(5))
+                .send()
+                .is_ok_and(|r| r.status() == reqwest::StatusCode::OK);
+            if ready {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "latchkey serve at {} was not ready after 60 s:\n{}",
+                self.url,
+                self.printed()
+            );
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 

@@ -10,12 +10,26 @@
 // - `"whatwg"`: as `fetch`, awaiting the SDK's WHATWG-style `fetch()` with a bearer header
 //   given as `["Bearer ", cred]` (the step function is async: every action goes through the
 //   SDK's promise path)
+// - `"sign"`, `"url"`, `"key"`, `"encoding"`, optional `"header"`, `"query"`, `"body"`: a POST of
+//   `body` signed by the host with the signing key `key`, the signature in header `header`
+//   (after `sha256=`, with `headerSignature`) or query parameter `query` (a `signature()` part)
+//   → as `fetch`
 // - `"print"`, `"key"`: every way a step can print a handle, returned and logged
 // - `"throw"`, `"message"`: throws `new Error(message)`; `"throw_value"` throws `{message}`
 // - `"missing"`, `"key"`: `credential(key)` for a key with no secret → the error's text
 // - `"log"`: console.log/info/warn/error/debug with a string and an object
 // - `"random"`: `{"random": Math.random(), "now": Date.now()}`
-import { credential, fetch, LatchkeyError, log, Request, Response, step } from 'latchkey-sdk';
+import {
+  credential,
+  fetch,
+  LatchkeyError,
+  log,
+  Request,
+  Response,
+  signature,
+  type SignatureEncoding,
+  step,
+} from 'latchkey-sdk';
 
 type Input = { action: string; [field: string]: any };
 
@@ -59,6 +73,18 @@ export const run = step(async (input: Input) => {
     case 'fetch':
       try {
         return describe(build(input).send());
+      } catch (e) {
+        return failure(e);
+      }
+    case 'sign':
+      try {
+        const key = credential(input.key);
+        const encoding: SignatureEncoding = input.encoding;
+        let req = Request.post(input.url);
+        if (input.body !== undefined) req = req.body(input.body);
+        if (input.header) req = req.headerSignature(input.header, 'sha256=', key, encoding);
+        if (input.query) req = req.query(input.query, [signature(key, encoding)]);
+        return describe(req.send());
       } catch (e) {
         return failure(e);
       }

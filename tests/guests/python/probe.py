@@ -5,6 +5,10 @@ Input ``{"action": ..., ...}``:
   Request builder -> ``{"status", "ok", "headers", "body"}`` or ``{"error", "kind"}``;
   ``inject`` as in the JavaScript probe (``bearer``, ``header:N``, ``parts:N``, ``query:N``,
   ``basic:USER``, ``json:FIELD``, ``form:FIELD``)
+- ``"sign"``, ``"url"``, ``"key"``, ``"encoding"``, optional ``"header"``, ``"query"``,
+  ``"body"``: a POST of ``body`` signed by the host with the signing key ``key``, the signature
+  in header ``header`` (after ``sha256=``, with ``header_signature``) or query parameter
+  ``query`` (a ``signature()`` part) -> as ``fetch``
 - ``"print"``, ``"key"``: every way Python prints a handle, returned and printed
 - ``"throw"``, ``"message"``: raises ``ValueError(message)``
 - ``"missing"``, ``"key"``: ``credential(key)`` for a key with no secret -> the error
@@ -22,7 +26,7 @@ import socket
 import sys
 import time
 
-from latchkey_sdk import LatchkeyError, Request, credential, step
+from latchkey_sdk import LatchkeyError, Request, credential, signature, step
 
 
 def describe(resp):
@@ -104,6 +108,20 @@ def run(input):
     if action == "fetch":
         try:
             return describe(build(input).send())
+        except LatchkeyError as e:
+            return {"error": str(e), "kind": e.kind}
+    if action == "sign":
+        try:
+            key = credential(input["key"])
+            encoding = input["encoding"]
+            req = Request.post(input["url"])
+            if "body" in input:
+                req = req.body(input["body"])
+            if "header" in input:
+                req = req.header_signature(input["header"], "sha256=", key, encoding)
+            if "query" in input:
+                req = req.query(input["query"], [signature(key, encoding)])
+            return describe(req.send())
         except LatchkeyError as e:
             return {"error": str(e), "kind": e.kind}
     if action == "print":

@@ -1,6 +1,7 @@
 //! `latchkey run`: run a step (or, for a `.toml`, a workflow) and print its output.
 
 mod remote;
+mod view;
 mod workflow;
 
 use crate::common::{
@@ -62,6 +63,11 @@ pub struct RunCommand {
     pub report: bool,
     #[command(flatten)]
     pub cache: CacheArgs,
+    /// Print the run on stdout as one JSON document, as `GET /v1/runs/{id}` answers it
+    /// (status, output, and each step's logs, credentials and refusals); the exit code is
+    /// the same as without it.
+    #[arg(long)]
+    pub json: bool,
 }
 
 impl RunCommand {
@@ -78,7 +84,7 @@ impl RunCommand {
             let wf = latchkey_host::workflow::Workflow::load(&self.step)?;
             let user = invoking_user(self.user.as_ref())?;
             let (latchkey, input) = self.prepare(store)?;
-            return workflow::run(&latchkey, &wf, &user, &input);
+            return workflow::run(&latchkey, &wf, &user, &input, self.json);
         }
         self.run_step(store)
     }
@@ -111,7 +117,7 @@ impl RunCommand {
             start.allow_keys = self.allow_keys.clone();
         }
         start.input = serde_json::from_str(&self.read_input()?)?;
-        remote::run(r, start, self.report)
+        remote::run(r, start, self.report, self.json)
     }
 
     /// Flags a manifest declares itself are refused with one, rather than ignored.
@@ -198,6 +204,8 @@ impl RunCommand {
         let tokio = async_runtime()?;
         let _guard = tokio.enter();
         let step = latchkey.load_file(&self.step)?;
+        let started_at_ms = latchkey_host::store::unix_millis();
+        let started = std::time::Instant::now();
         let by = operator(&os_user())?;
         let result = tokio.block_on(async {
             let result = latchkey.run_step(&by, &step, &ctx, &input).await;
@@ -205,6 +213,30 @@ impl RunCommand {
             latchkey.settle_refreshes().await;
             result
         });
+        if self.json {
+            let refusals = result.as_ref().err().map_or(&[][..], |f| &f.refusals);
+            let failed = result.is_err();
+            crate::json::document(&view::run(view::Finished {
+                id: &ctx.run_id,
+                kind: "component",
+                target: &self.step.to_string_lossy(),
+                user: &ctx.user,
+                started_at_ms,
+                steps: vec![view::step(
+                    &ctx.step.name,
+                    started.elapsed(),
+                    &result,
+                    refusals,
+                )],
+                not_run: Vec::new(),
+                output: result.as_ref().ok().map(|o| o.output.as_str()),
+            }))?;
+            return Ok(if failed {
+                ExitCode::from(EXIT_STEP_FAILED)
+            } else {
+                ExitCode::SUCCESS
+            });
+        }
         match result {
             Ok(outcome) => {
                 report::print_logs(&ctx.step.name, &outcome.logs);
@@ -224,13 +256,14 @@ impl RunCommand {
             Err(failure) => {
                 report::print_logs(&ctx.step.name, &failure.logs);
                 let e = failure.error;
+                let message = e.to_string();
+                let said = report::shown(&message);
                 eprintln!(
-                    "error: {} ({}): {}",
+                    "error: {} ({}): {said}",
                     report::failure_kind(&e),
                     self.step.display(),
-                    report::shown(&e.to_string())
                 );
-                report::print_refusals(&failure.refusals);
+                report::print_refusals_after(&said, &failure.refusals);
                 report::print_run_id(&ctx.run_id);
                 Ok(ExitCode::from(EXIT_STEP_FAILED))
             }

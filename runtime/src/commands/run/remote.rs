@@ -39,7 +39,7 @@ pub fn start_for(target: &Path) -> Result<StartRun> {
 }
 
 /// Starts `start` and waits for its end; prints like a local run.
-pub fn run(r: &Remote, mut start: StartRun, report: bool) -> Result<ExitCode> {
+pub fn run(r: &Remote, mut start: StartRun, report: bool, as_json: bool) -> Result<ExitCode> {
     start.wait = true;
     let workflow = start.workflow.is_some();
     let run: RunView = r
@@ -56,6 +56,14 @@ pub fn run(r: &Remote, mut start: StartRun, report: bool) -> Result<ExitCode> {
                 e
             }
         })?;
+    if as_json {
+        crate::json::document(&run)?;
+        return Ok(if run.status == RunStatus::Succeeded {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(EXIT_STEP_FAILED)
+        });
+    }
     let total = run.steps.len() + run.not_run.len();
     for (i, step) in run.steps.iter().enumerate() {
         print_step(step, i + 1, total, report || workflow);

@@ -8,7 +8,13 @@ use latchkey_host::Latchkey;
 use latchkey_host::workflow::{RunRequest, StepReport, Workflow};
 use std::process::ExitCode;
 
-pub fn run(latchkey: &Latchkey, wf: &Workflow, user: &str, input: &str) -> Result<ExitCode> {
+pub fn run(
+    latchkey: &Latchkey,
+    wf: &Workflow,
+    user: &str,
+    input: &str,
+    as_json: bool,
+) -> Result<ExitCode> {
     let tokio = async_runtime()?;
     let _guard = tokio.enter();
     let steps = latchkey.load_workflow(wf)?;
@@ -19,6 +25,7 @@ pub fn run(latchkey: &Latchkey, wf: &Workflow, user: &str, input: &str) -> Resul
         "run {run_id}: workflow {} in workspace {}, {total} step(s), user {user}",
         wf.name, wf.workspace
     );
+    let started_at_ms = latchkey_host::store::unix_millis();
     let by = crate::common::operator(&crate::common::os_user())?;
     let run = tokio.block_on(async {
         let run = latchkey
@@ -28,6 +35,27 @@ pub fn run(latchkey: &Latchkey, wf: &Workflow, user: &str, input: &str) -> Resul
         latchkey.settle_refreshes().await;
         run
     })?;
+    if as_json {
+        crate::json::document(&super::view::run(super::view::Finished {
+            id: run_id,
+            kind: "workflow",
+            target: &wf.name,
+            user,
+            started_at_ms,
+            steps: run
+                .steps
+                .iter()
+                .map(|s| super::view::step(&s.name, s.elapsed, &s.result, &s.refusals))
+                .collect(),
+            not_run: run.not_run.clone(),
+            output: run.output(),
+        }))?;
+        return Ok(if run.failed().is_some() {
+            ExitCode::from(EXIT_STEP_FAILED)
+        } else {
+            ExitCode::SUCCESS
+        });
+    }
     if let Some(failed) = run.failed() {
         if !run.not_run.is_empty() {
             eprintln!("not run: {}", run.not_run.join(", "));
