@@ -85,6 +85,7 @@ pub fn run(f: Finished<'_>) -> RunView {
             .output
             .filter(|_| error.is_none())
             .map(|o| serde_json::from_str(o).unwrap_or_else(|_| o.into())),
+        output_truncated: false,
         error,
         steps: f.steps,
         not_run: f.not_run,
