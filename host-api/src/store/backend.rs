@@ -402,9 +402,19 @@ impl SledBackend {
     }
 }
 
+/// Where a page of ids starting with `prefix`, below `before` if given, ends (exclusive;
+/// `None`: at the end of the namespace).
+pub(crate) fn page_end(prefix: &[u8], before: Option<&[u8]>) -> Option<Vec<u8>> {
+    match (before, prefix_end(prefix)) {
+        (Some(b), Some(e)) => Some(b.min(e.as_slice()).to_vec()),
+        (Some(b), None) => Some(b.to_vec()),
+        (None, e) => e,
+    }
+}
+
 /// The least id greater than every id starting with `prefix` (`None`: there is none, the
 /// prefix being empty or all 0xff).
-pub(crate) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     let mut end = prefix.to_vec();
     while let Some(last) = end.pop() {
         if last < 0xff {
@@ -680,12 +690,7 @@ impl Backend for SledBackend {
         limit: usize,
     ) -> Result<Records, BackendError> {
         let tree = self.tree(ns)?;
-        let end = match (before, prefix_end(prefix)) {
-            (Some(b), Some(e)) => Some(b.min(e.as_slice()).to_vec()),
-            (Some(b), None) => Some(b.to_vec()),
-            (None, e) => e,
-        };
-        let range = match end {
+        let range = match page_end(prefix, before) {
             Some(e) if e.as_slice() <= prefix => return Ok(Vec::new()),
             Some(e) => tree.range(prefix.to_vec()..e),
             None => tree.range(prefix.to_vec()..),

@@ -651,11 +651,7 @@ impl Backend for PostgresBackend {
             )));
         }
         // A range on the primary key, read backwards: only the page is read.
-        let end = match (before, super::backend::prefix_end(prefix)) {
-            (Some(b), Some(e)) => Some(b.min(e.as_slice()).to_vec()),
-            (Some(b), None) => Some(b.to_vec()),
-            (None, e) => e,
-        };
+        let end = super::backend::page_end(prefix, before);
         let sql = format!(
             "SELECT id, {} FROM {} WHERE id >= $1 AND ($2::bytea IS NULL OR id < $2) ORDER BY id DESC LIMIT $3",
             t.value, t.name
