@@ -148,6 +148,57 @@ async fn a_use_outside_the_binding_is_refused_before_any_token_request() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_body_field_or_a_quota_that_refuses_the_use_makes_no_token_request() {
+    let p = FakeProvider::start(CLIENT_ID, CLIENT_SECRET, REFRESH);
+    // A 1 s token is used for half a second: after that, a use needs a refresh.
+    p.set_expires_in(1);
+    let s = TestStore::new();
+    let mut spec = spec(&p, &p.url("/token"), Grant::RefreshToken);
+    spec.binding = Binding::new(
+        hosts(&[&format!("127.0.0.1:{}", p.port())]),
+        locations(&["header:authorization", "body:json:/token"]),
+        true,
+    )
+    .unwrap();
+    spec.quota = latchkey_host::policy::Quota::new(None, Some(1)).unwrap();
+    set_in_workspace(&s.store, "API", &client_json(Grant::RefreshToken), spec).unwrap();
+    let rt = runtime(&s);
+    let step = load(&rt, "probe");
+    // The bound destination, but a body field the binding does not name.
+    let wrong_field = json!({"action": "raw", "method": "POST", "url": p.url("/api/me"),
+        "body_parts": [{"text": "{\"note\": \""}, {"secret": "API"}, {"text": "\"}"}]});
+    let out = run_ok(&rt, &step, wrong_field).await;
+    let err = out["error"].as_str().unwrap_or_else(|| panic!("{out}"));
+    assert!(err.contains("may not be injected into"), "{err}");
+    assert_eq!(
+        refreshes(&p),
+        0,
+        "a use in a refused body field made a token request"
+    );
+    // The day's one request, with a token refreshed for it.
+    let out = run_ok(&rt, &step, bearer(&p, "/api/me")).await;
+    assert_eq!(out["status"], 200, "{out}");
+    assert_eq!(refreshes(&p), 1);
+    // Past the quota, with the token no longer usable: refused, and no refresh spent
+    // (nor a refresh token rotated) for a request that never leaves.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let out = run_ok(&rt, &step, bearer(&p, "/api/me")).await;
+    let err = out["error"].as_str().unwrap_or_else(|| panic!("{out}"));
+    assert!(err.contains("quota"), "{err}");
+    assert_eq!(
+        refreshes(&p),
+        1,
+        "a use over its quota made a token request"
+    );
+    let meta = s
+        .store
+        .meta(&workspace(), &CredentialKey::new("API").unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!(meta.version, 2, "a refused use rotated the refresh token");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_guest_built_against_wit_0_1_0_gets_an_access_token_injected_too() {
     let p = FakeProvider::start(CLIENT_ID, CLIENT_SECRET, REFRESH);
     let s = setup(&p, Grant::RefreshToken);

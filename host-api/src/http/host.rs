@@ -22,7 +22,7 @@ use crate::sandbox::HostState;
 use crate::secret::{CredentialKey, SecretValue};
 use crate::signer::aws::{self, AwsKeys};
 use crate::signer::jwt::{self, JwtKey};
-use crate::store::CredentialKind;
+use crate::store::{CredentialKind, SecretMeta};
 use base64::Engine as _;
 use http::{HeaderMap, HeaderValue};
 use std::time::{Duration, Instant};
@@ -140,7 +140,9 @@ impl HostState {
         self.deadline_at.saturating_duration_since(Instant::now())
     }
 
-    /// Plan, resolve and check, inject.
+    /// Plan, resolve and check (bindings, body fields, quotas), then obtain access
+    /// tokens and inject. A quota counted for a request that is refused after all (an
+    /// access token could not be had) is given back: a counted request is one that leaves.
     async fn prepare(&mut self, req: Request) -> Result<Ready, Refusal> {
         let limits = self.limits().clone();
         let plan = plan::plan(req, &limits, &self.table)?;
@@ -178,10 +180,38 @@ impl HostState {
                 )),
             ));
         }
+        let body = self.check_body(&plan, &resolutions, &destination)?;
+        // The last check: the request is counted against each quota now, and given back if
+        // it is refused after all.
+        let metas: Vec<SecretMeta> = resolutions
+            .iter()
+            .map(|r| r.resolved.meta.clone())
+            .collect();
+        let taken_at = self
+            .take_quotas(&metas.iter().collect::<Vec<_>>())
+            .map_err(|r| refuse(self, r))?;
         // Only now, with every use allowed, does the host ask a token endpoint: a step
         // cannot make it spend (or rotate) refresh tokens by naming a credential in a
-        // request its binding refuses.
-        let mut resolutions = resolutions;
+        // request its binding, a body field or a quota refuses.
+        let ready = self
+            .inject_all(plan, resolutions, body, destination, internal)
+            .await;
+        if ready.is_err() {
+            self.give_back_quotas(&metas.iter().collect::<Vec<_>>(), taken_at);
+        }
+        ready
+    }
+
+    /// Obtain access tokens, mint, fill the body and inject, for a request that passed
+    /// every check; note what is sent for scrubbing.
+    async fn inject_all(
+        &mut self,
+        plan: Plan,
+        mut resolutions: Vec<Resolution>,
+        body: Option<CheckedBody>,
+        destination: String,
+        internal: bool,
+    ) -> Result<Ready, Refusal> {
         for r in &mut resolutions {
             if r.resolved.meta.kind == CredentialKind::OAuth2 {
                 self.access_token(r, &destination).await?;
@@ -203,14 +233,14 @@ impl HostState {
         mint_tokens(&mut resolutions)
             .map_err(|r| self.refuse_all(&resolutions, &destination, r))?;
         let refuse = |this: &Self, r: Refusal| this.refuse_all(&resolutions, &destination, r);
-        let body = self.fill_body(&plan, &resolutions, &destination)?;
+        let body = match body {
+            None => None,
+            Some(b) => Some(self.fill_body(&resolutions, &destination, b)?),
+        };
         let body_places: Vec<(CredentialKey, InjectLocation)> =
             body.as_ref().map(|b| b.places.clone()).unwrap_or_default();
         let (outgoing, signatures, computed) =
             inject(&plan, &resolutions, body).map_err(|r| refuse(self, r))?;
-        // Last check: a request counted against a quota is one that leaves.
-        let metas: Vec<_> = resolutions.iter().map(|r| &r.resolved.meta).collect();
-        self.take_quotas(&metas).map_err(|r| refuse(self, r))?;
 
         for r in &resolutions {
             // A signing key is never sent, so it is never scrubbed for (that would answer
@@ -244,6 +274,7 @@ impl HostState {
             self.http.injected.note_once(&r.id, &s.text, binding);
             self.http.injected.note_once(&r.id, &s.raw, binding);
         }
+        let limits = self.limits();
         let timeout = plan
             .timeout_ms
             .map(|ms| Duration::from_millis(u64::from(ms)))
@@ -426,28 +457,29 @@ impl HostState {
         self.shared.address_policy.check_with(ip, internal)
     }
 
-    /// The body to send. A template with credentials is parsed as JSON or form (never
-    /// pasted into the guest's bytes), each credential must sit as a whole value in a
-    /// field its binding names, and the host re-serialises it.
+    /// The body, checked before any value is obtained: a template with credentials is
+    /// parsed as JSON or form (never pasted into the guest's bytes), and each credential
+    /// must sit as a whole value in a field its binding names; the host re-serialises it
+    /// ([`HostState::fill_body`]) once the values are final (an access token obtained).
     ///
     /// Template parts → format (from the bindings and the guest's Content-Type) → parsed
-    /// template → each slot checked against its binding → filled.
-    fn fill_body(
+    /// template → each slot checked against its binding.
+    fn check_body(
         &self,
         plan: &Plan,
         rs: &[Resolution],
         destination: &str,
-    ) -> Result<Option<FilledBody>, Refusal> {
+    ) -> Result<Option<CheckedBody>, Refusal> {
         let pieces = match &plan.body {
             None => return Ok(None),
             Some(PlannedBody::Bytes(b)) => {
-                return Ok(Some(FilledBody::plain(Zeroizing::new(b.clone()))));
+                return Ok(Some(CheckedBody::Plain(Zeroizing::new(b.clone()))));
             }
             Some(PlannedBody::Template(pieces)) => pieces,
         };
         let (keys, parts) = template_parts(pieces);
         if keys.is_empty() {
-            return Ok(Some(FilledBody::plain(assemble(pieces, rs, &[])?)));
+            return Ok(Some(CheckedBody::Plain(assemble(pieces, rs, &[])?)));
         }
         let used: Vec<&Resolution> = keys
             .iter()
@@ -457,15 +489,42 @@ impl HostState {
         let template = body::parse_template(&parts, format)
             .map_err(|e| self.refuse_body(rs, destination, e))?;
         let places = self.check_body_slots(&template, &used, destination)?;
-        let values: Vec<&[u8]> = used.iter().map(|r| r.value.expose()).collect();
+        Ok(Some(CheckedBody::Template {
+            keys: keys.into_iter().cloned().collect(),
+            format,
+            template,
+            places,
+        }))
+    }
+
+    /// The body to send: a checked template filled with the values of its credentials.
+    fn fill_body(
+        &self,
+        rs: &[Resolution],
+        destination: &str,
+        checked: CheckedBody,
+    ) -> Result<FilledBody, Refusal> {
+        let (keys, format, template, places) = match checked {
+            CheckedBody::Plain(bytes) => return Ok(FilledBody::plain(bytes)),
+            CheckedBody::Template {
+                keys,
+                format,
+                template,
+                places,
+            } => (keys, format, template, places),
+        };
+        let values: Vec<&[u8]> = keys
+            .iter()
+            .map(|k| entry_for(rs, k).map(|r| r.value.expose()))
+            .collect::<Result<_, _>>()?;
         let bytes = template
             .fill(&values)
             .map_err(|e| self.refuse_body(rs, destination, e))?;
-        Ok(Some(FilledBody {
+        Ok(FilledBody {
             bytes,
             content_type: Some(format.content_type()),
             places,
-        }))
+        })
     }
 
     /// JSON or form, from the body locations of the bindings of `used` and the guest's
@@ -686,6 +745,19 @@ fn check_use(plan: &Plan, u: &Use, r: &Resolution) -> Result<(), Denial> {
 /// one of them has a binding that allows it.
 fn internal_granted(rs: &[Resolution]) -> bool {
     !rs.is_empty() && rs.iter().all(|r| r.resolved.meta.binding.allow_internal)
+}
+
+/// A body whose credentials' places passed their bindings, not yet filled.
+enum CheckedBody {
+    /// Bytes with no credential in them.
+    Plain(Zeroizing<Vec<u8>>),
+    /// A parsed template, its credentials by index (`keys`), and where each goes.
+    Template {
+        keys: Vec<CredentialKey>,
+        format: BodyFormat,
+        template: body::BodyTemplate,
+        places: Vec<(CredentialKey, InjectLocation)>,
+    },
 }
 
 /// A body ready to send.

@@ -74,16 +74,10 @@ impl QuotaCounters {
         metas: &[&SecretMeta],
         now_ms: u64,
     ) -> Result<(), QuotaRefusal> {
-        let mut limited: Vec<(Vec<u8>, &SecretMeta)> = metas
-            .iter()
-            .filter(|m| !m.quota.is_unlimited())
-            .map(|m| (storage_id(&m.scope, &m.key), *m))
-            .collect();
+        let limited = limited(metas);
         if limited.is_empty() {
             return Ok(());
         }
-        limited.sort_by(|a, b| a.0.cmp(&b.0));
-        limited.dedup_by(|a, b| a.0 == b.0);
         let _serial = self.in_process.lock().unwrap_or_else(|p| p.into_inner());
         for (i, (id, m)) in limited.iter().enumerate() {
             if let Err(refusal) = update(backend, id, m, |u| take_one(u, m, now_ms)) {
@@ -98,12 +92,45 @@ impl QuotaCounters {
         Ok(())
     }
 
+    /// Gives back one request counted by [`QuotaCounters::take`] at `taken_ms` for each of
+    /// `metas` (a request refused after it was counted). Goes on past a failure, and
+    /// reports the first.
+    pub fn give_back(
+        &self,
+        backend: &dyn Backend,
+        metas: &[&SecretMeta],
+        taken_ms: u64,
+    ) -> Result<(), QuotaRefusal> {
+        let _serial = self.in_process.lock().unwrap_or_else(|p| p.into_inner());
+        let mut first = Ok(());
+        for (id, m) in limited(metas) {
+            let r = update(backend, &id, m, |u| Ok(u.give_back(taken_ms)));
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        first
+    }
+
     /// Removes the counter of a deleted secret.
     pub fn forget(&self, backend: &dyn Backend, id: &[u8]) -> Result<(), BackendError> {
         let _serial = self.in_process.lock().unwrap_or_else(|p| p.into_inner());
         backend.delete(NS_QUOTA, id)?;
         Ok(())
     }
+}
+
+/// The credentials of `metas` that have a quota, once each, by storage id (the order
+/// every count takes).
+fn limited<'m>(metas: &[&'m SecretMeta]) -> Vec<(Vec<u8>, &'m SecretMeta)> {
+    let mut limited: Vec<(Vec<u8>, &SecretMeta)> = metas
+        .iter()
+        .filter(|m| !m.quota.is_unlimited())
+        .map(|m| (storage_id(&m.scope, &m.key), *m))
+        .collect();
+    limited.sort_by(|a, b| a.0.cmp(&b.0));
+    limited.dedup_by(|a, b| a.0 == b.0);
+    limited
 }
 
 fn take_one(usage: Usage, m: &SecretMeta, now_ms: u64) -> Result<Usage, QuotaRefusal> {

@@ -849,6 +849,16 @@ impl SecretStore {
         self.quota.take(self.backend.as_ref(), metas, now_ms)
     }
 
+    /// Gives back the request [`SecretStore::take_quota`] counted at `taken_ms` for each of
+    /// `metas`: it was refused before it left.
+    pub(crate) fn give_back_quota(
+        &self,
+        metas: &[&SecretMeta],
+        taken_ms: u64,
+    ) -> Result<(), QuotaRefusal> {
+        self.quota.give_back(self.backend.as_ref(), metas, taken_ms)
+    }
+
     /// A 32-byte key for `purpose`, derived from the data key (see `DataKey::derive`).
     pub(crate) fn derived_key(&self, purpose: &str) -> zeroize::Zeroizing<[u8; 32]> {
         self.dek.derive(purpose)
