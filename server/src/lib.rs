@@ -220,6 +220,10 @@ pub async fn serve(
         Some(acceptor) => serve_tls(listener, acceptor, app, shutdown).await?,
     }
     drain(&state, config.drain).await;
+    // A refresh a run's deadline cut off goes on: let it store its tokens before exiting.
+    if !state.latchkey.settle_refreshes().await {
+        tracing::warn!("an OAuth2 refresh was still under way at exit");
+    }
     Ok(())
 }
 

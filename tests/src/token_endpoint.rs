@@ -2,7 +2,7 @@
 //!
 //! | Route | Behaviour |
 //! |---|---|
-//! | `POST /token` | RFC 6749 token endpoint: HTTP Basic client authentication, `grant_type` `refresh_token` or `client_credentials`. Issues a fresh access token with `expires_in` of [`FakeProvider::set_expires_in`] seconds and, when rotation is on, a fresh refresh token; a refresh token used once is burned (`400 invalid_grant` afterwards). [`FakeProvider::fail_with`] makes it fail. Waits [`FakeProvider::set_delay`] before answering, so that concurrent callers overlap. |
+//! | `POST /token` | RFC 6749 token endpoint: HTTP Basic client authentication, `grant_type` `refresh_token` or `client_credentials`. Issues a fresh access token with `expires_in` of [`FakeProvider::set_expires_in`] seconds and, when rotation is on, a fresh refresh token; a refresh token used once is burned (`400 invalid_grant` afterwards). [`FakeProvider::fail_with`] makes it fail. Waits [`FakeProvider::set_delay`] before answering, so that concurrent callers overlap; waits [`FakeProvider::set_answer_delay`] after issuing (the refresh token already rotated) and before answering, as an endpoint whose answer is slow to arrive. |
 //! | `GET /api/me` | `200 {"ok":true}` for `Authorization: Bearer <a live access token>`, else `401` |
 //! | `GET /api/ok` | `200 ok`, whatever is sent (a fixed answer for benchmarks) |
 //! | `GET /api/leak` | an upstream that knows every secret of the client: the current access token, refresh token and client secret raw, base64 and percent-encoded, in the body and in response headers |
@@ -53,6 +53,7 @@ struct Inner {
     rotate: bool,
     failure: Option<Failure>,
     delay: Duration,
+    answer_delay: Duration,
     requests: Vec<TokenRequest>,
     serial: u64,
 }
@@ -92,6 +93,7 @@ impl FakeProvider {
                 rotate: true,
                 failure: None,
                 delay: Duration::ZERO,
+                answer_delay: Duration::ZERO,
                 requests: Vec::new(),
                 serial: 0,
             }),
@@ -152,6 +154,12 @@ impl FakeProvider {
     /// How long the token endpoint waits before answering.
     pub fn set_delay(&self, delay: Duration) {
         self.shared.lock().delay = delay;
+    }
+
+    /// How long the token endpoint waits between issuing tokens (rotating the refresh
+    /// token: the one sent is burned) and answering.
+    pub fn set_answer_delay(&self, delay: Duration) {
+        self.shared.lock().answer_delay = delay;
     }
 
     /// Makes the token endpoint fail (`None`: work again).
@@ -238,18 +246,39 @@ async fn token(
         inner.delay
     };
     tokio::time::sleep(delay).await;
+    let (response, answer_delay) = issue(&shared, &form, authorization.as_deref());
+    // Issued: whatever happens to the connection now, the old refresh token is burned.
+    tokio::time::sleep(answer_delay).await;
+    response
+}
+
+/// The answer to a token request, and how long to wait before giving it.
+fn issue(
+    shared: &Shared,
+    form: &HashMap<String, String>,
+    authorization: Option<&str>,
+) -> (Response, Duration) {
     let mut inner = shared.lock();
+    let now = |r: Response| (r, Duration::ZERO);
     match inner.failure {
         Some(Failure::ServerError) => {
             let d = format!("database down; client secret {}", shared.client_secret);
-            return oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", &d);
+            return now(oauth_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                &d,
+            ));
         }
         Some(Failure::NotJson) => {
             let body = format!("<html>refresh_token={}</html>", inner.refresh_token);
-            return (StatusCode::OK, body).into_response();
+            return now((StatusCode::OK, body).into_response());
         }
         Some(Failure::InvalidGrant) => {
-            return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "revoked");
+            return now(oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_grant",
+                "revoked",
+            ));
         }
         Some(Failure::Huge) => {
             let body = format!(r#"{{"access_token":"{}"}}"#, "a".repeat(1 << 20));
@@ -259,7 +288,7 @@ async fn token(
                     .map(|c| Ok::<_, std::io::Error>(axum::body::Bytes::copy_from_slice(c)))
                     .collect::<Vec<_>>(),
             );
-            return (StatusCode::OK, axum::body::Body::from_stream(stream)).into_response();
+            return now((StatusCode::OK, axum::body::Body::from_stream(stream)).into_response());
         }
         None => {}
     }
@@ -272,25 +301,39 @@ async fn token(
             form_encode(&shared.client_secret)
         ))
     );
-    if authorization.as_deref() != Some(expected.as_str()) {
-        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "bad client");
+    if authorization != Some(expected.as_str()) {
+        return now(oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "bad client",
+        ));
     }
     match form.get("grant_type").map(String::as_str) {
         Some("refresh_token") => {
             let given = form.get("refresh_token").cloned().unwrap_or_default();
             if inner.burned.contains(&given) {
-                return oauth_error(
+                return now(oauth_error(
                     StatusCode::BAD_REQUEST,
                     "invalid_grant",
                     &format!("refresh token {given} was already used"),
-                );
+                ));
             }
             if given != inner.refresh_token {
-                return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "unknown token");
+                return now(oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_grant",
+                    "unknown token",
+                ));
             }
         }
         Some("client_credentials") => {}
-        _ => return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", ""),
+        _ => {
+            return now(oauth_error(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                "",
+            ));
+        }
     }
     inner.serial += 1;
     let serial = inner.serial;
@@ -311,12 +354,13 @@ async fn token(
         inner.burned.push(old);
         body["refresh_token"] = json!(next);
     }
-    (
+    let response = (
         StatusCode::OK,
         [("content-type", "application/json")],
         body.to_string(),
     )
-        .into_response()
+        .into_response();
+    (response, inner.answer_delay)
 }
 
 /// `application/x-www-form-urlencoded` encoding of one value.

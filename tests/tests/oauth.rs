@@ -356,6 +356,56 @@ async fn a_rotated_refresh_token_is_stored_as_a_new_version_and_used_next_time()
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_refresh_cut_off_by_the_run_deadline_still_stores_its_rotated_refresh_token() {
+    let p = FakeProvider::start(CLIENT_ID, CLIENT_SECRET, REFRESH);
+    // The endpoint rotates the refresh token at once, but its answer takes 2 s; the run
+    // has 1 s. The run gives up waiting; the refresh it started must not be lost, or the
+    // credential is dead (the endpoint burned the refresh token the store still holds).
+    p.set_answer_delay(Duration::from_secs(2));
+    let s = setup(&p, Grant::RefreshToken);
+    let limits = latchkey_host::sandbox::Limits {
+        deadline: Duration::from_secs(1),
+        ..Default::default()
+    };
+    let rt = runtime_with(&s, limits);
+    let step = load(&rt, "probe");
+    let cut_off = match run(&rt, &step, bearer(&p, "/api/me")).await {
+        Ok(o) => o.output,
+        Err(e) => e.to_string(),
+    };
+    assert_eq!(refreshes(&p), 1, "{cut_off}");
+    assert!(
+        !cut_off.contains("\"status\":200"),
+        "the run got its answer: {cut_off}"
+    );
+    // The refresh completes on its own: the rotated refresh token is stored.
+    let key = CredentialKey::new("API").unwrap();
+    let stored = async {
+        loop {
+            let meta = s.store.meta(&workspace(), &key).unwrap().unwrap();
+            if meta.version == 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), stored)
+        .await
+        .expect("the rotated refresh token was never stored");
+    // And the next run uses the token that refresh obtained, or refreshes with the
+    // rotated refresh token: either way the credential works.
+    p.set_answer_delay(Duration::ZERO);
+    let out = run_ok(&rt, &step, bearer(&p, "/api/me")).await;
+    assert_eq!(out["status"], 200, "{out}");
+    assert!(
+        p.token_requests()[1..]
+            .iter()
+            .all(|r| r.form["refresh_token"] != REFRESH),
+        "the burned refresh token was sent again"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_token_cached_for_a_deleted_or_replaced_credential_is_never_used() {
     let p = FakeProvider::start(CLIENT_ID, CLIENT_SECRET, REFRESH);
     p.set_rotation(false);

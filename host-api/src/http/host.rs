@@ -360,7 +360,7 @@ impl HostState {
             .get(false)
             .map_err(|e| trap(format!("{e}: {}", e.0)))?;
         let cx = crate::oauth::Context {
-            store: &shared.store,
+            store: shared.store.clone(),
             http,
             policy: shared.address_policy,
             deadline: self.deadline_at,

@@ -206,6 +206,16 @@ impl Latchkey {
         }
     }
 
+    /// Waits for the OAuth2 refreshes runs left under way (a run whose deadline passed
+    /// does not wait for its refresh, which goes on to store its tokens): call it before
+    /// the process exits. Whether they all finished in time.
+    pub async fn settle_refreshes(&self) -> bool {
+        match self.started.get() {
+            Some(s) => s.runtime.settle_refreshes().await,
+            None => true,
+        }
+    }
+
     /// Loads every step of `workflow` (all of them before any runs: a broken last step must
     /// not let the first make calls).
     pub fn load_workflow(&self, workflow: &Workflow) -> Result<Vec<Step>, Error> {

@@ -83,6 +83,14 @@ impl Runtime {
         })
     }
 
+    /// Waits for the OAuth2 refreshes under way to finish and store their tokens (a run
+    /// whose deadline passed leaves its refresh running): a process about to exit calls
+    /// this, or it would drop them half-way and lose a refresh token the endpoint rotated.
+    /// Bounded by the longest a refresh may hold its lease; whether they all finished.
+    pub async fn settle_refreshes(&self) -> bool {
+        self.shared.tokens.settle(crate::oauth::SETTLE).await
+    }
+
     /// Whether the pooling allocator is in use.
     pub fn is_pooled(&self) -> bool {
         self.pooled

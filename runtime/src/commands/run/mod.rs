@@ -197,7 +197,13 @@ impl RunCommand {
         let tokio = async_runtime()?;
         let _guard = tokio.enter();
         let step = latchkey.load_file(&self.step)?;
-        match tokio.block_on(latchkey.run_step(&step, &ctx, &input)) {
+        let result = tokio.block_on(async {
+            let result = latchkey.run_step(&step, &ctx, &input).await;
+            // A refresh the run's deadline cut off goes on: let it store its tokens.
+            latchkey.settle_refreshes().await;
+            result
+        });
+        match result {
             Ok(outcome) => {
                 report::print_logs(&ctx.step.name, &outcome.logs);
                 if self.report {

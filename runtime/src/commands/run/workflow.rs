@@ -19,7 +19,14 @@ pub fn run(latchkey: &Latchkey, wf: &Workflow, user: &str, input: &str) -> Resul
         "run {run_id}: workflow {} in workspace {}, {total} step(s), user {user}",
         wf.name, wf.workspace
     );
-    let run = tokio.block_on(latchkey.run_workflow(wf, &steps, &request, |s| print_step(s, total)));
+    let run = tokio.block_on(async {
+        let run = latchkey
+            .run_workflow(wf, &steps, &request, |s| print_step(s, total))
+            .await;
+        // A refresh the run's deadline cut off goes on: let it store its tokens.
+        latchkey.settle_refreshes().await;
+        run
+    });
     if let Some(failed) = run.failed() {
         if !run.not_run.is_empty() {
             eprintln!("not run: {}", run.not_run.join(", "));
