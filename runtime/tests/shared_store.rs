@@ -619,3 +619,69 @@ fn appended_records_are_read_from_where_the_last_read_ended_across_hosts() {
     both.extend(next);
     assert_eq!(both, a.scan("audit", b"").unwrap());
 }
+
+/// On PostgreSQL, an unchained (legacy-format) audit row put at an id below the chain's
+/// first one -- the ids moved up to make room -- is reported as inserted: the store was
+/// born chained, and its genesis marker (in `latchkey_meta`) says so.
+#[test]
+fn an_unchained_row_put_below_the_chain_in_postgres_is_reported_as_inserted() {
+    use latchkey_host::audit::{self, AuditEvent, AuditRecord, Problem};
+    use latchkey_host::store::postgres::PostgresBackend;
+    use latchkey_host::store::{MasterKey, SecretStore};
+    let pg = Postgres::start();
+    let url = pg.create_db("genesis");
+    PostgresBackend::migrate(&url).unwrap();
+    let master = MasterKey::generate().unwrap();
+    let s = SecretStore::init_with(
+        Box::new(PostgresBackend::open(&url).unwrap()),
+        "pg",
+        &master,
+    )
+    .unwrap();
+    for i in 0..3 {
+        audit::append(
+            &s,
+            &AuditRecord::change(AuditEvent::SecretSet, "bob", &format!("K{i}"), "ok"),
+        )
+        .unwrap();
+    }
+    assert!(audit::verify(&s).unwrap().is_intact());
+    assert_eq!(
+        pg.sql(
+            "genesis",
+            "SELECT count(*) FROM latchkey_meta WHERE id = 'audit-genesis'::bytea"
+        )
+        .trim(),
+        "1"
+    );
+    let forged = serde_json::to_string(&AuditRecord::change(
+        AuditEvent::SecretRotate,
+        "alice",
+        "PROD_DB",
+        "ok",
+    ))
+    .unwrap();
+    pg.sql("genesis", "UPDATE latchkey_audit SET id = id + 10");
+    pg.sql(
+        "genesis",
+        &format!(
+            "INSERT INTO latchkey_audit (id, record) VALUES (2, convert_to('{}', 'UTF8'))",
+            forged.replace('\'', "''")
+        ),
+    );
+    let report = audit::verify(&s).unwrap();
+    assert_eq!(report.records, 4);
+    assert!(
+        !report.is_intact(),
+        "an unchained row below the chain passed: {report:?}"
+    );
+    assert_eq!(
+        report
+            .first_broken()
+            .map(|f| (f.position, f.problem.clone())),
+        Some((0, Problem::UnchainedInChainedStore)),
+        "{:?}",
+        report.findings
+    );
+    assert_eq!(report.legacy, 0);
+}
