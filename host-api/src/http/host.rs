@@ -174,7 +174,8 @@ impl HostState {
             return Err(refuse(
                 self,
                 denied(format!(
-                    "destination {destination} refused: {reason} address"
+                    "destination {destination} refused: {reason} address ({})",
+                    super::allowed_by(reason)
                 )),
             ));
         }
