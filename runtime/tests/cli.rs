@@ -613,3 +613,18 @@ fn a_refused_destination_says_once_what_the_binding_allows_and_which_flags_chang
     assert!(!step_said.contains("api.example.com"), "{err}");
     assert_eq!(other.request_count(), 0);
 }
+
+#[test]
+fn a_loopback_refusal_names_the_flags_that_allow_it() {
+    let up = Upstream::start_blocking().unwrap();
+    let env = env();
+    let input = format!(r#"{{"action":"fetch","url":"{}"}}"#, up.url("/echo"));
+    let out = env.run(&["run", &guest("probe"), "--input", &input], None);
+    let said = text(&out);
+    assert!(said.contains("loopback"), "{said}");
+    assert!(
+        said.contains("--allow-private-network") && said.contains("--allow-internal"),
+        "{said}"
+    );
+    assert_eq!(up.request_count(), 0);
+}

@@ -89,20 +89,35 @@ async fn a_handle_prints_as_its_key_and_print_and_logging_reach_the_host_log() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn an_exception_fails_the_step_with_its_message() {
+async fn an_exception_fails_the_step_with_its_type_message_and_traceback() {
     let s = TestStore::new();
     let rt = runtime(&s);
     let step = probe(&rt);
-    for (input, message) in [
+    // (input, the first line, the frame that raised it)
+    for (input, summary, frame) in [
         (
             json!({"action": "throw", "message": "slack said no"}),
-            "slack said no",
+            "ValueError: slack said no",
+            "in run",
         ),
-        (json!({"action": "nope"}), "unknown action nope"),
+        (
+            json!({"action": "nope"}),
+            "ValueError: unknown action nope",
+            "in run",
+        ),
+        // A bug in the step: the type says what went wrong (`'url'` alone did not).
+        (json!({"action": "fetch"}), "KeyError: 'url'", "in build"),
     ] {
         match run(&rt, &step, input).await {
             Err(f) => match f.error {
-                RunError::Guest(m) => assert_eq!(m, message),
+                RunError::Guest(m) => {
+                    let (first, trace) = m
+                        .split_once(" (traceback, most recent call last: ")
+                        .unwrap_or_else(|| panic!("no traceback: {m}"));
+                    assert_eq!(first, summary, "{m}");
+                    assert!(trace.contains("probe.py:") && trace.contains(frame), "{m}");
+                    assert!(!trace.contains("latchkey_sdk"), "the SDK's own frame: {m}");
+                }
                 other => panic!("not the step's error: {other}"),
             },
             Ok(o) => panic!("succeeded: {}", o.output),

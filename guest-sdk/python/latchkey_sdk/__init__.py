@@ -28,6 +28,7 @@ import json as _json
 import logging as _logging
 import random as _random
 import sys as _sys
+import traceback as _traceback
 import urllib.parse as _urlparse
 import uuid as _uuid
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
@@ -540,10 +541,21 @@ def _route_output() -> None:
 # The entry point
 
 
+def _failure(e: BaseException) -> str:
+    """An exception as the operator needs it, on one line (the host shows a step's error as
+    one line, control characters escaped): ``KeyError: 'url' (traceback, most recent call
+    last: app.py:12 in run > app.py:30 in build)``, without the wrapper's own frame."""
+    summary = " ".join(_traceback.format_exception_only(type(e), e)).strip()
+    frames = _traceback.extract_tb(e.__traceback__)[1:]
+    where = " > ".join(f"{f.filename}:{f.lineno} in {f.name}" for f in frames)
+    return f"{summary} (traceback, most recent call last: {where})" if where else summary
+
+
 def step(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
     """Makes ``fn`` the step: ``@step def run(input): ...``. The input is parsed from JSON,
-    the return value serialised to JSON; any exception fails the step with its message,
-    shown to the operator, instead of a trap."""
+    the return value serialised to JSON; an exception fails the step, instead of a trap, with
+    what the operator needs: its type and message (``KeyError: 'url'``) and its traceback
+    (a LatchkeyError: its message alone)."""
     module = _sys.modules[fn.__module__]
     # Import the bindings now, while the component is being built: the step has no files to
     # import modules from when it runs.
@@ -564,8 +576,11 @@ def step(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
                 raise Err(f"step input is not valid JSON: {e}")
             try:
                 output = fn(value)
+            except LatchkeyError as e:
+                # The SDK's own errors read as sentences already.
+                raise Err(str(e))
             except Exception as e:
-                raise Err(str(e) or type(e).__name__)
+                raise Err(_failure(e))
             finally:
                 _sys.stdout.flush()
                 _sys.stderr.flush()

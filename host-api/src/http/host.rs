@@ -192,7 +192,8 @@ impl HostState {
             return Err(refuse(
                 self,
                 denied(format!(
-                    "destination {destination} refused: {reason} address"
+                    "destination {destination} refused: {reason} address ({})",
+                    super::allowed_by(reason)
                 )),
             ));
         }

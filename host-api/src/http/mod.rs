@@ -46,12 +46,28 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
     wit_http::add_to_linker::<_, HasSelf<HostState>>(linker, |s| s)
 }
 
-/// A destination refused after DNS resolution (or as an IP literal).
+/// A destination refused after DNS resolution (or as an IP literal). The message names what
+/// would allow it; none of it depends on a credential.
 #[derive(Debug, thiserror::Error)]
-#[error("destination {host} refused: it resolves to a {reason} address")]
+#[error(
+    "destination {host} refused: it resolves to a {reason} address ({})",
+    allowed_by(.reason)
+)]
 pub(crate) struct DestinationRefused {
     pub host: String,
     pub reason: &'static str,
+}
+
+/// What allows a non-public address of the kind `reason`: an operator's grant (the flags of
+/// `latchkey run` and `latchkey serve`), or bindings that allow internal destinations.
+pub(crate) fn allowed_by(reason: &str) -> &'static str {
+    if reason == "loopback" {
+        "the operator may allow it with --allow-private-network or --allow-internal CIDR, or \
+         every credential of the request with a binding made with --allow-internal"
+    } else {
+        "the operator may allow it with --allow-internal CIDR, or every credential of the \
+         request with a binding made with --allow-internal"
+    }
 }
 
 impl DestinationRefused {

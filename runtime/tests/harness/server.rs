@@ -76,6 +76,13 @@ impl Server {
     /// refused connection on a loaded machine (issue 22); a server that exits instead fails
     /// here with what it printed.
     fn wait_until_ready(&mut self) {
+        // A server with a test certificate is ready as well: this probe does not check it
+        // (the tests that use TLS check it themselves).
+        let probe = Client::builder()
+            .danger_accept_invalid_certs(true)
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap();
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -84,9 +91,8 @@ impl Server {
                     self.printed()
                 );
             }
-            let ready = self
-                .req("GET", "/readyz", None)
-                .timeout(Duration::from_secs(5))
+            let ready = probe
+                .get(format!("{}/readyz", self.url))
                 .send()
                 .is_ok_and(|r| r.status() == reqwest::StatusCode::OK);
             if ready {
