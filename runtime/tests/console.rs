@@ -216,8 +216,12 @@ fn an_admin_adds_lists_uses_rotates_and_deletes_a_credential_sealed_in_the_brows
         b.click("#nav button[data-view=audit]").await;
         b.fill("#audit-filter [name=key]", "SLACK_TOKEN").await;
         b.click("#audit-filter button[type=submit]").await;
-        b.wait_until("filtered records", "document.querySelector('#audit-table tbody tr')")
-            .await;
+        // The table shows the unfiltered trail until the filtered answer replaces it.
+        b.wait_until(
+            "filtered records",
+            "(() => { const k = [...document.querySelectorAll('#audit-table tbody tr td:nth-child(4)')].map((t) => t.textContent); return k.length >= 4 && k.every((x) => x === 'SLACK_TOKEN'); })()",
+        )
+        .await;
         let keys = b
             .js("return [...document.querySelectorAll('#audit-table tbody tr td:nth-child(4)')].map((t) => t.textContent);")
             .await;
