@@ -1107,3 +1107,42 @@ fn raw_exchange(s: &Server, request: &[u8]) -> String {
     }
     String::from_utf8_lossy(&answer).into_owned()
 }
+
+/// A page on another site can make a browser read `http://127.0.0.1:PORT/metrics` under a
+/// name of its own that it re-points at 127.0.0.1 (DNS rebinding): the browser sends that
+/// name as `Host`. Over plain HTTP (loopback only) `/metrics` answers only a `Host` that
+/// names the loopback, as a Prometheus scraping `127.0.0.1:PORT` or `localhost:PORT` sends.
+#[test]
+fn metrics_answer_only_a_loopback_host_over_plain_http() {
+    let (cli, _admin) = store_with_admin();
+    let s = Server::start(&cli, &[]);
+    let port = s.url.rsplit(':').next().unwrap().to_owned();
+    let scrape = |host: &str| {
+        s.req("GET", "/metrics", None)
+            .header("host", host)
+            .send()
+            .unwrap()
+    };
+    for host in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        format!("LOCALHOST:{port}"),
+        format!("[::1]:{port}"),
+        "127.0.0.1".to_owned(),
+    ] {
+        let r = scrape(&host);
+        assert_eq!(r.status(), StatusCode::OK, "{host}");
+        assert!(r.text().unwrap().contains("# EOF"), "{host}");
+    }
+    for host in [
+        format!("rebind.evil.example:{port}"),
+        format!("localhost.evil.example:{port}"),
+        format!("127.0.0.1.nip.io:{port}"),
+    ] {
+        let body = assert_hardened_error(scrape(&host), 403, &host);
+        assert!(
+            body["message"].as_str().unwrap().contains("Host"),
+            "{host}: {body}"
+        );
+    }
+}

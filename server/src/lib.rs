@@ -213,7 +213,8 @@ pub async fn serve(
             source,
         })?;
     let addr = listener.local_addr().map_err(ServeError::Io)?;
-    let app = router(state.clone());
+    let app =
+        router(state.clone()).layer(axum::Extension(routes::Transport { tls: tls.is_some() }));
     ready(addr);
     let shutdown = shutdown_signal(state.clone());
     match tls {
