@@ -176,6 +176,13 @@ impl Planner<'_> {
             if q.name.is_empty() {
                 return Err(invalid("empty query parameter name"));
             }
+            // The name becomes the audit record's location (`query:NAME`): with CR, LF or
+            // ESC in it a step could print lines of its own on whoever reads the trail.
+            if q.name.chars().any(char::is_control) {
+                return Err(invalid(
+                    "a query parameter name contains a control character",
+                ));
+            }
             let max_text = self.limits.max_header_value_bytes;
             if q.name.len() > max_text {
                 return Err(limit(format!(

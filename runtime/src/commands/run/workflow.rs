@@ -36,7 +36,7 @@ pub fn run(latchkey: &Latchkey, wf: &Workflow, user: &str, input: &str) -> Resul
         return Ok(ExitCode::from(EXIT_STEP_FAILED));
     }
     eprintln!("run {run_id}: {total} step(s) ok");
-    println!("{}", report::shown(run.output().unwrap_or_default()));
+    println!("{}", report::shown_lines(run.output().unwrap_or_default()));
     Ok(ExitCode::SUCCESS)
 }
 
