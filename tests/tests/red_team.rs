@@ -439,3 +439,95 @@ async fn control_characters_in_names_a_step_chooses_never_reach_the_audit_trail(
         );
     }
 }
+
+/// Rails, Laravel and Symfony take the method from a `_method` field of a form body or of
+/// the query (Laravel and Symfony from a JSON body too): a `POST` the binding allows
+/// becomes a `DELETE` it does not. Refused for a credential whose binding names methods;
+/// a binding that names none is not affected.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_method_override_field_is_refused_with_a_method_bound_credential() {
+    let up = Upstream::start().await.unwrap();
+    let s = TestStore::new();
+    for (key, methods) in [("POST_ONLY", vec!["POST".to_owned()]), ("ANY", vec![])] {
+        s.put_spec(
+            &workspace(),
+            key,
+            VALUE,
+            BindingSpec {
+                hosts: hosts(&[&host(&up)]),
+                locations: locations(&["header:authorization"]),
+                methods,
+                ..BindingSpec::default()
+            },
+        );
+    }
+    let rt = runtime(&s);
+    let step = load(&rt, "probe");
+    // The step's request: the credential as a bearer token, then `extra`'s fields (its
+    // `headers` after the authorization header).
+    let request = |key: &str, url: String, extra: Value| {
+        let mut extra = extra.as_object().unwrap().clone();
+        let mut headers =
+            vec![json!({"name": "authorization", "parts": [{"text": "Bearer "}, {"secret": key}]})];
+        if let Some(Value::Array(more)) = extra.remove("headers") {
+            headers.extend(more);
+        }
+        let mut r = json!({"action": "raw", "url": url, "method": "POST", "headers": headers});
+        r.as_object_mut().unwrap().extend(extra);
+        r
+    };
+    let form = |body: &str| {
+        json!({"body": body, "headers": [
+            {"name": "content-type", "parts": [{"text": "application/x-www-form-urlencoded"}]}]})
+    };
+    let overrides = [
+        (
+            "in the URL's query",
+            up.url("/echo?_method=DELETE"),
+            json!({}),
+        ),
+        (
+            "in a query parameter",
+            up.url("/echo"),
+            json!({"query": [{"name": "_method", "parts": [{"text": "DELETE"}]}]}),
+        ),
+        (
+            "in a form body",
+            up.url("/echo"),
+            form("a=1&_method=DELETE"),
+        ),
+        (
+            "in a JSON body",
+            up.url("/echo"),
+            json!({"body": "{\"_method\":\"DELETE\"}"}),
+        ),
+        (
+            "in a multipart body",
+            up.url("/echo"),
+            json!({"body": "--b\r\nContent-Disposition: form-data; name=\"_method\"\r\n\r\nDELETE\r\n--b--\r\n"}),
+        ),
+    ];
+    for (what, url, extra) in overrides.clone() {
+        let before = up.request_count();
+        let out = run_ok(&rt, &step, request("POST_ONLY", url, extra)).await;
+        assert!(
+            out["error"].as_str().unwrap_or_default().contains("Denied"),
+            "{what}: {out}"
+        );
+        assert_eq!(up.request_count(), before, "{what}: sent anyway");
+    }
+    // A credential bound to no method, and fields that only look alike, go through.
+    for (what, url, extra) in overrides {
+        let out = run_ok(&rt, &step, request("ANY", url, extra)).await;
+        assert_eq!(out["status"], 200, "{what}: {out}");
+    }
+    for body in ["a=1&http_method=DELETE", "x_method=1"] {
+        let out = run_ok(
+            &rt,
+            &step,
+            request("POST_ONLY", up.url("/echo"), form(body)),
+        )
+        .await;
+        assert_eq!(out["status"], 200, "{body}: {out}");
+    }
+}
