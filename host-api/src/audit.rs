@@ -54,7 +54,7 @@
 //! synced within the store's sync window by default, or before each send with
 //! [`Durability::Strict`](crate::sandbox::Durability::Strict). [`append_durable`] returns
 //! only once the record is on disk, power failures included. Changes to the store
-//! ([`crate::store::SecretStore`]'s `set`, `rotate`, `delete`, `delete_created_by`,
+//! ([`crate::store::SecretStore`]'s `set`, `rotate`, `delete`, `delete_member_secrets`,
 //! `rotate_master`) write their record durably *before* the change: if the record cannot
 //! be written, nothing is changed; if the change then fails, a second record with the
 //! outcome `failed: …` follows it (best effort). So every applied change has a record; a

@@ -145,7 +145,8 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", report::anyhow_chain(&e));
+            // A server's message or a step's error can hold any text.
+            eprintln!("error: {}", report::shown(&report::anyhow_chain(&e)));
             ExitCode::FAILURE
         }
     }

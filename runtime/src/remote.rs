@@ -1,6 +1,7 @@
 //! The CLI as a client of `latchkey serve`: `--server URL` (or `LATCHKEY_SERVER`) and a
 //! token from `LATCHKEY_TOKEN` or `--token-file` (never argv). The acting principal is the
-//! token's; values are sealed to the server's key before they leave.
+//! token's; values are sealed to the server's key before they leave. The token crosses the
+//! network only over TLS: plain http is refused except to this machine.
 
 use anyhow::{Context, Result, bail};
 use base64::Engine as _;
@@ -18,7 +19,8 @@ use zeroize::Zeroizing;
 pub struct RemoteArgs {
     /// Talk to a `latchkey serve` at URL instead of opening the local store (secret,
     /// run, check, audit, member, token, component, workflow). The token comes from
-    /// LATCHKEY_TOKEN or --token-file; the acting principal is the token's.
+    /// LATCHKEY_TOKEN or --token-file; the acting principal is the token's. https://, or
+    /// plain http:// only to this machine (127.0.0.1, [::1] or localhost).
     #[arg(long, global = true, env = "LATCHKEY_SERVER", value_name = "URL")]
     pub server: Option<String>,
     /// File holding the bearer token for --server (instead of LATCHKEY_TOKEN).
@@ -39,10 +41,8 @@ impl RemoteArgs {
         let Some(url) = &self.server else {
             return Ok(None);
         };
+        let tls = server_url(url)?;
         let base = url.trim_end_matches('/').to_owned();
-        if !(base.starts_with("http://") || base.starts_with("https://")) {
-            bail!("--server must be an http:// or https:// URL (got {url:?})");
-        }
         let token = match &self.token_file {
             Some(f) => Zeroizing::new(
                 std::fs::read_to_string(f)
@@ -58,8 +58,11 @@ impl RemoteArgs {
             ),
         };
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut builder = Client::builder().timeout(std::time::Duration::from_secs(300));
-        if base.starts_with("http://") {
+        // The server never redirects; a redirect could only take the token elsewhere.
+        let mut builder = Client::builder()
+            .timeout(std::time::Duration::from_secs(300))
+            .redirect(reqwest::redirect::Policy::none());
+        if !tls {
             // No TLS will be spoken: skip loading the system's root certificates, which is
             // most of a short command's start-up (hundreds of files under /etc/ssl/certs).
             builder = builder.tls_certs_only(std::iter::empty());
@@ -69,20 +72,58 @@ impl RemoteArgs {
     }
 }
 
+/// Checks `--server`: an `https://` URL, or plain `http://` only to this machine (a
+/// loopback IP address, or exactly `localhost`), since every request carries the bearer
+/// token. Parsed, not compared as text: `http://localhost.evil.example` and
+/// `http://127.0.0.1.evil.example` are other machines. Returns whether it is https.
+fn server_url(text: &str) -> Result<bool> {
+    let url =
+        reqwest::Url::parse(text).with_context(|| format!("--server {text:?} is not a URL"))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        bail!(
+            "--server {text:?}: a URL with user info is refused; the token comes from LATCHKEY_TOKEN or --token-file"
+        );
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        bail!("--server {text:?}: give the server's base URL, without a query or fragment");
+    }
+    match url.scheme() {
+        "https" => Ok(true),
+        "http" if is_loopback(&url) => Ok(false),
+        "http" => bail!(
+            "--server {text:?}: plain http is only for a server on this machine (a loopback address or localhost), as the bearer token would cross the network in clear: use https://"
+        ),
+        other => bail!("--server must be an http:// or https:// URL (got {other}://)"),
+    }
+}
+
+/// Whether `url`'s host is a loopback IP address or exactly `localhost` (which resolves
+/// to loopback, RFC 6761); no other name is trusted to.
+fn is_loopback(url: &reqwest::Url) -> bool {
+    use std::net::IpAddr;
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    // The URL parser has already put an address in its canonical form (`127.1` is
+    // `127.0.0.1`); IPv6 comes bracketed.
+    match host.trim_start_matches('[').trim_end_matches(']').parse() {
+        Ok(IpAddr::V4(ip)) => ip.is_loopback(),
+        Ok(IpAddr::V6(ip)) => {
+            ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+        Err(_) => false,
+    }
+}
+
 /// `s` for a URL path segment or query value.
 pub fn encode(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
 impl Remote {
-    /// Whether values may go unsealed: only over TLS or to this machine.
-    pub fn is_private(&self) -> bool {
-        self.base.starts_with("https://")
-            || ["http://127.", "http://localhost", "http://[::1]"]
-                .iter()
-                .any(|p| self.base.starts_with(p))
-    }
-
     fn request(&self, method: reqwest::Method, path: &str) -> RequestBuilder {
         self.http
             .request(method, format!("{}{path}", self.base))
@@ -160,5 +201,40 @@ impl Remote {
             .context("the server's public key is not 32 bytes of base64")?;
         let sealed = latchkey_host::transit::seal(&key, value)?;
         Ok(base64::engine::general_purpose::STANDARD.encode(sealed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::server_url;
+
+    #[test]
+    fn plain_http_is_only_for_this_machine() {
+        for (url, tls) in [
+            ("https://latchkey.example", true),
+            ("https://10.0.0.1:8700/", true),
+            ("http://127.0.0.1:8700", false),
+            ("http://127.1:8700", false),
+            ("http://127.200.0.1", false),
+            ("http://LOCALHOST:8700", false),
+            ("http://[::1]:8700", false),
+            ("http://[::ffff:127.0.0.1]:8700", false),
+        ] {
+            assert_eq!(server_url(url).expect(url), tls, "{url}");
+        }
+        for url in [
+            "http://localhost.evil.example:8700",
+            "http://127.0.0.1.evil.example",
+            "http://localhost@evil.example",
+            "http://user:pw@127.0.0.1",
+            "http://10.0.0.1:8700",
+            "http://[::2]",
+            "http://example.com",
+            "ftp://127.0.0.1",
+            "127.0.0.1:8700",
+            "http://127.0.0.1/?x=1",
+        ] {
+            assert!(server_url(url).is_err(), "{url}");
+        }
     }
 }

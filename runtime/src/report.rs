@@ -2,15 +2,21 @@
 //! (names and tiers, never values), and why a step failed.
 
 use latchkey_host::Refusal;
-use latchkey_host::sandbox::{CredentialUse, GuestLogLine, RunError, visible, visible_lines};
+use latchkey_host::sandbox::{CredentialUse, GuestLogLine, RunError, visible};
 use std::borrow::Cow;
 
-/// Guest-chosen text (an error message, the step's output) as it may reach a terminal:
-/// control characters other than tab and newline shown as `\u{1b}`, so that a step cannot
-/// move the cursor, rewrite earlier lines or set the window title. The library already does
-/// this for log lines and guest error messages; this covers everything printed.
+/// A field of what the CLI prints (a name, an audit record's field, a server's message,
+/// an error) as it may reach a terminal: every control character but tab shown as
+/// `\u{1b}`, line breaks included, so that text a step, a store or a server chose cannot
+/// print a line of its own, move the cursor or set the window title. The one escape for
+/// everything printed: [`shown_lines`] applies it line by line.
 pub fn shown(text: &str) -> Cow<'_, str> {
-    visible_lines(text)
+    visible(text)
+}
+
+/// Multi-line text the operator reads as such (a step's output): [`shown`] for each line.
+pub fn shown_lines(text: &str) -> String {
+    text.split('\n').map(shown).collect::<Vec<_>>().join("\n")
 }
 
 /// A failed step in a few words, before the error itself.
@@ -27,12 +33,7 @@ pub fn failure_kind(e: &RunError) -> &'static str {
 /// The guest's log lines, on stderr, prefixed with the step name.
 pub fn print_logs(step: &str, logs: &[GuestLogLine]) {
     for line in logs {
-        eprintln!(
-            "[{} {}] {}",
-            visible(step),
-            line.level,
-            visible(&line.message)
-        );
+        eprintln!("[{} {}] {}", shown(step), line.level, shown(&line.message));
     }
 }
 
@@ -41,7 +42,9 @@ pub fn print_credentials(used: &[CredentialUse]) {
     for c in used {
         eprintln!(
             "    credential {} from tier {} ({})",
-            c.key, c.tier, c.scope
+            shown(&c.key),
+            c.tier,
+            shown(&c.scope)
         );
     }
 }
@@ -50,7 +53,7 @@ pub fn print_credentials(used: &[CredentialUse]) {
 /// needs to fix a `missing_credential`.
 pub fn print_refusals(refusals: &[Refusal]) {
     for r in refusals {
-        eprintln!("    refused {}: {}", r.key, r.reason);
+        eprintln!("    refused {}: {}", shown(&r.key), shown(&r.reason));
     }
 }
 
@@ -79,6 +82,7 @@ pub fn print_refusals_after(said: &str, refusals: &[Refusal]) {
 
 /// Where to look next after a failed run.
 pub fn print_run_id(run_id: &str) {
+    let run_id = shown(run_id);
     eprintln!("run id {run_id} (see `latchkey audit --run {run_id}`)");
 }
 

@@ -627,4 +627,50 @@ fn a_loopback_refusal_names_the_flags_that_allow_it() {
         "{said}"
     );
     assert_eq!(up.request_count(), 0);
+
+/// An audit record's fields can hold text a step chose (a query parameter or a body field
+/// name, written by an older version) or that a damaged store holds: `latchkey audit`
+/// prints every field through one escape, so that no record can print a line of its own
+/// (a forged `SecretRotate by=alice`), move the cursor or retitle the terminal.
+#[test]
+fn audit_lines_cannot_carry_terminal_control_sequences() {
+    use latchkey_host::audit::{self, AuditEvent, AuditRecord};
+    use latchkey_host::store::{MasterKey, SecretStore};
+    let env = env();
+    let forged = "x\r\n2026-12-06T23:00:00.000Z SecretRotate by=alice K scope=platform v=2 -> ok\u{1b}]0;owned\u{7}\u{9b}2J";
+    {
+        let master =
+            MasterKey::from_bytes(&std::fs::read(env.path("master.key")).unwrap()).unwrap();
+        let store = SecretStore::open(&env.path("store"), &master).unwrap();
+        let mut change = AuditRecord::change(AuditEvent::SecretSet, forged, forged, forged);
+        change.scope = Some(forged.into());
+        change.user = forged.into();
+        audit::append_durable(&store, &change).unwrap();
+        let mut fetch = change.clone();
+        fetch.actor = None;
+        fetch.event = AuditEvent::InjectDenied;
+        for field in [
+            &mut fetch.run_id,
+            &mut fetch.workspace,
+            &mut fetch.workflow,
+            &mut fetch.step,
+        ] {
+            *field = forged.into();
+        }
+        fetch.destination = Some(forged.into());
+        fetch.location = Some(format!("query:{forged}"));
+        audit::append_durable(&store, &fetch).unwrap();
+    }
+    let out = env.ok(&["audit"], None);
+    let printed = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(printed.lines().count(), 2, "{printed:?}");
+    assert!(
+        !printed.chars().any(|c| c.is_control() && c != '\n'),
+        "{printed:?}"
+    );
+    assert!(
+        printed.contains("\\u{d}\\u{a}2026-12-06T23:00:00.000Z SecretRotate")
+            && printed.contains("\\u{1b}]0;owned\\u{7}\\u{9b}2J"),
+        "{printed:?}"
+    );
 }

@@ -274,4 +274,84 @@ fn json_outputs_through_a_server_parse_with_the_api_field_names() {
         check["steps"][0]["keys"][0]["resolution"]["Err"].is_string(),
         "{check}"
     );
+
+/// `--server` over plain http was trusted as loopback when its text started with
+/// `http://127.` or `http://localhost` (so `http://localhost.evil.example` was), and any
+/// other plain-http server still got the bearer token. Here an HTTP proxy on 127.0.0.1
+/// (as `HTTP_PROXY` names it) stands for the network: it saw the token and, with
+/// `--no-seal`, the value. Plain http now goes only to a loopback address or `localhost`.
+#[test]
+fn plain_http_goes_only_to_loopback_and_never_carries_the_token_elsewhere() {
+    use std::io::{Read, Write};
+    use std::sync::{Arc, Mutex};
+    let cli = Cli::new();
+    let token = "lk_test-token-that-must-stay-home-5c1d";
+    let value = "value-that-must-stay-home-9e2f4a";
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let into = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let _ = stream.set_read_timeout(Some(std::time::Duration::from_millis(500)));
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = stream.read(&mut buf) {
+                into.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+            let _ = stream.write_all(
+                b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+            );
+        }
+    });
+    for server in [
+        "http://localhost.evil.example:8700",
+        "http://127.0.0.1.evil.example",
+        "http://localhost@evil.example",
+        "http://example.com",
+        "http://10.0.0.1:8700",
+    ] {
+        let mut c = cli.command(&[
+            "secret",
+            "set",
+            "K",
+            "--allow-host",
+            "example.com",
+            "--inject",
+            "header:authorization",
+            "--no-seal",
+        ]);
+        c.env("LATCHKEY_SERVER", server)
+            .env("LATCHKEY_TOKEN", token)
+            .env("HTTP_PROXY", &proxy)
+            .env("http_proxy", &proxy)
+            .env_remove("NO_PROXY")
+            .env_remove("no_proxy");
+        let out = cli.output(c, Some(value.as_bytes()));
+        assert!(!out.status.success(), "{server}");
+        assert!(
+            text(&out).contains("plain http") || text(&out).contains("user info is refused"),
+            "{server}: {}",
+            text(&out)
+        );
+    }
+    let got = String::from_utf8_lossy(&seen.lock().unwrap()).into_owned();
+    assert!(
+        !got.contains(token) && !got.contains(value),
+        "sent over plain http: {got}"
+    );
+    // Loopback by address or by the name `localhost` passes the check (nothing listens
+    // there, so the command then fails to connect).
+    for server in ["http://127.0.0.1:1", "http://localhost:1", "http://[::1]:1"] {
+        let mut c = cli.command(&["secret", "list"]);
+        c.env("LATCHKEY_SERVER", server)
+            .env("LATCHKEY_TOKEN", token);
+        let out = cli.output(c, None);
+        assert!(!out.status.success(), "{server}");
+        assert!(
+            text(&out).contains("cannot reach"),
+            "{server}: {}",
+            text(&out)
+        );
+    }
 }

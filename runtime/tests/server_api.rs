@@ -986,3 +986,175 @@ fn quotas_and_signing_kinds_go_in_and_show_in_the_metadata() {
     assert_eq!(r.status().as_u16(), 400);
     assert!(r.text().unwrap().contains("PEM"));
 }
+
+/// What an error answer must carry, whoever produced it (a handler, the router, the
+/// framework): the JSON `{error, message}` body and the hardening headers.
+fn assert_hardened_error(r: Response, status: u16, what: &str) -> Value {
+    assert_eq!(r.status().as_u16(), status, "{what}");
+    for h in [
+        "content-security-policy",
+        "x-content-type-options",
+        "x-frame-options",
+        "referrer-policy",
+    ] {
+        assert!(r.headers().contains_key(h), "{what}: no {h}");
+    }
+    let body: Value = r
+        .json()
+        .unwrap_or_else(|e| panic!("{what}: not a JSON body: {e}"));
+    assert!(
+        body["error"].is_string() && body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{what}: {body}"
+    );
+    body
+}
+
+/// Bad input the API used to accept: a query value that is not UTF-8 was decoded lossily
+/// (the secret was stored under a scope the client never sent), any text was taken as a
+/// member's name (`..%2F..%2Fetc`, `a@b`, a newline: 200 and a `member-remove` record),
+/// and a wrong method got an empty 405. Each is now a precise error that changes nothing.
+#[test]
+fn bad_bytes_and_bad_names_are_refused_precisely_and_change_nothing() {
+    let (cli, admin) = store_with_admin();
+    let up = Upstream::start_blocking().unwrap();
+    let s = Server::start(&cli, &[]);
+    let records = || {
+        s.get("/v1/audit", &admin).json::<Value>().unwrap()["records"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    let before = records();
+    let good = json!({"value": PLAIN, "binding": binding(&up)});
+    for query in ["scope=workspace:%FF%FE", "scope=workspace:ok%C3", "%FF=1"] {
+        let r = s
+            .req("PUT", &format!("/v1/secrets/UTF?{query}"), Some(&admin))
+            .json(&good)
+            .send()
+            .unwrap();
+        let body = assert_hardened_error(r, 400, query);
+        let message = body["message"].as_str().unwrap();
+        assert!(message.contains("UTF-8"), "{query}: {body}");
+        if query.starts_with("scope") {
+            assert!(message.contains("scope"), "{query}: {body}");
+        }
+    }
+    for user in ["..%2F..%2Fetc", "a@b", "a%0Ab", "a%3Ab", "a%1B%5D0%3Bx%07"] {
+        let r = s
+            .req("DELETE", &format!("/v1/members/{user}"), Some(&admin))
+            .send()
+            .unwrap();
+        let body = assert_hardened_error(r, 400, user);
+        assert!(
+            body["message"].as_str().unwrap().contains("user name"),
+            "{user}: {body}"
+        );
+    }
+    for (method, path) in [("PATCH", "/v1/secrets/K"), ("TRACE", "/v1/secrets")] {
+        let r = s.req(method, path, Some(&admin)).send().unwrap();
+        assert!(r.headers().contains_key("allow"), "{method} {path}");
+        let body = assert_hardened_error(r, 405, &format!("{method} {path}"));
+        assert_eq!(body["error"], "method-not-allowed", "{body}");
+    }
+    // Requests hyper cannot parse, answered before any route runs: a bad Content-Length,
+    // a malformed header, more headers than it takes.
+    let many: String = (0..120).map(|i| format!("x-h{i}: v\r\n")).collect();
+    for (what, request, status) in [
+        (
+            "a bad Content-Length",
+            "POST /v1/tokens HTTP/1.1\r\nhost: x\r\ncontent-length: abc\r\n\r\n".to_owned(),
+            400,
+        ),
+        (
+            "two Content-Lengths",
+            "POST /v1/tokens HTTP/1.1\r\nhost: x\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\nab".to_owned(),
+            400,
+        ),
+        (
+            "a header without a colon",
+            "GET /healthz HTTP/1.1\r\nhost: x\r\nbroken\r\n\r\n".to_owned(),
+            400,
+        ),
+        (
+            "120 headers",
+            format!("GET /healthz HTTP/1.1\r\nhost: x\r\n{many}\r\n"),
+            431,
+        ),
+    ] {
+        let answer = raw_exchange(&s, request.as_bytes());
+        let (head, body) = answer
+            .split_once("\r\n\r\n")
+            .unwrap_or_else(|| panic!("{what}: {answer:?}"));
+        assert!(
+            head.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{what}: {answer:?}"
+        );
+        let head = head.to_ascii_lowercase();
+        for h in ["content-security-policy:", "x-content-type-options:", "x-frame-options:", "content-type: application/json"] {
+            assert!(head.contains(h), "{what}: no {h} in {answer:?}");
+        }
+        let body: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{what}: {e}: {answer:?}"));
+        assert!(body["error"].is_string() && body["message"].is_string(), "{what}: {body}");
+    }
+    // The server still serves.
+    assert_eq!(s.get("/v1/whoami", &admin).status(), StatusCode::OK);
+    let list: Value = s.get("/v1/secrets", &admin).json().unwrap();
+    assert_eq!(list, json!([]), "a refused request stored something");
+    assert_eq!(records(), before, "a refused request was audited");
+}
+
+/// Sends `request` as raw bytes on a new connection to `s`, and reads the answer until the
+/// server closes the connection (hyper closes it after an answer of its own) or 5 s pass.
+fn raw_exchange(s: &Server, request: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let addr = s.url.strip_prefix("http://").unwrap();
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    c.write_all(request).unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 8192];
+    while let Ok(n @ 1..) = c.read(&mut buf) {
+        answer.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// A page on another site can make a browser read `http://127.0.0.1:PORT/metrics` under a
+/// name of its own that it re-points at 127.0.0.1 (DNS rebinding): the browser sends that
+/// name as `Host`. Over plain HTTP (loopback only) `/metrics` answers only a `Host` that
+/// names the loopback, as a Prometheus scraping `127.0.0.1:PORT` or `localhost:PORT` sends.
+#[test]
+fn metrics_answer_only_a_loopback_host_over_plain_http() {
+    let (cli, _admin) = store_with_admin();
+    let s = Server::start(&cli, &[]);
+    let port = s.url.rsplit(':').next().unwrap().to_owned();
+    let scrape = |host: &str| {
+        s.req("GET", "/metrics", None)
+            .header("host", host)
+            .send()
+            .unwrap()
+    };
+    for host in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        format!("LOCALHOST:{port}"),
+        format!("[::1]:{port}"),
+        "127.0.0.1".to_owned(),
+    ] {
+        let r = scrape(&host);
+        assert_eq!(r.status(), StatusCode::OK, "{host}");
+        assert!(r.text().unwrap().contains("# EOF"), "{host}");
+    }
+    for host in [
+        format!("rebind.evil.example:{port}"),
+        format!("localhost.evil.example:{port}"),
+        format!("127.0.0.1.nip.io:{port}"),
+    ] {
+        let body = assert_hardened_error(scrape(&host), 403, &host);
+        assert!(
+            body["message"].as_str().unwrap().contains("Host"),
+            "{host}: {body}"
+        );
+    }
+}

@@ -89,7 +89,8 @@ fn cross_origin(req: &Request) -> bool {
     }
 }
 
-/// Refuses cross-origin state changes, then adds the hardening headers to the answer.
+/// Refuses cross-origin state changes, gives a bodiless error answer the JSON error body,
+/// then adds the hardening headers to the answer.
 ///
 /// The API authenticates only with a bearer token that the console's script puts in the
 /// `Authorization` header; a browser never attaches that header by itself (no cookie, no
@@ -105,27 +106,35 @@ pub async fn harden(req: Request, next: Next) -> Response {
     } else {
         next.run(req).await
     };
+    let status = response.status();
+    if (status.is_client_error() || status.is_server_error())
+        && !response.headers().contains_key(header::CONTENT_TYPE)
+    {
+        // The framework's own answers (a 405 from the router) come without a body: every
+        // error answer carries the same `{error, message}` as the API's.
+        let allow = response.headers().get(header::ALLOW).cloned();
+        response = ApiError::for_status(status).into_response();
+        if let Some(allow) = allow {
+            response.headers_mut().insert(header::ALLOW, allow);
+        }
+    }
     let h = response.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
-    );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(
-        http::HeaderName::from_static("cross-origin-opener-policy"),
-        HeaderValue::from_static("same-origin"),
-    );
-    h.insert(
-        http::HeaderName::from_static("cross-origin-resource-policy"),
-        HeaderValue::from_static("same-origin"),
-    );
+    for (name, value) in HARDENING_HEADERS {
+        h.insert(
+            http::HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        );
+    }
     response
 }
+
+/// The headers every answer carries (names lowercase), [`harden`]'s and those of the
+/// answers hyper gives by itself (`crate::unparsed`).
+pub const HARDENING_HEADERS: [(&str, &str); 6] = [
+    ("content-security-policy", CONTENT_SECURITY_POLICY),
+    ("x-content-type-options", "nosniff"),
+    ("referrer-policy", "no-referrer"),
+    ("x-frame-options", "DENY"),
+    ("cross-origin-opener-policy", "same-origin"),
+    ("cross-origin-resource-policy", "same-origin"),
+];

@@ -61,6 +61,26 @@ impl ApiError {
         Self::new(StatusCode::FORBIDDEN, "forbidden", message)
     }
 
+    /// An answer the framework gave without a body (a 405 from the router, …), as an
+    /// error with a code and message of its status.
+    pub fn for_status(status: StatusCode) -> Self {
+        let reason = status.canonical_reason().unwrap_or("error");
+        let code = match status {
+            StatusCode::METHOD_NOT_ALLOWED => "method-not-allowed",
+            StatusCode::PAYLOAD_TOO_LARGE => "payload-too-large",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported-media-type",
+            s if s.is_server_error() => "internal",
+            _ => "bad-request",
+        };
+        let message = if status == StatusCode::METHOD_NOT_ALLOWED {
+            "this endpoint does not take this method (the Allow header lists those it does)"
+                .to_owned()
+        } else {
+            format!("{} {reason}", status.as_u16())
+        };
+        Self::new(status, code, message)
+    }
+
     /// 500: the message is logged, the client gets a generic one.
     pub fn internal(message: impl std::fmt::Display) -> Self {
         tracing::error!(error = %message, "internal error");

@@ -40,6 +40,39 @@ impl FromRequestParts<Arc<AppState>> for Caller {
     }
 }
 
+/// Refuses a request whose query string is not UTF-8 once percent-decoded, naming the
+/// parameter. The query extractor decodes lossily: `scope=workspace:%FF` would address a
+/// scope the client never sent (`workspace:\u{FFFD}`).
+pub async fn utf8_query(req: Request, next: axum::middleware::Next) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match req.uri().query().map(check_query) {
+        Some(Err(e)) => e.into_response(),
+        _ => next.run(req).await,
+    }
+}
+
+/// Each `name=value` pair of `query` decodes (`+` as space, then percent-escapes) to UTF-8.
+fn check_query(query: &str) -> Result<(), ApiError> {
+    let decode = |s: &str| {
+        let spaced = s.replace('+', " ");
+        percent_encoding::percent_decode_str(&spaced)
+            .decode_utf8()
+            .map(std::borrow::Cow::into_owned)
+    };
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let name = decode(name).map_err(|_| {
+            ApiError::bad_request("query: a parameter name is not UTF-8 once percent-decoded")
+        })?;
+        if decode(value).is_err() {
+            return Err(ApiError::bad_request(format!(
+                "query: the value of {name:?} is not UTF-8 once percent-decoded"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// A JSON body: `application/json`, within the body limit, every field known.
 pub struct JsonBody<T>(pub T);
 
@@ -117,6 +150,23 @@ fn without_strings(message: &str) -> String {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    #[test]
+    fn a_query_that_is_not_utf8_is_refused_naming_the_parameter() {
+        for ok in [
+            "",
+            "scope=workspace:caf%C3%A9",
+            "a=1&&b=x+y",
+            "flag",
+            "k=%25FF",
+        ] {
+            assert!(super::check_query(ok).is_ok(), "{ok}");
+        }
+        let message = |q: &str| super::check_query(q).unwrap_err().message;
+        assert!(message("a=1&scope=workspace:%FF%FE").contains("\"scope\""));
+        assert!(message("scope=ok%C3").contains("\"scope\""));
+        assert!(message("%FF=1").contains("parameter name"));
+    }
+
     #[test]
     fn quoted_input_is_dropped_from_json_errors() {
         let e = serde_json::from_str::<u64>("\"tok-secret\"")

@@ -6,6 +6,8 @@
 //! - [`router`]: the routes; [`serve`]: listening (TLS off loopback), graceful shutdown.
 //! - `console`: the web console at `/` (assets compiled in) and the hardening every
 //!   response gets (Content-Security-Policy, no cross-origin state changes).
+//! - `unparsed`: hyper's own answers to requests it cannot parse, given the same JSON
+//!   error body and headers.
 
 pub mod api;
 mod console;
@@ -16,6 +18,7 @@ mod metrics;
 mod openapi;
 mod routes;
 mod state;
+mod unparsed;
 
 pub use error::ApiError;
 pub use state::ServerLimits;
@@ -158,6 +161,7 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/readyz", get(routes::readyz))
         .route("/metrics", get(routes::metrics))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .layer(axum::middleware::from_fn(extract::utf8_query))
         .layer(axum::middleware::from_fn(console::harden))
         .layer(request_trace())
         .with_state(state)
@@ -213,11 +217,12 @@ pub async fn serve(
             source,
         })?;
     let addr = listener.local_addr().map_err(ServeError::Io)?;
-    let app = router(state.clone());
+    let app =
+        router(state.clone()).layer(axum::Extension(routes::Transport { tls: tls.is_some() }));
     ready(addr);
     let shutdown = shutdown_signal(state.clone());
     match tls {
-        None => axum::serve(listener, app)
+        None => axum::serve(unparsed::Listener(listener), app)
             .with_graceful_shutdown(shutdown)
             .await
             .map_err(ServeError::Io)?,
@@ -321,7 +326,7 @@ async fn serve_tls(
                 return;
             };
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(tls), service)
+                .serve_connection(TokioIo::new(unparsed::Answering::new(tls)), service)
                 .await;
         });
     }

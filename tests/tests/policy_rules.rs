@@ -544,7 +544,7 @@ async fn member_removal_deletes_created_secrets_and_workflow_fails_missing_crede
     c.order = vec![Tier::Workspace]; // the workflow relies on the workspace key
     assert_eq!(f.token(&c, "API_KEY").await, "carol-ws");
 
-    let deleted = f.ts.store.delete_created_by("carol", "admin").unwrap();
+    let deleted = f.ts.store.delete_member_secrets("carol", "admin").unwrap();
     let mut what: Vec<String> = deleted
         .iter()
         .map(|m| format!("{} {}", m.scope, m.key))

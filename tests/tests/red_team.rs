@@ -2,6 +2,7 @@
 //! code it was written against (each failed there), and passes since its fix.
 #![allow(clippy::unwrap_used)]
 
+use latchkey_host::audit;
 use latchkey_host::policy::BindingSpec;
 use latchkey_host::sandbox::Limits;
 use latchkey_tests::upstream::Upstream;
@@ -355,4 +356,178 @@ async fn path_encodings_some_servers_decode_as_dot_or_slash_are_refused() {
         }
     }
     assert!(sent.is_empty(), "sent under /echo/read/: {sent:?}");
+}
+
+/// Names a step chooses reach the audit trail: a query parameter's name and the JSON keys
+/// or form field name leading to a credential become the record's `location` and appear
+/// in its `outcome`, which `latchkey audit` and run reports print. With CR, LF, ESC and BEL
+/// in them a step printed a forged `SecretRotate by=alice` line and retitled the
+/// operator's terminal. Such names are refused as an invalid request, before anything is
+/// sent or recorded with them.
+#[tokio::test(flavor = "multi_thread")]
+async fn control_characters_in_names_a_step_chooses_never_reach_the_audit_trail() {
+    let up = Upstream::start().await.unwrap();
+    let s = TestStore::new();
+    s.put_spec(
+        &workspace(),
+        "TOKEN",
+        VALUE,
+        BindingSpec {
+            hosts: hosts(&[&host(&up)]),
+            locations: locations(&["query:token", "body:json:/token", "body:form:token"]),
+            ..BindingSpec::default()
+        },
+    );
+    let rt = runtime(&s);
+    let step = load(&rt, "probe");
+    let forged = "x\r\n2026-12-06T23:00:00.000Z SecretRotate by=alice \u{1b}]0;owned\u{7}";
+    let json_key = serde_json::to_string(forged).unwrap();
+    let form_name =
+        "x%0D%0A2026-12-06T23%3A00%3A00.000Z+SecretRotate+by%3Dalice+%1B%5D0%3Bowned%07";
+    let raw = |extra: Value| {
+        let mut r = json!({"action": "raw", "url": up.url("/echo"), "method": "POST",
+                           "headers": [{"name": "content-type", "parts": [{"text": "application/json"}]}]});
+        r.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        r
+    };
+    for (what, request) in [
+        (
+            "a query parameter name",
+            raw(json!({"query": [{"name": forged, "parts": [{"secret": "TOKEN"}]}]})),
+        ),
+        (
+            "a JSON key",
+            raw(
+                json!({"body_parts": [{"text": format!("{{{json_key}:\"")}, {"secret": "TOKEN"}, {"text": "\"}"}]}),
+            ),
+        ),
+        (
+            "a JSON key beside the credential's field",
+            raw(
+                json!({"body_parts": [{"text": format!("{{{json_key}:1,\"token\":\"")}, {"secret": "TOKEN"}, {"text": "\"}"}]}),
+            ),
+        ),
+        (
+            "a form field name",
+            raw(
+                json!({"body_parts": [{"text": format!("{form_name}=")}, {"secret": "TOKEN"}],
+                       "headers": [{"name": "content-type",
+                                    "parts": [{"text": "application/x-www-form-urlencoded"}]}]}),
+            ),
+        ),
+    ] {
+        let before = up.request_count();
+        let out = run_ok(&rt, &step, request).await;
+        let error = out["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains("InvalidRequest") && error.contains("control character"),
+            "{what}: {out}"
+        );
+        assert_eq!(up.request_count(), before, "{what}: sent anyway");
+    }
+    let (records, _) = audit::read_all(&s.store).unwrap();
+    for r in &records {
+        let fields = [
+            r.location.as_deref().unwrap_or_default(),
+            r.outcome.as_str(),
+        ];
+        assert!(
+            !fields.iter().any(|f| f.chars().any(char::is_control)),
+            "a step's control characters reached the audit trail: {r:?}"
+        );
+    }
+}
+
+/// Rails, Laravel and Symfony take the method from a `_method` field of a form body or of
+/// the query (Laravel and Symfony from a JSON body too): a `POST` the binding allows
+/// becomes a `DELETE` it does not. Refused for a credential whose binding names methods;
+/// a binding that names none is not affected.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_method_override_field_is_refused_with_a_method_bound_credential() {
+    let up = Upstream::start().await.unwrap();
+    let s = TestStore::new();
+    for (key, methods) in [("POST_ONLY", vec!["POST".to_owned()]), ("ANY", vec![])] {
+        s.put_spec(
+            &workspace(),
+            key,
+            VALUE,
+            BindingSpec {
+                hosts: hosts(&[&host(&up)]),
+                locations: locations(&["header:authorization"]),
+                methods,
+                ..BindingSpec::default()
+            },
+        );
+    }
+    let rt = runtime(&s);
+    let step = load(&rt, "probe");
+    // The step's request: the credential as a bearer token, then `extra`'s fields (its
+    // `headers` after the authorization header).
+    let request = |key: &str, url: String, extra: Value| {
+        let mut extra = extra.as_object().unwrap().clone();
+        let mut headers =
+            vec![json!({"name": "authorization", "parts": [{"text": "Bearer "}, {"secret": key}]})];
+        if let Some(Value::Array(more)) = extra.remove("headers") {
+            headers.extend(more);
+        }
+        let mut r = json!({"action": "raw", "url": url, "method": "POST", "headers": headers});
+        r.as_object_mut().unwrap().extend(extra);
+        r
+    };
+    let form = |body: &str| {
+        json!({"body": body, "headers": [
+            {"name": "content-type", "parts": [{"text": "application/x-www-form-urlencoded"}]}]})
+    };
+    let overrides = [
+        (
+            "in the URL's query",
+            up.url("/echo?_method=DELETE"),
+            json!({}),
+        ),
+        (
+            "in a query parameter",
+            up.url("/echo"),
+            json!({"query": [{"name": "_method", "parts": [{"text": "DELETE"}]}]}),
+        ),
+        (
+            "in a form body",
+            up.url("/echo"),
+            form("a=1&_method=DELETE"),
+        ),
+        (
+            "in a JSON body",
+            up.url("/echo"),
+            json!({"body": "{\"_method\":\"DELETE\"}"}),
+        ),
+        (
+            "in a multipart body",
+            up.url("/echo"),
+            json!({"body": "--b\r\nContent-Disposition: form-data; name=\"_method\"\r\n\r\nDELETE\r\n--b--\r\n"}),
+        ),
+    ];
+    for (what, url, extra) in overrides.clone() {
+        let before = up.request_count();
+        let out = run_ok(&rt, &step, request("POST_ONLY", url, extra)).await;
+        assert!(
+            out["error"].as_str().unwrap_or_default().contains("Denied"),
+            "{what}: {out}"
+        );
+        assert_eq!(up.request_count(), before, "{what}: sent anyway");
+    }
+    // A credential bound to no method, and fields that only look alike, go through.
+    for (what, url, extra) in overrides {
+        let out = run_ok(&rt, &step, request("ANY", url, extra)).await;
+        assert_eq!(out["status"], 200, "{what}: {out}");
+    }
+    for body in ["a=1&http_method=DELETE", "x_method=1"] {
+        let out = run_ok(
+            &rt,
+            &step,
+            request("POST_ONLY", up.url("/echo"), form(body)),
+        )
+        .await;
+        assert_eq!(out["status"], 200, "{body}: {out}");
+    }
 }

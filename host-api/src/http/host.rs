@@ -766,6 +766,19 @@ fn check_use(plan: &Plan, u: &Use, r: &Resolution) -> Result<(), Denial> {
             audit: format!("credential {}: {why}", u.key),
         });
     }
+    if !binding.methods.is_empty() && plan.overrides_method() {
+        return Err(Denial {
+            guest: format!(
+                "credential {} may not be used with a `_method` query parameter or body field",
+                u.key
+            ),
+            audit: format!(
+                "credential {}: its binding allows only {} and the request carries a `_method` override, from which frameworks take the method",
+                u.key,
+                binding.methods.join(", ")
+            ),
+        });
+    }
     if u.location.is_body() {
         return Ok(());
     }

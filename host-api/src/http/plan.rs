@@ -63,6 +63,42 @@ pub(super) struct Plan {
     pub timeout_ms: Option<u32>,
     /// Every credential use, in request order.
     pub uses: Vec<Use>,
+    /// [`Plan::overrides_method`], worked out at its first call.
+    method_override: std::cell::OnceCell<bool>,
+}
+
+impl Plan {
+    /// Whether the request carries a `_method` override (in the URL's query, a query
+    /// parameter or the body: see [`policy::method_override`]). Read only for credentials
+    /// whose binding names methods, once per request.
+    pub fn overrides_method(&self) -> bool {
+        *self.method_override.get_or_init(|| {
+            let from_url: Vec<String> = self
+                .url
+                .query_pairs()
+                .map(|(n, _)| n.into_owned())
+                .collect();
+            let names = from_url
+                .iter()
+                .map(String::as_str)
+                .chain(self.query.iter().map(|(n, _)| n.as_str()));
+            let body: std::borrow::Cow<'_, [u8]> = match &self.body {
+                None => std::borrow::Cow::Borrowed(&[]),
+                Some(PlannedBody::Bytes(b)) => std::borrow::Cow::Borrowed(b),
+                // The guest's text alone: a credential is never a field's name.
+                Some(PlannedBody::Template(pieces)) => pieces
+                    .iter()
+                    .filter_map(|p| match p {
+                        Piece::Text(t) => Some(t.as_slice()),
+                        _ => None,
+                    })
+                    .flatten()
+                    .copied()
+                    .collect(),
+            };
+            policy::method_override::overrides_method(names, &body)
+        })
+    }
 }
 
 /// Checks `req` against `limits` and notes every credential use. A handle that is not in
@@ -96,6 +132,7 @@ pub(super) fn plan(req: Request, limits: &Limits, table: &ResourceTable) -> Resu
         body,
         timeout_ms: req.timeout_ms,
         uses: planner.uses,
+        method_override: std::cell::OnceCell::new(),
     })
 }
 
@@ -175,6 +212,13 @@ impl Planner<'_> {
         for q in query {
             if q.name.is_empty() {
                 return Err(invalid("empty query parameter name"));
+            }
+            // The name becomes the audit record's location (`query:NAME`): with CR, LF or
+            // ESC in it a step could print lines of its own on whoever reads the trail.
+            if q.name.chars().any(char::is_control) {
+                return Err(invalid(
+                    "a query parameter name contains a control character",
+                ));
             }
             let max_text = self.limits.max_header_value_bytes;
             if q.name.len() > max_text {

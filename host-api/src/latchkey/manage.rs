@@ -5,7 +5,8 @@ use super::{Error, Latchkey};
 use crate::principal::{Action, Principal, Role};
 use crate::secret::{CredentialKey, SecretValue};
 use crate::store::{
-    CopyReport, KeyWrapper, Location, Scope, SecretMeta, SecretSpec, StoreError, VerifyReport,
+    CopyReport, KeyWrapper, Location, NameKind, Scope, SecretMeta, SecretSpec, StoreError,
+    VerifyReport, check_name,
 };
 use crate::tokens::{self, Token, TokenError, TokenMeta};
 use std::sync::Arc;
@@ -89,12 +90,15 @@ impl Latchkey {
         Ok(self.store.list(scope)?)
     }
 
-    /// Removes member `user`: revokes their API tokens, then deletes every secret they
-    /// created, in every scope. Returns what was deleted.
+    /// Removes member `user`: revokes their API tokens, then deletes their secrets: every
+    /// secret they created, in any scope, and every secret in their own scopes (`user:U`,
+    /// `user:U@W/F`), whoever created it. Returns what was deleted. A name no member could
+    /// have (see [`check_name`]) is refused before anything is changed or recorded.
     pub fn remove_member(&self, by: &Principal, user: &str) -> Result<Vec<SecretMeta>, Error> {
         self.allow(by, Action::ManageMembers)?;
+        check_name(NameKind::User, user)?;
         tokens::revoke(&self.store, None, Some(user), by.name())?;
-        Ok(self.store.delete_created_by(user, by.name())?)
+        Ok(self.store.delete_member_secrets(user, by.name())?)
     }
 
     /// Creates an API token for `name` with `role`. The token is returned once and never

@@ -122,6 +122,11 @@ pub enum BodyError {
         "a credential in the body must be an entire JSON string value or an entire form field value, not part of a longer string, a key or a field name"
     )]
     NotWholeValue,
+    /// A JSON key or form field name holds a control character. The names leading to a
+    /// credential become its audit location (`body:json:/a/b`); CR, LF or ESC there would
+    /// let a step print lines of its own on whoever reads the trail.
+    #[error("a JSON key or form field name in the body contains a control character")]
+    ControlInName,
     /// A credential's placeholder vanished (a duplicate key overrode it) or appeared twice.
     #[error("a credential in the body is overridden by a duplicate key or field")]
     Overridden,
@@ -310,6 +315,9 @@ fn walk_json(
                 if token_in(k, tokens)?.is_some() {
                     return Err(BodyError::NotWholeValue);
                 }
+                if k.chars().any(char::is_control) {
+                    return Err(BodyError::ControlInName);
+                }
                 let len = pointer.len();
                 pointer.push('/');
                 pointer.push_str(&k.replace('~', "~0").replace('/', "~1"));
@@ -328,6 +336,9 @@ fn form_template(joined: &[u8], tokens: &[String]) -> Result<Located, BodyError>
     for (name, value) in form_urlencoded::parse(joined) {
         if token_in(&name, tokens)?.is_some() {
             return Err(BodyError::NotWholeValue);
+        }
+        if name.chars().any(char::is_control) {
+            return Err(BodyError::ControlInName);
         }
         if let Some(i) = token_in(&value, tokens)? {
             if found[i].is_some() {
@@ -658,6 +669,32 @@ mod tests {
             BodyFormat::choose(&[&both], Some("application/x-www-form-urlencoded")),
             Ok(BodyFormat::Form)
         );
+    }
+
+    #[test]
+    fn control_characters_in_names_are_refused() {
+        for (parts, format) in [
+            (
+                vec![Text(b"{\"a\\r\\nb\":{\"k\":\""), Secret(0), Text(b"\"}}")],
+                BodyFormat::Json,
+            ),
+            (
+                vec![
+                    Text(b"{\"\\u001b]0;t\\u0007\":1,\"k\":\""),
+                    Secret(0),
+                    Text(b"\"}"),
+                ],
+                BodyFormat::Json,
+            ),
+            (vec![Text(b"a%0Db="), Secret(0)], BodyFormat::Form),
+            (vec![Text(b"x%1B=1&k="), Secret(0)], BodyFormat::Form),
+        ] {
+            assert_eq!(
+                slots(&parts, format),
+                Err(BodyError::ControlInName),
+                "{parts:?}"
+            );
+        }
     }
 
     #[test]

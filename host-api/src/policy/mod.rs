@@ -7,6 +7,7 @@ mod binding;
 pub mod body;
 mod headers;
 mod host;
+pub mod method_override;
 pub mod quota;
 mod signer;
 pub mod strength;

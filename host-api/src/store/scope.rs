@@ -211,6 +211,15 @@ impl Scope {
         scope.validated()
     }
 
+    /// Whether this is one of `user`'s own scopes (`user:U`, `user:U@W/F`): what is
+    /// stored there is theirs, whoever stored it.
+    pub fn is_personal_to(&self, user: &str) -> bool {
+        match self {
+            Scope::User { user: u } | Scope::UserWorkflow { user: u, .. } => u == user,
+            _ => false,
+        }
+    }
+
     /// The creator-independent part of a storage id, unique per scope.
     pub(crate) fn storage_prefix(&self) -> String {
         format!("{self}\u{0}")

@@ -934,11 +934,12 @@ impl SecretStore {
             .collect())
     }
 
-    /// Removes member `user` on behalf of `actor`: deletes every secret `user` created,
-    /// in every scope (a removed member's secrets are deleted). Audited: one
-    /// `member-remove` record (its `user` is the member), then one `secret-delete` record
-    /// before each deletion. Returns what was deleted.
-    pub fn delete_created_by(
+    /// Removes member `user` on behalf of `actor`: deletes the member's secrets, which
+    /// are every secret `user` created, in any scope, and every secret in `user`'s own
+    /// scopes (`user:U`, `user:U@W/F`), whoever created it. Audited: one `member-remove`
+    /// record (its `user` is the member), then one `secret-delete` record before each
+    /// deletion. Returns what was deleted.
+    pub fn delete_member_secrets(
         &self,
         user: &str,
         actor: &str,
@@ -947,7 +948,7 @@ impl SecretStore {
             .list(None)?
             .into_iter()
             .flatten()
-            .filter(|m| m.created_by == user)
+            .filter(|m| m.created_by == user || m.scope.is_personal_to(user))
             .collect();
         let mut record = AuditRecord::change(
             AuditEvent::MemberRemove,
@@ -1668,7 +1669,7 @@ mod tests {
         s.set(&ws, &key("B"), val("value-of-b"), spec(), "mallory")
             .expect("set");
         s.delete(&ws, &key("A"), "carol").expect("delete");
-        s.delete_created_by("mallory", "admin").expect("remove");
+        s.delete_member_secrets("mallory", "admin").expect("remove");
         let new = MasterKey::generate().expect("rng");
         s.rotate_master(&m, &new, "ops").expect("rotate master");
         let (records, bad) = crate::audit::read_all(&s).expect("read");
@@ -1737,7 +1738,7 @@ mod tests {
             Err(StoreError::Audit(_))
         ));
         assert!(matches!(
-            s.delete_created_by("alice", "admin"),
+            s.delete_member_secrets("alice", "admin"),
             Err(StoreError::Audit(_))
         ));
         let new = MasterKey::generate().expect("rng");
@@ -1758,7 +1759,7 @@ mod tests {
     }
 
     #[test]
-    fn delete_created_by_removes_only_that_members_secrets_in_every_scope() {
+    fn removing_a_member_deletes_what_they_created_in_every_scope_and_all_of_their_own() {
         let (_d, s, _) = store();
         let scopes = [
             Scope::Platform,
@@ -1784,15 +1785,68 @@ mod tests {
             "mallory",
         )
         .expect("rotate");
-        let deleted = s.delete_created_by("mallory", "admin").expect("delete");
-        assert_eq!(deleted.len(), 3);
+        let deleted = s.delete_member_secrets("mallory", "admin").expect("delete");
+        // Mallory's three, and alice's in mallory's own scope.
+        assert_eq!(deleted.len(), 4);
         let left: Vec<_> = s
             .list(None)
             .expect("list")
             .into_iter()
             .map(|m| m.expect("ok").key.to_string())
             .collect();
-        assert_eq!(left, vec!["BY_ALICE"; 3]);
+        assert_eq!(left, vec!["BY_ALICE"; 2]);
+    }
+
+    #[test]
+    fn a_removed_members_own_scopes_are_emptied_whoever_stored_the_secrets() {
+        let (_d, s, _) = store();
+        let sc = |t: &str| Scope::parse(t).expect(t);
+        // An admin typed these for alice: they are hers all the same.
+        s.set(
+            &sc("user:alice"),
+            &key("BY_ADMIN"),
+            val("a"),
+            spec(),
+            "admin",
+        )
+        .expect("set");
+        s.set(
+            &sc("user:alice@w/f"),
+            &key("BY_ADMIN"),
+            val("a"),
+            spec(),
+            "admin",
+        )
+        .expect("set");
+        // Another member's scope whose name starts with hers, and a shared scope: not hers.
+        s.set(
+            &sc("user:alicia"),
+            &key("BY_ADMIN"),
+            val("a"),
+            spec(),
+            "admin",
+        )
+        .expect("set");
+        s.set(
+            &sc("workspace:w"),
+            &key("BY_ADMIN"),
+            val("a"),
+            spec(),
+            "admin",
+        )
+        .expect("set");
+        let deleted = s.delete_member_secrets("alice", "admin").expect("remove");
+        let mut gone: Vec<String> = deleted.iter().map(|m| m.scope.to_string()).collect();
+        gone.sort();
+        assert_eq!(gone, ["user:alice", "user:alice@w/f"]);
+        let mut left: Vec<String> = s
+            .list(None)
+            .expect("list")
+            .into_iter()
+            .map(|m| m.expect("ok").scope.to_string())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["user:alicia", "workspace:w"]);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use crate::common::{StoreArgs, operator, os_user};
 use crate::remote::{Remote, encode};
+use crate::report::shown;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use latchkey_host::audit::{AuditRecord, Head, VerifyReport};
@@ -92,41 +93,48 @@ impl AuditCommand {
         self.print(&page.records, page.unreadable)
     }
 }
-/// One record as a line of text (never a value: records hold none).
+/// One record as a line of text (never a value: records hold none). Every field goes
+/// through [`shown`]: a record's text can come from a step (the names leading to where a
+/// value went) or from a damaged or older store, and must not print a line of its own.
 fn line(r: &AuditRecord) -> String {
     let when = humantime::format_rfc3339_millis(
         std::time::UNIX_EPOCH + std::time::Duration::from_millis(r.time_ms),
     );
+    let or_dash = |v: Option<&str>| shown(v.unwrap_or("-")).into_owned();
+    let version = r.version.map_or("-".to_owned(), |v| v.to_string());
     if let Some(actor) = &r.actor {
         // A change to the store.
         let member = if r.user.is_empty() {
             String::new()
         } else {
-            format!(" member={}", r.user)
+            format!(" member={}", shown(&r.user))
         };
         return format!(
-            "{when} {:?} by={actor}{member} {} scope={} v={} -> {}",
+            "{when} {:?} by={}{member} {} scope={} v={version} -> {}",
             r.event,
-            if r.key.is_empty() { "-" } else { &r.key },
-            r.scope.as_deref().unwrap_or("-"),
-            r.version.map_or("-".to_owned(), |v| v.to_string()),
-            r.outcome
+            shown(actor),
+            if r.key.is_empty() {
+                "-".into()
+            } else {
+                shown(&r.key)
+            },
+            or_dash(r.scope.as_deref()),
+            shown(&r.outcome)
         );
     }
     format!(
-        "{when} {} {}/{} step={} user={} {:?} {} scope={} v={} dest={} at={} -> {}",
-        r.run_id,
-        r.workspace,
-        r.workflow,
-        r.step,
-        r.user,
+        "{when} {} {}/{} step={} user={} {:?} {} scope={} v={version} dest={} at={} -> {}",
+        shown(&r.run_id),
+        shown(&r.workspace),
+        shown(&r.workflow),
+        shown(&r.step),
+        shown(&r.user),
         r.event,
-        r.key,
-        r.scope.as_deref().unwrap_or("-"),
-        r.version.map_or("-".to_owned(), |v| v.to_string()),
-        r.destination.as_deref().unwrap_or("-"),
-        r.location.as_deref().unwrap_or("-"),
-        r.outcome
+        shown(&r.key),
+        or_dash(r.scope.as_deref()),
+        or_dash(r.destination.as_deref()),
+        or_dash(r.location.as_deref()),
+        shown(&r.outcome)
     )
 }
 

@@ -78,8 +78,9 @@ pub async fn revoke_token(
     Ok(Json(state.latchkey.revoke_token(&by, &id)?))
 }
 
-/// `DELETE /v1/members/{user}`: revokes their tokens, deletes every secret they created.
-#[utoipa::path(delete, path = "/v1/members/{user}", params(("user" = String, Path)), responses((status = 200, body = MemberRemoved), (status = 401, description = "no, malformed or revoked token", body = ErrorBody), (status = 429, description = "over the principal's rate", body = ErrorBody), (status = 403, description = "the role does not allow it", body = ErrorBody)), security(("bearer" = [])))]
+/// `DELETE /v1/members/{user}`: revokes their tokens, deletes their secrets (every secret
+/// they created, every secret in their own scopes); a name no user could have is a 400.
+#[utoipa::path(delete, path = "/v1/members/{user}", params(("user" = String, Path)), responses((status = 200, body = MemberRemoved), (status = 400, description = "not a valid user name", body = ErrorBody), (status = 401, description = "no, malformed or revoked token", body = ErrorBody), (status = 429, description = "over the principal's rate", body = ErrorBody), (status = 403, description = "the role does not allow it", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn remove_member(
     State(state): State<Arc<AppState>>,
     Caller(by): Caller,

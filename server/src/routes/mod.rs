@@ -5,6 +5,7 @@ pub mod registry;
 pub mod runs;
 pub mod secrets;
 
+use crate::error::ApiError;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -24,15 +25,89 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, &'static
     }
 }
 
-/// `GET /metrics`: Prometheus text format.
+/// How the server is reached, for the checks that depend on it.
+#[derive(Debug, Clone, Copy)]
+pub struct Transport {
+    /// The server speaks TLS (off loopback it must).
+    pub tls: bool,
+}
+
+/// `GET /metrics`: Prometheus text format, public like `/healthz`. Over plain HTTP the
+/// server listens on loopback only, where a page on another site could still read it
+/// under a name of its own re-pointed at 127.0.0.1 (DNS rebinding): the browser then sends
+/// that name as `Host`. So over plain HTTP only a `Host` naming the loopback is answered:
+/// `localhost` or a loopback address, as a Prometheus scraping `127.0.0.1:PORT` sends. Over
+/// TLS a rebinding page cannot get past the certificate check, and any name is answered.
 pub async fn metrics(
     State(state): State<Arc<AppState>>,
-) -> ([(http::HeaderName, &'static str); 1], String) {
-    (
+    transport: Option<axum::Extension<Transport>>,
+    headers: http::HeaderMap,
+) -> Result<([(http::HeaderName, &'static str); 1], String), ApiError> {
+    let tls = transport.is_some_and(|t| t.tls);
+    if !tls && !names_loopback(headers.get(http::header::HOST)) {
+        return Err(ApiError::forbidden(
+            "over plain HTTP, /metrics answers only a Host naming this machine (localhost, 127.0.0.1, [::1]): scrape it by that address",
+        ));
+    }
+    Ok((
         [(
             http::header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
         state.metrics.encode(),
-    )
+    ))
+}
+
+/// Whether a `Host` header names the loopback: `localhost` or a loopback address, with
+/// or without a port. A request without one is not from a browser (which always sends it).
+fn names_loopback(host: Option<&http::HeaderValue>) -> bool {
+    let Some(host) = host else { return true };
+    let Ok(authority) = host
+        .to_str()
+        .unwrap_or_default()
+        .parse::<http::uri::Authority>()
+    else {
+        return false;
+    };
+    let name = authority.host();
+    if name.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    name.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::names_loopback;
+
+    #[test]
+    fn only_loopback_hosts_are_loopback() {
+        let host = |h: &str| http::HeaderValue::from_str(h).unwrap();
+        for h in [
+            "127.0.0.1:8700",
+            "127.0.0.1",
+            "localhost:1",
+            "LocalHost",
+            "[::1]:8700",
+            "127.9.9.9",
+        ] {
+            assert!(names_loopback(Some(&host(h))), "{h}");
+        }
+        for h in [
+            "localhost.evil.example",
+            "127.0.0.1.nip.io:8700",
+            "evil.example:8700",
+            "10.0.0.1",
+            "[::2]:1",
+            "",
+            "a b",
+        ] {
+            assert!(!names_loopback(Some(&host(h))), "{h}");
+        }
+        assert!(names_loopback(None));
+    }
 }

@@ -250,7 +250,7 @@ impl RunCommand {
                     );
                     report::print_credentials(&outcome.credentials);
                 }
-                println!("{}", report::shown(&outcome.output));
+                println!("{}", report::shown_lines(&outcome.output));
                 Ok(ExitCode::SUCCESS)
             }
             Err(failure) => {

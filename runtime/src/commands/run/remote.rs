@@ -5,7 +5,6 @@ use crate::common::EXIT_STEP_FAILED;
 use crate::remote::Remote;
 use crate::report;
 use anyhow::{Context, Result, bail};
-use latchkey_host::sandbox::visible;
 use latchkey_server::api::{RunStatus, RunView, StartRun, StepView};
 use sha2::{Digest, Sha256};
 use std::path::Path;
@@ -70,7 +69,7 @@ pub fn run(r: &Remote, mut start: StartRun, report: bool, as_json: bool) -> Resu
     }
     if run.status != RunStatus::Succeeded {
         if !run.not_run.is_empty() {
-            eprintln!("not run: {}", run.not_run.join(", "));
+            eprintln!("not run: {}", report::shown(&run.not_run.join(", ")));
         }
         eprintln!(
             "error: {}",
@@ -86,13 +85,18 @@ pub fn run(r: &Remote, mut start: StartRun, report: bool, as_json: bool) -> Resu
         serde_json::Value::String(s) => s,
         other => other.to_string(),
     };
-    println!("{}", report::shown(&text));
+    println!("{}", report::shown_lines(&text));
     Ok(ExitCode::SUCCESS)
 }
 
 fn print_step(s: &StepView, n: usize, total: usize, detail: bool) {
+    let name = report::shown(&s.name);
     for l in &s.logs {
-        eprintln!("[{} {}] {}", visible(&s.name), l.level, visible(&l.message));
+        eprintln!(
+            "[{name} {}] {}",
+            report::shown(&l.level),
+            report::shown(&l.message)
+        );
     }
     if detail {
         let outcome = if s.status == RunStatus::Succeeded {
@@ -100,15 +104,21 @@ fn print_step(s: &StepView, n: usize, total: usize, detail: bool) {
         } else {
             format!("FAILED after {:.1} ms", s.duration_ms)
         };
-        eprintln!("step {n}/{total} {}: {outcome}", s.name);
+        eprintln!("step {n}/{total} {name}: {outcome}");
         for c in &s.credentials {
             eprintln!(
                 "    credential {} from tier {} ({})",
-                c.key, c.tier, c.scope
+                report::shown(&c.key),
+                report::shown(&c.tier),
+                report::shown(&c.scope)
             );
         }
     }
     for r in &s.refusals {
-        eprintln!("    refused {}: {}", r.key, r.reason);
+        eprintln!(
+            "    refused {}: {}",
+            report::shown(&r.key),
+            report::shown(&r.reason)
+        );
     }
 }

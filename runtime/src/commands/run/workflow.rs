@@ -72,7 +72,7 @@ pub fn run(
         return Ok(ExitCode::from(EXIT_STEP_FAILED));
     }
     eprintln!("run {run_id}: {total} step(s) ok");
-    println!("{}", report::shown(run.output().unwrap_or_default()));
+    println!("{}", report::shown_lines(run.output().unwrap_or_default()));
     Ok(ExitCode::SUCCESS)
 }
 
