@@ -627,6 +627,7 @@ fn a_loopback_refusal_names_the_flags_that_allow_it() {
         "{said}"
     );
     assert_eq!(up.request_count(), 0);
+}
 
 /// An audit record's fields can hold text a step chose (a query parameter or a body field
 /// name, written by an older version) or that a damaged store holds: `latchkey audit`

@@ -274,6 +274,7 @@ fn json_outputs_through_a_server_parse_with_the_api_field_names() {
         check["steps"][0]["keys"][0]["resolution"]["Err"].is_string(),
         "{check}"
     );
+}
 
 /// `--server` over plain http was trusted as loopback when its text started with
 /// `http://127.` or `http://localhost` (so `http://localhost.evil.example` was), and any
