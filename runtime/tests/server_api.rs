@@ -1158,3 +1158,36 @@ fn metrics_answer_only_a_loopback_host_over_plain_http() {
         );
     }
 }
+
+/// The served OpenAPI document passes an independent validator (`openapi-spec-validator`,
+/// installed by `tests/setup/60-openapi.sh`), as client generators require.
+#[test]
+fn the_served_openapi_document_validates() {
+    let tool = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/test-tools/venv/bin/openapi-spec-validator");
+    assert!(
+        tool.exists(),
+        "{} is missing: run `bash tests/setup/60-openapi.sh`",
+        tool.display()
+    );
+    let (cli, _) = store_with_admin();
+    let s = Server::start(&cli, &[]);
+    let doc = s
+        .req("GET", "/v1/openapi.json", None)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let file = cli.path("openapi.json");
+    std::fs::write(&file, doc).unwrap();
+    let out = std::process::Command::new(&tool)
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

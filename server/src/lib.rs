@@ -455,6 +455,21 @@ mod tests {
         assert!(!policy.contains("unsafe") && policy.contains("frame-ancestors 'none'"));
     }
 
+    /// Generators name a client's methods after operationIds: each must be unique (two
+    /// handlers named `list` and two named `audit` gave duplicates).
+    #[test]
+    fn every_operation_id_is_unique() {
+        let doc = serde_json::to_value(openapi::document()).unwrap();
+        let mut seen = std::collections::BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                let id = op["operationId"].as_str().unwrap_or_default().to_owned();
+                assert!(!id.is_empty(), "{method} {path} has no operationId");
+                assert!(seen.insert(id.clone()), "operationId {id} is used twice");
+            }
+        }
+    }
+
     /// Roles are decided by the façade (`Role::may`): a route that compared a role, or
     /// built a run's context, would be deciding a rule itself.
     #[test]

@@ -104,7 +104,7 @@ pub struct AuditFilter {
 }
 
 /// `GET /v1/audit?key=&run=&principal=&since_ms=&until_ms=&limit=`.
-#[utoipa::path(get, path = "/v1/audit", params(("run" = Option<String>, Query), ("key" = Option<String>, Query), ("principal" = Option<String>, Query), ("since_ms" = Option<u64>, Query), ("until_ms" = Option<u64>, Query), ("limit" = Option<usize>, Query, description = "newest N, default 1000, at most 10000")), responses((status = 200, body = AuditRecords), (status = 400, description = "bad input, named in the message", body = ErrorBody), (status = 401, description = "no, malformed or revoked token", body = ErrorBody), (status = 429, description = "over the principal's rate", body = ErrorBody), (status = 403, description = "the role does not allow it", body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/audit", operation_id = "query_audit", params(("run" = Option<String>, Query), ("key" = Option<String>, Query), ("principal" = Option<String>, Query), ("since_ms" = Option<u64>, Query), ("until_ms" = Option<u64>, Query), ("limit" = Option<usize>, Query, description = "newest N, default 1000, at most 10000")), responses((status = 200, body = AuditRecords), (status = 400, description = "bad input, named in the message", body = ErrorBody), (status = 401, description = "no, malformed or revoked token", body = ErrorBody), (status = 429, description = "over the principal's rate", body = ErrorBody), (status = 403, description = "the role does not allow it", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn audit(
     State(state): State<Arc<AppState>>,
     Caller(by): Caller,

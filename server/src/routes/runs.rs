@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 /// `POST /v1/runs`: starts a run as the caller. With `wait`, answers when it has ended.
-#[utoipa::path(post, path = "/v1/runs", request_body = StartRun, responses((status = 202, description = "started", body = RunView), (status = 200, description = "ended (wait: true)", body = RunView), (status = 400, description = "bad input, named in the message", body = ErrorBody), (status = 401, description = "no, malformed or revoked token", body = ErrorBody), (status = 429, description = "over the principal's rate", body = ErrorBody), (status = 403, description = "the role does not allow it", body = ErrorBody), (status = 404, description = "not found", body = ErrorBody), (status = 413, description = "body over the limit", body = ErrorBody), (status = 415, description = "not application/json", body = ErrorBody), (status = 503, description = "draining", body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/runs", operation_id = "start_run", request_body = StartRun, responses((status = 202, description = "started", body = RunView), (status = 200, description = "ended (wait: true)", body = RunView), (status = 400, description = "bad input, named in the message", body = ErrorBody), (status = 401, description = "no, malformed or revoked token", body = ErrorBody), (status = 429, description = "over the principal's rate", body = ErrorBody), (status = 403, description = "the role does not allow it", body = ErrorBody), (status = 404, description = "not found", body = ErrorBody), (status = 413, description = "body over the limit", body = ErrorBody), (status = 415, description = "not application/json", body = ErrorBody), (status = 503, description = "draining", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn start(
     State(state): State<Arc<AppState>>,
     Caller(by): Caller,
@@ -62,7 +62,7 @@ pub async fn start(
 }
 
 /// `GET /v1/runs/{id}`.
-#[utoipa::path(get, path = "/v1/runs/{id}", params(("id" = String, Path)), responses((status = 200, body = RunView), (status = 401, description = "no, malformed or revoked token", body = ErrorBody), (status = 429, description = "over the principal's rate", body = ErrorBody), (status = 404, description = "not found", body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/runs/{id}", operation_id = "get_run", params(("id" = String, Path)), responses((status = 200, body = RunView), (status = 401, description = "no, malformed or revoked token", body = ErrorBody), (status = 429, description = "over the principal's rate", body = ErrorBody), (status = 404, description = "not found", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn get(
     State(state): State<Arc<AppState>>,
     Caller(by): Caller,
@@ -83,7 +83,7 @@ pub struct RunsQuery {
 
 /// `GET /v1/runs`: the caller's runs (an admin's: everyone's), newest first, a page at a
 /// time: the next page is `?before=` the last id of this one.
-#[utoipa::path(get, path = "/v1/runs", params(RunsQuery), responses((status = 200, body = Vec<RunView>), (status = 400, description = "bad input, named in the message", body = ErrorBody), (status = 401, description = "no, malformed or revoked token", body = ErrorBody), (status = 429, description = "over the principal's rate", body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/runs", operation_id = "list_runs", params(RunsQuery), responses((status = 200, body = Vec<RunView>), (status = 400, description = "bad input, named in the message", body = ErrorBody), (status = 401, description = "no, malformed or revoked token", body = ErrorBody), (status = 429, description = "over the principal's rate", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     Caller(by): Caller,
@@ -103,7 +103,7 @@ pub async fn list(
 }
 
 /// `GET /v1/runs/{id}/audit`: the run's audit records.
-#[utoipa::path(get, path = "/v1/runs/{id}/audit", params(("id" = String, Path)), responses((status = 200, body = AuditRecords), (status = 401, description = "no, malformed or revoked token", body = ErrorBody), (status = 429, description = "over the principal's rate", body = ErrorBody), (status = 403, description = "the role does not allow it", body = ErrorBody), (status = 404, description = "not found", body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/runs/{id}/audit", operation_id = "run_audit", params(("id" = String, Path)), responses((status = 200, body = AuditRecords), (status = 401, description = "no, malformed or revoked token", body = ErrorBody), (status = 429, description = "over the principal's rate", body = ErrorBody), (status = 403, description = "the role does not allow it", body = ErrorBody), (status = 404, description = "not found", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn audit(
     State(state): State<Arc<AppState>>,
     Caller(by): Caller,

@@ -252,7 +252,7 @@ pub async fn describe(
 }
 
 /// `GET /v1/secrets?scope=`: every secret's metadata and last use (optionally one scope).
-#[utoipa::path(get, path = "/v1/secrets", params(("scope" = Option<String>, Query, description = "platform, workspace:W, workflow:W/F, user:U, user:U@W/F, builder:B@W/F (default workspace:default)")), responses((status = 200, body = Vec<ListedSecret>), (status = 400, description = "bad input, named in the message", body = ErrorBody), (status = 401, description = "no, malformed or revoked token", body = ErrorBody), (status = 429, description = "over the principal's rate", body = ErrorBody), (status = 403, description = "the role does not allow it", body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/secrets", operation_id = "list_secrets", params(("scope" = Option<String>, Query, description = "platform, workspace:W, workflow:W/F, user:U, user:U@W/F, builder:B@W/F (default workspace:default)")), responses((status = 200, body = Vec<ListedSecret>), (status = 400, description = "bad input, named in the message", body = ErrorBody), (status = 401, description = "no, malformed or revoked token", body = ErrorBody), (status = 429, description = "over the principal's rate", body = ErrorBody), (status = 403, description = "the role does not allow it", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     Caller(by): Caller,
