@@ -356,7 +356,8 @@ fn a_step_that_uses_no_credential_runs_while_another_process_holds_the_store() {
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "{\"a\":1}");
     assert!(
-        text(&listed).contains("in use by another process"),
+        text(&listed).contains("in use by another process")
+            && text(&listed).contains("--server URL"),
         "{}",
         text(&listed)
     );

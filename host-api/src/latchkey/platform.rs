@@ -236,7 +236,7 @@ impl Latchkey {
             && !registry::valid_name(name)
         {
             return Err(invalid(format!(
-                "name {:?}: use 1 to 100 letters, digits, '.', '_' or '-'",
+                "name \"{}\": use 1 to 100 letters, digits, '.', '_' or '-'",
                 shown(name)
             )));
         }
@@ -292,7 +292,7 @@ impl Latchkey {
         self.allow(by, Action::ManageWorkflows)?;
         if !registry::valid_name(name) {
             return Err(invalid(format!(
-                "workflow name {:?}: use 1 to 100 letters, digits, '.', '_' or '-'",
+                "workflow name \"{}\": use 1 to 100 letters, digits, '.', '_' or '-'",
                 shown(name)
             )));
         }
@@ -309,7 +309,7 @@ impl Latchkey {
             let component = step.component.to_string_lossy().into_owned();
             let digest = reg.digest(&component)?.ok_or_else(|| {
                 invalid(format!(
-                    "step {}: no registered component {:?} (register it first)",
+                    "step {}: no registered component \"{}\" (register it first)",
                     step.policy.name,
                     shown(&component)
                 ))
@@ -360,7 +360,7 @@ impl Latchkey {
     fn registered_workflow(&self, name: &str) -> Result<RegisteredWorkflow, Error> {
         let info = Registry::of(self.store())
             .workflow(name)?
-            .ok_or_else(|| Error::NotFound(format!("no workflow {:?}", shown(name))))?;
+            .ok_or_else(|| Error::NotFound(format!("no workflow \"{}\"", shown(name))))?;
         let workflow = parse_registered(&info)?;
         Ok(RegisteredWorkflow { info, workflow })
     }
@@ -503,7 +503,7 @@ impl Latchkey {
         match target {
             RunTarget::Component(c) => {
                 let digest = Registry::of(self.store()).digest(c)?.ok_or_else(|| {
-                    Error::NotFound(format!("no registered component {:?}", shown(c)))
+                    Error::NotFound(format!("no registered component \"{}\"", shown(c)))
                 })?;
                 let step = self.registered_step(&digest)?;
                 let name = if registry::is_digest(c) {
@@ -649,7 +649,7 @@ impl Latchkey {
     /// [`Action::ReadAllRuns`]. Another's run is "not found", so ids cannot be probed.
     pub fn run_record(&self, by: &Principal, id: &str) -> Result<RunRecord, Error> {
         self.allow(by, Action::Run)?;
-        let not_found = || Error::NotFound(format!("no run {}", shown(id)));
+        let not_found = || Error::NotFound(format!("no run \"{}\"", shown(id)));
         if !valid_run_id(id) {
             return Err(not_found());
         }
@@ -672,7 +672,7 @@ impl Latchkey {
         if let Some(b) = before
             && !valid_run_id(b)
         {
-            return Err(invalid(format!("before: {:?} is not a run id", shown(b))));
+            return Err(invalid(format!("before: \"{}\" is not a run id", shown(b))));
         }
         let user = (!by.role().may(Action::ReadAllRuns)).then(|| by.name());
         Ok(RunStore::new(self.store().backend()).newest(user, before, limit.clamp(1, 100))?)
@@ -846,7 +846,7 @@ fn step_context(c: &RunChoices, name: &str, user: &str) -> Result<RunContext, Er
             .find(|i| !crate::store::valid_integration(i))
         {
             return Err(invalid(format!(
-                "integrations: invalid integration type {:?}",
+                "integrations: invalid integration type \"{}\"",
                 shown(bad)
             )));
         }

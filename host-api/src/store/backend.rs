@@ -10,7 +10,7 @@ use std::sync::Arc;
 pub enum BackendError {
     /// Another process has the store open (sled holds an exclusive lock on its directory).
     #[error(
-        "the store at {path} is in use by another process (only one process may open a sled store; use `latchkey serve` to share it)"
+        "the store at {path} is in use by another process (only one process may open a sled store): if a `latchkey serve` holds it, reach it with `--server URL` (or LATCHKEY_SERVER) and a token; to share a store, serve it"
     )]
     InUse {
         /// Store directory.
