@@ -1144,7 +1144,7 @@ fn metrics_answer_only_a_loopback_host_over_plain_http() {
     ] {
         let r = scrape(&host);
         assert_eq!(r.status(), StatusCode::OK, "{host}");
-        assert!(r.text().unwrap().contains("# EOF"), "{host}");
+        assert!(r.text().unwrap().contains("# TYPE latchkey_"), "{host}");
     }
     for host in [
         format!("rebind.evil.example:{port}"),
@@ -1160,14 +1160,14 @@ fn metrics_answer_only_a_loopback_host_over_plain_http() {
 }
 
 /// The served OpenAPI document passes an independent validator (`openapi-spec-validator`,
-/// installed by `tests/setup/60-openapi.sh`), as client generators require.
+/// installed by `tests/setup/60-python-tools.sh`), as client generators require.
 #[test]
 fn the_served_openapi_document_validates() {
     let tool = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../target/test-tools/venv/bin/openapi-spec-validator");
     assert!(
         tool.exists(),
-        "{} is missing: run `bash tests/setup/60-openapi.sh`",
+        "{} is missing: run `bash tests/setup/60-python-tools.sh`",
         tool.display()
     );
     let (cli, _) = store_with_admin();
@@ -1190,4 +1190,84 @@ fn the_served_openapi_document_validates() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// `/metrics` speaks Prometheus' text format 0.0.4 unless OpenMetrics is asked for, and both
+/// parse with the official Python client's parsers (installed by
+/// `tests/setup/60-python-tools.sh`): the build, the process's CPU, memory and files, and HTTP
+/// requests by route template and status, 401s included.
+#[test]
+fn metrics_parse_with_the_official_parsers_in_both_formats() {
+    let python = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/test-tools/venv/bin/python");
+    let (cli, admin) = store_with_admin();
+    let s = Server::start(&cli, &[]);
+    assert_eq!(s.get("/v1/whoami", &admin).status(), StatusCode::OK);
+    assert_eq!(
+        s.req("GET", "/v1/whoami", None).send().unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    for (accept, parser, kind) in [
+        (
+            None,
+            "prometheus_client.parser",
+            "text/plain; version=0.0.4",
+        ),
+        (
+            Some("application/openmetrics-text; version=1.0.0"),
+            "prometheus_client.openmetrics.parser",
+            "application/openmetrics-text",
+        ),
+    ] {
+        let mut r = s.req("GET", "/metrics", None);
+        if let Some(a) = accept {
+            r = r.header("accept", a);
+        }
+        let r = r.send().unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let ct = r.headers()["content-type"].to_str().unwrap().to_owned();
+        assert!(ct.starts_with(kind), "{ct}");
+        let file = cli.path("metrics.txt");
+        std::fs::write(&file, r.text().unwrap()).unwrap();
+        let script = format!(
+            "import sys, json\nfrom {parser} import text_string_to_metric_families\n\
+             fams = {{f.name: [(s.name, s.labels, s.value) for s in f.samples] for f in text_string_to_metric_families(open(sys.argv[1]).read())}}\n\
+             print(json.dumps(fams))"
+        );
+        let out = std::process::Command::new(&python)
+            .args(["-c", &script, file.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{parser} refused the document: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let fams: Value = serde_json::from_slice(&out.stdout).unwrap();
+        for name in [
+            "latchkey_build_info",
+            "process_cpu_seconds",
+            "process_resident_memory_bytes",
+            "process_open_fds",
+            "latchkey_http_requests",
+            "latchkey_runs_in_progress",
+        ] {
+            assert!(fams.get(name).is_some(), "{parser}: no {name} in {fams}");
+        }
+        let http = fams["latchkey_http_requests"].as_array().unwrap();
+        let counted = |status: &str| {
+            http.iter().any(|s| {
+                s[1]["route"] == "/v1/whoami"
+                    && s[1]["status"] == status
+                    && s[2].as_f64() >= Some(1.0)
+            })
+        };
+        assert!(counted("200") && counted("401"), "{parser}: {http:?}");
+        assert!(
+            fams["process_resident_memory_bytes"][0][2]
+                .as_f64()
+                .unwrap()
+                > 1e6
+        );
+    }
 }

@@ -161,6 +161,10 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/readyz", get(routes::readyz))
         .route("/metrics", get(routes::metrics))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            routes::count,
+        ))
         .layer(axum::middleware::from_fn(extract::utf8_query))
         .layer(axum::middleware::from_fn(console::harden))
         .layer(request_trace())

@@ -49,12 +49,20 @@ pub async fn metrics(
             "over plain HTTP, /metrics answers only a Host naming this machine (localhost, 127.0.0.1, [::1]): scrape it by that address",
         ));
     }
+    // Prometheus' text format 0.0.4 unless the scraper asks for OpenMetrics, as
+    // Prometheus does when it may.
+    let openmetrics = headers
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("application/openmetrics-text"));
+    let content_type = if openmetrics {
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    } else {
+        "text/plain; version=0.0.4; charset=utf-8"
+    };
     Ok((
-        [(
-            http::header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        state.metrics.encode(),
+        [(http::header::CONTENT_TYPE, content_type)],
+        state.metrics.encode(openmetrics),
     ))
 }
 
@@ -77,6 +85,25 @@ fn names_loopback(host: Option<&http::HeaderValue>) -> bool {
         .trim_end_matches(']')
         .parse::<std::net::IpAddr>()
         .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Counts every answered request by its route's template, method and status (the
+/// router's own 404s and 405s, and 401s, included).
+pub async fn count(
+    State(state): State<Arc<AppState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = req.method().as_str().to_owned();
+    let response = next.run(req).await;
+    state
+        .metrics
+        .http_request(&route, &method, response.status().as_u16());
+    response
 }
 
 #[cfg(test)]
