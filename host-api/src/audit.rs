@@ -125,6 +125,17 @@ pub enum AuditEvent {
     RunLost,
 }
 
+impl AuditEvent {
+    /// The event's name as every output writes it, text and JSON alike (`secret-set`,
+    /// `inject-denied`, …).
+    pub fn name(self) -> String {
+        match serde_json::to_value(self) {
+            Ok(serde_json::Value::String(s)) => s,
+            _ => format!("{self:?}"),
+        }
+    }
+}
+
 /// One audit record. Run records fill the run fields (`run_id` … `user`); records of
 /// changes to the store fill `actor` and leave the run fields empty.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

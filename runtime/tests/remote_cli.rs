@@ -135,8 +135,8 @@ fn secrets_runs_and_audit_work_the_same_through_a_server() {
 
     // The audit trail shows who did what, by the token's principal.
     let audit = ok(&admin, &["audit", "--key", "API"], None);
-    assert!(audit.contains("SecretSet by=root"), "{audit}");
-    assert!(audit.contains("SecretRotate by=root"), "{audit}");
+    assert!(audit.contains("secret-set by=root"), "{audit}");
+    assert!(audit.contains("secret-rotate by=root"), "{audit}");
 
     // Local-only commands and client-side limits are refused, precisely.
     let out = remote(&cli, &s, &admin, &["init"], None);

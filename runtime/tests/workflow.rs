@@ -713,7 +713,7 @@ fn check_reports_tiers_and_missing() {
     assert_eq!(lk.up.request_count(), 0);
     let trail = lk.ok(&["audit"], None).stdout;
     assert!(
-        trail.lines().all(|l| l.contains(" SecretSet by=")),
+        trail.lines().all(|l| l.contains(" secret-set by=")),
         "{trail}"
     );
     lk.assert_write_only();

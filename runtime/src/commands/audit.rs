@@ -110,8 +110,8 @@ fn line(r: &AuditRecord) -> String {
             format!(" member={}", shown(&r.user))
         };
         return format!(
-            "{when} {:?} by={}{member} {} scope={} v={version} -> {}",
-            r.event,
+            "{when} {} by={}{member} {} scope={} v={version} -> {}",
+            r.event.name(),
             shown(actor),
             if r.key.is_empty() {
                 "-".into()
@@ -123,13 +123,13 @@ fn line(r: &AuditRecord) -> String {
         );
     }
     format!(
-        "{when} {} {}/{} step={} user={} {:?} {} scope={} v={version} dest={} at={} -> {}",
+        "{when} {} {}/{} step={} user={} {} {} scope={} v={version} dest={} at={} -> {}",
         shown(&r.run_id),
         shown(&r.workspace),
         shown(&r.workflow),
         shown(&r.step),
         shown(&r.user),
-        r.event,
+        r.event.name(),
         shown(&r.key),
         or_dash(r.scope.as_deref()),
         or_dash(r.destination.as_deref()),
