@@ -141,7 +141,9 @@ impl Remote {
             let message = r
                 .json::<ErrorBody>()
                 .map(|e| e.message)
-                .unwrap_or_else(|_| "(no message)".to_owned());
+                .unwrap_or_else(|_| "(no message)".to_owned())
+                // The API names its request field; this command's user passes a flag.
+                .replace("send \"allow_weak_value\": true", "pass --allow-weak-value");
             bail!("{what}: the server answered {status}: {message}");
         }
         r.json()

@@ -1271,3 +1271,29 @@ fn metrics_parse_with_the_official_parsers_in_both_formats() {
         );
     }
 }
+
+/// A guessable value is refused in the API's own words: the request field that overrides
+/// the check, not the command-line flag.
+#[test]
+fn a_weak_value_is_refused_naming_the_api_field() {
+    let (cli, admin) = store_with_admin();
+    let s = Server::start(&cli, &[]);
+    let up = Upstream::start_blocking().unwrap();
+    let put = |allow: bool| {
+        s.json(
+            "PUT",
+            "/v1/secrets/WEAK?scope=workspace:default",
+            &admin,
+            json!({"value": "hunter2", "binding": binding(&up), "allow_weak_value": allow}),
+        )
+    };
+    let r = put(false);
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let message = r.json::<Value>().unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(message.contains("\"allow_weak_value\": true"), "{message}");
+    assert!(!message.contains("--allow-weak-value"), "{message}");
+    assert_eq!(put(true).status(), StatusCode::CREATED);
+}

@@ -157,13 +157,17 @@ impl From<Error> for ApiError {
 
 fn store_error(s: &StoreError, e: &Error) -> ApiError {
     match s {
+        // The library names the CLI's flag; an API caller sets a field of the request.
+        StoreError::WeakValue(w) => ApiError::bad_request(format!(
+            "the value is easy to guess (estimated {} bits of guessing work; at least 64 are required): use a generated key, or send \"allow_weak_value\": true to store it anyway",
+            w.estimated_bits
+        )),
         StoreError::NotFound { .. } => ApiError::not_found(e.to_string()),
         // Two admins changing one secret at once (on one host or two): the loser retries.
         StoreError::Conflict { .. } => {
             ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
         }
         StoreError::Value(_)
-        | StoreError::WeakValue(_)
         | StoreError::Integration(_)
         | StoreError::Quota(_)
         | StoreError::Key(_)
