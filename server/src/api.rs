@@ -505,6 +505,45 @@ pub struct CheckView {
     pub steps: Vec<CheckStepView>,
 }
 
+impl CheckView {
+    /// The view of `report`, each component's load error in the words `chain` gives it (a
+    /// front end's own way of joining an error's causes).
+    pub fn of(
+        report: &latchkey_host::workflow::CheckReport,
+        chain: impl Fn(&latchkey_host::Error) -> String,
+    ) -> Self {
+        CheckView {
+            user: report.user.clone(),
+            problems: report.problems(),
+            steps: report
+                .steps
+                .iter()
+                .map(|s| CheckStepView {
+                    name: s.name.clone(),
+                    component: match &s.load {
+                        Ok(()) => "ok".to_owned(),
+                        Err(e) => chain(e),
+                    },
+                    keys: s.keys.as_ref().map(|keys| {
+                        keys.iter()
+                            .map(|k| CheckKeyView {
+                                key: k.key.to_string(),
+                                resolution: match &k.resolution {
+                                    Ok(r) => Ok(format!(
+                                        "tier {} (scope {}, integration {}, version {})",
+                                        r.tier, r.meta.scope, r.meta.integration, r.meta.version
+                                    )),
+                                    Err(e) => Err(e.to_string()),
+                                },
+                            })
+                            .collect()
+                    }),
+                })
+                .collect(),
+        }
+    }
+}
+
 /// One step of a check.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CheckStepView {

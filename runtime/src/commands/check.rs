@@ -8,7 +8,7 @@ use clap::Args;
 use latchkey_host::Options;
 use latchkey_host::sandbox::Limits;
 use latchkey_host::workflow::{CheckReport, KeyCheck, StepCheck, Workflow};
-use latchkey_server::api::{CheckKeyView, CheckStepView, CheckView};
+use latchkey_server::api::CheckView;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -79,38 +79,8 @@ fn exit_code(problems: usize) -> ExitCode {
 }
 
 /// The local check in the form `POST /v1/workflows/{name}/check` answers.
-// The server builds the same view in routes/registry.rs; one conversion beside `CheckView`
-// in latchkey_server::api would serve both (left for the engineer reworking that module).
 fn view(report: &CheckReport) -> CheckView {
-    CheckView {
-        user: report.user.clone(),
-        problems: report.problems(),
-        steps: report
-            .steps
-            .iter()
-            .map(|s| CheckStepView {
-                name: s.name.clone(),
-                component: match &s.load {
-                    Ok(()) => "ok".to_owned(),
-                    Err(e) => crate::report::chain(e),
-                },
-                keys: s.keys.as_ref().map(|keys| {
-                    keys.iter()
-                        .map(|k| CheckKeyView {
-                            key: k.key.to_string(),
-                            resolution: match &k.resolution {
-                                Ok(r) => Ok(format!(
-                                    "tier {} (scope {}, integration {}, version {})",
-                                    r.tier, r.meta.scope, r.meta.integration, r.meta.version
-                                )),
-                                Err(e) => Err(e.to_string()),
-                            },
-                        })
-                        .collect()
-                }),
-            })
-            .collect(),
-    }
+    CheckView::of(report, |e| crate::report::chain(e))
 }
 
 fn print_step(n: usize, total: usize, step: &StepCheck) {

@@ -3,7 +3,7 @@
 //! sharing it runs the same code, and compiles each component once into the cache.
 
 use crate::api::ErrorBody;
-use crate::api::{CheckKeyView, CheckStepView, CheckView, ComponentView, WorkflowView};
+use crate::api::{CheckView, ComponentView, WorkflowView};
 use crate::error::{ApiError, chain};
 use crate::extract::{Caller, body_bytes};
 use crate::state::AppState;
@@ -136,33 +136,5 @@ pub async fn check(
     let report = tokio::task::spawn_blocking(move || st.latchkey.check_registered(&by, &name))
         .await
         .map_err(ApiError::internal)??;
-    Ok(Json(CheckView {
-        user: report.user.clone(),
-        problems: report.problems(),
-        steps: report
-            .steps
-            .iter()
-            .map(|s| CheckStepView {
-                name: s.name.clone(),
-                component: match &s.load {
-                    Ok(()) => "ok".to_owned(),
-                    Err(e) => chain(e),
-                },
-                keys: s.keys.as_ref().map(|keys| {
-                    keys.iter()
-                        .map(|k| CheckKeyView {
-                            key: k.key.to_string(),
-                            resolution: match &k.resolution {
-                                Ok(r) => Ok(format!(
-                                    "tier {} (scope {}, integration {}, version {})",
-                                    r.tier, r.meta.scope, r.meta.integration, r.meta.version
-                                )),
-                                Err(e) => Err(e.to_string()),
-                            },
-                        })
-                        .collect()
-                }),
-            })
-            .collect(),
-    }))
+    Ok(Json(CheckView::of(&report, |e| chain(e))))
 }
