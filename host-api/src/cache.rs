@@ -59,8 +59,9 @@ impl CacheKey {
         CacheKey(key)
     }
 
-    /// A random key for this process only (tests, benchmarks, embedders without a store):
-    /// entries written under it are recompiled by every other process.
+    /// A random key for this process only (tests, benchmarks): entries written under it
+    /// are recompiled by every other process.
+    #[cfg(any(test, feature = "testing"))]
     pub fn random() -> std::io::Result<Self> {
         let mut k = zeroize::Zeroizing::new([0u8; 32]);
         getrandom::fill(k.as_mut()).map_err(|e| std::io::Error::other(e.to_string()))?;
@@ -185,6 +186,7 @@ impl ComponentCache {
     }
 
     /// The cache directory.
+    #[cfg(any(test, feature = "testing"))]
     pub fn dir(&self) -> &Path {
         &self.dir
     }

@@ -74,6 +74,7 @@ pub fn visible(text: &str) -> Cow<'_, str> {
 
 /// Like [`visible`], keeping line breaks too: for multi-line text the operator reads as
 /// such (a step's output).
+#[cfg(any(test, feature = "testing"))]
 pub fn visible_lines(text: &str) -> Cow<'_, str> {
     if !text
         .chars()

@@ -7,11 +7,9 @@
 //! [`Principal`]; its [`Role`] is checked in one place, and no role can read a value.
 //!
 //! ```
-//! use latchkey_host::{AuditQuery, Latchkey, Options, Principal, Role};
-//! use latchkey_host::audit::AuditEvent;
-//! use latchkey_host::policy::{BindingSpec, HostPattern, InjectLocation};
-//! use latchkey_host::secret::{CredentialKey, SecretValue};
-//! use latchkey_host::store::{MasterKey, Scope, SecretSpec};
+//! use latchkey_host::{AuditEvent, AuditQuery, BindingSpec, CredentialKey, HostPattern};
+//! use latchkey_host::{InjectLocation, Latchkey, MasterKey, Options, Principal, Role};
+//! use latchkey_host::{Scope, SecretSpec, SecretValue};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let dir = tempfile::tempdir()?;
@@ -50,9 +48,7 @@
 //! Running a workflow (a `workflow.toml` of steps built with `latchkey-sdk`):
 //!
 //! ```no_run
-//! use latchkey_host::{Latchkey, Options};
-//! use latchkey_host::store::MasterKey;
-//! use latchkey_host::workflow::{RunRequest, Workflow};
+//! use latchkey_host::{Latchkey, MasterKey, Options, RunRequest, Workflow};
 //!
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let master = MasterKey::from_bytes(std::fs::read("master.key")?.as_slice())?;
@@ -69,47 +65,91 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The parts, for embedders who need them:
-//!
-//! - [`store`]: the sealed secret store (AES-256-GCM, sled by default), write-only.
-//! - [`policy`]: pure rules: credential bindings (hosts, locations) and address checks.
-//! - [`resolve`]: which stored secret a step gets for a key (tiers, scopes, allowlists).
-//! - [`workflow`]: manifests, running their steps in order, checking them.
-//! - [`sandbox`]: the wasmtime engine, limits, and running a component.
-//! - [`audit`]: the append-only trail of credential use (never values).
-//! - [`cache`]: compiled components on disk, so a step is compiled once.
-//! - [`principal`]: who acts and what their role allows; [`tokens`]: how they prove it.
+//! Everything an embedder names is re-exported here, at the crate's root: the façade, the
+//! acting principal and its roles, keys and values, specs and limits, reports and errors.
+//! The modules behind them (the sandbox, the store and its backends, resolution, the
+//! compile cache, …) are private, so that no caller can go around [`Latchkey`]'s role
+//! checks; the `testing` feature opens them to the project's own tests and benchmarks.
 #![deny(missing_docs)]
+// Every type a public signature mentions is exported at the root (checked without `testing`).
+#![warn(unnameable_types)]
 
-pub mod audit;
+/// Declares modules that are private to the crate, or public with the `testing` feature
+/// (the project's tests and benchmarks reach into the engine; embedders may not).
+macro_rules! engine_modules {
+    ($($name:ident),* $(,)?) => {$(
+        #[cfg(feature = "testing")]
+        pub mod $name;
+        #[cfg(not(feature = "testing"))]
+        mod $name;
+    )*};
+}
+
+engine_modules!(
+    audit, cache, policy, principal, resolve, sandbox, secret, signer, store, tokens, transit,
+    workflow,
+);
 mod bindings;
-pub mod cache;
 mod credentials;
 mod guest_log;
 mod http;
 mod latchkey;
 mod oauth;
-pub mod policy;
-pub mod principal;
 mod registry;
-pub mod resolve;
 mod runs;
-pub mod sandbox;
-pub mod secret;
-pub mod signer;
-pub mod store;
-pub mod tokens;
-pub mod transit;
 mod wit_v1;
-pub mod workflow;
 
+// The façade and what its operations take and return.
 pub use latchkey::{
     AuditPage, AuditQuery, Compiled, Error, LastUse, Latchkey, Options, Refusal,
     RegisteredWorkflow, RunChoices, RunEnded, RunObserver, RunSpec, RunTarget, StartedRun,
 };
-pub use principal::{Action, Principal, Role};
 pub use registry::{ComponentInfo, ComponentSpec, WorkflowInfo, digest_of};
 pub use runs::{
     CredentialRecord, LogRecord, RefusalRecord, RunKind, RunLimits, RunOutput, RunRecord,
     RunStatus, StepRecord,
+};
+
+// Who acts, and how they prove it.
+pub use principal::{Action, Principal, Role};
+pub use tokens::{Token, TokenError, TokenMeta};
+
+// Keys, values and where they are kept.
+pub use secret::{CredentialKey, KeyError, MAX_VALUE_BYTES, SecretValue, ValueError};
+pub use store::seal::{MasterKeyError, SealError};
+pub use store::{
+    BackendError, CopyReport, CredentialKind, DEFAULT_ROTATION_GRACE, KeyWrapper, Location,
+    MASTER_KEY_BYTES, MasterKey, NameKind, PermissionError, RecordError, Scope, ScopeError,
+    SecretMeta, SecretSpec, StoreError, TransitKey, VerifyReport as StoreVerifyReport, WrapError,
+    check_name, check_private_file, create_private_dir,
+};
+pub use transit::{TransitError, seal as seal_for_transit};
+
+// How a credential may be used: bindings, grants, quotas, signing.
+pub use policy::quota::{QuotaError, Window as QuotaWindow};
+pub use policy::strength::WeakValue;
+pub use policy::{
+    AddressPolicy, Binding, BindingError, BindingSpec, DEFAULT_JWT_TTL_SECS, Destination, Grant,
+    GrantError, HostPattern, InjectLocation, JwtClaims, MAX_GRANTS, MAX_JWT_TTL_SECS, METHODS,
+    PatternError, Quota, RequestRefusal, SignerError, SignerParams, TokenEndpoint,
+    TokenEndpointError,
+};
+pub use signer::KeyError as SigningKeyError;
+
+// Running steps and workflows, and what a run reports.
+pub use cache::{CacheError, CacheStatus};
+pub use resolve::{ResolveError, Resolved, RunContext, StepPolicy, Tier};
+pub use sandbox::{
+    CredentialUse, Durability, GuestLogLine, Limits, LoadError, Refusals, RunCounts, RunError,
+    RunFailure, RunOutcome, RuntimeConfig, RuntimeError, Step, WasmtimeError, visible,
+};
+pub use workflow::{
+    CheckReport, KeyCheck, ManifestError, RunRequest, StepCheck, StepReport, StepSpec, Workflow,
+    WorkflowRun,
+};
+
+// The audit trail.
+pub use audit::{
+    AuditError, AuditEvent, AuditRecord, Finding, Head, Problem as AuditProblem,
+    VerifyReport as AuditVerifyReport,
 };

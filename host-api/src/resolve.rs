@@ -330,7 +330,7 @@ pub(crate) fn retired_values(
 /// store's crate-private decryption), for the benchmarks in `bench/`. The decrypted value
 /// is dropped (and zeroized) inside; only the metadata comes out, so this reveals nothing
 /// [`resolve`] does not. Not part of the supported API.
-#[doc(hidden)]
+#[cfg(feature = "testing")]
 pub fn resolve_and_decrypt_for_bench(
     store: &SecretStore,
     ctx: &RunContext,

@@ -4,7 +4,7 @@
 use crate::master_key;
 use anyhow::{Context, Result};
 use clap::Args;
-use latchkey_host::store::Location;
+use latchkey_host::Location;
 use latchkey_host::{Latchkey, Options, Principal, Role};
 use std::path::{Path, PathBuf};
 
@@ -135,6 +135,14 @@ pub fn operator(name: &str) -> Result<Principal> {
     Ok(Principal::new(name, Role::Admin)?)
 }
 
+/// Milliseconds since the Unix epoch: when a local run started and ended, as the API's
+/// run records say it.
+pub fn unix_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// The OS user (`$USER`, `$LOGNAME`), else `operator`.
 pub fn os_user() -> String {
     std::env::var("USER")
@@ -186,10 +194,8 @@ const POOL_INSTANCES: u32 = 0;
 
 /// The runtime configuration of every command that loads steps (`run`, `check`,
 /// `compile`), so that they agree on the engine and share cache entries.
-pub fn runtime_config(
-    limits: latchkey_host::sandbox::Limits,
-) -> latchkey_host::sandbox::RuntimeConfig {
-    latchkey_host::sandbox::RuntimeConfig {
+pub fn runtime_config(limits: latchkey_host::Limits) -> latchkey_host::RuntimeConfig {
+    latchkey_host::RuntimeConfig {
         limits,
         pool_instances: POOL_INSTANCES,
         ..Default::default()
@@ -199,8 +205,7 @@ pub fn runtime_config(
 /// The invoking user of a workflow: `--user`, else the OS user; checked like a scope name.
 pub fn invoking_user(arg: Option<&String>) -> Result<String> {
     let user = arg.cloned().unwrap_or_else(os_user);
-    latchkey_host::store::check_name(latchkey_host::store::NameKind::User, &user)
-        .context("--user")?;
+    latchkey_host::check_name(latchkey_host::NameKind::User, &user).context("--user")?;
     Ok(user)
 }
 
@@ -217,11 +222,11 @@ pub struct DurabilityArgs {
 
 impl DurabilityArgs {
     /// The library setting the flag selects.
-    pub fn durability(self) -> latchkey_host::sandbox::Durability {
+    pub fn durability(self) -> latchkey_host::Durability {
         if self.strict_durability {
-            latchkey_host::sandbox::Durability::Strict
+            latchkey_host::Durability::Strict
         } else {
-            latchkey_host::sandbox::Durability::Grouped
+            latchkey_host::Durability::Grouped
         }
     }
 }
@@ -242,8 +247,8 @@ pub struct NetworkArgs {
 
 impl NetworkArgs {
     /// The address policy the flags grant.
-    pub fn address_policy(&self) -> Result<latchkey_host::policy::AddressPolicy> {
-        use latchkey_host::policy::AddressPolicy;
+    pub fn address_policy(&self) -> Result<latchkey_host::AddressPolicy> {
+        use latchkey_host::AddressPolicy;
         let mut grants = self
             .allow_internal
             .iter()

@@ -3,7 +3,7 @@
 
 use anyhow::{Result, bail};
 use clap::Args;
-use latchkey_host::sandbox::Limits;
+use latchkey_host::Limits;
 use std::time::Duration;
 
 /// Limits on one run of a step. Defaults are `Limits::default()` in the library.

@@ -3,9 +3,7 @@
 
 use crate::common::StoreArgs;
 use anyhow::{Context, Result, bail};
-use latchkey_host::store::{
-    KeyWrapper, MasterKey, TransitKey, check_private_file, create_private_dir,
-};
+use latchkey_host::{KeyWrapper, MasterKey, TransitKey, check_private_file, create_private_dir};
 use std::io::Write;
 use std::path::Path;
 

@@ -6,7 +6,7 @@
 use anyhow::{Context, Result, bail};
 use base64::Engine as _;
 use clap::Args;
-use latchkey_host::secret::SecretValue;
+use latchkey_host::SecretValue;
 use latchkey_server::api::{ErrorBody, PublicKey};
 use reqwest::blocking::{Client, RequestBuilder};
 use serde::Serialize;
@@ -201,7 +201,7 @@ impl Remote {
             .ok()
             .and_then(|k| k.try_into().ok())
             .context("the server's public key is not 32 bytes of base64")?;
-        let sealed = latchkey_host::transit::seal(&key, value)?;
+        let sealed = latchkey_host::seal_for_transit(&key, value)?;
         Ok(base64::engine::general_purpose::STANDARD.encode(sealed))
     }
 }

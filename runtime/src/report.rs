@@ -2,7 +2,7 @@
 //! (names and tiers, never values), and why a step failed.
 
 use latchkey_host::Refusal;
-use latchkey_host::sandbox::{CredentialUse, GuestLogLine, RunError, visible};
+use latchkey_host::{CredentialUse, GuestLogLine, RunError, visible};
 use std::borrow::Cow;
 
 /// A field of what the CLI prints (a name, an audit record's field, a server's message,

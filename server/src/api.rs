@@ -2,10 +2,10 @@
 //! command with `--server`). Requests refuse unknown fields. No type here holds a secret
 //! value except the two request bodies that carry one in, and neither implements `Debug`.
 
-use latchkey_host::audit::AuditRecord;
-use latchkey_host::policy::Quota;
-use latchkey_host::store::SecretMeta;
-use latchkey_host::tokens::TokenMeta;
+use latchkey_host::AuditRecord;
+use latchkey_host::Quota;
+use latchkey_host::SecretMeta;
+use latchkey_host::TokenMeta;
 use latchkey_host::{LastUse, Role};
 use serde::{Deserialize, Serialize};
 
@@ -34,7 +34,7 @@ pub struct BindingBody {
     /// "scope"?, "ttl_secs", "key_id"?}}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
-    pub signer: Option<latchkey_host::policy::SignerParams>,
+    pub signer: Option<latchkey_host::SignerParams>,
 }
 
 /// A value in a request: sealed to the server's public key (base64), or plain (only
@@ -509,7 +509,7 @@ impl CheckView {
     /// The view of `report`, each component's load error in the words `chain` gives it (a
     /// front end's own way of joining an error's causes).
     pub fn of(
-        report: &latchkey_host::workflow::CheckReport,
+        report: &latchkey_host::CheckReport,
         chain: impl Fn(&latchkey_host::Error) -> String,
     ) -> Self {
         CheckView {

@@ -6,10 +6,10 @@ use crate::api::ErrorBody;
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use latchkey_host::AuditError;
 use latchkey_host::Error;
-use latchkey_host::audit::AuditError;
-use latchkey_host::store::{BackendError, StoreError};
-use latchkey_host::tokens::TokenError;
+use latchkey_host::TokenError;
+use latchkey_host::{BackendError, StoreError};
 
 /// An error response.
 #[derive(Debug)]

@@ -497,6 +497,55 @@ mod tests {
         }
     }
 
+    /// The front ends (this server and the `latchkey` command) reach the engine only
+    /// through the façade and the value types at `latchkey_host`'s root: a path into one
+    /// of its modules, or a run context built by hand, would go around `Role::may`. (The
+    /// modules are open to tests through the `testing` feature, which a workspace build
+    /// turns on for everyone, so the compiler alone would not notice.)
+    #[test]
+    fn the_front_ends_use_only_the_facade() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut sources = Vec::new();
+        for dir in [root.join("src"), root.join("../runtime/src")] {
+            rust_files(&dir, &mut sources);
+        }
+        assert!(sources.len() > 20, "found only {} sources", sources.len());
+        let engine_path = |line: &str| {
+            line.match_indices("latchkey_host::")
+                .any(|(i, m)| line[i + m.len()..].starts_with(|c: char| c.is_ascii_lowercase()))
+        };
+        for path in sources {
+            let text = std::fs::read_to_string(&path).unwrap();
+            // This file's own tests build a store directly.
+            let text = text.split("#[cfg(test)]").next().unwrap();
+            for (n, line) in text.lines().enumerate() {
+                let reaches_in = engine_path(line)
+                    && !line.contains("latchkey_host::seal_for_transit")
+                    && !line.contains("latchkey_host::digest_of")
+                    && !line.contains("latchkey_host::check_name")
+                    && !line.contains("latchkey_host::visible");
+                let builds_context = line.contains("RunContext::") || line.contains("RunContext {");
+                assert!(
+                    !reaches_in && !builds_context,
+                    "{}:{}: {line}",
+                    path.display(),
+                    n + 1
+                );
+            }
+        }
+    }
+
+    fn rust_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                rust_files(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+
     #[tokio::test]
     async fn the_router_serves_every_documented_route() {
         let app = router(state());

@@ -435,11 +435,19 @@ async fn the_platforms_rules_are_the_facades_for_every_role() {
             );
         }
         for choices in [integrations.clone(), workspace.clone()] {
-            let r = lk.run(&who, run(choices)).await;
+            let r = lk.run(&who, run(choices.clone())).await;
+            // A local run's context (`latchkey run STEP`) is the same choice.
+            let ctx = lk.step_context(&who, "alice", "probe", &choices);
             if may_choose {
                 r.unwrap();
+                let ctx = ctx.unwrap();
+                assert_eq!(
+                    (ctx.user.as_str(), ctx.step.name.as_str()),
+                    ("alice", "probe")
+                );
             } else {
                 forbidden(r, Action::ChooseRunContext);
+                forbidden(ctx, Action::ChooseRunContext);
             }
         }
         let r = lk.check_registered(&who, "flow");
@@ -453,6 +461,37 @@ async fn the_platforms_rules_are_the_facades_for_every_role() {
         assert_eq!(done.status, latchkey_host::RunStatus::Succeeded, "{done:?}");
         assert_eq!(lk.run_record(&who, &done.id).unwrap().user, who.name());
     }
+    // The choices of a local run are checked as a server checks a caller's.
+    for (bad, field) in [
+        (
+            RunChoices {
+                workspace: Some("a/b".into()),
+                ..RunChoices::default()
+            },
+            "workspace",
+        ),
+        (
+            RunChoices {
+                integrations: vec!["".into()],
+                ..RunChoices::default()
+            },
+            "integrations",
+        ),
+        (
+            RunChoices {
+                allow_keys: vec!["no such".into()],
+                ..RunChoices::default()
+            },
+            "allow_keys",
+        ),
+    ] {
+        let e = lk.step_context(&admin, "alice", "probe", &bad).unwrap_err();
+        assert!(e.to_string().contains(field), "{field}: {e}");
+    }
+    assert!(
+        lk.step_context(&admin, "a:b", "probe", &RunChoices::default())
+            .is_err()
+    );
     // Another's run is "not found" to all but an admin, and lists show only one's own.
     let alice = principal("alice", Role::Runner);
     let mine = lk.run(&alice, run(RunChoices::default())).await.unwrap();

@@ -91,13 +91,22 @@ impl Latchkey {
         Self::opened(location, SecretStore::open_at(location, master), options)
     }
 
+    /// Brings the schema of the store at `location` to this build's version: the schema
+    /// versions before and after, or `None` for a sled directory (it has no schema).
+    pub fn migrate(location: &Location) -> Result<Option<(i32, i32)>, Error> {
+        match location {
+            Location::Postgres(url) => Ok(Some(crate::store::PostgresBackend::migrate(url)?)),
+            Location::Dir(_) => Ok(None),
+        }
+    }
+
     fn opened(
         location: &Location,
         store: Result<SecretStore, crate::store::StoreError>,
         options: Options,
     ) -> Result<Self, Error> {
         match store {
-            Ok(store) => Ok(Self::with_store(store, options)),
+            Ok(store) => Ok(Self::wrapping(store, options)),
             Err(source) => Err(Error::Open {
                 store: location.shown(),
                 source,
@@ -105,8 +114,13 @@ impl Latchkey {
         }
     }
 
-    /// Wraps an already opened store (another backend, a test's memory store).
+    /// Wraps an already opened store (a test's memory store).
+    #[cfg(any(test, feature = "testing"))]
     pub fn with_store(store: SecretStore, options: Options) -> Self {
+        Self::wrapping(store, options)
+    }
+
+    fn wrapping(store: SecretStore, options: Options) -> Self {
         Latchkey {
             store: Arc::new(store),
             options,
@@ -198,8 +212,26 @@ impl Latchkey {
         })
     }
 
+    /// The context of a one-step run of the step called `name`, for `user`, with `by`'s
+    /// choices of where its keys come from (workspace, workflow, builder, integrations,
+    /// allowlist; see [`RunChoices`]): a local operator's `latchkey run`. Choosing whose and
+    /// which keys a run resolves takes [`Action::ChooseRunContext`], and the choices are
+    /// checked as a server checks a caller's.
+    pub fn step_context(
+        &self,
+        by: &Principal,
+        user: &str,
+        name: &str,
+        choices: &RunChoices,
+    ) -> Result<RunContext, Error> {
+        self.allow(by, Action::Run)?;
+        self.allow(by, Action::ChooseRunContext)?;
+        crate::store::check_name(crate::store::NameKind::User, user)?;
+        platform::step_context(choices, name, user)
+    }
+
     /// Runs one step once with `input` (JSON), in a fresh instance, as `by` in the context
-    /// `ctx` the caller chose: which scoped keys it resolves is the caller's choice, so it
+    /// `ctx` the caller chose (from [`Latchkey::step_context`]): which scoped keys it resolves is the caller's choice, so it
     /// takes [`Action::ChooseRunContext`] as well as [`Action::Run`] (a local operator's
     /// `latchkey run`; a server's callers go through [`Latchkey::start_run`]).
     pub async fn run_step(

@@ -829,7 +829,7 @@ fn parse_registered(info: &WorkflowInfo) -> Result<Workflow, Error> {
 
 /// The context of a single-step run of component `name` by `user`, with the caller's
 /// choices (already allowed).
-fn step_context(c: &RunChoices, name: &str, user: &str) -> Result<RunContext, Error> {
+pub(super) fn step_context(c: &RunChoices, name: &str, user: &str) -> Result<RunContext, Error> {
     let workspace = c.workspace.as_deref().unwrap_or("default");
     let workflow = c.workflow.as_deref().unwrap_or(name);
     check_name(NameKind::Workspace, workspace).map_err(|e| invalid(format!("workspace: {e}")))?;

@@ -353,6 +353,7 @@ fn form_template(joined: &[u8], tokens: &[String]) -> Result<Located, BodyError>
 
 impl BodyTemplate {
     /// The template's format; [`BodyFormat::content_type`] is what to send.
+    #[cfg(any(test, feature = "testing"))]
     pub fn format(&self) -> BodyFormat {
         self.format
     }

@@ -13,12 +13,17 @@ mod signer;
 pub mod strength;
 pub mod token_endpoint;
 
-pub use address::{AddressPolicy, GrantError, MAX_GRANTS, forbidden_reason, is_cloud_metadata};
+pub use address::{AddressPolicy, GrantError, MAX_GRANTS};
+// What the project's own tests reach besides what the crate's root exports.
+#[cfg(any(test, feature = "testing"))]
+pub use address::{forbidden_reason, is_cloud_metadata};
 pub use binding::{
     Binding, BindingError, BindingSpec, Destination, InjectLocation, METHODS, RequestRefusal,
 };
+#[cfg(any(test, feature = "testing"))]
+pub use host::canonical_host;
 pub use headers::host_managed;
-pub use host::{HostPattern, PatternError, canonical_host};
+pub use host::{HostPattern, PatternError};
 pub use quota::Quota;
 pub use signer::{DEFAULT_JWT_TTL_SECS, JwtClaims, MAX_JWT_TTL_SECS, SignerError, SignerParams};
 pub use token_endpoint::{Grant, TokenEndpoint, TokenEndpointError};

@@ -19,11 +19,13 @@ mod state;
 
 pub use crate::credentials::CredentialUse;
 /// Guest-chosen text made safe for a terminal (control characters shown as `\u{1b}`).
-pub use crate::guest_log::{GuestLogLine, visible, visible_lines};
-pub use crate::http::ClientError;
+pub use crate::guest_log::{GuestLogLine, visible};
+// What the project's own tests reach besides what the crate's root exports.
+#[cfg(any(test, feature = "testing"))]
+pub use crate::{guest_log::visible_lines, http::ClientError, sandbox::run::TEXT_SCRUB_GRACE};
 pub use error::{LoadError, RunError, RunFailure, RuntimeError, WasmtimeError};
 pub use limits::{Durability, Limits, RuntimeConfig};
-pub use run::{REPORTED_REFUSALS, Refusal, Refusals, RunCounts, RunOutcome, TEXT_SCRUB_GRACE};
+pub use run::{REPORTED_REFUSALS, Refusal, Refusals, RunCounts, RunOutcome};
 
 pub(crate) use memory::MemoryLimiter;
 pub(crate) use state::{HostState, Shared};
@@ -50,6 +52,7 @@ pub struct Runtime {
     linker: Linker<HostState>,
     shared: Arc<Shared>,
     stop_ticker: Arc<AtomicBool>,
+    #[cfg_attr(not(any(test, feature = "testing")), allow(dead_code))]
     pooled: bool,
 }
 
@@ -94,6 +97,7 @@ impl Runtime {
     }
 
     /// Whether the pooling allocator is in use.
+    #[cfg(any(test, feature = "testing"))]
     pub fn is_pooled(&self) -> bool {
         self.pooled
     }

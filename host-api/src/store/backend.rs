@@ -726,15 +726,18 @@ impl Backend for SledBackend {
 }
 
 /// (namespace, id) → bytes.
+#[cfg(any(test, feature = "testing"))]
 type MemoryMap = std::collections::BTreeMap<(String, Vec<u8>), Vec<u8>>;
 
-/// An in-memory backend: for tests, fuzzing and embedders' own tests. Not durable.
+/// An in-memory backend: for tests and fuzzing. Not durable.
+#[cfg(any(test, feature = "testing"))]
 #[derive(Default)]
 pub struct MemoryBackend {
     trees: std::sync::Mutex<MemoryMap>,
     next_id: std::sync::atomic::AtomicU64,
 }
 
+#[cfg(any(test, feature = "testing"))]
 impl MemoryBackend {
     fn lock(&self) -> std::sync::MutexGuard<'_, MemoryMap> {
         // A panic while holding the lock leaves a consistent map: recover it.
@@ -742,6 +745,7 @@ impl MemoryBackend {
     }
 }
 
+#[cfg(any(test, feature = "testing"))]
 impl Backend for MemoryBackend {
     fn get(&self, ns: &str, id: &[u8]) -> Result<Option<Vec<u8>>, BackendError> {
         Ok(self.lock().get(&(ns.to_owned(), id.to_vec())).cloned())

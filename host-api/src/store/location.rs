@@ -41,7 +41,7 @@ impl Location {
 
 impl Location {
     /// The backend at this location; a directory is created (0700) if `create`.
-    pub fn backend(&self, create: bool) -> Result<Box<dyn super::Backend>, super::StoreError> {
+    pub(crate) fn backend(&self, create: bool) -> Result<Box<dyn super::Backend>, super::StoreError> {
         match self {
             Location::Dir(dir) => {
                 super::check_private_dir(dir)?;

@@ -31,10 +31,17 @@ pub mod seal;
 mod secret_store;
 
 pub use backend::{
-    AppendBuilder, Backend, BackendError, Expected, MemoryBackend, PermissionError, Record,
-    Records, SledBackend, check_private_dir, check_private_file, create_private_dir, effective_uid,
+    Backend, BackendError, Expected, PermissionError, Records, SledBackend, check_private_dir,
+    check_private_file, create_private_dir,
 };
-pub use key_provider::{KeyWrapper, TRANSIT_MAGIC, TransitKey, WrapError};
+// What the project's own tests reach besides what the crate's root exports.
+#[cfg(any(test, feature = "testing"))]
+pub use backend::{AppendBuilder, MemoryBackend, Record, effective_uid};
+#[cfg(any(test, feature = "testing"))]
+pub use key_provider::TRANSIT_MAGIC;
+#[cfg(any(test, feature = "testing"))]
+pub use secret_store::OAUTH_ACTOR;
+pub use key_provider::{KeyWrapper, TransitKey, WrapError};
 pub use location::Location;
 pub(crate) use oauth::CachedToken;
 pub use postgres::PostgresBackend;
@@ -43,7 +50,7 @@ pub use record::{CredentialKind, RecordError, SecretMeta, SecretSpec, valid_inte
 pub use retired::DEFAULT_ROTATION_GRACE;
 pub use scope::{NameKind, Scope, ScopeError, check_name};
 pub use seal::{MASTER_KEY_BYTES, MasterKey};
-pub use secret_store::{CopyReport, OAUTH_ACTOR, SecretStore, StoreError, VerifyReport};
+pub use secret_store::{CopyReport, SecretStore, StoreError, VerifyReport};
 
 /// Milliseconds since the Unix epoch (the clock records are stamped with).
 pub fn unix_millis() -> u64 {

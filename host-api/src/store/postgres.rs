@@ -393,6 +393,7 @@ impl PostgresBackend {
     }
 
     /// The database, as it may be shown (no password).
+    #[cfg(any(test, feature = "testing"))]
     pub fn shown(&self) -> &str {
         &self.shown
     }

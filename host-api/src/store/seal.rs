@@ -86,7 +86,8 @@ impl MasterKey {
     }
 
     /// Seals a fresh data key under this master key; returns the wrapped key and the key.
-    pub fn new_data_key(&self) -> Result<(Vec<u8>, DataKey), SealError> {
+    #[cfg(test)]
+    pub(crate) fn new_data_key(&self) -> Result<(Vec<u8>, DataKey), SealError> {
         let mut dek = Zeroizing::new([0u8; MASTER_KEY_BYTES]);
         getrandom::fill(dek.as_mut()).map_err(|_| SealError::Random)?;
         let wrapped = seal_with(&self.cipher(), dek.as_ref(), DEK_AAD)?;
@@ -94,7 +95,8 @@ impl MasterKey {
     }
 
     /// Opens a wrapped data key. Fails if this is not the master key it was wrapped with.
-    pub fn unwrap_data_key(&self, wrapped: &[u8]) -> Result<DataKey, SealError> {
+    #[cfg(test)]
+    pub(crate) fn unwrap_data_key(&self, wrapped: &[u8]) -> Result<DataKey, SealError> {
         let raw = open_with(&self.cipher(), wrapped, DEK_AAD)?;
         if raw.len() != MASTER_KEY_BYTES {
             return Err(SealError::Authentication);

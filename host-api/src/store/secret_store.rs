@@ -360,6 +360,7 @@ impl SecretStore {
     }
 
     /// Where the store lives (for messages).
+    #[cfg(any(test, feature = "testing"))]
     pub fn path(&self) -> &str {
         &self.path
     }

@@ -5,8 +5,8 @@ use crate::remote::{Remote, encode};
 use crate::report::shown;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use latchkey_host::audit::{AuditRecord, Head, VerifyReport};
 use latchkey_host::{AuditQuery, Options};
+use latchkey_host::{AuditRecord, AuditVerifyReport as VerifyReport, Head};
 use std::process::ExitCode;
 
 #[derive(Args, Debug)]
@@ -210,7 +210,7 @@ fn verify(store: &StoreArgs, expect_head: Option<&str>, as_json: bool) -> Result
 /// `audit verify --json`: the report as one document, named as [`VerifyReport`]'s fields; the
 /// exit code is the text form's.
 fn verify_json(report: &VerifyReport, expected: Option<&Head>) -> Result<ExitCode> {
-    let finding = |f: &latchkey_host::audit::Finding| serde_json::json!({"position": f.position, "seq": f.seq, "problem": f.problem.to_string()});
+    let finding = |f: &latchkey_host::Finding| serde_json::json!({"position": f.position, "seq": f.seq, "problem": f.problem.to_string()});
     let expected_present = expected.map(|h| report.contains(h));
     let intact = report.is_intact() && expected_present != Some(false);
     crate::json::document(&serde_json::json!({

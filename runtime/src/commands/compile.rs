@@ -3,9 +3,9 @@
 use crate::common::{StoreArgs, runtime_config};
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use latchkey_host::CacheStatus;
+use latchkey_host::Limits;
 use latchkey_host::Options;
-use latchkey_host::cache::CacheStatus;
-use latchkey_host::sandbox::Limits;
 use std::path::PathBuf;
 use std::time::Instant;
 

@@ -4,7 +4,7 @@ use crate::common::StoreArgs;
 use crate::master_key::{self, MASTER_KEY_ENV};
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use latchkey_host::store::{KeyWrapper, MasterKey};
+use latchkey_host::{KeyWrapper, MasterKey};
 use latchkey_host::{Latchkey, Options};
 
 /// `latchkey init`: the key file (0600, in a directory created 0700) unless

@@ -96,7 +96,7 @@ impl WorkflowCommand {
             WorkflowCommand::Add { file } => {
                 let text = std::fs::read_to_string(&file)
                     .with_context(|| format!("reading {}", file.display()))?;
-                let wf = latchkey_host::workflow::Workflow::parse(&text, &file)?;
+                let wf = latchkey_host::Workflow::parse(&text, &file)?;
                 let v: WorkflowView = r.upload(
                     &format!("registering workflow {}", wf.name),
                     reqwest::Method::PUT,

@@ -5,11 +5,9 @@ use crate::remote::{Remote, encode};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use latchkey_host::Options;
-use latchkey_host::policy::{
-    BindingSpec, Grant, HostPattern, InjectLocation, Quota, TokenEndpoint,
-};
-use latchkey_host::secret::{CredentialKey, MAX_VALUE_BYTES, SecretValue};
-use latchkey_host::store::{CredentialKind, Scope, SecretMeta, SecretSpec};
+use latchkey_host::{BindingSpec, Grant, HostPattern, InjectLocation, Quota, TokenEndpoint};
+use latchkey_host::{CredentialKey, MAX_VALUE_BYTES, SecretValue};
+use latchkey_host::{CredentialKind, Scope, SecretMeta, SecretSpec};
 use latchkey_server::api;
 use std::io::{IsTerminal, Read};
 use zeroize::Zeroizing;
@@ -131,7 +129,7 @@ pub struct SignerArgs {
     #[arg(long, value_name = "SCOPE", requires = "jwt_issuer")]
     pub jwt_scope: Option<String>,
     /// `jwt-*`: lifetime of each minted token in seconds (at most 3600).
-    #[arg(long, value_name = "SECONDS", default_value_t = latchkey_host::policy::DEFAULT_JWT_TTL_SECS)]
+    #[arg(long, value_name = "SECONDS", default_value_t = latchkey_host::DEFAULT_JWT_TTL_SECS)]
     pub jwt_ttl: u32,
     /// `jwt-*`: the `kid` header.
     #[arg(long, value_name = "KID", requires = "jwt_issuer")]
@@ -139,8 +137,8 @@ pub struct SignerArgs {
 }
 
 impl SignerArgs {
-    fn params(&self) -> Option<latchkey_host::policy::SignerParams> {
-        use latchkey_host::policy::{JwtClaims, SignerParams};
+    fn params(&self) -> Option<latchkey_host::SignerParams> {
+        use latchkey_host::{JwtClaims, SignerParams};
         if let (Some(region), Some(service)) = (&self.aws_region, &self.aws_service) {
             return Some(SignerParams::Aws {
                 region: region.clone(),
@@ -363,7 +361,7 @@ fn read_value_of(key: &CredentialKey, kind: CredentialKind, grant: Grant) -> Res
     SecretValue::new(json.to_vec()).with_context(|| format!("refusing the value for {key}"))
 }
 
-fn binding(args: &SetArgs) -> Result<latchkey_host::policy::Binding> {
+fn binding(args: &SetArgs) -> Result<latchkey_host::Binding> {
     let hosts = args
         .allow_host
         .iter()

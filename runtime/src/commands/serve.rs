@@ -4,7 +4,7 @@ use crate::common::{CacheArgs, DurabilityArgs, NetworkArgs, StoreArgs};
 use crate::limits::{self, LimitArgs};
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use latchkey_host::sandbox::RuntimeConfig;
+use latchkey_host::RuntimeConfig;
 use latchkey_host::{Options, RunLimits};
 use latchkey_server::{ServeConfig, ServerLimits};
 use std::io::Write;

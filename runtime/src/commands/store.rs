@@ -4,7 +4,7 @@ use crate::common::{StoreArgs, operator, os_user};
 use crate::master_key::{self, MASTER_KEY_ENV};
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
-use latchkey_host::store::{KeyWrapper, Location, MasterKey, PostgresBackend};
+use latchkey_host::{KeyWrapper, Location, MasterKey};
 use latchkey_host::{Latchkey, Options};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -85,15 +85,15 @@ fn verify(args: &StoreArgs) -> Result<ExitCode> {
 }
 
 fn migrate(args: &StoreArgs) -> Result<()> {
-    let Location::Postgres(url) = &args.store else {
+    let migrated =
+        Latchkey::migrate(&args.store).with_context(|| format!("migrating {}", args.store))?;
+    let Some((before, after)) = migrated else {
         println!(
             "the store {} is a sled directory: it has no schema to migrate",
             args.store
         );
         return Ok(());
     };
-    let (before, after) =
-        PostgresBackend::migrate(url).with_context(|| format!("migrating {}", args.store))?;
     if before == after {
         println!(
             "the schema of {} is up to date (version {after})",

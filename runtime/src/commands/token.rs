@@ -6,7 +6,7 @@ use crate::json::{self, JsonArgs};
 use crate::remote::{Remote, encode};
 use anyhow::Result;
 use clap::Subcommand;
-use latchkey_host::tokens::TokenMeta;
+use latchkey_host::TokenMeta;
 use latchkey_host::{Options, Role};
 
 #[derive(Subcommand, Debug)]
@@ -142,7 +142,7 @@ fn print_tokens(tokens: &[TokenMeta], as_json: JsonArgs) -> Result<()> {
         let when = humantime::format_rfc3339_seconds(
             std::time::UNIX_EPOCH + std::time::Duration::from_millis(t.created_at_ms),
         );
-        let now = latchkey_host::store::unix_millis();
+        let now = crate::common::unix_millis();
         let revoked = match (t.revoked_at_ms, t.expires_at_ms) {
             (Some(_), _) => " REVOKED".to_owned(),
             (None, Some(e)) => {

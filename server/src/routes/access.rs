@@ -11,7 +11,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use base64::Engine as _;
 use latchkey_host::AuditQuery;
-use latchkey_host::tokens::TokenMeta;
+use latchkey_host::TokenMeta;
 use serde::Deserialize;
 use std::sync::Arc;
 

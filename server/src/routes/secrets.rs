@@ -11,11 +11,9 @@ use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use base64::Engine as _;
-use latchkey_host::policy::{
-    Binding, BindingSpec, Grant, HostPattern, InjectLocation, TokenEndpoint,
-};
-use latchkey_host::secret::{CredentialKey, SecretValue};
-use latchkey_host::store::{CredentialKind, Scope, SecretSpec};
+use latchkey_host::{Binding, BindingSpec, Grant, HostPattern, InjectLocation, TokenEndpoint};
+use latchkey_host::{CredentialKey, SecretValue};
+use latchkey_host::{CredentialKind, Scope, SecretSpec};
 use serde::Deserialize;
 use std::sync::Arc;
 

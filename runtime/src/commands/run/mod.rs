@@ -12,10 +12,8 @@ use crate::limits::{self, LimitArgs};
 use crate::report;
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use latchkey_host::resolve::RunContext;
-use latchkey_host::sandbox::RuntimeConfig;
-use latchkey_host::secret::CredentialKey;
-use latchkey_host::{Latchkey, Options};
+use latchkey_host::RuntimeConfig;
+use latchkey_host::{Latchkey, Options, RunChoices};
 use std::io::Read;
 use std::path::Path;
 use std::path::PathBuf;
@@ -81,7 +79,7 @@ impl RunCommand {
         }
         if is_manifest(&self.step) {
             self.refuse_single_step_flags()?;
-            let wf = latchkey_host::workflow::Workflow::load(&self.step)?;
+            let wf = latchkey_host::Workflow::load(&self.step)?;
             let user = invoking_user(self.user.as_ref())?;
             let (latchkey, input) = self.prepare(store)?;
             return workflow::run(&latchkey, &wf, &user, &input, self.json);
@@ -170,43 +168,36 @@ impl RunCommand {
         Ok(text)
     }
 
-    /// The run context of a single step, from the flags.
-    fn context(&self) -> Result<RunContext> {
-        let workflow = match &self.workflow {
-            Some(w) => w.clone(),
-            None => self
-                .step
-                .file_stem()
-                .map(|s| s.to_string_lossy().replace(['/', '@', ':'], "_"))
-                .unwrap_or_else(|| "workflow".to_owned()),
-        };
-        let user = self.user.clone().unwrap_or_else(os_user);
-        let workspace = self.workspace.as_deref().unwrap_or("default");
-        let mut ctx = RunContext::single_step(workspace, &workflow, &user);
-        ctx.builder = self.builder.clone();
-        if !self.integrations.is_empty() {
-            ctx.step.integrations = self.integrations.iter().cloned().collect();
+    /// Where a single step's keys come from, as the flags choose it.
+    fn choices(&self) -> RunChoices {
+        RunChoices {
+            workspace: self.workspace.clone(),
+            workflow: self.workflow.clone(),
+            builder: self.builder.clone(),
+            integrations: self.integrations.clone(),
+            allow_keys: self.allow_keys.clone(),
         }
-        if !self.allow_keys.is_empty() {
-            let keys = self
-                .allow_keys
-                .iter()
-                .map(|k| CredentialKey::new(k))
-                .collect::<Result<_, _>>()?;
-            ctx.step.allowlist = Some(keys);
-        }
-        Ok(ctx)
+    }
+
+    /// The step's name: the file name without extension (the workflow's too, unless
+    /// `--workflow` names it).
+    fn step_name(&self) -> String {
+        self.step
+            .file_stem()
+            .map(|s| s.to_string_lossy().replace(['/', '@', ':'], "_"))
+            .unwrap_or_else(|| "workflow".to_owned())
     }
 
     fn run_step(&self, store: &StoreArgs) -> Result<ExitCode> {
-        let ctx = self.context()?;
         let (latchkey, input) = self.prepare(store)?;
+        let by = operator(&os_user())?;
+        let user = self.user.clone().unwrap_or_else(os_user);
+        let ctx = latchkey.step_context(&by, &user, &self.step_name(), &self.choices())?;
         let tokio = async_runtime()?;
         let _guard = tokio.enter();
         let step = latchkey.load_file(&self.step)?;
-        let started_at_ms = latchkey_host::store::unix_millis();
+        let started_at_ms = crate::common::unix_millis();
         let started = std::time::Instant::now();
-        let by = operator(&os_user())?;
         let result = tokio.block_on(async {
             let result = latchkey.run_step(&by, &step, &ctx, &input).await;
             // A refresh the run's deadline cut off goes on: let it store its tokens.

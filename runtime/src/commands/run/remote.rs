@@ -19,7 +19,7 @@ pub fn start_for(target: &Path) -> Result<StartRun> {
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("toml"))
     {
-        let wf = latchkey_host::workflow::Workflow::load(target)?;
+        let wf = latchkey_host::Workflow::load(target)?;
         return Ok(StartRun {
             workflow: Some(wf.name),
             ..StartRun::default()

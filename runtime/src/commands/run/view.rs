@@ -4,7 +4,7 @@
 // library keeps a run record that both can convert, this module should use that conversion.
 
 use latchkey_host::Refusal;
-use latchkey_host::sandbox::{RunFailure, RunOutcome};
+use latchkey_host::{RunFailure, RunOutcome};
 use latchkey_server::api::{CredentialView, LogView, RefusalView, RunStatus, RunView, StepView};
 use std::time::Duration;
 
@@ -80,7 +80,7 @@ pub fn run(f: Finished<'_>) -> RunView {
         user: f.user.to_owned(),
         status: status(error.is_none()),
         started_at_ms: f.started_at_ms,
-        finished_at_ms: Some(latchkey_host::store::unix_millis()),
+        finished_at_ms: Some(crate::common::unix_millis()),
         output: f
             .output
             .filter(|_| error.is_none())

@@ -5,7 +5,7 @@ use crate::common::{EXIT_STEP_FAILED, async_runtime};
 use crate::report;
 use anyhow::Result;
 use latchkey_host::Latchkey;
-use latchkey_host::workflow::{RunRequest, StepReport, Workflow};
+use latchkey_host::{RunRequest, StepReport, Workflow};
 use std::process::ExitCode;
 
 pub fn run(
@@ -25,7 +25,7 @@ pub fn run(
         "run {run_id}: workflow {} in workspace {}, {total} step(s), user {user}",
         wf.name, wf.workspace
     );
-    let started_at_ms = latchkey_host::store::unix_millis();
+    let started_at_ms = crate::common::unix_millis();
     let by = crate::common::operator(&crate::common::os_user())?;
     let run = tokio.block_on(async {
         let run = latchkey
