@@ -65,16 +65,16 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
-const NS_AUDIT: &str = "audit";
+use crate::store::namespaces::AUDIT as NS_AUDIT;
 /// Marks a chained record: magic ‖ seq (8, BE) ‖ MAC (32) ‖ record JSON. A legacy record
 /// is bare JSON (it starts with `{`).
 const CHAINED_MAGIC: &[u8; 5] = b"\0LKA2";
 const MAC_BYTES: usize = 32;
 const HEADER_BYTES: usize = CHAINED_MAGIC.len() + 8 + MAC_BYTES;
 /// Where the genesis marker is kept: the store's metadata namespace (copied with it).
-pub(crate) const GENESIS_NS: &str = "store";
+pub(crate) use crate::store::namespaces::META as GENESIS_NS;
 /// The genesis marker's id there.
-pub(crate) const GENESIS_ID: &[u8] = b"audit-genesis";
+pub(crate) use crate::store::namespaces::AUDIT_GENESIS_ID as GENESIS_ID;
 /// The genesis marker: magic ‖ legacy count (8, BE) ‖ legacy digest (32) ‖ MAC (32).
 const GENESIS_MAGIC: &[u8; 5] = b"\0LKG1";
 const GENESIS_BYTES: usize = GENESIS_MAGIC.len() + 8 + 32 + MAC_BYTES;

@@ -14,8 +14,7 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-pub(crate) const NS_COMPONENTS: &str = "components";
-pub(crate) const NS_REGISTRY: &str = "registry";
+pub(crate) use crate::store::namespaces::{COMPONENTS as NS_COMPONENTS, REGISTRY as NS_REGISTRY};
 
 /// A registered component as callers see it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -14,7 +14,7 @@ use sha2::Sha256;
 use std::fmt;
 use zeroize::Zeroizing;
 
-const NS_TOKENS: &str = "tokens";
+use crate::store::namespaces::TOKENS as NS_TOKENS;
 const PREFIX: &str = "lk_";
 /// HMAC bytes shown as a token's public id (enough to name it, useless to forge it).
 const ID_BYTES: usize = 8;

@@ -10,8 +10,8 @@ use latchkey_host::store::{
     Backend, BackendError, MasterKey, MemoryBackend, Record, Records, Scope, SecretSpec,
     SecretStore,
 };
-use latchkey_host::workflow::{RunRequest, Workflow};
 use latchkey_host::{Action, AuditQuery, Error, Latchkey, Options, Principal, Role};
+use latchkey_host::{RunRequest, Workflow};
 use latchkey_tests::{guest, hosts, locations};
 use serde_json::json;
 use std::path::Path;
@@ -520,4 +520,52 @@ async fn the_platforms_rules_are_the_facades_for_every_role() {
         )
         .await;
     assert!(matches!(r, Err(Error::Invalid(_))), "{r:?}");
+}
+
+/// A store copy (`latchkey store copy`, sled → PostgreSQL) takes the platform with it:
+/// registered components and workflows, and the runs' records, not only secrets.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_store_copy_takes_registrations_and_runs_along() {
+    use latchkey_host::{ComponentSpec, Location, RunChoices, RunSpec, RunStatus, RunTarget};
+    let dir = tempfile::tempdir().unwrap();
+    let (lk, master) = latchkey(dir.path());
+    let lk = std::sync::Arc::new(lk);
+    let admin = principal("root", Role::Admin);
+    let wasm = std::fs::read(guest("probe")).unwrap();
+    let spec = ComponentSpec {
+        name: Some("probe".into()),
+        ..ComponentSpec::default()
+    };
+    lk.register_component(&admin, &wasm, &spec).unwrap();
+    let manifest = "name = \"flow\"\n[[step]]\nname = \"a\"\ncomponent = \"probe\"\n";
+    lk.register_workflow(&admin, "flow", manifest).unwrap();
+    let run = RunSpec {
+        target: RunTarget::Workflow("flow".into()),
+        input: r#"{"action":"echo"}"#.into(),
+        choices: RunChoices::default(),
+    };
+    let done = lk.run(&admin, run).await.unwrap();
+    assert_eq!(done.status, RunStatus::Succeeded, "{done:?}");
+
+    let target = Location::Dir(dir.path().join("copy"));
+    lk.copy_store(&admin, &target).unwrap();
+    let copy = Latchkey::open_at(&target, &master, Options::default()).unwrap();
+    let names: Vec<_> = copy
+        .components(&admin)
+        .unwrap()
+        .into_iter()
+        .filter_map(|c| c.name)
+        .collect();
+    assert_eq!(names, ["probe"]);
+    let flows: Vec<_> = copy
+        .workflows(&admin)
+        .unwrap()
+        .into_iter()
+        .map(|w| w.info.name)
+        .collect();
+    assert_eq!(flows, ["flow"]);
+    assert_eq!(
+        copy.run_record(&admin, &done.id).unwrap().status,
+        RunStatus::Succeeded
+    );
 }

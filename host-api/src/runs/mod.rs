@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// The namespace of run records.
-pub(crate) const NS_RUNS: &str = "runs";
+pub(crate) use crate::store::namespaces::RUNS as NS_RUNS;
 
 /// How many runs a host keeps, for how long, and how it proves it is still running them.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,8 +12,9 @@
 //! [`SecretStore::open`]: super::SecretStore::open
 
 use super::backend::{
-    AppendBuilder, Backend, BackendError, Expected, Record, Records, SledBackend,
+    AppendBuilder, Backend, BackendError, Expected, Record, Records,
 };
+use super::sled_store::SledBackend;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 

@@ -21,6 +21,7 @@ mod key_provider;
 mod location;
 pub mod log;
 mod meta_cache;
+pub(crate) mod namespaces;
 mod oauth;
 pub mod postgres;
 pub mod quota;
@@ -29,11 +30,13 @@ mod retired;
 mod scope;
 pub mod seal;
 mod secret_store;
+mod sled_store;
 
 pub use backend::{
-    Backend, BackendError, Expected, PermissionError, Records, SledBackend, check_private_dir,
+    Backend, BackendError, Expected, PermissionError, Records, check_private_dir,
     check_private_file, create_private_dir,
 };
+pub use sled_store::SledBackend;
 // What the project's own tests reach besides what the crate's root exports.
 #[cfg(any(test, feature = "testing"))]
 pub use backend::{AppendBuilder, MemoryBackend, Record, effective_uid};

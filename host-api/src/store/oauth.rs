@@ -14,7 +14,7 @@ use super::scope::Scope;
 use super::secret_store::{SecretStore, StoreError};
 use crate::secret::{CredentialKey, SecretValue};
 
-pub(super) const NS_OAUTH: &str = "oauth";
+use super::namespaces::{OAUTH as NS_OAUTH, OAUTH_TOKEN_PREFIX as TOKEN_PREFIX};
 const TOKEN_AAD: &[u8] = b"latchkey/oauth-token/v1\0";
 const TOKEN_MAGIC: &[u8; 4] = b"LKT1";
 
@@ -39,8 +39,6 @@ struct Lease {
     until_ms: u64,
 }
 
-/// What every cached token's id starts with (a lease's does not): what a store copy takes.
-pub(super) const TOKEN_PREFIX: &[u8] = b"token\0";
 
 fn token_id(scope: &Scope, key: &CredentialKey) -> Vec<u8> {
     let mut id = TOKEN_PREFIX.to_vec();

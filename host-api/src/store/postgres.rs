@@ -111,23 +111,24 @@ struct Table {
     numeric_ids: bool,
 }
 
-fn table(ns: &str) -> Result<Table, BackendError> {
+fn table(namespace: &str) -> Result<Table, BackendError> {
+    use super::namespaces as ns;
     let t = |name, value, numeric_ids| Table {
         name,
         value,
         numeric_ids,
     };
-    match ns {
-        "secrets" => Ok(t("latchkey_secrets", "record", false)),
-        "store" => Ok(t("latchkey_meta", "value", false)),
-        "tokens" => Ok(t("latchkey_tokens", "record", false)),
-        "audit" => Ok(t("latchkey_audit", "record", true)),
-        "quota" => Ok(t("latchkey_quota", "value", false)),
-        "oauth" => Ok(t("latchkey_oauth", "value", false)),
-        "components" => Ok(t("latchkey_components", "value", false)),
-        "registry" => Ok(t("latchkey_registry", "value", false)),
-        "runs" => Ok(t("latchkey_runs", "value", false)),
-        "retired" => Ok(t("latchkey_retired", "value", false)),
+    match namespace {
+        ns::SECRETS => Ok(t("latchkey_secrets", "record", false)),
+        ns::META => Ok(t("latchkey_meta", "value", false)),
+        ns::TOKENS => Ok(t("latchkey_tokens", "record", false)),
+        ns::AUDIT => Ok(t("latchkey_audit", "record", true)),
+        ns::QUOTA => Ok(t("latchkey_quota", "value", false)),
+        ns::OAUTH => Ok(t("latchkey_oauth", "value", false)),
+        ns::COMPONENTS => Ok(t("latchkey_components", "value", false)),
+        ns::REGISTRY => Ok(t("latchkey_registry", "value", false)),
+        ns::RUNS => Ok(t("latchkey_runs", "value", false)),
+        ns::RETIRED => Ok(t("latchkey_retired", "value", false)),
         other => Err(BackendError::UnknownNamespace(other.to_owned())),
     }
 }

@@ -15,7 +15,7 @@ use crate::policy::quota::{Usage, Window};
 use crate::secret::CredentialKey;
 use std::sync::Mutex;
 
-pub(super) const NS_QUOTA: &str = "quota";
+use super::namespaces::QUOTA as NS_QUOTA;
 
 /// Why a request may not carry its credentials now.
 #[derive(Debug, thiserror::Error)]

@@ -13,7 +13,7 @@
 use std::time::Duration;
 
 /// The namespace of retired records.
-pub(crate) const NS_RETIRED: &str = "retired";
+pub(crate) const NS_RETIRED: &str = super::namespaces::RETIRED;
 
 /// How long a rotated-away value stays a scrub pattern unless the operator says otherwise.
 pub const DEFAULT_ROTATION_GRACE: Duration = Duration::from_secs(24 * 60 * 60);

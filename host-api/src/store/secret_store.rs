@@ -4,14 +4,15 @@
 //! runtime decrypts through a crate-private call at the moment of injection.
 
 use super::backend::{
-    Backend, BackendError, Expected, PermissionError, SledBackend, check_private_dir,
+    Backend, BackendError, Expected, PermissionError, check_private_dir,
     create_private_dir,
 };
+use super::sled_store::SledBackend;
 use super::deferred::{self, DeferredSled};
 use super::key_provider::{KeyWrapper, WrapError};
 use super::meta_cache::MetaCache;
-use super::oauth::{NS_OAUTH, TOKEN_PREFIX};
-use super::quota::{NS_QUOTA, QuotaCounters, QuotaRefusal};
+use super::namespaces::{self, META as NS_META, SECRETS as NS_SECRETS};
+use super::quota::{QuotaCounters, QuotaRefusal};
 use super::record::{self, CredentialKind, SecretMeta, SecretSpec};
 use super::retired::{self, DEFAULT_ROTATION_GRACE, NS_RETIRED};
 use super::scope::Scope;
@@ -27,8 +28,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-const NS_SECRETS: &str = "secrets";
-const NS_META: &str = "store";
 const DEK_ID: &[u8] = b"data-key";
 
 /// Who stores an `oauth2` credential's rotated refresh token: the host itself.
@@ -859,18 +858,8 @@ impl SecretStore {
         // The data key last: until it is there the target is not a store, so a copy that
         // fails half-way is refused as unfinished rather than opened with records missing.
         // Quota counters go too, or a migration would reset every window; so do cached
-        // OAuth access tokens (sealed, bound to their id). Refresh leases do not: they
-        // belong to the hosts of the old store. The audit chain's genesis marker goes
-        // with the chain (its record 0 is chained to the marker).
-        for (ns, prefix) in [
-            (NS_SECRETS, &b""[..]),
-            (NS_RETIRED, b""),
-            ("tokens", b""),
-            (NS_QUOTA, b""),
-            (NS_OAUTH, TOKEN_PREFIX),
-            (crate::audit::GENESIS_NS, crate::audit::GENESIS_ID),
-            ("audit", b""),
-        ] {
+        // OAuth access tokens (sealed, bound to their id), registrations and runs.
+        for &(ns, prefix) in namespaces::COPIED {
             let records = self.backend.scan(ns, prefix)?;
             for (id, bytes) in &records {
                 let version = if ns == NS_SECRETS {
@@ -878,7 +867,7 @@ impl SecretStore {
                 } else {
                     0
                 };
-                if ns != "audit" {
+                if ns != namespaces::AUDIT {
                     target.delete(ns, id)?;
                     if !target.compare_and_put(ns, id, None, bytes, version)? {
                         return Err(StoreError::AlreadyInitialized {
@@ -892,7 +881,7 @@ impl SecretStore {
                     target.append(ns, bytes)?;
                 }
             }
-            let what = if ns == crate::audit::GENESIS_NS {
+            let what = if ns == namespaces::META {
                 "audit genesis"
             } else {
                 ns

@@ -1,0 +1,411 @@
+//! The embedded default backend: sled for keyed records, and beside it one append-only log
+//! file per appended namespace (the audit trail, see [`AppendLog`]).
+
+use super::backend::{Backend, BackendError, Expected, Record, Records, page_end};
+use super::log::AppendLog;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The most memory sled keeps for its page cache.
+pub(crate) const SLED_CACHE_BYTES: u64 = 128 << 20;
+
+/// How long [`SledBackend::open`] waits for a lock that may be its own process's.
+pub(crate) const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The embedded default: a sled database in a directory, and beside it one append-only
+/// log file per appended namespace (`<ns>.log`, the audit trail): see [`AppendLog`] for
+/// why appends do not go into sled.
+pub struct SledBackend {
+    db: sled::Db,
+    dir: PathBuf,
+    path: String,
+    /// Trees opened so far, by namespace: `open_tree` takes a lock and a lookup on every
+    /// call, and resolution reads up to six records per key.
+    trees: std::sync::RwLock<Vec<(String, sled::Tree)>>,
+    /// Logs opened so far, by namespace.
+    logs: std::sync::RwLock<Vec<(String, Arc<AppendLog>)>>,
+}
+
+impl SledBackend {
+    /// Opens (creating if needed) the sled database at `dir`.
+    ///
+    /// First removes what a snapshot write that failed half-way (disk full, crash) left
+    /// behind, which sled would otherwise read as a damaged store forever:
+    /// [`remove_incomplete_snapshots`].
+    ///
+    /// A store found in use is tried again for up to [`LOCK_WAIT`]: sled 0.34 releases its
+    /// lock from a background thread some moments after the last handle is dropped
+    /// (spacejam/sled#1234), so a process that closes a store and opens it again can find
+    /// its own lock still held. A store another process holds is reported after the wait.
+    pub fn open(dir: &Path) -> Result<Self, BackendError> {
+        let path = dir.display().to_string();
+        let started = std::time::Instant::now();
+        let mut pause = std::time::Duration::from_millis(5);
+        let db = loop {
+            let opened = remove_incomplete_snapshots(dir).and_then(|()| {
+                sled::Config::new()
+                    .path(dir)
+                    .mode(sled::Mode::LowSpace)
+                    // sled's default page cache is 1 GiB: a host that keeps run records
+                    // must not grow towards that. Reads past the cache come from the
+                    // operating system's.
+                    .cache_capacity(SLED_CACHE_BYTES)
+                    .open()
+                    .map_err(|e| classify(e, &path))
+            });
+            match opened {
+                Err(BackendError::InUse { .. }) if started.elapsed() + pause < LOCK_WAIT => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(std::time::Duration::from_millis(100));
+                }
+                other => break other?,
+            }
+        };
+        Ok(SledBackend {
+            db,
+            dir: dir.to_path_buf(),
+            path,
+            trees: std::sync::RwLock::new(Vec::new()),
+            logs: std::sync::RwLock::new(Vec::new()),
+        })
+    }
+
+    /// The log of `ns`; `None` if it has none and `create` is false.
+    fn log(&self, ns: &str, create: bool) -> Result<Option<Arc<AppendLog>>, BackendError> {
+        by_namespace(&self.logs, ns, || {
+            // Namespaces are the crate's own constants; keep them file-name safe regardless.
+            debug_assert!(ns.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
+            let file = self.dir.join(format!("{ns}.log"));
+            if !create && !file.exists() {
+                return Ok(None);
+            }
+            Ok(Some(Arc::new(AppendLog::open(&file)?)))
+        })
+    }
+
+    /// The records of `ns` in sled itself (not its log) whose id starts with `prefix`.
+    fn scan_tree(&self, ns: &str, prefix: &[u8]) -> Result<Records, BackendError> {
+        self.tree(ns)?
+            .scan_prefix(prefix)
+            .map(|r| {
+                r.map(|(k, v)| (k.to_vec(), v.to_vec()))
+                    .map_err(|e| classify(e, &self.path))
+            })
+            .collect()
+    }
+
+    /// Whether `id` is a record kept in the tree of `ns` (not its log).
+    fn in_tree(&self, ns: &str, id: &[u8]) -> bool {
+        self.tree(ns)
+            .and_then(|t| t.contains_key(id).map_err(|e| classify(e, &self.path)))
+            .unwrap_or(false)
+    }
+
+    fn tree(&self, ns: &str) -> Result<sled::Tree, BackendError> {
+        let opened = by_namespace(&self.trees, ns, || {
+            let tree = self.db.open_tree(ns).map_err(|e| classify(e, &self.path))?;
+            Ok(Some(tree))
+        })?;
+        opened.ok_or_else(|| unreachable!("opening a tree never declines"))
+    }
+}
+
+/// The handle of `ns` in `known`, else the one `open` makes (or `None` if it declines),
+/// opened under the write lock so that a namespace is opened once: two `AppendLog`s on
+/// one file would each keep their own idea of its end.
+fn by_namespace<T: Clone>(
+    known: &std::sync::RwLock<Vec<(String, T)>>,
+    ns: &str,
+    open: impl FnOnce() -> Result<Option<T>, BackendError>,
+) -> Result<Option<T>, BackendError> {
+    let find = |list: &[(String, T)]| list.iter().find(|(n, _)| n == ns).map(|(_, t)| t.clone());
+    if let Some(t) = find(&known.read().unwrap_or_else(|p| p.into_inner())) {
+        return Ok(Some(t));
+    }
+    let mut list = known.write().unwrap_or_else(|p| p.into_inner());
+    if let Some(t) = find(&list) {
+        return Ok(Some(t));
+    }
+    let opened = open()?;
+    if let Some(t) = &opened {
+        list.push((ns.to_owned(), t.clone()));
+    }
+    Ok(opened)
+}
+
+/// Removes `snap.*.generating` files in the sled directory `dir` that sled would refuse
+/// as damaged (12 bytes or fewer, or a CRC that does not match), holding the database's
+/// lock while doing so.
+///
+/// sled 0.34.7 writes a snapshot on every open that finds the log advanced since the last
+/// one (`read_snapshot_or_default` → `write_snapshot`), even for a read-only command: it
+/// writes `snap.<lsn>.generating`, syncs it and renames it to `snap.<lsn>`, and only then
+/// removes older snapshots. If the write fails (disk full), the partial `.generating`
+/// file stays, and because sled's `get_snapshot_files` lists `.generating` files too and
+/// reads the newest candidate, every later open fails with "corruption". The file is never
+/// the committed snapshot (the previous `snap.*` and the log are intact until the rename),
+/// so removing an incomplete one is safe; a complete one (valid CRC) is left for sled.
+///
+/// The lock (sled's own `flock` on `dir/db`) keeps us from removing a file another process
+/// is writing right now: if the store is in use we leave everything alone and say so.
+pub(crate) fn remove_incomplete_snapshots(dir: &Path) -> Result<(), BackendError> {
+    let path = dir.display().to_string();
+    let generating = |dir: &Path| -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter(|e| {
+                        let name = e.file_name();
+                        let name = name.to_string_lossy();
+                        name.starts_with("snap.") && name.ends_with(".generating")
+                    })
+                    .map(|e| e.path())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    // Almost always there is none: then do not even take the lock (it would only widen
+    // the moment in which another process finds the store in use).
+    if generating(dir).is_empty() {
+        return Ok(());
+    }
+    let db = dir.join("db");
+    let lock = match std::fs::OpenOptions::new().read(true).write(true).open(&db) {
+        Ok(f) => f,
+        // No database yet (a new store), or one we cannot open: sled reports it.
+        Err(_) => return Ok(()),
+    };
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => return Err(BackendError::InUse { path }),
+        Err(std::fs::TryLockError::Error(e)) => return Err(BackendError::Io(e)),
+    }
+    for file in generating(dir) {
+        let complete = std::fs::read(&file).is_ok_and(|b| snapshot_is_complete(&b));
+        if !complete {
+            tracing::warn!(file = %file.display(), "removing an incomplete sled snapshot left by a failed write");
+            std::fs::remove_file(&file).map_err(|source| BackendError::IoAt {
+                action: "removing the incomplete snapshot",
+                path: file.clone(),
+                source,
+            })?;
+        }
+    }
+    drop(lock);
+    Ok(())
+}
+
+/// sled's own check of a snapshot file: body ‖ length (8) ‖ CRC-32 of the body (4, LE).
+fn snapshot_is_complete(bytes: &[u8]) -> bool {
+    if bytes.len() <= 12 {
+        return false;
+    }
+    let (body, tail) = bytes.split_at(bytes.len() - 12);
+    let mut crc = [0u8; 4];
+    crc.copy_from_slice(&tail[8..]);
+    crc32fast::hash(body) == u32::from_le_bytes(crc)
+}
+
+fn classify(e: sled::Error, path: &str) -> BackendError {
+    match e {
+        sled::Error::Io(io)
+            if io.kind() == std::io::ErrorKind::WouldBlock
+                || io.to_string().contains("could not acquire lock") =>
+        {
+            BackendError::InUse {
+                path: path.to_owned(),
+            }
+        }
+        sled::Error::Io(io) => BackendError::Io(io),
+        sled::Error::Corruption { .. } => BackendError::Corrupt(Box::new(e)),
+        other => BackendError::Corrupt(Box::new(other)),
+    }
+}
+
+impl Backend for SledBackend {
+    fn get(&self, ns: &str, id: &[u8]) -> Result<Option<Vec<u8>>, BackendError> {
+        Ok(self
+            .tree(ns)?
+            .get(id)
+            .map_err(|e| classify(e, &self.path))?
+            .map(|v| v.to_vec()))
+    }
+
+    fn put(&self, ns: &str, id: &[u8], value: &[u8]) -> Result<(), BackendError> {
+        let tree = self.tree(ns)?;
+        tree.insert(id, value)
+            .map_err(|e| classify(e, &self.path))?;
+        tree.flush().map_err(|e| classify(e, &self.path))?;
+        Ok(())
+    }
+
+    fn delete(&self, ns: &str, id: &[u8]) -> Result<bool, BackendError> {
+        let tree = self.tree(ns)?;
+        let existed = tree
+            .remove(id)
+            .map_err(|e| classify(e, &self.path))?
+            .is_some();
+        tree.flush().map_err(|e| classify(e, &self.path))?;
+        Ok(existed)
+    }
+
+    /// Records in the tree, then (for an unprefixed scan) the namespace's log: stores
+    /// written before the log existed kept appended records in the tree, and every one of
+    /// them is older than the log's first.
+    fn scan(&self, ns: &str, prefix: &[u8]) -> Result<Records, BackendError> {
+        let mut records = self.scan_tree(ns, prefix)?;
+        if prefix.is_empty()
+            && let Some(log) = self.log(ns, false)?
+        {
+            records.extend(log.scan()?);
+        }
+        Ok(records)
+    }
+
+    fn append(&self, ns: &str, value: &[u8]) -> Result<u64, BackendError> {
+        let log = self.log(ns, true)?;
+        log.map_or(Ok(0), |l| l.append(value))
+    }
+
+    /// The cursor is the byte offset the log was read to. Records in the tree are older
+    /// than any in the log and no longer grow, so only the first read (no cursor) has them.
+    fn scan_appended_since(
+        &self,
+        ns: &str,
+        cursor: &[u8],
+    ) -> Result<(Records, Vec<u8>), BackendError> {
+        let (mut records, from) = match <[u8; 8]>::try_from(cursor) {
+            Ok(offset) => (Vec::new(), u64::from_be_bytes(offset)),
+            Err(_) => (self.scan_tree(ns, b"")?, 0),
+        };
+        let end = match self.log(ns, false)? {
+            Some(log) => {
+                let (appended, end) = log.scan_from(from)?;
+                records.extend(appended);
+                end
+            }
+            None => 0,
+        };
+        Ok((records, end.to_be_bytes().to_vec()))
+    }
+
+    fn flush(&self) -> Result<(), BackendError> {
+        self.db.flush().map_err(|e| classify(e, &self.path))?;
+        let logs: Vec<Arc<AppendLog>> = self
+            .logs
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(_, l)| Arc::clone(l))
+            .collect();
+        for log in logs {
+            log.sync()?;
+        }
+        Ok(())
+    }
+
+    fn last(&self, ns: &str) -> Result<Option<Record>, BackendError> {
+        if let Some(last) = self.log(ns, false)?.and_then(|l| l.last()) {
+            return Ok(Some(last));
+        }
+        Ok(self
+            .tree(ns)?
+            .last()
+            .map_err(|e| classify(e, &self.path))?
+            .map(|(k, v)| (k.to_vec(), v.to_vec())))
+    }
+
+    /// The log read backwards; once it is exhausted, the records a store written before
+    /// the log existed kept in the tree (all older than the log's first).
+    fn scan_appended_newest(
+        &self,
+        ns: &str,
+        before: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Records, BackendError> {
+        let in_log = before.is_none_or(|b| b.len() == 8 && !self.in_tree(ns, b));
+        let mut out = Vec::new();
+        if in_log && let Some(log) = self.log(ns, false)? {
+            let from = before
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map(u64::from_be_bytes);
+            out = log.scan_back(from, limit)?;
+            // A full page, or a log that does not start at 0 after a damaged frame: the
+            // tree is reached only once the log is read to its start.
+            let reached_start = out.last().is_none_or(|(id, _)| id.as_slice() == [0u8; 8]);
+            if out.len() == limit || !reached_start {
+                return Ok(out);
+            }
+        }
+        let tree_before = if in_log { None } else { before };
+        let mut older = self.scan_tree(ns, b"")?;
+        if let Some(b) = tree_before {
+            older.retain(|(id, _)| id.as_slice() < b);
+        }
+        out.extend(older.into_iter().rev().take(limit - out.len()));
+        Ok(out)
+    }
+
+    fn put_batch(
+        &self,
+        ns: &str,
+        puts: &[(&[u8], &[u8])],
+        deletes: &[&[u8]],
+    ) -> Result<(), BackendError> {
+        let tree = self.tree(ns)?;
+        let mut batch = sled::Batch::default();
+        for (id, value) in puts {
+            batch.insert(*id, *value);
+        }
+        for id in deletes {
+            batch.remove(*id);
+        }
+        tree.apply_batch(batch)
+            .map_err(|e| classify(e, &self.path))?;
+        tree.flush().map_err(|e| classify(e, &self.path))?;
+        Ok(())
+    }
+
+    fn scan_newest(
+        &self,
+        ns: &str,
+        prefix: &[u8],
+        before: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Records, BackendError> {
+        let tree = self.tree(ns)?;
+        let range = match page_end(prefix, before) {
+            Some(e) if e.as_slice() <= prefix => return Ok(Vec::new()),
+            Some(e) => tree.range(prefix.to_vec()..e),
+            None => tree.range(prefix.to_vec()..),
+        };
+        range
+            .rev()
+            .take(limit)
+            .map(|r| {
+                r.map(|(k, v)| (k.to_vec(), v.to_vec()))
+                    .map_err(|e| classify(e, &self.path))
+            })
+            .collect()
+    }
+
+    fn compare_and_put(
+        &self,
+        ns: &str,
+        id: &[u8],
+        expected: Option<Expected<'_>>,
+        value: &[u8],
+        _version: u64,
+    ) -> Result<bool, BackendError> {
+        let tree = self.tree(ns)?;
+        let swapped = tree
+            .compare_and_swap(id, expected.map(|e| e.bytes), Some(value))
+            .map_err(|e| classify(e, &self.path))?
+            .is_ok();
+        if swapped {
+            tree.flush().map_err(|e| classify(e, &self.path))?;
+        }
+        Ok(swapped)
+    }
+}
