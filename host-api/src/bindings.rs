@@ -17,7 +17,7 @@ mod v2 {
         },
         exports: { default: async },
         with: {
-            "latchkey:workflow/credentials.credential": crate::credentials::CredentialHandle,
+            "latchkey:workflow/credentials.credential": crate::bindings::CredentialHandle,
         },
     });
 }
@@ -33,7 +33,7 @@ pub(crate) mod v1 {
         },
         exports: { default: async },
         with: {
-            "latchkey:workflow/credentials.credential": crate::credentials::CredentialHandle,
+            "latchkey:workflow/credentials.credential": crate::bindings::CredentialHandle,
         },
     });
 }
@@ -42,3 +42,9 @@ pub(crate) use v1::{Workflow, WorkflowPre};
 pub(crate) use v2::latchkey::workflow::{
     credentials as wit_credentials, http as wit_http, log as wit_log,
 };
+
+/// What a guest's `credential` resource stands for on the host. Carries no value.
+#[derive(Debug)]
+pub struct CredentialHandle {
+    pub(crate) key: crate::secret::CredentialKey,
+}

@@ -36,7 +36,7 @@
 //! # Ok(()) }
 //! ```
 
-use crate::sandbox::WasmtimeError;
+use crate::wasmtime_error::WasmtimeError;
 use crate::store::{PermissionError, check_private_dir, create_private_dir};
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};

@@ -4,10 +4,11 @@
 //! One file: the interface's host side, its per-run state, and its linker wiring.
 
 use crate::bindings::wit_log::{self, Level};
-use crate::sandbox::HostState;
+use crate::http::injected::Injected;
+use crate::run_state::RunState;
 use std::borrow::Cow;
 use std::fmt::Write as _;
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::{HasData, Linker};
 
 /// A log line from the guest, secrets masked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,9 +43,33 @@ impl LogState {
     }
 }
 
-/// Adds `latchkey:workflow/log` to `linker`.
-pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    wit_log::add_to_linker::<_, HasSelf<HostState>>(linker, |s| s)
+/// What the `log` host works on: its per-run state and the values injected so far (lines are scrubbed of them), and the run through `Deref`.
+pub(crate) struct LogView<'a> {
+    pub run: &'a RunState,
+    pub log: &'a mut LogState,
+    pub injected: &'a mut Injected,
+}
+
+impl std::ops::Deref for LogView<'_> {
+    type Target = RunState;
+    fn deref(&self) -> &RunState {
+        self.run
+    }
+}
+
+/// The `HasData` of `log`: its host is a [`LogView`].
+pub(crate) struct LogHost;
+
+impl HasData for LogHost {
+    type Data<'a> = LogView<'a>;
+}
+
+/// Adds `latchkey:workflow/log` to `linker`, its host being the view `view` gives.
+pub(crate) fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    view: fn(&mut T) -> LogView<'_>,
+) -> wasmtime::Result<()> {
+    wit_log::add_to_linker::<T, LogHost>(linker, view)
 }
 
 /// Longest log line kept, in bytes; longer lines are cut.
@@ -97,7 +122,7 @@ fn cut(text: &mut String, max: usize) {
     }
 }
 
-impl wit_log::Host for HostState {
+impl wit_log::Host for LogView<'_> {
     fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
         let limits = self.limits();
         let (max_lines, max_bytes) = (limits.max_log_lines, limits.max_log_bytes);
@@ -111,7 +136,7 @@ impl wit_log::Host for HostState {
         // The whole line is scrubbed before it is cut: cutting first could leave part of
         // a secret that the scrubber no longer recognises.
         let deadline = self.deadline_at;
-        let scrubbed = match self.http.injected.scrub_text(&message, deadline) {
+        let scrubbed = match self.injected.scrub_text(&message, deadline) {
             Ok(s) => s,
             Err(_) => crate::http::injected::WITHHELD.to_owned(),
         };

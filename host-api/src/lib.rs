@@ -94,15 +94,21 @@ mod credentials;
 mod guest_log;
 mod http;
 mod latchkey;
+mod limits;
+#[cfg(test)]
+mod module_graph;
 mod oauth;
 mod registry;
+mod run_state;
 mod runs;
+mod wasmtime_error;
 mod wit_v1;
 
 // The façade and what its operations take and return.
 pub use latchkey::{
-    AuditPage, AuditQuery, Compiled, Error, LastUse, Latchkey, Options, Refusal,
-    RegisteredWorkflow, RunChoices, RunEnded, RunObserver, RunSpec, RunTarget, StartedRun,
+    AuditPage, AuditQuery, CheckReport, Compiled, Error, KeyCheck, LastUse, Latchkey, Options,
+    Refusal, RegisteredWorkflow, RunChoices, RunEnded, RunObserver, RunRequest, RunSpec, RunTarget,
+    StartedRun, StepCheck, StepReport, WorkflowRun,
 };
 pub use registry::{ComponentInfo, ComponentSpec, WorkflowInfo, digest_of};
 pub use runs::{
@@ -140,13 +146,11 @@ pub use signer::KeyError as SigningKeyError;
 pub use cache::{CacheError, CacheStatus};
 pub use resolve::{ResolveError, Resolved, RunContext, StepPolicy, Tier};
 pub use sandbox::{
-    CredentialUse, Durability, GuestLogLine, Limits, LoadError, Refusals, RunCounts, RunError,
-    RunFailure, RunOutcome, RuntimeConfig, RuntimeError, Step, WasmtimeError, visible,
+    CredentialUse, Durability, GuestLogLine, Limits, LoadError, REPORTED_REFUSALS, Refusals,
+    RunCounts, RunError, RunFailure, RunOutcome, RuntimeConfig, RuntimeError, Step, WasmtimeError,
+    visible,
 };
-pub use workflow::{
-    CheckReport, KeyCheck, ManifestError, RunRequest, StepCheck, StepReport, StepSpec, Workflow,
-    WorkflowRun,
-};
+pub use workflow::{ManifestError, StepSpec, Workflow};
 
 // The audit trail.
 pub use audit::{

@@ -2,20 +2,27 @@
 //! its `0.2.0` form (0.1.0 is a subset: no signature parts) and handled by the same host
 //! code, and the answer converted back. Nothing here decides anything.
 
+use crate::bindings::CredentialHandle;
 use crate::bindings::v1::latchkey::workflow::{credentials as c1, http as h1, log as l1};
 use crate::bindings::{wit_credentials as c2, wit_http as h2, wit_log as l2};
-use crate::credentials::CredentialHandle;
-use crate::sandbox::HostState;
-use wasmtime::component::{HasSelf, Linker, Resource};
+use crate::credentials::{CredentialsHost, CredentialsView};
+use crate::guest_log::{LogHost, LogView};
+use crate::http::{HttpHost, HttpView};
+use wasmtime::component::{Linker, Resource};
 
-/// Adds the `0.1.0` interfaces to `linker`, beside the `0.2.0` ones.
-pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    c1::add_to_linker::<_, HasSelf<HostState>>(linker, |s| s)?;
-    h1::add_to_linker::<_, HasSelf<HostState>>(linker, |s| s)?;
-    l1::add_to_linker::<_, HasSelf<HostState>>(linker, |s| s)
+/// Adds the `0.1.0` interfaces to `linker`, beside the `0.2.0` ones, on the same views.
+pub(crate) fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    credentials: fn(&mut T) -> CredentialsView<'_>,
+    http: fn(&mut T) -> HttpView<'_>,
+    log: fn(&mut T) -> LogView<'_>,
+) -> wasmtime::Result<()> {
+    c1::add_to_linker::<T, CredentialsHost>(linker, credentials)?;
+    h1::add_to_linker::<T, HttpHost>(linker, http)?;
+    l1::add_to_linker::<T, LogHost>(linker, log)
 }
 
-impl c1::Host for HostState {
+impl c1::Host for CredentialsView<'_> {
     fn get(
         &mut self,
         key: String,
@@ -28,7 +35,7 @@ impl c1::Host for HostState {
     }
 }
 
-impl c1::HostCredential for HostState {
+impl c1::HostCredential for CredentialsView<'_> {
     fn key(&mut self, handle: Resource<CredentialHandle>) -> wasmtime::Result<String> {
         c2::HostCredential::key(self, handle)
     }
@@ -38,7 +45,7 @@ impl c1::HostCredential for HostState {
     }
 }
 
-impl l1::Host for HostState {
+impl l1::Host for LogView<'_> {
     fn log(&mut self, level: l1::Level, message: String) -> wasmtime::Result<()> {
         let level = match level {
             l1::Level::Trace => l2::Level::Trace,
@@ -51,7 +58,7 @@ impl l1::Host for HostState {
     }
 }
 
-impl h1::Host for HostState {
+impl h1::Host for HttpView<'_> {
     async fn fetch(
         &mut self,
         request: h1::Request,

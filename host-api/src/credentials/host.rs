@@ -1,15 +1,15 @@
 //! Host side of `latchkey:workflow/credentials`.
 
-use super::CredentialHandle;
+use super::CredentialsView;
 use crate::audit::AuditEvent;
+use crate::bindings::CredentialHandle;
 use crate::bindings::wit_credentials::{self, Error};
 use crate::guest_log::GuestLogLine;
 use crate::resolve::{self, ResolveError};
-use crate::sandbox::HostState;
 use crate::secret::CredentialKey;
 use wasmtime::component::Resource;
 
-impl wit_credentials::Host for HostState {
+impl wit_credentials::Host for CredentialsView<'_> {
     fn get(&mut self, key: String) -> wasmtime::Result<Result<Resource<CredentialHandle>, Error>> {
         let key = match CredentialKey::new(&key) {
             Ok(k) => k,
@@ -82,7 +82,7 @@ impl wit_credentials::Host for HostState {
     }
 }
 
-impl wit_credentials::HostCredential for HostState {
+impl wit_credentials::HostCredential for CredentialsView<'_> {
     fn key(&mut self, handle: Resource<CredentialHandle>) -> wasmtime::Result<String> {
         Ok(self.table.get(&handle)?.key.to_string())
     }

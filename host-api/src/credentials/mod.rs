@@ -9,16 +9,11 @@
 mod host;
 
 use crate::bindings::wit_credentials;
+use crate::guest_log::LogState;
 use crate::resolve::{Resolved, Tier};
-use crate::sandbox::HostState;
+use crate::run_state::RunState;
 use crate::secret::CredentialKey;
-use wasmtime::component::{HasSelf, Linker};
-
-/// What a guest's `credential` resource stands for on the host. Carries no value.
-#[derive(Debug)]
-pub struct CredentialHandle {
-    pub(crate) key: CredentialKey,
-}
+use wasmtime::component::{HasData, Linker, ResourceTable};
 
 /// A credential a run used, for reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,7 +52,32 @@ impl CredentialsState {
     }
 }
 
-/// Adds `latchkey:workflow/credentials` to `linker`.
-pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    wit_credentials::add_to_linker::<_, HasSelf<HostState>>(linker, |s| s)
+/// What the `credentials` host works on: its per-run state, the resource table holding handles and the log (a refused get is logged), and the run through `Deref`.
+pub(crate) struct CredentialsView<'a> {
+    pub run: &'a RunState,
+    pub credentials: &'a mut CredentialsState,
+    pub table: &'a mut ResourceTable,
+    pub log: &'a mut LogState,
+}
+
+impl std::ops::Deref for CredentialsView<'_> {
+    type Target = RunState;
+    fn deref(&self) -> &RunState {
+        self.run
+    }
+}
+
+/// The `HasData` of `credentials`: its host is a [`CredentialsView`].
+pub(crate) struct CredentialsHost;
+
+impl HasData for CredentialsHost {
+    type Data<'a> = CredentialsView<'a>;
+}
+
+/// Adds `latchkey:workflow/credentials` to `linker`, its host being the view `view` gives.
+pub(crate) fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    view: fn(&mut T) -> CredentialsView<'_>,
+) -> wasmtime::Result<()> {
+    wit_credentials::add_to_linker::<T, CredentialsHost>(linker, view)
 }

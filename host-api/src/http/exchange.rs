@@ -1,8 +1,8 @@
 //! Sending a prepared request and reading the response within its time and size limits.
 
-use super::DestinationRefused;
+use super::clients::{DestinationRefused, failure_text};
 use crate::bindings::wit_http::Error;
-use crate::sandbox::Limits;
+use crate::limits::Limits;
 use http::HeaderMap;
 use std::time::Duration;
 use zeroize::Zeroizing;
@@ -84,5 +84,5 @@ fn transport_error(e: reqwest::Error) -> Error {
     if let Some(r) = DestinationRefused::behind(&e) {
         return Error::Denied(r.to_string());
     }
-    Error::Transport(super::failure_text(e))
+    Error::Transport(failure_text(e))
 }

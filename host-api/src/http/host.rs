@@ -7,6 +7,7 @@
 //! refusal says nothing about how long a value is; a secret part adds at most
 //! 64 KiB, and a request has few of them.
 
+use super::HttpView;
 use super::exchange::{Outgoing, Received, exchange};
 use super::plan::{self, Piece, Plan, PlannedBody, Use};
 use super::refusal::{Refusal, denied, limit, trap};
@@ -18,7 +19,6 @@ use crate::policy::SignerParams;
 use crate::policy::body::{self, BodyFormat, TemplatePart};
 use crate::policy::{Destination, InjectLocation};
 use crate::resolve::{self, ResolveError, Resolved};
-use crate::sandbox::HostState;
 use crate::secret::{CredentialKey, SecretValue};
 use crate::signer::aws::{self, AwsKeys};
 use crate::signer::jwt::{self, JwtKey};
@@ -67,7 +67,7 @@ struct Ready {
     sent: Vec<Sent>,
 }
 
-impl wit_http::Host for HostState {
+impl wit_http::Host for HttpView<'_> {
     async fn fetch(&mut self, request: Request) -> wasmtime::Result<Result<Response, Error>> {
         let result = self.fetch_counted(request).await;
         if let Ok(Err(e)) = &result {
@@ -83,7 +83,7 @@ impl wit_http::Host for HostState {
     }
 }
 
-impl HostState {
+impl HttpView<'_> {
     /// `fetch`, with fetches and injections counted as they happen.
     async fn fetch_counted(
         &mut self,
@@ -150,7 +150,7 @@ impl HostState {
     }
 }
 
-impl HostState {
+impl HttpView<'_> {
     /// Time left before the run's deadline.
     fn time_left(&self) -> Duration {
         self.deadline_at.saturating_duration_since(Instant::now())
@@ -161,7 +161,7 @@ impl HostState {
     /// access token could not be had) is given back: a counted request is one that leaves.
     async fn prepare(&mut self, req: Request) -> Result<Ready, Refusal> {
         let limits = self.limits().clone();
-        let plan = plan::plan(req, &limits, &self.table)?;
+        let plan = plan::plan(req, &limits, self.table)?;
         let destination = destination_text(&plan.url)?;
         let resolutions = self.resolve_all(&plan, &destination)?;
         // Past this point every refusal concerns credentials that resolved: each is audited.
@@ -193,7 +193,7 @@ impl HostState {
                 self,
                 denied(format!(
                     "destination {destination} refused: {reason} address ({})",
-                    super::allowed_by(reason)
+                    super::clients::allowed_by(reason)
                 )),
             ));
         }

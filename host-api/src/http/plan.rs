@@ -8,16 +8,24 @@
 //! tell a guest how long a value is.
 
 use super::refusal::{Refusal, invalid, limit};
-use super::sign::Encoding;
+use crate::bindings::CredentialHandle;
 use crate::bindings::wit_http::{
     BasicAuth, Body, Header, Method, QueryParam, Request, SignatureEncoding, ValuePart,
 };
-use crate::credentials::CredentialHandle;
+use crate::limits::Limits;
 use crate::policy::{self, InjectLocation};
-use crate::sandbox::Limits;
 use crate::secret::CredentialKey;
 use http::HeaderName;
 use wasmtime::component::{Resource, ResourceTable};
+
+/// How a signature is written into the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Encoding {
+    /// Lowercase hex.
+    Hex,
+    /// Standard base64 with padding.
+    Base64,
+}
 
 /// A piece of a header, query or body value: guest text, or a credential's value that the
 /// host puts in place at send time.

@@ -3,15 +3,15 @@
 //! the request (an OAuth2 access token), recorded or sent; a request refused after all is
 //! given back. The counters and their windows are in `store::quota` and `policy::quota`.
 
+use super::HttpView;
 use super::refusal::{Refusal, limit, trap};
-use crate::sandbox::HostState;
 use crate::store::{QuotaRefusal, SecretMeta};
 
-impl HostState {
+impl HttpView<'_> {
     /// Counts this request for every credential in `metas` that has a quota, or refuses it
     /// naming the credential and the window that is used up. The guest is not told the
     /// limit (the operator's business, like the binding); the audit trail is. Returns when
-    /// it was counted, for [`HostState::give_back_quotas`].
+    /// it was counted, for [`HttpView::give_back_quotas`].
     pub(super) fn take_quotas(&self, metas: &[&SecretMeta]) -> Result<u64, Refusal> {
         let now = crate::store::unix_millis();
         match self.shared.store.take_quota(metas, now) {

@@ -9,22 +9,13 @@
 //! destination's responses like a value (its text, and the raw MAC in every encoding the
 //! scrubber decodes), and from the step's output and logs.
 
-use super::plan::{Piece, Plan};
+use super::plan::{Encoding, Piece, Plan};
 use super::refusal::{Refusal, trap};
 use crate::secret::{CredentialKey, SecretValue};
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use zeroize::Zeroizing;
-
-/// How a signature is written into the request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Encoding {
-    /// Lowercase hex.
-    Hex,
-    /// Standard base64 with padding.
-    Base64,
-}
 
 /// One signature of a request.
 pub(super) struct Signature {

@@ -7,6 +7,8 @@ mod audit;
 mod error;
 mod manage;
 mod platform;
+mod workflow_check;
+mod workflow_run;
 
 pub use crate::sandbox::Refusal;
 pub use audit::{AuditPage, AuditQuery, LastUse};
@@ -14,13 +16,15 @@ pub use error::Error;
 pub use platform::{
     RegisteredWorkflow, RunChoices, RunEnded, RunObserver, RunSpec, RunTarget, StartedRun,
 };
+pub use workflow_check::{CheckReport, KeyCheck, StepCheck};
+pub use workflow_run::{RunRequest, StepReport, WorkflowRun};
 
 use crate::cache::{CacheStatus, ComponentCache};
 use crate::principal::{Action, Principal};
 use crate::resolve::RunContext;
 use crate::sandbox::{RunFailure, RunOutcome, Runtime, RuntimeConfig, Step};
 use crate::store::{KeyWrapper, Location, SecretStore};
-use crate::workflow::{CheckReport, Workflow, WorkflowRun};
+use crate::workflow::Workflow;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -293,7 +297,7 @@ impl Latchkey {
     /// Loads every step of `workflow` (all of them before any runs: a broken last step must
     /// not let the first make calls).
     pub fn load_workflow(&self, workflow: &Workflow) -> Result<Vec<Step>, Error> {
-        crate::workflow::load_steps(self, workflow)
+        workflow_run::load_steps(self, workflow)
     }
 
     /// Runs `workflow` as `by` (the invoking user, `run.user`, is theirs to name only if
@@ -305,14 +309,14 @@ impl Latchkey {
         by: &Principal,
         workflow: &Workflow,
         steps: &[Step],
-        run: &crate::workflow::RunRequest<'_>,
-        on_step: impl FnMut(&crate::workflow::StepReport),
+        run: &RunRequest<'_>,
+        on_step: impl FnMut(&StepReport),
     ) -> Result<WorkflowRun, Error> {
         self.allow(by, Action::Run)?;
         if run.user != by.name() {
             self.allow(by, Action::ChooseRunContext)?;
         }
-        Ok(crate::workflow::run(self, workflow, steps, run, on_step).await)
+        Ok(workflow_run::run(self, workflow, steps, run, on_step).await)
     }
 
     /// Checks `workflow` for `user` without running it: every component loads and every
@@ -325,7 +329,7 @@ impl Latchkey {
         user: &str,
     ) -> Result<CheckReport, Error> {
         self.allow(by, Action::ReadMetadata)?;
-        Ok(crate::workflow::check(self, workflow, user))
+        Ok(workflow_check::check(self, workflow, user))
     }
 
     /// Refuses `action` unless `by`'s role allows it: for front ends that add operations

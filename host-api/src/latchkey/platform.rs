@@ -6,6 +6,7 @@
 //! any host that keeps the platform ([`Latchkey::maintain_runs`]) marks runs whose host
 //! died lost and deletes old ones.
 
+use super::RunRequest;
 use super::{Error, Latchkey};
 use crate::audit::{AuditEvent, AuditRecord};
 use crate::principal::{Action, Principal};
@@ -18,7 +19,7 @@ use crate::runs::{
 use crate::sandbox::{RunCounts, RunFailure, RunOutcome, Step};
 use crate::secret::CredentialKey;
 use crate::store::{NameKind, check_name, unix_millis};
-use crate::workflow::{RunRequest, Workflow};
+use crate::workflow::Workflow;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -371,10 +372,10 @@ impl Latchkey {
         &self,
         by: &Principal,
         name: &str,
-    ) -> Result<crate::workflow::CheckReport, Error> {
+    ) -> Result<super::CheckReport, Error> {
         self.allow(by, Action::ReadMetadata)?;
         let registered = self.registered_workflow(name)?;
-        Ok(crate::workflow::check_with(
+        Ok(super::workflow_check::check_with(
             self,
             &registered.workflow,
             by.name(),
@@ -593,7 +594,8 @@ impl Latchkey {
                     user: &record.user,
                     input: &input,
                 };
-                let run = crate::workflow::run(&self, &workflow, &steps, &request, |_| {}).await;
+                let run =
+                    super::workflow_run::run(&self, &workflow, &steps, &request, |_| {}).await;
                 let views = run
                     .steps
                     .iter()

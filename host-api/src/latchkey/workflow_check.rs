@@ -1,10 +1,10 @@
 //! `check`: what a run of a workflow would load and resolve, without running a step or
 //! decrypting a value.
 
-use super::Workflow;
-use crate::latchkey::{Error, Latchkey};
+use super::{Error, Latchkey};
 use crate::resolve::{self, ResolveError, Resolved, Tier};
 use crate::secret::CredentialKey;
+use crate::workflow::{StepSpec, Workflow};
 use std::path::PathBuf;
 
 /// What `check` found for one declared key.
@@ -68,7 +68,7 @@ pub(crate) fn check_with(
     lk: &Latchkey,
     wf: &Workflow,
     user: &str,
-    load: impl Fn(&super::StepSpec) -> Result<(), Error>,
+    load: impl Fn(&StepSpec) -> Result<(), Error>,
 ) -> CheckReport {
     let steps = wf
         .steps

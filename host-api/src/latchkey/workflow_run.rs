@@ -1,9 +1,9 @@
 //! Running a workflow: load every step first, then run them in order until one fails.
 
-use super::Workflow;
-use crate::latchkey::{Error, Latchkey, Refusal};
+use super::{Error, Latchkey, Refusal};
 use crate::resolve::new_run_id;
 use crate::sandbox::{RunFailure, RunOutcome, Step};
+use crate::workflow::Workflow;
 use std::time::{Duration, Instant};
 
 /// One run of a workflow: who runs it, with what input, under which run id.

@@ -252,10 +252,10 @@ fn transport(e: reqwest::Error) -> GrantError {
     if e.is_timeout() {
         return GrantError::Timeout;
     }
-    if let Some(r) = crate::http::DestinationRefused::behind(&e) {
+    if let Some(r) = crate::http::clients::DestinationRefused::behind(&e) {
         return GrantError::Refused(r.reason.to_owned());
     }
-    GrantError::Unreachable(crate::http::failure_text(e))
+    GrantError::Unreachable(crate::http::clients::failure_text(e))
 }
 
 #[cfg(test)]

@@ -12,7 +12,6 @@
 mod engine;
 mod error;
 mod imports;
-mod limits;
 mod memory;
 mod run;
 mod state;
@@ -22,13 +21,17 @@ pub use crate::credentials::CredentialUse;
 pub use crate::guest_log::{GuestLogLine, visible};
 // What the project's own tests reach besides what the crate's root exports.
 #[cfg(any(test, feature = "testing"))]
-pub use crate::{guest_log::visible_lines, http::ClientError, sandbox::run::TEXT_SCRUB_GRACE};
+pub use crate::{guest_log::visible_lines, http::clients::ClientError};
+#[cfg(any(test, feature = "testing"))]
+pub use run::TEXT_SCRUB_GRACE;
 pub use error::{LoadError, RunError, RunFailure, RuntimeError, WasmtimeError};
-pub use limits::{Durability, Limits, RuntimeConfig};
-pub use run::{REPORTED_REFUSALS, Refusal, Refusals, RunCounts, RunOutcome};
+pub use crate::limits::{Durability, Limits, RuntimeConfig};
+pub use crate::run_state::{REPORTED_REFUSALS, Refusal, Refusals, RunCounts};
+pub use run::RunOutcome;
 
 pub(crate) use memory::MemoryLimiter;
-pub(crate) use state::{HostState, Shared};
+pub(crate) use crate::run_state::Shared;
+pub(crate) use state::HostState;
 
 use crate::bindings::WorkflowPre;
 use crate::cache::{CacheError, CacheStatus, ComponentCache};
@@ -68,7 +71,7 @@ impl Runtime {
         let (engine, pooled) = Self::engine_for(&config)?;
         let linker = host_linker(&engine)?;
         let clients =
-            crate::http::Clients::new(config.address_policy, config.limits.connect_timeout);
+            crate::http::clients::Clients::new(config.address_policy, config.limits.connect_timeout);
         let stop_ticker = Arc::new(AtomicBool::new(false));
         engine::start_epoch_ticker(&engine, &stop_ticker).map_err(RuntimeError::EpochThread)?;
         Ok(Runtime {
@@ -187,9 +190,15 @@ fn host_linker(engine: &Engine) -> Result<Linker<HostState>, RuntimeError> {
     let mut linker: Linker<HostState> = Linker::new(engine);
     let link = |e: wasmtime::Error| RuntimeError::Link(e.into());
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(link)?;
-    crate::credentials::add_to_linker(&mut linker).map_err(link)?;
-    crate::http::add_to_linker(&mut linker).map_err(link)?;
-    crate::guest_log::add_to_linker(&mut linker).map_err(link)?;
-    crate::wit_v1::add_to_linker(&mut linker).map_err(link)?;
+    crate::credentials::add_to_linker(&mut linker, HostState::credentials_view).map_err(link)?;
+    crate::http::add_to_linker(&mut linker, HostState::http_view).map_err(link)?;
+    crate::guest_log::add_to_linker(&mut linker, HostState::log_view).map_err(link)?;
+    crate::wit_v1::add_to_linker(
+        &mut linker,
+        HostState::credentials_view,
+        HostState::http_view,
+        HostState::log_view,
+    )
+    .map_err(link)?;
     Ok(linker)
 }

@@ -2,7 +2,7 @@
 //! output or error checked for credential values before anyone sees it.
 
 use super::engine::EPOCH_TICK;
-use super::{HostState, RunError, RunFailure, Runtime, Step};
+use super::{HostState, RunCounts, RunError, RunFailure, Runtime, Step};
 use crate::audit;
 use crate::bindings::Workflow;
 use crate::credentials::CredentialUse;
@@ -14,61 +14,6 @@ use wasmtime::{Store, UpdateDeadline};
 /// Time allowed past the run's deadline to check its output or error message for credential
 /// values: the guest has stopped, and the output is bounded by `max_output_bytes`.
 pub const TEXT_SCRUB_GRACE: Duration = Duration::from_secs(1);
-
-/// What a run's guest was refused, by the kind of error it was given: a bounded set of
-/// reasons, for metrics and reports (the reasons' texts are in the audit trail).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Refusals {
-    /// `credentials.get` answered `missing-credential` (no such key for the step, not on an
-    /// allowlist, wrong integration type).
-    pub missing_credential: u64,
-    /// `http.fetch` answered `denied` (a credential outside its binding, a refused address).
-    pub denied: u64,
-    /// `http.fetch` answered `invalid-request`.
-    pub invalid_request: u64,
-    /// `http.fetch` answered `limit-exceeded`.
-    pub limit_exceeded: u64,
-}
-
-impl Refusals {
-    /// Each reason with its count, named as the WIT error is.
-    pub fn by_reason(&self) -> [(&'static str, u64); 4] {
-        [
-            ("missing-credential", self.missing_credential),
-            ("denied", self.denied),
-            ("invalid-request", self.invalid_request),
-            ("limit-exceeded", self.limit_exceeded),
-        ]
-    }
-}
-
-/// A credential refused to a step: the key and the reason, as its audit record says it
-/// (never a value).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    /// The key.
-    pub key: String,
-    /// Why, as the audit trail recorded it (the operator's wording, which can name the
-    /// binding's hosts, methods and paths).
-    pub reason: String,
-    /// Why, in the words the step was given (all a run's caller is told).
-    pub shown: String,
-}
-
-/// Refusals a run keeps for its report, the first ones: [`RunCounts::refusals`] counts
-/// them all, and the audit trail holds each one.
-pub const REPORTED_REFUSALS: usize = 64;
-
-/// What a run did, whether or not it succeeded.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RunCounts {
-    /// Fetches the guest asked for (refused ones included).
-    pub fetches: u32,
-    /// Credential values sent: one per credential per request that left.
-    pub injections: u64,
-    /// What the guest was refused.
-    pub refusals: Refusals,
-}
 
 /// What a successful run produced.
 #[derive(Debug, Clone)]
@@ -124,7 +69,7 @@ impl Runtime {
                 let state = store.into_data();
                 Err(RunFailure {
                     counts: state.counts(),
-                    refusals: state.take_refusals(),
+                    refusals: state.run.take_refusals(),
                     error,
                     logs: state.log.lines,
                     credentials: state.credentials.used,
@@ -145,7 +90,7 @@ impl Runtime {
         // the next tick traps.
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|store| {
-            if Instant::now() >= store.data().deadline_at {
+            if Instant::now() >= store.data().run.deadline_at {
                 Ok(UpdateDeadline::Interrupt)
             } else {
                 Ok(UpdateDeadline::YieldCustom(
@@ -197,7 +142,7 @@ fn checked_output(
     returned: Result<Returned, RunError>,
     store: &mut Store<HostState>,
 ) -> Result<String, RunError> {
-    let max = store.data().limits().max_output_bytes;
+    let max = store.data().run.limits().max_output_bytes;
     let output = match returned? {
         Ok(output) => output,
         Err(message) => return Err(guest_error(message, store, max)),
@@ -236,7 +181,7 @@ fn guest_error(message: String, store: &mut Store<HostState>, max: usize) -> Run
 
 /// When checking the step's output or error message must be done.
 fn text_deadline(store: &Store<HostState>) -> Instant {
-    store.data().deadline_at.max(Instant::now()) + TEXT_SCRUB_GRACE
+    store.data().run.deadline_at.max(Instant::now()) + TEXT_SCRUB_GRACE
 }
 
 /// Why the call trapped, in words: a limit, the deadline, a panic, or wasmtime's message.
@@ -257,7 +202,7 @@ fn classify_trap(e: &wasmtime::Error, store: &Store<HostState>) -> RunError {
     if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
         let what = match trap {
             wasmtime::Trap::Interrupt => {
-                return RunError::Deadline(store.data().shared.limits.deadline);
+                return RunError::Deadline(store.data().run.shared.limits.deadline);
             }
             wasmtime::Trap::StackOverflow => {
                 "stack overflow (the guest recursed too deeply)".to_owned()
