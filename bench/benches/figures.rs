@@ -10,7 +10,7 @@
 
 use anyhow::{Context, Result, bail};
 use latchkey_bench::{Figure, Samples, children_max_rss_kib, rss_kib};
-use latchkey_host::cache::ComponentCache;
+use latchkey_host::cache::{CacheKey, ComponentCache};
 use latchkey_host::policy::AddressPolicy;
 use latchkey_host::resolve::{RunContext, resolve_and_decrypt_for_bench};
 use latchkey_host::sandbox::{Limits, Runtime, RuntimeConfig, Step};
@@ -214,7 +214,7 @@ fn compile() -> Result<Vec<Figure>> {
         let bytes = read_guest(name)?;
         let (mut compiled, mut cached) = (Samples::default(), Samples::default());
         let dir = tempfile::tempdir()?;
-        let cache = ComponentCache::new(dir.path(), rt.engine(), ts.store.cache_key());
+        let cache = ComponentCache::new(dir.path(), rt.engine(), CacheKey::of(&ts.store));
         cache.load(rt.engine(), &bytes)?;
         for _ in 0..10 {
             let t = Instant::now();
@@ -382,7 +382,7 @@ async fn pool(iters: usize) -> Result<Vec<Figure>> {
         for i in 0..iters + 5 {
             let t = Instant::now();
             let rt = runtime(&ts, pool)?;
-            let cache = ComponentCache::new(dir.path(), rt.engine(), ts.store.cache_key());
+            let cache = ComponentCache::new(dir.path(), rt.engine(), CacheKey::of(&ts.store));
             let (step, _) = rt.load_cached(&bytes, &cache)?;
             rt.run(&step, &ctx, "{}")
                 .await

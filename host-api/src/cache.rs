@@ -27,9 +27,9 @@
 //! every component it loads, cached or not.
 //!
 //! ```no_run
-//! use latchkey_host::cache::ComponentCache;
+//! use latchkey_host::cache::{CacheKey, ComponentCache};
 //! # fn demo(engine: &wasmtime::Engine, store: &latchkey_host::store::SecretStore) -> Result<(), Box<dyn std::error::Error>> {
-//! let cache = ComponentCache::new(".latchkey/cache", engine, store.cache_key());
+//! let cache = ComponentCache::new(".latchkey/cache", engine, CacheKey::of(store));
 //! let bytes = std::fs::read("slack_post.wasm")?;
 //! let loaded = cache.load(engine, &bytes)?;
 //! println!("{:?}", loaded.status); // Compiled the first time, Hit afterwards
@@ -37,7 +37,7 @@
 //! ```
 
 use crate::wasmtime_error::WasmtimeError;
-use crate::store::{PermissionError, check_private_dir, create_private_dir};
+use crate::store::{PermissionError, SecretStore, check_private_dir, create_private_dir};
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
@@ -55,8 +55,10 @@ const CACHE_FORMAT: &str = "latchkey-component-cache/v2";
 pub struct CacheKey(zeroize::Zeroizing<[u8; 32]>);
 
 impl CacheKey {
-    pub(crate) fn from_derived(key: zeroize::Zeroizing<[u8; 32]>) -> Self {
-        CacheKey(key)
+    /// The key that authenticates `store`'s cache entries (derived from its data key, so
+    /// it survives master-key rotation).
+    pub fn of(store: &SecretStore) -> Self {
+        CacheKey(store.derived_key("cache"))
     }
 
     /// A random key for this process only (tests, benchmarks): entries written under it

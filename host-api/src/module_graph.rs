@@ -206,3 +206,72 @@ fn a_circle_is_found() {
     let edges = graph(&known);
     assert_eq!(circles(&edges).len(), 1, "{edges:?}");
 }
+
+/// The arrows `docs/ARCHITECTURE.md` says must never exist, where a search can check them.
+#[test]
+fn the_documented_arrows_do_not_exist() {
+    let mut known = BTreeMap::new();
+    modules(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        &[],
+        &mut known,
+    );
+    let never: [(&str, &[&str]); 3] = [
+        // Pure rules, testable as functions.
+        (
+            "policy",
+            &[
+                "wasmtime::",
+                "tokio::",
+                "reqwest::",
+                "crate::store",
+                "crate::audit",
+            ],
+        ),
+        // The store holds sealed records; it neither runs guests nor sends requests.
+        (
+            "store",
+            &[
+                "wasmtime::",
+                "crate::http",
+                "crate::sandbox",
+                "crate::cache",
+            ],
+        ),
+        ("oauth", &["wasmtime::", "crate::sandbox"]),
+    ];
+    // Where a plaintext value may be read (`tokens` has its own `Token::expose`: the
+    // bearer token handed to its owner once).
+    let may_expose = [
+        "http/host",
+        "http/sign",
+        "http/injected",
+        "signer",
+        "oauth",
+        "store",
+        "transit",
+        "secret",
+        "tokens",
+    ];
+    let mut checked = 0;
+    for (module, code) in &known {
+        let name = module.join("/");
+        for (top, forbidden) in never {
+            if module.first().is_some_and(|m| m == top) {
+                checked += 1;
+                for f in forbidden {
+                    assert!(!code.contains(f), "{name} names {f}");
+                }
+            }
+        }
+        if code.contains(".expose()") {
+            assert!(
+                may_expose
+                    .iter()
+                    .any(|m| name == *m || name.starts_with(&format!("{m}/"))),
+                "{name} reads a plaintext value"
+            );
+        }
+    }
+    assert!(checked > 20, "checked only {checked} files");
+}

@@ -164,11 +164,13 @@ impl Latchkey {
         }
         let runtime =
             Runtime::new(self.options.runtime.clone(), self.store.clone()).map_err(Error::Start)?;
-        let cache = self
-            .options
-            .cache_dir
-            .as_ref()
-            .map(|dir| ComponentCache::new(dir, runtime.engine(), self.store.cache_key()));
+        let cache = self.options.cache_dir.as_ref().map(|dir| {
+            ComponentCache::new(
+                dir,
+                runtime.engine(),
+                crate::cache::CacheKey::of(&self.store),
+            )
+        });
         Ok(self.started.get_or_init(|| Started { runtime, cache }))
     }
 

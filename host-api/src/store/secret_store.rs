@@ -317,12 +317,6 @@ impl SecretStore {
         Ok(())
     }
 
-    /// The key that authenticates compiled-component cache entries of this store
-    /// (derived from the data key, so it survives master-key rotation).
-    pub fn cache_key(&self) -> crate::cache::CacheKey {
-        crate::cache::CacheKey::from_derived(self.dek.derive("cache"))
-    }
-
     /// The head of the audit chain, locked: [`crate::audit`] appends under it.
     pub(crate) fn audit_chain(&self) -> MutexGuard<'_, AuditChain> {
         // A panic while holding the lock leaves the head as it was before the append.
