@@ -5,7 +5,7 @@ Usage: reflect.py ENCODER < value
 The fake upstream (tests/src/upstream.rs, route /reflect/{encoder}) runs this with the
 credential it received on stdin and returns what it prints as the response body.
 """
-import base64, gzip, html, json, quopri, subprocess, sys, urllib.parse, zlib
+import base64, gzip, html, json, quopri, random, subprocess, sys, urllib.parse, zlib
 
 v = sys.stdin.buffer.read().decode("utf-8")
 b = v.encode("utf-8")
@@ -48,12 +48,23 @@ out = {
     "py-reversed": lambda: json.dumps({"hint": v[::-1]}),
     "py-split-json": lambda: json.dumps({"a": v[:11], "n": 1, "b": v[11:22], "c": [v[22:]]}),
 }
+def hex_padding():
+    rng = random.Random(1)
+    return b" " + "".join(rng.choice("0123456789abcdef") for _ in range(4000)).encode()
+
+
 # Compressed bodies sent without any Content-Encoding: gzip and zlib by Python's own
-# modules, zstd by the zstd program; `gzip-honest` holds no value.
+# modules, zstd by the zstd program (after a skippable frame too); `gzip-honest` holds no
+# value.
 compressed = {
     "py-gzip-bare": lambda d: gzip.compress(d),
     "py-zlib-bare": lambda d: zlib.compress(d),
     "zstd-bare": lambda d: subprocess.run(["zstd", "-q", "-c"], input=d, check=True, capture_output=True).stdout,
+    # A zstd skippable frame (magic 0x184D2A5?, then its length) first: the zstd program
+    # skips it and inflates the frame after it. Hex padding makes zstd entropy-code the
+    # literals, so the value is not in the compressed bytes as they are.
+    "zstd-skippable-bare": lambda d: bytes([0x5E, 0x2A, 0x4D, 0x18, 3, 0, 0, 0]) + b"pad"
+    + subprocess.run(["zstd", "-q", "-c"], input=d + hex_padding(), check=True, capture_output=True).stdout,
 }
 if enc == "py-utf16":
     sys.stdout.buffer.write(v.encode("utf-16-le"))

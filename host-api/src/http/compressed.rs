@@ -18,6 +18,19 @@ const CHUNK: usize = 64 * 1024;
 /// The zstd frame magic (little-endian 0xFD2FB528).
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 
+/// The length of the zstd skippable frame `body` starts with, header included (magic
+/// 0x184D2A50–5F little-endian, then a 4-byte length): the zstd program skips such frames
+/// and inflates what follows, so a value can hide after one.
+fn skippable_frame(body: &[u8]) -> Option<usize> {
+    match body {
+        [m, 0x2a, 0x4d, 0x18, a, b, c, d, ..] if m & 0xf0 == 0x50 => {
+            let len = u32::from_le_bytes([*a, *b, *c, *d]);
+            Some(8usize.saturating_add(usize::try_from(len).unwrap_or(usize::MAX)))
+        }
+        _ => None,
+    }
+}
+
 /// Why a compressed body could not be checked.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum InflateError {
@@ -52,6 +65,7 @@ impl Format {
                 Some(Format::Zlib)
             }
             [0x28, 0xb5, 0x2f, 0xfd, ..] => Some(Format::Zstd),
+            _ if skippable_frame(body).is_some() => Some(Format::Zstd),
             _ => None,
         }
     }
@@ -74,9 +88,17 @@ pub(crate) fn inflate(
         Format::Gzip => read_bounded(MultiGzDecoder::new(body), &mut out, max, deadline)?,
         Format::Zlib => read_bounded(ZlibDecoder::new(body), &mut out, max, deadline)?,
         Format::Zstd => {
-            // One frame after another, as the zstd program reads concatenated frames.
+            // One frame after another, as the zstd program reads concatenated frames,
+            // skippable frames skipped.
             let mut rest = body;
-            while rest.starts_with(&ZSTD_MAGIC) {
+            loop {
+                if let Some(len) = skippable_frame(rest) {
+                    rest = rest.get(len..).unwrap_or_default();
+                    continue;
+                }
+                if !rest.starts_with(&ZSTD_MAGIC) {
+                    break;
+                }
                 let before = rest.len();
                 let Ok(frame) = ruzstd::decoding::StreamingDecoder::new(&mut rest) else {
                     break;
@@ -164,6 +186,19 @@ mod tests {
         let whole = gzip(&vec![b'a'; 100_000]);
         let cut = inflate(&whole[..whole.len() / 2], 1 << 20, later()).expect("ok");
         assert!(cut.is_some_and(|v| v.iter().all(|&b| b == b'a')));
+    }
+
+    #[test]
+    fn skippable_frames_are_skipped_whatever_length_they_claim() {
+        let skip = |len: u32| [[0x50, 0x2a, 0x4d, 0x18], len.to_le_bytes()].concat();
+        // A frame claiming more than the body holds ends the body; nothing panics.
+        let body = [skip(u32::MAX), b"xy".to_vec()].concat();
+        assert_eq!(
+            inflate(&body, 1 << 20, later()).expect("ok").as_deref(),
+            Some(&Vec::new())
+        );
+        assert_eq!(skippable_frame(&skip(3)), Some(11));
+        assert_eq!(skippable_frame(&[0x60, 0x2a, 0x4d, 0x18, 0, 0, 0, 0]), None);
     }
 
     #[test]
