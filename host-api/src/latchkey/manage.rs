@@ -92,7 +92,7 @@ impl Latchkey {
 
     /// Removes member `user`: revokes their API tokens, then deletes their secrets: every
     /// secret they created, in any scope, and every secret in their own scopes (`user:U`,
-    /// `user:U@W/F`), whoever created it. Returns what was deleted. A name no member could
+    /// `user:U@W/F`, `builder:U@W/F`), whoever created it. Returns what was deleted. A name no member could
     /// have (see [`check_name`]) is refused before anything is changed or recorded.
     pub fn remove_member(&self, by: &Principal, user: &str) -> Result<Vec<SecretMeta>, Error> {
         self.allow(by, Action::ManageMembers)?;

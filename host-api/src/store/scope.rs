@@ -211,11 +211,14 @@ impl Scope {
         scope.validated()
     }
 
-    /// Whether this is one of `user`'s own scopes (`user:U`, `user:U@W/F`): what is
-    /// stored there is theirs, whoever stored it.
+    /// Whether this is one of `user`'s own scopes (`user:U`, `user:U@W/F`, and
+    /// `builder:U@W/F`, the keys of a workflow they built): what is stored there is theirs,
+    /// whoever stored it.
     pub fn is_personal_to(&self, user: &str) -> bool {
         match self {
-            Scope::User { user: u } | Scope::UserWorkflow { user: u, .. } => u == user,
+            Scope::User { user: u }
+            | Scope::UserWorkflow { user: u, .. }
+            | Scope::BuilderWorkflow { builder: u, .. } => u == user,
             _ => false,
         }
     }

@@ -920,7 +920,7 @@ impl SecretStore {
 
     /// Removes member `user` on behalf of `actor`: deletes the member's secrets, which
     /// are every secret `user` created, in any scope, and every secret in `user`'s own
-    /// scopes (`user:U`, `user:U@W/F`), whoever created it. Audited: one `member-remove`
+    /// scopes (`user:U`, `user:U@W/F`, `builder:U@W/F`), whoever created it. Audited: one `member-remove`
     /// record (its `user` is the member), then one `secret-delete` record before each
     /// deletion. Returns what was deleted.
     pub fn delete_member_secrets(
@@ -1802,6 +1802,16 @@ mod tests {
             "admin",
         )
         .expect("set");
+        // The keys of a workflow she built are hers too: the builder tier resolves them
+        // for every run of it, after she left as before.
+        s.set(
+            &sc("builder:alice@w/f"),
+            &key("BY_ADMIN"),
+            val("a"),
+            spec(),
+            "admin",
+        )
+        .expect("set");
         // Another member's scope whose name starts with hers, and a shared scope: not hers.
         s.set(
             &sc("user:alicia"),
@@ -1822,7 +1832,7 @@ mod tests {
         let deleted = s.delete_member_secrets("alice", "admin").expect("remove");
         let mut gone: Vec<String> = deleted.iter().map(|m| m.scope.to_string()).collect();
         gone.sort();
-        assert_eq!(gone, ["user:alice", "user:alice@w/f"]);
+        assert_eq!(gone, ["builder:alice@w/f", "user:alice", "user:alice@w/f"]);
         let mut left: Vec<String> = s
             .list(None)
             .expect("list")

@@ -9,7 +9,7 @@ use latchkey_host::Options;
 #[derive(Subcommand, Debug)]
 pub enum MemberCommand {
     /// Remove a member: delete every secret they created, in every scope, and every
-    /// secret in their own scopes (user:U, user:U@W/F), whoever stored it.
+    /// secret in their own scopes (user:U, user:U@W/F, builder:U@W/F), whoever stored it.
     Remove {
         /// The member's user name.
         user: String,
