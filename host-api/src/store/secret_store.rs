@@ -818,8 +818,9 @@ impl SecretStore {
         SecretValue::new(plain.to_vec()).map_err(|_| "bad value length".to_owned())
     }
 
-    /// Checks that every record decodes, sits where its metadata says and authenticates
-    /// under the data key, without returning any value (`latchkey store verify`).
+    /// Checks that every record (current and rotated-away values) decodes, sits where its
+    /// metadata says and authenticates under the data key, without returning any value
+    /// (`latchkey store verify`).
     pub fn verify_all(&self) -> Result<VerifyReport, StoreError> {
         let mut report = Vec::new();
         for (id, bytes) in self.backend.scan(NS_SECRETS, b"")? {
@@ -827,6 +828,35 @@ impl SecretStore {
             let outcome = record::decode_at(&id, &bytes)
                 .map_err(|e| damaged_id(&id, &e))
                 .and_then(|d| self.open_value(&d).map_err(|e| damaged_id(&id, &e)))
+                .map(drop);
+            report.push((text, outcome));
+        }
+        // Rotated-away values too: resolution opens them to scrub for them, and a damaged
+        // one fails every fetch of its credential.
+        for (rid, bytes) in self.backend.scan(NS_RETIRED, b"")? {
+            let (storage_id, version) = match rid.len().checked_sub(9) {
+                Some(n) if rid[n] == 0 => (&rid[..n], &rid[n + 1..]),
+                _ => (&rid[..], &[][..]),
+            };
+            let version = <[u8; 8]>::try_from(version).map_or(0, u64::from_be_bytes);
+            let text = format!(
+                "{} (retired version {version})",
+                String::from_utf8_lossy(storage_id).replace('\u{0}', " ")
+            );
+            let outcome = retired::decode(&bytes)
+                .ok_or_else(|| damaged_id(&rid, &"a retired value is truncated"))
+                .and_then(|(_, rec)| {
+                    record::decode_at(storage_id, rec).map_err(|e| damaged_id(storage_id, &e))
+                })
+                .and_then(|d| {
+                    if retired::id(storage_id, d.meta.version) != rid {
+                        return Err(damaged_id(
+                            storage_id,
+                            &"a retired value is filed under another version",
+                        ));
+                    }
+                    self.open_value(&d).map_err(|e| damaged_id(storage_id, &e))
+                })
                 .map(drop);
             report.push((text, outcome));
         }
@@ -1253,6 +1283,34 @@ mod tests {
         let m = MasterKey::generate().expect("rng");
         let s = SecretStore::init(&dir.path().join("db"), &m).expect("init");
         (dir, s, m)
+    }
+
+    /// `store verify` opens rotated-away values too: a damaged one fails every fetch of
+    /// its credential's destinations (it cannot be scrubbed for), so it must be found.
+    #[test]
+    fn verify_opens_retired_values_and_names_a_damaged_one() {
+        let (_d, s, _) = store();
+        let ws = Scope::Platform;
+        s.set(&ws, &key("A"), val("first-value-1234"), spec(), "admin")
+            .expect("set");
+        s.set(&ws, &key("A"), val("second-value-5678"), spec(), "admin")
+            .expect("rotate");
+        let report = s.verify_all().expect("verify");
+        assert_eq!(report.len(), 2, "{report:?}");
+        assert!(report.iter().all(|(_, r)| r.is_ok()), "{report:?}");
+        let (rid, mut bytes) = s
+            .backend
+            .scan(NS_RETIRED, b"")
+            .expect("scan")
+            .pop()
+            .expect("one retired value");
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        s.backend.put(NS_RETIRED, &rid, &bytes).expect("put");
+        let report = s.verify_all().expect("verify");
+        let damaged: Vec<_> = report.iter().filter(|(_, r)| r.is_err()).collect();
+        assert_eq!(damaged.len(), 1, "{report:?}");
+        assert!(damaged[0].0.contains("retired"), "{report:?}");
     }
 
     #[test]

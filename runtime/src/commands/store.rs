@@ -72,8 +72,13 @@ fn verify(args: &StoreArgs) -> Result<ExitCode> {
     let damaged = report.iter().filter(|(_, r)| r.is_err()).count();
     for (id, outcome) in &report {
         match outcome {
-            Ok(()) => println!("ok       {id}"),
-            Err(e) => println!("DAMAGED  {id}: {e}"),
+            // Ids and errors come from the store's bytes, which may be damaged.
+            Ok(()) => println!("ok       {}", crate::report::shown(id)),
+            Err(e) => println!(
+                "DAMAGED  {}: {}",
+                crate::report::shown(id),
+                crate::report::shown(&e.to_string())
+            ),
         }
     }
     println!("{} record(s), {damaged} damaged", report.len());
