@@ -1192,6 +1192,132 @@ fn the_served_openapi_document_validates() {
     );
 }
 
+/// A client generated from the served document by a common generator (openapi-python-client,
+/// pinned, installed by `tests/setup/60-python-tools.sh`) works, with typed models: it uploads
+/// a component (`application/wasm`) and a manifest (`application/toml`), runs the workflow,
+/// and lists secrets, tokens, runs and audit records (`tests/openapi/generated_client.py`
+/// fails if any field lands in `additional_properties`, where an untyped schema sends it).
+/// The generator's own content-type override maps the two uploads to its raw-bytes body.
+#[test]
+fn a_client_generated_from_the_document_is_typed_and_works() {
+    let venv =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/test-tools/venv/bin");
+    let generator = venv.join("openapi-python-client");
+    assert!(
+        generator.exists(),
+        "{} is missing: run `bash tests/setup/60-python-tools.sh`",
+        generator.display()
+    );
+    let (cli, admin) = store_with_admin();
+    let up = Upstream::start_blocking().unwrap();
+    let s = Server::start(&cli, &[]);
+    assert_eq!(
+        put_secret(&s, &admin, "K", PLAIN, &up).status(),
+        StatusCode::CREATED
+    );
+    let doc = s
+        .req("GET", "/v1/openapi.json", None)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    std::fs::write(cli.path("openapi.json"), doc).unwrap();
+    // No post-hooks: they would run ruff, which the generated code does not need.
+    std::fs::write(
+        cli.path("generator.json"),
+        json!({
+            "post_hooks": [],
+            "content_type_overrides": {
+                "application/wasm": "application/octet-stream",
+                "application/toml": "application/octet-stream"
+            }
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let package = cli.path("client");
+    let out = std::process::Command::new(&generator)
+        .args(["generate", "--meta", "none", "--path"])
+        .arg(cli.path("openapi.json"))
+        .arg("--config")
+        .arg(cli.path("generator.json"))
+        .arg("--output-path")
+        .arg(package.join("latchkey_client"))
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{said}");
+    // The generator skips what it cannot type, with a warning: nothing may be skipped.
+    assert!(!said.contains("Warning"), "{said}");
+    let manifest = cli.path("wf.toml");
+    std::fs::write(
+        &manifest,
+        "name = \"wf\"\n[[step]]\nname = \"get\"\ncomponent = \"probe\"\n",
+    )
+    .unwrap();
+    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/openapi/generated_client.py");
+    let out = std::process::Command::new(venv.join("python"))
+        .arg(&script)
+        .arg(&package)
+        .arg(&s.url)
+        .arg(&admin)
+        .arg(latchkey_tests::guest("probe"))
+        .arg("wf")
+        .arg(&manifest)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the generated client failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let read: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // What the typed models hold is what the server answers.
+    let secret = &read["secret"];
+    assert_eq!(secret["key"], "K", "{read}");
+    assert_eq!(secret["scope"], "workspace:default", "{read}");
+    assert_eq!(secret["version"], 1, "{read}");
+    assert_eq!(
+        secret["hosts"],
+        json!([format!("127.0.0.1:{}", up.port())]),
+        "{read}"
+    );
+    assert_eq!(
+        secret["locations"],
+        json!(["header:authorization"]),
+        "{read}"
+    );
+    let runs = read["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1, "{read}");
+    assert_eq!(runs[0]["status"], "succeeded", "{read}");
+    assert_eq!(runs[0]["steps"], json!(["get"]), "{read}");
+    assert_eq!(runs[0]["credentials"], json!(["K"]), "{read}");
+    assert_eq!(secret["last_run"], Value::Null, "{read}");
+    assert!(
+        read["tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["role"] == "admin"),
+        "{read}"
+    );
+    let events = read["events"].as_array().unwrap();
+    for e in [
+        "secret-set",
+        "component-register",
+        "workflow-register",
+        "resolve",
+    ] {
+        assert!(events.iter().any(|x| x == e), "no {e} in {read}");
+    }
+}
+
 /// `/metrics` speaks Prometheus' text format 0.0.4 unless OpenMetrics is asked for, and both
 /// parse with the official Python client's parsers (installed by
 /// `tests/setup/60-python-tools.sh`): the build, the process's CPU, memory and files, and HTTP

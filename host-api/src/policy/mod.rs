@@ -20,5 +20,7 @@ pub use binding::{
 pub use headers::host_managed;
 pub use host::{HostPattern, PatternError, canonical_host};
 pub use quota::Quota;
-pub use signer::{DEFAULT_JWT_TTL_SECS, JwtClaims, MAX_JWT_TTL_SECS, SignerError, SignerParams};
+pub use signer::{
+    AwsSigner, DEFAULT_JWT_TTL_SECS, JwtClaims, MAX_JWT_TTL_SECS, SignerError, SignerParams,
+};
 pub use token_endpoint::{Grant, TokenEndpoint, TokenEndpointError};

@@ -140,12 +140,12 @@ pub struct SignerArgs {
 
 impl SignerArgs {
     fn params(&self) -> Option<latchkey_host::policy::SignerParams> {
-        use latchkey_host::policy::{JwtClaims, SignerParams};
+        use latchkey_host::policy::{AwsSigner, JwtClaims, SignerParams};
         if let (Some(region), Some(service)) = (&self.aws_region, &self.aws_service) {
-            return Some(SignerParams::Aws {
+            return Some(SignerParams::Aws(AwsSigner {
                 region: region.clone(),
                 service: service.clone(),
-            });
+            }));
         }
         self.jwt_issuer.as_ref().map(|issuer| {
             SignerParams::Jwt(JwtClaims {
@@ -647,7 +647,7 @@ impl SecretCommand {
                     .into_iter()
                     .map(|e| match e {
                         api::ListedSecret::Ok(v) => Ok(v.meta),
-                        api::ListedSecret::Damaged { error } => Err(error),
+                        api::ListedSecret::Damaged(d) => Err(d.error),
                     })
                     .collect();
                 print_list(entries, scope.as_ref(), args.json)?;

@@ -2,7 +2,9 @@
 //! server's key); only metadata comes out.
 
 use crate::api::ErrorBody;
-use crate::api::{BindingBody, ListedSecret, PutSecret, RotateSecret, SecretView, ValueBody};
+use crate::api::{
+    BindingBody, DamagedSecret, ListedSecret, PutSecret, RotateSecret, SecretView, ValueBody,
+};
 use crate::error::ApiError;
 use crate::extract::{Caller, JsonBody};
 use crate::state::AppState;
@@ -273,9 +275,9 @@ pub async fn list(
                     last_used: last_uses.remove(&(meta.scope.to_string(), meta.key.to_string())),
                     meta,
                 })),
-                Err(e) => ListedSecret::Damaged {
+                Err(e) => ListedSecret::Damaged(DamagedSecret {
                     error: e.to_string(),
-                },
+                }),
             })
             .collect(),
     ))
