@@ -1159,6 +1159,96 @@ fn metrics_answer_only_a_loopback_host_over_plain_http() {
     }
 }
 
+/// A binding's places have one name in requests, answers and the CLI's JSON: `locations`
+/// (requests said `inject`, answers `binding.locations`). `inject`, the earlier request name,
+/// is still accepted for it; both at once are refused naming the field, with nothing stored.
+#[test]
+fn a_binding_s_locations_have_one_name_in_requests_and_answers() {
+    let (cli, admin) = store_with_admin();
+    let s = Server::start(&cli, &[]);
+    let put = |key: &str, binding: Value| {
+        s.json(
+            "PUT",
+            &format!("/v1/secrets/{key}"),
+            &admin,
+            json!({"value": PLAIN, "binding": binding}),
+        )
+    };
+    let r = put(
+        "NEW",
+        json!({"hosts": ["api.example.com"], "locations": ["header:authorization"]}),
+    );
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let new: Value = r.json().unwrap();
+    assert_eq!(
+        new["binding"]["locations"],
+        json!(["header:authorization"]),
+        "{new}"
+    );
+    let r = put(
+        "OLD",
+        json!({"hosts": ["api.example.com"], "inject": ["header:authorization"]}),
+    );
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let old: Value = r.json().unwrap();
+    assert_eq!(old["binding"], new["binding"]);
+    let r = put(
+        "BOTH",
+        json!({"hosts": ["api.example.com"], "locations": ["header:a"], "inject": ["header:b"]}),
+    );
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let body: Value = r.json().unwrap();
+    assert!(
+        body["message"].as_str().unwrap().contains("locations"),
+        "{body}"
+    );
+    assert_eq!(
+        s.get("/v1/secrets/BOTH", &admin).status(),
+        StatusCode::NOT_FOUND
+    );
+    let r = put(
+        "BAD",
+        json!({"hosts": ["api.example.com"], "locations": ["nowhere:x"]}),
+    );
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let body: Value = r.json().unwrap();
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("binding.locations: "),
+        "{body}"
+    );
+    let doc: Value = s
+        .req("GET", "/v1/openapi.json", None)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let fields = &doc["components"]["schemas"]["BindingBody"]["properties"];
+    assert!(
+        fields["locations"].is_object() && fields["inject"].is_null(),
+        "{fields}"
+    );
+    // The CLI's JSON through the server: the same name.
+    let mut c = cli.command(&["secret", "list", "--json"]);
+    c.env("LATCHKEY_SERVER", &s.url)
+        .env("LATCHKEY_TOKEN", &admin);
+    let out = cli.output(c, None);
+    assert!(out.status.success(), "{}", harness::text(&out));
+    let lines = String::from_utf8(out.stdout).unwrap();
+    for line in lines.lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(
+            v["binding"]["locations"],
+            json!(["header:authorization"]),
+            "{v}"
+        );
+        assert!(v["binding"].get("inject").is_none(), "{v}");
+    }
+    assert_eq!(lines.lines().count(), 2, "{lines}");
+}
+
 /// The served OpenAPI document passes an independent validator (`openapi-spec-validator`,
 /// installed by `tests/setup/60-python-tools.sh`), as client generators require.
 #[test]

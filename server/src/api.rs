@@ -15,8 +15,11 @@ use serde::{Deserialize, Serialize};
 pub struct BindingBody {
     /// Host patterns: `api.example.com`, `*.example.com`, an IP literal, optional `:PORT`.
     pub hosts: Vec<String>,
-    /// Locations: `header:NAME`, `query:NAME`, `basic-auth`, `body-json:FIELD`, ….
-    pub inject: Vec<String>,
+    /// Locations: `header:NAME`, `query:NAME`, `basic-auth`, `body-json:FIELD`, …, as
+    /// answers name them (`binding.locations`). `inject`, this field's earlier name in
+    /// requests, is still accepted for it.
+    #[serde(alias = "inject")]
+    pub locations: Vec<String>,
     /// Allow plain http://.
     #[serde(default)]
     pub allow_http: bool,

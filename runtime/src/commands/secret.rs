@@ -564,7 +564,7 @@ impl SecretCommand {
                     value: remote_value(r, &key, args.no_seal, kind, grant)?,
                     binding: api::BindingBody {
                         hosts: args.allow_host,
-                        inject: args.inject,
+                        locations: args.inject,
                         allow_http: args.allow_http,
                         methods: args.methods,
                         path_prefixes: args.path_prefixes,

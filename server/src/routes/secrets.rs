@@ -100,11 +100,11 @@ pub fn binding_of(b: &BindingBody) -> Result<Binding, ApiError> {
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| ApiError::bad_request(format!("binding.hosts: {e}")))?;
     let locations = b
-        .inject
+        .locations
         .iter()
         .map(|l| InjectLocation::parse(l))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| ApiError::bad_request(format!("binding.inject: {e}")))?;
+        .map_err(|e| ApiError::bad_request(format!("binding.locations: {e}")))?;
     BindingSpec {
         hosts,
         locations,
