@@ -1285,8 +1285,9 @@ fn the_served_openapi_document_validates() {
 /// A client generated from the served document by a common generator (openapi-python-client,
 /// pinned, installed by `tests/setup/60-python-tools.sh`) works, with typed models: it uploads
 /// a component (`application/wasm`) and a manifest (`application/toml`), runs the workflow,
-/// and lists secrets, tokens, runs and audit records (`tests/openapi/generated_client.py`
-/// fails if any field lands in `additional_properties`, where an untyped schema sends it).
+/// lists secrets, tokens, runs and audit records, and reads `/healthz`, `/readyz` and
+/// `/metrics` (`tests/openapi/generated_client.py` fails if any field lands in
+/// `additional_properties`, where an untyped schema sends it).
 /// The generator's own content-type override maps the two uploads to its raw-bytes body.
 #[test]
 fn a_client_generated_from_the_document_is_typed_and_works() {

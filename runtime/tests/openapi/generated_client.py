@@ -1,9 +1,9 @@
 """Drives a server with a client openapi-python-client generated from its OpenAPI document
 (server_api::a_client_generated_from_the_document_is_typed_and_works): it uploads a component
-(application/wasm) and a manifest (application/toml), runs the workflow, and lists secrets,
-tokens, runs and audit records. Every answer must parse into the generated models with their
-fields typed: nothing may land in `additional_properties`, which is where an untyped schema
-sends it. Prints what it read as JSON for the test to compare with the server's own answers.
+(application/wasm) and a manifest (application/toml), runs the workflow, lists secrets,
+tokens, runs and audit records, and reads /healthz, /readyz and /metrics. Every answer must
+parse into the generated models with their fields typed: nothing may land in
+`additional_properties`, which is where an untyped schema sends it. Prints what it read as JSON for the test to compare with the server's own answers.
 
 Arguments: the client package's parent directory, the server's URL, an admin token, the
 component's path, the workflow's name and its manifest's path.
@@ -18,6 +18,7 @@ base_url, token, wasm_path, workflow, manifest_path = sys.argv[2:7]
 from latchkey_client import AuthenticatedClient  # noqa: E402
 from latchkey_client import models  # noqa: E402
 from latchkey_client.api.access import list_tokens, query_audit  # noqa: E402
+from latchkey_client.api.health import healthz, metrics, readyz  # noqa: E402
 from latchkey_client.api.registry import register_component, register_workflow  # noqa: E402
 from latchkey_client.api.runs import list_runs, start_run  # noqa: E402
 from latchkey_client.api.secrets import list_secrets  # noqa: E402
@@ -33,6 +34,12 @@ def typed(obj, model):
 
 
 client = AuthenticatedClient(base_url=base_url, token=token, raise_on_unexpected_status=True)
+
+# The operational endpoints are in the document too.
+for probe in (healthz, readyz, metrics):
+    answer = probe.sync_detailed(client=client)
+    assert answer.status_code == 200, (probe.__name__, answer)
+assert b"latchkey_build_info" in metrics.sync_detailed(client=client).content
 
 with open(wasm_path, "rb") as f:
     component = register_component.sync(
