@@ -126,7 +126,7 @@ pub async fn list_workflows(
 
 /// `POST /v1/workflows/{name}/check`: what a run by the caller would load and resolve
 /// (tiers, scopes and versions: secret metadata, so members and admins only).
-#[utoipa::path(post, path = "/v1/workflows/{name}/check", params(("name" = String, Path)), responses((status = 200, body = CheckView), (status = 401, description = "no, malformed or revoked token", body = ErrorBody), (status = 429, description = "over the principal's rate", body = ErrorBody), (status = 403, description = "the role does not allow it", body = ErrorBody), (status = 404, description = "not found", body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/workflows/{name}/check", operation_id = "check_workflow", params(("name" = String, Path)), responses((status = 200, body = CheckView), (status = 401, description = "no, malformed or revoked token", body = ErrorBody), (status = 429, description = "over the principal's rate", body = ErrorBody), (status = 403, description = "the role does not allow it", body = ErrorBody), (status = 404, description = "not found", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn check(
     State(state): State<Arc<AppState>>,
     Caller(by): Caller,
