@@ -1347,7 +1347,7 @@ fn a_client_generated_from_the_document_is_typed_and_works() {
     let manifest = cli.path("wf.toml");
     std::fs::write(
         &manifest,
-        "name = \"wf\"\n[[step]]\nname = \"get\"\ncomponent = \"probe\"\n",
+        "name = \"wf\"\nallow = [\"K\"]\n[[step]]\nname = \"get\"\ncomponent = \"probe\"\n",
     )
     .unwrap();
     let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))

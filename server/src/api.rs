@@ -556,8 +556,19 @@ pub struct CheckKeyView {
     /// Key.
     pub key: String,
     /// The tier and scope it resolves from, or why it is missing.
-    #[schema(value_type = Object)]
+    #[schema(value_type = KeyResolution)]
     pub resolution: Result<String, String>,
+}
+
+/// The schema of [`CheckKeyView::resolution`], a `Result` as serde writes one:
+/// `{"Ok": "tier … (scope …, integration …, version …)"}` or `{"Err": "why it is missing"}`.
+/// Only its schema is used, in the OpenAPI document.
+#[derive(utoipa::ToSchema)]
+pub enum KeyResolution {
+    /// The tier and scope it resolves from.
+    Ok(String),
+    /// Why it is missing.
+    Err(String),
 }
 
 /// The body of `POST /v1/components`: the component's bytes (`application/wasm`). Only its

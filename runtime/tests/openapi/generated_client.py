@@ -1,7 +1,7 @@
 """Drives a server with a client openapi-python-client generated from its OpenAPI document
 (server_api::a_client_generated_from_the_document_is_typed_and_works): it uploads a component
 (application/wasm) and a manifest (application/toml), runs the workflow, lists secrets,
-tokens, runs and audit records, and reads /healthz, /readyz and /metrics. Every answer must
+tokens, runs and audit records, checks the workflow, and reads /healthz, /readyz and /metrics. Every answer must
 parse into the generated models with their fields typed: nothing may land in
 `additional_properties`, which is where an untyped schema sends it. Prints what it read as JSON for the test to compare with the server's own answers.
 
@@ -19,7 +19,11 @@ from latchkey_client import AuthenticatedClient  # noqa: E402
 from latchkey_client import models  # noqa: E402
 from latchkey_client.api.access import list_tokens, query_audit  # noqa: E402
 from latchkey_client.api.health import healthz, metrics, readyz  # noqa: E402
-from latchkey_client.api.registry import register_component, register_workflow  # noqa: E402
+from latchkey_client.api.registry import (  # noqa: E402
+    check_workflow,
+    register_component,
+    register_workflow,
+)
 from latchkey_client.api.runs import list_runs, start_run  # noqa: E402
 from latchkey_client.api.secrets import list_secrets  # noqa: E402
 from latchkey_client.types import File  # noqa: E402
@@ -52,6 +56,13 @@ with open(manifest_path, "rb") as f:
     registered = register_workflow.sync(workflow, client=client, body=File(payload=f.read()))
 typed(registered, models.WorkflowView)
 assert registered.name == workflow and registered.steps[0].component == component.digest
+
+check = typed(check_workflow.sync(workflow, client=client), models.CheckView)
+key = typed(check.steps[0].keys[0], models.CheckKeyView)
+resolution = key.resolution.to_dict()
+assert list(resolution) == ["Ok"] and "tier workspace" in resolution["Ok"], resolution
+assert type(key.resolution).__name__.startswith("KeyResolution"), key.resolution
+typed(key.resolution, type(key.resolution))
 
 run = start_run.sync(
     client=client,
