@@ -82,6 +82,7 @@ const GENESIS_BYTES: usize = GENESIS_MAGIC.len() + 8 + 32 + MAC_BYTES;
 type HmacSha256 = Hmac<Sha256>;
 
 /// What happened.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
@@ -138,6 +139,7 @@ impl AuditEvent {
 
 /// One audit record. Run records fill the run fields (`run_id` … `user`); records of
 /// changes to the store fill `actor` and leave the run fields empty.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AuditRecord {
     /// Unix time in milliseconds.

@@ -211,6 +211,18 @@ impl ComponentCache {
     /// Fails with [`CacheError::Insecure`] before reading anything if the directory (or
     /// its parent) is not private.
     pub fn load(&self, engine: &Engine, bytes: &[u8]) -> Result<Cached, CacheError> {
+        self.load_noting(engine, bytes, || ())
+    }
+
+    /// [`ComponentCache::load`], calling `compiling` just before a component without a
+    /// valid entry is compiled: seconds for a JavaScript or Python step, a wait a front end
+    /// explains as it starts.
+    pub fn load_noting(
+        &self,
+        engine: &Engine,
+        bytes: &[u8],
+        compiling: impl FnOnce(),
+    ) -> Result<Cached, CacheError> {
         check_private_dir(&self.dir).map_err(CacheError::Insecure)?;
         let path = self.entry_path(bytes);
         let rejected = match self.try_read(engine, &path) {
@@ -231,6 +243,7 @@ impl ComponentCache {
                 Some(why)
             }
         };
+        compiling();
         let component = Component::new(engine, bytes).map_err(|e| CacheError::Compile(e.into()))?;
         let store_error = self.store(&path, &component).err();
         Ok(Cached {

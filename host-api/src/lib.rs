@@ -135,10 +135,10 @@ pub use transit::{TransitError, seal as seal_for_transit};
 pub use policy::quota::{QuotaError, Window as QuotaWindow};
 pub use policy::strength::WeakValue;
 pub use policy::{
-    AddressPolicy, Binding, BindingError, BindingSpec, DEFAULT_JWT_TTL_SECS, Destination, Grant,
-    GrantError, HostPattern, InjectLocation, JwtClaims, MAX_GRANTS, MAX_JWT_TTL_SECS, METHODS,
-    PatternError, Quota, RequestRefusal, SignerError, SignerParams, TokenEndpoint,
-    TokenEndpointError,
+    AddressPolicy, AwsSigner, Binding, BindingError, BindingSpec, DEFAULT_JWT_TTL_SECS,
+    Destination, Grant, GrantError, HostPattern, InjectLocation, JwtClaims, MAX_GRANTS,
+    MAX_JWT_TTL_SECS, METHODS, PatternError, Quota, RequestRefusal, SignerError, SignerParams,
+    TokenEndpoint, TokenEndpointError,
 };
 pub use signer::KeyError as SigningKeyError;
 

@@ -8,6 +8,7 @@ use crate::store::{NameKind, ScopeError, check_name};
 use std::fmt;
 
 /// What a principal may do.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Role {

@@ -32,6 +32,7 @@ impl Token {
 }
 
 /// What the store keeps about a token (never the token).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TokenMeta {
     /// Public id: names the token in lists, revocation and the audit trail.

@@ -155,8 +155,9 @@ pub fn os_user() -> String {
 /// Where compiled components are cached.
 #[derive(Default, Args, Debug, Clone)]
 pub struct CacheArgs {
-    /// Directory of the compiled-component cache (`latchkey compile` warms it). Default:
-    /// `cache` beside the store directory (`.latchkey/cache`).
+    /// Directory of the compiled-component cache (`latchkey compile` warms it; a run that
+    /// compiles a step first says so on stderr). Default: `cache` beside the store directory
+    /// (`.latchkey/cache`).
     #[arg(long, env = "LATCHKEY_CACHE_DIR", value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
     /// Compile the step in memory; neither read nor write the cache.

@@ -49,35 +49,35 @@ pub fn print_credentials(used: &[CredentialUse]) {
     }
 }
 
-/// Why credentials were refused to a step (reasons, never values): what the operator
-/// needs to fix a `missing_credential`.
-pub fn print_refusals(refusals: &[Refusal]) {
-    for r in refusals {
-        eprintln!("    refused {}: {}", shown(&r.key), shown(&r.reason));
-    }
-}
-
-/// Like [`print_refusals`] under an error line that already says `said` (the step's own
-/// message, which usually repeats the refusal it was given): a refusal is not said twice.
-/// What the record adds (what the binding allows, the flags that change it) is printed;
-/// a refusal the message already holds in full is not.
-pub fn print_refusals_after(said: &str, refusals: &[Refusal]) {
-    for r in refusals {
-        if said.contains(r.reason.as_str()) {
+/// Why credentials were refused to a step (reasons, never values), under an error line that
+/// already says `said` (the step's own message, which usually repeats the refusal it was
+/// given): what the operator needs to fix it, said once. What the record adds (what the
+/// binding allows, the flags that change it) is printed; a refusal the message already holds
+/// in full is not. `refusals` are (key, reason) pairs.
+pub fn print_refusals_after<'a>(
+    said: &str,
+    refusals: impl IntoIterator<Item = (&'a str, &'a str)>,
+) {
+    for (key, reason) in refusals {
+        if said.contains(reason) {
             continue;
         }
         // The longest leading part of the reason, up to a `: `, that was already said.
-        let known = r
-            .reason
+        let known = reason
             .match_indices(": ")
             .map(|(at, _)| at)
-            .filter(|&at| said.contains(&r.reason[..at]))
+            .filter(|&at| said.contains(&reason[..at]))
             .last();
         match known {
-            Some(at) => eprintln!("    {}: {}", r.key, &r.reason[at + 2..]),
-            None => eprintln!("    refused {}: {}", r.key, r.reason),
+            Some(at) => eprintln!("    {}: {}", shown(key), shown(&reason[at + 2..])),
+            None => eprintln!("    refused {}: {}", shown(key), shown(reason)),
         }
     }
+}
+
+/// The (key, reason) pairs of a local run's refusals, for [`print_refusals_after`].
+pub fn refusal_pairs(refusals: &[Refusal]) -> impl Iterator<Item = (&str, &str)> {
+    refusals.iter().map(|r| (r.key.as_str(), r.reason.as_str()))
 }
 
 /// Where to look next after a failed run.

@@ -615,6 +615,29 @@ fn a_refused_destination_says_once_what_the_binding_allows_and_which_flags_chang
     assert_eq!(other.request_count(), 0);
 }
 
+/// The first run of a step says, before the wait, that it is compiling (seconds for a
+/// JavaScript or Python step, which looked stuck); the next loads it from the compile cache
+/// and says nothing of it.
+#[test]
+fn the_first_run_of_a_step_says_it_is_compiling_and_the_next_does_not() {
+    let env = env();
+    let noop = guest("noop");
+    let run = || env.run(&["run", &noop, "--input", "{\"a\":1}"], None);
+    let first = run();
+    assert!(first.status.success(), "{}", text(&first));
+    let said = String::from_utf8_lossy(&first.stderr);
+    assert_eq!(
+        said.matches(&format!("compiling {noop}")).count(),
+        1,
+        "{said}"
+    );
+    assert!(said.contains("not in the compile cache yet"), "{said}");
+    let second = run();
+    assert!(second.status.success(), "{}", text(&second));
+    assert!(!text(&second).contains("compiling"), "{}", text(&second));
+    assert_eq!(first.stdout, second.stdout);
+}
+
 #[test]
 fn a_loopback_refusal_names_the_flags_that_allow_it() {
     let up = Upstream::start_blocking().unwrap();

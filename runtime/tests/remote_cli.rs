@@ -276,6 +276,62 @@ fn json_outputs_through_a_server_parse_with_the_api_field_names() {
     );
 }
 
+/// A destination the binding refuses is said once by `latchkey run --server`, with what the
+/// binding allows, for a single step and for a workflow: not once by the step's report and
+/// again by the run's error.
+#[test]
+fn a_refusal_through_a_server_is_said_once() {
+    let (cli, admin) = store_with_admin();
+    let bound = latchkey_tests::upstream::Upstream::start_blocking().unwrap();
+    let other = latchkey_tests::upstream::Upstream::start_blocking().unwrap();
+    let s = Server::start(&cli, &[]);
+    let ok = |args: &[&str], stdin: Option<&[u8]>| {
+        let out = remote(&cli, &s, &admin, args, stdin);
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+    };
+    let host = format!("127.0.0.1:{}", bound.port());
+    ok(
+        &[
+            "secret",
+            "set",
+            "API",
+            "--allow-host",
+            &host,
+            "--inject",
+            "header:authorization",
+            "--allow-http",
+        ],
+        Some(VALUE.as_bytes()),
+    );
+    let probe = latchkey_tests::guest("probe").display().to_string();
+    ok(&["component", "add", &probe, "--name", "probe"], None);
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("call.toml");
+    std::fs::write(
+        &manifest,
+        "name = \"call\"\n[[step]]\nname = \"only\"\ncomponent = \"probe\"\n",
+    )
+    .unwrap();
+    let manifest = manifest.to_str().unwrap();
+    ok(&["workflow", "add", manifest], None);
+    let input = format!(
+        r#"{{"action":"fetch","url":"{}","key":"API"}}"#,
+        other.url("/echo")
+    );
+    let refusal = format!(
+        "credential API may not be sent to http://127.0.0.1:{}",
+        other.port()
+    );
+    for target in ["probe", manifest] {
+        let out = remote(&cli, &s, &admin, &["run", target, "--input", &input], None);
+        assert_eq!(out.status.code(), Some(3), "{target}: {}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.matches(&refusal).count(), 1, "{target}: {err}");
+        assert!(err.contains("error: "), "{target}: {err}");
+    }
+    assert_eq!(other.request_count(), 0);
+}
+
 /// `--server` over plain http was trusted as loopback when its text started with
 /// `http://127.` or `http://localhost` (so `http://localhost.evil.example` was), and any
 /// other plain-http server still got the bearer token. Here an HTTP proxy on 127.0.0.1

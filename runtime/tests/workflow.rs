@@ -496,6 +496,49 @@ fn failing_step_stops_the_run_and_names_it() {
     lk.assert_write_only();
 }
 
+/// A workflow's first run says which steps it compiles, before the wait; the next says
+/// nothing of it. A destination the binding refuses is said once, with what the binding
+/// allows, not once by the step's progress line and again by the error.
+#[test]
+fn a_workflow_says_what_it_compiles_and_a_refusal_once() {
+    let lk = Lk::new();
+    lk.set("workspace:acme", "ECHO_KEY", VALUES[5], "http", "admin");
+    let other = Upstream::start_blocking().unwrap();
+    let m = lk.manifest(
+        "refused.toml",
+        "name = \"refused\"\nworkspace = \"acme\"\n[[step]]\nname = \"call\"\ncomponent = \"{probe}\"\n",
+    );
+    let input =
+        serde_json::json!({"action": "fetch", "url": other.url("/echo"), "key": "ECHO_KEY"})
+            .to_string();
+    let first = lk.run_manifest(&m, "alice", &input);
+    assert_eq!(first.code, 3, "{}", first.all());
+    let e = &first.stderr;
+    let probe = guest("probe").display().to_string();
+    assert_eq!(e.matches(&format!("compiling {probe}")).count(), 1, "{e}");
+    let refusal = format!(
+        "credential ECHO_KEY may not be sent to http://127.0.0.1:{}",
+        other.port()
+    );
+    assert_eq!(e.matches(&refusal).count(), 1, "{e}");
+    assert!(
+        e.contains(&format!("its binding allows {}", lk.host())),
+        "{e}"
+    );
+    assert!(e.contains("error: step call failed"), "{e}");
+    assert_eq!(other.request_count(), 0);
+    let second = lk.run_manifest(&m, "alice", &input);
+    assert_eq!(second.code, 3, "{}", second.all());
+    assert!(!second.stderr.contains("compiling"), "{}", second.all());
+    assert_eq!(
+        second.stderr.matches(&refusal).count(),
+        1,
+        "{}",
+        second.all()
+    );
+    lk.assert_write_only();
+}
+
 #[test]
 fn broken_later_step_is_caught_before_the_first_step_calls() {
     let lk = Lk::new();

@@ -15,8 +15,11 @@ use serde::{Deserialize, Serialize};
 pub struct BindingBody {
     /// Host patterns: `api.example.com`, `*.example.com`, an IP literal, optional `:PORT`.
     pub hosts: Vec<String>,
-    /// Locations: `header:NAME`, `query:NAME`, `basic-auth`, `body-json:FIELD`, ….
-    pub inject: Vec<String>,
+    /// Locations: `header:NAME`, `query:NAME`, `basic-auth`, `body-json:FIELD`, …, as
+    /// answers name them (`binding.locations`). `inject`, this field's earlier name in
+    /// requests, is still accepted for it.
+    #[serde(alias = "inject")]
+    pub locations: Vec<String>,
     /// Allow plain http://.
     #[serde(default)]
     pub allow_http: bool,
@@ -33,7 +36,6 @@ pub struct BindingBody {
     /// `{"aws": {"region", "service"}}` or `{"jwt": {"issuer", "subject"?, "audience"?,
     /// "scope"?, "ttl_secs", "key_id"?}}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
     pub signer: Option<latchkey_host::SignerParams>,
 }
 
@@ -68,7 +70,6 @@ pub struct PutSecret {
     /// Requests per minute and per day that may carry the value:
     /// `{"per_minute": N, "per_day": N}`, either optional. Default: no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
     pub quota: Option<Quota>,
     /// `static` (default), `hmac-sha256` (a signing key: only signatures are sent) or
     /// `oauth2` (the value is the client as JSON; the host injects access tokens).
@@ -109,7 +110,6 @@ pub struct RotateSecret {
     pub allow_weak_value: bool,
     /// Replaces the quota (`{}` removes it); absent: the quota is kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
     pub quota: Option<Quota>,
 }
 
@@ -118,11 +118,9 @@ pub struct RotateSecret {
 pub struct SecretView {
     /// Scope, key, binding, version, authors.
     #[serde(flatten)]
-    #[schema(value_type = Object)]
     pub meta: SecretMeta,
     /// When it was last injected, and by which run.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
     pub last_used: Option<LastUse>,
 }
 
@@ -131,13 +129,16 @@ pub struct SecretView {
 #[serde(untagged)]
 pub enum ListedSecret {
     /// A readable record.
-    #[schema(value_type = Object)]
     Ok(Box<SecretView>),
     /// A damaged record.
-    Damaged {
-        /// Why.
-        error: String,
-    },
+    Damaged(DamagedSecret),
+}
+
+/// An entry of `GET /v1/secrets` whose record could not be read.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DamagedSecret {
+    /// Why.
+    pub error: String,
 }
 
 /// `GET /v1/public-key`.
@@ -156,7 +157,6 @@ pub struct CreateToken {
     /// The principal's name (user-name rules).
     pub name: String,
     /// `admin`, `member` or `runner`.
-    #[schema(value_type = String)]
     pub role: Role,
     /// Seconds until the token stops authenticating; absent: until revoked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -169,7 +169,6 @@ pub struct CreatedToken {
     /// The bearer token.
     pub token: String,
     /// What is stored about it.
-    #[schema(value_type = Object)]
     pub meta: TokenMeta,
 }
 
@@ -179,7 +178,6 @@ pub struct WhoAmI {
     /// The principal's name.
     pub name: String,
     /// Its role.
-    #[schema(value_type = String)]
     pub role: Role,
 }
 
@@ -189,7 +187,6 @@ pub struct MemberRemoved {
     /// The member.
     pub user: String,
     /// The secrets deleted (every one they created).
-    #[schema(value_type = Vec<Object>)]
     pub deleted: Vec<SecretMeta>,
 }
 
@@ -197,7 +194,6 @@ pub struct MemberRemoved {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditRecords {
     /// Matching records, oldest first.
-    #[schema(value_type = Vec<Object>)]
     pub records: Vec<AuditRecord>,
     /// Records that could not be read.
     pub unreadable: usize,
@@ -373,7 +369,6 @@ pub struct RunView {
     /// The last step's output (JSON if it parses, else a string), on success. A run read
     /// back keeps its first `--keep-run-output-kib` (see `output_truncated`); the answer
     /// to a waited run has all of it.
-    #[schema(value_type = Option<Object>)]
     pub output: Option<serde_json::Value>,
     /// Whether `output` was cut at the kept size (it is then a string).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -561,8 +556,63 @@ pub struct CheckKeyView {
     /// Key.
     pub key: String,
     /// The tier and scope it resolves from, or why it is missing.
-    #[schema(value_type = Object)]
+    #[schema(value_type = KeyResolution)]
     pub resolution: Result<String, String>,
+}
+
+/// The schema of [`CheckKeyView::resolution`], a `Result` as serde writes one:
+/// `{"Ok": "tier … (scope …, integration …, version …)"}` or `{"Err": "why it is missing"}`.
+/// Only its schema is used, in the OpenAPI document.
+#[derive(utoipa::ToSchema)]
+pub enum KeyResolution {
+    /// The tier and scope it resolves from.
+    Ok(String),
+    /// Why it is missing.
+    Err(String),
+}
+
+/// The body of `POST /v1/components`: the component's bytes (`application/wasm`). Only its
+/// schema is used, in the OpenAPI document: a string of bytes, which generators keep as a
+/// file upload (an array of integers, utoipa's schema of `Vec<u8>`, they drop or mistype).
+pub struct ComponentUpload;
+
+impl utoipa::PartialSchema for ComponentUpload {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        upload_schema(
+            "application/wasm",
+            "A WebAssembly component (wasm32-wasip2).",
+        )
+    }
+}
+
+impl utoipa::ToSchema for ComponentUpload {}
+
+/// The body of `PUT /v1/workflows/{name}`: the manifest (`application/toml`), as
+/// [`ComponentUpload`] is the component's.
+pub struct ManifestUpload;
+
+impl utoipa::PartialSchema for ManifestUpload {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        upload_schema(
+            "application/toml",
+            "A workflow manifest, UTF-8 TOML; its `name` is the path's.",
+        )
+    }
+}
+
+impl utoipa::ToSchema for ManifestUpload {}
+
+fn upload_schema(
+    media_type: &str,
+    description: &str,
+) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+        .content_media_type(media_type)
+        .description(Some(description))
+        .into()
 }
 
 /// Every error response: a stable code and a message naming the problem.

@@ -112,6 +112,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/workflows/{name}/check"),
     ("get", "/v1/components"),
     ("post", "/v1/components"),
+    ("get", "/healthz"),
+    ("get", "/readyz"),
+    ("get", "/metrics"),
 ];
 
 /// The routes over `state`.

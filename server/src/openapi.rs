@@ -1,7 +1,8 @@
 //! The OpenAPI 3.1 document of `/v1`, generated from the handlers' annotations and the
-//! wire types (utoipa), served at `GET /v1/openapi.json`.
+//! wire types (utoipa), served at `GET /v1/openapi.json`. It describes every route but the
+//! console's pages and itself: `/v1`, `/healthz`, `/readyz` and `/metrics`.
 
-use crate::routes::{access, registry, runs, secrets};
+use crate::routes::{self, access, registry, runs, secrets};
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
@@ -33,6 +34,9 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         registry::check,
         registry::list_components,
         registry::register_component,
+        routes::healthz,
+        routes::readyz,
+        routes::metrics,
     ),
     modifiers(&Bearer)
 )]

@@ -6,7 +6,7 @@
 //! signature, not the token.
 #![allow(clippy::unwrap_used)]
 
-use latchkey_host::policy::{Binding, BindingSpec, JwtClaims, SignerParams};
+use latchkey_host::policy::{AwsSigner, Binding, BindingSpec, JwtClaims, SignerParams};
 use latchkey_host::store::{CredentialKind, SecretSpec, StoreError};
 use latchkey_tests::upstream::{Upstream, encoded_forms};
 use latchkey_tests::*;
@@ -66,10 +66,10 @@ fn aws_keys(session: bool) -> String {
 }
 
 fn aws(region: &str) -> Option<SignerParams> {
-    Some(SignerParams::Aws {
+    Some(SignerParams::Aws(AwsSigner {
         region: region.into(),
         service: "execute-api".into(),
-    })
+    }))
 }
 
 fn claims() -> Option<SignerParams> {

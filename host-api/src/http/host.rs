@@ -15,8 +15,8 @@ use super::scrub::Matcher;
 use super::sign::{self, Signature};
 use crate::audit::AuditEvent;
 use crate::bindings::wit_http::{self, Error, Request, Response};
-use crate::policy::SignerParams;
 use crate::policy::body::{self, BodyFormat, TemplatePart};
+use crate::policy::{AwsSigner, SignerParams};
 use crate::policy::{Destination, InjectLocation};
 use crate::resolve::{self, ResolveError, Resolved};
 use crate::secret::{CredentialKey, SecretValue};
@@ -980,7 +980,8 @@ fn aws_credential<'r>(
 /// Signs the request as it will be sent with the AWS keys of `r`, for the region and
 /// service of its binding, replacing any value the step gave for the headers SigV4 sets.
 fn sign_aws(out: &mut Outgoing, r: &Resolution) -> Result<Computed, Refusal> {
-    let Some(SignerParams::Aws { region, service }) = &r.resolved.meta.binding.signer else {
+    let Some(SignerParams::Aws(AwsSigner { region, service })) = &r.resolved.meta.binding.signer
+    else {
         return Err(trap(
             "an aws-sigv4 key without a region and service (host bug)",
         ));

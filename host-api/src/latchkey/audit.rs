@@ -46,6 +46,7 @@ pub struct AuditPage {
 }
 
 /// The last time a secret's value was sent (an injection record), and by which run.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LastUse {
     /// Unix milliseconds.

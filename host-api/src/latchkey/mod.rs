@@ -64,7 +64,11 @@ pub struct Latchkey {
     starting: Mutex<()>,
     last_uses: Mutex<audit::LastUses>,
     platform: OnceLock<platform::Platform>,
+    compiling: OnceLock<CompileNotice>,
 }
+
+/// Told the file of each step about to be compiled for want of a cache entry.
+type CompileNotice = Box<dyn Fn(&Path) + Send + Sync>;
 
 impl Latchkey {
     /// Creates a new store at `dir`, sealed with `master`.
@@ -132,6 +136,7 @@ impl Latchkey {
             starting: Mutex::new(()),
             last_uses: Mutex::default(),
             platform: OnceLock::new(),
+            compiling: OnceLock::new(),
         }
     }
 
@@ -176,16 +181,33 @@ impl Latchkey {
 
     /// Compiles and checks a step (through the cache, if one is configured).
     pub fn load(&self, bytes: &[u8]) -> Result<Step, Error> {
+        self.load_noting(bytes, || ())
+    }
+
+    /// [`Latchkey::load`], calling `compiling` just before a step the cache has no entry for
+    /// is compiled.
+    fn load_noting(&self, bytes: &[u8], compiling: impl FnOnce()) -> Result<Step, Error> {
         let started = self.started()?;
         let step = match &started.cache {
             None => started.runtime.load(bytes)?,
             Some(cache) => {
-                let (step, status) = started.runtime.load_cached(bytes, cache)?;
+                let (step, status) = started
+                    .runtime
+                    .load_cached_noting(bytes, cache, compiling)?;
                 tracing::debug!(?status, "loaded through the cache");
                 step
             }
         };
         Ok(step)
+    }
+
+    /// Tells `notice` the file of every step [`Latchkey::load_file`] (and so a workflow's
+    /// loading) is about to compile because the compile cache has no valid entry for it:
+    /// the first run of a JavaScript or Python step compiles for seconds, which a front end
+    /// says before the wait. Not told without a cache (every load compiles, as asked). Set
+    /// once; later calls are ignored.
+    pub fn notify_compiling(&self, notice: impl Fn(&Path) + Send + Sync + 'static) {
+        let _ = self.compiling.set(Box::new(notice));
     }
 
     /// Reads the component at `path` and loads it; errors name the file.
@@ -195,10 +217,16 @@ impl Latchkey {
             path: path.to_owned(),
             source,
         })?;
-        self.load(&bytes).map_err(|e| Error::Load {
-            path: path.to_owned(),
-            source: Box::new(e),
-        })
+        let compiling = || {
+            if let Some(notice) = self.compiling.get() {
+                notice(path);
+            }
+        };
+        self.load_noting(&bytes, compiling)
+            .map_err(|e| Error::Load {
+                path: path.to_owned(),
+                source: Box::new(e),
+            })
     }
 
     /// Compiles a component into the cache without running it (`latchkey compile`).

@@ -166,12 +166,15 @@ impl From<InjectLocation> for String {
 pub const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 
 /// Where a credential may be sent.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Binding {
     /// Hosts (with ports) the value may be sent to. Never empty.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub hosts: Vec<HostPattern>,
     /// Places in a request the value may be injected into. Never empty.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub locations: Vec<InjectLocation>,
     /// Whether plain `http://` is allowed (loopback tests, in-cluster services). Off by
     /// default: a secret over plain http is readable on the wire.

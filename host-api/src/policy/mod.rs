@@ -25,5 +25,7 @@ pub use host::canonical_host;
 pub use headers::host_managed;
 pub use host::{HostPattern, PatternError};
 pub use quota::Quota;
-pub use signer::{DEFAULT_JWT_TTL_SECS, JwtClaims, MAX_JWT_TTL_SECS, SignerError, SignerParams};
+pub use signer::{
+    AwsSigner, DEFAULT_JWT_TTL_SECS, JwtClaims, MAX_JWT_TTL_SECS, SignerError, SignerParams,
+};
 pub use token_endpoint::{Grant, TokenEndpoint, TokenEndpointError};

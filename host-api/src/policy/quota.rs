@@ -18,6 +18,7 @@ const DAY_MS: u64 = 86_400_000;
 
 /// How many requests may carry a credential: per UTC minute and per UTC day. `None`
 /// means no limit for that window.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Quota {

@@ -13,22 +13,31 @@ pub const MAX_JWT_TTL_SECS: u32 = 3600;
 pub const DEFAULT_JWT_TTL_SECS: u32 = 300;
 
 /// Signing parameters of a binding.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub enum SignerParams {
     /// AWS Signature Version 4: the credential scope's region and service.
-    Aws {
-        /// e.g. `us-east-1`.
-        region: String,
-        /// e.g. `s3`, `sqs`, `execute-api`.
-        service: String,
-    },
+    Aws(AwsSigner),
     /// A JWT minted per request and signed with the stored private key.
     Jwt(JwtClaims),
 }
 
+/// What an AWS SigV4 key signs for: the region and service of the credential scope. A type
+/// of its own (not fields of the variant) so that the API's schema names it once.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsSigner {
+    /// e.g. `us-east-1`.
+    pub region: String,
+    /// e.g. `s3`, `sqs`, `execute-api`.
+    pub service: String,
+}
+
 /// The registered claims of a minted JWT. `iat` and `exp` are set at each request (`iat`
 /// 30 s in the past, for clock skew); `jti` is random.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JwtClaims {
@@ -73,7 +82,7 @@ impl SignerParams {
     /// Checks every field.
     pub fn check(&self) -> Result<(), SignerError> {
         match self {
-            SignerParams::Aws { region, service } => {
+            SignerParams::Aws(AwsSigner { region, service }) => {
                 // Region and service go into the credential scope `date/region/service/`.
                 let ident = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
                 check_field("AWS region", region, 64, ident)?;
@@ -127,7 +136,7 @@ fn check_field(
 impl fmt::Display for SignerParams {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SignerParams::Aws { region, service } => {
+            SignerParams::Aws(AwsSigner { region, service }) => {
                 write!(f, "signs for AWS {service} in {region}")
             }
             SignerParams::Jwt(c) => {
@@ -158,10 +167,10 @@ mod tests {
 
     #[test]
     fn accepts_aws_scopes_and_jwt_claims() {
-        let aws = SignerParams::Aws {
+        let aws = SignerParams::Aws(AwsSigner {
             region: "eu-west-1".into(),
             service: "execute-api".into(),
-        };
+        });
         assert_eq!(aws.check(), Ok(()));
         assert_eq!(jwt(600).check(), Ok(()));
     }
@@ -169,10 +178,10 @@ mod tests {
     #[test]
     fn rejects_scope_breaking_regions_and_out_of_range_lifetimes() {
         for region in ["", "us-east-1/x", "US-EAST-1", "a b"] {
-            let p = SignerParams::Aws {
+            let p = SignerParams::Aws(AwsSigner {
                 region: region.into(),
                 service: "s3".into(),
-            };
+            });
             assert!(p.check().is_err(), "{region:?}");
         }
         assert_eq!(jwt(0).check(), Err(SignerError::Ttl(0)));
@@ -183,6 +192,6 @@ mod tests {
     fn old_bindings_without_signing_parameters_read_unchanged() {
         let p: SignerParams =
             serde_json::from_str(r#"{"aws":{"region":"us-east-1","service":"s3"}}"#).expect("p");
-        assert!(matches!(p, SignerParams::Aws { .. }));
+        assert!(matches!(p, SignerParams::Aws(_)));
     }
 }

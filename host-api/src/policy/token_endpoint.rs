@@ -10,6 +10,7 @@ pub const MAX_SCOPE_BYTES: usize = 1024;
 pub const MAX_URL_BYTES: usize = 2048;
 
 /// Which OAuth2 grant the host uses at the token endpoint.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Grant {
@@ -50,6 +51,7 @@ impl std::fmt::Display for Grant {
 }
 
 /// The token endpoint of an `oauth2` credential, its grant and scope.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenEndpoint {

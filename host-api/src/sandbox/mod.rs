@@ -128,12 +128,25 @@ impl Runtime {
         bytes: &[u8],
         cache: &ComponentCache,
     ) -> Result<(Step, CacheStatus), LoadError> {
+        self.load_cached_noting(bytes, cache, || ())
+    }
+
+    /// [`Runtime::load_cached`], calling `compiling` just before a component the cache has
+    /// no valid entry for is compiled (see [`ComponentCache::load_noting`]).
+    pub fn load_cached_noting(
+        &self,
+        bytes: &[u8],
+        cache: &ComponentCache,
+        compiling: impl FnOnce(),
+    ) -> Result<(Step, CacheStatus), LoadError> {
         check_magic(bytes)?;
         imports::check_binary(bytes)?;
-        let cached = cache.load(&self.engine, bytes).map_err(|e| match e {
-            CacheError::Compile(e) => LoadError::Invalid(Box::new(e)),
-            other => LoadError::Invalid(Box::new(other)),
-        })?;
+        let cached = cache
+            .load_noting(&self.engine, bytes, compiling)
+            .map_err(|e| match e {
+                CacheError::Compile(e) => LoadError::Invalid(Box::new(e)),
+                other => LoadError::Invalid(Box::new(other)),
+            })?;
         if let Some(e) = &cached.store_error {
             tracing::warn!(error = %e, "could not store the compiled component in the cache");
         }

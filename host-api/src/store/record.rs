@@ -11,6 +11,7 @@ const MAGIC: &[u8; 3] = b"LK1";
 const AAD_PREFIX: &[u8] = b"latchkey/secret/v1\0";
 
 /// What a credential is for.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum CredentialKind {
@@ -118,12 +119,15 @@ pub struct SecretSpec {
 }
 
 /// Everything about a stored secret except its value. Safe to show to any member.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SecretMeta {
     /// Where the secret lives.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub scope: Scope,
     /// Its key.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub key: CredentialKey,
     /// Integration type, e.g. `http`, `slack`, `sendgrid`.
     pub integration: String,

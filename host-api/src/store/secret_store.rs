@@ -1044,7 +1044,7 @@ fn check_kind(
     }
     let refuse = |m: String| Err(StoreError::Kind(m));
     match (kind, &binding.signer) {
-        (CredentialKind::AwsSigv4, Some(SignerParams::Aws { .. })) => {}
+        (CredentialKind::AwsSigv4, Some(SignerParams::Aws(_))) => {}
         (CredentialKind::AwsSigv4, _) => {
             return refuse(
                 "an aws-sigv4 key needs its region and service (--aws-region, --aws-service)"

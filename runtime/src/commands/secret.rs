@@ -138,12 +138,12 @@ pub struct SignerArgs {
 
 impl SignerArgs {
     fn params(&self) -> Option<latchkey_host::SignerParams> {
-        use latchkey_host::{JwtClaims, SignerParams};
+        use latchkey_host::{AwsSigner, JwtClaims, SignerParams};
         if let (Some(region), Some(service)) = (&self.aws_region, &self.aws_service) {
-            return Some(SignerParams::Aws {
+            return Some(SignerParams::Aws(AwsSigner {
                 region: region.clone(),
                 service: service.clone(),
-            });
+            }));
         }
         self.jwt_issuer.as_ref().map(|issuer| {
             SignerParams::Jwt(JwtClaims {
@@ -562,7 +562,7 @@ impl SecretCommand {
                     value: remote_value(r, &key, args.no_seal, kind, grant)?,
                     binding: api::BindingBody {
                         hosts: args.allow_host,
-                        inject: args.inject,
+                        locations: args.inject,
                         allow_http: args.allow_http,
                         methods: args.methods,
                         path_prefixes: args.path_prefixes,
@@ -645,7 +645,7 @@ impl SecretCommand {
                     .into_iter()
                     .map(|e| match e {
                         api::ListedSecret::Ok(v) => Ok(v.meta),
-                        api::ListedSecret::Damaged { error } => Err(error),
+                        api::ListedSecret::Damaged(d) => Err(d.error),
                     })
                     .collect();
                 print_list(entries, scope.as_ref(), args.json)?;

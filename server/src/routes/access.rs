@@ -60,7 +60,7 @@ pub async fn create_token(
 }
 
 /// `GET /v1/tokens`.
-#[utoipa::path(get, path = "/v1/tokens", responses((status = 200, description = "token records, never tokens", body = Vec<Object>), (status = 401, description = "no, malformed or revoked token", body = ErrorBody), (status = 429, description = "over the principal's rate", body = ErrorBody), (status = 403, description = "the role does not allow it", body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/tokens", responses((status = 200, description = "token records, never tokens", body = Vec<TokenMeta>), (status = 401, description = "no, malformed or revoked token", body = ErrorBody), (status = 429, description = "over the principal's rate", body = ErrorBody), (status = 403, description = "the role does not allow it", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn list_tokens(
     State(state): State<Arc<AppState>>,
     Caller(by): Caller,
@@ -69,7 +69,7 @@ pub async fn list_tokens(
 }
 
 /// `DELETE /v1/tokens/{id}`.
-#[utoipa::path(delete, path = "/v1/tokens/{id}", params(("id" = String, Path)), responses((status = 200, body = Object), (status = 401, description = "no, malformed or revoked token", body = ErrorBody), (status = 429, description = "over the principal's rate", body = ErrorBody), (status = 403, description = "the role does not allow it", body = ErrorBody), (status = 404, description = "not found", body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(delete, path = "/v1/tokens/{id}", params(("id" = String, Path)), responses((status = 200, description = "the token's record, now revoked", body = TokenMeta), (status = 401, description = "no, malformed or revoked token", body = ErrorBody), (status = 429, description = "over the principal's rate", body = ErrorBody), (status = 403, description = "the role does not allow it", body = ErrorBody), (status = 404, description = "not found", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn revoke_token(
     State(state): State<Arc<AppState>>,
     Caller(by): Caller,

@@ -12,11 +12,13 @@ use axum::http::StatusCode;
 use std::sync::Arc;
 
 /// `GET /healthz`: the process answers.
+#[utoipa::path(get, path = "/healthz", operation_id = "healthz", tag = "health", responses((status = 200, description = "the process answers", body = String, content_type = "text/plain")))]
 pub async fn healthz() -> &'static str {
     "ok\n"
 }
 
 /// `GET /readyz`: ready to take runs (not draining for shutdown).
+#[utoipa::path(get, path = "/readyz", operation_id = "readyz", tag = "health", responses((status = 200, description = "ready to take runs", body = String, content_type = "text/plain"), (status = 503, description = "draining for shutdown", body = String, content_type = "text/plain")))]
 pub async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, &'static str) {
     if state.draining.load(std::sync::atomic::Ordering::SeqCst) {
         (StatusCode::SERVICE_UNAVAILABLE, "draining\n")
@@ -38,6 +40,7 @@ pub struct Transport {
 /// that name as `Host`. So over plain HTTP only a `Host` naming the loopback is answered:
 /// `localhost` or a loopback address, as a Prometheus scraping `127.0.0.1:PORT` sends. Over
 /// TLS a rebinding page cannot get past the certificate check, and any name is answered.
+#[utoipa::path(get, path = "/metrics", operation_id = "metrics", tag = "health", responses((status = 200, description = "Prometheus text format 0.0.4, or OpenMetrics 1.0.0 when `Accept` asks for it", content((String = "text/plain; version=0.0.4"), (String = "application/openmetrics-text; version=1.0.0"))), (status = 403, description = "over plain HTTP, a Host that does not name the loopback", body = crate::api::ErrorBody)))]
 pub async fn metrics(
     State(state): State<Arc<AppState>>,
     transport: Option<axum::Extension<Transport>>,

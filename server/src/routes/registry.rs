@@ -3,7 +3,7 @@
 //! sharing it runs the same code, and compiles each component once into the cache.
 
 use crate::api::ErrorBody;
-use crate::api::{CheckView, ComponentView, WorkflowView};
+use crate::api::{CheckView, ComponentUpload, ComponentView, ManifestUpload, WorkflowView};
 use crate::error::{ApiError, chain};
 use crate::extract::{Caller, body_bytes};
 use crate::state::AppState;
@@ -25,7 +25,7 @@ pub struct ComponentQuery {
 }
 
 /// `POST /v1/components?name=NAME` with the `.wasm` as the body (`application/wasm`).
-#[utoipa::path(post, path = "/v1/components", params(("name" = Option<String>, Query)), request_body(content = Vec<u8>, content_type = "application/wasm"), responses((status = 201, body = ComponentView), (status = 400, description = "bad input, named in the message", body = ErrorBody), (status = 401, description = "no, malformed or revoked token", body = ErrorBody), (status = 429, description = "over the principal's rate", body = ErrorBody), (status = 403, description = "the role does not allow it", body = ErrorBody), (status = 413, description = "over --max-component-mib", body = ErrorBody), (status = 415, description = "not application/wasm", body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/components", params(("name" = Option<String>, Query, description = "the name runs and workflows refer to it by"), ("description" = Option<String>, Query, description = "what it does"), ("input_schema" = Option<String>, Query, description = "a JSON Schema of its input, as JSON text")), request_body(content = inline(ComponentUpload), content_type = "application/wasm"), responses((status = 201, body = ComponentView), (status = 400, description = "bad input, named in the message", body = ErrorBody), (status = 401, description = "no, malformed or revoked token", body = ErrorBody), (status = 429, description = "over the principal's rate", body = ErrorBody), (status = 403, description = "the role does not allow it", body = ErrorBody), (status = 413, description = "over --max-component-mib", body = ErrorBody), (status = 415, description = "not application/wasm", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn register_component(
     State(state): State<Arc<AppState>>,
     Caller(by): Caller,
@@ -93,7 +93,7 @@ pub async fn list_components(
 
 /// `PUT /v1/workflows/{name}` with the manifest (TOML) as the body; its `name` must be
 /// `{name}` and its components registered.
-#[utoipa::path(put, path = "/v1/workflows/{name}", params(("name" = String, Path)), request_body(content = String, content_type = "application/toml"), responses((status = 200, body = WorkflowView), (status = 400, description = "bad input, named in the message", body = ErrorBody), (status = 401, description = "no, malformed or revoked token", body = ErrorBody), (status = 429, description = "over the principal's rate", body = ErrorBody), (status = 403, description = "the role does not allow it", body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(put, path = "/v1/workflows/{name}", params(("name" = String, Path)), request_body(content = inline(ManifestUpload), content_type = "application/toml"), responses((status = 200, body = WorkflowView), (status = 400, description = "bad input, named in the message", body = ErrorBody), (status = 401, description = "no, malformed or revoked token", body = ErrorBody), (status = 429, description = "over the principal's rate", body = ErrorBody), (status = 403, description = "the role does not allow it", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn register_workflow(
     State(state): State<Arc<AppState>>,
     Caller(by): Caller,
@@ -126,7 +126,7 @@ pub async fn list_workflows(
 
 /// `POST /v1/workflows/{name}/check`: what a run by the caller would load and resolve
 /// (tiers, scopes and versions: secret metadata, so members and admins only).
-#[utoipa::path(post, path = "/v1/workflows/{name}/check", params(("name" = String, Path)), responses((status = 200, body = CheckView), (status = 401, description = "no, malformed or revoked token", body = ErrorBody), (status = 429, description = "over the principal's rate", body = ErrorBody), (status = 403, description = "the role does not allow it", body = ErrorBody), (status = 404, description = "not found", body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/workflows/{name}/check", operation_id = "check_workflow", params(("name" = String, Path)), responses((status = 200, body = CheckView), (status = 401, description = "no, malformed or revoked token", body = ErrorBody), (status = 429, description = "over the principal's rate", body = ErrorBody), (status = 403, description = "the role does not allow it", body = ErrorBody), (status = 404, description = "not found", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn check(
     State(state): State<Arc<AppState>>,
     Caller(by): Caller,

@@ -73,6 +73,7 @@ pub async fn get(
 
 /// `?before=RUN&limit=N` of `GET /v1/runs`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct RunsQuery {
     /// Only runs started before this run (the last id of the previous page).

@@ -2,7 +2,9 @@
 //! server's key); only metadata comes out.
 
 use crate::api::ErrorBody;
-use crate::api::{BindingBody, ListedSecret, PutSecret, RotateSecret, SecretView, ValueBody};
+use crate::api::{
+    BindingBody, DamagedSecret, ListedSecret, PutSecret, RotateSecret, SecretView, ValueBody,
+};
 use crate::error::ApiError;
 use crate::extract::{Caller, JsonBody};
 use crate::state::AppState;
@@ -96,11 +98,11 @@ pub fn binding_of(b: &BindingBody) -> Result<Binding, ApiError> {
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| ApiError::bad_request(format!("binding.hosts: {e}")))?;
     let locations = b
-        .inject
+        .locations
         .iter()
         .map(|l| InjectLocation::parse(l))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| ApiError::bad_request(format!("binding.inject: {e}")))?;
+        .map_err(|e| ApiError::bad_request(format!("binding.locations: {e}")))?;
     BindingSpec {
         hosts,
         locations,
@@ -129,7 +131,7 @@ fn token_endpoint_of(o: &crate::api::OAuthBody) -> Result<TokenEndpoint, ApiErro
 }
 
 /// `PUT /v1/secrets/{key}?scope=`: create, or replace value and binding.
-#[utoipa::path(put, path = "/v1/secrets/{key}", params(("key" = String, Path, description = "credential key, A-Z 0-9 _"), ("scope" = Option<String>, Query, description = "platform, workspace:W, workflow:W/F, user:U, user:U@W/F, builder:B@W/F (default workspace:default)")), request_body = PutSecret, responses((status = 409, description = "changed by someone else since it was read (another admin, another host): nothing was written", body = ErrorBody), (status = 201, description = "created", body = SecretView), (status = 200, description = "replaced", body = SecretView), (status = 400, description = "bad input, named in the message", body = ErrorBody), (status = 401, description = "no, malformed or revoked token", body = ErrorBody), (status = 429, description = "over the principal's rate", body = ErrorBody), (status = 403, description = "the role does not allow it", body = ErrorBody), (status = 413, description = "body over the limit", body = ErrorBody), (status = 415, description = "not application/json", body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(put, path = "/v1/secrets/{key}", operation_id = "put_secret", params(("key" = String, Path, description = "credential key, A-Z 0-9 _"), ("scope" = Option<String>, Query, description = "platform, workspace:W, workflow:W/F, user:U, user:U@W/F, builder:B@W/F (default workspace:default)")), request_body = PutSecret, responses((status = 409, description = "changed by someone else since it was read (another admin, another host): nothing was written", body = ErrorBody), (status = 201, description = "created", body = SecretView), (status = 200, description = "replaced", body = SecretView), (status = 400, description = "bad input, named in the message", body = ErrorBody), (status = 401, description = "no, malformed or revoked token", body = ErrorBody), (status = 429, description = "over the principal's rate", body = ErrorBody), (status = 403, description = "the role does not allow it", body = ErrorBody), (status = 413, description = "body over the limit", body = ErrorBody), (status = 415, description = "not application/json", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn put(
     State(state): State<Arc<AppState>>,
     Caller(by): Caller,
@@ -180,7 +182,7 @@ pub async fn put(
 }
 
 /// `POST /v1/secrets/{key}/rotate?scope=`.
-#[utoipa::path(post, path = "/v1/secrets/{key}/rotate", params(("key" = String, Path, description = "credential key, A-Z 0-9 _"), ("scope" = Option<String>, Query, description = "platform, workspace:W, workflow:W/F, user:U, user:U@W/F, builder:B@W/F (default workspace:default)")), request_body = RotateSecret, responses((status = 409, description = "changed by someone else since it was read (another admin, another host): nothing was written", body = ErrorBody), (status = 200, body = SecretView), (status = 400, description = "bad input, named in the message", body = ErrorBody), (status = 401, description = "no, malformed or revoked token", body = ErrorBody), (status = 429, description = "over the principal's rate", body = ErrorBody), (status = 403, description = "the role does not allow it", body = ErrorBody), (status = 404, description = "not found", body = ErrorBody), (status = 413, description = "body over the limit", body = ErrorBody), (status = 415, description = "not application/json", body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/secrets/{key}/rotate", operation_id = "rotate_secret", params(("key" = String, Path, description = "credential key, A-Z 0-9 _"), ("scope" = Option<String>, Query, description = "platform, workspace:W, workflow:W/F, user:U, user:U@W/F, builder:B@W/F (default workspace:default)")), request_body = RotateSecret, responses((status = 409, description = "changed by someone else since it was read (another admin, another host): nothing was written", body = ErrorBody), (status = 200, body = SecretView), (status = 400, description = "bad input, named in the message", body = ErrorBody), (status = 401, description = "no, malformed or revoked token", body = ErrorBody), (status = 429, description = "over the principal's rate", body = ErrorBody), (status = 403, description = "the role does not allow it", body = ErrorBody), (status = 404, description = "not found", body = ErrorBody), (status = 413, description = "body over the limit", body = ErrorBody), (status = 415, description = "not application/json", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn rotate(
     State(state): State<Arc<AppState>>,
     Caller(by): Caller,
@@ -211,7 +213,7 @@ pub async fn rotate(
 }
 
 /// `DELETE /v1/secrets/{key}?scope=`.
-#[utoipa::path(delete, path = "/v1/secrets/{key}", params(("key" = String, Path, description = "credential key, A-Z 0-9 _"), ("scope" = Option<String>, Query, description = "platform, workspace:W, workflow:W/F, user:U, user:U@W/F, builder:B@W/F (default workspace:default)")), responses((status = 200, body = SecretView), (status = 400, description = "bad input, named in the message", body = ErrorBody), (status = 401, description = "no, malformed or revoked token", body = ErrorBody), (status = 429, description = "over the principal's rate", body = ErrorBody), (status = 403, description = "the role does not allow it", body = ErrorBody), (status = 404, description = "not found", body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(delete, path = "/v1/secrets/{key}", operation_id = "delete_secret", params(("key" = String, Path, description = "credential key, A-Z 0-9 _"), ("scope" = Option<String>, Query, description = "platform, workspace:W, workflow:W/F, user:U, user:U@W/F, builder:B@W/F (default workspace:default)")), responses((status = 200, body = SecretView), (status = 400, description = "bad input, named in the message", body = ErrorBody), (status = 401, description = "no, malformed or revoked token", body = ErrorBody), (status = 429, description = "over the principal's rate", body = ErrorBody), (status = 403, description = "the role does not allow it", body = ErrorBody), (status = 404, description = "not found", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn delete(
     State(state): State<Arc<AppState>>,
     Caller(by): Caller,
@@ -233,7 +235,7 @@ pub async fn delete(
 }
 
 /// `GET /v1/secrets/{key}?scope=`: metadata and last use.
-#[utoipa::path(get, path = "/v1/secrets/{key}", params(("key" = String, Path, description = "credential key, A-Z 0-9 _"), ("scope" = Option<String>, Query, description = "platform, workspace:W, workflow:W/F, user:U, user:U@W/F, builder:B@W/F (default workspace:default)")), responses((status = 200, body = SecretView), (status = 400, description = "bad input, named in the message", body = ErrorBody), (status = 401, description = "no, malformed or revoked token", body = ErrorBody), (status = 429, description = "over the principal's rate", body = ErrorBody), (status = 403, description = "the role does not allow it", body = ErrorBody), (status = 404, description = "not found", body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/secrets/{key}", operation_id = "describe_secret", params(("key" = String, Path, description = "credential key, A-Z 0-9 _"), ("scope" = Option<String>, Query, description = "platform, workspace:W, workflow:W/F, user:U, user:U@W/F, builder:B@W/F (default workspace:default)")), responses((status = 200, body = SecretView), (status = 400, description = "bad input, named in the message", body = ErrorBody), (status = 401, description = "no, malformed or revoked token", body = ErrorBody), (status = 429, description = "over the principal's rate", body = ErrorBody), (status = 403, description = "the role does not allow it", body = ErrorBody), (status = 404, description = "not found", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn describe(
     State(state): State<Arc<AppState>>,
     Caller(by): Caller,
@@ -271,9 +273,9 @@ pub async fn list(
                     last_used: last_uses.remove(&(meta.scope.to_string(), meta.key.to_string())),
                     meta,
                 })),
-                Err(e) => ListedSecret::Damaged {
+                Err(e) => ListedSecret::Damaged(DamagedSecret {
                     error: e.to_string(),
-                },
+                }),
             })
             .collect(),
     ))

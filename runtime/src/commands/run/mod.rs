@@ -148,7 +148,16 @@ impl RunCommand {
             ..Options::default()
         };
         let input = self.read_input()?;
-        Ok((store.open(options)?, input))
+        let latchkey = store.open(options)?;
+        // The first run of a step compiles it (seconds for a JavaScript or Python step):
+        // said before the wait, not left silent.
+        latchkey.notify_compiling(|path| {
+            eprintln!(
+                "compiling {}: not in the compile cache yet (later runs load it from there)",
+                report::shown(&path.display().to_string())
+            );
+        });
+        Ok((latchkey, input))
     }
 
     fn read_input(&self) -> Result<String> {
@@ -254,7 +263,7 @@ impl RunCommand {
                     report::failure_kind(&e),
                     self.step.display(),
                 );
-                report::print_refusals_after(&said, &failure.refusals);
+                report::print_refusals_after(&said, report::refusal_pairs(&failure.refusals));
                 report::print_run_id(&ctx.run_id);
                 Ok(ExitCode::from(EXIT_STEP_FAILED))
             }

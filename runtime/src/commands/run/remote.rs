@@ -71,9 +71,17 @@ pub fn run(r: &Remote, mut start: StartRun, report: bool, as_json: bool) -> Resu
         if !run.not_run.is_empty() {
             eprintln!("not run: {}", report::shown(&run.not_run.join(", ")));
         }
-        eprintln!(
-            "error: {}",
-            report::shown(run.error.as_deref().unwrap_or("the run failed"))
+        let said = report::shown(run.error.as_deref().unwrap_or("the run failed"));
+        eprintln!("error: {said}");
+        let failed = run
+            .steps
+            .iter()
+            .filter(|s| s.status != RunStatus::Succeeded);
+        report::print_refusals_after(
+            &said,
+            failed
+                .flat_map(|s| &s.refusals)
+                .map(|r| (r.key.as_str(), r.reason.as_str())),
         );
         report::print_run_id(&run.id);
         return Ok(ExitCode::from(EXIT_STEP_FAILED));
@@ -113,6 +121,10 @@ fn print_step(s: &StepView, n: usize, total: usize, detail: bool) {
                 report::shown(&c.scope)
             );
         }
+    }
+    // A failed step's refusals follow the run's error line, which already says most of them.
+    if s.status != RunStatus::Succeeded {
+        return;
     }
     for r in &s.refusals {
         eprintln!(

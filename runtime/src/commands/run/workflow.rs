@@ -61,12 +61,14 @@ pub fn run(
             eprintln!("not run: {}", run.not_run.join(", "));
         }
         if let Err(f) = &failed.result {
+            let message = f.error.to_string();
+            let said = report::shown(&message);
             eprintln!(
-                "error: step {} failed ({}): {}",
+                "error: step {} failed ({}): {said}",
                 failed.name,
                 report::failure_kind(&f.error),
-                report::shown(&f.error.to_string())
             );
+            report::print_refusals_after(&said, report::refusal_pairs(&failed.refusals));
         }
         report::print_run_id(run_id);
         return Ok(ExitCode::from(EXIT_STEP_FAILED));
@@ -76,7 +78,7 @@ pub fn run(
     Ok(ExitCode::SUCCESS)
 }
 
-/// A step's logs, its outcome in one line, and the credentials it used or was refused.
+/// A step's logs, its outcome in one line, and the credentials it used.
 fn print_step(s: &StepReport, total: usize) {
     let ms = s.elapsed.as_secs_f64() * 1000.0;
     let n = s.index + 1;
@@ -93,7 +95,7 @@ fn print_step(s: &StepReport, total: usize) {
             report::print_logs(&s.name, &failure.logs);
             eprintln!("step {n}/{total} {}: FAILED after {ms:.1} ms", s.name);
             report::print_credentials(&failure.credentials);
-            report::print_refusals(&s.refusals);
+            // Its refusals follow the run's error line, which already says most of them.
         }
     }
 }
