@@ -31,8 +31,10 @@
   // _ - . : / ? & = (a <wbr> there), never inside a word; a run of more than LONG_RUN
   // characters without one (a 128-letter key) gets a break point every LONG_RUN, so that it
   // still fits in its cell.
+  // One of up to LONG_RUN characters (SLACK_TOKEN, secret-delete) does not wrap at all.
   const LONG_RUN = 24;
   function ident(text) {
+    if (String(text).length <= LONG_RUN) return el('span', { class: 'whole' }, String(text));
     const out = document.createDocumentFragment();
     let run = '';
     let since = 0;
@@ -586,7 +588,7 @@
 
   function auditRow(r) {
     return el('tr', {},
-      el('td', {}, when(r.time_ms)), el('td', {}, r.event), el('td', {}, ident(r.actor || r.user || '')),
+      el('td', {}, when(r.time_ms)), el('td', {}, ident(r.event)), el('td', {}, ident(r.actor || r.user || '')),
       el('td', {}, ident(r.key || '')), el('td', {}, ident(r.scope || '')), el('td', {}, r.version === undefined ? '' : 'v' + r.version),
       el('td', {}, ident(r.run_id || '')), el('td', {}, ident(r.step || '')), el('td', {}, ident((r.destination || '') + (r.location ? ' ' + r.location : ''))),
       el('td', {}, r.outcome));
