@@ -27,6 +27,35 @@
     return e;
   }
 
+  // An identifier (a key, a name, a run id, a URL) as text that may wrap only after one of
+  // _ - . : / ? & = (a <wbr> there), never inside a word; a run of more than LONG_RUN
+  // characters without one (a 128-letter key) gets a break point every LONG_RUN, so that it
+  // still fits in its cell.
+  // One of up to LONG_RUN characters (SLACK_TOKEN, secret-delete) does not wrap at all.
+  const LONG_RUN = 24;
+  function ident(text) {
+    if (String(text).length <= LONG_RUN) return el('span', { class: 'whole' }, String(text));
+    const out = document.createDocumentFragment();
+    let run = '';
+    let since = 0;
+    for (const ch of String(text)) {
+      run += ch;
+      since += 1;
+      if ('_-.:/?&='.includes(ch) || since >= LONG_RUN) {
+        out.append(document.createTextNode(run), document.createElement('wbr'));
+        run = '';
+        since = 0;
+      }
+    }
+    if (run) out.append(document.createTextNode(run));
+    return out;
+  }
+
+  // "1 fetch", "2 fetches": English plurals, the irregular one given.
+  function plural(n, one, many) {
+    return n + ' ' + (n === 1 ? one : many || one + 's');
+  }
+
   function clear(node) {
     while (node.firstChild) node.removeChild(node.firstChild);
   }
@@ -256,7 +285,8 @@
   function kindNote(s) {
     const parts = [];
     if (s.kind) parts.push(s.kind);
-    if (s.oauth) parts.push('via ' + s.oauth.token_url);
+    // A request names the endpoint `token_url`; the metadata read back names it `url`.
+    if (s.oauth) parts.push('via ' + s.oauth.url);
     if (s.quota) {
       const q = [];
       if (s.quota.per_minute) q.push(s.quota.per_minute + '/min');
@@ -301,15 +331,15 @@
           continue;
         }
         const last = s.last_used
-          ? [when(s.last_used.time_ms), el('br'), el('span', { class: 'dim' }, s.last_used.workflow + ' / ' + s.last_used.step + ' · run ' + s.last_used.run_id)]
+          ? [when(s.last_used.time_ms), el('br'), el('span', { class: 'dim' }, ident(s.last_used.workflow), ' / ', ident(s.last_used.step), ' · run ', ident(s.last_used.run_id))]
           : ['never'];
         const row = el('tr', { 'data-key': s.key, 'data-scope': s.scope },
-          el('td', { class: 'key' }, s.key),
+          el('td', { class: 'key' }, ident(s.key)),
           el('td', {}, s.integration, ...kindNote(s)),
           el('td', {}, bindingText(s.binding)),
           el('td', {}, 'v' + s.version),
-          el('td', {}, s.created_by, el('br'), el('span', { class: 'dim' }, when(s.created_at_ms))),
-          el('td', {}, s.updated_by, el('br'), el('span', { class: 'dim' }, when(s.updated_at_ms))),
+          el('td', {}, ident(s.created_by), el('br'), el('span', { class: 'dim' }, when(s.created_at_ms))),
+          el('td', {}, ident(s.updated_by), el('br'), el('span', { class: 'dim' }, when(s.updated_at_ms))),
           el('td', {}, ...last));
         if (admin) {
           row.append(el('td', { class: 'row-actions' },
@@ -318,16 +348,73 @@
         }
         body.append(row);
       }
-      out.append(el('h3', { class: 'scope' }, scopeName), el('table', { class: 'secrets' }, el('thead', {}, head), body));
+      out.append(el('h3', { class: 'scope' }, ident(scopeName)), el('div', { class: 'table-scroll' }, el('table', { class: 'secrets' }, el('thead', {}, head), body)));
     }
   }
 
   const list = (text) => text.split(',').map((s) => s.trim()).filter((s) => s);
 
+  // A whole number from an optional field: undefined when empty.
+  function count(field, what) {
+    const v = field.value.trim();
+    if (!v) return undefined;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1) throw new Error(what + ': a whole number of at least 1, not ' + v);
+    return n;
+  }
+
+  const optional = (field) => field.value.trim() || undefined;
+
+  // Shows the parameters of the chosen kind only (AWS region and service, JWT claims, the
+  // OAuth2 token endpoint).
+  function showKindParams() {
+    const kind = $('cred-add').elements.kind.value;
+    document.querySelectorAll('#cred-add .kind-params').forEach((f) => {
+      f.hidden = !f.dataset.kind.split(' ').includes(kind);
+    });
+  }
+
+  // The request body's kind-specific part: `signer` (in the binding) and `oauth`.
+  function kindParams(f, kind) {
+    const e = f.elements;
+    if (kind === 'aws-sigv4') {
+      return { signer: { aws: { region: e.aws_region.value.trim(), service: e.aws_service.value.trim() } } };
+    }
+    if (kind === 'jwt-rs256' || kind === 'jwt-es256') {
+      const jwt = {
+        issuer: e.jwt_issuer.value.trim(),
+        subject: optional(e.jwt_subject),
+        audience: optional(e.jwt_audience),
+        scope: optional(e.jwt_scope),
+        ttl_secs: count(e.jwt_ttl, 'JWT lifetime') || 300,
+        key_id: optional(e.jwt_key_id),
+      };
+      return { signer: { jwt } };
+    }
+    if (kind === 'oauth2') {
+      return { oauth: { token_url: e.oauth_token_url.value.trim(), grant: e.oauth_grant.value, scope: optional(e.oauth_scope) } };
+    }
+    return {};
+  }
+
+  // The value to seal: the password field's, or a file's (a PEM key keeps its line breaks,
+  // which a password field drops). Exactly one.
+  async function valueField(f) {
+    const file = f.elements.value_file.files[0];
+    if (file && f.elements.value.value) throw new Error('give the value or a file, not both');
+    if (!file) return f.elements.value;
+    const text = await file.text();
+    f.elements.value_file.value = '';
+    return { value: text.replace(/\r?\n$/, '') };
+  }
+
   async function addCredential(ev) {
     ev.preventDefault();
     const f = ev.target;
-    const sealed = await sealField(f.elements.value);
+    const kind = f.elements.kind.value;
+    const quota = { per_minute: count(f.elements.per_minute, 'requests per minute'), per_day: count(f.elements.per_day, 'requests per day') };
+    const params = kindParams(f, kind);
+    const sealed = await sealField(await valueField(f));
     const body = {
       sealed_value: sealed,
       integration: f.elements.integration.value.trim(),
@@ -339,12 +426,17 @@
         path_prefixes: list(f.elements.paths.value),
         allow_http: f.elements.allow_http.checked,
         allow_internal: f.elements.allow_internal.checked,
+        signer: params.signer,
       },
+      kind: kind === 'static' ? undefined : kind,
+      quota: quota.per_minute || quota.per_day ? quota : undefined,
+      oauth: params.oauth,
     };
     const key = f.elements.key.value.trim();
     const scope = f.elements.scope.value.trim();
     const saved = await api('PUT', '/v1/secrets/' + q(key) + '?scope=' + q(scope), body);
     f.reset();
+    showKindParams();
     f.hidden = true;
     status('Saved ' + saved.key + ' in ' + saved.scope + ' (version ' + saved.version + ').');
     await loadCredentials();
@@ -394,19 +486,40 @@
     return ((r.finished_at_ms - r.started_at_ms) / 1000).toFixed(2) + ' s';
   }
 
-  async function loadRuns() {
-    const [runs, workflows] = await Promise.all([api('GET', '/v1/runs'), api('GET', '/v1/workflows')]);
-    const sel = $('run-start').elements.workflow;
+  // What the start form can run: registered workflows and components, each under its kind.
+  function fillTargets(workflows, components) {
+    const sel = $('run-start').elements.target;
     const chosen = sel.value;
-    clear(sel);
-    for (const w of workflows) sel.append(el('option', { value: w.name }, w.name));
-    if (chosen) sel.value = chosen;
+    const wf = $('run-workflows');
+    const comp = $('run-components');
+    clear(wf);
+    clear(comp);
+    for (const w of workflows) wf.append(el('option', { value: 'workflow:' + w.name }, w.name));
+    const seen = new Set();
+    for (const c of components) {
+      // A component is run by its name; one registered without a name, by its digest.
+      const id = c.name || c.digest;
+      if (seen.has(id)) continue;
+      seen.add(id);
+      comp.append(el('option', { value: 'component:' + id }, c.name || c.digest.slice(0, 19) + '… (no name)'));
+    }
+    wf.hidden = workflows.length === 0;
+    comp.hidden = seen.size === 0;
+    const nothing = workflows.length === 0 && seen.size === 0;
+    $('run-nothing').hidden = !nothing;
+    sel.disabled = nothing;
+    if (chosen && sel.querySelector('option[value="' + CSS.escape(chosen) + '"]')) sel.value = chosen;
+  }
+
+  async function loadRuns() {
+    const [runs, workflows, components] = await Promise.all([api('GET', '/v1/runs'), api('GET', '/v1/workflows'), api('GET', '/v1/components')]);
+    fillTargets(workflows, components);
     const body = $('runs-table').tBodies[0];
     clear(body);
     for (const r of runs) {
-      const link = el('button', { type: 'button', class: 'link', onclick: () => showRun(r.id).catch(fail) }, r.id);
+      const link = el('button', { type: 'button', class: 'link', onclick: () => showRun(r.id).catch(fail) }, ident(r.id));
       body.append(el('tr', { 'data-run': r.id },
-        el('td', {}, link), el('td', {}, r.target), el('td', {}, r.user),
+        el('td', {}, link), el('td', {}, ident(r.target)), el('td', {}, ident(r.user)),
         el('td', { class: 'status-' + r.status }, r.status), el('td', {}, when(r.started_at_ms)),
         el('td', {}, duration(r))));
     }
@@ -416,13 +529,18 @@
   async function startRun(ev) {
     ev.preventDefault();
     const f = ev.target;
+    const target = f.elements.target.value;
+    if (!target) {
+      throw new Error('Nothing is registered to run: an admin registers a component with `latchkey component add` or a workflow with `latchkey workflow add` first.');
+    }
     let input;
     try {
       input = JSON.parse(f.elements.input.value || '{}');
     } catch (e) {
       throw new Error('the input is not JSON: ' + e.message);
     }
-    const run = await api('POST', '/v1/runs', { workflow: f.elements.workflow.value, input, wait: true });
+    const [kind, name] = [target.slice(0, target.indexOf(':')), target.slice(target.indexOf(':') + 1)];
+    const run = await api('POST', '/v1/runs', { [kind]: name, input, wait: true });
     status('Run ' + run.id + ' ' + run.status + '.');
     await loadRuns();
     await showRun(run.id);
@@ -433,13 +551,15 @@
     const out = $('run-detail');
     clear(out);
     const card = el('div', { class: 'card', id: 'run-report' },
-      el('h3', {}, 'Run ' + run.id),
+      el('h3', {}, 'Run ', ident(run.id)),
       el('p', {}, run.kind + ' ' + run.target + ' by ' + run.user + ' · ',
         el('span', { class: 'status-' + run.status }, run.status), ' · ' + duration(run)));
-    if (run.error) card.append(el('p', { class: 'error' }, run.error));
+    // A step's failure is shown at the step; the run's own error only when no step has one
+    // (it would repeat the step's), e.g. a run lost with its host.
+    if (run.error && !run.steps.some((st) => st.error)) card.append(el('p', { class: 'error' }, run.error));
     for (const s of run.steps) {
       const step = el('div', { class: 'step' },
-        el('h4', {}, 'Step ' + s.name + ' · ' + s.status + ' · ' + s.duration_ms.toFixed(1) + ' ms · ' + s.fetches + ' fetches'));
+        el('h4', {}, 'Step ' + s.name + ' · ' + s.status + ' · ' + s.duration_ms.toFixed(1) + ' ms · ' + plural(s.fetches, 'fetch', 'fetches')));
       if (s.credentials.length) {
         step.append(el('p', {}, 'Credentials: ', ...s.credentials.map((c) => el('span', { class: 'tag' }, c.key + ' from tier ' + c.tier + ' (' + c.scope + ')'))));
       }
@@ -468,15 +588,15 @@
 
   function auditRow(r) {
     return el('tr', {},
-      el('td', {}, when(r.time_ms)), el('td', {}, r.event), el('td', {}, r.actor || r.user),
-      el('td', {}, r.key), el('td', {}, r.scope || ''), el('td', {}, r.version === undefined ? '' : 'v' + r.version),
-      el('td', {}, r.run_id), el('td', {}, r.step), el('td', {}, (r.destination || '') + (r.location ? ' ' + r.location : '')),
+      el('td', {}, when(r.time_ms)), el('td', {}, ident(r.event)), el('td', {}, ident(r.actor || r.user || '')),
+      el('td', {}, ident(r.key || '')), el('td', {}, ident(r.scope || '')), el('td', {}, r.version === undefined ? '' : 'v' + r.version),
+      el('td', {}, ident(r.run_id || '')), el('td', {}, ident(r.step || '')), el('td', {}, ident((r.destination || '') + (r.location ? ' ' + r.location : ''))),
       el('td', {}, r.outcome));
   }
 
   function auditTable(records) {
     const head = el('tr', {}, ...['Time', 'Event', 'Who', 'Key', 'Scope', 'Version', 'Run', 'Step', 'Destination', 'Outcome'].map((h) => el('th', {}, h)));
-    return el('table', {}, el('thead', {}, head), el('tbody', {}, ...records.map(auditRow)));
+    return el('div', { class: 'table-scroll' }, el('table', {}, el('thead', {}, head), el('tbody', {}, ...records.map(auditRow))));
   }
 
   // A datetime-local value read as UTC, in Unix milliseconds.
@@ -498,7 +618,7 @@
     const body = $('audit-table').tBodies[0];
     clear(body);
     for (const r of page.records.slice().reverse()) body.append(auditRow(r));
-    status(page.records.length + ' records' + (page.unreadable ? ', ' + page.unreadable + ' unreadable' : '') + '.');
+    status(plural(page.records.length, 'record') + (page.unreadable ? ', ' + page.unreadable + ' unreadable' : '') + '.');
   }
 
   function exportAudit() {
@@ -519,7 +639,7 @@
     clear(tbody);
     for (const t of tokens) {
       const row = el('tr', { 'data-token': t.id },
-        el('td', { class: 'key' }, t.id), el('td', {}, t.name), el('td', {}, t.role),
+        el('td', { class: 'key' }, ident(t.id)), el('td', {}, ident(t.name)), el('td', {}, t.role),
         el('td', {}, when(t.created_at_ms) + ' by ' + t.created_by), el('td', {}, when(t.revoked_at_ms)));
       row.append(el('td', {}, t.revoked_at_ms ? '' : el('button', { type: 'button', class: 'revoke danger', onclick: () => revoke(t).catch(fail) }, 'Revoke')));
       tbody.append(row);
@@ -536,7 +656,7 @@
     clear(mbody);
     for (const [name, m] of members) {
       const row = el('tr', { 'data-member': name },
-        el('td', {}, name), el('td', {}, [...m.roles].join(', ')), el('td', {}, String(m.active)),
+        el('td', {}, ident(name)), el('td', {}, [...m.roles].join(', ')), el('td', {}, String(m.active)),
         el('td', {}, String(created(name).length)));
       row.append(el('td', {}, name === me.name ? '' : el('button', { type: 'button', class: 'remove-member danger', onclick: () => removeMember(name, created(name)).catch(fail) }, 'Remove')));
       mbody.append(row);
@@ -571,7 +691,7 @@
     ], 'Remove member');
     if (!ok) return;
     const r = await api('DELETE', '/v1/members/' + q(name));
-    status('Removed ' + r.user + '; deleted ' + r.deleted.length + ' secret(s).');
+    status('Removed ' + r.user + '; deleted ' + plural(r.deleted.length, 'secret') + '.');
     await loadMembers();
   }
 
@@ -604,9 +724,13 @@
     });
     on('cred-add-cancel', 'click', () => {
       $('cred-add').reset();
+      showKindParams();
       $('cred-add').hidden = true;
     });
     on('cred-add', 'submit', addCredential);
+    on('cred-add', 'change', (ev) => {
+      if (ev.target.name === 'kind') showKindParams();
+    });
     on('runs-refresh', 'click', loadRuns);
     on('run-start', 'submit', startRun);
     on('audit-filter', 'submit', (ev) => {
