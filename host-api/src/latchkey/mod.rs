@@ -60,6 +60,9 @@ pub struct Latchkey {
     starting: Mutex<()>,
     last_uses: Mutex<audit::LastUses>,
     platform: OnceLock<platform::Platform>,
+    /// Counts registrations made through this `Latchkey`, for front ends that tell their
+    /// clients when the list of what may run changed (MCP's `tools/list_changed`).
+    registered: tokio::sync::watch::Sender<u64>,
 }
 
 impl Latchkey {
@@ -114,6 +117,7 @@ impl Latchkey {
             starting: Mutex::new(()),
             last_uses: Mutex::default(),
             platform: OnceLock::new(),
+            registered: tokio::sync::watch::Sender::new(0),
         }
     }
 
