@@ -116,18 +116,20 @@ enum Command {
 }
 
 /// The command line: [`Cli`]'s definition, with the options that make no sense for `serve`
-/// (which *is* the server) hidden from its help.
+/// (which *is* the server) and `mcp` (which serves the local store) hidden from their help.
 fn command_line() -> clap::Command {
     let mut cmd = Cli::command();
     // Propagates the global options to every subcommand, so that they can be edited there.
     cmd.build();
-    // `mut_args` edits them in place (`mut_arg` would reorder a built command's arguments).
-    cmd.mut_subcommand("serve", |serve| {
-        serve.mut_args(|a| match a.get_id().as_str() {
+    let local = |c: clap::Command| {
+        // `mut_args` edits them in place (`mut_arg` would reorder a built command's arguments).
+        c.mut_args(|a| match a.get_id().as_str() {
             "server" | "token_file" => a.hide(true),
             _ => a,
         })
-    })
+    };
+    cmd.mut_subcommand("serve", local)
+        .mut_subcommand("mcp", local)
 }
 
 fn main() -> ExitCode {

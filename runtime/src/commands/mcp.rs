@@ -41,14 +41,15 @@ pub struct McpCommand {
 
 const MCP_HELP: &str = "\
 Tools are the workflows and named components registered in the store (registered through
-`latchkey serve`: `latchkey --server URL component register`, `workflow register`). A tool
+`latchkey serve`: `latchkey --server URL component add`, `workflow add`). A tool
 call runs as the acting principal exactly as `POST /v1/runs` does: keys are injected by the
 host, never seen by the step or the agent, and the output is scrubbed. Resources:
 latchkey://runs, latchkey://runs/{id}, and latchkey://secrets (metadata only; member or admin).
 
 A desktop agent's configuration (the store directory and master key as for any command):
   {\"mcpServers\": {\"latchkey\": {\"command\": \"latchkey\",
-     \"args\": [\"--store\", \"/home/me/.latchkey/store\", \"mcp\", \"--as\", \"me\"]}}}
+     \"args\": [\"--store\", \"/home/me/.latchkey/store\", \"--master-key-file\",
+              \"/home/me/.latchkey/master.key\", \"mcp\", \"--as\", \"me\"]}}}
 
 A sled store is used by one process at a time: stop `latchkey serve` on it first, or share
 a PostgreSQL store. For remote agents, `latchkey serve` answers MCP at /mcp with bearer tokens.";
