@@ -5,7 +5,7 @@
 //! cargo bench -p latchkey-bench -- [FIGURE...] [--json bench/results.json] [--quick]
 //! ```
 //! Figures: `overhead`, `fetch`, `resolve`, `cli`, `node`, `concurrency`, `pool`,
-//! `compile`, `serve`, `shared`, `oauth`. Without names, all run. See bench/RESULTS.md for what each one compares.
+//! `compile`, `serve`, `shared`, `oauth`, `mcp`. Without names, all run. See bench/RESULTS.md for what each one compares.
 #![allow(clippy::unwrap_used)]
 
 use anyhow::{Context, Result, bail};
@@ -27,6 +27,8 @@ use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+#[path = "figures/mcp.rs"]
+mod mcp;
 #[path = "figures/oauth.rs"]
 mod oauth;
 #[path = "figures/serve.rs"]
@@ -149,6 +151,9 @@ fn main() -> Result<()> {
     }
     if want("serve") {
         figures.extend(serve::figures(&tokio, o.quick)?);
+    }
+    if want("mcp") {
+        figures.extend(tokio.block_on(mcp::figures(o.quick))?);
     }
     println!(
         "loadavg at end {}",

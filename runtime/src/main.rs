@@ -17,6 +17,7 @@ use commands::audit::AuditCommand;
 use commands::check::CheckCommand;
 use commands::compile::CompileCommand;
 use commands::init::InitCommand;
+use commands::mcp::McpCommand;
 use commands::member::MemberCommand;
 use commands::register::{ComponentCommand, WorkflowCommand};
 use commands::run::RunCommand;
@@ -92,6 +93,9 @@ enum Command {
     /// Serve runs and write-only credential management over HTTP, with roles taken from
     /// bearer tokens (`latchkey token create`). Prints the address it listens on.
     Serve(ServeCommand),
+    /// Serve the Model Context Protocol on stdin/stdout for a desktop agent: registered
+    /// workflows and components are its tools, run with keys the agent never sees.
+    Mcp(McpCommand),
     /// API tokens for `latchkey serve`: create (shown once), list, revoke.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -112,18 +116,20 @@ enum Command {
 }
 
 /// The command line: [`Cli`]'s definition, with the options that make no sense for `serve`
-/// (which *is* the server) hidden from its help.
+/// (which *is* the server) and `mcp` (which serves the local store) hidden from their help.
 fn command_line() -> clap::Command {
     let mut cmd = Cli::command();
     // Propagates the global options to every subcommand, so that they can be edited there.
     cmd.build();
-    // `mut_args` edits them in place (`mut_arg` would reorder a built command's arguments).
-    cmd.mut_subcommand("serve", |serve| {
-        serve.mut_args(|a| match a.get_id().as_str() {
+    let local = |c: clap::Command| {
+        // `mut_args` edits them in place (`mut_arg` would reorder a built command's arguments).
+        c.mut_args(|a| match a.get_id().as_str() {
             "server" | "token_file" => a.hide(true),
             _ => a,
         })
-    })
+    };
+    cmd.mut_subcommand("serve", local)
+        .mut_subcommand("mcp", local)
 }
 
 fn main() -> ExitCode {
@@ -174,6 +180,7 @@ fn dispatch(
         Command::Store(cmd) => local_only("store").and_then(|()| cmd.execute(store)),
         Command::Member(cmd) => done(cmd.execute(store, server)),
         Command::Serve(cmd) => local_only("serve").and_then(|()| done(cmd.execute(store))),
+        Command::Mcp(cmd) => local_only("mcp").and_then(|()| done(cmd.execute(store))),
         Command::Token(cmd) => done(cmd.execute(store, server)),
         Command::Component(cmd) => done(cmd.execute(server)),
         Command::Workflow(cmd) => done(cmd.execute(server)),

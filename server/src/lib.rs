@@ -14,6 +14,7 @@ mod console;
 mod error;
 mod extract;
 mod legacy;
+pub mod mcp;
 mod metrics;
 mod openapi;
 mod routes;
@@ -157,8 +158,15 @@ fn router(state: Arc<AppState>) -> Router {
                 .route("/components", post(registry::register_component))
                 .layer(component_limit),
         );
+    let mcp = Router::new()
+        .route_service("/mcp", mcp::service(state.clone()))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            mcp::authenticate,
+        ));
     Router::new()
         .nest("/v1", v1)
+        .merge(mcp)
         .merge(console::routes())
         .route("/healthz", get(routes::healthz))
         .route("/readyz", get(routes::readyz))
@@ -259,6 +267,7 @@ async fn shutdown_signal(state: Arc<AppState>) {
     }
     tracing::info!("shutting down: no new connections; draining runs in flight");
     state.draining.store(true, Ordering::SeqCst);
+    state.mcp_streams.cancel();
 }
 
 /// Waits until no run is in flight, or `bound` has passed.

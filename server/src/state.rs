@@ -66,6 +66,8 @@ pub struct AppState {
     pub limiter: RateLimiter,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// Cancelled when shutdown begins: ends `/mcp` sessions and their event streams.
+    pub mcp_streams: tokio_util::sync::CancellationToken,
 }
 
 impl AppState {
@@ -77,6 +79,7 @@ impl AppState {
             draining: Default::default(),
             limiter: Default::default(),
             metrics: Default::default(),
+            mcp_streams: Default::default(),
         }
     }
 

@@ -65,6 +65,9 @@ pub struct Latchkey {
     last_uses: Mutex<audit::LastUses>,
     platform: OnceLock<platform::Platform>,
     compiling: OnceLock<CompileNotice>,
+    /// Counts registrations made through this `Latchkey`, for front ends that tell their
+    /// clients when the list of what may run changed (MCP's `tools/list_changed`).
+    registered: tokio::sync::watch::Sender<u64>,
 }
 
 /// Told the file of each step about to be compiled for want of a cache entry.
@@ -137,6 +140,7 @@ impl Latchkey {
             last_uses: Mutex::default(),
             platform: OnceLock::new(),
             compiling: OnceLock::new(),
+            registered: tokio::sync::watch::Sender::new(0),
         }
     }
 

@@ -270,7 +270,15 @@ impl Latchkey {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(info.digest.clone(), step);
+        self.registered.send_modify(|n| *n += 1);
         Ok(info)
+    }
+
+    /// Changes after every registration of a component or workflow made through this
+    /// `Latchkey`. Registrations made by another host of a shared store are not seen here
+    /// until the list is read again.
+    pub fn registrations(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.registered.subscribe()
     }
 
     /// Every registered component.
@@ -338,6 +346,7 @@ impl Latchkey {
             "",
             &format!("ok: workflow {name}: {}", info.digests.join(", ")),
         )?;
+        self.registered.send_modify(|n| *n += 1);
         Ok(RegisteredWorkflow { info, workflow })
     }
 

@@ -2,10 +2,16 @@
 //!
 //! ```toml
 //! name = "issue-digest"        # workflow name (scopes workflow:W/F, user:U@W/F, builder:B@W/F)
+//! description = "Posts a digest of new issues"   # optional: what it does (MCP tool description)
 //! workspace = "acme"           # optional, default "default"
 //! builder = "bob"              # optional: whose keys the `builder` tier uses
 //! order = ["user-workflow", "user", "workflow", "workspace", "builder", "platform"]  # optional
 //! allow = ["GITHUB_TOKEN", "SLACK_TOKEN"]   # optional workflow allowlist
+//!
+//! [input]                      # optional: a JSON Schema of the run's input (MCP tool schema)
+//! type = "object"
+//! required = ["repo"]
+//! properties.repo = { type = "string" }
 //!
 //! [[step]]
 //! name = "fetch"                          # unique within the workflow
@@ -64,6 +70,8 @@ impl std::error::Error for ManifestError {}
 #[serde(deny_unknown_fields)]
 struct RawManifest {
     name: Spanned<String>,
+    description: Option<Spanned<String>>,
+    input: Option<Spanned<toml::Table>>,
     workspace: Option<Spanned<String>>,
     builder: Option<Spanned<String>>,
     order: Option<Spanned<Vec<Spanned<String>>>>,
@@ -126,9 +134,16 @@ pub struct Workflow {
     pub order: Vec<Tier>,
     /// Workflow allowlist.
     pub allow: Option<BTreeSet<CredentialKey>>,
+    /// What the workflow does, for people and agents choosing a tool.
+    pub description: Option<String>,
+    /// A JSON Schema of the run's input (`[input]`), if the author gave one.
+    pub input_schema: Option<serde_json::Value>,
     /// Steps, in order.
     pub steps: Vec<StepSpec>,
 }
+
+/// The longest `description`, in bytes (the same bound as a component's).
+const MAX_DESCRIPTION: usize = 4096;
 
 /// 1-based line and column of byte `offset` in `text`.
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
@@ -209,6 +224,47 @@ impl Ctx<'_> {
             return Err(self.err(span, format!("{}; choose another name", e.reason)));
         }
         Ok((name, workspace))
+    }
+
+    /// `description`: at most 4096 bytes of text without control characters, as a
+    /// component's registration allows.
+    fn description(&self, raw: Option<&Spanned<String>>) -> Result<Option<String>, ManifestError> {
+        let Some(d) = raw else { return Ok(None) };
+        if d.get_ref().len() > MAX_DESCRIPTION || d.get_ref().chars().any(char::is_control) {
+            return Err(self.err(
+                d.span(),
+                format!(
+                    "description: at most {MAX_DESCRIPTION} bytes of text without control characters"
+                ),
+            ));
+        }
+        Ok(Some(d.get_ref().clone()))
+    }
+
+    /// `[input]`: a JSON Schema, kept as JSON. TOML has no null, and a date-time has no
+    /// JSON form: one in the schema is refused rather than turned into something else.
+    fn input(
+        &self,
+        raw: Option<&Spanned<toml::Table>>,
+    ) -> Result<Option<serde_json::Value>, ManifestError> {
+        let Some(t) = raw else { return Ok(None) };
+        fn has_datetime(v: &toml::Value) -> bool {
+            match v {
+                toml::Value::Datetime(_) => true,
+                toml::Value::Array(a) => a.iter().any(has_datetime),
+                toml::Value::Table(t) => t.values().any(has_datetime),
+                _ => false,
+            }
+        }
+        if t.get_ref().values().any(has_datetime) {
+            return Err(self.err(
+                t.span(),
+                "[input]: a JSON Schema has no date-time values; quote it as a string",
+            ));
+        }
+        serde_json::to_value(t.get_ref())
+            .map(Some)
+            .map_err(|e| self.err(t.span(), format!("[input]: not expressible as JSON: {e}")))
     }
 
     fn builder(&self, raw: Option<&Spanned<String>>) -> Result<Option<String>, ManifestError> {
@@ -466,6 +522,8 @@ impl Workflow {
         let raw = cx.toml()?;
         let (name, workspace) = cx.names(&raw)?;
         let builder = cx.builder(raw.builder.as_ref())?;
+        let description = cx.description(raw.description.as_ref())?;
+        let input_schema = cx.input(raw.input.as_ref())?;
         let order = cx.order(raw.order.as_ref())?;
         let allow = match &raw.allow {
             Some(list) => Some(cx.allowlist(list, "workflow")?),
@@ -493,6 +551,8 @@ impl Workflow {
             builder,
             order,
             allow,
+            description,
+            input_schema,
             steps,
         })
     }
@@ -590,6 +650,35 @@ pins = { SLACK_TOKEN = ["user", "workspace"] }
             w.steps[1].declared_keys(w.allow.as_ref()).unwrap(),
             BTreeSet::from([k("GITHUB_TOKEN"), k("SLACK_TOKEN")])
         );
+    }
+
+    #[test]
+    fn keeps_a_description_and_an_input_schema_as_json() {
+        let w = parse(
+            "name = \"x\"\ndescription = \"Posts a digest\"\n[input]\ntype = \"object\"\nrequired = [\"repo\"]\nproperties.repo = { type = \"string\", maxLength = 100 }\n[[step]]\nname = \"a\"\ncomponent = \"a.wasm\"\n",
+        )
+        .unwrap();
+        assert_eq!(w.description.as_deref(), Some("Posts a digest"));
+        assert_eq!(
+            w.input_schema.unwrap(),
+            serde_json::json!({"type": "object", "required": ["repo"],
+                "properties": {"repo": {"type": "string", "maxLength": 100}}})
+        );
+        let w = parse("name = \"x\"\n[[step]]\nname = \"a\"\ncomponent = \"a.wasm\"\n").unwrap();
+        assert!(w.description.is_none() && w.input_schema.is_none());
+        let e = err(
+            "name = \"x\"\ndescription = \"a\\u0007b\"\n[[step]]\nname = \"a\"\ncomponent = \"a.wasm\"\n",
+        );
+        assert!(e.contains(":2:15: description: at most 4096 bytes"), "{e}");
+        let e = err(
+            "name = \"x\"\n[input]\nsince = 1979-05-27\n[[step]]\nname = \"a\"\ncomponent = \"a.wasm\"\n",
+        );
+        assert!(
+            e.contains("[input]: a JSON Schema has no date-time values"),
+            "{e}"
+        );
+        let e = err("name = \"x\"\ninput = 3\n[[step]]\nname = \"a\"\ncomponent = \"a.wasm\"\n");
+        assert!(e.contains("input"), "{e}");
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod check;
 pub mod compile;
 pub mod init;
+pub mod mcp;
 pub mod member;
 pub mod register;
 pub mod run;

@@ -263,20 +263,28 @@ pub async fn list(
         None => None,
         Some(_) => Some(q.scope()?),
     };
-    let entries = state.latchkey.list_secrets(&by, scope.as_ref())?;
-    let mut last_uses = state.latchkey.last_uses(&by)?;
-    Ok(Json(
-        entries
-            .into_iter()
-            .map(|e| match e {
-                Ok(meta) => ListedSecret::Ok(Box::new(SecretView {
-                    last_used: last_uses.remove(&(meta.scope.to_string(), meta.key.to_string())),
-                    meta,
-                })),
-                Err(e) => ListedSecret::Damaged(DamagedSecret {
-                    error: e.to_string(),
-                }),
-            })
-            .collect(),
-    ))
+    Ok(Json(listed(&state.latchkey, &by, scope.as_ref())?))
+}
+
+/// The secrets of `scope` (all if `None`) `by` may list, each with its last use: the
+/// body of `GET /v1/secrets` and of the MCP resource `latchkey://secrets`.
+pub(crate) fn listed(
+    latchkey: &latchkey_host::Latchkey,
+    by: &latchkey_host::Principal,
+    scope: Option<&Scope>,
+) -> Result<Vec<ListedSecret>, latchkey_host::Error> {
+    let entries = latchkey.list_secrets(by, scope)?;
+    let mut last_uses = latchkey.last_uses(by)?;
+    Ok(entries
+        .into_iter()
+        .map(|e| match e {
+            Ok(meta) => ListedSecret::Ok(Box::new(SecretView {
+                last_used: last_uses.remove(&(meta.scope.to_string(), meta.key.to_string())),
+                meta,
+            })),
+            Err(e) => ListedSecret::Damaged(DamagedSecret {
+                error: e.to_string(),
+            }),
+        })
+        .collect())
 }

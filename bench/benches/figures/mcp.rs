@@ -1,0 +1,226 @@
+//! Figure `mcp` (issue 23): a tool call through `/mcp` (MCP's Streamable HTTP, one session
+//! per client) against the same run through `POST /v1/runs` on the same server, at 1 and 10
+//! concurrent clients. Target: an MCP call at most 1.2× the API's median latency.
+
+use super::{CMD, Figure, Samples, TOKEN, ns_to_us, print, read_guest};
+use anyhow::{Context, Result};
+use latchkey_host::policy::{AddressPolicy, BindingSpec, HostPattern, InjectLocation};
+use latchkey_host::sandbox::RuntimeConfig;
+use latchkey_host::secret::{CredentialKey, SecretValue};
+use latchkey_host::store::{MasterKey, Scope, SecretSpec};
+use latchkey_host::{Latchkey, Options, Principal, Role};
+use latchkey_server::{ServeConfig, ServerLimits};
+use latchkey_tests::upstream::Upstream;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// One MCP session over HTTP, spoken by hand with the same HTTP client as the API calls,
+/// so that the figure compares the servers' paths, not two client stacks.
+struct Session {
+    http: reqwest::Client,
+    url: String,
+    token: String,
+    id: String,
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl Session {
+    async fn open(http: &reqwest::Client, base: &str, token: &str) -> Result<Session> {
+        let url = format!("{base}/mcp");
+        let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "bench", "version": "0"}}});
+        let r = http
+            .post(&url)
+            .bearer_auth(token)
+            .header("accept", "application/json, text/event-stream")
+            .header("content-type", "application/json")
+            .body(init.to_string())
+            .send()
+            .await?;
+        anyhow::ensure!(r.status().is_success(), "initialize: {}", r.status());
+        let id = r
+            .headers()
+            .get("mcp-session-id")
+            .context("no Mcp-Session-Id")?
+            .to_str()?
+            .to_owned();
+        let _ = r.bytes().await?;
+        let s = Session {
+            http: http.clone(),
+            url,
+            token: token.to_owned(),
+            id,
+            next: 1.into(),
+        };
+        let r = s
+            .post(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+            .await?;
+        anyhow::ensure!(r.status().is_success(), "initialized: {}", r.status());
+        Ok(s)
+    }
+
+    async fn post(&self, body: Value) -> Result<reqwest::Response> {
+        Ok(self
+            .http
+            .post(&self.url)
+            .bearer_auth(&self.token)
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-session-id", &self.id)
+            .header("mcp-protocol-version", "2025-06-18")
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await?)
+    }
+
+    /// Calls `tool` with `arguments`; the result's JSON-RPC message.
+    async fn call(&self, tool: &str, arguments: &Value) -> Result<Value> {
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let r = self
+            .post(json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                "params": {"name": tool, "arguments": arguments}}))
+            .await?;
+        let text = r.text().await?;
+        // An event stream: the answer is the `data:` line of the message with our id.
+        text.lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+            .find(|m| m["id"] == id)
+            .with_context(|| format!("no answer in {text:?}"))
+    }
+}
+
+pub async fn figures(quick: bool) -> Result<Vec<Figure>> {
+    let up = Upstream::start().await?;
+    let input = json!({"action": "fetch", "url": up.url("/status/200"), "key": "BENCH_TOKEN"});
+    let dir = tempfile::tempdir()?;
+    let options = Options {
+        runtime: RuntimeConfig {
+            address_policy: AddressPolicy::loopback(),
+            pool_instances: 64,
+            ..RuntimeConfig::default()
+        },
+        cache_dir: Some(dir.path().join("cache")),
+        runs: Default::default(),
+    };
+    let lk = Latchkey::init(&dir.path().join("store"), &MasterKey::generate()?, options)?;
+    let admin = Principal::new("bench", Role::Admin)?;
+    let binding = BindingSpec {
+        hosts: vec![HostPattern::parse("127.0.0.1:*")?],
+        locations: vec![InjectLocation::parse("header:authorization")?],
+        allow_http: true,
+        ..BindingSpec::default()
+    }
+    .build()?;
+    lk.set_secret(
+        &admin,
+        &Scope::parse("workspace:default")?,
+        &CredentialKey::new("BENCH_TOKEN")?,
+        SecretValue::new(TOKEN.as_bytes().to_vec())?,
+        SecretSpec {
+            integration: "http".into(),
+            binding,
+            allow_weak_value: true,
+            quota: Default::default(),
+            kind: Default::default(),
+            oauth: None,
+        },
+    )?;
+    lk.register_component(
+        &admin,
+        &read_guest("probe")?,
+        &latchkey_host::ComponentSpec {
+            name: Some("probe".into()),
+            ..Default::default()
+        },
+    )?;
+    let (_, token) = lk.create_token(&admin, "bench", Role::Admin)?;
+    let token = token.expose().to_owned();
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let config = ServeConfig {
+        listen: "127.0.0.1:0".parse()?,
+        tls: None,
+        data_dir: dir.path().join("server"),
+        limits: ServerLimits {
+            requests_per_second: 1_000_000,
+            ..ServerLimits::default()
+        },
+        drain: Duration::from_secs(1),
+    };
+    tokio::spawn(async move {
+        let _ = latchkey_server::serve(Arc::new(lk), config, move |a| {
+            let _ = addr_tx.send(a);
+        })
+        .await;
+    });
+    let base = format!("http://{}", addr_rx.recv_timeout(Duration::from_secs(30))?);
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(64)
+        .build()?;
+    let run_body = Arc::new(json!({"component": "probe", "input": input, "wait": true}));
+    let total = if quick { 200 } else { 2000 };
+    let mut out = Vec::new();
+    for n in [1usize, 10] {
+        let rounds = (total / n).max(5);
+        let mut sessions = Vec::new();
+        for _ in 0..n {
+            sessions.push(Arc::new(Session::open(&http, &base, &token).await?));
+        }
+        let (mut api, mut mcp) = (Samples::default(), Samples::default());
+        // Interleaved rounds, so that a change of load on the machine hits both alike.
+        for _ in 0..rounds {
+            let mut tasks = Vec::new();
+            for s in &sessions {
+                let (http, base, token, body) =
+                    (http.clone(), base.clone(), token.clone(), run_body.clone());
+                let (s, input) = (s.clone(), input.clone());
+                tasks.push(tokio::spawn(async move {
+                    let t = Instant::now();
+                    let r = http
+                        .post(format!("{base}/v1/runs"))
+                        .bearer_auth(&token)
+                        .header("content-type", "application/json")
+                        .body(body.to_string())
+                        .send()
+                        .await?;
+                    let v: Value = serde_json::from_slice(&r.bytes().await?)?;
+                    anyhow::ensure!(v["status"] == "succeeded", "{v}");
+                    let a = t.elapsed();
+                    let t = Instant::now();
+                    let m = s.call("probe", &input).await?;
+                    anyhow::ensure!(m["result"]["isError"] != true, "{m}");
+                    anyhow::Ok((a, t.elapsed()))
+                }));
+            }
+            for t in tasks {
+                let (a, m) = t.await??;
+                api.push(a);
+                mcp.push(m);
+            }
+        }
+        let ratio = mcp.median() / api.median();
+        let f = Figure {
+            name: format!("mcp_tool_call_{n}_clients_vs_post_v1_runs"),
+            median: ns_to_us(mcp.median()),
+            p99: ns_to_us(mcp.p99()),
+            unit: "us".into(),
+            baseline_median: Some(ns_to_us(api.median())),
+            ratio: Some(ratio),
+            target: "ratio <= 1.2".into(),
+            met: Some(ratio <= 1.2),
+            command: format!("{CMD} mcp"),
+            notes: format!(
+                "one injected fetch per call; {} calls each, interleaved; POST /v1/runs p99 {:.0} us",
+                mcp.len(),
+                ns_to_us(api.p99())
+            ),
+        };
+        print(&f);
+        out.push(f);
+    }
+    up.shutdown().await;
+    Ok(out)
+}

@@ -1,0 +1,447 @@
+//! The Model Context Protocol, driven by a client no one here wrote: the official Python
+//! SDK (`mcp` on PyPI, installed by tests/setup/61-mcp-client.sh), over Streamable HTTP at
+//! `/mcp` of a real `latchkey serve` and over stdio of `latchkey mcp`, both on 127.0.0.1.
+//! A tool call makes an injected fetch to a loopback upstream: the upstream gets the key,
+//! the client gets the scrubbed result, and nothing the client sees holds the value.
+#![allow(clippy::unwrap_used)]
+
+mod harness;
+
+use harness::Cli;
+use harness::server::{Server, store_with_admin};
+use latchkey_tests::upstream::Upstream;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+const SECRET: &str = "tok-mcp-4b8e1d6a9c2f7035";
+
+fn python() -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/test-tools/venv/bin/python");
+    assert!(
+        p.exists(),
+        "{} is missing: run tests/setup/61-mcp-client.sh (tests/run.sh does)",
+        p.display()
+    );
+    p
+}
+
+/// The client running `scenario` with `cfg`, written to a file (an argument list has a
+/// bound that an oversized input would pass).
+fn driver(scenario: &str, cfg: &Value) -> Command {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), cfg.to_string()).unwrap();
+    let (_, path) = file.keep().unwrap();
+    let mut c = Command::new(python());
+    c.arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/mcp_client.py"))
+        .arg(scenario)
+        .arg(path);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("LATCHKEY_") {
+            c.env_remove(name);
+        }
+    }
+    c
+}
+
+/// Runs a scenario of the Python client to its end: what it printed as JSON, or its
+/// failure (status and stderr).
+fn client(scenario: &str, cfg: &Value) -> Result<Value, String> {
+    let out = driver(scenario, cfg).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        return Err(format!("{}\n{stdout}\n{stderr}", out.status));
+    }
+    let last = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(last).map_err(|e| format!("{e}: {stdout}\n{stderr}"))
+}
+
+fn token(s: &Server, admin: &str, name: &str, role: &str) -> String {
+    let r = s.json(
+        "POST",
+        "/v1/tokens",
+        admin,
+        json!({"name": name, "role": role}),
+    );
+    assert_eq!(r.status(), StatusCode::CREATED);
+    r.json::<Value>().unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn register_probe(s: &Server, admin: &str) {
+    let wasm = std::fs::read(latchkey_tests::guest("probe")).unwrap();
+    let schema =
+        r#"{"type":"object","required":["action"],"properties":{"action":{"type":"string"}}}"#;
+    let q = |v: &str| {
+        percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC).to_string()
+    };
+    let path = format!(
+        "/v1/components?name=probe&description={}&input_schema={}",
+        q("Reports what a step can see and do"),
+        q(schema)
+    );
+    let r = s
+        .req("POST", &path, Some(admin))
+        .header("content-type", "application/wasm")
+        .body(wasm)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().unwrap());
+}
+
+fn register_workflow(s: &Server, admin: &str, name: &str) {
+    let manifest = format!(
+        "name = \"{name}\"\ndescription = \"Echoes its input\"\n[input]\ntype = \"object\"\nproperties.action = {{ type = \"string\" }}\n[[step]]\nname = \"a\"\ncomponent = \"probe\"\n"
+    );
+    let r = s
+        .req("PUT", &format!("/v1/workflows/{name}"), Some(admin))
+        .body(manifest)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().unwrap());
+}
+
+fn put_secret(s: &Server, admin: &str, up: &Upstream) {
+    let r = s.json(
+        "PUT",
+        "/v1/secrets/TOKEN?scope=workspace:default",
+        admin,
+        json!({"value": SECRET, "binding": {"hosts": [format!("127.0.0.1:{}", up.port())], "inject": ["header:authorization"], "allow_http": true}}),
+    );
+    assert!(r.status().is_success(), "{}", r.text().unwrap());
+}
+
+/// A server with the probe component, a workflow `wf` and a key bound to `up`.
+fn platform(up: &Upstream) -> (Cli, String, Server) {
+    let (cli, admin) = store_with_admin();
+    let s = Server::start(&cli, &[]);
+    register_probe(&s, &admin);
+    register_workflow(&s, &admin, "wf");
+    put_secret(&s, &admin, up);
+    (cli, admin, s)
+}
+
+fn http(s: &Server, token: &str) -> Value {
+    json!({"url": format!("{}/mcp", s.url), "token": token})
+}
+
+fn tool_names(session: &Value) -> Vec<String> {
+    let mut names: Vec<String> = session["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn over_http_a_tool_call_uses_the_key_and_the_client_gets_the_scrubbed_result() {
+    let up = Upstream::start_blocking().unwrap();
+    let other = Upstream::start_blocking().unwrap();
+    let (_cli, admin, s) = platform(&up);
+    let runner = token(&s, &admin, "agent", "runner");
+    let fetch = json!({"action": "fetch", "url": up.url("/echo"), "key": "TOKEN"});
+    let elsewhere = json!({"action": "fetch", "url": other.url("/echo"), "key": "TOKEN"});
+    let mut cfg = http(&s, &runner);
+    cfg["calls"] = json!([["probe", fetch], ["probe", elsewhere], ["wf", {"action": "echo", "n": 7}], ["nope", {}]]);
+    cfg["reads"] = json!(["latchkey://runs", "latchkey://secrets"]);
+    let seen = client("session", &cfg).unwrap();
+
+    // Tools: the registrations, described as registered.
+    assert_eq!(tool_names(&seen), ["probe", "wf"], "{seen}");
+    let probe = seen["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "probe")
+        .unwrap();
+    assert_eq!(probe["description"], "Reports what a step can see and do");
+    assert_eq!(probe["schema"]["required"], json!(["action"]));
+    let wf = seen["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "wf")
+        .unwrap();
+    assert_eq!(wf["description"], "Echoes its input");
+    assert_eq!(wf["schema"]["properties"]["action"]["type"], "string");
+    assert_eq!(seen["capabilities"]["tools"]["listChanged"], true, "{seen}");
+
+    // The injected fetch: the upstream got the key, the client a scrubbed answer.
+    let calls = seen["calls"].as_array().unwrap();
+    assert_eq!(calls[0]["is_error"], false, "{seen}");
+    let answer: Value = serde_json::from_str(calls[0]["text"].as_str().unwrap()).unwrap();
+    assert_eq!(answer["status"], 200, "{answer}");
+    assert!(
+        up.requests_to("/echo").iter().any(|r| r
+            .header("authorization")
+            .is_some_and(|h| h.contains(SECRET))),
+        "the upstream did not get the key"
+    );
+    // Refused by the binding: a tool error in the guest's words; the other host got nothing.
+    assert_eq!(calls[1]["is_error"], true, "{seen}");
+    let refused = calls[1]["text"].as_str().unwrap();
+    assert!(refused.contains("failed"), "{refused}");
+    assert!(
+        other.requests().iter().all(|r| !r.contains(SECRET)),
+        "the key reached another host"
+    );
+    // A workflow's output is the tool's result, as JSON too.
+    assert_eq!(calls[2]["is_error"], false, "{seen}");
+    assert_eq!(calls[2]["structured"]["n"], 7, "{seen}");
+    // An unknown tool is a JSON-RPC error.
+    assert!(
+        calls[3]["exception"].as_str().unwrap().contains("no tool"),
+        "{seen}"
+    );
+
+    // A runner's resources: its runs, not the secrets' metadata.
+    assert_eq!(seen["resources"], json!(["latchkey://runs"]), "{seen}");
+    let reads = seen["reads"].as_array().unwrap();
+    let runs: Value = serde_json::from_str(reads[0]["text"].as_str().unwrap()).unwrap();
+    assert_eq!(runs.as_array().unwrap().len(), 3, "{runs}");
+    assert!(
+        runs.as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["user"] == "agent")
+    );
+    assert!(
+        reads[1]["exception"]
+            .as_str()
+            .unwrap()
+            .contains("runner role"),
+        "{seen}"
+    );
+
+    let all = format!("{seen}{}", s.printed());
+    assert!(
+        !all.contains(SECRET),
+        "the value reached the client or a log"
+    );
+}
+
+#[test]
+fn a_runner_sees_the_tools_a_runner_may_run_and_a_member_the_secrets_metadata() {
+    let up = Upstream::start_blocking().unwrap();
+    let (_cli, admin, s) = platform(&up);
+    // A component named like a workflow stays reachable under a name of its own.
+    let wasm = std::fs::read(latchkey_tests::guest("probe")).unwrap();
+    let r = s
+        .req("POST", "/v1/components?name=wf", Some(&admin))
+        .header("content-type", "application/wasm")
+        .body(wasm)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let runner = token(&s, &admin, "ci", "runner");
+    let member = token(&s, &admin, "bob", "member");
+    let as_runner = client("session", &http(&s, &runner)).unwrap();
+    // What the API says a runner may run: the same names.
+    let components: Value = s.get("/v1/components", &runner).json().unwrap();
+    let workflows: Value = s.get("/v1/workflows", &runner).json().unwrap();
+    assert_eq!(components.as_array().unwrap().len(), 2, "{components}");
+    assert_eq!(workflows.as_array().unwrap().len(), 1, "{workflows}");
+    assert_eq!(
+        tool_names(&as_runner),
+        ["component.wf", "probe", "wf"],
+        "{as_runner}"
+    );
+    let mut cfg = http(&s, &member);
+    cfg["calls"] = json!([["component.wf", {"action": "echo", "who": "component"}]]);
+    cfg["reads"] = json!(["latchkey://secrets"]);
+    let as_member = client("session", &cfg).unwrap();
+    assert_eq!(
+        as_member["resources"],
+        json!(["latchkey://runs", "latchkey://secrets"])
+    );
+    assert_eq!(as_member["calls"][0]["structured"]["who"], "component");
+    let text = as_member["reads"][0]["text"].as_str().unwrap();
+    let listed: Value = serde_json::from_str(text).unwrap();
+    assert_eq!(listed[0]["key"], "TOKEN", "{listed}");
+    assert!(!text.contains(SECRET));
+}
+
+#[test]
+fn a_bad_token_is_refused_with_401_and_the_client_does_not_connect() {
+    let up = Upstream::start_blocking().unwrap();
+    let (_cli, _admin, s) = platform(&up);
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}});
+    for token in [
+        None,
+        Some("lk_nope"),
+        Some(&*format!("lk_{}", "A".repeat(43))),
+    ] {
+        let r = s
+            .req("POST", "/mcp", token)
+            .header("accept", "application/json, text/event-stream")
+            .json(&init)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{token:?}");
+        assert_eq!(r.headers()["www-authenticate"], "Bearer");
+    }
+    // The SDK does not connect: it reports the refused initialize as an error response
+    // (the 401 itself is checked above).
+    let refused = client("session", &http(&s, "lk_nope")).unwrap_err();
+    assert!(
+        refused.contains("MCPError: Server returned an error response"),
+        "{refused}"
+    );
+}
+
+#[test]
+fn list_changed_arrives_after_a_registration() {
+    let up = Upstream::start_blocking().unwrap();
+    let (_cli, admin, s) = platform(&up);
+    let runner = token(&s, &admin, "agent", "runner");
+    let mut cfg = http(&s, &runner);
+    cfg["wait_s"] = json!(60);
+    let mut child = driver("list_changed", &cfg)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready", "{line}");
+    register_workflow(&s, &admin, "later");
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(status.success(), "{line}\n{err}");
+    let seen: Value = serde_json::from_str(line.trim()).unwrap();
+    assert_eq!(seen["notified"], true, "{seen}\n{err}");
+    assert_eq!(seen["before"], json!(["wf", "probe"]), "{seen}");
+    assert_eq!(seen["after"], json!(["later", "wf", "probe"]), "{seen}");
+}
+
+#[test]
+fn malformed_and_oversized_requests_get_precise_errors_and_the_server_stays_up() {
+    let up = Upstream::start_blocking().unwrap();
+    let (_cli, admin, s) = platform(&up);
+    let post = |body: Vec<u8>| {
+        s.req("POST", "/mcp", Some(&admin))
+            .header("accept", "application/json, text/event-stream")
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .unwrap()
+    };
+    // initialize answers with the server's capabilities.
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}});
+    let r = post(init.to_string().into_bytes());
+    assert_eq!(r.status(), StatusCode::OK);
+    let text = r.text().unwrap();
+    assert!(text.contains("\"listChanged\":true"), "{text}");
+    assert!(text.contains("\"name\":\"latchkey\""), "{text}");
+    // Not JSON, not JSON-RPC: errors, not a crash.
+    for bad in [
+        &b"{not json"[..],
+        b"[]",
+        b"{\"jsonrpc\":\"2.0\"}",
+        b"\xff\xfe",
+    ] {
+        let r = post(bad.to_vec());
+        let status = r.status();
+        let text = r.text().unwrap();
+        assert!(status.is_client_error(), "{status} for {bad:?}: {text}");
+        assert!(
+            text.contains("\"jsonrpc\"") || text.contains("error") || text.contains("rror"),
+            "{status} for {bad:?}: {text}"
+        );
+    }
+    // A body far over the limit: 413 before anything is parsed.
+    let huge = format!(
+        "{{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{{\"name\":\"probe\",\"arguments\":{{\"x\":\"{}\"}}}}}}",
+        "a".repeat(2 << 20)
+    );
+    assert_eq!(
+        post(huge.into_bytes()).status(),
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
+    // An input just over the JSON limit (256 KiB): a tool error that names the limit.
+    let mut cfg = http(&s, &admin);
+    cfg["calls"] = json!([["probe", {"action": "echo", "pad": "a".repeat(270 << 10)}], ["probe", {"action": "echo"}]]);
+    let seen = client("session", &cfg).unwrap();
+    assert_eq!(seen["calls"][0]["is_error"], true, "{seen}");
+    assert!(
+        seen["calls"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("at most 262144 bytes"),
+        "{seen}"
+    );
+    // And the server is still up, and serving tools.
+    assert_eq!(seen["calls"][1]["is_error"], false, "{seen}");
+    assert_eq!(
+        s.req("GET", "/healthz", None).send().unwrap().status(),
+        StatusCode::OK
+    );
+}
+
+#[test]
+fn over_stdio_latchkey_mcp_runs_tools_as_the_acting_principal() {
+    let up = Upstream::start_blocking().unwrap();
+    let (cli, _admin, s) = platform(&up);
+    // A sled store is one process's: the server lets go of it first, stopping as an
+    // operator stops it (SIGTERM: it drains and flushes the store).
+    let mut s = s;
+    let term = Command::new("kill")
+        .args(["-TERM", &s.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    assert!(s.child.wait().unwrap().success(), "{}", s.printed());
+    let bin = env!("CARGO_BIN_EXE_latchkey");
+    let store = cli.path("store");
+    let key = cli.path("master.key");
+    let args = |role: &str| {
+        json!([
+            "--store",
+            store,
+            "--master-key-file",
+            key,
+            "mcp",
+            "--as",
+            "desk",
+            "--role",
+            role,
+            "--allow-private-network",
+            "--no-cache"
+        ])
+    };
+    let fetch = json!({"action": "fetch", "url": up.url("/echo"), "key": "TOKEN"});
+    let cfg = json!({"command": bin, "args": args("runner"), "calls": [["probe", fetch]], "reads": ["latchkey://runs"]});
+    let seen = client("session", &cfg).unwrap();
+    assert_eq!(tool_names(&seen), ["probe", "wf"], "{seen}");
+    assert_eq!(seen["calls"][0]["is_error"], false, "{seen}");
+    let answer: Value = serde_json::from_str(seen["calls"][0]["text"].as_str().unwrap()).unwrap();
+    assert_eq!(answer["status"], 200, "{answer}");
+    assert!(up.requests_to("/echo").iter().any(|r| {
+        r.header("authorization")
+            .is_some_and(|h| h.contains(SECRET))
+    }));
+    assert_eq!(seen["resources"], json!(["latchkey://runs"]), "{seen}");
+    let runs: Value = serde_json::from_str(seen["reads"][0]["text"].as_str().unwrap()).unwrap();
+    assert_eq!(runs[0]["user"], "desk", "{runs}");
+    assert!(!seen.to_string().contains(SECRET));
+    // A member sees the secrets' metadata too.
+    let cfg = json!({"command": bin, "args": args("member")});
+    let seen = client("session", &cfg).unwrap();
+    assert_eq!(
+        seen["resources"],
+        json!(["latchkey://runs", "latchkey://secrets"]),
+        "{seen}"
+    );
+}

@@ -1,0 +1,485 @@
+//! The Model Context Protocol over the façade, through the official Rust SDK (`rmcp`):
+//! `/mcp` on `latchkey serve` (Streamable HTTP, the caller from the same bearer tokens as
+//! `/v1`) and `latchkey mcp` (stdio, one principal for the whole session).
+//!
+//! - **Tools**: every registered workflow and named component the caller may run. A call
+//!   is a run exactly as `POST /v1/runs` starts one (the same façade method, as the caller,
+//!   within the same limits); its output, scrubbed by the host, is the tool's result, and
+//!   a refusal or a failure is a tool error in the guest's words.
+//! - **Resources** (read-only): the caller's recent runs, one run by id, and for roles
+//!   that may read metadata the secrets' metadata (never a value).
+//! - `notifications/tools/list_changed` after each registration made through this host.
+//!
+//! Like the routes, this module decides no policy: every question goes to the façade.
+
+use crate::api::{ListedSecret, RunView};
+use crate::error::ApiError;
+use crate::state::AppState;
+use latchkey_host::{Action, Latchkey, Principal, RunRecord, RunSpec, RunStatus, RunTarget};
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
+    ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, Resource,
+    ResourceContents, ResourceTemplate, ServerCapabilities, ServerConfig, SubscriptionFilter, Tool,
+};
+use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext};
+use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+/// The resource of the caller's recent runs.
+const RUNS_URI: &str = "latchkey://runs";
+/// One run: `latchkey://runs/{id}`.
+const RUN_URI_PREFIX: &str = "latchkey://runs/";
+/// The secrets' metadata (members and admins).
+const SECRETS_URI: &str = "latchkey://secrets";
+
+/// Who a request acts as.
+enum Caller {
+    /// `latchkey mcp`: the principal the command was started as.
+    Fixed(Principal),
+    /// `/mcp`: the principal of each request's own bearer token, which [`authenticate`]
+    /// put in the request's extensions before the SDK saw it.
+    Bearer(Arc<AppState>),
+}
+
+/// One MCP session's server: the SDK makes one per session (HTTP) or per process (stdio).
+pub struct McpServer {
+    latchkey: Arc<Latchkey>,
+    caller: Caller,
+    /// The largest tool input, as JSON bytes: the server's JSON body limit, as for
+    /// `POST /v1/runs`.
+    max_input_bytes: usize,
+    /// Dropped with the session, which ends its `list_changed` notifier.
+    alive: Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
+    _alive: tokio::sync::oneshot::Sender<()>,
+}
+
+impl McpServer {
+    fn new(latchkey: Arc<Latchkey>, caller: Caller, max_input_bytes: usize) -> Self {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        McpServer {
+            latchkey,
+            caller,
+            max_input_bytes,
+            alive: Mutex::new(Some(rx)),
+            _alive: tx,
+        }
+    }
+
+    /// A session of `/mcp` on the server over `state`.
+    pub(crate) fn http(state: Arc<AppState>) -> Self {
+        let (latchkey, max) = (state.latchkey.clone(), state.limits.max_json_bytes);
+        Self::new(latchkey, Caller::Bearer(state), max)
+    }
+
+    /// A session acting as `principal` throughout (`latchkey mcp`), taking tool inputs of
+    /// at most `max_input_bytes` of JSON.
+    pub fn local(latchkey: Arc<Latchkey>, principal: Principal, max_input_bytes: usize) -> Self {
+        Self::new(latchkey, Caller::Fixed(principal), max_input_bytes)
+    }
+
+    fn principal(&self, ctx: &RequestContext<RoleServer>) -> Result<Principal, McpError> {
+        match &self.caller {
+            Caller::Fixed(p) => Ok(p.clone()),
+            Caller::Bearer(_) => ctx
+                .extensions
+                .get::<http::request::Parts>()
+                .and_then(|parts| parts.extensions.get::<Principal>())
+                .cloned()
+                // Unreachable behind `authenticate`; refused rather than run as anyone.
+                .ok_or_else(|| McpError::invalid_request("no authenticated caller", None)),
+        }
+    }
+
+    fn draining(&self) -> bool {
+        match &self.caller {
+            Caller::Bearer(state) => state.draining.load(Ordering::SeqCst),
+            Caller::Fixed(_) => false,
+        }
+    }
+
+    /// The tools `by` may run, read from the store off the async workers.
+    async fn catalog(&self, by: &Principal) -> Result<Vec<Entry>, McpError> {
+        let (latchkey, by) = (self.latchkey.clone(), by.clone());
+        tokio::task::spawn_blocking(move || catalog(&latchkey, &by))
+            .await
+            .map_err(|e| McpError::internal_error(format!("listing the tools failed: {e}"), None))?
+            .map_err(refusal)
+    }
+
+    /// Sends `tools/list_changed` to `peer` after each registration, until the session ends.
+    fn notify_registrations(&self, send: impl Fn() -> NotifyFuture + Send + 'static) {
+        let Some(mut alive) = self.alive.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+            return;
+        };
+        let mut changes = self.latchkey.registrations();
+        changes.mark_unchanged();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = &mut alive => return,
+                    changed = changes.changed() => {
+                        if changed.is_err() || !send().await {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+    }
+}
+
+type NotifyFuture = std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>;
+
+/// A tool: a registration the caller may run.
+struct Entry {
+    tool: String,
+    target: RunTarget,
+    description: String,
+    schema: Option<serde_json::Value>,
+}
+
+/// The tools `by` may run: every registered workflow under its name, then every named
+/// component under its name, or `component.NAME` when a workflow has that name. Calls look
+/// tools up in the same list, so a name always means what `tools/list` said.
+fn catalog(latchkey: &Latchkey, by: &Principal) -> Result<Vec<Entry>, latchkey_host::Error> {
+    let workflows = latchkey.workflows(by)?;
+    let components = latchkey.components(by)?;
+    let mut taken = HashSet::new();
+    let mut out = Vec::new();
+    for w in workflows {
+        let name = w.info.name.clone();
+        taken.insert(name.clone());
+        let steps = w.workflow.steps.len();
+        out.push(Entry {
+            tool: name.clone(),
+            target: RunTarget::Workflow(name.clone()),
+            description: w.workflow.description.clone().unwrap_or_else(|| {
+                format!("Runs the registered workflow {name} ({steps} step(s)) in Latchkey's sandbox, with keys it can use but not read.")
+            }),
+            schema: w.workflow.input_schema.clone(),
+        });
+    }
+    for c in components {
+        let Some(name) = c.name.clone() else { continue };
+        let tool = if taken.contains(&name) {
+            format!("component.{name}")
+        } else {
+            name.clone()
+        };
+        if !taken.insert(tool.clone()) {
+            tracing::warn!(component = %name, tool = %tool, "a component's tool name is taken; it is not listed");
+            continue;
+        }
+        out.push(Entry {
+            tool,
+            target: RunTarget::Component(name.clone()),
+            description: c.description.clone().unwrap_or_else(|| {
+                format!("Runs the registered component {name} ({}) in Latchkey's sandbox, with keys it can use but not read.", c.digest)
+            }),
+            schema: c.input_schema.clone(),
+        });
+    }
+    Ok(out)
+}
+
+impl Entry {
+    fn tool(&self) -> Tool {
+        let schema = match &self.schema {
+            Some(serde_json::Value::Object(o)) => o.clone(),
+            // No schema: any JSON object.
+            _ => {
+                let mut o = serde_json::Map::new();
+                o.insert("type".into(), "object".into());
+                o
+            }
+        };
+        Tool::new(
+            self.tool.clone(),
+            self.description.clone(),
+            Arc::new(schema),
+        )
+    }
+}
+
+/// A façade error as the API words it (a 500's details stay in the log).
+fn message(e: latchkey_host::Error) -> String {
+    ApiError::from(e).message
+}
+
+/// A façade refusal of a protocol request (listing, reading).
+fn refusal(e: latchkey_host::Error) -> McpError {
+    McpError::invalid_request(message(e), None)
+}
+
+fn tool_error(text: impl Into<String>) -> CallToolResponse {
+    CallToolResult::error(vec![ContentBlock::text(text)]).into()
+}
+
+/// A finished run as a tool result: its output, or its error in the guest's words with
+/// each refusal, and the run's id to look it up by.
+fn tool_result(record: &RunRecord) -> CallToolResponse {
+    if record.status == RunStatus::Succeeded {
+        let output = record.output.as_ref().map_or("", |o| o.0.as_str());
+        let mut result = CallToolResult::success(vec![ContentBlock::text(output)]);
+        if let Ok(v @ serde_json::Value::Object(_)) = serde_json::from_str(output) {
+            result.structured_content = Some(v);
+        }
+        return result.into();
+    }
+    let mut text = format!(
+        "run {} failed: {}",
+        record.id,
+        record.error.as_deref().unwrap_or("no error was recorded")
+    );
+    for step in &record.steps {
+        for r in &step.refusals {
+            text.push_str(&format!(
+                "\nrefused {} in step {}: {}",
+                r.key, step.name, r.reason
+            ));
+        }
+    }
+    tool_error(text)
+}
+
+fn json_contents(uri: &str, value: &impl serde::Serialize) -> Result<ReadResourceResult, McpError> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| McpError::internal_error(format!("rendering {uri}: {e}"), None))?;
+    Ok(ReadResourceResult::new(vec![
+        ResourceContents::text(text, uri).with_mime_type("application/json"),
+    ]))
+}
+
+impl ServerHandler for McpServer {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_tool_list_changed()
+                .enable_resources()
+                .build(),
+        )
+        .with_server_info(Implementation::new("latchkey", env!("CARGO_PKG_VERSION")))
+        .with_instructions(
+            "Each tool runs a registered Latchkey workflow or component in a WebAssembly sandbox, as you. \
+             Steps use API keys through the host and never see them: no tool result contains a key. \
+             Resources: latchkey://runs (your recent runs), latchkey://runs/{id}, latchkey://secrets (metadata, members and admins).",
+        )
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, McpError> {
+        let by = self.principal(&ctx)?;
+        let tools = self.catalog(&by).await?.iter().map(Entry::tool).collect();
+        // Registrations change it: never to be cached.
+        Ok(ListToolsResult::with_all_items(tools).with_ttl_ms(0))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        let by = self.principal(&ctx)?;
+        let entry = self
+            .catalog(&by)
+            .await?
+            .into_iter()
+            .find(|e| e.tool == request.name)
+            .ok_or_else(|| {
+                McpError::invalid_params(
+                    format!(
+                        "no tool {:?} (tools/list names those you may run)",
+                        request.name.chars().take(100).collect::<String>()
+                    ),
+                    None,
+                )
+            })?;
+        if self.draining() {
+            return Ok(tool_error(
+                "the server is shutting down; call the tool again on another host",
+            ));
+        }
+        let input = serde_json::Value::Object(request.arguments.unwrap_or_default()).to_string();
+        if input.len() > self.max_input_bytes {
+            return Ok(tool_error(format!(
+                "the input is {} bytes of JSON; this server takes at most {} bytes",
+                input.len(),
+                self.max_input_bytes
+            )));
+        }
+        let spec = RunSpec {
+            target: entry.target,
+            input,
+            choices: Default::default(),
+        };
+        match self.latchkey.run(&by, spec).await {
+            Ok(record) => Ok(tool_result(&record)),
+            Err(e) => Ok(tool_error(message(e))),
+        }
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, McpError> {
+        let by = self.principal(&ctx)?;
+        let mut list = vec![
+            Resource::new(RUNS_URI, "runs")
+                .with_description("Your most recent runs (an admin's: everyone's), newest first")
+                .with_mime_type("application/json"),
+        ];
+        if self.latchkey.authorize(&by, Action::ReadMetadata).is_ok() {
+            list.push(
+                Resource::new(SECRETS_URI, "secrets")
+                    .with_description("Every secret's metadata and last use: never a value")
+                    .with_mime_type("application/json"),
+            );
+        }
+        Ok(ListResourcesResult::with_all_items(list).with_ttl_ms(0))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, McpError> {
+        Ok(ListResourceTemplatesResult::with_all_items(vec![
+            ResourceTemplate::new("latchkey://runs/{id}", "run")
+                .with_description(
+                    "One of your runs: status, output, each step's credentials, refusals and logs",
+                )
+                .with_mime_type("application/json"),
+        ]))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, McpError> {
+        let by = self.principal(&ctx)?;
+        let uri = request.uri;
+        let latchkey = self.latchkey.clone();
+        let read = uri.clone();
+        let result = tokio::task::spawn_blocking(move || -> Result<_, McpError> {
+            if read == RUNS_URI {
+                let runs = latchkey.runs(&by, None, 100).map_err(refusal)?;
+                json_contents(&read, &runs.iter().map(RunView::from).collect::<Vec<_>>())
+            } else if let Some(id) = read.strip_prefix(RUN_URI_PREFIX) {
+                let record = latchkey
+                    .run_record(&by, id)
+                    .map_err(|e| McpError::resource_not_found(message(e), None))?;
+                json_contents(&read, &RunView::from(&record))
+            } else if read == SECRETS_URI {
+                let listed: Vec<ListedSecret> =
+                    crate::routes::secrets::listed(&latchkey, &by, None).map_err(refusal)?;
+                json_contents(&read, &listed)
+            } else {
+                Err(McpError::resource_not_found(
+                    format!(
+                        "no resource {:?} (resources/list names them)",
+                        read.chars().take(100).collect::<String>()
+                    ),
+                    None,
+                ))
+            }
+        })
+        .await
+        .map_err(|e| McpError::internal_error(format!("reading {uri} failed: {e}"), None))??;
+        Ok(result.into())
+    }
+
+    async fn on_initialized(&self, ctx: NotificationContext<RoleServer>) {
+        let peer = ctx.peer;
+        self.notify_registrations(move || {
+            let peer = peer.clone();
+            Box::pin(async move { peer.notify_tool_list_changed().await.is_ok() })
+        });
+    }
+
+    fn accepted_subscription_filter(
+        &self,
+        requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
+        (requested.tools_list_changed == Some(true))
+            .then(|| SubscriptionFilter::builder().tools_list_changed().build())
+    }
+
+    async fn listen(&self, ctx: SubscriptionContext) -> Result<(), McpError> {
+        let mut changes = self.latchkey.registrations();
+        changes.mark_unchanged();
+        loop {
+            tokio::select! {
+                () = ctx.cancelled() => return Ok(()),
+                changed = changes.changed() => {
+                    if changed.is_err() || ctx.sink().notify_tool_list_changed().await.is_err() {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Serves MCP over this process's stdin and stdout until the client closes them.
+pub async fn serve_stdio(server: McpServer) -> Result<(), std::io::Error> {
+    use rmcp::ServiceExt;
+    let running = server
+        .serve(rmcp::transport::stdio())
+        .await
+        .map_err(std::io::Error::other)?;
+    running.waiting().await.map_err(std::io::Error::other)?;
+    Ok(())
+}
+
+/// `/mcp`: the SDK's Streamable HTTP service, one [`McpServer`] per session, behind
+/// [`authenticate`]. Its body limit leaves room for the JSON-RPC envelope around a tool
+/// input of the server's JSON limit, which the tool call itself checks and names.
+pub(crate) fn service(
+    state: Arc<AppState>,
+) -> rmcp::transport::StreamableHttpService<
+    McpServer,
+    rmcp::transport::streamable_http_server::session::local::LocalSessionManager,
+> {
+    use rmcp::transport::streamable_http_server::StreamableHttpServerConfig;
+    // The bearer token is what keeps another site out (a page rebinding a name to this
+    // host has no token); off loopback the server speaks TLS under names of its own.
+    let mut config = StreamableHttpServerConfig::default().disable_allowed_hosts();
+    config.max_request_body_bytes = state.limits.max_json_bytes.saturating_add(64 << 10);
+    // Open event streams would hold a graceful shutdown forever: they end when it begins.
+    config.cancellation_token = state.mcp_streams.child_token();
+    let factory = state.clone();
+    rmcp::transport::StreamableHttpService::new(
+        move || Ok(McpServer::http(factory.clone())),
+        Default::default(),
+        config,
+    )
+}
+
+/// Refuses a request to `/mcp` without a valid bearer token (401, as `/v1` does), and
+/// hands the principal to the SDK in the request's extensions.
+pub(crate) async fn authenticate(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::extract::FromRequestParts;
+    use axum::response::IntoResponse;
+    let (mut parts, body) = req.into_parts();
+    match crate::extract::Caller::from_request_parts(&mut parts, &state).await {
+        Ok(crate::extract::Caller(principal)) => {
+            parts.extensions.insert(principal);
+            next.run(axum::extract::Request::from_parts(parts, body))
+                .await
+        }
+        Err(e) => e.into_response(),
+    }
+}
