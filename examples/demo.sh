@@ -15,8 +15,10 @@ cd "$root"
 rustup target add wasm32-wasip2 >/dev/null
 
 echo "== building latchkey and the example guests (first run: several minutes)"
-# --workspace, as the tests build: `-p` would resolve other features and rebuild wasmtime.
-cargo build --quiet --workspace --bins
+# Built exactly as `tests/run.sh` builds (`--workspace --tests`): the tests' dev-dependencies
+# turn on features of shared crates (syn's `fold`, for one), and a build without them
+# compiles wasmtime and every proc-macro user a second time (about 11 minutes on 2 cores).
+cargo build --quiet --workspace --bins --tests
 target=${CARGO_TARGET_DIR:-$root/target}
 latchkey=$target/debug/latchkey
 guests=$target/guests/wasm32-wasip2/release
