@@ -445,3 +445,60 @@ fn over_stdio_latchkey_mcp_runs_tools_as_the_acting_principal() {
         "{seen}"
     );
 }
+
+/// Sessions are bounded: each open one holds a server and its tasks on the host until it
+/// ends or idles out, so a client opening sessions in a loop would grow the host's memory
+/// without bound. Past `--max-mcp-sessions` a new session is refused (503, naming the
+/// limit); closing one makes room, and the rest of the server is untouched.
+#[test]
+fn mcp_sessions_are_bounded_and_a_closed_one_makes_room() {
+    let up = Upstream::start_blocking().unwrap();
+    let (cli, admin) = store_with_admin();
+    let s = Server::start(&cli, &["--max-mcp-sessions", "2"]);
+    register_probe(&s, &admin);
+    put_secret(&s, &admin, &up);
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}});
+    let open = || {
+        s.req("POST", "/mcp", Some(&admin))
+            .header("accept", "application/json, text/event-stream")
+            .header("content-type", "application/json")
+            .body(init.to_string())
+            .send()
+            .unwrap()
+    };
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let r = open();
+        assert_eq!(r.status(), StatusCode::OK);
+        let id = r.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+        ids.push(id);
+    }
+    let r = open();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let text = r.text().unwrap();
+    assert!(
+        text.contains("--max-mcp-sessions") && text.contains('2'),
+        "{text}"
+    );
+    // The API and the sessions already open still answer.
+    assert_eq!(
+        s.req("GET", "/healthz", None).send().unwrap().status(),
+        StatusCode::OK
+    );
+    // A client that ends its session makes room for another.
+    let r = s
+        .req("DELETE", "/mcp", Some(&admin))
+        .header("mcp-session-id", &ids[0])
+        .send()
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let mut opened = false;
+    for _ in 0..50 {
+        if open().status() == StatusCode::OK {
+            opened = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(opened, "a closed session did not make room");
+}

@@ -443,12 +443,13 @@ pub async fn serve_stdio(server: McpServer) -> Result<(), std::io::Error> {
 /// `/mcp`: the SDK's Streamable HTTP service, one [`McpServer`] per session, behind
 /// [`authenticate`]. Its body limit leaves room for the JSON-RPC envelope around a tool
 /// input of the server's JSON limit, which the tool call itself checks and names.
+/// The SDK's session manager: sessions by id, each ended by its client or after 5
+/// minutes idle.
+pub type Sessions = rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+
 pub(crate) fn service(
     state: Arc<AppState>,
-) -> rmcp::transport::StreamableHttpService<
-    McpServer,
-    rmcp::transport::streamable_http_server::session::local::LocalSessionManager,
-> {
+) -> rmcp::transport::StreamableHttpService<McpServer, Sessions> {
     use rmcp::transport::streamable_http_server::StreamableHttpServerConfig;
     // The bearer token is what keeps another site out (a page rebinding a name to this
     // host has no token); off loopback the server speaks TLS under names of its own.
@@ -459,7 +460,7 @@ pub(crate) fn service(
     let factory = state.clone();
     rmcp::transport::StreamableHttpService::new(
         move || Ok(McpServer::http(factory.clone())),
-        Default::default(),
+        state.mcp_sessions.clone(),
         config,
     )
 }
@@ -476,6 +477,17 @@ pub(crate) async fn authenticate(
     let (mut parts, body) = req.into_parts();
     match crate::extract::Caller::from_request_parts(&mut parts, &state).await {
         Ok(crate::extract::Caller(principal)) => {
+            // A request without a session id opens one: refused past the bound, so that
+            // what clients open cannot grow the host's memory without end.
+            let opens = parts.method == axum::http::Method::POST
+                && !parts.headers.contains_key("mcp-session-id");
+            let max = state.limits.max_mcp_sessions;
+            if opens && state.mcp_sessions.sessions.read().await.len() >= max {
+                return ApiError::unavailable(format!(
+                    "{max} MCP sessions are open on this host (latchkey serve --max-mcp-sessions); close one (DELETE /mcp) or try again shortly"
+                ))
+                .into_response();
+            }
             parts.extensions.insert(principal);
             next.run(axum::extract::Request::from_parts(parts, body))
                 .await

@@ -18,6 +18,9 @@ pub struct ServerLimits {
     pub max_component_bytes: usize,
     /// Authenticated requests per principal per second.
     pub requests_per_second: u32,
+    /// MCP sessions kept open at most (each holds a server and its tasks until it ends or
+    /// idles out).
+    pub max_mcp_sessions: usize,
 }
 
 impl Default for ServerLimits {
@@ -26,6 +29,7 @@ impl Default for ServerLimits {
             max_json_bytes: 256 << 10,
             max_component_bytes: 64 << 20,
             requests_per_second: 200,
+            max_mcp_sessions: 1000,
         }
     }
 }
@@ -68,6 +72,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Cancelled when shutdown begins: ends `/mcp` sessions and their event streams.
     pub mcp_streams: tokio_util::sync::CancellationToken,
+    /// The open `/mcp` sessions (counted against `max_mcp_sessions`).
+    pub mcp_sessions: Arc<crate::mcp::Sessions>,
 }
 
 impl AppState {
@@ -80,6 +86,7 @@ impl AppState {
             limiter: Default::default(),
             metrics: Default::default(),
             mcp_streams: Default::default(),
+            mcp_sessions: Default::default(),
         }
     }
 

@@ -56,6 +56,10 @@ pub struct ServeCommand {
     /// Largest JSON request body, in KiB.
     #[arg(long, default_value_t = 256, value_name = "KIB")]
     pub max_json_kib: usize,
+    /// MCP sessions (`/mcp`) this host keeps open at most; more get 503. A session ends
+    /// when its client closes it or after 5 minutes idle.
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    pub max_mcp_sessions: usize,
     /// Largest component upload, in MiB.
     #[arg(long, default_value_t = 64, value_name = "MIB")]
     pub max_component_mib: usize,
@@ -89,6 +93,7 @@ impl ServeCommand {
                 self.requests_per_second as usize,
                 1 << 20,
             )? as u32,
+            max_mcp_sessions: in_range("--max-mcp-sessions", self.max_mcp_sessions, 1 << 20)?,
         };
         if self.drain > 3600 {
             bail!("--drain must be at most 3600 seconds");
