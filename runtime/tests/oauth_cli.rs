@@ -141,24 +141,40 @@ fn two_hosts_sharing_a_store_refresh_a_token_once_between_them() {
     assert_eq!(meta["version"], 2, "{meta}");
     assert_eq!(meta["oauth"]["grant"], "refresh-token", "{meta}");
 
-    // The server's API takes the same credential: a client-credentials one set on B.
+    // The server's API takes the same credential: a client-credentials one set on B. The
+    // endpoint has one name in requests and answers, `oauth.url`.
     let r = b.json(
         "PUT",
         "/v1/secrets/APP?scope=workspace:default",
         &admin,
         json!({"value": json!({"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}).to_string(),
                "kind": "oauth2",
-               "oauth": {"token_url": token_url, "grant": "client-credentials"},
-               "binding": {"hosts": [api], "inject": ["header:authorization"], "allow_http": true}}),
+               "oauth": {"url": token_url, "grant": "client-credentials"},
+               "binding": {"hosts": [api], "locations": ["header:authorization"], "allow_http": true}}),
     );
     assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().unwrap());
+    let meta: Value = r.json().unwrap();
+    assert_eq!(meta["oauth"]["url"], token_url.as_str(), "{meta}");
+    // Both names at once is refused, naming the field, and stores nothing.
+    let r = b.json(
+        "PUT",
+        "/v1/secrets/TWICE?scope=workspace:default",
+        &admin,
+        json!({"value": json!({"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}).to_string(),
+               "kind": "oauth2",
+               "oauth": {"url": token_url, "token_url": token_url, "grant": "client-credentials"},
+               "binding": {"hosts": [api], "locations": ["header:authorization"], "allow_http": true}}),
+    );
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.text().unwrap().contains("url"));
     p.set_delay(Duration::ZERO);
     let out = run_me(&a, &admin, &p, "APP");
     assert_eq!(out["status"], 200, "{out}");
     let reqs = p.token_requests();
     assert_eq!(reqs.len(), 2);
     assert_eq!(reqs[1].form["grant_type"], "client_credentials");
-    // A bad endpoint is a 400 naming the problem.
+    // A bad endpoint is a 400 naming the problem (`token_url`, the field's earlier name,
+    // is still accepted).
     let r = b.json(
         "PUT",
         "/v1/secrets/BAD?scope=workspace:default",

@@ -285,7 +285,6 @@
   function kindNote(s) {
     const parts = [];
     if (s.kind) parts.push(s.kind);
-    // A request names the endpoint `token_url`; the metadata read back names it `url`.
     if (s.oauth) parts.push('via ' + s.oauth.url);
     if (s.quota) {
       const q = [];
@@ -392,7 +391,7 @@
       return { signer: { jwt } };
     }
     if (kind === 'oauth2') {
-      return { oauth: { token_url: e.oauth_token_url.value.trim(), grant: e.oauth_grant.value, scope: optional(e.oauth_scope) } };
+      return { oauth: { url: e.oauth_token_url.value.trim(), grant: e.oauth_grant.value, scope: optional(e.oauth_scope) } };
     }
     return {};
   }

@@ -84,8 +84,11 @@ pub struct PutSecret {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OAuthBody {
-    /// The token endpoint: https (plain http only to a loopback address).
-    pub token_url: String,
+    /// The token endpoint: https (plain http only to a loopback address), named `url` as
+    /// answers name it (`oauth.url`). `token_url`, this field's earlier name in requests,
+    /// is still accepted for it.
+    #[serde(alias = "token_url")]
+    pub url: String,
     /// `refresh-token` (default) or `client-credentials`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grant: Option<String>,

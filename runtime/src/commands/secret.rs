@@ -574,7 +574,7 @@ impl SecretCommand {
                     quota: args.quota.given().then(|| args.quota.quota()).transpose()?,
                     kind: (args.kind != "static").then(|| args.kind.clone()),
                     oauth: oauth.map(|e| api::OAuthBody {
-                        token_url: e.as_str().to_owned(),
+                        url: e.as_str().to_owned(),
                         grant: Some(e.grant.to_string()),
                         scope: e.scope.clone(),
                     }),

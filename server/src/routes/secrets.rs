@@ -126,7 +126,7 @@ fn token_endpoint_of(o: &crate::api::OAuthBody) -> Result<TokenEndpoint, ApiErro
             ))
         })?,
     };
-    TokenEndpoint::new(&o.token_url, o.scope.clone(), grant)
+    TokenEndpoint::new(&o.url, o.scope.clone(), grant)
         .map_err(|e| ApiError::bad_request(format!("oauth: {e}")))
 }
 
