@@ -578,3 +578,24 @@ async fn wrong_master_key_and_corrupted_record_give_clear_errors() {
     assert!(matches!(err.error, RunError::Trap(_)), "{err}");
     assert!(err.to_string().contains("cannot be opened"), "{err}");
 }
+
+/// A request that cannot reach its destination says which one (the step and the operator
+/// must know what to fix), and carries no credential in the message.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_transport_error_names_the_destination() {
+    let up = Upstream::start().await.unwrap();
+    let (_s, rt, step) = probe_with_token(&up, "tok-closed-port-4d8e2b7a1c9f");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let url = format!("http://127.0.0.1:{port}/x?q=1");
+    let failure = run(&rt, &step, json!({"action": "fetch", "url": url}))
+        .await
+        .unwrap_err();
+    let err = failure.error.to_string();
+    assert!(err.contains(&format!("http://127.0.0.1:{port}: ")), "{err}");
+    assert!(
+        !err.contains("/x?q=1"),
+        "the URL's path and query stay out: {err}"
+    );
+}

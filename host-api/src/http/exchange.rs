@@ -30,6 +30,14 @@ pub(super) async fn exchange(
     limits: &Limits,
     timeout: Duration,
 ) -> Result<Received, Error> {
+    // Named in a transport error: scheme, host and port only (a query can hold a value).
+    let destination = format!(
+        "{}://{}:{}",
+        out.url.scheme(),
+        out.url.host_str().unwrap_or_default(),
+        out.url.port_or_known_default().unwrap_or_default()
+    );
+    let transport_error = |e| transport_error(e, &destination);
     let mut rb = client.request(out.method, out.url).headers(out.headers);
     if let Some(b) = out.body {
         rb = rb.body(b.to_vec());
@@ -75,14 +83,15 @@ pub(super) async fn exchange(
     }
 }
 
-/// A transport error in words the guest may see: no URL (it may carry a query
-/// credential), and destination refusals reported as such. Scrubbed by the caller.
-fn transport_error(e: reqwest::Error) -> Error {
+/// A transport error in words the guest may see: the destination it failed to reach, no
+/// URL (it may carry a query credential), and destination refusals reported as such.
+/// Scrubbed by the caller.
+fn transport_error(e: reqwest::Error, destination: &str) -> Error {
     if e.is_timeout() {
         return Error::Timeout;
     }
     if let Some(r) = DestinationRefused::behind(&e) {
         return Error::Denied(r.to_string());
     }
-    Error::Transport(failure_text(e))
+    Error::Transport(format!("{destination}: {}", failure_text(e)))
 }
