@@ -132,8 +132,26 @@ fn command_line() -> clap::Command {
         .mut_subcommand("mcp", local)
 }
 
+/// Output piped into a reader that stops early (`latchkey audit | head`) ends the process
+/// quietly, as it does other Unix tools. Rust ignores SIGPIPE, so every later write fails
+/// (and `println!` panics) with "Broken pipe" instead. Not for `serve`: a client hanging up
+/// on one of its sockets must not stop the server.
+fn quiet_on_closed_pipe() {
+    // SAFETY: called first thing in main, before any thread exists; SIG_DFL is a valid
+    // disposition for SIGPIPE, and nothing in this process relies on it being ignored
+    // except the server, which never gets here.
+    #[cfg(unix)]
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::from_arg_matches(&command_line().get_matches()).unwrap_or_else(|e| e.exit());
+    if !matches!(cli.command, Command::Serve(_)) {
+        quiet_on_closed_pipe();
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("LATCHKEY_LOG")

@@ -699,3 +699,25 @@ fn audit_lines_cannot_carry_terminal_control_sequences() {
         "{printed:?}"
     );
 }
+
+/// Output piped into a reader that stops early (`| head`) ends the command quietly, as it
+/// does other Unix tools: no "Broken pipe" error, no panic message.
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .args(["completions", "bash"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    {
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        out.read_line(&mut first).unwrap();
+    }
+    let done = child.wait_with_output().unwrap();
+    assert!(first.starts_with("_latchkey"), "{first}");
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    assert!(stderr.is_empty(), "{stderr}");
+}
