@@ -31,12 +31,15 @@ pub(super) async fn exchange(
     timeout: Duration,
 ) -> Result<Received, Error> {
     // Named in a transport error: scheme, host and port only (a query can hold a value).
-    let destination = format!(
-        "{}://{}:{}",
-        out.url.scheme(),
-        out.url.host_str().unwrap_or_default(),
-        out.url.port_or_known_default().unwrap_or_default()
-    );
+    let destination = match out.url.host() {
+        // `Host`'s Display brackets an IPv6 address.
+        Some(host) => format!(
+            "{}://{host}:{}",
+            out.url.scheme(),
+            out.url.port_or_known_default().unwrap_or_default()
+        ),
+        None => out.url.scheme().to_owned(),
+    };
     let transport_error = |e| transport_error(e, &destination);
     let mut rb = client.request(out.method, out.url).headers(out.headers);
     if let Some(b) = out.body {
