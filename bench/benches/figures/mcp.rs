@@ -2,13 +2,9 @@
 //! per client) against the same run through `POST /v1/runs` on the same server, at 1 and 10
 //! concurrent clients. Target: an MCP call at most 1.2× the API's median latency.
 
-use super::{CMD, Figure, Samples, TOKEN, ns_to_us, print, read_guest};
+use super::{CMD, Figure, Samples, ns_to_us, print, read_guest};
 use anyhow::{Context, Result};
-use latchkey_host::policy::{AddressPolicy, BindingSpec, HostPattern, InjectLocation};
-use latchkey_host::sandbox::RuntimeConfig;
-use latchkey_host::secret::{CredentialKey, SecretValue};
-use latchkey_host::store::{MasterKey, Scope, SecretSpec};
-use latchkey_host::{Latchkey, Options, Principal, Role};
+use latchkey_host::{Principal, Role};
 use latchkey_server::{ServeConfig, ServerLimits};
 use latchkey_tests::upstream::Upstream;
 use serde_json::{Value, json};
@@ -96,38 +92,9 @@ pub async fn figures(quick: bool) -> Result<Vec<Figure>> {
     let up = Upstream::start().await?;
     let input = json!({"action": "fetch", "url": up.url("/status/200"), "key": "BENCH_TOKEN"});
     let dir = tempfile::tempdir()?;
-    let options = Options {
-        runtime: RuntimeConfig {
-            address_policy: AddressPolicy::loopback(),
-            pool_instances: 64,
-            ..RuntimeConfig::default()
-        },
-        cache_dir: Some(dir.path().join("cache")),
-        runs: Default::default(),
-    };
-    let lk = Latchkey::init(&dir.path().join("store"), &MasterKey::generate()?, options)?;
+    // The store and admin token the `serve` figures use: the same host configuration.
+    let (lk, token) = super::serve::latchkey(dir.path())?;
     let admin = Principal::new("bench", Role::Admin)?;
-    let binding = BindingSpec {
-        hosts: vec![HostPattern::parse("127.0.0.1:*")?],
-        locations: vec![InjectLocation::parse("header:authorization")?],
-        allow_http: true,
-        ..BindingSpec::default()
-    }
-    .build()?;
-    lk.set_secret(
-        &admin,
-        &Scope::parse("workspace:default")?,
-        &CredentialKey::new("BENCH_TOKEN")?,
-        SecretValue::new(TOKEN.as_bytes().to_vec())?,
-        SecretSpec {
-            integration: "http".into(),
-            binding,
-            allow_weak_value: true,
-            quota: Default::default(),
-            kind: Default::default(),
-            oauth: None,
-        },
-    )?;
     lk.register_component(
         &admin,
         &read_guest("probe")?,
@@ -136,8 +103,6 @@ pub async fn figures(quick: bool) -> Result<Vec<Figure>> {
             ..Default::default()
         },
     )?;
-    let (_, token) = lk.create_token(&admin, "bench", Role::Admin)?;
-    let token = token.expose().to_owned();
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let config = ServeConfig {
         listen: "127.0.0.1:0".parse()?,

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A store holding BENCH_TOKEN bound to loopback, and an admin token for it.
-fn latchkey(dir: &std::path::Path) -> Result<(Latchkey, String)> {
+pub(super) fn latchkey(dir: &std::path::Path) -> Result<(Latchkey, String)> {
     let options = Options {
         runtime: RuntimeConfig {
             address_policy: AddressPolicy::loopback(),
