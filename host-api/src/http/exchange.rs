@@ -30,17 +30,6 @@ pub(super) async fn exchange(
     limits: &Limits,
     timeout: Duration,
 ) -> Result<Received, Error> {
-    // Named in a transport error: scheme, host and port only (a query can hold a value).
-    let destination = match out.url.host() {
-        // `Host`'s Display brackets an IPv6 address.
-        Some(host) => format!(
-            "{}://{host}:{}",
-            out.url.scheme(),
-            out.url.port_or_known_default().unwrap_or_default()
-        ),
-        None => out.url.scheme().to_owned(),
-    };
-    let transport_error = |e| transport_error(e, &destination);
     let mut rb = client.request(out.method, out.url).headers(out.headers);
     if let Some(b) = out.body {
         rb = rb.body(b.to_vec());
@@ -86,15 +75,25 @@ pub(super) async fn exchange(
     }
 }
 
-/// A transport error in words the guest may see: the destination it failed to reach, no
-/// URL (it may carry a query credential), and destination refusals reported as such.
+/// A transport error in words the guest may see: the destination it failed to reach
+/// (scheme, host and port, from the error's own URL: only on failure), never the URL's path
+/// or query (a query can carry a credential), and destination refusals reported as such.
 /// Scrubbed by the caller.
-fn transport_error(e: reqwest::Error, destination: &str) -> Error {
+fn transport_error(e: reqwest::Error) -> Error {
     if e.is_timeout() {
         return Error::Timeout;
     }
     if let Some(r) = DestinationRefused::behind(&e) {
         return Error::Denied(r.to_string());
     }
-    Error::Transport(format!("{destination}: {}", failure_text(e)))
+    let destination = e.url().and_then(|url| {
+        // `Host`'s Display brackets an IPv6 address.
+        let port = url.port_or_known_default().unwrap_or_default();
+        Some(format!("{}://{}:{port}: ", url.scheme(), url.host()?))
+    });
+    Error::Transport(format!(
+        "{}{}",
+        destination.unwrap_or_default(),
+        failure_text(e)
+    ))
 }
