@@ -37,6 +37,15 @@ pub(crate) fn id(storage_id: &[u8], version: u64) -> Vec<u8> {
     id
 }
 
+/// The storage id and version an [`id`] was made of; `None` if it is not one.
+pub(crate) fn split_id(id: &[u8]) -> Option<(&[u8], u64)> {
+    let (storage_id, version) = id.split_last_chunk::<8>()?;
+    let (0, storage_id) = storage_id.split_last()? else {
+        return None;
+    };
+    Some((storage_id, u64::from_be_bytes(*version)))
+}
+
 /// What is stored: when the value was retired (ms since the epoch), then its record.
 pub(crate) fn encode(retired_at_ms: u64, record: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(8 + record.len());
@@ -66,6 +75,8 @@ mod tests {
         let a = id(b"workspace:acme/KEY", 3);
         assert!(a.starts_with(&prefix(b"workspace:acme/KEY")));
         assert!(!a.starts_with(&prefix(b"workspace:acme/KE")));
+        assert_eq!(split_id(&a), Some((&b"workspace:acme/KEY"[..], 3)));
+        assert_eq!(split_id(b"no version"), None);
         assert_eq!(decode(&encode(7, b"rec")), Some((7, &b"rec"[..])));
         assert_eq!(decode(b"short"), None);
         assert!(in_grace(1000, 1999, Duration::from_secs(1)));

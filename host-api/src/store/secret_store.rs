@@ -834,11 +834,7 @@ impl SecretStore {
         // Rotated-away values too: resolution opens them to scrub for them, and a damaged
         // one fails every fetch of its credential.
         for (rid, bytes) in self.backend.scan(NS_RETIRED, b"")? {
-            let (storage_id, version) = match rid.len().checked_sub(9) {
-                Some(n) if rid[n] == 0 => (&rid[..n], &rid[n + 1..]),
-                _ => (&rid[..], &[][..]),
-            };
-            let version = <[u8; 8]>::try_from(version).map_or(0, u64::from_be_bytes);
+            let (storage_id, version) = retired::split_id(&rid).unwrap_or((&rid, 0));
             let text = format!(
                 "{} (retired version {version})",
                 String::from_utf8_lossy(storage_id).replace('\u{0}', " ")
