@@ -767,16 +767,25 @@ fn two_thousand_runs_from_fifty_clients_end_without_errors_or_leaks() {
     assert_eq!(wave(4), 0);
     let before = fds_and_rss(s.child.id());
     assert_eq!(wave(40), 0, "2,000 runs had errors");
-    // Connections of finished clients close asynchronously.
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    let after = fds_and_rss(s.child.id());
+    // Connections of finished clients close asynchronously, and the server's pool to the
+    // upstream may keep up to one idle connection per concurrent client: a leak is what
+    // grows with the 2,000 runs, not with the 50 clients. Wait for the count to settle.
+    let margin = 50;
+    let settled = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let after = loop {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let now = fds_and_rss(s.child.id());
+        if now.0 <= before.0 + margin || std::time::Instant::now() > settled {
+            break now;
+        }
+    };
     eprintln!(
         "2000 runs from 50 clients: fds {} -> {}, VmRSS {} -> {} KiB",
         before.0, after.0, before.1, after.1
     );
     assert!(
-        after.0 <= before.0 + 10,
-        "open files grew: {before:?} -> {after:?}"
+        after.0 <= before.0 + margin,
+        "open files grew by more than one per client: {before:?} -> {after:?}"
     );
     assert!(
         after.1 <= before.1 + 64 * 1024,
