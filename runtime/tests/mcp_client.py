@@ -21,7 +21,7 @@ from mcp.client.streamable_http import streamable_http_client
 def transport(cfg):
     if "url" in cfg:
         headers = {"Authorization": f"Bearer {cfg['token']}"} if cfg.get("token") else {}
-        http = httpx2.AsyncClient(headers=headers, timeout=60)
+        http = httpx2.AsyncClient(headers=headers, timeout=cfg.get("timeout_s", 60))
         return streamable_http_client(cfg["url"], http_client=http)
     return StdioServerParameters(command=cfg["command"], args=cfg["args"], env=cfg.get("env"))
 

@@ -229,6 +229,13 @@ fn every_endpoint_answers_every_caller_as_its_role_allows() {
             [403, 403, 200],
         ),
         ("GET", "/v1/runs".into(), None, [200, 200, 200]),
+        ("GET", "/v1/scripts".into(), None, [200, 200, 200]),
+        (
+            "PUT",
+            "/v1/scripts".into(),
+            Some(json!({"enabled": true, "max_keys": ["K"]})),
+            [403, 403, 200],
+        ),
         (
             "GET",
             format!("/v1/runs/{admin_run}"),

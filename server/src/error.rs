@@ -149,9 +149,27 @@ impl From<Error> for ApiError {
                 "too-many-requests",
                 m.clone(),
             ),
+            Error::Script(s) => script_error(s),
             Error::Backend(b) if unreachable_store(b) => ApiError::unavailable(chain(&e)),
             _ => ApiError::internal(chain(&e)),
         }
+    }
+}
+
+fn script_error(e: &latchkey_host::ScriptError) -> ApiError {
+    use latchkey_host::ScriptError as S;
+    match e {
+        S::Disabled | S::KeyNotAllowed { .. } => ApiError::forbidden(e.to_string()),
+        S::NoToolchain(_) => ApiError::unavailable(e.to_string()),
+        S::Busy => ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too-many-requests",
+            e.to_string(),
+        ),
+        S::Key(_) | S::Policy(_) | S::TooLarge { .. } | S::Build(_) | S::BuildTimeout(_) => {
+            ApiError::bad_request(e.to_string())
+        }
+        S::Io(_) => ApiError::internal(chain(e)),
     }
 }
 

@@ -113,6 +113,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/workflows/{name}/check"),
     ("get", "/v1/components"),
     ("post", "/v1/components"),
+    ("get", "/v1/scripts"),
+    ("put", "/v1/scripts"),
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),
@@ -152,6 +154,10 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/workflows/{name}", put(registry::register_workflow))
         .route("/workflows/{name}/check", post(registry::check))
         .route("/components", get(registry::list_components))
+        .route(
+            "/scripts",
+            get(registry::script_policy).put(registry::set_script_policy),
+        )
         .layer(json_limit)
         .merge(
             Router::new()

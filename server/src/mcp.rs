@@ -93,6 +93,17 @@ impl McpServer {
         }
     }
 
+    /// A tool error when `input` is over the server's JSON limit.
+    fn too_large(&self, input: &str) -> Option<CallToolResponse> {
+        (input.len() > self.max_input_bytes).then(|| {
+            tool_error(format!(
+                "the input is {} bytes of JSON; this server takes at most {} bytes",
+                input.len(),
+                self.max_input_bytes
+            ))
+        })
+    }
+
     fn draining(&self) -> bool {
         match &self.caller {
             Caller::Bearer(state) => state.draining.load(Ordering::SeqCst),
@@ -133,13 +144,25 @@ impl McpServer {
 
 type NotifyFuture = std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>;
 
-/// A tool: a registration the caller may run.
+/// A tool: a registration the caller may run, or the script tool.
 struct Entry {
     tool: String,
-    target: RunTarget,
+    target: Target,
     description: String,
     schema: Option<serde_json::Value>,
 }
+
+/// What calling a tool does.
+enum Target {
+    /// Runs a registered workflow or component.
+    Run(RunTarget),
+    /// Builds and runs an agent-written script (`run_script`).
+    Script,
+}
+
+/// The script tool's name, unless a registration already has it (then
+/// `latchkey.run_script`).
+const SCRIPT_TOOL: &str = "run_script";
 
 /// The tools `by` may run: every registered workflow under its name, then every named
 /// component under its name, or `component.NAME` when a workflow has that name. Calls look
@@ -155,7 +178,7 @@ fn catalog(latchkey: &Latchkey, by: &Principal) -> Result<Vec<Entry>, latchkey_h
         let steps = w.workflow.steps.len();
         out.push(Entry {
             tool: name.clone(),
-            target: RunTarget::Workflow(name.clone()),
+            target: Target::Run(RunTarget::Workflow(name.clone())),
             description: w.workflow.description.clone().unwrap_or_else(|| {
                 format!("Runs the registered workflow {name} ({steps} step(s)) in Latchkey's sandbox, with keys it can use but not read.")
             }),
@@ -175,14 +198,91 @@ fn catalog(latchkey: &Latchkey, by: &Principal) -> Result<Vec<Entry>, latchkey_h
         }
         out.push(Entry {
             tool,
-            target: RunTarget::Component(name.clone()),
+            target: Target::Run(RunTarget::Component(name.clone())),
             description: c.description.clone().unwrap_or_else(|| {
                 format!("Runs the registered component {name} ({}) in Latchkey's sandbox, with keys it can use but not read.", c.digest)
             }),
             schema: c.input_schema.clone(),
         });
     }
+    let scripts = latchkey.script_policy(by)?;
+    if scripts.enabled {
+        let tool = if taken.contains(SCRIPT_TOOL) {
+            format!("latchkey.{SCRIPT_TOOL}")
+        } else {
+            SCRIPT_TOOL.to_owned()
+        };
+        out.push(script_entry(tool, &scripts.max_keys));
+    }
     Ok(out)
+}
+
+/// The script tool: what it does, and the keys it may be asked to use.
+fn script_entry(tool: String, max_keys: &[String]) -> Entry {
+    let keys = if max_keys.is_empty() {
+        "none: scripts run keyless".to_owned()
+    } else {
+        max_keys.join(", ")
+    };
+    let description = format!(
+        "Builds and runs a step you write, in Latchkey's WebAssembly sandbox, as you. `source` is a \
+         TypeScript or JavaScript module using the latchkey-sdk package, e.g. \
+         `import {{ step, credential, fetch }} from 'latchkey-sdk'; export const run = step(async (input) => \
+         {{ const r = await fetch('https://slack.com/api/chat.postMessage', {{ method: 'POST', headers: \
+         {{ authorization: ['Bearer ', credential('SLACK_TOKEN')] }}, body: JSON.stringify(input) }}); \
+         return {{ status: r.status, body: await r.json() }}; }});`. Only latchkey-sdk may be imported; there is \
+         no file system, environment or network but the SDK's fetch. `keys` are the credentials it \
+         may use (allowed: {keys}); the host puts each into requests to where it is bound and \
+         scrubs it from responses: no script can read, return, log or send a key elsewhere. \
+         `input` is the step's input. The first call with a source builds it (seconds); the same \
+         source again runs at once."
+    );
+    let key_items = if max_keys.is_empty() {
+        serde_json::json!({"type": "string"})
+    } else {
+        serde_json::json!({"type": "string", "enum": max_keys})
+    };
+    let schema = serde_json::json!({
+        "type": "object",
+        "properties": {
+            "source": {"type": "string", "description": "the step's TypeScript or JavaScript source, exporting `run`"},
+            "keys": {"type": "array", "items": key_items, "uniqueItems": true, "description": "the credentials the step may use"},
+            "input": {"description": "the step's input (JSON); default {}"},
+        },
+        "required": ["source"],
+        "additionalProperties": false,
+    });
+    Entry {
+        tool,
+        target: Target::Script,
+        description,
+        schema: Some(schema),
+    }
+}
+
+/// A `run_script` call's arguments, refused with what is wrong.
+fn script_spec(
+    arguments: serde_json::Map<String, serde_json::Value>,
+) -> Result<latchkey_host::ScriptSpec, String> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Args {
+        source: String,
+        #[serde(default)]
+        keys: Vec<String>,
+        #[serde(default)]
+        input: Option<serde_json::Value>,
+    }
+    let args: Args = serde_json::from_value(serde_json::Value::Object(arguments))
+        .map_err(|e| format!("{SCRIPT_TOOL}'s arguments: {e} (it takes source, keys and input)"))?;
+    Ok(latchkey_host::ScriptSpec {
+        source: args.source,
+        keys: args.keys,
+        input: args
+            .input
+            .unwrap_or_else(|| serde_json::Value::Object(Default::default()))
+            .to_string(),
+    })
 }
 
 impl Entry {
@@ -306,16 +406,29 @@ impl ServerHandler for McpServer {
                 "the server is shutting down; call the tool again on another host",
             ));
         }
-        let input = serde_json::Value::Object(request.arguments.unwrap_or_default()).to_string();
-        if input.len() > self.max_input_bytes {
-            return Ok(tool_error(format!(
-                "the input is {} bytes of JSON; this server takes at most {} bytes",
-                input.len(),
-                self.max_input_bytes
-            )));
+        let arguments = request.arguments.unwrap_or_default();
+        let target = match entry.target {
+            Target::Run(target) => target,
+            Target::Script => {
+                let spec = match script_spec(arguments) {
+                    Ok(spec) => spec,
+                    Err(e) => return Ok(tool_error(e)),
+                };
+                if let Some(refused) = self.too_large(&spec.input) {
+                    return Ok(refused);
+                }
+                return match self.latchkey.run_script(&by, spec).await {
+                    Ok(record) => Ok(tool_result(&record)),
+                    Err(e) => Ok(tool_error(message(e))),
+                };
+            }
+        };
+        let input = serde_json::Value::Object(arguments).to_string();
+        if let Some(refused) = self.too_large(&input) {
+            return Ok(refused);
         }
         let spec = RunSpec {
-            target: entry.target,
+            target,
             input,
             choices: Default::default(),
         };

@@ -34,6 +34,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         registry::check,
         registry::list_components,
         registry::register_component,
+        registry::script_policy,
+        registry::set_script_policy,
         routes::healthz,
         routes::readyz,
         routes::metrics,

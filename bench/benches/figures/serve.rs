@@ -25,6 +25,10 @@ pub(super) fn latchkey(dir: &std::path::Path) -> Result<(Latchkey, String)> {
             ..RuntimeConfig::default()
         },
         cache_dir: Some(dir.join("cache")),
+        scripts: latchkey_host::ScriptOptions {
+            sdk: Some(latchkey_tests::steps::root().join("guest-sdk/js")),
+            ..Default::default()
+        },
         runs: latchkey_host::RunLimits {
             max_concurrent: 256,
             max_waiting: 1024,

@@ -14,11 +14,15 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const USAGE = `usage: latchkey-build STEP.js|STEP.ts [-o OUT.wasm]
+const USAGE = `usage: latchkey-build STEP.js|STEP.ts [-o OUT.wasm] [--only-sdk]
 
 Builds a Latchkey workflow step from a JavaScript or TypeScript module that exports
 \`run\` (normally \`export const run = step((input) => ...)\` with step from latchkey-sdk).
-The component is written to OUT.wasm (default: STEP.wasm beside the source).`;
+The component is written to OUT.wasm (default: STEP.wasm beside the source).
+
+--only-sdk  refuse every import but latchkey-sdk and read no tsconfig.json: the bundle is
+            the step and the SDK, nothing from the disk (how a server builds code it did
+            not write, such as an agent's script).`;
 
 const here = dirname(fileURLToPath(import.meta.url));
 const sdk = resolve(here, '..', 'src', 'index.js');
@@ -38,6 +42,7 @@ function fail(message) {
 function parseArgs(argv) {
   let source;
   let out;
+  let onlySdk = false;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '-h' || a === '--help') {
@@ -46,6 +51,8 @@ function parseArgs(argv) {
     } else if (a === '-o' || a === '--out') {
       out = argv[++i];
       if (!out) fail(`${a} needs a file name\n${USAGE}`);
+    } else if (a === '--only-sdk') {
+      onlySdk = true;
     } else if (a.startsWith('-')) {
       fail(`unknown option ${a}\n${USAGE}`);
     } else if (source) {
@@ -57,7 +64,7 @@ function parseArgs(argv) {
   if (!source) fail(`no step given\n${USAGE}`);
   if (!existsSync(source)) fail(`${source}: no such file`);
   out ??= join(dirname(source), `${basename(source, extname(source))}.wasm`);
-  return { source: resolve(source), out: resolve(out) };
+  return { source: resolve(source), out: resolve(out), onlySdk };
 }
 
 /**
@@ -81,8 +88,29 @@ async function tools() {
   }
 }
 
+/**
+ * The esbuild plugin of `--only-sdk`: the entry point, the SDK and the SDK's own WIT imports
+ * resolve; anything else (a relative or absolute file, a package, a `with { type: 'text' }`
+ * import of a file) is an error, so no file of the building host can be bundled.
+ */
+const onlySdkPlugin = {
+  name: 'latchkey-only-sdk',
+  setup(b) {
+    b.onResolve({ filter: /.*/ }, (args) => {
+      if (args.kind === 'entry-point') return undefined;
+      if (args.path === 'latchkey-sdk' || args.path === sdk) return { path: sdk };
+      if (args.importer === sdk && args.path.startsWith('latchkey:')) {
+        return { path: args.path, external: true };
+      }
+      return {
+        errors: [{ text: `only latchkey-sdk may be imported, not ${JSON.stringify(args.path)}` }],
+      };
+    });
+  },
+};
+
 async function main() {
-  const { source, out } = parseArgs(process.argv.slice(2));
+  const { source, out, onlySdk } = parseArgs(process.argv.slice(2));
   if (!wit) fail(`the WIT files of latchkey:workflow@${WIT_VERSION} are missing beside ${here}`);
   const { build, componentize } = await tools();
   const bundled = await build({
@@ -94,9 +122,10 @@ async function main() {
     target: 'es2022',
     metafile: true,
     logLevel: 'silent',
-    alias: { 'latchkey-sdk': sdk },
-    external: ['latchkey:*'],
-  }).catch((e) => fail(`${source}: ${e.message}`));
+    ...(onlySdk
+      ? { plugins: [onlySdkPlugin], tsconfigRaw: {} }
+      : { alias: { 'latchkey-sdk': sdk }, external: ['latchkey:*'] }),
+  }).catch((e) => fail(`${basename(source)}: ${e.message}`));
   const output = Object.values(bundled.metafile.outputs)[0];
   if (!output.exports.includes('run')) {
     fail(`${source} does not export \`run\`: add \`export const run = step((input) => ...)\``);

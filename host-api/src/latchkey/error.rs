@@ -99,6 +99,10 @@ pub enum Error {
     /// This host has as many runs as it takes; the message says so.
     #[error("{0}")]
     Busy(String),
+    /// An agent-written script was not run: off, a key it may not ask for, no toolchain
+    /// on this host, or its build failed.
+    #[error(transparent)]
+    Script(#[from] crate::scripts::ScriptError),
     /// The threads runs execute on could not start.
     #[error("starting the run pool")]
     RunPool(#[source] std::io::Error),

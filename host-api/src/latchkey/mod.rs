@@ -7,6 +7,7 @@ mod audit;
 mod error;
 mod manage;
 mod platform;
+mod scripts;
 mod workflow_check;
 mod workflow_run;
 
@@ -37,6 +38,8 @@ pub struct Options {
     pub cache_dir: Option<PathBuf>,
     /// How many registered runs this host runs at once, and how long their records stay.
     pub runs: crate::runs::RunLimits,
+    /// How this host builds agent-written scripts (by default it has no toolchain).
+    pub scripts: crate::scripts::ScriptOptions,
 }
 
 /// What [`Latchkey::compile`] did.
@@ -68,6 +71,8 @@ pub struct Latchkey {
     /// Counts registrations made through this `Latchkey`, for front ends that tell their
     /// clients when the list of what may run changed (MCP's `tools/list_changed`).
     registered: tokio::sync::watch::Sender<u64>,
+    /// Agent-written scripts built here, started at the first.
+    scripts: OnceLock<crate::scripts::built::BuiltScripts>,
 }
 
 /// Told the file of each step about to be compiled for want of a cache entry.
@@ -141,6 +146,7 @@ impl Latchkey {
             platform: OnceLock::new(),
             compiling: OnceLock::new(),
             registered: tokio::sync::watch::Sender::new(0),
+            scripts: OnceLock::new(),
         }
     }
 

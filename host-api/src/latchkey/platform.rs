@@ -191,7 +191,7 @@ impl Platform {
 }
 
 /// What a started run executes.
-enum Work {
+pub(super) enum Work {
     Step {
         step: Step,
         ctx: Box<RunContext>,
@@ -439,14 +439,7 @@ impl Latchkey {
             }
             self.allow(by, Action::ChooseRunContext)?;
         }
-        let platform = self.platform()?;
-        let limits = &self.options.runs;
-        if platform.active.load(Ordering::SeqCst) >= limits.max_waiting {
-            return Err(Error::Busy(format!(
-                "{} runs are already running or waiting on this host; try again shortly",
-                limits.max_waiting
-            )));
-        }
+        self.has_room()?;
         let this = self.clone();
         let (who, target) = (by.clone(), spec.target.clone());
         let choices = spec.choices.clone();
@@ -456,6 +449,36 @@ impl Latchkey {
             tokio::task::spawn_blocking(move || this.prepare(&who, &target, &choices))
                 .await
                 .map_err(|e| invalid(format!("preparing the run failed: {e}")))??;
+        self.launch(by, work, id, target_name, kind, spec.input)
+    }
+
+    /// Refuses a run when this host already has as many as it takes.
+    pub(super) fn has_room(&self) -> Result<(), Error> {
+        let platform = self.platform()?;
+        let limits = &self.options.runs;
+        if platform.active.load(Ordering::SeqCst) >= limits.max_waiting {
+            return Err(Error::Busy(format!(
+                "{} runs are already running or waiting on this host; try again shortly",
+                limits.max_waiting
+            )));
+        }
+        Ok(())
+    }
+
+    /// Starts prepared `work` as `by`'s run `id`: its record written, then run on the
+    /// run pool (see [`Latchkey::start_run`]).
+    pub(super) fn launch(
+        self: &Arc<Self>,
+        by: &Principal,
+        work: Work,
+        id: String,
+        target_name: String,
+        kind: RunKind,
+        input: String,
+    ) -> Result<StartedRun, Error> {
+        self.has_room()?;
+        let platform = self.platform()?;
+        let limits = &self.options.runs;
         let now = unix_millis();
         // A slot now, or the run waits for one (and says so in its record until it has it).
         let permit = platform.slots.clone().try_acquire_owned().ok();
@@ -490,7 +513,7 @@ impl Latchkey {
         platform.active.fetch_add(1, Ordering::SeqCst);
         let (tx, rx) = tokio::sync::oneshot::channel();
         let this = self.clone();
-        let (input, first) = (spec.input, record.clone());
+        let first = record.clone();
         platform.handle().spawn(async move {
             let done = this.execute(first, work, input, permit).await;
             let _ = tx.send(done);

@@ -2,7 +2,7 @@
 //! it (see the `latchkey-server` crate's `mcp` module, which `/mcp` on `latchkey serve`
 //! shares).
 
-use crate::common::{ActorArgs, CacheArgs, DurabilityArgs, NetworkArgs, StoreArgs};
+use crate::common::{ActorArgs, CacheArgs, DurabilityArgs, NetworkArgs, ScriptArgs, StoreArgs};
 use crate::limits::{self, LimitArgs};
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -37,6 +37,8 @@ pub struct McpCommand {
     pub limits: LimitArgs,
     #[command(flatten)]
     pub cache: CacheArgs,
+    #[command(flatten)]
+    pub scripts: ScriptArgs,
 }
 
 const MCP_HELP: &str = "\
@@ -75,6 +77,7 @@ impl McpCommand {
                 durability: self.durability.durability(),
             },
             cache_dir: self.cache.dir(store),
+            scripts: self.scripts.options()?,
             runs: Default::default(),
         };
         let latchkey = std::sync::Arc::new(store.open(options)?);

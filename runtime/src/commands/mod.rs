@@ -10,6 +10,7 @@ pub mod mcp;
 pub mod member;
 pub mod register;
 pub mod run;
+pub mod scripts;
 pub mod secret;
 pub mod serve;
 pub mod store;

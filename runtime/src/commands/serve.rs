@@ -1,6 +1,6 @@
 //! `latchkey serve`: the long-lived host (see the `latchkey-server` crate).
 
-use crate::common::{CacheArgs, DurabilityArgs, NetworkArgs, StoreArgs};
+use crate::common::{CacheArgs, DurabilityArgs, NetworkArgs, ScriptArgs, StoreArgs};
 use crate::limits::{self, LimitArgs};
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -74,6 +74,8 @@ pub struct ServeCommand {
     pub limits: LimitArgs,
     #[command(flatten)]
     pub cache: CacheArgs,
+    #[command(flatten)]
+    pub scripts: ScriptArgs,
 }
 
 impl ServeCommand {
@@ -124,6 +126,7 @@ impl ServeCommand {
                 durability: self.durability.durability(),
             },
             cache_dir: self.cache.dir(store),
+            scripts: self.scripts.options()?,
             runs,
         };
         let config = ServeConfig {

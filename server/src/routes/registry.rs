@@ -138,3 +138,32 @@ pub async fn check(
         .map_err(ApiError::internal)??;
     Ok(Json(CheckView::of(&report, |e| chain(e))))
 }
+
+/// `GET /v1/scripts`: what the platform allows agent-written scripts (the MCP tool
+/// `run_script`): whether they run, and the only keys they may ask for.
+#[utoipa::path(get, path = "/v1/scripts", responses((status = 200, body = latchkey_host::ScriptPolicy), (status = 401, description = "no, malformed or revoked token", body = ErrorBody), (status = 429, description = "over the principal's rate", body = ErrorBody), (status = 403, description = "the role does not allow it", body = ErrorBody)), security(("bearer" = [])))]
+pub async fn script_policy(
+    State(state): State<Arc<AppState>>,
+    Caller(by): Caller,
+) -> Result<Json<latchkey_host::ScriptPolicy>, ApiError> {
+    let st = state.clone();
+    let policy = tokio::task::spawn_blocking(move || st.latchkey.script_policy(&by))
+        .await
+        .map_err(ApiError::internal)??;
+    Ok(Json(policy))
+}
+
+/// `PUT /v1/scripts`: sets it (admins). Every host sharing the store follows it from its
+/// next script.
+#[utoipa::path(put, path = "/v1/scripts", request_body = latchkey_host::ScriptPolicy, responses((status = 200, description = "the policy as stored (keys normalised)", body = latchkey_host::ScriptPolicy), (status = 400, description = "bad input, named in the message", body = ErrorBody), (status = 401, description = "no, malformed or revoked token", body = ErrorBody), (status = 429, description = "over the principal's rate", body = ErrorBody), (status = 403, description = "the role does not allow it", body = ErrorBody), (status = 413, description = "body over the limit", body = ErrorBody), (status = 415, description = "not application/json", body = ErrorBody)), security(("bearer" = [])))]
+pub async fn set_script_policy(
+    State(state): State<Arc<AppState>>,
+    Caller(by): Caller,
+    crate::extract::JsonBody(policy): crate::extract::JsonBody<latchkey_host::ScriptPolicy>,
+) -> Result<Json<latchkey_host::ScriptPolicy>, ApiError> {
+    let st = state.clone();
+    let policy = tokio::task::spawn_blocking(move || st.latchkey.set_script_policy(&by, policy))
+        .await
+        .map_err(ApiError::internal)??;
+    Ok(Json(policy))
+}
