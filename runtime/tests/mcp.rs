@@ -758,3 +758,34 @@ fn run_script_is_refused_with_how_to_fix_it_where_the_toolchain_is_missing() {
     let text = seen["calls"][0]["text"].as_str().unwrap();
     assert!(text.contains("--script-sdk"), "{text}");
 }
+
+/// Processes whose command line names a script build's private directory.
+fn build_processes() -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains("latchkey-script-"))
+        .collect()
+}
+
+#[test]
+fn a_build_over_its_time_limit_is_killed_with_everything_it_started() {
+    let (cli, admin) = store_with_admin();
+    let sdk = js_sdk();
+    let s = Server::start(
+        &cli,
+        &["--script-sdk", sdk.to_str().unwrap(), "--script-build-secs", "15"],
+    );
+    assert_eq!(script_policy(&s, &admin, true, &[]).status(), StatusCode::OK);
+    // Top-level code runs at build time: this one never ends.
+    let spin = "import { step } from 'latchkey-sdk';\nwhile (true) {}\nexport const run = step(() => 1);\n";
+    let mut cfg = http(&s, &admin);
+    cfg["calls"] = json!([["run_script", {"source": spin}]]);
+    let seen = client("session", &cfg).unwrap();
+    let text = seen["calls"][0]["text"].as_str().unwrap();
+    assert_eq!(seen["calls"][0]["is_error"], true, "{seen}");
+    assert!(text.contains("longer than 15s"), "{text}");
+    assert_eq!(build_processes(), Vec::<String>::new());
+    assert_eq!(s.get("/healthz", &admin).status(), StatusCode::OK);
+}
