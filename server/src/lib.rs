@@ -338,6 +338,7 @@ async fn serve_tls(
             },
             () = &mut shutdown => break,
         };
+        unparsed::no_delay(&stream);
         let acceptor = acceptor.clone();
         let service = TowerToHyperService::new(app.clone());
         connections.spawn(async move {

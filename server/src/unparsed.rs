@@ -168,6 +168,15 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Answering<IO> {
     }
 }
 
+/// Sends each write at once. An answer written in parts (an MCP event stream: headers, the
+/// event, the end) otherwise waits for the client's delayed ACK between them: 40 ms a call,
+/// measured on `/mcp` (bench figure `mcp`).
+pub(crate) fn no_delay(stream: &tokio::net::TcpStream) {
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!(error = %e, "could not set TCP_NODELAY");
+    }
+}
+
 /// A TCP listener whose connections are [`Answering`].
 pub struct Listener(pub tokio::net::TcpListener);
 
@@ -178,7 +187,10 @@ impl axum::serve::Listener for Listener {
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         loop {
             match self.0.accept().await {
-                Ok((stream, addr)) => return (Answering::new(stream), addr),
+                Ok((stream, addr)) => {
+                    no_delay(&stream);
+                    return (Answering::new(stream), addr);
+                }
                 Err(e) => {
                     // Out of descriptors and the like: wait rather than spin.
                     tracing::warn!(error = %e, "accept failed");
