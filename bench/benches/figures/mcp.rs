@@ -1,6 +1,11 @@
 //! Figure `mcp` (issue 23): a tool call through `/mcp` (MCP's Streamable HTTP, one session
 //! per client) against the same run through `POST /v1/runs` on the same server, at 1 and 10
 //! concurrent clients. Target: an MCP call at most 1.2× the API's median latency.
+//!
+//! And `run_script` (an agent-written step, `bench/steps/fetch_with_key.ts`) with its build
+//! cached, against a tool call of the same source built with `latchkey-build` and
+//! registered, both through `/mcp` at one client. Target: at most 1.5×. The first call's
+//! build (and load) time is reported beside it.
 
 use super::{CMD, Figure, Samples, ns_to_us, print, read_guest};
 use anyhow::{Context, Result};
@@ -103,6 +108,23 @@ pub async fn figures(quick: bool) -> Result<Vec<Figure>> {
             ..Default::default()
         },
     )?;
+    let script_file = latchkey_tests::steps::root().join("bench/steps/fetch_with_key.ts");
+    let script = std::fs::read_to_string(&script_file)?;
+    lk.register_component(
+        &admin,
+        &std::fs::read(latchkey_tests::steps::js_file(&script_file))?,
+        &latchkey_host::ComponentSpec {
+            name: Some("fetch_with_key".into()),
+            ..Default::default()
+        },
+    )?;
+    lk.set_script_policy(
+        &admin,
+        latchkey_host::ScriptPolicy {
+            enabled: true,
+            max_keys: vec!["BENCH_TOKEN".into()],
+        },
+    )?;
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let config = ServeConfig {
         listen: "127.0.0.1:0".parse()?,
@@ -186,6 +208,74 @@ pub async fn figures(quick: bool) -> Result<Vec<Figure>> {
         print(&f);
         out.push(f);
     }
+    out.extend(script_figures(&http, &base, &token, &script, &up, quick).await?);
     up.shutdown().await;
     Ok(out)
+}
+
+/// `run_script` with its build cached ÷ the same source registered, and the first build.
+async fn script_figures(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    script: &str,
+    up: &Upstream,
+    quick: bool,
+) -> Result<Vec<Figure>> {
+    let session = Session::open(http, base, token).await?;
+    let input = json!({"url": up.url("/status/200")});
+    let as_script = json!({"source": script, "keys": ["BENCH_TOKEN"], "input": input});
+    let ok = |m: &Value| -> Result<()> {
+        anyhow::ensure!(
+            m["result"]["isError"] != true && m["result"]["structuredContent"]["status"] == 200,
+            "{m}"
+        );
+        Ok(())
+    };
+    let t = Instant::now();
+    ok(&session.call("run_script", &as_script).await?)?;
+    let first = t.elapsed();
+    // The registered component's first call compiles it; not measured.
+    ok(&session.call("fetch_with_key", &input).await?)?;
+    let rounds = if quick { 50 } else { 500 };
+    let (mut registered, mut scripted) = (Samples::default(), Samples::default());
+    for _ in 0..rounds {
+        let t = Instant::now();
+        ok(&session.call("fetch_with_key", &input).await?)?;
+        registered.push(t.elapsed());
+        let t = Instant::now();
+        ok(&session.call("run_script", &as_script).await?)?;
+        scripted.push(t.elapsed());
+    }
+    let ratio = scripted.median() / registered.median();
+    let cached = Figure {
+        name: "run_script_cached_vs_registered_component".into(),
+        median: ns_to_us(scripted.median()),
+        p99: ns_to_us(scripted.p99()),
+        unit: "us".into(),
+        baseline_median: Some(ns_to_us(registered.median())),
+        ratio: Some(ratio),
+        target: "ratio <= 1.5".into(),
+        met: Some(ratio <= 1.5),
+        command: format!("{CMD} mcp"),
+        notes: format!(
+            "bench/steps/fetch_with_key.ts through /mcp at one client, {} calls each, interleaved; the baseline is the same file built with latchkey-build and registered",
+            scripted.len()
+        ),
+    };
+    print(&cached);
+    let first_build = Figure {
+        name: "run_script_first_call_with_build".into(),
+        median: first.as_secs_f64() * 1e3,
+        p99: first.as_secs_f64() * 1e3,
+        unit: "ms".into(),
+        baseline_median: None,
+        ratio: None,
+        target: "reported".into(),
+        met: None,
+        command: format!("{CMD} mcp"),
+        notes: "one call: latchkey-build --only-sdk (esbuild, componentize-js), compiling the 12 MB component, the run".into(),
+    };
+    print(&first_build);
+    Ok(vec![cached, first_build])
 }
