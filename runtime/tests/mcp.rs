@@ -759,13 +759,14 @@ fn run_script_is_refused_with_how_to_fix_it_where_the_toolchain_is_missing() {
     assert!(text.contains("--script-sdk"), "{text}");
 }
 
-/// Processes whose command line names a script build's private directory.
-fn build_processes() -> Vec<String> {
+/// Processes whose command line names a path under `dir`.
+fn processes_under(dir: &std::path::Path) -> Vec<String> {
+    let dir = dir.to_str().unwrap();
     std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
         .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-        .filter(|c| c.contains("latchkey-script-"))
+        .filter(|c| c.contains(dir))
         .collect()
 }
 
@@ -773,11 +774,23 @@ fn build_processes() -> Vec<String> {
 fn a_build_over_its_time_limit_is_killed_with_everything_it_started() {
     let (cli, admin) = store_with_admin();
     let sdk = js_sdk();
-    let s = Server::start(
+    // The builds' private directories go under a directory of this test's own.
+    let tmp = cli.path("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let s = Server::start_with_env(
         &cli,
-        &["--script-sdk", sdk.to_str().unwrap(), "--script-build-secs", "15"],
+        &[
+            "--script-sdk",
+            sdk.to_str().unwrap(),
+            "--script-build-secs",
+            "15",
+        ],
+        &[("TMPDIR", &tmp)],
     );
-    assert_eq!(script_policy(&s, &admin, true, &[]).status(), StatusCode::OK);
+    assert_eq!(
+        script_policy(&s, &admin, true, &[]).status(),
+        StatusCode::OK
+    );
     // Top-level code runs at build time: this one never ends.
     let spin = "import { step } from 'latchkey-sdk';\nwhile (true) {}\nexport const run = step(() => 1);\n";
     let mut cfg = http(&s, &admin);
@@ -786,6 +799,6 @@ fn a_build_over_its_time_limit_is_killed_with_everything_it_started() {
     let text = seen["calls"][0]["text"].as_str().unwrap();
     assert_eq!(seen["calls"][0]["is_error"], true, "{seen}");
     assert!(text.contains("longer than 15s"), "{text}");
-    assert_eq!(build_processes(), Vec::<String>::new());
+    assert_eq!(processes_under(&tmp), Vec::<String>::new());
     assert_eq!(s.get("/healthz", &admin).status(), StatusCode::OK);
 }

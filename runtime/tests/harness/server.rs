@@ -4,6 +4,7 @@ use super::Cli;
 use reqwest::blocking::{Client, RequestBuilder, Response};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
 use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -36,6 +37,11 @@ impl Server {
     /// `latchkey serve` on the store of `cli`, with `extra` flags; debug logging on so that
     /// the no-value checks see everything the server could log.
     pub fn start(cli: &Cli, extra: &[&str]) -> Server {
+        Self::start_with_env(cli, extra, &[])
+    }
+
+    /// [`Server::start`] with `env` set for the server process.
+    pub fn start_with_env(cli: &Cli, extra: &[&str], env: &[(&str, &Path)]) -> Server {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let mut args = vec![
             "serve",
@@ -45,7 +51,8 @@ impl Server {
         ];
         args.extend_from_slice(extra);
         let mut cmd = cli.command(&args);
-        cmd.env("LATCHKEY_LOG", "debug")
+        cmd.envs(env.iter().copied())
+            .env("LATCHKEY_LOG", "debug")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
