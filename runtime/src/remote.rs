@@ -18,7 +18,7 @@ use zeroize::Zeroizing;
 #[derive(Args, Debug, Clone, Default)]
 pub struct RemoteArgs {
     /// Talk to a `latchkey serve` at URL instead of opening the local store (secret,
-    /// run, check, audit, member, token, component, workflow). The token comes from
+    /// run, check, audit, member, token, scripts, component, workflow). The token comes from
     /// LATCHKEY_TOKEN or --token-file; the acting principal is the token's. https://, or
     /// plain http:// only to this machine (127.0.0.1, [::1] or localhost).
     #[arg(long, global = true, env = "LATCHKEY_SERVER", value_name = "URL")]
