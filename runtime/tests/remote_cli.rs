@@ -412,3 +412,42 @@ fn plain_http_goes_only_to_loopback_and_never_carries_the_token_elsewhere() {
         );
     }
 }
+
+#[test]
+fn scripts_are_enabled_through_a_server_by_an_admin_only() {
+    let (cli, admin) = store_with_admin();
+    let s = Server::start(&cli, &[]);
+    let created = remote(
+        &cli,
+        &s,
+        &admin,
+        &["token", "create", "--name", "agent", "--role", "runner"],
+        None,
+    );
+    assert!(created.status.success(), "{}", text(&created));
+    let runner = String::from_utf8(created.stdout).unwrap().trim().to_owned();
+    let refused = remote(
+        &cli,
+        &s,
+        &runner,
+        &["scripts", "enable", "--max-keys", "API"],
+        None,
+    );
+    assert!(!refused.status.success());
+    assert!(text(&refused).contains("runner role"), "{}", text(&refused));
+    let on = remote(
+        &cli,
+        &s,
+        &admin,
+        &["scripts", "enable", "--max-keys", "API"],
+        None,
+    );
+    assert!(on.status.success(), "{}", text(&on));
+    let shown = remote(&cli, &s, &runner, &["scripts", "show", "--json"], None);
+    assert!(shown.status.success(), "{}", text(&shown));
+    let policy: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(
+        policy,
+        serde_json::json!({"enabled": true, "max_keys": ["API"]})
+    );
+}
