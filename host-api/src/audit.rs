@@ -124,6 +124,9 @@ pub enum AuditEvent {
     /// A run was found lost: the host running it stopped renewing its lease (`run_id` and
     /// `user` are the run's; the actor is the host that noticed).
     RunLost,
+    /// What agent-written scripts may do was set (the outcome says whether they run and
+    /// the keys they may ask for).
+    ScriptPolicy,
 }
 
 impl AuditEvent {

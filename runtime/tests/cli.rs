@@ -753,6 +753,21 @@ fn scripts_are_off_until_enabled_and_a_bad_key_leaves_the_policy_as_it_was() {
     assert!(text(&out).contains("keyless"), "{}", text(&out));
     env.ok(&["scripts", "disable"], None);
     assert_eq!(show(&env)["enabled"], false);
+    // Every change is in the audit trail, with who made it and what it allowed.
+    let audit = env.ok(&["audit", "--json"], None);
+    let changes: Vec<serde_json::Value> = String::from_utf8(audit.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|r: &serde_json::Value| r["event"] == "script-policy")
+        .collect();
+    assert_eq!(changes.len(), 3, "{changes:?}");
+    assert!(
+        changes
+            .iter()
+            .any(|r| r["outcome"] == "ok: enabled, max_keys API, SLACK_TOKEN"),
+        "{changes:?}"
+    );
     let help = env.ok(&["scripts", "--help"], None);
     assert!(text(&help).contains("--script-sdk"), "{}", text(&help));
 }

@@ -820,7 +820,7 @@ impl Latchkey {
         Ok(())
     }
 
-    fn audit_change(
+    pub(super) fn audit_change(
         &self,
         event: AuditEvent,
         by: &Principal,

@@ -5,6 +5,7 @@
 
 use super::platform::Work;
 use super::{Error, Latchkey};
+use crate::audit::AuditEvent;
 use crate::principal::{Action, Principal};
 use crate::registry::Registry;
 use crate::resolve::RunContext;
@@ -39,6 +40,12 @@ impl Latchkey {
         self.allow(by, Action::ManageWorkflows)?;
         let policy = policy.checked()?;
         Registry::of(self.store()).put_script_policy(&policy)?;
+        let outcome = match (policy.enabled, policy.max_keys.is_empty()) {
+            (false, _) => "ok: disabled".to_owned(),
+            (true, true) => "ok: enabled, keyless".to_owned(),
+            (true, false) => format!("ok: enabled, max_keys {}", policy.max_keys.join(", ")),
+        };
+        self.audit_change(AuditEvent::ScriptPolicy, by, "", &outcome)?;
         // Whether `run_script` is a tool changed.
         self.registered.send_modify(|n| *n += 1);
         Ok(policy)
