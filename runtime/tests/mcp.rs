@@ -802,3 +802,73 @@ fn a_build_over_its_time_limit_is_killed_with_everything_it_started() {
     assert_eq!(processes_under(&tmp), Vec::<String>::new());
     assert_eq!(s.get("/healthz", &admin).status(), StatusCode::OK);
 }
+
+#[test]
+fn a_tool_call_runs_what_tools_list_named_whatever_names_registrations_share() {
+    let up = Upstream::start_blocking().unwrap();
+    let (_cli, admin, s) = platform(&up);
+    let register = |name: &str, guest: &str| {
+        let r = s
+            .req("POST", &format!("/v1/components?name={name}"), Some(&admin))
+            .header("content-type", "application/wasm")
+            .body(std::fs::read(latchkey_tests::guest(guest)).unwrap())
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().unwrap());
+    };
+    // A component literally named like the tool of a component a workflow hides (sorted
+    // before it), a component with the script tool's name, and scripts on.
+    register("component.zeta", "noop");
+    register("zeta", "probe");
+    register_workflow(&s, &admin, "zeta");
+    register("run_script", "noop");
+    assert_eq!(
+        script_policy(&s, &admin, true, &[]).status(),
+        StatusCode::OK
+    );
+    let mut cfg = http(&s, &admin);
+    let echo = json!({"action": "echo"});
+    cfg["calls"] = json!([
+        ["zeta", echo],
+        ["component.zeta", echo],
+        ["run_script", echo],
+        ["latchkey.run_script", {"source": "x"}],
+    ]);
+    cfg["reads"] = json!(["latchkey://runs"]);
+    let seen = client("session", &cfg).unwrap();
+    assert_eq!(
+        tool_names(&seen),
+        [
+            "component.zeta",
+            "latchkey.run_script",
+            "probe",
+            "run_script",
+            "wf",
+            "zeta"
+        ],
+        "{seen}"
+    );
+    let calls = seen["calls"].as_array().unwrap();
+    assert!(calls[..3].iter().all(|c| c["is_error"] == false), "{seen}");
+    // The script tool went to the builder (none on this host).
+    assert!(
+        calls[3]["text"].as_str().unwrap().contains("--script-sdk"),
+        "{seen}"
+    );
+    // Newest first: what each call ran.
+    let runs: Value = serde_json::from_str(seen["reads"][0]["text"].as_str().unwrap()).unwrap();
+    let targets: Vec<&str> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["target"].as_str().unwrap())
+        .collect();
+    assert_eq!(targets, ["run_script", "zeta", "zeta"], "{runs}");
+    let kinds: Vec<&str> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["component", "component", "workflow"], "{runs}");
+}

@@ -147,7 +147,6 @@ type NotifyFuture = std::pin::Pin<Box<dyn std::future::Future<Output = bool> + S
 /// A tool: a registration the caller may run, or the script tool.
 struct Entry {
     tool: String,
-    target: Target,
     description: String,
     schema: Option<serde_json::Value>,
 }
@@ -178,16 +177,23 @@ fn catalog(latchkey: &Latchkey, by: &Principal) -> Result<Vec<Entry>, latchkey_h
         let steps = w.workflow.steps.len();
         out.push(Entry {
             tool: name.clone(),
-            target: Target::Run(RunTarget::Workflow(name.clone())),
             description: w.workflow.description.clone().unwrap_or_else(|| {
                 format!("Runs the registered workflow {name} ({steps} step(s)) in Latchkey's sandbox, with keys it can use but not read.")
             }),
             schema: w.workflow.input_schema.clone(),
         });
     }
-    for c in components {
+    // Components a workflow's name hides come first as component.NAME, so that a
+    // component literally named `component.NAME` never takes it (whatever the order):
+    // the rule `target_of` follows when it resolves one name.
+    let workflow_names = taken.clone();
+    let (hidden, plain): (Vec<_>, Vec<_>) = components
+        .into_iter()
+        .filter(|c| c.name.is_some())
+        .partition(|c| c.name.as_ref().is_some_and(|n| workflow_names.contains(n)));
+    for c in hidden.into_iter().chain(plain) {
         let Some(name) = c.name.clone() else { continue };
-        let tool = if taken.contains(&name) {
+        let tool = if workflow_names.contains(&name) {
             format!("component.{name}")
         } else {
             name.clone()
@@ -198,7 +204,6 @@ fn catalog(latchkey: &Latchkey, by: &Principal) -> Result<Vec<Entry>, latchkey_h
         }
         out.push(Entry {
             tool,
-            target: Target::Run(RunTarget::Component(name.clone())),
             description: c.description.clone().unwrap_or_else(|| {
                 format!("Runs the registered component {name} ({}) in Latchkey's sandbox, with keys it can use but not read.", c.digest)
             }),
@@ -207,14 +212,58 @@ fn catalog(latchkey: &Latchkey, by: &Principal) -> Result<Vec<Entry>, latchkey_h
     }
     let scripts = latchkey.script_policy(by)?;
     if scripts.enabled {
-        let tool = if taken.contains(SCRIPT_TOOL) {
-            format!("latchkey.{SCRIPT_TOOL}")
-        } else {
-            SCRIPT_TOOL.to_owned()
-        };
-        out.push(script_entry(tool, &scripts.max_keys));
+        match script_tool_names().find(|n| !taken.contains(n)) {
+            Some(tool) => out.push(script_entry(tool, &scripts.max_keys)),
+            None => tracing::warn!("both names of the script tool are taken; it is not listed"),
+        }
     }
     Ok(out)
+}
+
+/// The script tool's names, in order of preference: the first no registration has.
+fn script_tool_names() -> impl Iterator<Item = String> {
+    [SCRIPT_TOOL.to_owned(), format!("latchkey.{SCRIPT_TOOL}")].into_iter()
+}
+
+/// What calling `tool` does for `by`: what [`catalog`] lists under that name, found by
+/// reading the few records the name could be instead of listing every registration (a call
+/// costs the same with a thousand registrations as with one).
+fn target_of(
+    latchkey: &Latchkey,
+    by: &Principal,
+    tool: &str,
+) -> Result<Option<Target>, latchkey_host::Error> {
+    if let Some(t) = registration_of(latchkey, by, tool)? {
+        return Ok(Some(Target::Run(t)));
+    }
+    if script_tool_names().any(|n| n == tool) && latchkey.script_policy(by)?.enabled {
+        for name in script_tool_names() {
+            if registration_of(latchkey, by, &name)?.is_none() {
+                return Ok((name == tool).then_some(Target::Script));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// The registration [`catalog`] lists as `tool`: a workflow of that name; else, as
+/// `component.NAME`, the component NAME whose name a workflow has; else the component.
+fn registration_of(
+    latchkey: &Latchkey,
+    by: &Principal,
+    tool: &str,
+) -> Result<Option<RunTarget>, latchkey_host::Error> {
+    let registered = |t: RunTarget| latchkey.is_registered(by, &t).map(|yes| yes.then_some(t));
+    if let Some(t) = registered(RunTarget::Workflow(tool.to_owned()))? {
+        return Ok(Some(t));
+    }
+    if let Some(name) = tool.strip_prefix("component.")
+        && latchkey.is_registered(by, &RunTarget::Workflow(name.to_owned()))?
+        && let Some(t) = registered(RunTarget::Component(name.to_owned()))?
+    {
+        return Ok(Some(t));
+    }
+    registered(RunTarget::Component(tool.to_owned()))
 }
 
 /// The script tool: what it does, and the keys it may be asked to use.
@@ -254,7 +303,6 @@ fn script_entry(tool: String, max_keys: &[String]) -> Entry {
     });
     Entry {
         tool,
-        target: Target::Script,
         description,
         schema: Some(schema),
     }
@@ -387,27 +435,31 @@ impl ServerHandler for McpServer {
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let by = self.principal(&ctx)?;
-        let entry = self
-            .catalog(&by)
-            .await?
-            .into_iter()
-            .find(|e| e.tool == request.name)
-            .ok_or_else(|| {
-                McpError::invalid_params(
-                    format!(
-                        "no tool {:?} (tools/list names those you may run)",
-                        request.name.chars().take(100).collect::<String>()
-                    ),
-                    None,
-                )
-            })?;
+        let target = {
+            let (latchkey, who, tool) = (self.latchkey.clone(), by.clone(), request.name.clone());
+            tokio::task::spawn_blocking(move || target_of(&latchkey, &who, &tool))
+                .await
+                .map_err(|e| {
+                    McpError::internal_error(format!("finding the tool failed: {e}"), None)
+                })?
+                .map_err(refusal)?
+        }
+        .ok_or_else(|| {
+            McpError::invalid_params(
+                format!(
+                    "no tool {:?} (tools/list names those you may run)",
+                    request.name.chars().take(100).collect::<String>()
+                ),
+                None,
+            )
+        })?;
         if self.draining() {
             return Ok(tool_error(
                 "the server is shutting down; call the tool again on another host",
             ));
         }
         let arguments = request.arguments.unwrap_or_default();
-        let target = match entry.target {
+        let target = match target {
             Target::Run(target) => target,
             Target::Script => {
                 let spec = match script_spec(arguments) {

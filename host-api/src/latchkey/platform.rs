@@ -281,6 +281,22 @@ impl Latchkey {
         self.registered.subscribe()
     }
 
+    /// Whether a workflow is registered under `name`, or a component (`RunTarget`'s
+    /// kinds), without listing them all: a front end resolving one name (an MCP tool call)
+    /// reads one record, however many are registered.
+    pub fn is_registered(&self, by: &Principal, kind: &RunTarget) -> Result<bool, Error> {
+        self.allow(by, Action::Run)?;
+        let registry = Registry::of(self.store());
+        Ok(match kind {
+            RunTarget::Workflow(name) => {
+                registry::valid_name(name) && registry.workflow(name)?.is_some()
+            }
+            RunTarget::Component(name) => {
+                registry::valid_name(name) && registry.digest(name)?.is_some()
+            }
+        })
+    }
+
     /// Every registered component.
     pub fn components(&self, by: &Principal) -> Result<Vec<ComponentInfo>, Error> {
         self.allow(by, Action::Run)?;
