@@ -39,8 +39,7 @@ mod shared;
 /// Pool size for the in-process figures: enough for figure 6's 1000 concurrent runs.
 const POOL: u32 = 1100;
 pub(crate) const TOKEN: &str = "bench-token-0123456789abcdef";
-pub(crate) const CMD: &str =
-    "cargo build --release -p latchkey && cargo bench -p latchkey-bench --bench figures --";
+pub(crate) const CMD: &str = "cargo build --release --workspace --bins --benches && cargo bench --workspace --bench figures --";
 
 struct Opts {
     only: Vec<String>,
