@@ -5,7 +5,7 @@
 //! cargo bench -p latchkey-bench -- [FIGURE...] [--json bench/results.json] [--quick]
 //! ```
 //! Figures: `overhead`, `fetch`, `resolve`, `cli`, `node`, `concurrency`, `pool`,
-//! `compile`, `serve`, `shared`, `oauth`, `mcp`. Without names, all run. See bench/RESULTS.md for what each one compares.
+//! `compile`, `serve`, `shared`, `shared-fetch`, `oauth`, `mcp`. Without names, all run. See bench/RESULTS.md for what each one compares.
 #![allow(clippy::unwrap_used)]
 
 use anyhow::{Context, Result, bail};
@@ -37,7 +37,7 @@ mod serve;
 mod shared;
 
 /// Pool size for the in-process figures: enough for figure 6's 1000 concurrent runs.
-const POOL: u32 = 1100;
+pub(crate) const POOL: u32 = 1100;
 pub(crate) const TOKEN: &str = "bench-token-0123456789abcdef";
 pub(crate) const CMD: &str = "cargo build --release --workspace --bins --benches && cargo bench --workspace --bench figures --";
 
@@ -145,6 +145,9 @@ fn main() -> Result<()> {
     if want("shared") {
         figures.extend(shared::figures(2_000 / scale, o.quick)?);
     }
+    if want("shared-fetch") {
+        figures.extend(tokio.block_on(shared::fetch_figures(5_000 / scale))?);
+    }
     if want("oauth") {
         figures.extend(tokio.block_on(oauth::figures(2_000 / scale))?);
     }
@@ -184,7 +187,7 @@ fn raise_nofile() {
     }
 }
 
-fn runtime(store: &TestStore, pool: u32) -> Result<Runtime> {
+pub(crate) fn runtime(store: &TestStore, pool: u32) -> Result<Runtime> {
     runtime_with(store, pool, latchkey_host::sandbox::Durability::default())
 }
 
@@ -424,7 +427,7 @@ async fn pool(iters: usize) -> Result<Vec<Figure>> {
     Ok(out)
 }
 
-fn fetch_input(up: &Upstream) -> String {
+pub(crate) fn fetch_input(up: &Upstream) -> String {
     serde_json::json!({
         "action": "fetch",
         "url": up.url("/status/200"),
@@ -601,8 +604,15 @@ impl Backend for BulkSled {
     fn delete(&self, _: &str, _: &[u8]) -> Result<bool, BackendError> {
         unreachable!("not used while filling")
     }
-    fn scan(&self, _: &str, _: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, BackendError> {
-        unreachable!("not used while filling")
+    // The audit chain's genesis reads the records stored before it (none here).
+    fn scan(&self, ns: &str, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, BackendError> {
+        let io = |e| BackendError::Io(std::io::Error::other(e));
+        self.0
+            .open_tree(ns)
+            .map_err(io)?
+            .scan_prefix(prefix)
+            .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(io))
+            .collect()
     }
     // Every `set` appends its audit record, chained to the newest one.
     fn append(&self, ns: &str, value: &[u8]) -> Result<u64, BackendError> {

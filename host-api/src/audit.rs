@@ -397,31 +397,50 @@ fn split_chained(bytes: &[u8]) -> Option<(u64, [u8; MAC_BYTES], &[u8])> {
 /// a tail deleted under a running process stays a visible gap instead of being papered
 /// over.
 pub fn append(store: &SecretStore, record: &AuditRecord) -> Result<(), AuditError> {
-    let json = serde_json::to_vec(record).unwrap_or_default();
+    append_all(store, std::slice::from_ref(record))
+}
+
+/// Builds a chained record from the newest stored one (the backend's `AppendBuilder`).
+type Builder = Box<dyn Fn(Option<&[u8]>) -> Vec<u8> + Send + Sync>;
+
+/// Appends `records` in order, chained one to the next as [`append`] chains one, with one
+/// write (one `write(2)` to the embedded log, one statement to PostgreSQL): a fetch's
+/// records cost one system call, not one each.
+pub fn append_all(store: &SecretStore, records: &[AuditRecord]) -> Result<(), AuditError> {
+    if records.is_empty() {
+        return Ok(());
+    }
     let mut chain = store.audit_chain();
     let key = chain.key.clone();
     let ours = chain.head(store.backend())?;
-    // What the builder made last (it runs again if another host appended first).
+    // What the builders made last (they run again if another host appended first).
     let built = std::sync::Arc::new(std::sync::Mutex::new(ours));
-    let slot = built.clone();
-    let build = move |last: Option<&[u8]>| {
-        let stored = last
-            .and_then(split_chained)
-            .map(|(seq, mac, _)| (seq.saturating_add(1), mac));
-        let (seq, prev) = match stored {
-            Some(theirs) if theirs.0 > ours.0 => theirs,
-            _ => ours,
-        };
-        let mac = chain_mac(&key, &prev, &json, seq);
-        *slot.lock().unwrap_or_else(|p| p.into_inner()) = (seq + 1, mac);
-        let mut out = Vec::with_capacity(HEADER_BYTES + json.len());
-        out.extend_from_slice(CHAINED_MAGIC);
-        out.extend_from_slice(&seq.to_be_bytes());
-        out.extend_from_slice(&mac);
-        out.extend_from_slice(&json);
-        out
-    };
-    store.backend().append_chained(NS_AUDIT, Box::new(build))?;
+    let builds: Vec<Builder> = records
+        .iter()
+        .map(|record| {
+            let json = serde_json::to_vec(record).unwrap_or_default();
+            let key = key.clone();
+            let slot = built.clone();
+            Box::new(move |last: Option<&[u8]>| {
+                let stored = last
+                    .and_then(split_chained)
+                    .map(|(seq, mac, _)| (seq.saturating_add(1), mac));
+                let (seq, prev) = match stored {
+                    Some(theirs) if theirs.0 > ours.0 => theirs,
+                    _ => ours,
+                };
+                let mac = chain_mac(&key, &prev, &json, seq);
+                *slot.lock().unwrap_or_else(|p| p.into_inner()) = (seq + 1, mac);
+                let mut out = Vec::with_capacity(HEADER_BYTES + json.len());
+                out.extend_from_slice(CHAINED_MAGIC);
+                out.extend_from_slice(&seq.to_be_bytes());
+                out.extend_from_slice(&mac);
+                out.extend_from_slice(&json);
+                out
+            }) as Builder
+        })
+        .collect();
+    store.backend().append_chained_all(NS_AUDIT, builds)?;
     chain.head = Some(*built.lock().unwrap_or_else(|p| p.into_inner()));
     Ok(())
 }

@@ -224,10 +224,7 @@ pub fn resolve(
     key: &CredentialKey,
 ) -> Result<Resolved, ResolveError> {
     check_allowlists(ctx, key)?;
-    find(ctx, key, |scope| {
-        Ok(store.meta(scope, key)?.map(|m| (m, ())))
-    })
-    .map(|(resolved, ())| resolved)
+    find(store, ctx, key).map(|(resolved, _)| resolved)
 }
 
 /// The workflow's and the step's allowlists, checked before any read.
@@ -259,26 +256,36 @@ enum Looked {
     Undeclared(Scope, String),
 }
 
-/// The tier walk of [`resolve`], reading each candidate with `read` (metadata, plus
-/// whatever else the caller needs from the same read) and returning the first whose
-/// integration the step declares.
-fn find<T>(
+/// The tier walk of [`resolve`]: the first candidate record whose integration the step
+/// declares, with its stored bytes (what [`resolve_value`] decrypts). The tiers' records
+/// are read through [`SecretStore::candidates`]: one round trip for all of them on a
+/// remote store.
+fn find(
+    store: &SecretStore,
     ctx: &RunContext,
     key: &CredentialKey,
-    read: impl Fn(&Scope) -> Result<Option<(SecretMeta, T)>, StoreError>,
-) -> Result<(Resolved, T), ResolveError> {
+) -> Result<(Resolved, Vec<u8>), ResolveError> {
     let order = ctx.step.pins.get(key).unwrap_or(&ctx.order);
+    let tiers: Vec<(Tier, Option<Scope>)> = order
+        .iter()
+        .map(|&tier| (tier, ctx.scope_for(tier)))
+        .collect();
+    let scopes: Vec<Scope> = tiers.iter().filter_map(|(_, s)| s.clone()).collect();
+    let mut candidates = store.candidates(&scopes, key)?;
     let mut looked = Vec::new();
-    for &tier in order {
-        let Some(scope) = ctx.scope_for(tier) else {
+    let mut at = 0;
+    for (tier, scope) in tiers {
+        let Some(scope) = scope else {
             looked.push(Looked::NoBuilder(tier));
             continue;
         };
-        match read(&scope)? {
-            Some((meta, extra)) if ctx.step.integrations.contains(&meta.integration) => {
-                return Ok((Resolved { tier, meta }, extra));
+        let read = candidates.read(at)?;
+        at += 1;
+        match read {
+            Some((bytes, meta)) if ctx.step.integrations.contains(&meta.integration) => {
+                return Ok((Resolved { tier, meta }, bytes));
             }
-            Some((meta, _)) => looked.push(Looked::Undeclared(scope, meta.integration)),
+            Some((_, meta)) => looked.push(Looked::Undeclared(scope, meta.integration)),
             None => looked.push(Looked::Absent(scope)),
         }
     }
@@ -309,11 +316,35 @@ pub(crate) fn resolve_value(
     // One read per tier: the record that resolved is the one decrypted, so a rotation
     // between the two cannot pair one version's metadata with another's value.
     check_allowlists(ctx, key)?;
-    let (resolved, bytes) = find(ctx, key, |scope| {
-        Ok(store.read(scope, key)?.map(|(bytes, meta)| (meta, bytes)))
-    })?;
+    let (resolved, bytes) = find(store, ctx, key)?;
     let value = store.open_read(&resolved.meta.scope, key, &bytes)?;
     Ok((resolved, value))
+}
+
+/// [`resolve_value`] for a key that resolved to tier `at` at its `credentials.get` in
+/// this run: that tier's record is read first, afresh (so a rotation since the get is what
+/// is decrypted), and used if it is still there and of an integration the step declares,
+/// without reading the tiers above it again. A handle names the secret its get resolved
+/// to: a key created in a higher tier after the get serves the run's next get. A record
+/// deleted since the get (or moved out of the step's integrations) walks every tier again.
+pub(crate) fn resolve_value_at(
+    store: &SecretStore,
+    ctx: &RunContext,
+    key: &CredentialKey,
+    at: Option<Tier>,
+) -> Result<(Resolved, SecretValue), ResolveError> {
+    if let Some(tier) = at
+        && let Some(scope) = ctx.scope_for(tier)
+    {
+        check_allowlists(ctx, key)?;
+        if let Some((bytes, meta)) = store.read(&scope, key)?
+            && ctx.step.integrations.contains(&meta.integration)
+        {
+            let value = store.open_read(&meta.scope, key, &bytes)?;
+            return Ok((Resolved { tier, meta }, value));
+        }
+    }
+    resolve_value(store, ctx, key)
 }
 
 /// The values the resolved secret had before its recent rotations (within the store's

@@ -7,7 +7,7 @@
 use crate::audit::{self, AuditEvent, AuditRecord};
 use crate::limits::{Durability, Limits};
 use crate::policy::AddressPolicy;
-use crate::resolve::{Resolved, RunContext};
+use crate::resolve::{Resolved, RunContext, Tier};
 use crate::secret::CredentialKey;
 use crate::store::SecretStore;
 use std::sync::Arc;
@@ -91,6 +91,22 @@ pub(crate) struct RunState {
     /// When the run's deadline passes; host-side work checks it too.
     pub deadline_at: Instant,
     refused: std::sync::Mutex<Vec<Refusal>>,
+    /// Audit records of this run not written yet: a `credentials.get`'s `resolve` record
+    /// waits for the run's next record (a fetch's `inject`, written before its request
+    /// leaves), so that the two cost one write; what is still here when the run ends is
+    /// written then (see [`RunState::audit_later`]).
+    pending: std::sync::Mutex<Vec<AuditRecord>>,
+    /// The tier each key resolved to at its last `credentials.get` in this run: where a
+    /// fetch with its handle reads the key's record first ([`crate::resolve::resolve_value_at`]).
+    tiers: std::sync::Mutex<Vec<(CredentialKey, Tier)>>,
+}
+
+/// The records held by [`RunState::audit_later`] are written when the run ends, on
+/// every path (output, error, trap, deadline), if [`RunState::write_held`] has not.
+impl Drop for RunState {
+    fn drop(&mut self) {
+        self.write_held();
+    }
 }
 
 impl RunState {
@@ -100,7 +116,63 @@ impl RunState {
             ctx: Arc::new(ctx.clone()),
             deadline_at,
             refused: Default::default(),
+            pending: Default::default(),
+            tiers: Default::default(),
         }
+    }
+
+    /// Notes the tier `key` resolved to at a `credentials.get`.
+    pub fn note_tier(&self, key: &CredentialKey, tier: Tier) {
+        let mut tiers = self.tiers.lock().unwrap_or_else(|p| p.into_inner());
+        match tiers.iter_mut().find(|(k, _)| k == key) {
+            Some(entry) => entry.1 = tier,
+            None => tiers.push((key.clone(), tier)),
+        }
+    }
+
+    /// The tier `key` resolved to at its last `credentials.get` in this run.
+    pub fn tier_of(&self, key: &CredentialKey) -> Option<Tier> {
+        let tiers = self.tiers.lock().unwrap_or_else(|p| p.into_inner());
+        tiers.iter().find(|(k, _)| k == key).map(|(_, t)| *t)
+    }
+
+    /// Holds `record` until the run's next audit write, or the run's end, whichever comes
+    /// first. Only for records of what stays inside the host (a resolution): every record
+    /// of a request is written before that request leaves, and these go with it.
+    pub fn audit_later(&self, record: AuditRecord) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(record);
+    }
+
+    /// Writes the records [`Self::audit_later`] holds (a run's end does, before its
+    /// strict-durability sync).
+    pub fn write_held(&self) {
+        let held = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
+        if !held.is_empty()
+            && let Err(e) = audit::append_all(&self.shared.store, &held)
+        {
+            tracing::error!(error = %e, "could not append an audit record");
+        }
+    }
+
+    /// Writes the held records, then `records`, with one write; on failure the held ones
+    /// are kept for the next try.
+    fn append_with_pending(&self, records: Vec<AuditRecord>) -> Result<(), audit::AuditError> {
+        let held = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
+        if held.is_empty() {
+            return audit::append_all(&self.shared.store, &records);
+        }
+        let n = held.len();
+        let mut all = held;
+        all.extend(records);
+        audit::append_all(&self.shared.store, &all).inspect_err(|_| {
+            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            let kept = std::mem::take(&mut *pending);
+            pending.extend(all.into_iter().take(n));
+            pending.extend(kept);
+        })
     }
 
     /// The refusals this run audited, for its report.
@@ -124,7 +196,7 @@ impl RunState {
         outcome: String,
     ) {
         let record = self.record(event, key, resolved, destination, location, outcome);
-        if let Err(e) = audit::append(&self.shared.store, &record) {
+        if let Err(e) = self.append_with_pending(vec![record]) {
             tracing::error!(error = %e, "could not append an audit record");
         }
     }
@@ -165,9 +237,7 @@ impl RunState {
         &self,
         records: impl IntoIterator<Item = AuditRecord>,
     ) -> Result<(), audit::AuditError> {
-        for r in records {
-            audit::append(&self.shared.store, &r)?;
-        }
+        self.append_with_pending(records.into_iter().collect())?;
         if self.shared.durability == Durability::Strict {
             audit::flush(&self.shared.store)?;
         }

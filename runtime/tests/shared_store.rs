@@ -685,3 +685,65 @@ fn an_unchained_row_put_below_the_chain_in_postgres_is_reported_as_inserted() {
     );
     assert_eq!(report.legacy, 0);
 }
+
+/// Resolution reads every tier's record of a key in one round trip on PostgreSQL, afresh
+/// at every call: a key added in a higher tier, its rotation and its deletion, each made
+/// through host A, are what host B resolves and decrypts at its next call.
+#[test]
+fn each_change_made_through_one_host_is_what_another_resolves_at_its_next_call() {
+    use latchkey_host::policy::{Binding, HostPattern, InjectLocation};
+    use latchkey_host::resolve::{RunContext, Tier, resolve_and_decrypt_for_bench};
+    use latchkey_host::secret::{CredentialKey, SecretValue};
+    use latchkey_host::store::SecretStore;
+    use latchkey_host::store::{Location, MasterKey, PostgresBackend, Scope, SecretSpec};
+
+    let pg = Postgres::start();
+    let url = pg.create_db("tiers");
+    PostgresBackend::migrate(&url).unwrap();
+    let master = MasterKey::generate().unwrap();
+    let location = Location::Postgres(url);
+    let a = SecretStore::init_at(&location, &master).unwrap();
+    let b = SecretStore::open_at(&location, &master).unwrap();
+    let spec = || SecretSpec {
+        integration: "http".into(),
+        binding: Binding::new(
+            vec![HostPattern::parse("api.example.com").unwrap()],
+            vec![InjectLocation::parse("header:authorization").unwrap()],
+            false,
+        )
+        .unwrap(),
+        allow_weak_value: true,
+        quota: Default::default(),
+        kind: Default::default(),
+        oauth: None,
+    };
+    let value = |v: &str| SecretValue::new(v.as_bytes().to_vec()).unwrap();
+    let key = CredentialKey::new("TOKEN").unwrap();
+    let ctx = RunContext::single_step("default", "wf", "alice");
+    let workspace = Scope::Workspace {
+        workspace: "default".into(),
+    };
+    let user = Scope::UserWorkflow {
+        user: "alice".into(),
+        workspace: "default".into(),
+        workflow: "wf".into(),
+    };
+    let on_b = || {
+        let r = resolve_and_decrypt_for_bench(&b, &ctx, &key).unwrap();
+        (r.tier, r.meta.version)
+    };
+
+    a.set(&workspace, &key, value(VALUE), spec(), "admin")
+        .unwrap();
+    assert_eq!(on_b(), (Tier::Workspace, 1));
+    // A key in the first tier, set through A, wins on B at once.
+    a.set(&user, &key, value(VALUE), spec(), "admin").unwrap();
+    assert_eq!(on_b(), (Tier::UserWorkflow, 1));
+    // Rotated through A: B decrypts the new version at its next call.
+    a.rotate(&user, &key, value(ROTATED), false, "admin")
+        .unwrap();
+    assert_eq!(on_b(), (Tier::UserWorkflow, 2));
+    // Deleted through A: B falls back to the workspace's key.
+    a.delete(&user, &key, "admin").unwrap();
+    assert_eq!(on_b(), (Tier::Workspace, 1));
+}

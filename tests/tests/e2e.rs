@@ -599,3 +599,113 @@ async fn a_transport_error_names_the_destination() {
         "the URL's path and query stay out: {err}"
     );
 }
+
+/// A memory backend that counts the writes to the audit trail (each `append_all` is one
+/// `write(2)` on the embedded log, one statement on PostgreSQL).
+#[derive(Default)]
+struct CountingAuditWrites {
+    inner: latchkey_host::store::MemoryBackend,
+    writes: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl latchkey_host::store::Backend for CountingAuditWrites {
+    fn get(
+        &self,
+        ns: &str,
+        id: &[u8],
+    ) -> Result<Option<Vec<u8>>, latchkey_host::store::BackendError> {
+        self.inner.get(ns, id)
+    }
+    fn put(
+        &self,
+        ns: &str,
+        id: &[u8],
+        value: &[u8],
+    ) -> Result<(), latchkey_host::store::BackendError> {
+        self.inner.put(ns, id, value)
+    }
+    fn delete(&self, ns: &str, id: &[u8]) -> Result<bool, latchkey_host::store::BackendError> {
+        self.inner.delete(ns, id)
+    }
+    fn scan(
+        &self,
+        ns: &str,
+        prefix: &[u8],
+    ) -> Result<latchkey_host::store::Records, latchkey_host::store::BackendError> {
+        self.inner.scan(ns, prefix)
+    }
+    fn append(&self, ns: &str, value: &[u8]) -> Result<u64, latchkey_host::store::BackendError> {
+        self.append_all(ns, &[value.to_vec()])
+    }
+    fn append_all(
+        &self,
+        ns: &str,
+        values: &[Vec<u8>],
+    ) -> Result<u64, latchkey_host::store::BackendError> {
+        self.writes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let mut last = 0;
+        for v in values {
+            last = self.inner.append(ns, v)?;
+        }
+        Ok(last)
+    }
+    fn flush(&self) -> Result<(), latchkey_host::store::BackendError> {
+        self.inner.flush()
+    }
+    fn last(
+        &self,
+        ns: &str,
+    ) -> Result<Option<latchkey_host::store::Record>, latchkey_host::store::BackendError> {
+        self.inner.last(ns)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fetchs_resolution_and_injection_records_are_written_together() {
+    use std::sync::atomic::Ordering;
+    let up = Upstream::start().await.unwrap();
+    let master = latchkey_host::store::MasterKey::generate().unwrap();
+    let backend = CountingAuditWrites::default();
+    let writes = backend.writes.clone();
+    let store =
+        latchkey_host::store::SecretStore::init_with(Box::new(backend), "mem", &master).unwrap();
+    let s = TestStore {
+        dir: tempfile::tempdir().unwrap(),
+        store: std::sync::Arc::new(store),
+    };
+    let host = format!("127.0.0.1:{}", up.port());
+    s.put(
+        &workspace(),
+        "TOKEN",
+        "written-together-7c1e5a9f3b",
+        &[&host],
+        &["header:authorization"],
+    );
+    let rt = runtime(&s);
+    let step = load(&rt, "probe");
+    let fetch = json!({"action": "fetch", "url": up.url("/echo"), "key": "TOKEN"});
+    run(&rt, &step, fetch.clone()).await.unwrap();
+    let (before, _) = audit::read_all(&s.store).unwrap();
+    let writes_before = writes.load(Ordering::SeqCst);
+    run(&rt, &step, fetch).await.unwrap();
+    let (after, _) = audit::read_all(&s.store).unwrap();
+    let events: Vec<_> = after[before.len()..].iter().map(|r| r.event).collect();
+    assert_eq!(
+        events,
+        [audit::AuditEvent::Resolve, audit::AuditEvent::Inject],
+        "the get's record first, then the fetch's"
+    );
+    assert_eq!(
+        writes.load(Ordering::SeqCst) - writes_before,
+        1,
+        "a fetch's two audit records took more than one write"
+    );
+    // A run that only gets a handle still leaves its record, at the run's end.
+    run(&rt, &step, json!({"action": "get", "key": "TOKEN"}))
+        .await
+        .unwrap();
+    let (last, _) = audit::read_all(&s.store).unwrap();
+    assert_eq!(last.len(), after.len() + 1);
+    assert_eq!(last[after.len()].event, audit::AuditEvent::Resolve);
+}

@@ -3,16 +3,24 @@
 //! into a fresh database of a PostgreSQL 15 cluster this figure starts (initdb + pg_ctl
 //! from /usr/lib/postgresql/15/bin, as `nobody` when run as root, on 127.0.0.1) and both
 //! are measured with the same keys. Every PostgreSQL resolution reads the records over the
-//! connection (no cache: a rotation on any host is seen by the next call).
+//! connection (one round trip for every tier; no cache: a rotation on any host is seen by
+//! the next call).
+//!
+//! Figure `shared-fetch`: the one-injected-fetch step of figure 2 (probe guest, a bearer to
+//! loopback) on a PostgreSQL store against the same step on a sled store, one host, the
+//! database on loopback, sampled in alternating blocks.
 
-use super::{CMD, ns_to_us, print};
+use super::{CMD, POOL, TOKEN, fetch_input, ns_to_us, print, read_guest, runtime};
 use anyhow::{Context, Result, bail};
 use latchkey_bench::{Figure, Samples};
 use latchkey_host::resolve::{RunContext, resolve_and_decrypt_for_bench};
 use latchkey_host::secret::CredentialKey;
-use latchkey_host::store::{Backend, MasterKey, PostgresBackend, SecretStore};
+use latchkey_host::store::{Backend, Location, MasterKey, PostgresBackend, SecretStore};
+use latchkey_tests::upstream::Upstream;
+use latchkey_tests::{TestStore, workspace};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Instant;
 
 const BIN: &str = "/usr/lib/postgresql/15/bin";
@@ -189,4 +197,85 @@ pub(crate) fn figures(iters: usize, quick: bool) -> Result<Vec<Figure>> {
         }
     }
     Ok(out)
+}
+
+/// Figure `shared-fetch`: whole runs of the one-injected-fetch step on a PostgreSQL store
+/// ÷ the same on a sled store, in the same process, alternating blocks of each.
+pub(crate) async fn fetch_figures(iters: usize) -> Result<Vec<Figure>> {
+    let cluster = Cluster::start()?;
+    let url = cluster.database("fetch")?;
+    PostgresBackend::migrate(&url)?;
+    let master = MasterKey::generate()?;
+    let pg = TestStore {
+        dir: tempfile::tempdir()?,
+        store: Arc::new(SecretStore::init_at(&Location::Postgres(url), &master)?),
+    };
+    let sled = TestStore::new();
+    for ts in [&pg, &sled] {
+        ts.put(
+            &workspace(),
+            "BENCH_TOKEN",
+            TOKEN,
+            &["127.0.0.1:*"],
+            &["header:authorization"],
+        );
+    }
+    let up = Upstream::start().await?;
+    let input = fetch_input(&up);
+    let ctx = RunContext::single_step("default", "fetch", "alice");
+    let on_pg = runtime(&pg, POOL)?;
+    let on_sled = runtime(&sled, POOL)?;
+    let guest = read_guest("probe")?;
+    let (pg_step, sled_step) = (on_pg.load(&guest)?, on_sled.load(&guest)?);
+    for (rt, step) in [(&on_pg, &pg_step), (&on_sled, &sled_step)] {
+        let out = rt
+            .run(step, &ctx, &input)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        if !out.output.contains("\"status\":200") {
+            bail!("the fetch step did not get a 200: {}", out.output);
+        }
+    }
+    let mut samples = [Samples::default(), Samples::default()];
+    for round in 0..25 {
+        up.clear();
+        for (v, (rt, step)) in [(&on_pg, &pg_step), (&on_sled, &sled_step)]
+            .into_iter()
+            .enumerate()
+        {
+            for _ in 0..(iters / 20).max(10) {
+                let t = Instant::now();
+                let out = rt
+                    .run(step, &ctx, &input)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                std::hint::black_box(out);
+                // The first 5 rounds warm pools, connections and the allocator.
+                if round >= 5 {
+                    samples[v].push(t.elapsed());
+                }
+            }
+        }
+    }
+    let [p, s] = &mut samples;
+    let ratio = p.median() / s.median();
+    let f = Figure {
+        name: "injected_fetch_step_postgres_vs_sled".into(),
+        median: ns_to_us(p.median()),
+        p99: ns_to_us(p.p99()),
+        unit: "us".into(),
+        baseline_median: Some(ns_to_us(s.median())),
+        ratio: Some(ratio),
+        target: "ratio <= 1.5 (baseline: the same step on a sled store, same run)".into(),
+        met: Some(ratio <= 1.5),
+        command: format!("{CMD} shared-fetch"),
+        notes: format!(
+            "probe guest, one GET to loopback /status/200 with an injected bearer, whole runs; PostgreSQL 15 on 127.0.0.1 (one connection), sled p99 {:.1} us; {} samples each, alternating blocks",
+            ns_to_us(s.p99()),
+            p.len()
+        ),
+    };
+    print(&f);
+    up.shutdown().await;
+    Ok(vec![f])
 }

@@ -39,15 +39,18 @@ impl wit_credentials::Host for CredentialsView<'_> {
         self.credentials.gets += 1;
         match resolve::resolve(&self.shared.store, &self.ctx, &key) {
             Ok(resolved) => {
-                self.audit(
+                // Nothing leaves the host at a get: its record goes with the run's next
+                // one (the fetch's, before its request leaves) or at the run's end.
+                self.audit_later(self.record(
                     AuditEvent::Resolve,
                     &key,
                     Some(&resolved),
                     None,
                     None,
                     "ok".into(),
-                );
+                ));
                 self.credentials.note_resolved(&key, &resolved);
+                self.note_tier(&key, resolved.tier);
                 let handle = self.table.push(CredentialHandle { key })?;
                 self.credentials.live_handles += 1;
                 Ok(Ok(handle))

@@ -335,12 +335,12 @@ impl HttpView<'_> {
             if out.iter().any(|r| r.key == u.key) {
                 continue;
             }
-            let found = resolve::resolve_value(&self.shared.store, &self.ctx, &u.key).and_then(
-                |(resolved, value)| {
+            let at = self.tier_of(&u.key);
+            let found = resolve::resolve_value_at(&self.shared.store, &self.ctx, &u.key, at)
+                .and_then(|(resolved, value)| {
                     let retired = resolve::retired_values(&self.shared.store, &resolved)?;
                     Ok((resolved, value, retired))
-                },
-            );
+                });
             match found {
                 Ok((resolved, value, retired)) => out.push(Resolution {
                     key: u.key.clone(),

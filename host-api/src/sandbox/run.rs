@@ -50,6 +50,7 @@ impl Runtime {
         let started = Instant::now();
         let mut store = self.fresh_store(ctx, started);
         let returned = self.call(step, &mut store, input).await;
+        store.data().run.write_held();
         if self.shared.durability == super::Durability::Strict {
             let _ = audit::flush(&self.shared.store);
         }

@@ -97,6 +97,18 @@ pub trait Backend: Send + Sync {
     fn get(&self, ns: &str, id: &[u8]) -> Result<Option<Vec<u8>>, BackendError>;
     /// Stores `value` under `id`; durable when this returns.
     fn put(&self, ns: &str, id: &[u8], value: &[u8]) -> Result<(), BackendError>;
+    /// The records stored under each of `ids` in `ns`, in the order of `ids`. One round
+    /// trip on a backend whose reads cross a network ([`Backend::is_remote`]); the default
+    /// reads them one by one.
+    fn get_many(&self, ns: &str, ids: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, BackendError> {
+        ids.iter().map(|id| self.get(ns, id)).collect()
+    }
+    /// Whether a read costs a round trip to another process (PostgreSQL): then reading
+    /// every record a call may need at once ([`Backend::get_many`]) is cheaper than reading
+    /// them as needed, which is cheaper on an embedded store.
+    fn is_remote(&self) -> bool {
+        false
+    }
     /// Removes `id`; durable when this returns. Returns whether it existed.
     fn delete(&self, ns: &str, id: &[u8]) -> Result<bool, BackendError>;
     /// All records whose id starts with `prefix`, in id order.
@@ -223,6 +235,36 @@ pub trait Backend: Send + Sync {
         let value = build(last.as_ref().map(|(_, v)| v.as_slice()));
         self.append(ns, &value)
     }
+    /// Appends `values` in order under fresh increasing ids, as [`Backend::append`] does
+    /// each: with one `write(2)` (or one statement) where the backend can, so that records
+    /// written together cost one system call. Returns the last id.
+    fn append_all(&self, ns: &str, values: &[Vec<u8>]) -> Result<u64, BackendError> {
+        let mut last = 0;
+        for v in values {
+            last = self.append(ns, v)?;
+        }
+        Ok(last)
+    }
+    /// [`Backend::append_chained`] for several records: each is built from the one before
+    /// it (the first from the newest stored), with nothing appended between them, and all
+    /// are appended together ([`Backend::append_all`]). Returns the last id.
+    ///
+    /// The default is right where one process holds the store and serializes its appends;
+    /// a backend that several processes append to must override it.
+    fn append_chained_all(
+        &self,
+        ns: &str,
+        builds: Vec<AppendBuilder>,
+    ) -> Result<u64, BackendError> {
+        let mut previous = self.last(ns)?.map(|(_, v)| v);
+        let mut values = Vec::with_capacity(builds.len());
+        for build in builds {
+            let value = build(previous.as_deref());
+            values.push(value.clone());
+            previous = Some(value);
+        }
+        self.append_all(ns, &values)
+    }
 }
 
 /// A backend shared with its owner: a store over `Arc<B>` while the owner keeps reaching
@@ -231,6 +273,12 @@ pub trait Backend: Send + Sync {
 impl<B: Backend + ?Sized> Backend for Arc<B> {
     fn get(&self, ns: &str, id: &[u8]) -> Result<Option<Vec<u8>>, BackendError> {
         (**self).get(ns, id)
+    }
+    fn get_many(&self, ns: &str, ids: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, BackendError> {
+        (**self).get_many(ns, ids)
+    }
+    fn is_remote(&self) -> bool {
+        (**self).is_remote()
     }
     fn put(&self, ns: &str, id: &[u8], value: &[u8]) -> Result<(), BackendError> {
         (**self).put(ns, id, value)
@@ -294,6 +342,16 @@ impl<B: Backend + ?Sized> Backend for Arc<B> {
     }
     fn append_chained(&self, ns: &str, build: AppendBuilder) -> Result<u64, BackendError> {
         (**self).append_chained(ns, build)
+    }
+    fn append_all(&self, ns: &str, values: &[Vec<u8>]) -> Result<u64, BackendError> {
+        (**self).append_all(ns, values)
+    }
+    fn append_chained_all(
+        &self,
+        ns: &str,
+        builds: Vec<AppendBuilder>,
+    ) -> Result<u64, BackendError> {
+        (**self).append_chained_all(ns, builds)
     }
 }
 

@@ -161,4 +161,14 @@ impl Backend for DeferredSled {
     fn append_chained(&self, ns: &str, build: AppendBuilder) -> Result<u64, BackendError> {
         self.db()?.append_chained(ns, build)
     }
+    fn append_all(&self, ns: &str, values: &[Vec<u8>]) -> Result<u64, BackendError> {
+        self.db()?.append_all(ns, values)
+    }
+    fn append_chained_all(
+        &self,
+        ns: &str,
+        builds: Vec<AppendBuilder>,
+    ) -> Result<u64, BackendError> {
+        self.db()?.append_chained_all(ns, builds)
+    }
 }

@@ -15,6 +15,7 @@
 //!   pattern only (never injected).
 //! - [`SecretStore`]: the write-only API the CLI and the runtime use.
 
+mod absent;
 mod backend;
 mod deferred;
 mod key_provider;

@@ -179,6 +179,18 @@ type Job = Box<
 pub struct PostgresBackend {
     jobs: tokio::sync::mpsc::UnboundedSender<Job>,
     shown: String,
+    /// The newest record this host appended, by table: what its next append builds on
+    /// first (see [`Backend::append_chained_all`]).
+    appended: Arc<std::sync::Mutex<Appended>>,
+}
+
+/// Table → (id, bytes) of the newest record appended through this backend.
+type Appended = std::collections::HashMap<&'static str, (i64, Vec<u8>)>;
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A remembered record is only a first guess, checked by the insert: a poisoned map
+    // is as good as a clean one.
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// A database location as it may be shown: `postgres://user@host:port/db`, never the
@@ -390,6 +402,7 @@ impl PostgresBackend {
         Ok(PostgresBackend {
             jobs: tx,
             shown: store,
+            appended: Default::default(),
         })
     }
 
@@ -535,6 +548,45 @@ impl Backend for PostgresBackend {
                 .map_err(c.fail("a read"))?;
             Ok(row.map(|r| r.get::<_, Vec<u8>>(0)))
         })
+    }
+
+    /// One statement for every id (`id = ANY($1)`): the tiers a resolution may look in
+    /// cost one round trip, not one each.
+    fn get_many(&self, ns: &str, ids: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, BackendError> {
+        let t = table(ns)?;
+        if t.numeric_ids {
+            return ids.iter().map(|id| self.get(ns, id)).collect();
+        }
+        let sql = format!(
+            "SELECT id, {} FROM {} WHERE id = ANY($1)",
+            t.value, t.name
+        );
+        let wanted: Vec<Bytes> = ids.to_vec();
+        let rows = self.call(true, move |c| async move {
+            let s = c.statement(&sql).await.map_err(c.fail("a read"))?;
+            let rows = c
+                .client
+                .query(&s, &[&wanted])
+                .await
+                .map_err(c.fail("a read"))?;
+            Ok(rows
+                .iter()
+                .map(|r| (r.get::<_, Vec<u8>>(0), r.get::<_, Vec<u8>>(1)))
+                .collect::<Records>())
+        })?;
+        let mut out: Vec<Option<Vec<u8>>> = vec![None; ids.len()];
+        for (id, value) in rows {
+            for (slot, wanted) in out.iter_mut().zip(ids) {
+                if *wanted == id {
+                    *slot = Some(value.clone());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn is_remote(&self) -> bool {
+        true
     }
 
     fn put(&self, ns: &str, id: &[u8], value: &[u8]) -> Result<(), BackendError> {
@@ -737,44 +789,80 @@ impl Backend for PostgresBackend {
     }
 
     fn append_chained(&self, ns: &str, build: AppendBuilder) -> Result<u64, BackendError> {
+        self.append_chained_all(ns, vec![build])
+    }
+
+    /// All the records in one statement: at the ids after the newest committed one, each
+    /// built from the one before. The newest record this host appended is remembered, and
+    /// the first attempt builds on it without reading the table: one round trip while no
+    /// other host appended since. An insert that finds an id taken (another host appended
+    /// first) inserts nothing, and is built again on the newest record read back.
+    fn append_chained_all(
+        &self,
+        ns: &str,
+        builds: Vec<AppendBuilder>,
+    ) -> Result<u64, BackendError> {
         let t = table(ns)?;
         if !t.numeric_ids {
             return Err(BackendError::UnknownNamespace(format!(
                 "{ns} (appended to)"
             )));
         }
+        if builds.is_empty() {
+            return Ok(0);
+        }
         let last_sql = format!(
             "SELECT id, {} FROM {} ORDER BY id DESC LIMIT 1",
             t.value, t.name
         );
         let insert_sql = format!(
-            "INSERT INTO {} (id, {}) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO {} (id, {}) SELECT * FROM unnest($1::bigint[], $2::bytea[])",
             t.name, t.value
         );
-        let build = Arc::new(build);
+        let builds = Arc::new(builds);
+        let appended = self.appended.clone();
+        let name = t.name;
         self.call(false, move |c| async move {
+            let remembered = lock(&appended).get(name).cloned();
+            let mut last: Option<(i64, Vec<u8>)> = remembered;
+            let mut read = last.is_none();
             for _ in 0..APPEND_ATTEMPTS {
-                let last = c.statement(&last_sql).await.map_err(c.fail("an append"))?;
-                let row = c
-                    .client
-                    .query_opt(&last, &[])
-                    .await
-                    .map_err(c.fail("an append"))?;
-                let (next, record) = match row {
-                    Some(r) => (r.get::<_, i64>(0) + 1, build(Some(&r.get::<_, Vec<u8>>(1)))),
-                    None => (0, build(None)),
-                };
+                if read {
+                    let s = c.statement(&last_sql).await.map_err(c.fail("an append"))?;
+                    let row = c
+                        .client
+                        .query_opt(&s, &[])
+                        .await
+                        .map_err(c.fail("an append"))?;
+                    last = row.map(|r| (r.get::<_, i64>(0), r.get::<_, Vec<u8>>(1)));
+                }
+                read = true;
+                let mut next = last.as_ref().map_or(0, |(id, _)| id + 1);
+                let mut previous = last.as_ref().map(|(_, v)| v.clone());
+                let (mut ids, mut values) = (Vec::new(), Vec::new());
+                for build in builds.iter() {
+                    let value = build(previous.as_deref());
+                    ids.push(next);
+                    next += 1;
+                    values.push(value.clone());
+                    previous = Some(value);
+                }
                 let insert = c
                     .statement(&insert_sql)
                     .await
                     .map_err(c.fail("an append"))?;
-                let inserted = c
-                    .client
-                    .execute(&insert, &[&next, &record])
-                    .await
-                    .map_err(c.fail("an append"))?;
-                if inserted == 1 {
-                    return Ok(next as u64);
+                match c.client.execute(&insert, &[&ids, &values]).await {
+                    Ok(_) => {
+                        let id = next - 1;
+                        if let Some(v) = previous {
+                            lock(&appended).insert(name, (id, v));
+                        }
+                        return Ok(id as u64);
+                    }
+                    // Another host took one of the ids first; the statement inserted none.
+                    Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {
+                    }
+                    Err(e) => return Err(c.fail("an append")(e)),
                 }
             }
             // Practically unreachable: a thousand other appends won each race.

@@ -737,6 +737,30 @@ impl SecretStore {
         Ok(Some((bytes, meta)))
     }
 
+    /// The records of `key` in each of `scopes`, for resolution's walk down the tiers:
+    /// read all at once, in one round trip, where the backend is remote (a round trip per
+    /// tier would multiply a call's latency by the tiers missed), and one by one as the
+    /// walk asks on an embedded store (where a read is cheaper than a read not needed).
+    /// Either way every call reads the records afresh: a rotation is seen at the next one.
+    pub(crate) fn candidates<'a>(
+        &'a self,
+        scopes: &'a [Scope],
+        key: &'a CredentialKey,
+    ) -> Result<Candidates<'a>, StoreError> {
+        let fetched = if self.backend.is_remote() && scopes.len() > 1 {
+            let ids: Vec<Vec<u8>> = scopes.iter().map(|s| record::storage_id(s, key)).collect();
+            Some(self.backend.get_many(NS_SECRETS, &ids)?)
+        } else {
+            None
+        };
+        Ok(Candidates {
+            store: self,
+            scopes,
+            key,
+            fetched,
+        })
+    }
+
     /// Deletes a secret on behalf of `actor`. Returns its metadata, or `NotFound`.
     /// Audited (`secret-delete`) before the change.
     pub fn delete(
@@ -1009,6 +1033,39 @@ impl SecretStore {
     /// The backend, for the audit trail which shares it.
     pub(crate) fn backend(&self) -> &dyn Backend {
         self.backend.as_ref()
+    }
+}
+
+/// The records of one key in several scopes; see [`SecretStore::candidates`].
+pub(crate) struct Candidates<'a> {
+    store: &'a SecretStore,
+    scopes: &'a [Scope],
+    key: &'a CredentialKey,
+    /// Every scope's record, read at once (a remote backend); `None`: read each when asked.
+    fetched: Option<Vec<Option<Vec<u8>>>>,
+}
+
+impl Candidates<'_> {
+    /// The record in the `i`th scope and its metadata, checked to sit where it says (as
+    /// [`SecretStore::read`]); parsed only when asked, so a damaged record in a tier the
+    /// walk never reaches is not reported.
+    pub(crate) fn read(&mut self, i: usize) -> Result<Option<(Vec<u8>, SecretMeta)>, StoreError> {
+        let Some(scope) = self.scopes.get(i) else {
+            return Ok(None);
+        };
+        let Some(fetched) = &mut self.fetched else {
+            return self.store.read(scope, self.key);
+        };
+        let Some(bytes) = fetched.get_mut(i).and_then(Option::take) else {
+            return Ok(None);
+        };
+        let id = record::storage_id(scope, self.key);
+        let meta = self
+            .store
+            .metas
+            .meta(&id, &bytes)
+            .map_err(|e| damaged(scope, self.key, &e))?;
+        Ok(Some((bytes, meta)))
     }
 }
 

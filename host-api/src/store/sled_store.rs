@@ -2,7 +2,9 @@
 //! file per appended namespace (the audit trail, see [`AppendLog`]).
 
 use super::backend::{Backend, BackendError, Expected, Record, Records, page_end};
+use super::absent::Absent;
 use super::log::AppendLog;
+use super::namespaces::SECRETS as NS_SECRETS;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -24,6 +26,8 @@ pub struct SledBackend {
     trees: std::sync::RwLock<Vec<(String, sled::Tree)>>,
     /// Logs opened so far, by namespace.
     logs: std::sync::RwLock<Vec<(String, Arc<AppendLog>)>>,
+    /// Secret ids known absent (exact: this backend is the store's only writer).
+    absent: Absent,
 }
 
 impl SledBackend {
@@ -67,7 +71,15 @@ impl SledBackend {
             path,
             trees: std::sync::RwLock::new(Vec::new()),
             logs: std::sync::RwLock::new(Vec::new()),
+            absent: Absent::default(),
         })
+    }
+
+    /// Forgets a secret id just written from the ids known absent.
+    fn written(&self, ns: &str, id: &[u8]) {
+        if ns == NS_SECRETS {
+            self.absent.written(id);
+        }
     }
 
     /// The log of `ns`; `None` if it has none and `create` is false.
@@ -224,18 +236,33 @@ fn classify(e: sled::Error, path: &str) -> BackendError {
 }
 
 impl Backend for SledBackend {
+    /// A secret id known absent is answered without reading the tree (see `absent`).
     fn get(&self, ns: &str, id: &[u8]) -> Result<Option<Vec<u8>>, BackendError> {
-        Ok(self
+        let secrets = ns == NS_SECRETS;
+        let writes = if secrets {
+            match self.absent.check(id) {
+                None => return Ok(None),
+                some => some,
+            }
+        } else {
+            None
+        };
+        let found = self
             .tree(ns)?
             .get(id)
             .map_err(|e| classify(e, &self.path))?
-            .map(|v| v.to_vec()))
+            .map(|v| v.to_vec());
+        if let (None, Some(writes)) = (&found, writes) {
+            self.absent.remember(id, writes);
+        }
+        Ok(found)
     }
 
     fn put(&self, ns: &str, id: &[u8], value: &[u8]) -> Result<(), BackendError> {
         let tree = self.tree(ns)?;
         tree.insert(id, value)
             .map_err(|e| classify(e, &self.path))?;
+        self.written(ns, id);
         tree.flush().map_err(|e| classify(e, &self.path))?;
         Ok(())
     }
@@ -266,6 +293,12 @@ impl Backend for SledBackend {
     fn append(&self, ns: &str, value: &[u8]) -> Result<u64, BackendError> {
         let log = self.log(ns, true)?;
         log.map_or(Ok(0), |l| l.append(value))
+    }
+
+    /// One `write(2)` for all of them ([`AppendLog::append_all`]).
+    fn append_all(&self, ns: &str, values: &[Vec<u8>]) -> Result<u64, BackendError> {
+        let log = self.log(ns, true)?;
+        log.map_or(Ok(0), |l| l.append_all(values))
     }
 
     /// The cursor is the byte offset the log was read to. Records in the tree are older
@@ -363,6 +396,9 @@ impl Backend for SledBackend {
         }
         tree.apply_batch(batch)
             .map_err(|e| classify(e, &self.path))?;
+        for (id, _) in puts {
+            self.written(ns, id);
+        }
         tree.flush().map_err(|e| classify(e, &self.path))?;
         Ok(())
     }
@@ -404,6 +440,7 @@ impl Backend for SledBackend {
             .map_err(|e| classify(e, &self.path))?
             .is_ok();
         if swapped {
+            self.written(ns, id);
             tree.flush().map_err(|e| classify(e, &self.path))?;
         }
         Ok(swapped)

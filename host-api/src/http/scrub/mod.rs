@@ -28,8 +28,9 @@ mod json;
 mod views;
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
+use std::cell::Cell;
 use std::time::Instant;
-use views::{DECODERS, View, check};
+use views::{CLOCK_EVERY, DECODERS, View, check};
 use zeroize::Zeroizing;
 
 /// What a scrubbed occurrence is replaced with.
@@ -174,26 +175,22 @@ impl Matcher {
     /// [`REDACTED`] (the union of all matches, overlapping ones included). Errors, rather
     /// than return anything unscrubbed, if `deadline` passes first.
     pub fn scrub(&self, data: &[u8], deadline: Option<Instant>) -> Result<Vec<u8>, ScrubError> {
-        let ranges = self.ranges(data, deadline)?;
+        let ranges = self.ranges(data, &Clock::start(deadline)?)?;
         Ok(redact(data, &ranges))
     }
 
     /// The stretches of `data` that hold a value, in any supported encoding: sorted,
     /// overlapping and adjacent matches joined.
-    fn ranges(
-        &self,
-        data: &[u8],
-        deadline: Option<Instant>,
-    ) -> Result<Vec<(usize, usize)>, ScrubError> {
+    fn ranges(&self, data: &[u8], clock: &Clock) -> Result<Vec<(usize, usize)>, ScrubError> {
         let Some(automaton) = &self.automaton else {
             return Ok(Vec::new());
         };
-        check(deadline)?;
+        clock.scanned(data.len())?;
         if u32::try_from(data.len()).is_err() {
             return Err(ScrubError::TooLarge);
         }
         let mut ranges = Vec::new();
-        self.explore(automaton, &View::raw(data), 0, false, &mut ranges, deadline)?;
+        self.explore(automaton, &View::raw(data), 0, false, &mut ranges, clock)?;
         merge(&mut ranges);
         Ok(ranges)
     }
@@ -206,11 +203,12 @@ impl Matcher {
         pieces: &[&[u8]],
         deadline: Option<Instant>,
     ) -> Result<Vec<Vec<u8>>, ScrubError> {
+        let clock = Clock::start(deadline)?;
         let mut ranges = pieces
             .iter()
-            .map(|p| self.ranges(p, deadline))
+            .map(|p| self.ranges(p, &clock))
             .collect::<Result<Vec<_>, _>>()?;
-        for (i, start, end) in self.across(pieces, deadline)? {
+        for (i, start, end) in self.across(pieces, &clock)? {
             ranges[i].push((start, end));
         }
         Ok(pieces
@@ -248,7 +246,7 @@ impl Matcher {
             return Ok(Vec::new());
         }
         let spans = json::string_values(body);
-        self.ranges_across(body, &spans, deadline)
+        self.ranges_across(body, &spans, &Clock::start(deadline)?)
     }
 
     /// [`Self::ranges`] of `data`, and the parts of a value cut across its `spans` (the
@@ -257,11 +255,11 @@ impl Matcher {
         &self,
         data: &[u8],
         spans: &[(usize, usize)],
-        deadline: Option<Instant>,
+        clock: &Clock,
     ) -> Result<Vec<(usize, usize)>, ScrubError> {
-        let mut ranges = self.ranges(data, deadline)?;
+        let mut ranges = self.ranges(data, clock)?;
         let pieces: Vec<&[u8]> = spans.iter().map(|&(s, e)| &data[s..e]).collect();
-        for (i, start, end) in self.across(&pieces, deadline)? {
+        for (i, start, end) in self.across(&pieces, clock)? {
             ranges.push((spans[i].0 + start, spans[i].0 + end));
         }
         merge(&mut ranges);
@@ -274,7 +272,7 @@ impl Matcher {
     fn across(
         &self,
         pieces: &[&[u8]],
-        deadline: Option<Instant>,
+        clock: &Clock,
     ) -> Result<Vec<(usize, usize, usize)>, ScrubError> {
         let Some(automaton) = &self.automaton else {
             return Ok(Vec::new());
@@ -283,7 +281,7 @@ impl Matcher {
         if pieces.iter().filter(|p| !p.is_empty()).count() < 2 || total < self.min_len {
             return Ok(Vec::new());
         }
-        check(deadline)?;
+        clock.scanned(total)?;
         if u32::try_from(total).is_err() {
             return Err(ScrubError::TooLarge);
         }
@@ -294,14 +292,7 @@ impl Matcher {
             joined.extend_from_slice(p);
         }
         let mut ranges = Vec::new();
-        self.explore(
-            automaton,
-            &View::raw(&joined),
-            0,
-            false,
-            &mut ranges,
-            deadline,
-        )?;
+        self.explore(automaton, &View::raw(&joined), 0, false, &mut ranges, clock)?;
         merge(&mut ranges);
         let mut out = Vec::new();
         for (start, end) in ranges {
@@ -335,7 +326,7 @@ impl Matcher {
         depth: usize,
         binary_used: bool,
         ranges: &mut Vec<(usize, usize)>,
-        deadline: Option<Instant>,
+        clock: &Clock,
     ) -> Result<(), ScrubError> {
         for m in automaton.find_overlapping_iter(view.bytes()) {
             if let Some(span) = view.source(m.start(), m.end())
@@ -357,8 +348,12 @@ impl Matcher {
                 continue;
             }
             for variant in 0..dec.variants() {
-                check(deadline)?;
-                let Some(child) = dec.decode(view, variant, self.min_len, window, deadline)? else {
+                // Each decoder reads the whole view (and checks the clock itself in long
+                // ones): charged by its length, not a clock read per view.
+                clock.scanned(view.bytes().len())?;
+                let Some(child) =
+                    dec.decode(view, variant, self.min_len, window, clock.deadline)?
+                else {
                     continue;
                 };
                 self.explore(
@@ -367,7 +362,7 @@ impl Matcher {
                     depth + 1,
                     binary_used || dec.is_binary(),
                     ranges,
-                    deadline,
+                    clock,
                 )?;
             }
         }
@@ -378,6 +373,37 @@ impl Matcher {
     /// descendants (`below` more decoders) can reach from a decoded escape.
     fn window(&self, below: usize) -> usize {
         (0..below).fold(self.max_len, |w, _| w.saturating_mul(EXPANSION))
+    }
+}
+
+/// The deadline of one scrub: read from the clock when the scrub starts, then once per
+/// [`CLOCK_EVERY`] bytes scanned, not at every view: the dozens of small views of a short
+/// answer cost one clock read, and a long one is still stopped within 64 KiB of work.
+struct Clock {
+    deadline: Option<Instant>,
+    /// Bytes scanned since the clock was last read.
+    unread: Cell<usize>,
+}
+
+impl Clock {
+    fn start(deadline: Option<Instant>) -> Result<Clock, ScrubError> {
+        check(deadline)?;
+        Ok(Clock {
+            deadline,
+            unread: Cell::new(0),
+        })
+    }
+
+    /// Counts `bytes` about to be scanned; reads the clock once they add up to
+    /// [`CLOCK_EVERY`].
+    fn scanned(&self, bytes: usize) -> Result<(), ScrubError> {
+        let unread = self.unread.get().saturating_add(bytes);
+        if unread < CLOCK_EVERY {
+            self.unread.set(unread);
+            return Ok(());
+        }
+        self.unread.set(0);
+        check(self.deadline)
     }
 }
 

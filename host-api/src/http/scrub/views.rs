@@ -12,7 +12,7 @@ use std::time::Instant;
 use zeroize::Zeroizing;
 
 /// How often long loops look at the clock, in bytes.
-const CLOCK_EVERY: usize = 1 << 16;
+pub(super) const CLOCK_EVERY: usize = 1 << 16;
 
 /// Longest escape a text decoder reads (`&CounterClockwiseContourIntegral;` is 33).
 /// Fits the `u8` in [`Edit`].
