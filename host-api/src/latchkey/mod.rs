@@ -68,6 +68,8 @@ pub struct Latchkey {
     /// Counts registrations made through this `Latchkey`, for front ends that tell their
     /// clients when the list of what may run changed (MCP's `tools/list_changed`).
     registered: tokio::sync::watch::Sender<u64>,
+    /// Token records this host has authenticated (each still read at every request).
+    tokens: crate::tokens::TokenCache,
 }
 
 /// Told the file of each step about to be compiled for want of a cache entry.
@@ -141,6 +143,7 @@ impl Latchkey {
             platform: OnceLock::new(),
             compiling: OnceLock::new(),
             registered: tokio::sync::watch::Sender::new(0),
+            tokens: crate::tokens::TokenCache::default(),
         }
     }
 
