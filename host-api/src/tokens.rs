@@ -11,6 +11,7 @@ use crate::store::{BackendError, SecretStore};
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use std::collections::HashMap;
 use std::fmt;
 use zeroize::Zeroizing;
 
@@ -180,24 +181,88 @@ pub(crate) fn create(
     Ok((meta, token))
 }
 
-/// The principal a token authenticates.
-pub(crate) fn authenticate(store: &SecretStore, token: &str) -> Result<Principal, TokenError> {
+/// Token records a host has authenticated, kept parsed and reused only while the stored
+/// record is byte-identical.
+///
+/// Every request still reads its token's record from the store (one `get`, as before), so a
+/// revocation or an expiry written by any host of a shared store is seen at the next request
+/// on every host: a revoked record has different bytes (`revoked_at_ms`), and different bytes
+/// are checked and parsed afresh. What is reused is the work around that read: the HMAC key's
+/// derivation, the record's MAC check and its JSON parse. The bytes were authenticated under
+/// this storage id when they were kept, and the MAC is a function of the id and the bytes, so
+/// identical bytes would authenticate again. Expiry is checked against the clock at every
+/// request. Bounded: beyond [`TokenCache::CAPACITY`] records an arbitrary one makes room.
+#[derive(Default)]
+pub(crate) struct TokenCache {
+    key: std::sync::OnceLock<TokenKey>,
+    records: std::sync::Mutex<Kept>,
+}
+
+/// Storage id → (the record's bytes as checked, the principal and record they gave).
+type Kept = HashMap<[u8; 32], (Vec<u8>, Principal, TokenMeta)>;
+
+impl TokenCache {
+    /// Records kept; a server has a few tokens per principal.
+    const CAPACITY: usize = 4096;
+
+    fn key(&self, store: &SecretStore) -> &TokenKey {
+        // The data key never changes under a store (a master key rotation re-wraps it).
+        self.key.get_or_init(|| TokenKey::of(store))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Kept> {
+        // Only a cache: a poisoned one is as good as a clean one.
+        self.records.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+/// The principal a token authenticates: its record read from the store at every call
+/// (see [`TokenCache`] for what is reused).
+pub(crate) fn authenticate(
+    store: &SecretStore,
+    cache: &TokenCache,
+    token: &str,
+) -> Result<Principal, TokenError> {
     // Bounded before any work: a token is `lk_` and 43 characters.
     if token.len() != PREFIX.len() + 43 || !token.starts_with(PREFIX) {
         return Err(TokenError::Invalid);
     }
-    let key = TokenKey::of(store);
+    let key = cache.key(store);
     let id = key.storage_id(token);
     let bytes = store
         .backend()
         .get(NS_TOKENS, &id)?
         .ok_or(TokenError::Invalid)?;
+    let now = crate::store::unix_millis();
+    if let Some((kept, principal, meta)) = cache.lock().get(&id)
+        && *kept == bytes
+    {
+        // Expired or revoked: the same answer as unknown.
+        return if meta.is_active(now) {
+            Ok(principal.clone())
+        } else {
+            Err(TokenError::Invalid)
+        };
+    }
     let meta = key.open(&id, &bytes).ok_or(TokenError::Invalid)?;
-    // Expired or revoked: the same answer as unknown.
-    if !meta.is_active(crate::store::unix_millis()) {
+    if !meta.is_active(now) {
         return Err(TokenError::Invalid);
     }
-    Principal::new(&meta.name, meta.role).map_err(|_| TokenError::Invalid)
+    let principal = Principal::new(&meta.name, meta.role).map_err(|_| TokenError::Invalid)?;
+    let mut records = cache.lock();
+    if records.len() >= TokenCache::CAPACITY
+        && !records.contains_key(&id)
+        && let Some(evicted) = records.keys().next().copied()
+    {
+        records.remove(&evicted);
+    }
+    records.insert(id, (bytes, principal.clone(), meta));
+    Ok(principal)
 }
 
 /// Every token's record (never a token); records that do not authenticate are left out.
@@ -265,9 +330,10 @@ mod tests {
     #[test]
     fn a_token_authenticates_its_principal_and_is_never_stored() {
         let s = store();
+        let cache = TokenCache::default();
         let (meta, token) = create(&s, "ci", Role::Runner, "alice", None).unwrap();
         assert!(token.expose().starts_with("lk_") && token.expose().len() == 46);
-        let p = authenticate(&s, token.expose()).unwrap();
+        let p = authenticate(&s, &cache, token.expose()).unwrap();
         assert_eq!((p.name(), p.role()), ("ci", Role::Runner));
         assert_eq!(list(&s).unwrap(), vec![meta.clone()]);
         for (_, bytes) in s.backend().scan(NS_TOKENS, b"").unwrap() {
@@ -281,13 +347,14 @@ mod tests {
     #[test]
     fn an_expired_token_gets_the_same_answer_as_an_unknown_one() {
         let s = store();
+        let cache = TokenCache::default();
         let ttl = std::time::Duration::from_millis(200);
         let (meta, token) = create(&s, "ci", Role::Runner, "alice", Some(ttl)).unwrap();
         assert!(meta.expires_at_ms.unwrap() >= meta.created_at_ms + 200);
-        assert!(authenticate(&s, token.expose()).is_ok());
+        assert!(authenticate(&s, &cache, token.expose()).is_ok());
         std::thread::sleep(std::time::Duration::from_millis(250));
         assert!(matches!(
-            authenticate(&s, token.expose()),
+            authenticate(&s, &cache, token.expose()),
             Err(TokenError::Invalid)
         ));
         // Still listed, with its expiry, for the admin to see why.
@@ -297,15 +364,16 @@ mod tests {
     #[test]
     fn malformed_unknown_and_revoked_tokens_get_one_answer() {
         let s = store();
+        let cache = TokenCache::default();
         let (meta, token) = create(&s, "bob", Role::Member, "alice", None).unwrap();
         let forged = format!("lk_{}", "A".repeat(43));
         let huge = "lk_".to_owned() + &"x".repeat(1 << 20);
         for bad in ["", "lk_", "Bearer x", forged.as_str(), huge.as_str()] {
-            assert!(matches!(authenticate(&s, bad), Err(TokenError::Invalid)));
+            assert!(matches!(authenticate(&s, &cache, bad), Err(TokenError::Invalid)));
         }
         assert_eq!(revoke(&s, Some(&meta.id), None, "alice").unwrap().len(), 1);
         assert!(matches!(
-            authenticate(&s, token.expose()),
+            authenticate(&s, &cache, token.expose()),
             Err(TokenError::Invalid)
         ));
         assert!(matches!(
@@ -318,12 +386,13 @@ mod tests {
     #[test]
     fn a_role_edited_in_the_store_does_not_authenticate() {
         let s = store();
+        let cache = TokenCache::default();
         let (_, token) = create(&s, "bob", Role::Member, "alice", None).unwrap();
         let (id, bytes) = s.backend().scan(NS_TOKENS, b"").unwrap().remove(0);
         let text = String::from_utf8_lossy(&bytes).replace("\"member\"", "\"admin\"");
         s.backend().put(NS_TOKENS, &id, text.as_bytes()).unwrap();
         assert!(matches!(
-            authenticate(&s, token.expose()),
+            authenticate(&s, &cache, token.expose()),
             Err(TokenError::Invalid)
         ));
         assert!(
@@ -335,13 +404,14 @@ mod tests {
     #[test]
     fn revoking_by_name_revokes_every_token_of_the_principal_and_is_audited() {
         let s = store();
+        let cache = TokenCache::default();
         let (_, a) = create(&s, "bob", Role::Member, "alice", None).unwrap();
         let (_, b) = create(&s, "bob", Role::Runner, "alice", None).unwrap();
         let (_, c) = create(&s, "carol", Role::Member, "alice", None).unwrap();
         assert_eq!(revoke(&s, None, Some("bob"), "alice").unwrap().len(), 2);
-        assert!(authenticate(&s, a.expose()).is_err());
-        assert!(authenticate(&s, b.expose()).is_err());
-        assert!(authenticate(&s, c.expose()).is_ok());
+        assert!(authenticate(&s, &cache, a.expose()).is_err());
+        assert!(authenticate(&s, &cache, b.expose()).is_err());
+        assert!(authenticate(&s, &cache, c.expose()).is_ok());
         let (records, _) = crate::audit::read_all(&s).unwrap();
         let events: Vec<_> = records
             .iter()
@@ -358,5 +428,73 @@ mod tests {
                 .iter()
                 .all(|r| !r.outcome.contains(&a.expose()[3..]))
         );
+    }
+
+    #[test]
+    fn a_token_revoked_through_one_host_is_refused_by_another_at_its_next_request() {
+        // Two hosts of one store: each keeps its own cache of token records.
+        let s = store();
+        let (host_a, host_b) = (TokenCache::default(), TokenCache::default());
+        let (meta, token) = create(&s, "bob", Role::Member, "alice", None).unwrap();
+        for _ in 0..2 {
+            assert!(authenticate(&s, &host_b, token.expose()).is_ok());
+        }
+        assert_eq!(host_b.len(), 1, "host B keeps the record it checked");
+        assert!(authenticate(&s, &host_a, token.expose()).is_ok());
+        revoke(&s, Some(&meta.id), None, "alice").unwrap();
+        assert!(matches!(
+            authenticate(&s, &host_b, token.expose()),
+            Err(TokenError::Invalid)
+        ));
+        assert!(matches!(
+            authenticate(&s, &host_a, token.expose()),
+            Err(TokenError::Invalid)
+        ));
+    }
+
+    #[test]
+    fn a_kept_record_is_not_trusted_once_the_stored_one_changes() {
+        let s = store();
+        let cache = TokenCache::default();
+        let (_, token) = create(&s, "bob", Role::Member, "alice", None).unwrap();
+        assert_eq!(authenticate(&s, &cache, token.expose()).unwrap().role(), Role::Member);
+        // Edited on disk after it was kept: the MAC is checked again, and fails.
+        let (id, bytes) = s.backend().scan(NS_TOKENS, b"").unwrap().remove(0);
+        let text = String::from_utf8_lossy(&bytes).replace("\"member\"", "\"admin\"");
+        s.backend().put(NS_TOKENS, &id, text.as_bytes()).unwrap();
+        assert!(matches!(
+            authenticate(&s, &cache, token.expose()),
+            Err(TokenError::Invalid)
+        ));
+        // Deleted after it was kept: unknown.
+        s.backend().delete(NS_TOKENS, &id).unwrap();
+        assert!(matches!(
+            authenticate(&s, &cache, token.expose()),
+            Err(TokenError::Invalid)
+        ));
+    }
+
+    #[test]
+    fn the_cache_of_token_records_is_bounded() {
+        let s = store();
+        let cache = TokenCache::default();
+        let key = cache.key(&s);
+        for i in 0..TokenCache::CAPACITY + 10 {
+            let id = key.storage_id(&format!("lk_{i:043}"));
+            let meta = TokenMeta {
+                id: hex::encode(&id[..ID_BYTES]),
+                name: "bob".into(),
+                role: Role::Runner,
+                created_at_ms: 0,
+                created_by: "alice".into(),
+                revoked_at_ms: None,
+                expires_at_ms: None,
+            };
+            s.backend()
+                .put(NS_TOKENS, &id, &key.seal(&id, &meta))
+                .unwrap();
+            assert!(authenticate(&s, &cache, &format!("lk_{i:043}")).is_ok());
+        }
+        assert_eq!(cache.len(), TokenCache::CAPACITY);
     }
 }

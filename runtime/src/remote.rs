@@ -8,7 +8,7 @@ use base64::Engine as _;
 use clap::Args;
 use latchkey_host::SecretValue;
 use latchkey_server::api::{ErrorBody, PublicKey};
-use reqwest::blocking::{Client, RequestBuilder};
+use reqwest::{Client, RequestBuilder};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::path::PathBuf;
@@ -33,6 +33,10 @@ pub struct Remote {
     base: String,
     token: Zeroizing<String>,
     http: Client,
+    /// The client's requests run on this thread: a command makes one or a few calls in
+    /// turn, and `reqwest::blocking` would start a thread with a runtime of its own, hand
+    /// each call to it and back, and join it at exit (bench/RESULTS.md, issue 24).
+    io: tokio::runtime::Runtime,
 }
 
 impl RemoteArgs {
@@ -67,8 +71,18 @@ impl RemoteArgs {
             // most of a short command's start-up (hundreds of files under /etc/ssl/certs).
             builder = builder.tls_certs_only(std::iter::empty());
         }
+        let io = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()
+            .context("starting the HTTP client's runtime")?;
         let http = builder.build().context("building the HTTP client")?;
-        Ok(Some(Remote { base, token, http }))
+        Ok(Some(Remote {
+            base,
+            token,
+            http,
+            io,
+        }))
     }
 }
 
@@ -133,21 +147,26 @@ impl Remote {
     /// Sends and decodes the answer; an error answer becomes an error naming the status and
     /// the server's message.
     fn send<T: DeserializeOwned>(&self, what: &str, rb: RequestBuilder) -> Result<T> {
-        let r = rb
-            .send()
-            .with_context(|| format!("{what}: cannot reach {}", self.base))?;
-        let status = r.status();
-        if !status.is_success() {
-            let message = r
-                .json::<ErrorBody>()
-                .map(|e| e.message)
-                .unwrap_or_else(|_| "(no message)".to_owned())
-                // The API names its request field; this command's user passes a flag.
-                .replace("send \"allow_weak_value\": true", "pass --allow-weak-value");
-            bail!("{what}: the server answered {status}: {message}");
-        }
-        r.json()
-            .with_context(|| format!("{what}: reading the answer"))
+        self.io.block_on(async {
+            let r = rb
+                .send()
+                .await
+                .with_context(|| format!("{what}: cannot reach {}", self.base))?;
+            let status = r.status();
+            if !status.is_success() {
+                let message = r
+                    .json::<ErrorBody>()
+                    .await
+                    .map(|e| e.message)
+                    .unwrap_or_else(|_| "(no message)".to_owned())
+                    // The API names its request field; this command's user passes a flag.
+                    .replace("send \"allow_weak_value\": true", "pass --allow-weak-value");
+                bail!("{what}: the server answered {status}: {message}");
+            }
+            r.json()
+                .await
+                .with_context(|| format!("{what}: reading the answer"))
+        })
     }
 
     /// `GET path`.

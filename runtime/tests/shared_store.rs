@@ -1,7 +1,8 @@
 //! Several hosts, one store: `latchkey serve` processes sharing a real PostgreSQL 15 cluster
 //! (started by the test in a temporary directory, on 127.0.0.1). A secret set on one host runs
 //! on another, a rotation is seen by the next call on every host, a member removed on one
-//! host is gone on the others, two admins rotating at once get one win and one conflict,
+//! host is gone on the others, a token revoked on one host is refused by the others at their
+//! next request, two admins rotating at once get one win and one conflict,
 //! kill -9 loses nothing acknowledged, a restarted database gives a clear error and then
 //! works again, and the database never holds a value in clear.
 #![allow(clippy::unwrap_used)]
@@ -246,6 +247,44 @@ fn a_member_removed_on_one_host_loses_their_secrets_and_tokens_on_the_other() {
         a.get("/v1/whoami", &alice).status(),
         StatusCode::UNAUTHORIZED
     );
+}
+
+#[test]
+fn a_token_revoked_through_one_host_is_refused_by_the_other_at_its_next_request() {
+    let pg = Postgres::start();
+    let (_a_cli, _b_cli, admin, a, b) = two_hosts(&pg, "revoke");
+    let r = a.json(
+        "POST",
+        "/v1/tokens",
+        &admin,
+        json!({"name": "carol", "role": "runner"}),
+    );
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let created: Value = r.json().unwrap();
+    let (carol, id) = (
+        created["token"].as_str().unwrap().to_owned(),
+        created["meta"]["id"].as_str().unwrap().to_owned(),
+    );
+    // Both hosts have authenticated it (and may keep its record) before the revocation.
+    for s in [&a, &b, &a, &b] {
+        assert_eq!(s.get("/v1/whoami", &carol).status(), StatusCode::OK);
+    }
+    let r = a
+        .req("DELETE", &format!("/v1/tokens/{id}"), Some(&admin))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // The very next request on the other host is refused, and on the revoking one too.
+    assert_eq!(
+        b.get("/v1/whoami", &carol).status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        a.get("/v1/whoami", &carol).status(),
+        StatusCode::UNAUTHORIZED
+    );
+    // The admin token, kept by both, still works on both.
+    assert_eq!(b.get("/v1/whoami", &admin).status(), StatusCode::OK);
 }
 
 #[test]

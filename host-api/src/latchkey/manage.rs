@@ -148,9 +148,11 @@ impl Latchkey {
     }
 
     /// The principal `token` authenticates: unknown, revoked and malformed tokens all get
-    /// the same answer.
+    /// the same answer. The token's record is read from the store at every call, so a
+    /// revocation made through any host of a shared store is refused at the next request;
+    /// only the check and parse of an unchanged record are reused.
     pub fn authenticate(&self, token: &str) -> Result<Principal, Error> {
-        Ok(tokens::authenticate(&self.store, token)?)
+        Ok(tokens::authenticate(&self.store, &self.tokens, token)?)
     }
 
     /// Checks that every record decodes and authenticates (never returning a value).

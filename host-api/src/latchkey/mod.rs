@@ -73,6 +73,8 @@ pub struct Latchkey {
     registered: tokio::sync::watch::Sender<u64>,
     /// Agent-written scripts built here, started at the first.
     scripts: OnceLock<crate::scripts::built::BuiltScripts>,
+    /// Token records this host has authenticated (each still read at every request).
+    tokens: crate::tokens::TokenCache,
 }
 
 /// Told the file of each step about to be compiled for want of a cache entry.
@@ -147,6 +149,7 @@ impl Latchkey {
             compiling: OnceLock::new(),
             registered: tokio::sync::watch::Sender::new(0),
             scripts: OnceLock::new(),
+            tokens: crate::tokens::TokenCache::default(),
         }
     }
 

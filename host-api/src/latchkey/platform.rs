@@ -190,6 +190,14 @@ impl Platform {
     }
 }
 
+/// Whether preparing a run may load (compile) a component, which blocks.
+#[derive(Debug, Clone, Copy)]
+enum Load {
+    Yes,
+    /// Only steps already loaded here; the run is not prepared otherwise.
+    IfLoaded,
+}
+
 /// What a started run executes.
 pub(super) enum Work {
     Step {
@@ -411,17 +419,23 @@ impl Latchkey {
         ))
     }
 
-    /// The loaded step of a registered component: loaded here already, or read from the
-    /// store (checked against its digest) and loaded through the cache.
-    fn registered_step(&self, digest: &str) -> Result<Step, Error> {
-        let platform = self.platform()?;
-        if let Some(s) = platform
+    /// The step of a registered component if it is loaded here already.
+    fn loaded_step(&self, digest: &str) -> Option<Step> {
+        let platform = self.platform.get()?;
+        platform
             .steps
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(digest)
-        {
-            return Ok(s.clone());
+            .cloned()
+    }
+
+    /// The loaded step of a registered component: loaded here already, or read from the
+    /// store (checked against its digest) and loaded through the cache.
+    fn registered_step(&self, digest: &str) -> Result<Step, Error> {
+        let platform = self.platform()?;
+        if let Some(s) = self.loaded_step(digest) {
+            return Ok(s);
         }
         let bytes = Registry::of(self.store()).bytes(digest)?.ok_or_else(|| {
             Error::NotFound(format!(
@@ -456,15 +470,25 @@ impl Latchkey {
             self.allow(by, Action::ChooseRunContext)?;
         }
         self.has_room()?;
-        let this = self.clone();
-        let (who, target) = (by.clone(), spec.target.clone());
-        let choices = spec.choices.clone();
-        // Reading the registry and loading a component are blocking work (a compile, a
-        // database round trip): off the caller's async workers.
+        // Loading a component is blocking work (a compile): off the caller's async workers,
+        // unless every step is loaded here already. Then the run is prepared in place, like
+        // its record is written below: a read of the registry, without the round trip to a
+        // blocking thread and back that was a waited run's second task hop.
         let (work, id, target_name, kind) =
-            tokio::task::spawn_blocking(move || this.prepare(&who, &target, &choices))
-                .await
-                .map_err(|e| invalid(format!("preparing the run failed: {e}")))??;
+            match self.prepare(by, &spec.target, &spec.choices, Load::IfLoaded)? {
+                Some(prepared) => prepared,
+                None => {
+                    let this = self.clone();
+                    let (who, target) = (by.clone(), spec.target.clone());
+                    let choices = spec.choices.clone();
+                    tokio::task::spawn_blocking(move || {
+                        this.prepare(&who, &target, &choices, Load::Yes)
+                    })
+                    .await
+                    .map_err(|e| invalid(format!("preparing the run failed: {e}")))??
+                    .ok_or_else(|| invalid("preparing the run failed: a step did not load"))?
+                }
+            };
         self.launch(by, work, id, target_name, kind, spec.input)
     }
 
@@ -542,19 +566,27 @@ impl Latchkey {
         Ok(self.start_run(by, spec).await?.finished().await)
     }
 
-    /// What the run executes, its id, target name and kind.
+    /// What the run executes, its id, target name and kind; `None` if a step is not loaded
+    /// here and `load` says not to load it.
     fn prepare(
         &self,
         by: &Principal,
         target: &RunTarget,
         choices: &RunChoices,
-    ) -> Result<(Work, String, String, RunKind), Error> {
-        match target {
+        load: Load,
+    ) -> Result<Option<(Work, String, String, RunKind)>, Error> {
+        let step = |digest: &str| match load {
+            Load::Yes => self.registered_step(digest).map(Some),
+            Load::IfLoaded => Ok(self.loaded_step(digest)),
+        };
+        Ok(Some(match target {
             RunTarget::Component(c) => {
                 let digest = Registry::of(self.store()).digest(c)?.ok_or_else(|| {
                     Error::NotFound(format!("no registered component \"{}\"", shown(c)))
                 })?;
-                let step = self.registered_step(&digest)?;
+                let Some(step) = step(&digest)? else {
+                    return Ok(None);
+                };
                 let name = if registry::is_digest(c) {
                     "step"
                 } else {
@@ -562,7 +594,7 @@ impl Latchkey {
                 };
                 let ctx = step_context(choices, name, by.name())?;
                 let id = ctx.run_id.clone();
-                Ok((
+                (
                     Work::Step {
                         step,
                         ctx: Box::new(ctx),
@@ -570,7 +602,7 @@ impl Latchkey {
                     id,
                     c.clone(),
                     RunKind::Component,
-                ))
+                )
             }
             RunTarget::Workflow(w) => {
                 let registered = self.registered_workflow(w)?;
@@ -580,13 +612,16 @@ impl Latchkey {
                     .iter()
                     .zip(&registered.workflow.steps)
                     .map(|(d, s)| {
-                        self.registered_step(d).map_err(|e| Error::Step {
+                        step(d).map_err(|e| Error::Step {
                             step: s.policy.name.clone(),
                             source: Box::new(e),
                         })
                     })
-                    .collect::<Result<Vec<_>, _>>()?;
-                Ok((
+                    .collect::<Result<Option<Vec<_>>, _>>()?;
+                let Some(steps) = steps else {
+                    return Ok(None);
+                };
+                (
                     Work::Workflow {
                         workflow: Box::new(registered.workflow),
                         steps,
@@ -594,9 +629,9 @@ impl Latchkey {
                     new_run_id(),
                     w.clone(),
                     RunKind::Workflow,
-                ))
+                )
             }
-        }
+        }))
     }
 
     /// Runs `work` in a slot, then writes the run's end (the stored record keeps the
