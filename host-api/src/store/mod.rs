@@ -16,6 +16,7 @@
 //! - [`SecretStore`]: the write-only API the CLI and the runtime use.
 
 mod absent;
+mod group_flush;
 mod backend;
 mod deferred;
 mod key_provider;

@@ -3,6 +3,7 @@
 
 use super::backend::{Backend, BackendError, Expected, Record, Records, page_end};
 use super::absent::Absent;
+use super::group_flush::GroupFlush;
 use super::log::AppendLog;
 use super::namespaces::SECRETS as NS_SECRETS;
 use std::path::{Path, PathBuf};
@@ -28,6 +29,8 @@ pub struct SledBackend {
     logs: std::sync::RwLock<Vec<(String, Arc<AppendLog>)>>,
     /// Secret ids known absent (exact: this backend is the store's only writer).
     absent: Absent,
+    /// Writers waiting for the disk share flushes.
+    group: GroupFlush,
 }
 
 impl SledBackend {
@@ -72,7 +75,16 @@ impl SledBackend {
             trees: std::sync::RwLock::new(Vec::new()),
             logs: std::sync::RwLock::new(Vec::new()),
             absent: Absent::default(),
+            group: GroupFlush::default(),
         })
+    }
+
+    /// Returns once what was written before the call is on disk (a flush shared with the
+    /// writers waiting at the same time: see `group_flush`).
+    fn durable(&self) -> Result<(), BackendError> {
+        self.group
+            .flush(|| self.db.flush().map(drop))
+            .map_err(|e| classify(e, &self.path))
     }
 
     /// Forgets a secret id just written from the ids known absent.
@@ -263,7 +275,7 @@ impl Backend for SledBackend {
         tree.insert(id, value)
             .map_err(|e| classify(e, &self.path))?;
         self.written(ns, id);
-        tree.flush().map_err(|e| classify(e, &self.path))?;
+        self.durable()?;
         Ok(())
     }
 
@@ -273,7 +285,7 @@ impl Backend for SledBackend {
             .remove(id)
             .map_err(|e| classify(e, &self.path))?
             .is_some();
-        tree.flush().map_err(|e| classify(e, &self.path))?;
+        self.durable()?;
         Ok(existed)
     }
 
@@ -324,7 +336,7 @@ impl Backend for SledBackend {
     }
 
     fn flush(&self) -> Result<(), BackendError> {
-        self.db.flush().map_err(|e| classify(e, &self.path))?;
+        self.durable()?;
         let logs: Vec<Arc<AppendLog>> = self
             .logs
             .read()
@@ -399,7 +411,7 @@ impl Backend for SledBackend {
         for (id, _) in puts {
             self.written(ns, id);
         }
-        tree.flush().map_err(|e| classify(e, &self.path))?;
+        self.durable()?;
         Ok(())
     }
 
@@ -441,7 +453,7 @@ impl Backend for SledBackend {
             .is_ok();
         if swapped {
             self.written(ns, id);
-            tree.flush().map_err(|e| classify(e, &self.path))?;
+            self.durable()?;
         }
         Ok(swapped)
     }
