@@ -93,6 +93,7 @@ mod bindings;
 mod credentials;
 mod guest_log;
 mod http;
+mod input_schema;
 mod latchkey;
 mod limits;
 #[cfg(test)]

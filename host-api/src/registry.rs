@@ -223,12 +223,22 @@ impl<'a> Registry<'a> {
 
     /// The digest a name points at, or the digest itself if it is one that is registered.
     pub(crate) fn digest(&self, name_or_digest: &str) -> Result<Option<String>, BackendError> {
+        Ok(self.runnable(name_or_digest)?.map(|(digest, _)| digest))
+    }
+
+    /// What a run of a component needs from its registration: the digest a name points
+    /// at (or the digest itself, if registered) and the name's input schema (a digest has
+    /// none: a schema belongs to a name).
+    pub(crate) fn runnable(
+        &self,
+        name_or_digest: &str,
+    ) -> Result<Option<(String, Option<serde_json::Value>)>, BackendError> {
         if is_digest(name_or_digest) {
             let known: Option<DigestRecord> = self.read(&format!("digest/{name_or_digest}"))?;
-            return Ok(known.map(|_| name_or_digest.to_owned()));
+            return Ok(known.map(|_| (name_or_digest.to_owned(), None)));
         }
         let named: Option<NameRecord> = self.read(&format!("component/{name_or_digest}"))?;
-        Ok(named.map(|n| n.digest))
+        Ok(named.map(|n| (n.digest, n.input_schema)))
     }
 
     /// A component's bytes, checked against its digest (`None`: not stored, or not the

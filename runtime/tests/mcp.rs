@@ -228,6 +228,101 @@ fn over_http_a_tool_call_uses_the_key_and_the_client_gets_the_scrubbed_result() 
     );
 }
 
+/// A declared input schema is a promise to every caller: a tool call or a run whose input
+/// does not match is refused before anything runs (no record, no step), saying where and
+/// what; a schema that is not one, or that points at another document, is refused when it is
+/// declared, and the host fetches nothing for it.
+#[test]
+fn a_declared_input_schema_is_kept_on_every_path_and_a_bad_one_is_refused() {
+    let up = Upstream::start_blocking().unwrap();
+    let (_cli, admin, s) = platform(&up);
+    let runner = token(&s, &admin, "agent", "runner");
+    let mut cfg = http(&s, &runner);
+    cfg["calls"] = json!([["probe", {"action": 5}], ["probe", {}], ["wf", {"action": ["echo"]}]]);
+    let seen = client("session", &cfg).unwrap();
+    let calls = seen["calls"].as_array().unwrap();
+    for (call, at) in calls.iter().zip(["at /action", "at /:", "at /action"]) {
+        assert_eq!(call["is_error"], true, "{seen}");
+        let text = call["text"].as_str().unwrap();
+        assert!(
+            text.contains("does not match the declared input schema") && text.contains(at),
+            "{text}"
+        );
+    }
+    let r = s.json(
+        "POST",
+        "/v1/runs",
+        &admin,
+        json!({"component": "probe", "input": {"action": 5}, "wait": true}),
+    );
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let message = r.json::<Value>().unwrap()["message"].to_string();
+    assert!(
+        message.contains("at /action") && message.contains("string"),
+        "{message}"
+    );
+    // Nothing ran: no run records, no request upstream.
+    let runs: Value = s.get("/v1/runs", &admin).json().unwrap();
+    assert_eq!(runs, json!([]), "{runs}");
+    assert!(up.requests().is_empty());
+
+    // Bad schemas are refused at registration and change nothing.
+    let wasm = std::fs::read(latchkey_tests::guest("probe")).unwrap();
+    let q = |v: &str| {
+        percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC).to_string()
+    };
+    let elsewhere = Upstream::start_blocking().unwrap();
+    for (schema, says) in [
+        (r#"{"type":5}"#.to_owned(), "input_schema: "),
+        (
+            r#"{"type":"array"}"#.to_owned(),
+            "\"type\" must be \"object\"",
+        ),
+        (
+            format!(r#"{{"$ref":"{}"}}"#, elsewhere.url("/schema.json")),
+            "input_schema: ",
+        ),
+    ] {
+        let r = s
+            .req(
+                "POST",
+                &format!("/v1/components?name=probe&input_schema={}", q(&schema)),
+                Some(&admin),
+            )
+            .header("content-type", "application/wasm")
+            .body(wasm.clone())
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{schema}");
+        let message = r.json::<Value>().unwrap()["message"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(message.contains(says), "{schema}: {message}");
+    }
+    assert!(
+        elsewhere.requests().is_empty(),
+        "declaring a schema made the host fetch its reference"
+    );
+    let r = s
+        .req("PUT", "/v1/workflows/wf", Some(&admin))
+        .body("name = \"wf\"\n[input]\ntype = \"string\"\n[[step]]\nname = \"a\"\ncomponent = \"probe\"\n")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let message = r.json::<Value>().unwrap()["message"].to_string();
+    assert!(message.contains("[input]: "), "{message}");
+    // The registrations are as they were: the good input still runs.
+    for body in [
+        json!({"component": "probe", "input": {"action": "echo"}, "wait": true}),
+        json!({"workflow": "wf", "input": {"action": "echo"}, "wait": true}),
+    ] {
+        let r = s.json("POST", "/v1/runs", &admin, body);
+        let run: Value = r.json().unwrap();
+        assert_eq!(run["status"], "succeeded", "{run}");
+    }
+}
+
 #[test]
 fn a_runner_sees_the_tools_a_runner_may_run_and_a_member_the_secrets_metadata() {
     let up = Upstream::start_blocking().unwrap();

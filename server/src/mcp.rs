@@ -335,15 +335,15 @@ fn script_spec(
 
 impl Entry {
     fn tool(&self) -> Tool {
-        let schema = match &self.schema {
+        // No schema: any JSON object. A declared one admits objects (checked when it was
+        // declared); MCP wants its type said, so a schema that leaves it out gets it.
+        let mut schema = match &self.schema {
             Some(serde_json::Value::Object(o)) => o.clone(),
-            // No schema: any JSON object.
-            _ => {
-                let mut o = serde_json::Map::new();
-                o.insert("type".into(), "object".into());
-                o
-            }
+            _ => serde_json::Map::new(),
         };
+        schema
+            .entry("type")
+            .or_insert_with(|| serde_json::Value::from("object"));
         Tool::new(
             self.tool.clone(),
             self.description.clone(),

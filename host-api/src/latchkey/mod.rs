@@ -359,6 +359,9 @@ impl Latchkey {
         if run.user != by.name() {
             self.allow(by, Action::ChooseRunContext)?;
         }
+        if let Some(schema) = &workflow.input_schema {
+            crate::input_schema::check_input(schema, run.input).map_err(Error::Invalid)?;
+        }
         Ok(workflow_run::run(self, workflow, steps, run, on_step).await)
     }
 

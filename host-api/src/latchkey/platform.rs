@@ -256,10 +256,9 @@ impl Latchkey {
                 "description: at most 4096 bytes of text without control characters",
             ));
         }
-        if let Some(schema) = &spec.input_schema
-            && !schema.is_object()
-        {
-            return Err(invalid("input_schema: a JSON Schema is a JSON object"));
+        if let Some(schema) = &spec.input_schema {
+            crate::input_schema::check_schema(schema)
+                .map_err(|e| invalid(format!("input_schema: {e}")))?;
         }
         if !bytes.starts_with(b"\0asm") {
             return Err(Error::NotAComponent);
@@ -475,14 +474,15 @@ impl Latchkey {
         // its record is written below: a read of the registry, without the round trip to a
         // blocking thread and back that was a waited run's second task hop.
         let (work, id, target_name, kind) =
-            match self.prepare(by, &spec.target, &spec.choices, Load::IfLoaded)? {
+            match self.prepare(by, &spec.target, &spec.choices, &spec.input, Load::IfLoaded)? {
                 Some(prepared) => prepared,
                 None => {
                     let this = self.clone();
                     let (who, target) = (by.clone(), spec.target.clone());
                     let choices = spec.choices.clone();
+                    let input = spec.input.clone();
                     tokio::task::spawn_blocking(move || {
-                        this.prepare(&who, &target, &choices, Load::Yes)
+                        this.prepare(&who, &target, &choices, &input, Load::Yes)
                     })
                     .await
                     .map_err(|e| invalid(format!("preparing the run failed: {e}")))??
@@ -567,23 +567,31 @@ impl Latchkey {
     }
 
     /// What the run executes, its id, target name and kind; `None` if a step is not loaded
-    /// here and `load` says not to load it.
+    /// here and `load` says not to load it. An `input` that does not match the target's
+    /// declared schema is refused here, before the run has a record.
     fn prepare(
         &self,
         by: &Principal,
         target: &RunTarget,
         choices: &RunChoices,
+        input: &str,
         load: Load,
     ) -> Result<Option<(Work, String, String, RunKind)>, Error> {
+        let check_input = |schema: Option<&serde_json::Value>| match schema {
+            Some(schema) => crate::input_schema::check_input(schema, input).map_err(invalid),
+            None => Ok(()),
+        };
         let step = |digest: &str| match load {
             Load::Yes => self.registered_step(digest).map(Some),
             Load::IfLoaded => Ok(self.loaded_step(digest)),
         };
         Ok(Some(match target {
             RunTarget::Component(c) => {
-                let digest = Registry::of(self.store()).digest(c)?.ok_or_else(|| {
-                    Error::NotFound(format!("no registered component \"{}\"", shown(c)))
-                })?;
+                let (digest, schema) =
+                    Registry::of(self.store()).runnable(c)?.ok_or_else(|| {
+                        Error::NotFound(format!("no registered component \"{}\"", shown(c)))
+                    })?;
+                check_input(schema.as_ref())?;
                 let Some(step) = step(&digest)? else {
                     return Ok(None);
                 };
@@ -606,6 +614,7 @@ impl Latchkey {
             }
             RunTarget::Workflow(w) => {
                 let registered = self.registered_workflow(w)?;
+                check_input(registered.workflow.input_schema.as_ref())?;
                 let steps = registered
                     .info
                     .digests

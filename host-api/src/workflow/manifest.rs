@@ -262,9 +262,11 @@ impl Ctx<'_> {
                 "[input]: a JSON Schema has no date-time values; quote it as a string",
             ));
         }
-        serde_json::to_value(t.get_ref())
-            .map(Some)
-            .map_err(|e| self.err(t.span(), format!("[input]: not expressible as JSON: {e}")))
+        let schema = serde_json::to_value(t.get_ref())
+            .map_err(|e| self.err(t.span(), format!("[input]: not expressible as JSON: {e}")))?;
+        crate::input_schema::check_schema(&schema)
+            .map_err(|e| self.err(t.span(), format!("[input]: {e}")))?;
+        Ok(Some(schema))
     }
 
     fn builder(&self, raw: Option<&Spanned<String>>) -> Result<Option<String>, ManifestError> {
@@ -679,6 +681,15 @@ pins = { SLACK_TOKEN = ["user", "workspace"] }
         );
         let e = err("name = \"x\"\ninput = 3\n[[step]]\nname = \"a\"\ncomponent = \"a.wasm\"\n");
         assert!(e.contains("input"), "{e}");
+        // Not a schema, or one no object satisfies: refused where it is written.
+        let e = err(
+            "name = \"x\"\n[input]\ntype = \"string\"\n[[step]]\nname = \"a\"\ncomponent = \"a.wasm\"\n",
+        );
+        assert!(e.contains(":2:1: [input]: a run's input is a JSON object"), "{e}");
+        let e = err(
+            "name = \"x\"\n[input]\nproperties.n = { minimum = \"one\" }\n[[step]]\nname = \"a\"\ncomponent = \"a.wasm\"\n",
+        );
+        assert!(e.contains("[input]: "), "{e}");
     }
 
     #[test]
