@@ -322,6 +322,22 @@ impl<'a> Registry<'a> {
         Ok(self.read(SCRIPT_POLICY_ID)?.unwrap_or_default())
     }
 
+    /// Says, to every host of the store, that what may run changed: a fresh random value
+    /// that a host compares with the one it read last. Not sealed: whoever could write it
+    /// could only make hosts tell their clients to list the tools again.
+    pub(crate) fn mark_changed(&self) -> Result<Vec<u8>, BackendError> {
+        let mut generation = vec![0u8; 16];
+        let _ = getrandom::fill(&mut generation);
+        self.backend
+            .put(NS_REGISTRY, GENERATION_ID.as_bytes(), &generation)?;
+        Ok(generation)
+    }
+
+    /// The value [`Registry::mark_changed`] wrote last (`None`: never).
+    pub(crate) fn generation(&self) -> Result<Option<Vec<u8>>, BackendError> {
+        self.backend.get(NS_REGISTRY, GENERATION_ID.as_bytes())
+    }
+
     /// Stores what an admin allows agent-written scripts.
     pub(crate) fn put_script_policy(&self, policy: &ScriptPolicy) -> Result<(), BackendError> {
         let id = SCRIPT_POLICY_ID.as_bytes();
@@ -331,6 +347,8 @@ impl<'a> Registry<'a> {
 
 /// The script policy's id in the registry namespace (beside `component/`, `workflow/`).
 const SCRIPT_POLICY_ID: &str = "settings/scripts";
+/// Random bytes, new at every change of what may run (see [`Registry::mark_changed`]).
+const GENERATION_ID: &str = "settings/generation";
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]

@@ -421,6 +421,49 @@ fn list_changed_arrives_after_a_registration() {
     assert_eq!(seen["after"], json!(["later", "wf", "probe"]), "{seen}");
 }
 
+/// Two hosts of one PostgreSQL store: a session on B is told when a workflow is registered
+/// through A (at B's next sweep, a third of the run lease), and lists it.
+#[test]
+fn list_changed_reaches_sessions_on_another_host_of_a_shared_store() {
+    let pg = harness::postgres::Postgres::start();
+    let url = pg.create_db("mcp_hosts");
+    let cli = Cli::shared(&url);
+    cli.ok(&["store", "migrate"], None);
+    cli.ok(&["init"], None);
+    let out = cli.ok(
+        &["token", "create", "--name", "root", "--role", "admin"],
+        None,
+    );
+    let admin = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let other = cli.another_host();
+    let a = Server::start(&cli, &["--run-lease-secs", "1"]);
+    let b = Server::start(&other, &["--run-lease-secs", "1"]);
+    register_probe(&a, &admin);
+    let runner = token(&a, &admin, "agent", "runner");
+    let mut cfg = http(&b, &runner);
+    cfg["wait_s"] = json!(30);
+    let mut child = driver("list_changed", &cfg)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready", "{line}");
+    register_workflow(&a, &admin, "later");
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(status.success(), "{line}\n{err}");
+    let seen: Value = serde_json::from_str(line.trim()).unwrap();
+    assert_eq!(seen["notified"], true, "{seen}\n{err}");
+    assert_eq!(seen["before"], json!(["probe"]), "{seen}");
+    assert_eq!(seen["after"], json!(["later", "probe"]), "{seen}");
+}
+
 #[test]
 fn malformed_and_oversized_requests_get_precise_errors_and_the_server_stays_up() {
     let up = Upstream::start_blocking().unwrap();

@@ -71,6 +71,9 @@ pub struct Latchkey {
     /// Counts registrations made through this `Latchkey`, for front ends that tell their
     /// clients when the list of what may run changed (MCP's `tools/list_changed`).
     registered: tokio::sync::watch::Sender<u64>,
+    /// The store's registry generation as this host last wrote or read it (`None`: not
+    /// read yet), to notice registrations other hosts make.
+    generation_seen: Mutex<Option<Option<Vec<u8>>>>,
     /// Agent-written scripts built here, started at the first.
     scripts: OnceLock<crate::scripts::built::BuiltScripts>,
     /// Token records this host has authenticated (each still read at every request).
@@ -148,6 +151,7 @@ impl Latchkey {
             platform: OnceLock::new(),
             compiling: OnceLock::new(),
             registered: tokio::sync::watch::Sender::new(0),
+            generation_seen: Mutex::new(None),
             scripts: OnceLock::new(),
             tokens: crate::tokens::TokenCache::default(),
         }

@@ -277,15 +277,51 @@ impl Latchkey {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(info.digest.clone(), step);
-        self.registered.send_modify(|n| *n += 1);
+        self.registrations_changed();
         Ok(info)
     }
 
-    /// Changes after every registration of a component or workflow made through this
-    /// `Latchkey`. Registrations made by another host of a shared store are not seen here
-    /// until the list is read again.
+    /// Changes after every registration of a component or workflow, and every change of
+    /// the script policy: at once for those made through this `Latchkey`, and at the next
+    /// sweep of [`Latchkey::maintain_runs`] (a third of the run lease) for those made by
+    /// another host of a shared store.
     pub fn registrations(&self) -> tokio::sync::watch::Receiver<u64> {
         self.registered.subscribe()
+    }
+
+    /// Tells this host's watchers, and marks the store so that the other hosts' sweeps
+    /// tell theirs.
+    pub(super) fn registrations_changed(&self) {
+        match Registry::of(self.store()).mark_changed() {
+            Ok(generation) => {
+                *self
+                    .generation_seen
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = Some(Some(generation));
+            }
+            Err(e) => tracing::warn!(
+                error = %e,
+                "marking the registrations changed failed; other hosts' clients are not told"
+            ),
+        }
+        self.registered.send_modify(|n| *n += 1);
+    }
+
+    /// Tells this host's watchers of a change another host made (see
+    /// [`Latchkey::registrations`]).
+    fn notice_registrations(&self) -> Result<(), Error> {
+        let now = Registry::of(self.store()).generation()?;
+        let mut seen = self
+            .generation_seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let changed = seen.as_ref().is_some_and(|before| *before != now);
+        *seen = Some(now);
+        drop(seen);
+        if changed {
+            self.registered.send_modify(|n| *n += 1);
+        }
+        Ok(())
     }
 
     /// Whether a workflow is registered under `name`, or a component (`RunTarget`'s
@@ -369,7 +405,7 @@ impl Latchkey {
             "",
             &format!("ok: workflow {name}: {}", info.digests.join(", ")),
         )?;
-        self.registered.send_modify(|n| *n += 1);
+        self.registrations_changed();
         Ok(RegisteredWorkflow { info, workflow })
     }
 
@@ -808,12 +844,15 @@ impl Latchkey {
     /// Keeps the platform's runs from now on, on this host's run pool: renews the leases
     /// of this host's runs, marks runs lost whose host stopped renewing theirs (with an
     /// audit record), and deletes old runs ([`RunLimits::keep_for`],
-    /// [`RunLimits::keep_bytes`]). For long-lived hosts (a server); idempotent.
+    /// [`RunLimits::keep_bytes`]), and tells [`Latchkey::registrations`] watchers of
+    /// registrations other hosts made. For long-lived hosts (a server); idempotent.
     pub fn maintain_runs(self: &Arc<Self>) -> Result<(), Error> {
         let platform = self.platform()?;
         if platform.maintaining.set(()).is_err() {
             return Ok(());
         }
+        // The generation now: what later sweeps compare with.
+        self.notice_registrations()?;
         let weak = Arc::downgrade(self);
         let every = (self.options.runs.lease / 3).max(Duration::from_millis(50));
         platform.handle().spawn(async move {
@@ -839,6 +878,9 @@ impl Latchkey {
 
     /// One round of [`Latchkey::maintain_runs`].
     fn keep_runs(&self, evict: bool) -> Result<(), Error> {
+        if let Err(e) = self.notice_registrations() {
+            tracing::warn!(error = %e, "reading the registry's generation failed; trying again");
+        }
         let platform = self.platform()?;
         let runs = RunStore::new(self.store().backend());
         let limits = &self.options.runs;

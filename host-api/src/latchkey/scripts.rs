@@ -47,7 +47,7 @@ impl Latchkey {
         };
         self.audit_change(AuditEvent::ScriptPolicy, by, "", &outcome)?;
         // Whether `run_script` is a tool changed.
-        self.registered.send_modify(|n| *n += 1);
+        self.registrations_changed();
         Ok(policy)
     }
 
