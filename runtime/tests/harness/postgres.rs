@@ -154,6 +154,24 @@ impl Postgres {
         );
     }
 
+    /// Crashes the cluster (immediate shutdown: no checkpoint, and WAL not yet flushed is
+    /// lost, as in a crash of the server or its machine); `start_again` recovers it.
+    #[allow(dead_code)]
+    pub fn crash(&self) {
+        let data = self.data();
+        self.ok(
+            "pg_ctl",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ],
+        );
+    }
+
     /// A new database; its URL.
     pub fn create_db(&self, name: &str) -> String {
         let port = self.port.to_string();
