@@ -5,7 +5,7 @@
 //! cargo bench -p latchkey-bench -- [FIGURE...] [--json bench/results.json] [--quick]
 //! ```
 //! Figures: `overhead`, `fetch`, `resolve`, `cli`, `node`, `concurrency`, `pool`,
-//! `compile`, `serve`, `shared`, `shared-fetch`, `oauth`, `mcp`. Without names, all run. See bench/RESULTS.md for what each one compares.
+//! `compile`, `serve`, `liveness`, `shared`, `shared-fetch`, `oauth`, `mcp`. Without names, all run. See bench/RESULTS.md for what each one compares.
 #![allow(clippy::unwrap_used)]
 
 use anyhow::{Context, Result, bail};
@@ -157,6 +157,9 @@ fn main() -> Result<()> {
     }
     if want("serve") {
         figures.extend(serve::figures(&tokio, o.quick)?);
+    }
+    if want("liveness") {
+        figures.extend(serve::liveness(&tokio, o.quick)?);
     }
     if want("mcp") {
         figures.extend(tokio.block_on(mcp::figures(o.quick))?);

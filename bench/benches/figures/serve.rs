@@ -18,6 +18,20 @@ use std::time::{Duration, Instant};
 
 /// A store holding BENCH_TOKEN bound to loopback, and an admin token for it.
 pub(super) fn latchkey(dir: &std::path::Path) -> Result<(Latchkey, String)> {
+    latchkey_with(
+        dir,
+        latchkey_host::RunLimits {
+            max_concurrent: 256,
+            max_waiting: 1024,
+            ..Default::default()
+        },
+    )
+}
+
+fn latchkey_with(
+    dir: &std::path::Path,
+    runs: latchkey_host::RunLimits,
+) -> Result<(Latchkey, String)> {
     let options = Options {
         runtime: RuntimeConfig {
             address_policy: AddressPolicy::loopback(),
@@ -29,11 +43,7 @@ pub(super) fn latchkey(dir: &std::path::Path) -> Result<(Latchkey, String)> {
             sdk: Some(latchkey_tests::steps::root().join("guest-sdk/js")),
             ..Default::default()
         },
-        runs: latchkey_host::RunLimits {
-            max_concurrent: 256,
-            max_waiting: 1024,
-            ..Default::default()
-        },
+        runs,
     };
     let lk = Latchkey::init(&dir.join("store"), &MasterKey::generate()?, options)?;
     let admin = Principal::new("bench", Role::Admin)?;
@@ -98,16 +108,30 @@ struct Served {
     base: String,
     token: String,
     http: reqwest::Client,
-    /// `POST /v1/runs` body: the probe, one injected fetch, `wait: true`.
+    /// `POST /v1/runs` body (for the probe: one injected fetch, `wait: true`).
     body: Arc<String>,
     _dir: tempfile::TempDir,
 }
 
 fn serve_probe(tokio: &tokio::runtime::Runtime, input: &serde_json::Value) -> Result<Served> {
-    let probe = read_guest("probe")?;
     // The server in this process (its own store: sled allows one opener).
     let dir = tempfile::tempdir()?;
     let (srv, token) = latchkey(dir.path())?;
+    let body = serde_json::json!({"component": "probe", "input": input, "wait": true});
+    serve_component(tokio, dir, srv, token, "probe", body)
+}
+
+/// Serves `srv` on `tokio` (two workers, as `latchkey serve`) and registers the guest
+/// `component` under its own name.
+fn serve_component(
+    tokio: &tokio::runtime::Runtime,
+    dir: tempfile::TempDir,
+    srv: Latchkey,
+    token: String,
+    component: &str,
+    body: serde_json::Value,
+) -> Result<Served> {
+    let wasm = read_guest(component)?;
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let config = ServeConfig {
         listen: "127.0.0.1:0".parse()?,
@@ -132,16 +156,19 @@ fn serve_probe(tokio: &tokio::runtime::Runtime, input: &serde_json::Value) -> Re
         .build()?;
     tokio.block_on(async {
         let r = http
-            .post(format!("{base}/v1/components?name=probe"))
+            .post(format!("{base}/v1/components?name={component}"))
             .bearer_auth(&token)
             .header("content-type", "application/wasm")
-            .body(probe)
+            .body(wasm)
             .send()
             .await?;
-        anyhow::ensure!(r.status().is_success(), "registering probe: {}", r.status());
+        anyhow::ensure!(
+            r.status().is_success(),
+            "registering {component}: {}",
+            r.status()
+        );
         Ok(())
     })?;
-    let body = serde_json::json!({"component": "probe", "input": input, "wait": true});
     Ok(Served {
         base,
         token,
@@ -319,5 +346,121 @@ pub fn figures(tokio: &tokio::runtime::Runtime, quick: bool) -> Result<Vec<Figur
     print(&f);
     out.push(f);
     tokio.block_on(up.shutdown());
+    Ok(out)
+}
+
+/// Issue 21: `/healthz` and `/v1/whoami` while twice as many spinning runs as cores hold
+/// every run slot of the host, against the same requests to the same host idle. The runs
+/// spin until their 30 s deadline; the requests come from a client thread of its own, one
+/// at a time, 5 ms apart, so that they land at every point of the guests' epoch ticks.
+pub fn liveness(tokio: &tokio::runtime::Runtime, quick: bool) -> Result<Vec<Figure>> {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let slots = cores * 2;
+    let dir = tempfile::tempdir()?;
+    let (srv, token) = latchkey_with(
+        dir.path(),
+        latchkey_host::RunLimits {
+            max_concurrent: slots,
+            max_waiting: slots,
+            ..Default::default()
+        },
+    )?;
+    let body = serde_json::json!({"component": "spin", "input": {}});
+    let served = serve_component(tokio, dir, srv, token, "spin", body)?;
+    let samples = if quick { 60 } else { 400 };
+    // A client of its own: the server's two workers are not the client's.
+    let client = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let probe = |s: &Served| -> Result<(Samples, Samples)> {
+        client.block_on(async {
+            let (mut health, mut whoami) = (Samples::default(), Samples::default());
+            for _ in 0..samples {
+                let t = Instant::now();
+                let r = s.http.get(format!("{}/healthz", s.base)).send().await?;
+                anyhow::ensure!(r.status().is_success(), "/healthz: {}", r.status());
+                r.bytes().await?;
+                health.push(t.elapsed());
+                let t = Instant::now();
+                let r = s
+                    .http
+                    .get(format!("{}/v1/whoami", s.base))
+                    .bearer_auth(&s.token)
+                    .send()
+                    .await?;
+                anyhow::ensure!(r.status().is_success(), "/v1/whoami: {}", r.status());
+                r.bytes().await?;
+                whoami.push(t.elapsed());
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Ok((health, whoami))
+        })
+    };
+    let (mut idle_health, mut idle_whoami) = probe(&served)?;
+    // Every slot spinning.
+    client.block_on(async {
+        for _ in 0..slots {
+            let r = served
+                .http
+                .post(format!("{}/v1/runs", served.base))
+                .bearer_auth(&served.token)
+                .header("content-type", "application/json")
+                .body(served.body.to_string())
+                .send()
+                .await?;
+            anyhow::ensure!(r.status().is_success(), "starting a run: {}", r.status());
+        }
+        let until = Instant::now() + Duration::from_secs(10);
+        loop {
+            let runs: serde_json::Value = served
+                .http
+                .get(format!("{}/v1/runs", served.base))
+                .bearer_auth(&served.token)
+                .send()
+                .await?
+                .json()
+                .await?;
+            let running = runs
+                .as_array()
+                .map_or(0, |a| a.iter().filter(|r| r["status"] == "running").count());
+            if running == slots {
+                return Ok(());
+            }
+            anyhow::ensure!(Instant::now() < until, "{running} of {slots} runs running");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })?;
+    let started = Instant::now();
+    let (mut busy_health, mut busy_whoami) = probe(&served)?;
+    anyhow::ensure!(
+        started.elapsed() < Duration::from_secs(25),
+        "the probe outlasted the spinning runs' deadline"
+    );
+    let mut out = Vec::new();
+    for (route, busy, idle) in [
+        ("healthz", &mut busy_health, &mut idle_health),
+        ("whoami", &mut busy_whoami, &mut idle_whoami),
+    ] {
+        let ratio = busy.median() / idle.median();
+        let f = Figure {
+            name: format!("serve_{route}_with_{slots}_spinning_runs_vs_idle"),
+            median: ns_to_us(busy.median()),
+            p99: ns_to_us(busy.p99()),
+            unit: "us".into(),
+            baseline_median: Some(ns_to_us(idle.median())),
+            ratio: Some(ratio),
+            target: "p99 well under 1 s (issue 21; 22 s before it)".into(),
+            met: Some(busy.p99() < 1e9),
+            command: format!("{CMD} liveness"),
+            notes: format!(
+                "{slots} runs of the spin guest hold every run slot (--max-concurrent-runs {slots}, deadline 30 s); {} sequential requests 5 ms apart, busy max {:.1} ms; idle p99 {:.0} us",
+                busy.len(),
+                busy.quantile(1.0) / 1e6,
+                ns_to_us(idle.p99())
+            ),
+        };
+        print(&f);
+        out.push(f);
+    }
     Ok(out)
 }
