@@ -11,11 +11,36 @@
 //! back-references is refused when the schema is declared.
 
 use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 /// How many of an input's errors a refusal lists, and how long each may be: an input can
 /// be megabytes, and the validator's messages quote the values they refuse.
 const SHOWN_ERRORS: usize = 3;
 const SHOWN_CHARS: usize = 200;
+
+/// Validators built for runs, by their schema's JSON text: a registered target's schema is
+/// compiled once per process rather than at every run (an MCP tool call, say). At most
+/// [`BUILT_MAX`] of them; the map starts again when full. Schemas are an admin's, bounded
+/// by what a registration takes.
+static BUILT: std::sync::LazyLock<Mutex<HashMap<String, Arc<jsonschema::Validator>>>> =
+    std::sync::LazyLock::new(Default::default);
+const BUILT_MAX: usize = 256;
+
+fn built(schema: &Value) -> Result<Arc<jsonschema::Validator>, String> {
+    let lock = || BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    let key = schema.to_string();
+    if let Some(v) = lock().get(&key) {
+        return Ok(v.clone());
+    }
+    let validator = Arc::new(compile(schema)?);
+    let mut map = lock();
+    if map.len() >= BUILT_MAX {
+        map.clear();
+    }
+    map.insert(key, validator.clone());
+    Ok(validator)
+}
 
 fn compile(schema: &Value) -> Result<jsonschema::Validator, String> {
     jsonschema::options()
@@ -49,7 +74,7 @@ pub(crate) fn check_schema(schema: &Value) -> Result<(), String> {
 /// Checks a run's input (JSON text) against a declared schema; the error lists what was
 /// wrong and where (a JSON pointer into the input).
 pub(crate) fn check_input(schema: &Value, input: &str) -> Result<(), String> {
-    let validator = compile(schema).map_err(|e| format!("the declared schema is invalid: {e}"))?;
+    let validator = built(schema).map_err(|e| format!("the declared schema is invalid: {e}"))?;
     let instance: Value =
         serde_json::from_str(input).map_err(|e| format!("the input is not JSON: {e}"))?;
     let mut errors = validator.iter_errors(&instance);
@@ -154,6 +179,32 @@ mod tests {
                 .unwrap_err()
                 .contains("not JSON")
         );
+    }
+
+    #[test]
+    fn a_schema_is_compiled_once_for_its_runs() {
+        let (a, b) = (built(&schema()).unwrap(), built(&schema()).unwrap());
+        assert!(Arc::ptr_eq(&a, &b));
+    }
+
+    /// Not a test: what a run's check costs with and without the built validators
+    /// (`cargo test --release --workspace --lib -- --ignored --nocapture cost_of_a_check`).
+    #[test]
+    #[ignore]
+    fn cost_of_a_check() {
+        let input = r##"{"channel": "#general", "count": 2}"##;
+        let n = 20_000;
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            check_input(&schema(), input).unwrap();
+        }
+        let cached = t.elapsed() / n;
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            compile(&schema()).unwrap();
+        }
+        let compiled = t.elapsed() / n;
+        eprintln!("check with a built validator {cached:?}; compiling the schema {compiled:?}");
     }
 
     #[test]

@@ -392,14 +392,10 @@ fn a_bad_token_is_refused_with_401_and_the_client_does_not_connect() {
     );
 }
 
-#[test]
-fn list_changed_arrives_after_a_registration() {
-    let up = Upstream::start_blocking().unwrap();
-    let (_cli, admin, s) = platform(&up);
-    let runner = token(&s, &admin, "agent", "runner");
-    let mut cfg = http(&s, &runner);
-    cfg["wait_s"] = json!(60);
-    let mut child = driver("list_changed", &cfg)
+/// A session of the Python client on `cfg`'s server, told of changes: the tools it listed,
+/// whether `tools/list_changed` arrived after `change` ran, and the tools it listed then.
+fn tools_around(cfg: &Value, change: impl FnOnce()) -> Value {
+    let mut child = driver("list_changed", cfg)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -408,7 +404,7 @@ fn list_changed_arrives_after_a_registration() {
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
     assert_eq!(line.trim(), "ready", "{line}");
-    register_workflow(&s, &admin, "later");
+    change();
     line.clear();
     out.read_line(&mut line).unwrap();
     let status = child.wait().unwrap();
@@ -417,6 +413,17 @@ fn list_changed_arrives_after_a_registration() {
     assert!(status.success(), "{line}\n{err}");
     let seen: Value = serde_json::from_str(line.trim()).unwrap();
     assert_eq!(seen["notified"], true, "{seen}\n{err}");
+    seen
+}
+
+#[test]
+fn list_changed_arrives_after_a_registration() {
+    let up = Upstream::start_blocking().unwrap();
+    let (_cli, admin, s) = platform(&up);
+    let runner = token(&s, &admin, "agent", "runner");
+    let mut cfg = http(&s, &runner);
+    cfg["wait_s"] = json!(60);
+    let seen = tools_around(&cfg, || register_workflow(&s, &admin, "later"));
     assert_eq!(seen["before"], json!(["wf", "probe"]), "{seen}");
     assert_eq!(seen["after"], json!(["later", "wf", "probe"]), "{seen}");
 }
@@ -426,15 +433,7 @@ fn list_changed_arrives_after_a_registration() {
 #[test]
 fn list_changed_reaches_sessions_on_another_host_of_a_shared_store() {
     let pg = harness::postgres::Postgres::start();
-    let url = pg.create_db("mcp_hosts");
-    let cli = Cli::shared(&url);
-    cli.ok(&["store", "migrate"], None);
-    cli.ok(&["init"], None);
-    let out = cli.ok(
-        &["token", "create", "--name", "root", "--role", "admin"],
-        None,
-    );
-    let admin = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let (cli, admin) = pg.store_with_admin("mcp_hosts");
     let other = cli.another_host();
     let a = Server::start(&cli, &["--run-lease-secs", "1"]);
     let b = Server::start(&other, &["--run-lease-secs", "1"]);
@@ -442,24 +441,7 @@ fn list_changed_reaches_sessions_on_another_host_of_a_shared_store() {
     let runner = token(&a, &admin, "agent", "runner");
     let mut cfg = http(&b, &runner);
     cfg["wait_s"] = json!(30);
-    let mut child = driver("list_changed", &cfg)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "ready", "{line}");
-    register_workflow(&a, &admin, "later");
-    line.clear();
-    out.read_line(&mut line).unwrap();
-    let status = child.wait().unwrap();
-    let mut err = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
-    assert!(status.success(), "{line}\n{err}");
-    let seen: Value = serde_json::from_str(line.trim()).unwrap();
-    assert_eq!(seen["notified"], true, "{seen}\n{err}");
+    let seen = tools_around(&cfg, || register_workflow(&a, &admin, "later"));
     assert_eq!(seen["before"], json!(["probe"]), "{seen}");
     assert_eq!(seen["after"], json!(["later", "probe"]), "{seen}");
 }

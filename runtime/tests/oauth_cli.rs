@@ -20,19 +20,6 @@ const CLIENT_ID: &str = "latchkey-shared-app";
 const CLIENT_SECRET: &str = "cs/Wq+7vk!8Jm#1Bp$3Qt6Zx&2Gn";
 const REFRESH: &str = "rt/7+3e1c9a0b5d2f48617";
 
-fn shared_store(pg: &Postgres, db: &str) -> (Cli, String) {
-    let url = pg.create_db(db);
-    let cli = Cli::shared(&url);
-    cli.ok(&["store", "migrate"], None);
-    cli.ok(&["init"], None);
-    let out = cli.ok(
-        &["token", "create", "--name", "root", "--role", "admin"],
-        None,
-    );
-    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-    (cli, token)
-}
-
 fn host(cli: &Cli, admin: &str) -> Server {
     let data = cli.path("server");
     let s = Server::start(cli, &["--data-dir", data.to_str().unwrap()]);
@@ -69,7 +56,7 @@ fn two_hosts_sharing_a_store_refresh_a_token_once_between_them() {
     let p = FakeProvider::start(CLIENT_ID, CLIENT_SECRET, REFRESH);
     // Slow, so that runs on both hosts ask while the one refresh is in flight.
     p.set_delay(Duration::from_millis(1500));
-    let (a_cli, admin) = shared_store(&pg, "oauth");
+    let (a_cli, admin) = pg.store_with_admin("oauth");
     let b_cli = a_cli.another_host();
     for v in [CLIENT_SECRET, REFRESH] {
         a_cli.never_prints(v);

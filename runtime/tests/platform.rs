@@ -9,26 +9,11 @@
 
 mod harness;
 
-use harness::Cli;
 use harness::postgres::Postgres;
 use harness::server::Server;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
-
-/// A migrated, initialised store on a new database of `pg`, with an admin token.
-fn shared_store(pg: &Postgres, db: &str) -> (Cli, String) {
-    let url = pg.create_db(db);
-    let cli = Cli::shared(&url);
-    cli.ok(&["store", "migrate"], None);
-    cli.ok(&["init"], None);
-    let out = cli.ok(
-        &["token", "create", "--name", "root", "--role", "admin"],
-        None,
-    );
-    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-    (cli, token)
-}
 
 fn token(s: &Server, admin: &str, name: &str, role: &str) -> String {
     let r = s.json(
@@ -84,7 +69,7 @@ fn poll(
 #[test]
 fn hosts_sharing_a_store_are_one_platform() {
     let pg = Postgres::start();
-    let (cli, admin) = shared_store(&pg, "platform");
+    let (cli, admin) = pg.store_with_admin("platform");
     let other = cli.another_host();
     let a = Server::start(&cli, &[]);
     let b = Server::start(&other, &[]);
@@ -164,7 +149,7 @@ fn hosts_sharing_a_store_are_one_platform() {
 #[test]
 fn a_run_whose_host_is_killed_is_marked_lost_by_another_after_its_lease() {
     let pg = Postgres::start();
-    let (cli, admin) = shared_store(&pg, "lost");
+    let (cli, admin) = pg.store_with_admin("lost");
     let other = cli.another_host();
     let lease = ["--run-lease-secs", "1", "--deadline", "60"];
     let a = Server::start(&cli, &lease);

@@ -659,6 +659,20 @@ fn appended_records_are_read_from_where_the_last_read_ended_across_hosts() {
     assert_eq!(both, a.scan("audit", b"").unwrap());
 }
 
+/// A secret store opened directly on a new, migrated database `db` of `pg`.
+fn secret_store_on(pg: &Postgres, db: &str) -> latchkey_host::store::SecretStore {
+    use latchkey_host::store::postgres::PostgresBackend;
+    use latchkey_host::store::{MasterKey, SecretStore};
+    let url = pg.create_db(db);
+    PostgresBackend::migrate(&url).unwrap();
+    SecretStore::init_with(
+        Box::new(PostgresBackend::open(&url).unwrap()),
+        "pg",
+        &MasterKey::generate().unwrap(),
+    )
+    .unwrap()
+}
+
 /// Audit appends commit without waiting for PostgreSQL's WAL flush; `flush` (strict
 /// durability, a change's record) makes every one before it durable: a crash of the
 /// database right after loses none of them. After a crash that lost an unflushed tail,
@@ -666,18 +680,8 @@ fn appended_records_are_read_from_where_the_last_read_ended_across_hosts() {
 #[test]
 fn flushed_appends_survive_a_crash_of_the_database_and_a_lost_tail_is_reported() {
     use latchkey_host::audit::{self, AuditEvent, AuditRecord};
-    use latchkey_host::store::postgres::PostgresBackend;
-    use latchkey_host::store::{MasterKey, SecretStore};
     let pg = Postgres::start();
-    let url = pg.create_db("crash");
-    PostgresBackend::migrate(&url).unwrap();
-    let master = MasterKey::generate().unwrap();
-    let s = SecretStore::init_with(
-        Box::new(PostgresBackend::open(&url).unwrap()),
-        "pg",
-        &master,
-    )
-    .unwrap();
+    let s = secret_store_on(&pg, "crash");
     let record =
         |i: usize| AuditRecord::change(AuditEvent::SecretSet, "bob", &format!("K{i}"), "ok");
     let count = || {
@@ -723,18 +727,8 @@ fn flushed_appends_survive_a_crash_of_the_database_and_a_lost_tail_is_reported()
 #[test]
 fn an_unchained_row_put_below_the_chain_in_postgres_is_reported_as_inserted() {
     use latchkey_host::audit::{self, AuditEvent, AuditRecord, Problem};
-    use latchkey_host::store::postgres::PostgresBackend;
-    use latchkey_host::store::{MasterKey, SecretStore};
     let pg = Postgres::start();
-    let url = pg.create_db("genesis");
-    PostgresBackend::migrate(&url).unwrap();
-    let master = MasterKey::generate().unwrap();
-    let s = SecretStore::init_with(
-        Box::new(PostgresBackend::open(&url).unwrap()),
-        "pg",
-        &master,
-    )
-    .unwrap();
+    let s = secret_store_on(&pg, "genesis");
     for i in 0..3 {
         audit::append(
             &s,

@@ -147,10 +147,14 @@ impl Postgres {
 
     /// Stops the cluster (fast shutdown: sessions are ended, nothing committed is lost).
     pub fn stop(&self) {
+        self.stop_as("fast");
+    }
+
+    fn stop_as(&self, mode: &str) {
         let data = self.data();
         self.ok(
             "pg_ctl",
-            &["-D", data.to_str().unwrap(), "-m", "fast", "-w", "stop"],
+            &["-D", data.to_str().unwrap(), "-m", mode, "-w", "stop"],
         );
     }
 
@@ -158,18 +162,22 @@ impl Postgres {
     /// lost, as in a crash of the server or its machine); `start_again` recovers it.
     #[allow(dead_code)]
     pub fn crash(&self) {
-        let data = self.data();
-        self.ok(
-            "pg_ctl",
-            &[
-                "-D",
-                data.to_str().unwrap(),
-                "-m",
-                "immediate",
-                "-w",
-                "stop",
-            ],
+        self.stop_as("immediate");
+    }
+
+    /// A migrated, initialised store on a new database `db`, and an admin token for it.
+    #[allow(dead_code)]
+    pub fn store_with_admin(&self, db: &str) -> (super::Cli, String) {
+        let url = self.create_db(db);
+        let cli = super::Cli::shared(&url);
+        cli.ok(&["store", "migrate"], None);
+        cli.ok(&["init"], None);
+        let out = cli.ok(
+            &["token", "create", "--name", "root", "--role", "admin"],
+            None,
         );
+        let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        (cli, token)
     }
 
     /// A new database; its URL.
