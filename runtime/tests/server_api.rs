@@ -596,6 +596,55 @@ fn a_kill_9_loses_no_acknowledged_write() {
     }
 }
 
+/// A run is acknowledged by its id (`wait: false`, 202) or by its answer (`wait: true`):
+/// killed at once after either, the host still has its record after a restart. (A waited
+/// run's first record is not synced on its own; its end's record, written before the
+/// answer, is.)
+#[test]
+fn a_kill_9_loses_no_acknowledged_run() {
+    let (cli, admin) = store_with_admin();
+    let s = Server::start(&cli, &[]);
+    assert_eq!(register_probe(&s, &admin), StatusCode::CREATED);
+    drop(s);
+    for round in 0..3 {
+        let mut s = Server::start(&cli, &[]);
+        let mut acked = Vec::new();
+        for i in 0..10 {
+            let wait = i % 2 == 0;
+            let r = s.json(
+                "POST",
+                "/v1/runs",
+                &admin,
+                json!({"component": "probe", "input": {"action": "echo", "round": round}, "wait": wait}),
+            );
+            let status = r.status();
+            let run: Value = r.json().unwrap();
+            if wait {
+                assert_eq!(status, StatusCode::OK, "{run}");
+                assert_eq!(run["status"], "succeeded", "{run}");
+            } else {
+                assert_eq!(status, StatusCode::ACCEPTED, "{run}");
+            }
+            acked.push((run["id"].as_str().unwrap().to_owned(), wait));
+        }
+        s.child.kill().unwrap();
+        s.child.wait().unwrap();
+        let s = Server::start(&cli, &[]);
+        for (id, waited) in &acked {
+            let r = s.get(&format!("/v1/runs/{id}"), &admin);
+            assert_eq!(
+                r.status(),
+                StatusCode::OK,
+                "run {id} was acknowledged, then lost"
+            );
+            if *waited {
+                let run: Value = r.json().unwrap();
+                assert_eq!(run["status"], "succeeded", "{run}");
+            }
+        }
+    }
+}
+
 /// The record of an injection is written before the request leaves: killing the host at
 /// any instant, with runs in flight, leaves a record for every request an upstream saw.
 #[test]

@@ -104,7 +104,15 @@ impl Latchkey {
             ctx: Box::new(ctx),
         };
         let target = format!("script:{}", &hash[..16]);
-        let started = self.launch(by, work, id, target, RunKind::Component, spec.input)?;
+        let started = self.launch(
+            by,
+            work,
+            id,
+            target,
+            RunKind::Component,
+            spec.input,
+            crate::runs::Ack::AtEnd,
+        )?;
         Ok(started.finished().await)
     }
 
