@@ -13,8 +13,8 @@ use crate::principal::{Action, Principal};
 use crate::registry::{self, ComponentInfo, ComponentSpec, Registry, WorkflowInfo};
 use crate::resolve::{RunContext, new_run_id};
 use crate::runs::{
-    Ack, CredentialRecord, Lease, LogRecord, RefusalRecord, RunKind, RunLimits, RunOutput,
-    RunRecord, RunStatus, RunStore, StepRecord,
+    CredentialRecord, Lease, LogRecord, RefusalRecord, RunKind, RunLimits, RunOutput, RunRecord,
+    RunStatus, RunStore, StepRecord,
 };
 use crate::sandbox::{RunCounts, RunFailure, RunOutcome, Step};
 use crate::secret::CredentialKey;
@@ -495,17 +495,6 @@ impl Latchkey {
         by: &Principal,
         spec: RunSpec,
     ) -> Result<StartedRun, Error> {
-        self.start(by, spec, Ack::AtStart).await
-    }
-
-    /// [`Latchkey::start_run`], for a caller that learns of the run at its start (`ack`
-    /// [`Ack::AtStart`]) or only at its end.
-    async fn start(
-        self: &Arc<Self>,
-        by: &Principal,
-        spec: RunSpec,
-        ack: Ack,
-    ) -> Result<StartedRun, Error> {
         self.allow(by, Action::Run)?;
         if !spec.choices.is_empty() {
             if matches!(spec.target, RunTarget::Workflow(_)) {
@@ -536,7 +525,7 @@ impl Latchkey {
                     .ok_or_else(|| invalid("preparing the run failed: a step did not load"))?
                 }
             };
-        self.launch(by, work, id, target_name, kind, spec.input, ack)
+        self.launch(by, work, id, target_name, kind, spec.input)
     }
 
     /// Refuses a run when this host already has as many as it takes.
@@ -552,10 +541,8 @@ impl Latchkey {
         Ok(())
     }
 
-    /// Starts prepared `work` as `by`'s run `id`: its record written (durably before this
-    /// returns if the caller is told of the run now: `ack`), then run on the run pool (see
-    /// [`Latchkey::start_run`]).
-    #[allow(clippy::too_many_arguments)]
+    /// Starts prepared `work` as `by`'s run `id`: its record written, then run on the
+    /// run pool (see [`Latchkey::start_run`]).
     pub(super) fn launch(
         self: &Arc<Self>,
         by: &Principal,
@@ -564,7 +551,6 @@ impl Latchkey {
         target_name: String,
         kind: RunKind,
         input: String,
-        ack: Ack,
     ) -> Result<StartedRun, Error> {
         self.has_room()?;
         let platform = self.platform()?;
@@ -596,7 +582,7 @@ impl Latchkey {
             until_ms: now.saturating_add(millis(limits.lease)),
         };
         platform.mine().insert(id.clone());
-        if let Err(e) = RunStore::new(self.store().backend()).create(&record, &lease, ack) {
+        if let Err(e) = RunStore::new(self.store().backend()).create(&record, &lease) {
             platform.mine().remove(&id);
             return Err(e.into());
         }
@@ -611,10 +597,9 @@ impl Latchkey {
         Ok(StartedRun { record, done: rx })
     }
 
-    /// Starts a run and waits for its end (see [`Latchkey::start_run`]). Its first record
-    /// is not synced on its own: nothing is promised before the end, whose record is.
+    /// Starts a run and waits for its end (see [`Latchkey::start_run`]).
     pub async fn run(self: &Arc<Self>, by: &Principal, spec: RunSpec) -> Result<RunRecord, Error> {
-        Ok(self.start(by, spec, Ack::AtEnd).await?.finished().await)
+        Ok(self.start_run(by, spec).await?.finished().await)
     }
 
     /// What the run executes, its id, target name and kind; `None` if a step is not loaded

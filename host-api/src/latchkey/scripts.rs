@@ -104,15 +104,7 @@ impl Latchkey {
             ctx: Box::new(ctx),
         };
         let target = format!("script:{}", &hash[..16]);
-        let started = self.launch(
-            by,
-            work,
-            id,
-            target,
-            RunKind::Component,
-            spec.input,
-            crate::runs::Ack::AtEnd,
-        )?;
+        let started = self.launch(by, work, id, target, RunKind::Component, spec.input)?;
         Ok(started.finished().await)
     }
 

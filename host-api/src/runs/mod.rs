@@ -84,17 +84,6 @@ fn decode(bytes: &[u8]) -> Option<RunRecord> {
     serde_json::from_slice(bytes).ok()
 }
 
-/// When a run's caller first learns of it: what its first record's durability must cover.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Ack {
-    /// Its id is answered at once (`POST /v1/runs` without `wait`): the record must
-    /// survive a crash from then on.
-    AtStart,
-    /// Its caller waits for its end (a waited run, an MCP tool call): nothing was promised
-    /// before the end's record, which is written durably and covers the first.
-    AtEnd,
-}
-
 /// The run records of one store.
 pub(crate) struct RunStore<'a> {
     backend: &'a dyn Backend,
@@ -105,26 +94,16 @@ impl<'a> RunStore<'a> {
         RunStore { backend }
     }
 
-    /// Writes a new run's record, its index entry and its lease: durably when the run is
-    /// acknowledged at its start (its id answered at once), else (a waited run, answered
-    /// only at its end) made durable by its [`RunStore::finish`].
-    pub(crate) fn create(
-        &self,
-        record: &RunRecord,
-        lease: &Lease,
-        ack: Ack,
-    ) -> Result<(), BackendError> {
+    /// Writes a new run's record, its index entry and its lease, durably.
+    pub(crate) fn create(&self, record: &RunRecord, lease: &Lease) -> Result<(), BackendError> {
         let (r, u, a) = (
             record_id(&record.id),
             user_id(&record.user, &record.id),
             lease_id(&record.id),
         );
         let (rv, lv) = (encode(record), encode(lease));
-        let puts: [(&[u8], &[u8]); 3] = [(&r, &rv), (&u, b""), (&a, &lv)];
-        match ack {
-            Ack::AtStart => self.backend.put_batch(NS_RUNS, &puts, &[]),
-            Ack::AtEnd => self.backend.put_batch_unsynced(NS_RUNS, &puts, &[]),
-        }
+        self.backend
+            .put_batch(NS_RUNS, &[(&r, &rv), (&u, b""), (&a, &lv)], &[])
     }
 
     /// Writes a run's record as it is now (still running: its lease stays).
@@ -358,7 +337,7 @@ mod tests {
         let runs = RunStore::new(&b);
         for (i, user) in ["alice", "bob", "alice", "bob", "alice"].iter().enumerate() {
             let r = run(&format!("run-100{i}-00"), user, RunStatus::Succeeded, "1");
-            runs.create(&r, &lease(0), Ack::AtStart).expect("create");
+            runs.create(&r, &lease(0)).expect("create");
         }
         let all = runs.newest(None, None, 3).expect("page");
         let ids: Vec<_> = all.iter().map(|r| r.id.as_str()).collect();
@@ -379,7 +358,7 @@ mod tests {
         let b = MemoryBackend::default();
         let runs = RunStore::new(&b);
         let r = run("run-1000-00", "alice", RunStatus::Running, "");
-        runs.create(&r, &lease(50), Ack::AtStart).expect("create");
+        runs.create(&r, &lease(50)).expect("create");
         assert!(runs.expired(40).expect("scan").is_empty());
         let expired = runs.expired(60).expect("scan");
         assert_eq!(expired.len(), 1);
@@ -401,7 +380,7 @@ mod tests {
         let b = MemoryBackend::default();
         let runs = RunStore::new(&b);
         let r = run("run-1000-00", "alice", RunStatus::Running, "");
-        runs.create(&r, &lease(50), Ack::AtStart).expect("create");
+        runs.create(&r, &lease(50)).expect("create");
         let (id, old) = runs.expired(60).expect("scan").remove(0);
         runs.renew(std::slice::from_ref(&id), "h1", 200)
             .expect("renew");
@@ -432,7 +411,7 @@ mod tests {
                 status,
                 &"x".repeat(1000),
             );
-            runs.create(&r, &lease(0), Ack::AtStart).expect("create");
+            runs.create(&r, &lease(0)).expect("create");
         }
         // Older than 1002: 1000 (running: kept) and 1001 go.
         assert_eq!(runs.evict(1002, u64::MAX).expect("evict"), 1);

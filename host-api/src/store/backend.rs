@@ -181,18 +181,6 @@ pub trait Backend: Send + Sync {
         }
         Ok(())
     }
-    /// [`Backend::put_batch`] without waiting for the disk: seen by every later read (of
-    /// every host, for a shared backend) but, on a backend that syncs, durable only with
-    /// the next sync (a [`Backend::put_batch`] or [`Backend::flush`]). For a record nobody
-    /// has been told of yet (a waited run's first record). The default is `put_batch`.
-    fn put_batch_unsynced(
-        &self,
-        ns: &str,
-        puts: &[(&[u8], &[u8])],
-        deletes: &[&[u8]],
-    ) -> Result<(), BackendError> {
-        self.put_batch(ns, puts, deletes)
-    }
     /// Up to `limit` records of `ns` whose id starts with `prefix` and, with `before`, is
     /// less than it: the greatest ids first. For pages of a namespace whose ids grow with
     /// time (runs), newest first, without reading the rest.
@@ -333,14 +321,6 @@ impl<B: Backend + ?Sized> Backend for Arc<B> {
         deletes: &[&[u8]],
     ) -> Result<(), BackendError> {
         (**self).put_batch(ns, puts, deletes)
-    }
-    fn put_batch_unsynced(
-        &self,
-        ns: &str,
-        puts: &[(&[u8], &[u8])],
-        deletes: &[&[u8]],
-    ) -> Result<(), BackendError> {
-        (**self).put_batch_unsynced(ns, puts, deletes)
     }
     fn scan_appended_newest(
         &self,

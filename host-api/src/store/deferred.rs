@@ -182,14 +182,6 @@ impl Backend for DeferredSled {
     ) -> Result<(), BackendError> {
         self.db()?.put_batch(ns, puts, deletes)
     }
-    fn put_batch_unsynced(
-        &self,
-        ns: &str,
-        puts: &[(&[u8], &[u8])],
-        deletes: &[&[u8]],
-    ) -> Result<(), BackendError> {
-        self.db()?.put_batch_unsynced(ns, puts, deletes)
-    }
     fn scan_newest(
         &self,
         ns: &str,

@@ -398,16 +398,6 @@ impl Backend for SledBackend {
         puts: &[(&[u8], &[u8])],
         deletes: &[&[u8]],
     ) -> Result<(), BackendError> {
-        self.put_batch_unsynced(ns, puts, deletes)?;
-        self.durable()
-    }
-
-    fn put_batch_unsynced(
-        &self,
-        ns: &str,
-        puts: &[(&[u8], &[u8])],
-        deletes: &[&[u8]],
-    ) -> Result<(), BackendError> {
         let tree = self.tree(ns)?;
         let mut batch = sled::Batch::default();
         for (id, value) in puts {
@@ -421,6 +411,7 @@ impl Backend for SledBackend {
         for (id, _) in puts {
             self.written(ns, id);
         }
+        self.durable()?;
         Ok(())
     }
 

@@ -51,13 +51,13 @@ pub async fn start(
             allow_keys: req.allow_keys,
         },
     };
+    let started = state.latchkey.start_run(&by, spec).await?;
     if !req.wait {
-        let started = state.latchkey.start_run(&by, spec).await?;
         return Ok((StatusCode::ACCEPTED, Json(RunView::from(&started.record))));
     }
     Ok((
         StatusCode::OK,
-        Json(RunView::from(&state.latchkey.run(&by, spec).await?)),
+        Json(RunView::from(&started.finished().await)),
     ))
 }
 
