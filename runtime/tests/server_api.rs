@@ -597,9 +597,7 @@ fn a_kill_9_loses_no_acknowledged_write() {
 }
 
 /// A run is acknowledged by its id (`wait: false`, 202) or by its answer (`wait: true`):
-/// killed at once after either, the host still has its record after a restart. (A waited
-/// run's first record is not synced on its own; its end's record, written before the
-/// answer, is.)
+/// killed at once after either, the host still has its record after a restart.
 #[test]
 fn a_kill_9_loses_no_acknowledged_run() {
     let (cli, admin) = store_with_admin();
