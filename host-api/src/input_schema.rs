@@ -181,6 +181,36 @@ mod tests {
         );
     }
 
+    /// A reference that leads back to itself without descending into the input would
+    /// recurse for ever: refused or answered, never a stack overflow of the host.
+    #[test]
+    fn a_schema_that_refers_to_itself_neither_hangs_nor_overflows() {
+        for schema in [
+            json!({"$ref": "#"}),
+            json!({"$defs": {"a": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"}),
+            json!({"$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"allOf": [{"$ref": "#/$defs/a"}]}}, "properties": {"x": {"$ref": "#/$defs/a"}}}),
+            json!({"properties": {"next": {"$ref": "#"}}, "required": ["next"]}),
+        ] {
+            if check_schema(&schema).is_ok() {
+                let _ = check_input(&schema, r#"{"x": 1, "next": {"next": {}}}"#);
+            }
+        }
+    }
+
+    /// Keywords whose naive check is quadratic or unbounded in the input: each answers
+    /// within the test's time on an input of the size the API takes (a megabyte).
+    #[test]
+    fn costly_keywords_stay_cheap_on_a_large_input() {
+        let items: Vec<Value> = (0..50_000).map(|i| json!({"n": i, "s": "x"})).collect();
+        let schema = json!({"properties": {"a": {"uniqueItems": true}}});
+        assert!(check_input(&schema, &json!({"a": items}).to_string()).is_ok());
+        let schema = json!({"properties": {"a": {"multipleOf": 1e-300}}});
+        let _ = check_input(&schema, r#"{"a": 1e300}"#);
+        let schema = json!({"properties": {"a": {"pattern": "^(a|a)*$"}}});
+        let long = format!("{{\"a\": \"{}b\"}}", "a".repeat(100_000));
+        assert!(check_input(&schema, &long).is_err());
+    }
+
     #[test]
     fn a_schema_is_compiled_once_for_its_runs() {
         let (a, b) = (built(&schema()).unwrap(), built(&schema()).unwrap());
