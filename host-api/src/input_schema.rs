@@ -52,7 +52,8 @@ fn compile(schema: &Value) -> Result<jsonschema::Validator, String> {
 
 /// Checks a declared schema: a JSON object, a valid JSON Schema with no reference outside
 /// itself, whose `type` (if it names one) admits an object — a run's input, and an MCP
-/// tool's arguments, are JSON objects.
+/// tool's arguments, are JSON objects. The validator built is kept for the runs: a
+/// registered workflow's manifest is parsed (and so its schema checked) at every run.
 pub(crate) fn check_schema(schema: &Value) -> Result<(), String> {
     let Some(object) = schema.as_object() else {
         return Err("a JSON Schema is a JSON object".into());
@@ -68,7 +69,7 @@ pub(crate) fn check_schema(schema: &Value) -> Result<(), String> {
             );
         }
     }
-    compile(schema).map(drop)
+    built(schema).map(drop)
 }
 
 /// Checks a run's input (JSON text) against a declared schema; the error lists what was

@@ -216,6 +216,12 @@ struct Unsynced {
 }
 
 impl Unsynced {
+    /// Whether every asynchronous commit made so far is known to be flushed.
+    fn all_synced(&self) -> bool {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.synced.load(SeqCst) >= self.committed.load(SeqCst)
+    }
+
     /// Makes every asynchronous commit made before it durable.
     async fn sync(&self, c: &Conn) -> Result<(), BackendError> {
         use std::sync::atomic::Ordering::SeqCst;
@@ -248,8 +254,7 @@ impl Unsynced {
                 }
                 this.scheduled.store(false, SeqCst);
                 // An append that found a sync scheduled while this one ran needs another.
-                if this.synced.load(SeqCst) >= this.committed.load(SeqCst)
-                    || this.scheduled.swap(true, SeqCst)
+                if this.all_synced() || this.scheduled.swap(true, SeqCst)
                 {
                     return;
                 }
@@ -965,8 +970,7 @@ impl Backend for PostgresBackend {
     fn flush(&self) -> Result<(), BackendError> {
         // Every other statement waited for its commit's flush (PostgreSQL's default
         // synchronous_commit); the appends did not.
-        use std::sync::atomic::Ordering::SeqCst;
-        if self.unsynced.synced.load(SeqCst) >= self.unsynced.committed.load(SeqCst) {
+        if self.unsynced.all_synced() {
             return Ok(());
         }
         let unsynced = self.unsynced.clone();
