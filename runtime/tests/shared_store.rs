@@ -34,11 +34,7 @@ fn shared_store(pg: &Postgres, db: &str) -> (Cli, String) {
         text(&out)
     );
     cli.ok(&["init"], None);
-    let out = cli.ok(
-        &["token", "create", "--name", "root", "--role", "admin"],
-        None,
-    );
-    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let token = cli.admin_token();
     (cli, token)
 }
 

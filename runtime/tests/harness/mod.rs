@@ -63,6 +63,18 @@ impl Cli {
         }
     }
 
+    /// A new admin token `root` for the store (`token create`), as printed.
+    #[allow(dead_code)]
+    pub fn admin_token(&self) -> String {
+        let out = self.ok(
+            &["token", "create", "--name", "root", "--role", "admin"],
+            None,
+        );
+        let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        assert!(token.starts_with("lk_"), "{token}");
+        token
+    }
+
     /// Another host of the same shared store: its own directory, with a copy of this
     /// one's master key file.
     pub fn another_host(&self) -> Cli {

@@ -172,11 +172,7 @@ impl Postgres {
         let cli = super::Cli::shared(&url);
         cli.ok(&["store", "migrate"], None);
         cli.ok(&["init"], None);
-        let out = cli.ok(
-            &["token", "create", "--name", "root", "--role", "admin"],
-            None,
-        );
-        let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        let token = cli.admin_token();
         (cli, token)
     }
 
