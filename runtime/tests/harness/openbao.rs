@@ -26,21 +26,33 @@ fn bao() -> PathBuf {
     path
 }
 
+/// The file at `path` opened for appending, so that two streams written to it do not
+/// overwrite each other.
+fn appending(path: &std::path::Path) -> std::fs::File {
+    std::fs::OpenOptions::new().append(true).open(path).unwrap()
+}
+
 impl OpenBao {
     /// Starts the server, waits until it answers, and mounts Transit at `transit/`. A
-    /// server that exits at start because another process took its port in the meantime is
-    /// started again on another; any other early exit fails with what it printed.
+    /// server that exits at start is started again on another port, up to three times:
+    /// another process may take its port (or the cluster port after it) in the meantime,
+    /// and CI once saw `bao server -dev` exit while setting up its dev mounts on a loaded
+    /// machine. Each early exit's output is printed, so a retry is never silent.
     pub fn start() -> OpenBao {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let mut last = String::new();
-        for _ in 0..3 {
+        for attempt in 1..=3 {
             match Self::try_start() {
                 Ok(bao) => return bao,
-                Err(printed) if printed.contains("address already in use") => last = printed,
-                Err(printed) => panic!("bao server -dev did not start:\n{printed}"),
+                Err(printed) => {
+                    eprintln!(
+                        "bao server -dev exited at start (attempt {attempt} of 3):\n{printed}"
+                    );
+                    last = printed;
+                }
             }
         }
-        panic!("bao server -dev found its port taken three times:\n{last}");
+        panic!("bao server -dev exited at start three times; the last time it printed:\n{last}");
     }
 
     fn try_start() -> Result<OpenBao, String> {
@@ -60,8 +72,9 @@ impl OpenBao {
             .env_remove("BAO_TOKEN")
             .env_remove("VAULT_TOKEN")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log.reopen().unwrap())
+            // Both streams: bao prints its fatal errors on stdout and its log on stderr.
+            .stdout(appending(log.path()))
+            .stderr(appending(log.path()))
             .spawn()
             .unwrap();
         let mut bao = OpenBao {
