@@ -35,7 +35,7 @@ mod secret_store;
 mod sled_store;
 
 pub use backend::{
-    Backend, BackendError, Expected, PermissionError, Records, check_private_dir,
+    Backend, BackendError, Durable, Expected, PermissionError, Records, check_private_dir,
     check_private_file, create_private_dir,
 };
 pub use sled_store::SledBackend;

@@ -1,9 +1,9 @@
 //! The embedded default backend: sled for keyed records, and beside it one append-only log
 //! file per appended namespace (the audit trail, see [`AppendLog`]).
 
-use super::backend::{Backend, BackendError, Expected, Record, Records, page_end};
+use super::backend::{Backend, BackendError, Durable, Expected, Record, Records, page_end};
 use super::absent::Absent;
-use super::group_flush::GroupFlush;
+use super::group_flush::{FlushThread, GroupFlush};
 use super::log::AppendLog;
 use super::namespaces::SECRETS as NS_SECRETS;
 use std::path::{Path, PathBuf};
@@ -30,7 +30,9 @@ pub struct SledBackend {
     /// Secret ids known absent (exact: this backend is the store's only writer).
     absent: Absent,
     /// Writers waiting for the disk share flushes.
-    group: GroupFlush,
+    group: Arc<GroupFlush>,
+    /// Flushes for writers that await (started by the first of them).
+    flusher: std::sync::OnceLock<FlushThread>,
 }
 
 impl SledBackend {
@@ -75,7 +77,8 @@ impl SledBackend {
             trees: std::sync::RwLock::new(Vec::new()),
             logs: std::sync::RwLock::new(Vec::new()),
             absent: Absent::default(),
-            group: GroupFlush::default(),
+            group: Arc::default(),
+            flusher: std::sync::OnceLock::new(),
         })
     }
 
@@ -85,6 +88,56 @@ impl SledBackend {
         self.group
             .flush(|| self.db.flush().map(drop))
             .map_err(|e| classify(e, &self.path))
+    }
+
+    /// Resolves once what was written before the call is on disk, without holding a
+    /// thread meanwhile: see [`FlushThread`].
+    fn durable_later(&self) -> Result<Durable, BackendError> {
+        let flusher = match self.flusher.get() {
+            Some(f) => f,
+            None => {
+                let db = self.db.clone();
+                let started = FlushThread::start(
+                    self.group.clone(),
+                    move || db.flush().map(drop),
+                    |e: &sled::Error| match e {
+                        sled::Error::Io(io) => io.kind(),
+                        _ => std::io::ErrorKind::Other,
+                    },
+                )
+                .map_err(BackendError::Io)?;
+                // Two first writers may both start one; the one kept serves both.
+                let _ = self.flusher.set(started);
+                self.flusher.get().ok_or_else(|| {
+                    BackendError::Io(std::io::Error::other("no flush thread"))
+                })?
+            }
+        };
+        let durable = flusher.durable();
+        Ok(Box::pin(async move { durable.await.map_err(BackendError::Io) }))
+    }
+
+    /// Applies `puts` and `deletes` to `ns`'s tree in one batch, not flushed.
+    fn apply(
+        &self,
+        ns: &str,
+        puts: &[(&[u8], &[u8])],
+        deletes: &[&[u8]],
+    ) -> Result<(), BackendError> {
+        let tree = self.tree(ns)?;
+        let mut batch = sled::Batch::default();
+        for (id, value) in puts {
+            batch.insert(*id, *value);
+        }
+        for id in deletes {
+            batch.remove(*id);
+        }
+        tree.apply_batch(batch)
+            .map_err(|e| classify(e, &self.path))?;
+        for (id, _) in puts {
+            self.written(ns, id);
+        }
+        Ok(())
     }
 
     /// Forgets a secret id just written from the ids known absent.
@@ -398,21 +451,18 @@ impl Backend for SledBackend {
         puts: &[(&[u8], &[u8])],
         deletes: &[&[u8]],
     ) -> Result<(), BackendError> {
-        let tree = self.tree(ns)?;
-        let mut batch = sled::Batch::default();
-        for (id, value) in puts {
-            batch.insert(*id, *value);
-        }
-        for id in deletes {
-            batch.remove(*id);
-        }
-        tree.apply_batch(batch)
-            .map_err(|e| classify(e, &self.path))?;
-        for (id, _) in puts {
-            self.written(ns, id);
-        }
-        self.durable()?;
-        Ok(())
+        self.apply(ns, puts, deletes)?;
+        self.durable()
+    }
+
+    fn put_batch_then_sync(
+        &self,
+        ns: &str,
+        puts: &[(&[u8], &[u8])],
+        deletes: &[&[u8]],
+    ) -> Result<Durable, BackendError> {
+        self.apply(ns, puts, deletes)?;
+        self.durable_later()
     }
 
     fn scan_newest(

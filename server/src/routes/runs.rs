@@ -51,14 +51,12 @@ pub async fn start(
             allow_keys: req.allow_keys,
         },
     };
-    let started = state.latchkey.start_run(&by, spec).await?;
     if !req.wait {
+        let started = state.latchkey.start_run(&by, spec).await?;
         return Ok((StatusCode::ACCEPTED, Json(RunView::from(&started.record))));
     }
-    Ok((
-        StatusCode::OK,
-        Json(RunView::from(&started.finished().await)),
-    ))
+    let ended = state.latchkey.run(&by, spec).await?;
+    Ok((StatusCode::OK, Json(RunView::from(&ended))))
 }
 
 /// `GET /v1/runs/{id}`.
