@@ -785,13 +785,22 @@ pub(crate) fn filled_sled(path: &Path, master: &MasterKey, n: usize) -> Result<(
 }
 
 pub(crate) fn latchkey_bin() -> Result<PathBuf> {
-    // <target>/release/deps/figures-… → <target>/release/latchkey
+    release_bin("latchkey")
+}
+
+/// The thin client binary, `latchkey-client`.
+pub(crate) fn latchkey_client_bin() -> Result<PathBuf> {
+    release_bin("latchkey-client")
+}
+
+fn release_bin(name: &str) -> Result<PathBuf> {
+    // <target>/release/deps/figures-… → <target>/release/<name>
     let exe = std::env::current_exe()?;
     let bin = exe
         .parent()
         .and_then(Path::parent)
         .context("target dir")?
-        .join("latchkey");
+        .join(name);
     if !bin.exists() {
         bail!(
             "{} not found: run `cargo build --release -p latchkey` first",

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 /// Exit code for a step that returned an error, trapped or hit a limit (1 is any other
 /// failure, 2 a usage error).
-pub const EXIT_STEP_FAILED: u8 = 3;
+pub use latchkey_cli::EXIT_STEP_FAILED;
 
 /// Where the store and the master key are.
 #[derive(Args, Debug, Clone)]

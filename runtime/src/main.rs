@@ -5,11 +5,10 @@
 
 mod commands;
 mod common;
-mod json;
 mod limits;
 mod master_key;
-mod remote;
-mod report;
+
+use latchkey_cli::{json, quiet_on_closed_pipe, remote, report};
 
 use anyhow::Context;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -135,21 +134,6 @@ fn command_line() -> clap::Command {
     };
     cmd.mut_subcommand("serve", local)
         .mut_subcommand("mcp", local)
-}
-
-/// Output piped into a reader that stops early (`latchkey audit | head`) ends the process
-/// quietly, as it does other Unix tools. Rust ignores SIGPIPE, so every later write fails
-/// (and `println!` panics) with "Broken pipe" instead. Not for `serve`: a client hanging up
-/// on one of its sockets must not stop the server.
-fn quiet_on_closed_pipe() {
-    // SAFETY: called first thing in main, before any thread exists; SIG_DFL is a valid
-    // disposition for SIGPIPE, and nothing in this process relies on it being ignored
-    // except the server, which never gets here.
-    #[cfg(unix)]
-    #[allow(unsafe_code)]
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
 }
 
 fn main() -> ExitCode {

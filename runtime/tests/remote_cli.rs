@@ -451,3 +451,154 @@ fn scripts_are_enabled_through_a_server_by_an_admin_only() {
         serde_json::json!({"enabled": true, "max_keys": ["API"]})
     );
 }
+
+/// `latchkey-client ARGS`: the thin client, with `token` in LATCHKEY_TOKEN and the server in
+/// LATCHKEY_SERVER (unless `server` is `None`), and nothing else of the environment's.
+fn thin(cli: &Cli, server: Option<&Server>, token: &str, args: &[&str]) -> Output {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey-client"));
+    c.args(args);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("LATCHKEY_") {
+            c.env_remove(name);
+        }
+    }
+    if let Some(s) = server {
+        c.env("LATCHKEY_SERVER", &s.url);
+    }
+    c.env("LATCHKEY_TOKEN", token);
+    cli.output(c, None)
+}
+
+/// `latchkey-client run` (the client without the engine) prints what `latchkey run
+/// --server` prints, as JSON too, with the same exit codes; it needs a server and a token.
+#[test]
+fn the_thin_client_runs_as_latchkey_run_server_does() {
+    let (cli, admin) = store_with_admin();
+    cli.never_prints(VALUE);
+    let up = latchkey_tests::upstream::Upstream::start_blocking().unwrap();
+    let s = Server::start(&cli, &[]);
+    let host = format!("127.0.0.1:{}", up.port());
+    let set = [
+        "secret",
+        "set",
+        "API",
+        "--allow-host",
+        &host,
+        "--inject",
+        "header:authorization",
+        "--allow-http",
+    ];
+    assert!(
+        remote(&cli, &s, &admin, &set, Some(VALUE.as_bytes()))
+            .status
+            .success()
+    );
+    let probe = latchkey_tests::guest("probe").display().to_string();
+    let add = ["component", "add", &probe, "--name", "probe"];
+    assert!(remote(&cli, &s, &admin, &add, None).status.success());
+
+    let fetch = format!(
+        r#"{{"action":"fetch","url":"{}","key":"API"}}"#,
+        up.url("/echo")
+    );
+    let args = ["run", "probe", "--input", &fetch, "--report"];
+    let full = remote(&cli, &s, &admin, &args, None);
+    let small = thin(&cli, Some(&s), &admin, &args);
+    assert!(small.status.success(), "{}", text(&small));
+    assert_eq!(small.stdout, full.stdout, "{}", text(&small));
+    assert!(
+        String::from_utf8_lossy(&small.stderr).contains("credential API from tier workspace"),
+        "{}",
+        text(&small)
+    );
+    assert_eq!(up.requests().len(), 2);
+    for r in up.requests() {
+        assert_eq!(
+            r.header("authorization"),
+            Some(format!("Bearer {VALUE}").as_str())
+        );
+    }
+
+    // --json: one document, the API's fields.
+    let args = [
+        "run",
+        &probe,
+        "--input",
+        r#"{"action":"echo","n":7}"#,
+        "--json",
+    ];
+    let small = thin(&cli, Some(&s), &admin, &args);
+    assert!(small.status.success(), "{}", text(&small));
+    let run: serde_json::Value = serde_json::from_slice(&small.stdout).unwrap();
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["output"]["n"], 7, "{run}");
+
+    // A failed step: exit 3 and the refusal, as `latchkey run` says them.
+    let args = [
+        "run",
+        "probe",
+        "--input",
+        r#"{"action":"get","key":"NOPE"}"#,
+    ];
+    let (full, small) = (
+        remote(&cli, &s, &admin, &args, None),
+        thin(&cli, Some(&s), &admin, &args),
+    );
+    assert_eq!(small.status.code(), Some(3), "{}", text(&small));
+    assert_eq!(full.status.code(), Some(3), "{}", text(&full));
+    assert!(
+        text(&small).contains("missing-credential"),
+        "{}",
+        text(&small)
+    );
+
+    // Bad input, a bad token and no server are errors that say what to do.
+    let small = thin(
+        &cli,
+        Some(&s),
+        &admin,
+        &["run", "probe", "--input", "{nope"],
+    );
+    assert_eq!(small.status.code(), Some(1));
+    assert!(text(&small).contains("not valid JSON"), "{}", text(&small));
+    let small = thin(&cli, Some(&s), "lk_nope", &["run", "probe"]);
+    assert_eq!(small.status.code(), Some(1));
+    assert!(text(&small).contains("401"), "{}", text(&small));
+    let small = thin(&cli, None, &admin, &["run", "probe"]);
+    assert_eq!(small.status.code(), Some(1));
+    assert!(
+        text(&small).contains("give --server URL or set LATCHKEY_SERVER"),
+        "{}",
+        text(&small)
+    );
+    // A manifest declares its own context: the single-step flags are refused for it.
+    let manifest = cli.path("wf.toml");
+    std::fs::write(
+        &manifest,
+        "name = \"wf\"\n[[step]]\nname = \"a\"\ncomponent = \"probe\"\n",
+    )
+    .unwrap();
+    let small = thin(
+        &cli,
+        Some(&s),
+        &admin,
+        &["run", &manifest.display().to_string(), "--workspace", "w"],
+    );
+    assert_eq!(small.status.code(), Some(1));
+    assert!(
+        text(&small).contains("--workspace applies to a single .wasm step"),
+        "{}",
+        text(&small)
+    );
+    let help = thin(&cli, None, &admin, &["run", "--help"]);
+    assert!(help.status.success());
+    for flag in [
+        "--input-file",
+        "--allow-key",
+        "--json",
+        "--server",
+        "--token-file",
+    ] {
+        assert!(text(&help).contains(flag), "{flag}: {}", text(&help));
+    }
+}

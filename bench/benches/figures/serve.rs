@@ -3,7 +3,10 @@
 //! in the same process; and `latchkey run --server` as a process against a fresh `node` with
 //! the key in its environment. `profile-serve` runs only the HTTP runs, for a profiler.
 
-use super::{CMD, Figure, Samples, TOKEN, latchkey_bin, ns_to_us, print, read_guest, time_process};
+use super::{
+    CMD, Figure, Samples, TOKEN, latchkey_bin, latchkey_client_bin, ns_to_us, print, read_guest,
+    time_process,
+};
 use anyhow::{Context, Result};
 use latchkey_host::policy::{AddressPolicy, BindingSpec, HostPattern, InjectLocation};
 use latchkey_host::sandbox::RuntimeConfig;
@@ -350,9 +353,10 @@ pub fn figures(tokio: &tokio::runtime::Runtime, quick: bool) -> Result<Vec<Figur
     }
 
     // `latchkey run --server` as a process vs `node` with the key in its environment.
-    let bin = latchkey_bin()?;
+    let (bin, thin) = (latchkey_bin()?, latchkey_client_bin()?);
     let iters = if quick { 10 } else { 40 };
-    let (mut cli, mut node) = (Samples::default(), Samples::default());
+    let (mut cli, mut thin_cli, mut node) =
+        (Samples::default(), Samples::default(), Samples::default());
     let script = format!(
         "fetch({:?}, {{headers: {{authorization: 'Bearer ' + process.env.BENCH_TOKEN}}}}).then(async r => {{ const body = await r.text(); console.log(JSON.stringify({{status: r.status, body}})); }})",
         up.url("/status/200")
@@ -365,11 +369,17 @@ pub fn figures(tokio: &tokio::runtime::Runtime, quick: bool) -> Result<Vec<Figur
             .env("LATCHKEY_TOKEN", &token)
             .env_remove("LATCHKEY_STORE");
         let d = time_process(&mut c, "\"status\":200").context("latchkey run --server")?;
+        let mut t = Command::new(&thin);
+        t.args(["run", "probe", "--input", &input])
+            .env("LATCHKEY_SERVER", &base)
+            .env("LATCHKEY_TOKEN", &token);
+        let dt = time_process(&mut t, "\"status\":200").context("latchkey-client run")?;
         let mut n = Command::new("node");
         n.args(["-e", &script]).env("BENCH_TOKEN", TOKEN);
         let dn = time_process(&mut n, "\"status\":200").context("node")?;
         if i >= 3 {
             cli.push(d);
+            thin_cli.push(dt);
             node.push(dn);
         }
     }
@@ -388,6 +398,28 @@ pub fn figures(tokio: &tokio::runtime::Runtime, quick: bool) -> Result<Vec<Figur
             "`latchkey run probe --server` process (HTTP client, run on the server, wait) p99 {:.1} ms; {} samples each, interleaved",
             cli.p99() / 1e6,
             cli.len()
+        ),
+    };
+    print(&f);
+    out.push(f);
+    let ratio = node.median() / thin_cli.median();
+    let size = |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.len()) as f64 / 1e6;
+    let f = Figure {
+        name: "node_process_vs_latchkey_client_run_process".into(),
+        median: node.median() / 1e6,
+        p99: node.p99() / 1e6,
+        unit: "ms".into(),
+        baseline_median: Some(thin_cli.median() / 1e6),
+        ratio: Some(ratio),
+        target: "ratio >= 50 (node is the subject, `latchkey-client run` the baseline)".into(),
+        met: Some(ratio >= 50.0),
+        command: format!("{CMD} serve"),
+        notes: format!(
+            "the same run as a `latchkey-client run probe` process (the client without the engine), p99 {:.1} ms; {} samples each, interleaved with the other two; files {:.0} MB against {:.0} MB for `latchkey` (with debug info)",
+            thin_cli.p99() / 1e6,
+            thin_cli.len(),
+            size(&thin),
+            size(&bin)
         ),
     };
     print(&f);

@@ -1,6 +1,5 @@
 //! `latchkey run`: run a step (or, for a `.toml`, a workflow) and print its output.
 
-mod remote;
 mod view;
 mod workflow;
 
@@ -10,11 +9,11 @@ use crate::common::{
 };
 use crate::limits::{self, LimitArgs};
 use crate::report;
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::Args;
+use latchkey_cli::remote_run::{self, InputArgs, SingleStepArgs};
 use latchkey_host::RuntimeConfig;
 use latchkey_host::{Latchkey, Options, RunChoices};
-use std::io::Read;
 use std::path::Path;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,31 +23,13 @@ pub struct RunCommand {
     /// A workflow manifest (`*.toml`), or one step: a WebAssembly component built for
     /// wasm32-wasip2 with latchkey-sdk.
     pub step: PathBuf,
-    /// Input JSON for the step.
-    #[arg(long, default_value = "{}", conflicts_with = "input_file")]
-    pub input: String,
-    /// Read the input JSON from a file (`-` for stdin).
-    #[arg(long, value_name = "FILE")]
-    pub input_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub input: InputArgs,
     /// Invoking user (resolution tiers 1 and 2). Default: the OS user.
     #[arg(long, env = "LATCHKEY_USER")]
     pub user: Option<String>,
-    /// Workspace the step runs in (single step only; a manifest names its own). Default:
-    /// `default`.
-    #[arg(long)]
-    pub workspace: Option<String>,
-    /// Workflow name (single step only; default: the file name without extension).
-    #[arg(long)]
-    pub workflow: Option<String>,
-    /// The workflow's builder (resolution tier 5; single step only).
-    #[arg(long)]
-    pub builder: Option<String>,
-    /// Integration types the step declares. Repeatable. Default: http. (Single step only.)
-    #[arg(long = "integration", value_name = "TYPE")]
-    pub integrations: Vec<String>,
-    /// Only these credential keys may resolve (comma-separated or repeated; single step only).
-    #[arg(long = "allow-key", value_name = "KEY", value_delimiter = ',')]
-    pub allow_keys: Vec<String>,
+    #[command(flatten)]
+    pub single: SingleStepArgs,
     #[command(flatten)]
     pub network: NetworkArgs,
     #[command(flatten)]
@@ -78,7 +59,7 @@ impl RunCommand {
             return self.run_remote(r);
         }
         if is_manifest(&self.step) {
-            self.refuse_single_step_flags()?;
+            self.single.refuse_for_manifest(&self.step)?;
             let wf = latchkey_host::Workflow::load(&self.step)?;
             let user = invoking_user(self.user.as_ref())?;
             let (latchkey, input) = self.prepare(store)?;
@@ -104,36 +85,14 @@ impl RunCommand {
         if self.user.is_some() {
             bail!("--user does not apply with --server: runs resolve as the token's principal");
         }
-        let mut start = remote::start_for(&self.step)?;
-        if start.workflow.is_some() {
-            self.refuse_single_step_flags()?;
-        } else {
-            start.workspace = self.workspace.clone();
-            start.workflow_name = self.workflow.clone();
-            start.builder = self.builder.clone();
-            start.integrations = self.integrations.clone();
-            start.allow_keys = self.allow_keys.clone();
-        }
-        start.input = serde_json::from_str(&self.read_input()?)?;
-        remote::run(r, start, self.report, self.json)
-    }
-
-    /// Flags a manifest declares itself are refused with one, rather than ignored.
-    fn refuse_single_step_flags(&self) -> Result<()> {
-        let single_only = [
-            ("--workspace", self.workspace.is_some()),
-            ("--workflow", self.workflow.is_some()),
-            ("--builder", self.builder.is_some()),
-            ("--integration", !self.integrations.is_empty()),
-            ("--allow-key", !self.allow_keys.is_empty()),
-        ];
-        if let Some((flag, _)) = single_only.iter().find(|(_, given)| *given) {
-            bail!(
-                "{flag} applies to a single .wasm step; a workflow manifest declares it itself (edit {})",
-                self.step.display()
-            );
-        }
-        Ok(())
+        remote_run::run_on_server(
+            r,
+            &self.step,
+            &self.input,
+            &self.single,
+            self.report,
+            self.json,
+        )
     }
 
     /// Validates the flags and the input, then opens the store.
@@ -147,7 +106,7 @@ impl RunCommand {
             cache_dir: self.cache.dir(store),
             ..Options::default()
         };
-        let input = self.read_input()?;
+        let input = self.input.read()?;
         let latchkey = store.open(options)?;
         // The first run of a step compiles it (seconds for a JavaScript or Python step):
         // said before the wait, not left silent.
@@ -160,31 +119,15 @@ impl RunCommand {
         Ok((latchkey, input))
     }
 
-    fn read_input(&self) -> Result<String> {
-        let text = match &self.input_file {
-            Some(p) if p.as_os_str() == "-" => {
-                let mut s = String::new();
-                std::io::stdin()
-                    .read_to_string(&mut s)
-                    .context("reading the input from stdin")?;
-                s
-            }
-            Some(p) => std::fs::read_to_string(p)
-                .with_context(|| format!("reading the input file {}", p.display()))?,
-            None => self.input.clone(),
-        };
-        serde_json::from_str::<serde_json::Value>(&text).context("the input is not valid JSON")?;
-        Ok(text)
-    }
-
     /// Where a single step's keys come from, as the flags choose it.
     fn choices(&self) -> RunChoices {
+        let single = self.single.clone();
         RunChoices {
-            workspace: self.workspace.clone(),
-            workflow: self.workflow.clone(),
-            builder: self.builder.clone(),
-            integrations: self.integrations.clone(),
-            allow_keys: self.allow_keys.clone(),
+            workspace: single.workspace,
+            workflow: single.workflow,
+            builder: single.builder,
+            integrations: single.integrations,
+            allow_keys: single.allow_keys,
         }
     }
 

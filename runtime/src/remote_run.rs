@@ -1,19 +1,117 @@
-//! `latchkey run --server`: the same run, started as the token's principal on a server,
-//! reported the way a local run is.
+//! `latchkey run --server` and `latchkey-client run`: the same run, started as the token's
+//! principal on a server, reported the way a local run is.
 
-use crate::common::EXIT_STEP_FAILED;
+use crate::EXIT_STEP_FAILED;
 use crate::remote::Remote;
 use crate::report;
 use anyhow::{Context, Result, bail};
+use clap::Args;
 use latchkey_server::api::{RunStatus, RunView, StartRun, StepView};
 use sha2::{Digest, Sha256};
-use std::path::Path;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+/// A run's input JSON.
+#[derive(Args, Debug, Clone)]
+pub struct InputArgs {
+    /// Input JSON for the step.
+    #[arg(long, default_value = "{}", conflicts_with = "input_file")]
+    pub input: String,
+    /// Read the input JSON from a file (`-` for stdin).
+    #[arg(long, value_name = "FILE")]
+    pub input_file: Option<PathBuf>,
+}
+
+impl InputArgs {
+    /// The input's text, checked to be JSON.
+    pub fn read(&self) -> Result<String> {
+        let text = match &self.input_file {
+            Some(p) if p.as_os_str() == "-" => {
+                let mut s = String::new();
+                std::io::stdin()
+                    .read_to_string(&mut s)
+                    .context("reading the input from stdin")?;
+                s
+            }
+            Some(p) => std::fs::read_to_string(p)
+                .with_context(|| format!("reading the input file {}", p.display()))?,
+            None => self.input.clone(),
+        };
+        serde_json::from_str::<serde_json::Value>(&text).context("the input is not valid JSON")?;
+        Ok(text)
+    }
+}
+
+/// Where a single step's keys come from (a workflow manifest declares its own).
+#[derive(Args, Debug, Clone, Default)]
+pub struct SingleStepArgs {
+    /// Workspace the step runs in (single step only; a manifest names its own). Default:
+    /// `default`.
+    #[arg(long)]
+    pub workspace: Option<String>,
+    /// Workflow name (single step only; default: the file name without extension).
+    #[arg(long)]
+    pub workflow: Option<String>,
+    /// The workflow's builder (resolution tier 5; single step only).
+    #[arg(long)]
+    pub builder: Option<String>,
+    /// Integration types the step declares. Repeatable. Default: http. (Single step only.)
+    #[arg(long = "integration", value_name = "TYPE")]
+    pub integrations: Vec<String>,
+    /// Only these credential keys may resolve (comma-separated or repeated; single step only).
+    #[arg(long = "allow-key", value_name = "KEY", value_delimiter = ',')]
+    pub allow_keys: Vec<String>,
+}
+
+impl SingleStepArgs {
+    /// Flags a manifest declares itself are refused with one, rather than ignored.
+    pub fn refuse_for_manifest(&self, manifest: &Path) -> Result<()> {
+        let single_only = [
+            ("--workspace", self.workspace.is_some()),
+            ("--workflow", self.workflow.is_some()),
+            ("--builder", self.builder.is_some()),
+            ("--integration", !self.integrations.is_empty()),
+            ("--allow-key", !self.allow_keys.is_empty()),
+        ];
+        if let Some((flag, _)) = single_only.iter().find(|(_, given)| *given) {
+            bail!(
+                "{flag} applies to a single .wasm step; a workflow manifest declares it itself (edit {})",
+                manifest.display()
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Runs `target` on the server with `input` and `single`'s choices, waits for its end and
+/// prints it as a local run is printed.
+pub fn run_on_server(
+    r: &Remote,
+    target: &Path,
+    input: &InputArgs,
+    single: &SingleStepArgs,
+    report: bool,
+    as_json: bool,
+) -> Result<ExitCode> {
+    let mut start = start_for(target)?;
+    if start.workflow.is_some() {
+        single.refuse_for_manifest(target)?;
+    } else {
+        start.workspace = single.workspace.clone();
+        start.workflow_name = single.workflow.clone();
+        start.builder = single.builder.clone();
+        start.integrations = single.integrations.clone();
+        start.allow_keys = single.allow_keys.clone();
+    }
+    start.input = serde_json::from_str(&input.read()?)?;
+    run(r, start, report, as_json)
+}
 
 /// What `target` names on the server: a `.toml` file names the registered workflow of its
 /// manifest's `name`; an existing `.wasm` file, the component with its digest; anything
 /// else, a registered component's name or digest.
-pub fn start_for(target: &Path) -> Result<StartRun> {
+fn start_for(target: &Path) -> Result<StartRun> {
     let shown = target.display();
     if target
         .extension()
@@ -38,7 +136,7 @@ pub fn start_for(target: &Path) -> Result<StartRun> {
 }
 
 /// Starts `start` and waits for its end; prints like a local run.
-pub fn run(r: &Remote, mut start: StartRun, report: bool, as_json: bool) -> Result<ExitCode> {
+fn run(r: &Remote, mut start: StartRun, report: bool, as_json: bool) -> Result<ExitCode> {
     start.wait = true;
     let workflow = start.workflow.is_some();
     let run: RunView = r
