@@ -18,7 +18,7 @@ use crate::runs::{
 };
 use crate::sandbox::{RunCounts, RunFailure, RunOutcome, Step};
 use crate::secret::CredentialKey;
-use crate::store::{Durable, NameKind, check_name, unix_millis};
+use crate::store::{NameKind, check_name, unix_millis};
 use crate::workflow::Workflow;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -90,18 +90,6 @@ impl StartedRun {
             ..started
         })
     }
-}
-
-/// When a run's caller first hears of it, which decides when its first record must be
-/// durable.
-#[derive(Debug, Clone, Copy)]
-pub(super) enum Acknowledged {
-    /// When it starts (`start_run`): its record is on disk before it runs, so a run the
-    /// caller was told of survives a crash from then on.
-    AtStart,
-    /// Only when it ends (a waited run): it starts while its first record is made
-    /// durable, and the record of its end is durable before the caller's answer.
-    AtEnd,
 }
 
 /// What a finished run did, for an observer's metrics.
@@ -507,26 +495,6 @@ impl Latchkey {
         by: &Principal,
         spec: RunSpec,
     ) -> Result<StartedRun, Error> {
-        self.start(by, spec, Acknowledged::AtStart).await
-    }
-
-    /// Starts a run and waits for its end (see [`Latchkey::start_run`]). Its caller hears
-    /// of it only at its end, so it starts without waiting for its first record to be on
-    /// disk: the record of its end, durable before this returns, covers it.
-    pub async fn run(self: &Arc<Self>, by: &Principal, spec: RunSpec) -> Result<RunRecord, Error> {
-        Ok(self
-            .start(by, spec, Acknowledged::AtEnd)
-            .await?
-            .finished()
-            .await)
-    }
-
-    async fn start(
-        self: &Arc<Self>,
-        by: &Principal,
-        spec: RunSpec,
-        acknowledged: Acknowledged,
-    ) -> Result<StartedRun, Error> {
         self.allow(by, Action::Run)?;
         if !spec.choices.is_empty() {
             if matches!(spec.target, RunTarget::Workflow(_)) {
@@ -557,8 +525,7 @@ impl Latchkey {
                     .ok_or_else(|| invalid("preparing the run failed: a step did not load"))?
                 }
             };
-        self.launch(by, work, id, target_name, kind, spec.input, acknowledged)
-            .await
+        self.launch(by, work, id, target_name, kind, spec.input)
     }
 
     /// Refuses a run when this host already has as many as it takes.
@@ -575,11 +542,8 @@ impl Latchkey {
     }
 
     /// Starts prepared `work` as `by`'s run `id`: its record written, then run on the
-    /// run pool (see [`Latchkey::start_run`]). The record is durable before the run
-    /// starts if the caller is told of the run then; otherwise it is written and the run
-    /// starts at once, its first record made durable while it runs.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) async fn launch(
+    /// run pool (see [`Latchkey::start_run`]).
+    pub(super) fn launch(
         self: &Arc<Self>,
         by: &Principal,
         work: Work,
@@ -587,7 +551,6 @@ impl Latchkey {
         target_name: String,
         kind: RunKind,
         input: String,
-        acknowledged: Acknowledged,
     ) -> Result<StartedRun, Error> {
         self.has_room()?;
         let platform = self.platform()?;
@@ -619,30 +582,24 @@ impl Latchkey {
             until_ms: now.saturating_add(millis(limits.lease)),
         };
         platform.mine().insert(id.clone());
-        let written = RunStore::new(self.store().backend()).create(&record, &lease);
-        let created = match (written, acknowledged) {
-            (Err(e), _) => {
-                platform.mine().remove(&id);
-                return Err(e.into());
-            }
-            (Ok(durable), Acknowledged::AtStart) => {
-                if let Err(e) = durable.await {
-                    platform.mine().remove(&id);
-                    return Err(e.into());
-                }
-                None
-            }
-            (Ok(durable), Acknowledged::AtEnd) => Some(durable),
-        };
+        if let Err(e) = RunStore::new(self.store().backend()).create(&record, &lease) {
+            platform.mine().remove(&id);
+            return Err(e.into());
+        }
         platform.active.fetch_add(1, Ordering::SeqCst);
         let (tx, rx) = tokio::sync::oneshot::channel();
         let this = self.clone();
         let first = record.clone();
         platform.handle().spawn(async move {
-            let done = this.execute(first, work, input, permit, created).await;
+            let done = this.execute(first, work, input, permit).await;
             let _ = tx.send(done);
         });
         Ok(StartedRun { record, done: rx })
+    }
+
+    /// Starts a run and waits for its end (see [`Latchkey::start_run`]).
+    pub async fn run(self: &Arc<Self>, by: &Principal, spec: RunSpec) -> Result<RunRecord, Error> {
+        Ok(self.start_run(by, spec).await?.finished().await)
     }
 
     /// What the run executes, its id, target name and kind; `None` if a step is not loaded
@@ -730,7 +687,6 @@ impl Latchkey {
         work: Work,
         input: String,
         permit: Option<tokio::sync::OwnedSemaphorePermit>,
-        created: Option<Durable>,
     ) -> RunRecord {
         let Ok(platform) = self.platform() else {
             unreachable!("a run starts only once the platform has")
@@ -797,21 +753,8 @@ impl Latchkey {
         record.steps = steps;
         record.not_run = not_run;
         let kept = record.kept(self.options.runs.keep_output_bytes);
-        // Awaited here, not on a blocked thread: runs ending together share one flush.
-        let finished = match runs.finish(&kept) {
-            Ok(durable) => durable.await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = finished {
+        if let Err(e) = runs.finish(&kept) {
             tracing::error!(run = %record.id, error = %e, "could not write a run's end to the store");
-        }
-        // Resolved by now (the flush of the end covered the first record too), unless
-        // that first flush failed: then say so.
-        if let Some(Err(e)) = match created {
-            Some(durable) => Some(durable.await),
-            None => None,
-        } {
-            tracing::warn!(run = %record.id, error = %e, "a run's first record may not be on disk");
         }
         platform.mine().remove(&record.id);
         if let Some(o) = platform.observer.get() {

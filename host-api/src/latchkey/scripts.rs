@@ -3,7 +3,7 @@
 //! component built from the script's source, under an allowlist of exactly the keys it
 //! asked for.
 
-use super::platform::{Acknowledged, Work};
+use super::platform::Work;
 use super::{Error, Latchkey};
 use crate::audit::AuditEvent;
 use crate::principal::{Action, Principal};
@@ -104,17 +104,7 @@ impl Latchkey {
             ctx: Box::new(ctx),
         };
         let target = format!("script:{}", &hash[..16]);
-        let started = self
-            .launch(
-                by,
-                work,
-                id,
-                target,
-                RunKind::Component,
-                spec.input,
-                Acknowledged::AtEnd,
-            )
-            .await?;
+        let started = self.launch(by, work, id, target, RunKind::Component, spec.input)?;
         Ok(started.finished().await)
     }
 

@@ -15,7 +15,7 @@ pub use record::{
     StepRecord,
 };
 
-use crate::store::{Backend, BackendError, Durable, Expected};
+use crate::store::{Backend, BackendError, Expected};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -94,13 +94,8 @@ impl<'a> RunStore<'a> {
         RunStore { backend }
     }
 
-    /// Writes a new run's record, its index entry and its lease; durable once what it
-    /// returns resolves.
-    pub(crate) fn create(
-        &self,
-        record: &RunRecord,
-        lease: &Lease,
-    ) -> Result<Durable, BackendError> {
+    /// Writes a new run's record, its index entry and its lease, durably.
+    pub(crate) fn create(&self, record: &RunRecord, lease: &Lease) -> Result<(), BackendError> {
         let (r, u, a) = (
             record_id(&record.id),
             user_id(&record.user, &record.id),
@@ -108,7 +103,7 @@ impl<'a> RunStore<'a> {
         );
         let (rv, lv) = (encode(record), encode(lease));
         self.backend
-            .put_batch_then_sync(NS_RUNS, &[(&r, &rv), (&u, b""), (&a, &lv)], &[])
+            .put_batch(NS_RUNS, &[(&r, &rv), (&u, b""), (&a, &lv)], &[])
     }
 
     /// Writes a run's record as it is now (still running: its lease stays).
@@ -117,13 +112,11 @@ impl<'a> RunStore<'a> {
             .put(NS_RUNS, &record_id(&record.id), &encode(record))
     }
 
-    /// Writes an ended run's record and drops its lease; durable once what it returns
-    /// resolves.
-    pub(crate) fn finish(&self, record: &RunRecord) -> Result<Durable, BackendError> {
+    /// Writes an ended run's record and drops its lease, durably.
+    pub(crate) fn finish(&self, record: &RunRecord) -> Result<(), BackendError> {
         let (r, a) = (record_id(&record.id), lease_id(&record.id));
         let rv = encode(record);
-        self.backend
-            .put_batch_then_sync(NS_RUNS, &[(&r, &rv)], &[&a])
+        self.backend.put_batch(NS_RUNS, &[(&r, &rv)], &[&a])
     }
 
     /// The record of run `id`, if there is one (a damaged record reads as none).
@@ -331,14 +324,6 @@ mod tests {
         }
     }
 
-    /// Waits until a write is durable (at once on the memory backend).
-    fn durably(written: Result<Durable, BackendError>) {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        runtime.block_on(written.expect("write")).expect("durable");
-    }
-
     fn lease(until_ms: u64) -> Lease {
         Lease {
             host: "h1".into(),
@@ -352,7 +337,7 @@ mod tests {
         let runs = RunStore::new(&b);
         for (i, user) in ["alice", "bob", "alice", "bob", "alice"].iter().enumerate() {
             let r = run(&format!("run-100{i}-00"), user, RunStatus::Succeeded, "1");
-            durably(runs.create(&r, &lease(0)));
+            runs.create(&r, &lease(0)).expect("create");
         }
         let all = runs.newest(None, None, 3).expect("page");
         let ids: Vec<_> = all.iter().map(|r| r.id.as_str()).collect();
@@ -373,7 +358,7 @@ mod tests {
         let b = MemoryBackend::default();
         let runs = RunStore::new(&b);
         let r = run("run-1000-00", "alice", RunStatus::Running, "");
-        durably(runs.create(&r, &lease(50)));
+        runs.create(&r, &lease(50)).expect("create");
         assert!(runs.expired(40).expect("scan").is_empty());
         let expired = runs.expired(60).expect("scan");
         assert_eq!(expired.len(), 1);
@@ -395,14 +380,14 @@ mod tests {
         let b = MemoryBackend::default();
         let runs = RunStore::new(&b);
         let r = run("run-1000-00", "alice", RunStatus::Running, "");
-        durably(runs.create(&r, &lease(50)));
+        runs.create(&r, &lease(50)).expect("create");
         let (id, old) = runs.expired(60).expect("scan").remove(0);
         runs.renew(std::slice::from_ref(&id), "h1", 200)
             .expect("renew");
         assert!(runs.mark_lost(&id, &old, 60).expect("mark").is_none());
         let mut done = r.clone();
         done.status = RunStatus::Succeeded;
-        durably(runs.finish(&done));
+        runs.finish(&done).expect("finish");
         assert!(runs.expired(1000).expect("scan").is_empty());
         assert_eq!(
             runs.get(&id).expect("get").expect("run").status,
@@ -426,7 +411,7 @@ mod tests {
                 status,
                 &"x".repeat(1000),
             );
-            durably(runs.create(&r, &lease(0)));
+            runs.create(&r, &lease(0)).expect("create");
         }
         // Older than 1002: 1000 (running: kept) and 1001 go.
         assert_eq!(runs.evict(1002, u64::MAX).expect("evict"), 1);

@@ -85,12 +85,6 @@ pub struct Expected<'a> {
 /// Called again if another writer appended first, so it must not have side effects.
 pub type AppendBuilder = Box<dyn Fn(Option<&[u8]>) -> Vec<u8> + Send + Sync>;
 
-/// Resolves once the writes of a [`Backend::put_batch_then_sync`] are durable, power
-/// failures included.
-pub type Durable = std::pin::Pin<
-    Box<dyn std::future::Future<Output = Result<(), BackendError>> + Send + 'static>,
->;
-
 /// One stored record: (id, bytes).
 pub type Record = (Vec<u8>, Vec<u8>);
 
@@ -186,22 +180,6 @@ pub trait Backend: Send + Sync {
             self.delete(ns, id)?;
         }
         Ok(())
-    }
-    /// What [`Backend::put_batch`] does, returning as soon as readers of this store see the
-    /// writes, with what to await for them to be durable. An embedded store flushes for
-    /// every caller awaiting at the time at once, on a thread of its own: a writer that
-    /// awaits holds no thread (a runtime worker blocked on a flush runs nothing else, and
-    /// one flush would cover only as many runs as there are workers).
-    ///
-    /// The default writes durably, leaving nothing to await.
-    fn put_batch_then_sync(
-        &self,
-        ns: &str,
-        puts: &[(&[u8], &[u8])],
-        deletes: &[&[u8]],
-    ) -> Result<Durable, BackendError> {
-        self.put_batch(ns, puts, deletes)?;
-        Ok(Box::pin(std::future::ready(Ok(()))))
     }
     /// Up to `limit` records of `ns` whose id starts with `prefix` and, with `before`, is
     /// less than it: the greatest ids first. For pages of a namespace whose ids grow with
@@ -343,14 +321,6 @@ impl<B: Backend + ?Sized> Backend for Arc<B> {
         deletes: &[&[u8]],
     ) -> Result<(), BackendError> {
         (**self).put_batch(ns, puts, deletes)
-    }
-    fn put_batch_then_sync(
-        &self,
-        ns: &str,
-        puts: &[(&[u8], &[u8])],
-        deletes: &[&[u8]],
-    ) -> Result<Durable, BackendError> {
-        (**self).put_batch_then_sync(ns, puts, deletes)
     }
     fn scan_appended_newest(
         &self,

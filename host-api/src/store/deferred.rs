@@ -12,7 +12,7 @@
 //! [`SecretStore::open`]: super::SecretStore::open
 
 use super::backend::{
-    AppendBuilder, Backend, BackendError, Durable, Expected, Record, Records,
+    AppendBuilder, Backend, BackendError, Expected, Record, Records,
 };
 use super::sled_store::SledBackend;
 use std::path::{Path, PathBuf};
@@ -181,14 +181,6 @@ impl Backend for DeferredSled {
         deletes: &[&[u8]],
     ) -> Result<(), BackendError> {
         self.db()?.put_batch(ns, puts, deletes)
-    }
-    fn put_batch_then_sync(
-        &self,
-        ns: &str,
-        puts: &[(&[u8], &[u8])],
-        deletes: &[&[u8]],
-    ) -> Result<Durable, BackendError> {
-        self.db()?.put_batch_then_sync(ns, puts, deletes)
     }
     fn scan_newest(
         &self,

@@ -9,7 +9,7 @@
 //! While one flush runs, the callers arriving wait for it to end and then one of them runs
 //! the next, which covers them all.
 
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex, MutexGuard};
 
 #[derive(Default)]
 pub(crate) struct GroupFlush {
@@ -66,60 +66,6 @@ impl GroupFlush {
     }
 }
 
-/// How a flush failed, for every writer it covered (an error's cause cannot be cloned).
-type Outcome = Result<(), (std::io::ErrorKind, String)>;
-
-/// Flushes for writers that await instead of blocking a thread: each sends a request to a
-/// thread of its own, which runs one flush (through the same [`GroupFlush`] as blocking
-/// writers) for every request waiting when it wakes. Ends with its owner.
-pub(crate) struct FlushThread {
-    requests: std::sync::mpsc::Sender<tokio::sync::oneshot::Sender<Outcome>>,
-}
-
-impl FlushThread {
-    /// Starts the thread; `flush` makes every earlier write durable.
-    pub(crate) fn start<E: std::fmt::Display>(
-        group: Arc<GroupFlush>,
-        flush: impl Fn() -> Result<(), E> + Send + 'static,
-        kind: impl Fn(&E) -> std::io::ErrorKind + Send + 'static,
-    ) -> std::io::Result<FlushThread> {
-        let (requests, waiting) =
-            std::sync::mpsc::channel::<tokio::sync::oneshot::Sender<Outcome>>();
-        std::thread::Builder::new()
-            .name("latchkey-flush".into())
-            .spawn(move || {
-                // Ends when the owner drops its sender (and with it the store it flushes).
-                while let Ok(first) = waiting.recv() {
-                    let mut covered = vec![first];
-                    covered.extend(waiting.try_iter());
-                    // Every request was sent after its write, and the group's flush begins
-                    // after this call: it covers them all.
-                    let outcome = group
-                        .flush(&flush)
-                        .map_err(|e| (kind(&e), e.to_string()));
-                    for w in covered {
-                        let _ = w.send(outcome.clone());
-                    }
-                }
-            })?;
-        Ok(FlushThread { requests })
-    }
-
-    /// Resolves once everything written before this call is durable.
-    pub(crate) fn durable(&self) -> impl std::future::Future<Output = std::io::Result<()>> + use<> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let sent = self.requests.send(tx);
-        async move {
-            sent.map_err(|_| std::io::Error::other("the store's flush thread has ended"))?;
-            match rx.await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err((kind, message))) => Err(std::io::Error::new(kind, message)),
-                Err(_) => Err(std::io::Error::other("the store's flush thread has ended")),
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -172,81 +118,6 @@ mod tests {
         }
         let flushes = disk.flushes.load(Ordering::SeqCst);
         assert!(flushes < 320, "no flush was shared: {flushes} for 320 writes");
-    }
-
-    #[test]
-    fn awaiting_writers_resolve_after_a_flush_covering_their_write_and_share_flushes() {
-        let disk = Arc::new(Disk::default());
-        let flusher = Arc::new({
-            let disk = disk.clone();
-            FlushThread::start(
-                Arc::new(GroupFlush::default()),
-                move || disk.flush().map_err(|()| "disk"),
-                |_| std::io::ErrorKind::Other,
-            )
-            .unwrap()
-        });
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            let writers: Vec<_> = (0..64)
-                .map(|_| {
-                    let (disk, flusher) = (disk.clone(), flusher.clone());
-                    tokio::spawn(async move {
-                        for _ in 0..10 {
-                            let mine = disk.write();
-                            flusher.durable().await.unwrap();
-                            assert!(
-                                disk.durable.load(Ordering::SeqCst) >= mine,
-                                "resolved before write {mine} was flushed"
-                            );
-                        }
-                    })
-                })
-                .collect();
-            for w in writers {
-                w.await.unwrap();
-            }
-        });
-        // Two workers: had each writer blocked its worker on a flush, a flush would cover
-        // at most two writes.
-        let flushes = disk.flushes.load(Ordering::SeqCst);
-        assert!(
-            flushes < 640 / 4,
-            "{flushes} flushes for 640 writes of 64 writers"
-        );
-    }
-
-    #[test]
-    fn a_failed_flush_fails_every_writer_it_covered_with_its_reason_and_the_next_flushes() {
-        let fail = Arc::new(std::sync::atomic::AtomicBool::new(true));
-        let flusher = {
-            let fail = fail.clone();
-            FlushThread::start(
-                Arc::new(GroupFlush::default()),
-                move || {
-                    if fail.load(Ordering::SeqCst) {
-                        Err("disk full")
-                    } else {
-                        Ok(())
-                    }
-                },
-                |_| std::io::ErrorKind::StorageFull,
-            )
-            .unwrap()
-        };
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            let e = flusher.durable().await.unwrap_err();
-            assert_eq!(e.kind(), std::io::ErrorKind::StorageFull);
-            assert_eq!(e.to_string(), "disk full");
-            fail.store(false, Ordering::SeqCst);
-            flusher.durable().await.unwrap();
-        });
     }
 
     #[test]

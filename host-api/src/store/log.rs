@@ -236,6 +236,45 @@ impl AppendLog {
         Ok(out)
     }
 
+    /// Every record whose CRC checks out, oldest first, and how many did not (a record
+    /// damaged in place, or the rest of a file whose frames stop making sense). For a log
+    /// whose readers must not act on damaged bytes (the run journal); the audit trail reads
+    /// them all, for its chain's MAC to report.
+    pub fn scan_intact(&self) -> Result<(Records, usize), BackendError> {
+        let tail = lock(&self.inner.tail);
+        let len = tail.len;
+        let mut file = tail
+            .file
+            .try_clone()
+            .map_err(io_at("reading", &self.inner.path))?;
+        drop(tail);
+        let mut bytes = Vec::new();
+        file.seek(SeekFrom::Start(0))
+            .and_then(|_| (&mut file).take(len).read_to_end(&mut bytes))
+            .map_err(io_at("reading", &self.inner.path))?;
+        let (frames, valid) = frames(&bytes);
+        let mut damaged = usize::from(valid != len);
+        let mut records = Vec::with_capacity(frames.len());
+        for f in frames {
+            if f.intact {
+                records.push((f.at.to_be_bytes().to_vec(), f.record.to_vec()));
+            } else {
+                damaged += 1;
+            }
+        }
+        Ok((records, damaged))
+    }
+
+    /// The log's length in bytes.
+    pub fn len(&self) -> u64 {
+        lock(&self.inner.tail).len
+    }
+
+    /// Whether the log holds no record.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// The newest record.
     pub fn last(&self) -> Option<Record> {
         lock(&self.inner.tail).last.clone()

@@ -17,6 +17,7 @@
 
 mod absent;
 mod group_flush;
+mod journal;
 mod backend;
 mod deferred;
 mod key_provider;
@@ -35,7 +36,7 @@ mod secret_store;
 mod sled_store;
 
 pub use backend::{
-    Backend, BackendError, Durable, Expected, PermissionError, Records, check_private_dir,
+    Backend, BackendError, Expected, PermissionError, Records, check_private_dir,
     check_private_file, create_private_dir,
 };
 pub use sled_store::SledBackend;

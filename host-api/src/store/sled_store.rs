@@ -1,11 +1,12 @@
 //! The embedded default backend: sled for keyed records, and beside it one append-only log
 //! file per appended namespace (the audit trail, see [`AppendLog`]).
 
-use super::backend::{Backend, BackendError, Durable, Expected, Record, Records, page_end};
+use super::backend::{Backend, BackendError, Expected, Record, Records, page_end};
 use super::absent::Absent;
-use super::group_flush::{FlushThread, GroupFlush};
+use super::group_flush::GroupFlush;
+use super::journal::{self, Journal};
 use super::log::AppendLog;
-use super::namespaces::SECRETS as NS_SECRETS;
+use super::namespaces::{RUNS as NS_RUNS, SECRETS as NS_SECRETS};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -30,9 +31,15 @@ pub struct SledBackend {
     /// Secret ids known absent (exact: this backend is the store's only writer).
     absent: Absent,
     /// Writers waiting for the disk share flushes.
-    group: Arc<GroupFlush>,
-    /// Flushes for writers that await (started by the first of them).
-    flusher: std::sync::OnceLock<FlushThread>,
+    group: GroupFlush,
+    /// Where the writes of journaled namespaces (runs) are made durable instead of by a
+    /// sled flush: see [`journal`].
+    journal: Journal,
+}
+
+/// Whether the writes of `ns` go through the journal rather than a sled flush.
+fn journaled(ns: &str) -> bool {
+    ns == NS_RUNS
 }
 
 impl SledBackend {
@@ -70,6 +77,22 @@ impl SledBackend {
                 other => break other?,
             }
         };
+        // Runs written since the last flush are in the journal: into the trees first.
+        let journal_path = journal::path(dir);
+        let fail = |e| classify(e, &path);
+        let (newest, replayed) = journal::replay(
+            &db,
+            &journal_path,
+            |ns| db.open_tree(ns).map_err(fail),
+            fail,
+        )?;
+        if replayed.applied > 0 {
+            tracing::info!(entries = replayed.applied, "applied the run journal's newest writes to the store");
+        }
+        if replayed.damaged > 0 {
+            tracing::warn!(entries = replayed.damaged, "skipped damaged entries of the run journal");
+        }
+        let held = journal::held(&db.open_tree(NS_RUNS).map_err(fail)?).map_err(fail)?;
         Ok(SledBackend {
             db,
             dir: dir.to_path_buf(),
@@ -77,8 +100,8 @@ impl SledBackend {
             trees: std::sync::RwLock::new(Vec::new()),
             logs: std::sync::RwLock::new(Vec::new()),
             absent: Absent::default(),
-            group: Arc::default(),
-            flusher: std::sync::OnceLock::new(),
+            group: GroupFlush::default(),
+            journal: Journal::new(journal_path, newest.max(held)),
         })
     }
 
@@ -90,31 +113,37 @@ impl SledBackend {
             .map_err(|e| classify(e, &self.path))
     }
 
-    /// Resolves once what was written before the call is on disk, without holding a
-    /// thread meanwhile: see [`FlushThread`].
-    fn durable_later(&self) -> Result<Durable, BackendError> {
-        let flusher = match self.flusher.get() {
-            Some(f) => f,
-            None => {
-                let db = self.db.clone();
-                let started = FlushThread::start(
-                    self.group.clone(),
-                    move || db.flush().map(drop),
-                    |e: &sled::Error| match e {
-                        sled::Error::Io(io) => io.kind(),
-                        _ => std::io::ErrorKind::Other,
-                    },
-                )
-                .map_err(BackendError::Io)?;
-                // Two first writers may both start one; the one kept serves both.
-                let _ = self.flusher.set(started);
-                self.flusher.get().ok_or_else(|| {
-                    BackendError::Io(std::io::Error::other("no flush thread"))
-                })?
-            }
-        };
-        let durable = flusher.durable();
-        Ok(Box::pin(async move { durable.await.map_err(BackendError::Io) }))
+    /// Writes `puts` and `deletes` to the journaled `ns`: its tree, then the journal.
+    fn write_journaled(
+        &self,
+        ns: &str,
+        puts: &[(&[u8], &[u8])],
+        deletes: &[&[u8]],
+    ) -> Result<(), BackendError> {
+        let tree = self.tree(ns)?;
+        let mut writing = self.journal.lock();
+        self.write_in_order(&mut writing, &tree, ns, puts, deletes)
+    }
+
+    /// The write of [`SledBackend::write_journaled`], its order held by `writing`. When it
+    /// returns, the write survives this process being killed.
+    fn write_in_order(
+        &self,
+        writing: &mut journal::Writing<'_>,
+        tree: &sled::Tree,
+        ns: &str,
+        puts: &[(&[u8], &[u8])],
+        deletes: &[&[u8]],
+    ) -> Result<(), BackendError> {
+        let seq = writing.next_seq();
+        journal::apply(tree, seq, puts, deletes).map_err(|e| classify(e, &self.path))?;
+        let len = writing.append(&journal::encode(seq, ns, puts, deletes))?;
+        if len > journal::JOURNAL_LIMIT {
+            // Every entry is in the trees; once they are on disk the journal is redundant.
+            self.db.flush().map_err(|e| classify(e, &self.path))?;
+            writing.cut()?;
+        }
+        Ok(())
     }
 
     /// Applies `puts` and `deletes` to `ns`'s tree in one batch, not flushed.
@@ -164,6 +193,7 @@ impl SledBackend {
     fn scan_tree(&self, ns: &str, prefix: &[u8]) -> Result<Records, BackendError> {
         self.tree(ns)?
             .scan_prefix(prefix)
+            .filter(|r| !matches!(r, Ok((k, _)) if k.as_ref() == journal::SEQ_ID))
             .map(|r| {
                 r.map(|(k, v)| (k.to_vec(), v.to_vec()))
                     .map_err(|e| classify(e, &self.path))
@@ -324,6 +354,9 @@ impl Backend for SledBackend {
     }
 
     fn put(&self, ns: &str, id: &[u8], value: &[u8]) -> Result<(), BackendError> {
+        if journaled(ns) {
+            return self.write_journaled(ns, &[(id, value)], &[]);
+        }
         let tree = self.tree(ns)?;
         tree.insert(id, value)
             .map_err(|e| classify(e, &self.path))?;
@@ -334,6 +367,14 @@ impl Backend for SledBackend {
 
     fn delete(&self, ns: &str, id: &[u8]) -> Result<bool, BackendError> {
         let tree = self.tree(ns)?;
+        if journaled(ns) {
+            let mut writing = self.journal.lock();
+            let existed = tree
+                .contains_key(id)
+                .map_err(|e| classify(e, &self.path))?;
+            self.write_in_order(&mut writing, &tree, ns, &[], &[id])?;
+            return Ok(existed);
+        }
         let existed = tree
             .remove(id)
             .map_err(|e| classify(e, &self.path))?
@@ -390,6 +431,7 @@ impl Backend for SledBackend {
 
     fn flush(&self) -> Result<(), BackendError> {
         self.durable()?;
+        self.journal.sync()?;
         let logs: Vec<Arc<AppendLog>> = self
             .logs
             .read()
@@ -451,18 +493,11 @@ impl Backend for SledBackend {
         puts: &[(&[u8], &[u8])],
         deletes: &[&[u8]],
     ) -> Result<(), BackendError> {
+        if journaled(ns) {
+            return self.write_journaled(ns, puts, deletes);
+        }
         self.apply(ns, puts, deletes)?;
         self.durable()
-    }
-
-    fn put_batch_then_sync(
-        &self,
-        ns: &str,
-        puts: &[(&[u8], &[u8])],
-        deletes: &[&[u8]],
-    ) -> Result<Durable, BackendError> {
-        self.apply(ns, puts, deletes)?;
-        self.durable_later()
     }
 
     fn scan_newest(
@@ -480,6 +515,7 @@ impl Backend for SledBackend {
         };
         range
             .rev()
+            .filter(|r| !matches!(r, Ok((k, _)) if k.as_ref() == journal::SEQ_ID))
             .take(limit)
             .map(|r| {
                 r.map(|(k, v)| (k.to_vec(), v.to_vec()))
@@ -497,6 +533,17 @@ impl Backend for SledBackend {
         _version: u64,
     ) -> Result<bool, BackendError> {
         let tree = self.tree(ns)?;
+        if journaled(ns) {
+            // Journaled writes hold the journal's order: nothing changes the record between
+            // this read and the write.
+            let mut writing = self.journal.lock();
+            let current = tree.get(id).map_err(|e| classify(e, &self.path))?;
+            if current.as_deref() != expected.map(|e| e.bytes) {
+                return Ok(false);
+            }
+            self.write_in_order(&mut writing, &tree, ns, &[(id, value)], &[])?;
+            return Ok(true);
+        }
         let swapped = tree
             .compare_and_swap(id, expected.map(|e| e.bytes), Some(value))
             .map_err(|e| classify(e, &self.path))?
@@ -506,5 +553,81 @@ impl Backend for SledBackend {
             self.durable()?;
         }
         Ok(swapped)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::io::Write as _;
+
+    const CHILD: &str = "LATCHKEY_TEST_JOURNAL_CHILD";
+
+    /// Run records written without a sled flush are in the store after the process that
+    /// wrote them is killed (here it aborts: no destructor, no flush) and it is reopened; a
+    /// delete is too, and the journal's sequence number is never read back as a record.
+    #[test]
+    fn journaled_writes_survive_the_process_being_killed_before_any_flush() {
+        if let Some(dir) = std::env::var_os(CHILD) {
+            let b = SledBackend::open(Path::new(&dir)).unwrap();
+            for i in 0..200 {
+                let id = format!("r/{i:04}");
+                b.put_batch(NS_RUNS, &[(id.as_bytes(), b"running")], &[])
+                    .unwrap();
+            }
+            b.put(NS_RUNS, b"r/0001", b"ended").unwrap();
+            assert!(b.delete(NS_RUNS, b"r/0000").unwrap());
+            let swapped = b
+                .compare_and_put(
+                    NS_RUNS,
+                    b"r/0002",
+                    Some(Expected {
+                        bytes: b"running",
+                        version: 0,
+                    }),
+                    b"lost",
+                    0,
+                )
+                .unwrap();
+            assert!(swapped);
+            println!("written");
+            std::io::stdout().flush().unwrap();
+            std::process::abort();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "store::sled_store::tests::journaled_writes_survive_the_process_being_killed_before_any_flush",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD, dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("written"),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let b = SledBackend::open(dir.path()).unwrap();
+        let runs = b.scan(NS_RUNS, b"").unwrap();
+        assert_eq!(runs.len(), 199, "{:?}", runs.first());
+        assert_eq!(b.get(NS_RUNS, b"r/0000").unwrap(), None);
+        assert_eq!(b.get(NS_RUNS, b"r/0001").unwrap().unwrap(), b"ended");
+        assert_eq!(b.get(NS_RUNS, b"r/0002").unwrap().unwrap(), b"lost");
+        assert_eq!(b.get(NS_RUNS, b"r/0199").unwrap().unwrap(), b"running");
+        let newest = b.scan_newest(NS_RUNS, b"", None, 1000).unwrap();
+        assert_eq!(newest.len(), 199);
+        // Replayed into the trees and flushed: the journal is gone until the next write.
+        assert!(!journal::path(dir.path()).exists());
+        // Writes go on after the replay, numbered after it, and survive a reopen.
+        b.put(NS_RUNS, b"r/0200", b"running").unwrap();
+        drop(b);
+        let b = SledBackend::open(dir.path()).unwrap();
+        assert_eq!(b.get(NS_RUNS, b"r/0200").unwrap().unwrap(), b"running");
+        assert_eq!(b.scan(NS_RUNS, b"r/").unwrap().len(), 200);
     }
 }
