@@ -34,7 +34,7 @@ pub const SYNC_WINDOW: Duration = Duration::from_millis(50);
 /// Length, CRC and trailing length around each record.
 const FRAME_OVERHEAD: u64 = 12;
 /// A record longer than this is refused (audit records are a few hundred bytes).
-const MAX_RECORD: usize = 16 << 20;
+pub(crate) const MAX_RECORD: usize = 16 << 20;
 
 /// An append-only file of records.
 pub struct AppendLog {

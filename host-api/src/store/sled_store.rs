@@ -136,8 +136,16 @@ impl SledBackend {
         deletes: &[&[u8]],
     ) -> Result<(), BackendError> {
         let seq = writing.next_seq();
+        let entry = journal::encode(seq, ns, puts, deletes);
         journal::apply(tree, seq, puts, deletes).map_err(|e| classify(e, &self.path))?;
-        let len = writing.append(&journal::encode(seq, ns, puts, deletes))?;
+        if entry.len() > super::log::MAX_RECORD {
+            // Longer than a journal entry may be (a run whose kept output the operator set
+            // above 16 MiB): made durable by a flush instead, as other namespaces' writes
+            // are. The tree then holds this entry's number durably, and the journal goes on
+            // after it.
+            return self.durable();
+        }
+        let len = writing.append(&entry)?;
         if len > journal::JOURNAL_LIMIT {
             // Every entry is in the trees; once they are on disk the journal is redundant.
             self.db.flush().map_err(|e| classify(e, &self.path))?;
@@ -591,6 +599,10 @@ mod tests {
                 )
                 .unwrap();
             assert!(swapped);
+            // Too long for a journal entry: flushed instead.
+            let big = vec![b'x'; super::super::log::MAX_RECORD + 1];
+            b.put(NS_RUNS, b"r/big", &big).unwrap();
+            b.put(NS_RUNS, b"r/0003", b"after the big one").unwrap();
             println!("written");
             std::io::stdout().flush().unwrap();
             std::process::abort();
@@ -614,13 +626,21 @@ mod tests {
         );
         let b = SledBackend::open(dir.path()).unwrap();
         let runs = b.scan(NS_RUNS, b"").unwrap();
-        assert_eq!(runs.len(), 199, "{:?}", runs.first());
+        assert_eq!(runs.len(), 200, "{:?}", runs.first());
+        assert_eq!(
+            b.get(NS_RUNS, b"r/big").unwrap().map(|v| v.len()),
+            Some(super::super::log::MAX_RECORD + 1)
+        );
+        assert_eq!(
+            b.get(NS_RUNS, b"r/0003").unwrap().unwrap(),
+            b"after the big one"
+        );
         assert_eq!(b.get(NS_RUNS, b"r/0000").unwrap(), None);
         assert_eq!(b.get(NS_RUNS, b"r/0001").unwrap().unwrap(), b"ended");
         assert_eq!(b.get(NS_RUNS, b"r/0002").unwrap().unwrap(), b"lost");
         assert_eq!(b.get(NS_RUNS, b"r/0199").unwrap().unwrap(), b"running");
         let newest = b.scan_newest(NS_RUNS, b"", None, 1000).unwrap();
-        assert_eq!(newest.len(), 199);
+        assert_eq!(newest.len(), 200);
         // Replayed into the trees and flushed: the journal is gone until the next write.
         assert!(!journal::path(dir.path()).exists());
         // Writes go on after the replay, numbered after it, and survive a reopen.
@@ -628,6 +648,6 @@ mod tests {
         drop(b);
         let b = SledBackend::open(dir.path()).unwrap();
         assert_eq!(b.get(NS_RUNS, b"r/0200").unwrap().unwrap(), b"running");
-        assert_eq!(b.scan(NS_RUNS, b"r/").unwrap().len(), 200);
+        assert_eq!(b.scan(NS_RUNS, b"r/").unwrap().len(), 201);
     }
 }
