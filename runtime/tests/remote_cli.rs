@@ -19,6 +19,20 @@ fn remote(cli: &Cli, s: &Server, token: &str, args: &[&str], stdin: Option<&[u8]
     cli.output(c, stdin)
 }
 
+/// `secret set API` bound to the upstream at `host`, injected as the authorization header.
+fn set_api(host: &str) -> [&str; 8] {
+    [
+        "secret",
+        "set",
+        "API",
+        "--allow-host",
+        host,
+        "--inject",
+        "header:authorization",
+        "--allow-http",
+    ]
+}
+
 #[test]
 fn secrets_runs_and_audit_work_the_same_through_a_server() {
     let (cli, admin) = store_with_admin();
@@ -33,18 +47,8 @@ fn secrets_runs_and_audit_work_the_same_through_a_server() {
         text(&out)
     };
 
-    let set = [
-        "secret",
-        "set",
-        "API",
-        "--allow-host",
-        &host,
-        "--inject",
-        "header:authorization",
-        "--allow-http",
-    ];
     assert!(
-        ok(&admin, &set, Some(VALUE.as_bytes()))
+        ok(&admin, &set_api(&host), Some(VALUE.as_bytes()))
             .contains("stored API in workspace:default (version 1)")
     );
     let list = ok(&admin, &["secret", "list"], None);
@@ -478,21 +482,8 @@ fn the_thin_client_runs_as_latchkey_run_server_does() {
     let up = latchkey_tests::upstream::Upstream::start_blocking().unwrap();
     let s = Server::start(&cli, &[]);
     let host = format!("127.0.0.1:{}", up.port());
-    let set = [
-        "secret",
-        "set",
-        "API",
-        "--allow-host",
-        &host,
-        "--inject",
-        "header:authorization",
-        "--allow-http",
-    ];
-    assert!(
-        remote(&cli, &s, &admin, &set, Some(VALUE.as_bytes()))
-            .status
-            .success()
-    );
+    let set = remote(&cli, &s, &admin, &set_api(&host), Some(VALUE.as_bytes()));
+    assert!(set.status.success(), "{}", text(&set));
     let probe = latchkey_tests::guest("probe").display().to_string();
     let add = ["component", "add", &probe, "--name", "probe"];
     assert!(remote(&cli, &s, &admin, &add, None).status.success());

@@ -118,6 +118,18 @@ pub(crate) fn held(tree: &sled::Tree) -> Result<u64, sled::Error> {
         .map_or(0, u64::from_be_bytes))
 }
 
+/// One sled batch of `puts` and `deletes`.
+pub(crate) fn batch(puts: &[(&[u8], &[u8])], deletes: &[&[u8]]) -> sled::Batch {
+    let mut batch = sled::Batch::default();
+    for (id, value) in puts {
+        batch.insert(*id, *value);
+    }
+    for id in deletes {
+        batch.remove(*id);
+    }
+    batch
+}
+
 /// Applies `puts` and `deletes` to `tree` as entry `seq`, in one batch with the entry's
 /// sequence number.
 pub(crate) fn apply(
@@ -126,13 +138,7 @@ pub(crate) fn apply(
     puts: &[(&[u8], &[u8])],
     deletes: &[&[u8]],
 ) -> Result<(), sled::Error> {
-    let mut batch = sled::Batch::default();
-    for (id, value) in puts {
-        batch.insert(*id, *value);
-    }
-    for id in deletes {
-        batch.remove(*id);
-    }
+    let mut batch = batch(puts, deletes);
     batch.insert(SEQ_ID, &seq.to_be_bytes());
     tree.apply_batch(batch)
 }

@@ -167,18 +167,7 @@ impl AppendLog {
     /// The records from byte `from` on (the end a previous call returned; 0 for all), and
     /// where they end. A `from` past the end (a log cut at open since) reads from the start.
     pub fn scan_from(&self, from: u64) -> Result<(Records, u64), BackendError> {
-        let tail = lock(&self.inner.tail);
-        let len = tail.len;
-        let mut file = tail
-            .file
-            .try_clone()
-            .map_err(io_at("reading", &self.inner.path))?;
-        drop(tail);
-        let from = if from > len { 0 } else { from };
-        let mut bytes = Vec::new();
-        file.seek(SeekFrom::Start(from))
-            .and_then(|_| (&mut file).take(len - from).read_to_end(&mut bytes))
-            .map_err(io_at("reading", &self.inner.path))?;
+        let (bytes, from, len) = self.read_from(from)?;
         let (frames, valid) = frames(&bytes);
         let records = frames
             .into_iter()
@@ -241,17 +230,7 @@ impl AppendLog {
     /// whose readers must not act on damaged bytes (the run journal); the audit trail reads
     /// them all, for its chain's MAC to report.
     pub fn scan_intact(&self) -> Result<(Records, usize), BackendError> {
-        let tail = lock(&self.inner.tail);
-        let len = tail.len;
-        let mut file = tail
-            .file
-            .try_clone()
-            .map_err(io_at("reading", &self.inner.path))?;
-        drop(tail);
-        let mut bytes = Vec::new();
-        file.seek(SeekFrom::Start(0))
-            .and_then(|_| (&mut file).take(len).read_to_end(&mut bytes))
-            .map_err(io_at("reading", &self.inner.path))?;
+        let (bytes, _, len) = self.read_from(0)?;
         let (frames, valid) = frames(&bytes);
         let mut damaged = usize::from(valid != len);
         let mut records = Vec::with_capacity(frames.len());
@@ -263,6 +242,24 @@ impl AppendLog {
             }
         }
         Ok((records, damaged))
+    }
+
+    /// The bytes from `from` (0 if past the end: a log cut at open since) to the end as
+    /// it is now, where they start, and the end.
+    fn read_from(&self, from: u64) -> Result<(Vec<u8>, u64, u64), BackendError> {
+        let tail = lock(&self.inner.tail);
+        let len = tail.len;
+        let mut file = tail
+            .file
+            .try_clone()
+            .map_err(io_at("reading", &self.inner.path))?;
+        drop(tail);
+        let from = if from > len { 0 } else { from };
+        let mut bytes = Vec::new();
+        file.seek(SeekFrom::Start(from))
+            .and_then(|_| (&mut file).take(len - from).read_to_end(&mut bytes))
+            .map_err(io_at("reading", &self.inner.path))?;
+        Ok((bytes, from, len))
     }
 
     /// The log's length in bytes.

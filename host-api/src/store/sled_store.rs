@@ -161,15 +161,8 @@ impl SledBackend {
         puts: &[(&[u8], &[u8])],
         deletes: &[&[u8]],
     ) -> Result<(), BackendError> {
-        let tree = self.tree(ns)?;
-        let mut batch = sled::Batch::default();
-        for (id, value) in puts {
-            batch.insert(*id, *value);
-        }
-        for id in deletes {
-            batch.remove(*id);
-        }
-        tree.apply_batch(batch)
+        self.tree(ns)?
+            .apply_batch(journal::batch(puts, deletes))
             .map_err(|e| classify(e, &self.path))?;
         for (id, _) in puts {
             self.written(ns, id);
