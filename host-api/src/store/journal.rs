@@ -25,7 +25,7 @@ use super::backend::BackendError;
 use super::log::AppendLog;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Where a journaled tree keeps the sequence number of the newest entry it holds. Sorts
 /// before every record id, and is never returned by a read of the store.
@@ -213,7 +213,7 @@ pub(crate) fn replay(
 pub(crate) struct Journal {
     path: PathBuf,
     /// Held from a write's tree update to its append, so the log's order is the trees'.
-    order: Mutex<Option<AppendLog>>,
+    order: Mutex<Option<Arc<AppendLog>>>,
     /// The newest sequence number given out.
     seq: AtomicU64,
 }
@@ -236,19 +236,22 @@ impl Journal {
         }
     }
 
-    /// Makes every entry appended so far durable against a power failure too.
+    /// Makes every entry appended so far durable against a power failure too. Writers go
+    /// on meanwhile: the sync runs outside their order.
     pub(crate) fn sync(&self) -> Result<(), BackendError> {
-        match &*self.order.lock().unwrap_or_else(|p| p.into_inner()) {
-            Some(log) => log.sync(),
-            None => Ok(()),
-        }
+        let log = self
+            .order
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        log.map_or(Ok(()), |l| l.sync())
     }
 }
 
 /// A writer of the journal, holding its order.
 pub(crate) struct Writing<'a> {
     journal: &'a Journal,
-    log: MutexGuard<'a, Option<AppendLog>>,
+    log: MutexGuard<'a, Option<Arc<AppendLog>>>,
 }
 
 impl Writing<'_> {
@@ -260,7 +263,7 @@ impl Writing<'_> {
     /// Appends `entry` with one `write(2)`; returns the journal's length after it.
     pub(crate) fn append(&mut self, entry: &[u8]) -> Result<u64, BackendError> {
         if self.log.is_none() {
-            *self.log = Some(AppendLog::open(&self.journal.path)?);
+            *self.log = Some(Arc::new(AppendLog::open(&self.journal.path)?));
         }
         match &*self.log {
             Some(log) => log.append(entry).map(|_| log.len()),
