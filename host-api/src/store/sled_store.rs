@@ -565,6 +565,112 @@ mod tests {
 
     const CHILD: &str = "LATCHKEY_TEST_JOURNAL_CHILD";
 
+    /// Runs the test `name` of this module again in a child process, with the store
+    /// directory `dir` in [`CHILD`]: its child branch writes, prints "written" and aborts.
+    /// Returns what it printed after "written".
+    fn killed_child(name: &str, dir: &Path) -> String {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                &format!("store::sled_store::tests::{name}"),
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD, dir)
+            .output()
+            .unwrap();
+        let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+        let Some((_, after)) = printed.split_once("written") else {
+            panic!("{printed}{}", String::from_utf8_lossy(&out.stderr));
+        };
+        after.trim().to_owned()
+    }
+
+    /// Writes of the same record by many threads at once reach the journal in the order
+    /// they reached the tree: after a kill, the reopened store holds the value the tree held
+    /// last, for every record.
+    #[test]
+    fn concurrent_journaled_writes_replay_to_the_value_the_tree_held_last() {
+        const KEYS: usize = 4;
+        if let Some(dir) = std::env::var_os(CHILD) {
+            let b = Arc::new(SledBackend::open(Path::new(&dir)).unwrap());
+            let writers: Vec<_> = (0..8)
+                .map(|t| {
+                    let b = b.clone();
+                    std::thread::spawn(move || {
+                        for i in 0..200 {
+                            let id = format!("r/{}", i % KEYS);
+                            let value = format!("t{t}-{i}");
+                            if i % 7 == 3 {
+                                b.delete(NS_RUNS, id.as_bytes()).unwrap();
+                            } else {
+                                b.put_batch(NS_RUNS, &[(id.as_bytes(), value.as_bytes())], &[])
+                                    .unwrap();
+                            }
+                        }
+                    })
+                })
+                .collect();
+            for w in writers {
+                w.join().unwrap();
+            }
+            let last: Vec<String> = (0..KEYS)
+                .map(|k| {
+                    b.get(NS_RUNS, format!("r/{k}").as_bytes())
+                        .unwrap()
+                        .map_or("-".into(), |v| String::from_utf8(v).unwrap())
+                })
+                .collect();
+            println!("written {}", last.join(" "));
+            std::io::stdout().flush().unwrap();
+            std::process::abort();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let last = killed_child(
+            "concurrent_journaled_writes_replay_to_the_value_the_tree_held_last",
+            dir.path(),
+        );
+        let b = SledBackend::open(dir.path()).unwrap();
+        let reopened: Vec<String> = (0..KEYS)
+            .map(|k| {
+                b.get(NS_RUNS, format!("r/{k}").as_bytes())
+                    .unwrap()
+                    .map_or("-".into(), |v| String::from_utf8(v).unwrap())
+            })
+            .collect();
+        assert_eq!(reopened.join(" "), last);
+    }
+
+    /// A journal past its limit is emptied once a flush has put its entries on disk, and
+    /// the writes after that are journaled anew: all of them survive a kill.
+    #[test]
+    fn a_journal_past_its_limit_is_emptied_and_writes_after_it_survive_a_kill() {
+        let mib = vec![b'v'; 1 << 20];
+        let past = (journal::JOURNAL_LIMIT >> 20) as usize + 2;
+        if let Some(dir) = std::env::var_os(CHILD) {
+            let b = SledBackend::open(Path::new(&dir)).unwrap();
+            for i in 0..past {
+                b.put(NS_RUNS, format!("r/{i:04}").as_bytes(), &mib).unwrap();
+            }
+            let len = std::fs::metadata(journal::path(Path::new(&dir))).unwrap().len();
+            println!("written {len}");
+            std::io::stdout().flush().unwrap();
+            std::process::abort();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let len: u64 = killed_child(
+            "a_journal_past_its_limit_is_emptied_and_writes_after_it_survive_a_kill",
+            dir.path(),
+        )
+        .parse()
+        .unwrap();
+        assert!(len < 4 << 20, "the journal was not emptied: {len} bytes");
+        let b = SledBackend::open(dir.path()).unwrap();
+        let runs = b.scan(NS_RUNS, b"r/").unwrap();
+        assert_eq!(runs.len(), past);
+        assert!(runs.iter().all(|(_, v)| *v == mib));
+    }
+
     /// Run records written without a sled flush are in the store after the process that
     /// wrote them is killed (here it aborts: no destructor, no flush) and it is reopened; a
     /// delete is too, and the journal's sequence number is never read back as a record.
@@ -602,21 +708,9 @@ mod tests {
             std::process::abort();
         }
         let dir = tempfile::tempdir().unwrap();
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "store::sled_store::tests::journaled_writes_survive_the_process_being_killed_before_any_flush",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD, dir.path())
-            .output()
-            .unwrap();
-        assert!(
-            String::from_utf8_lossy(&out.stdout).contains("written"),
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+        killed_child(
+            "journaled_writes_survive_the_process_being_killed_before_any_flush",
+            dir.path(),
         );
         let b = SledBackend::open(dir.path()).unwrap();
         let runs = b.scan(NS_RUNS, b"").unwrap();
