@@ -1,4 +1,5 @@
-//! An append-only log file: where an embedded store keeps its audit trail.
+//! An append-only log file: where an embedded store keeps its audit trail (and, framed the same
+//! way, its run journal: see `journal`).
 //!
 //! Why not a sled tree: a sled insert stays in sled's own buffers until a flush, so a record
 //! that had to survive the process being killed cost a whole sled flush (~115 µs) per run.
@@ -279,12 +280,13 @@ impl AppendLog {
 
     fn start_syncer(&self) {
         let weak = Arc::downgrade(&self.inner);
+        let path = &self.inner.path;
         self.inner.syncer.call_once(|| {
             let spawned = std::thread::Builder::new()
                 .name("latchkey-log-sync".into())
                 .spawn(move || background_sync(weak));
             if let Err(e) = spawned {
-                tracing::error!(error = %e, "could not start the audit log's syncer");
+                tracing::error!(path = %path.display(), error = %e, "could not start an append-only log's syncer");
             }
         });
     }
@@ -313,7 +315,7 @@ fn background_sync(log: Weak<Inner>) {
         std::thread::sleep(SYNC_WINDOW);
         let Some(inner) = log.upgrade() else { return };
         if let Err(e) = inner.sync() {
-            tracing::error!(error = %e, "the audit log could not be synced");
+            tracing::error!(error = %e, "an append-only log could not be synced");
         }
     }
 }
@@ -321,7 +323,7 @@ fn background_sync(log: Weak<Inner>) {
 impl Drop for AppendLog {
     fn drop(&mut self) {
         if let Err(e) = self.inner.sync() {
-            tracing::error!(error = %e, "the audit log could not be synced at close");
+            tracing::error!(error = %e, "an append-only log could not be synced at close");
         }
     }
 }
@@ -407,7 +409,7 @@ fn recover(file: &mut File, path: &Path, size: u64) -> Result<(u64, Option<Recor
     tracing::warn!(
         path = %path.display(),
         cut = size - valid,
-        "the audit log ends in an incomplete record (a crash or a full disk during a write); cutting it off"
+        "an append-only log (the audit trail or the run journal) ends in an incomplete record (a crash or a full disk during a write); cutting it off"
     );
     file.set_len(valid).map_err(io_at("truncating", path))?;
     file.sync_all().map_err(io_at("syncing", path))?;
